@@ -1,0 +1,1 @@
+"""engine: a declarative, configuration-driven routing engine for LLM API requests."""

@@ -1,0 +1,133 @@
+"""The error tree, and located problems found while reading a configuration.
+
+```
+EngineError
+├─ ConfigError(problems)      every problem found in one pass, each located
+└─ RouteError(attempts)
+   ├─ NoRouteError            no route matched the request
+   ├─ AllTargetsFailed        every attempt, in order
+   ├─ DeadlineExceeded        the route's deadline ran out
+   ├─ ProviderError           a non-failover client error (e.g. 400), with its attempt
+   └─ StreamInterrupted       a stream broke after its first event; carries what was received
+```
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from engine.result import Attempt
+
+__all__ = [
+    "AllTargetsFailed",
+    "ConfigError",
+    "DeadlineExceeded",
+    "EngineError",
+    "NoRouteError",
+    "Problem",
+    "ProviderError",
+    "RouteError",
+    "StreamInterrupted",
+]
+
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One located finding. ``path`` is the dotted key path (``groups.chat.targets[1]``)."""
+
+    file: str
+    line: int  # 1-based; 0 when unknown
+    col: int  # 1-based; 0 when unknown
+    path: str
+    message: str
+    hint: str = ""
+    severity: Severity = "error"
+    snippet: str = ""  # the source line, for the caret display
+
+    def format(self, *, show_source: bool = True) -> str:
+        where = self.file
+        if self.line:
+            where += f":{self.line}:{self.col}" if self.col else f":{self.line}"
+        text = f"{where}: {self.severity}: "
+        text += f"{self.message} in {self.path}" if self.path else self.message
+        if self.hint:
+            text += f" ({self.hint})"
+        if show_source and self.snippet and self.col:
+            text += f"\n    {self.snippet}\n    {' ' * (self.col - 1)}^"
+        return text
+
+    def __str__(self) -> str:
+        return self.format(show_source=False)
+
+
+def sort_problems(problems: Iterable[Problem]) -> list[Problem]:
+    """Stable, human order: by file, then position, then path."""
+    return sorted(problems, key=lambda p: (p.file, p.line, p.col, p.path, p.message))
+
+
+class EngineError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class ConfigError(EngineError):
+    """A configuration could not be compiled. ``problems`` lists every error (and warning) found."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems: tuple[Problem, ...] = tuple(sort_problems(problems))
+        errors = [p for p in self.problems if p.severity == "error"]
+        head = f"{len(errors)} configuration error{'s' if len(errors) != 1 else ''}"
+        super().__init__(head + "\n" + "\n".join(p.format(show_source=False) for p in self.problems))
+
+    @property
+    def errors(self) -> tuple[Problem, ...]:
+        return tuple(p for p in self.problems if p.severity == "error")
+
+
+class RouteError(EngineError):
+    """A request could not be answered. ``attempts`` lists every try, in order."""
+
+    def __init__(self, message: str, attempts: Sequence[Attempt] = (), *, route: str = "") -> None:
+        self.attempts: tuple[Attempt, ...] = tuple(attempts)
+        self.route = route
+        detail = "".join(f"\n  - {a}" for a in self.attempts)
+        super().__init__(message + detail)
+
+
+class NoRouteError(RouteError):
+    """No route matched the request."""
+
+
+class AllTargetsFailed(RouteError):
+    """Every reachable target failed (or was skipped)."""
+
+
+class DeadlineExceeded(RouteError):
+    """The route's deadline ran out before any target answered."""
+
+
+class ProviderError(RouteError):
+    """A provider answered with an error that neither retries nor fails over (e.g. 400)."""
+
+    def __init__(
+        self, message: str, attempts: Sequence[Attempt] = (), *, status: int | None = None,
+        body: str = "", route: str = "",
+    ) -> None:
+        self.status = status
+        self.body = body
+        super().__init__(message, attempts, route=route)
+
+
+class StreamInterrupted(RouteError):
+    """A stream broke after events were already yielded; failover is no longer allowed.
+
+    ``received`` is the text received before the break.
+    """
+
+    def __init__(self, message: str, attempts: Sequence[Attempt] = (), *, received: str = "",
+                 route: str = "") -> None:
+        self.received = received
+        super().__init__(message, attempts, route=route)

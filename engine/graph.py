@@ -1,0 +1,364 @@
+"""The immutable routing graph: resolved, frozen nodes the runtime executes and plans describe.
+
+Built only by the compiler. Every node is a frozen, slotted dataclass and every mapping a read-only
+proxy, so assigning to any of them raises. ``RoutingGraph.describe()`` is the canonical text form.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal
+
+from engine.errors import Problem
+from engine.templates import RequestTemplate
+from engine.values import MASK, Secret
+from engine.values import format_duration as fd
+
+__all__ = [
+    "Backoff",
+    "Breaker",
+    "CacheConfig",
+    "Classifier",
+    "Group",
+    "Limits",
+    "Match",
+    "Member",
+    "Model",
+    "Node",
+    "Pool",
+    "Price",
+    "Provider",
+    "Route",
+    "RoutingGraph",
+    "Speed",
+    "Strategy",
+    "Target",
+    "frozen_map",
+]
+
+Strategy = Literal["priority", "round_robin", "weighted", "least_latency", "hedged"]
+ERROR_KINDS = ("timeout", "connect", "reset", "protocol")
+
+
+def frozen_map(items: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(items or {}))
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    base: float
+    factor: float = 2.0
+    max: float = 30.0
+    jitter: float = 0.0
+
+    def delay(self, retry: int, rand: float = 0.0) -> float:
+        """Sleep before retry number ``retry`` (1-based); ``rand`` in [0, 1) scales the jitter."""
+        return min(self.base * self.factor ** (retry - 1), self.max) + self.jitter * rand
+
+    def worst(self, retry: int) -> float:
+        return self.delay(retry, 1.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Speed:
+    name: str
+    connect: float
+    read: float
+    pool: float
+    retries: int
+    backoff: Backoff
+
+    @property
+    def tries(self) -> int:
+        return self.retries + 1
+
+    def worst_case(self) -> float:
+        """connect + read per try, times tries, plus every backoff sleep between them."""
+        per_try = self.connect + self.read
+        return per_try * self.tries + sum(self.backoff.worst(r) for r in range(1, self.tries))
+
+
+@dataclass(frozen=True, slots=True)
+class Classifier:
+    name: str
+    retry_status: frozenset[int]
+    retry_errors: frozenset[str]
+    failover_status: frozenset[int]
+    failover_errors: frozenset[str]
+    honor_retry_after: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Breaker:
+    name: str
+    failures: int
+    recovery: float
+    scope: Literal["provider", "model"] = "provider"
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    input: float  # USD per 1M input tokens
+    output: float  # USD per 1M output tokens
+
+    def cost(self, input_tokens: int, output_tokens: int) -> float:
+        return (input_tokens * self.input + output_tokens * self.output) / 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    name: str
+    context: int | None = None
+    price: Price | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Pool:
+    max_connections: int = 100
+    max_keepalive: int = 20
+    keepalive_expiry: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    rpm: int | None = None
+    tpm: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    name: str
+    kind: str
+    base_url: str | Secret
+    api_key: Secret | str | None
+    speed: Speed
+    retry: Classifier
+    breaker: Breaker | None
+    pool: Pool
+    headers: Mapping[str, str | Secret]
+    template: RequestTemplate = field(repr=False, compare=False)
+    template_path: str
+    limits: Limits | None
+    models: Mapping[str, Model]
+
+    def __repr__(self) -> str:
+        return f"Provider({self.name!r}, kind={self.kind!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A provider and a model; ``model is None`` passes the request's own model through."""
+
+    provider: Provider
+    model: str | None
+
+    @property
+    def key(self) -> str:
+        return f"{self.provider.name}/{self.model}" if self.model is not None else self.provider.name
+
+    def model_for(self, requested: str) -> str:
+        return self.model if self.model is not None else requested
+
+    def price(self, model: str) -> Price | None:
+        info = self.provider.models.get(model)
+        return info.price if info is not None else None
+
+    def __repr__(self) -> str:
+        return f"Target({self.key!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    node: Node
+    weight: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    name: str
+    strategy: Strategy
+    members: tuple[Member, ...]
+    max_attempts: int
+    hedge_after: float | None = None
+
+    def __repr__(self) -> str:
+        return f"Group({self.name!r}, {self.strategy})"
+
+
+Node = Target | Group
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """``model`` is a glob on the requested model; ``metadata`` is equality on request metadata."""
+
+    model: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=frozen_map)
+    _model_test: Callable[[str], bool] | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def build(cls, model: str | None, metadata: Mapping[str, Any]) -> Match:
+        test: Callable[[str], bool] | None = None
+        if model is not None:
+            if any(c in model for c in "*?["):
+                test = re.compile(fnmatch.translate(model)).match  # type: ignore[assignment]
+            else:
+                test = model.__eq__
+        return cls(model, frozen_map(metadata), test)
+
+    def matches(self, model: str, metadata: Mapping[str, Any]) -> bool:
+        if self._model_test is not None and not self._model_test(model):
+            return False
+        for key, want in self.metadata.items():
+            if key not in metadata or metadata[key] != want:
+                return False
+        return True
+
+    def describe(self) -> str:
+        parts = []
+        if self.model is not None:
+            parts.append(f"model={self.model}")
+        parts += [f"metadata.{k}={v!r}" for k, v in sorted(self.metadata.items())]
+        return " ".join(parts) or "*"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    index: int
+    match: Match
+    to: Node
+    deadline: float
+    worst_case: float
+    targets: tuple[Target, ...]  # every target this route can reach, in priority order
+    where: str = ""  # "routes.yaml:42" for plans
+
+    def __repr__(self) -> str:
+        return f"Route({self.index}, {self.match.describe()} -> {_node_name(self.to)})"
+
+
+@dataclass(frozen=True, slots=True)
+class CacheConfig:
+    backend: str = "memory"
+    models_ttl: float = 3600.0
+    responses_ttl: float | None = None  # None: responses are not cached
+    max_temperature: float = 0.0
+
+
+def _node_name(node: Node) -> str:
+    return node.name if isinstance(node, Group) else node.key
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingGraph:
+    version: int
+    providers: Mapping[str, Provider]
+    groups: Mapping[str, Group]
+    routes: tuple[Route, ...]
+    speeds: Mapping[str, Speed]
+    classifiers: Mapping[str, Classifier]
+    breakers: Mapping[str, Breaker]
+    cache: CacheConfig
+    deadline: float
+    problems: tuple[Problem, ...] = ()  # warnings kept from compilation
+    sources: tuple[str, ...] = ()
+    profile: str | None = None
+
+    def match(self, model: str, metadata: Mapping[str, Any]) -> Route | None:
+        """The first route whose match accepts the request, or ``None``."""
+        for route in self.routes:
+            if route.match.matches(model, metadata):
+                return route
+        return None
+
+    @property
+    def warnings(self) -> tuple[Problem, ...]:
+        return tuple(p for p in self.problems if p.severity == "warning")
+
+    def __repr__(self) -> str:
+        return (f"RoutingGraph({len(self.providers)} providers, {len(self.groups)} groups, "
+                f"{len(self.routes)} routes)")
+
+    def describe(self) -> str:
+        """Canonical, deterministic text: stable across runs, secrets masked. For snapshots."""
+        out: list[str] = [f"version {self.version}"]
+        if self.profile:
+            out.append(f"profile {self.profile}")
+        out.append(f"deadline {fd(self.deadline)}")
+        c = self.cache
+        out.append(
+            f"cache backend={_mask_url(c.backend)} models_ttl={fd(c.models_ttl)} responses="
+            + (f"ttl={fd(c.responses_ttl)} max_temperature={c.max_temperature:g}"
+               if c.responses_ttl is not None else "off")
+        )
+        out.append("speeds")
+        for s in sorted(self.speeds.values(), key=lambda s: s.name):
+            b = s.backoff
+            out.append(
+                f"  {s.name}: connect={fd(s.connect)} read={fd(s.read)} pool={fd(s.pool)} "
+                f"retries={s.retries} backoff=base:{fd(b.base)},factor:{b.factor:g},"
+                f"max:{fd(b.max)},jitter:{fd(b.jitter)} worst_case={fd(s.worst_case())}"
+            )
+        out.append("classifiers")
+        for k in sorted(self.classifiers.values(), key=lambda k: k.name):
+            out.append(
+                f"  {k.name}: retry_on={_codes(k.retry_status, k.retry_errors)} "
+                f"failover_on={_codes(k.failover_status, k.failover_errors)} "
+                f"retry_after={'honor' if k.honor_retry_after else 'ignore'}"
+            )
+        out.append("breakers")
+        for br in sorted(self.breakers.values(), key=lambda b: b.name):
+            out.append(f"  {br.name}: failures={br.failures} recovery={fd(br.recovery)} "
+                       f"scope={br.scope}")
+        out.append("providers")
+        for p in sorted(self.providers.values(), key=lambda p: p.name):
+            out.append(
+                f"  {p.name}: kind={p.kind} base_url={_secret(p.base_url)} api_key={_secret(p.api_key)} "
+                f"speed={p.speed.name} retry={p.retry.name} "
+                f"breaker={p.breaker.name if p.breaker else 'none'} "
+                f"pool={p.pool.max_connections}/{p.pool.max_keepalive} template={p.template_path}"
+            )
+            if p.limits is not None:
+                out.append(f"    limits rpm={p.limits.rpm} tpm={p.limits.tpm}")
+            for name in sorted(p.headers):
+                out.append(f"    header {name}: {_secret(p.headers[name])}")
+            for m in sorted(p.models.values(), key=lambda m: m.name):
+                price = (f" price={m.price.input:g}/{m.price.output:g}" if m.price else "")
+                ctx = f" context={m.context}" if m.context else ""
+                out.append(f"    model {m.name}{ctx}{price}")
+        out.append("groups")
+        for g in sorted(self.groups.values(), key=lambda g: g.name):
+            hedge = f" hedge_after={fd(g.hedge_after)}" if g.hedge_after is not None else ""
+            out.append(f"  {g.name}: strategy={g.strategy} max_attempts={g.max_attempts}{hedge}")
+            for m in g.members:
+                out.append(f"    - {_node_name(m.node)} weight={m.weight:g}")
+        out.append("routes")
+        for r in self.routes:
+            out.append(
+                f"  [{r.index}] {r.match.describe()} -> {_node_name(r.to)} "
+                f"deadline={fd(r.deadline)} worst_case={fd(r.worst_case)}"
+            )
+            out.append("      targets: " + ", ".join(t.key for t in r.targets))
+        if self.problems:
+            out.append("warnings")
+            out += [f"  {p.format(show_source=False)}" for p in self.problems]
+        return "\n".join(out) + "\n"
+
+
+def _codes(status: frozenset[int], errors: frozenset[str]) -> str:
+    items = [str(s) for s in sorted(status)] + sorted(errors)
+    return "[" + ",".join(items) + "]"
+
+
+def _secret(value: Secret | str | None) -> str:
+    if value is None:
+        return "none"
+    return MASK if isinstance(value, Secret) else value
+
+
+def _mask_url(url: str) -> str:
+    """Hide a password in ``redis://user:pass@host`` forms."""
+    return re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1" + MASK + "@", url)

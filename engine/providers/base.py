@@ -1,0 +1,96 @@
+"""The contract of a provider kind: how a unified request becomes one wire format and back.
+
+A kind turns the normalised request dict into the context its Jinja template renders, names the URL
+and auth headers, and parses JSON responses and stream lines into the unified result types. Kinds
+know nothing of retries, breakers or HTTP clients; the runtime drives them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from engine.result import TextDelta, ToolCall, ToolCallDelta, Usage
+
+__all__ = ["Kind", "Parsed", "StreamParser", "WireError"]
+
+
+class WireError(Exception):
+    """A response body that does not have the shape the kind expects (becomes a 'protocol' error)."""
+
+
+@dataclass(slots=True)
+class Parsed:
+    """A parsed, non-streaming answer."""
+
+    text: str
+    finish_reason: str | None
+    usage: Usage
+    tool_calls: tuple[ToolCall, ...] = ()
+    model: str | None = None  # the model the provider says answered, when it says
+
+
+class StreamParser(ABC):
+    """Fed one decoded line at a time (SSE or NDJSON, as the kind speaks); yields unified deltas.
+
+    After the stream ends, ``finish_reason`` and ``usage`` hold what the provider reported, and
+    ``done`` tells whether the provider's own end-of-stream marker was seen (a stream that ends
+    without it was truncated).
+    """
+
+    def __init__(self) -> None:
+        self.finish_reason: str | None = None
+        self.usage = Usage()
+        self.done = False
+        self.model: str | None = None
+
+    @abstractmethod
+    def feed(self, line: str) -> list[TextDelta | ToolCallDelta]:
+        """Parse one line; raise ``WireError`` on a malformed line or an in-band error event."""
+
+
+class Kind(ABC):
+    """One wire protocol. Instances are stateless singletons registered by ``name``."""
+
+    name: ClassVar[str]
+    default_template: ClassVar[str]  # relative to the templates directory, e.g. "openai/chat.json.j2"
+    stream_format: ClassVar[str]  # "sse" or "ndjson"
+
+    @abstractmethod
+    def url(self, base_url: str, model: str, stream: bool) -> str:
+        """The full URL of a chat call."""
+
+    @abstractmethod
+    def auth_headers(self, api_key: str | None) -> dict[str, str]:
+        """Headers that carry the key (and any fixed protocol headers such as anthropic-version)."""
+
+    @abstractmethod
+    def context(self, request: dict[str, Any], model: str, stream: bool) -> dict[str, Any]:
+        """The variables the kind's template renders; always includes ``request``, ``model``
+        and ``stream``."""
+
+    @abstractmethod
+    def parse(self, data: Any) -> Parsed:
+        """Parse a JSON (already decoded) non-streaming response; raise ``WireError`` if malformed."""
+
+    @abstractmethod
+    def stream_parser(self) -> StreamParser:
+        """A fresh parser for one streaming response."""
+
+    @abstractmethod
+    def models_url(self, base_url: str) -> str:
+        """The URL that lists the provider's models."""
+
+    @abstractmethod
+    def parse_models(self, data: Any) -> list[str]:
+        """Model names from the listing response."""
+
+    def error_message(self, data: Any) -> str:
+        """A short message from an error body (never echoes request headers)."""
+        if isinstance(data, dict):
+            err = data.get("error", data)
+            if isinstance(err, dict):
+                return str(err.get("message") or err.get("type") or err)[:300]
+            return str(err)[:300]
+        return str(data)[:300]

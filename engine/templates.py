@@ -1,0 +1,101 @@
+"""Jinja request templates: source text in, a compiled renderer that yields a JSON body out.
+
+Templates run in a sandbox with ``StrictUndefined``; every ``{{ expression }}`` is emitted as JSON
+(strings quoted and escaped), so a template is JSON with holes: ``"model": {{ model }}``.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+__all__ = ["BUILTIN_DIR", "RequestTemplate", "TemplateFailure", "compile_template"]
+
+BUILTIN_DIR = Path(__file__).parent / "templates"
+
+_dumps = partial(json.dumps, ensure_ascii=False, separators=(",", ":"))
+
+
+def _finalize(value: Any) -> str:
+    return _dumps(value)
+
+
+def _tojson(value: Any) -> str:
+    return _dumps(value)
+
+
+_ENV = ImmutableSandboxedEnvironment(
+    undefined=StrictUndefined,
+    finalize=_finalize,
+    autoescape=False,
+    keep_trailing_newline=False,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+_ENV.filters["tojson"] = _tojson
+
+
+class TemplateFailure(Exception):
+    """A template failed to compile or render; ``line`` is the template line when known."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+class RequestTemplate:
+    """A compiled request template; ``render(**context)`` returns the JSON body text."""
+
+    __slots__ = ("_template", "name", "source")
+
+    def __init__(self, name: str, source: str) -> None:
+        self.name = name
+        self.source = source
+        try:
+            self._template = _ENV.from_string(source)
+        except TemplateError as exc:
+            raise TemplateFailure(str(exc), getattr(exc, "lineno", None)) from None
+
+    def render(self, **context: Any) -> str:
+        return self._template.render(context)
+
+    def render_checked(self, **context: Any) -> Any:
+        """Render and parse; raise ``TemplateFailure`` (with the template line) on any failure."""
+        try:
+            text = self._template.render(context)
+        except TemplateError as exc:
+            raise TemplateFailure(str(exc), getattr(exc, "lineno", None) or _jinja_line()) from None
+        except Exception as exc:  # a sandbox violation or a filter failing on sample data
+            raise TemplateFailure(f"{type(exc).__name__}: {exc}", _jinja_line()) from None
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise TemplateFailure(
+                f"does not render valid JSON: {exc.msg} at output line {exc.lineno} "
+                f"column {exc.colno}", None
+            ) from None
+
+    def __repr__(self) -> str:
+        return f"RequestTemplate({self.name!r})"
+
+
+def _jinja_line() -> int | None:
+    """The template line of the frame Jinja was executing when the current exception was raised."""
+    import sys
+    import traceback
+
+    tb = sys.exc_info()[2]
+    line = None
+    for frame, lineno in traceback.walk_tb(tb):
+        if frame.f_code.co_filename == "<template>":
+            line = lineno
+    return line
+
+
+def compile_template(name: str, source: str) -> RequestTemplate:
+    return RequestTemplate(name, source)

@@ -1,0 +1,94 @@
+"""Small value types shared by every stage: durations, secrets and target references."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+__all__ = ["MASK", "Secret", "TargetRef", "parse_duration", "format_duration"]
+
+MASK: Final = "***"
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h)?\s*$")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(value: object) -> float:
+    """Return seconds for ``250ms``, ``5s``, ``1.5s``, ``10m``, ``1h`` or a bare number of seconds.
+
+    Raises ``ValueError`` with a readable message for anything else (including negatives and bools).
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration like 250ms, 5s, 10m or 1h, got {value!r}")
+    if isinstance(value, int | float):
+        if value < 0 or value != value or value == float("inf"):
+            raise ValueError(f"duration must be a finite number of seconds >= 0, got {value!r}")
+        return float(value)
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if m:
+            return float(m.group(1)) * _UNIT[m.group(2)]
+    raise ValueError(f"expected a duration like 250ms, 5s, 10m or 1h, got {value!r}")
+
+
+def format_duration(seconds: float) -> str:
+    """Canonical short text for a duration: ``250ms``, ``5s``, ``1.5s``, ``10m``, ``1h``."""
+    if seconds == 0:
+        return "0s"
+    if seconds < 1:
+        return f"{round(seconds * 1000, 3):g}ms"
+    for unit, size in (("h", 3600.0), ("m", 60.0)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{round(seconds, 3):g}s"
+
+
+class Secret:
+    """A value that came from the environment: masked in ``repr`` and ``str``; ``reveal()`` opens it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret({MASK!r})"
+
+    def __str__(self) -> str:
+        return MASK
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(("Secret", self._value))
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __reduce__(self) -> tuple[object, ...]:  # pickling would leak it into caches / logs
+        raise TypeError("Secret values cannot be pickled")
+
+
+@dataclass(frozen=True, slots=True)
+class TargetRef:
+    """A parsed target string: ``provider/model``, a provider alone, or a group name.
+
+    ``head`` is the part before the first ``/``; ``model`` is everything after it (may contain
+    ``/`` and ``:``) or ``None`` when the string names a provider or a group.
+    """
+
+    head: str
+    model: str | None
+
+    @classmethod
+    def parse(cls, text: str) -> TargetRef:
+        head, sep, model = text.partition("/")
+        return cls(head, model if sep else None)
+
+    def __str__(self) -> str:
+        return self.head if self.model is None else f"{self.head}/{self.model}"
