@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Message", "Request", "normalize_request", "SAMPLE_REQUEST"]
+__all__ = ["SAMPLE_REQUEST", "Message", "Request", "normalize_request"]
 
 
 class Message(BaseModel):

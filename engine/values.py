@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["MASK", "Secret", "TargetRef", "parse_duration", "format_duration"]
+__all__ = ["MASK", "Secret", "TargetRef", "format_duration", "parse_duration"]
 
 MASK: Final = "***"
 

@@ -1,0 +1,689 @@
+"""Loaded, validated config in, an immutable ``RoutingGraph`` out — or a ``ConfigError`` listing
+every located problem found in one pass.
+
+Resolves names (speeds, classifiers, breakers, providers, models, groups, templates) with
+did-you-mean hints, rejects group cycles, fills defaults, test-renders every template, and computes
+each route's reachable targets and worst-case time.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from engine import schema as S
+from engine.errors import ConfigError, Problem
+from engine.graph import (
+    Backoff,
+    Breaker,
+    CacheConfig,
+    Classifier,
+    Group,
+    Limits,
+    Match,
+    Member,
+    Model,
+    Node,
+    Pool,
+    Price,
+    Provider,
+    Route,
+    RoutingGraph,
+    Speed,
+    Target,
+    frozen_map,
+)
+from engine.loader import Loaded, Loc, Path_, format_path, load
+from engine.request import SAMPLE_REQUEST
+from engine.templates import BUILTIN_DIR, RequestTemplate, TemplateFailure
+from engine.values import Secret, TargetRef
+from engine.values import format_duration as fd
+
+__all__ = ["BUILTIN_SPEEDS", "compile_file", "compile_loaded", "compile_text"]
+
+BUILTIN_SPEEDS: Mapping[str, Speed] = frozen_map({
+    "fast": Speed("fast", 5.0, 10.0, 3.0, 2, Backoff(1.0, 2.0, 8.0, 0.5)),
+    "medium": Speed("medium", 10.0, 15.0, 5.0, 3, Backoff(1.5, 2.0, 30.0, 0.0)),
+    "slow": Speed("slow", 30.0, 30.0, 5.0, 4, Backoff(2.0, 2.0, 30.0, 0.0)),
+})
+_TRANSIENT = Classifier(
+    "transient",
+    frozenset({408, 429, 500, 502, 503, 504}), frozenset({"timeout", "connect", "reset"}),
+    frozenset({401, 403, 404, 408, 429, 500, 502, 503, 504}),
+    frozenset({"timeout", "connect", "reset", "protocol"}),
+    True,
+)
+BUILTIN_CLASSIFIERS: Mapping[str, Classifier] = frozen_map({
+    "transient": _TRANSIENT,
+    "never": Classifier("never", frozenset(), frozenset(), _TRANSIENT.failover_status,
+                        _TRANSIENT.failover_errors, True),
+})
+BUILTIN_BREAKERS: Mapping[str, Breaker] = frozen_map({
+    "standard": Breaker("standard", 5, 60.0, "provider"),
+})
+DEFAULT_BASE_URLS = {
+    "openai": "https://api.openai.com/v1",
+    "anthropic": "https://api.anthropic.com/v1",
+    "gemini": "https://generativelanguage.googleapis.com",
+    "ollama": "http://localhost:11434",
+}
+NO_BREAKER = "none"
+
+
+def compile_text(
+    text: str, *, file: str = "routes.yaml", base_dir: Path | None = None,
+    profile: str | None = None, profiles_dir: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> RoutingGraph:
+    """Compile YAML text. ``base_dir`` resolves template paths and ``profiles/`` (default: cwd)."""
+    base = base_dir or Path.cwd()
+    loaded = load(text, file, profile=profile, profiles_dir=profiles_dir or base / "profiles",
+                  env=env)
+    return compile_loaded(loaded, base_dir=base, profile=profile)
+
+
+def compile_file(
+    path: str | Path, *, profile: str | None = None, env: Mapping[str, str] | None = None,
+) -> RoutingGraph:
+    """Compile a routes.yaml file (profiles from ``profiles/`` beside it)."""
+    p = Path(path)
+    name = _display(p)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([Problem(name, 0, 0, "", "file not found",
+                                   "pass the path of your routes.yaml")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([Problem(name, 0, 0, "", f"cannot read file: {exc}", "")]) from None
+    return compile_text(text, file=name, base_dir=p.parent, profile=profile,
+                        profiles_dir=p.parent / "profiles", env=env)
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def compile_loaded(loaded: Loaded, *, base_dir: Path, profile: str | None = None) -> RoutingGraph:
+    c = _Compiler(loaded, base_dir)
+    graph = c.run(profile)
+    errors = [p for p in c.problems if p.severity == "error"]
+    if errors or graph is None:
+        raise ConfigError(c.problems)
+    return graph
+
+
+def did_you_mean(name: str, options: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else ""
+
+
+@dataclass
+class _Compiler:
+    loaded: Loaded
+    base_dir: Path
+    problems: list[Problem] = field(default_factory=list)
+    templates: dict[Path, RequestTemplate | None] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.problems = list(self.loaded.problems)
+
+    # -- reporting -----------------------------------------------------------------------------
+
+    def report(self, path: Path_, message: str, hint: str = "", *, key: bool = False,
+               severity: typing.Literal["error", "warning"] = "error") -> None:
+        loc = self.loaded.locations.find(path, key=key) or Loc(self.loaded.files[0], 0, 0)
+        self.problems.append(Problem(loc.file, loc.line, loc.col, format_path(path), message,
+                                     hint, severity, loc.source))
+
+    def validate(self, model: type[BaseModel], data: Any, path: Path_) -> Any:
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            for err in exc.errors():
+                self._pydantic_problem(model, path, err)
+            return None
+
+    def _pydantic_problem(self, model: type[BaseModel], path: Path_, err: Any) -> None:
+        loc = tuple(p for p in err["loc"] if isinstance(p, str | int))
+        full = (*path, *loc)
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            allowed = _fields_at(model, loc[:-1])
+            name = str(loc[-1])
+            hint = did_you_mean(name, allowed) or (
+                f"allowed keys: {', '.join(sorted(allowed))}" if allowed else "remove it")
+            self.report(full, f"unknown key '{name}'", hint, key=True)
+        elif kind == "missing":
+            self.report(full[:-1] if len(full) > 1 else full,
+                        f"missing required key '{loc[-1]}'", f"add '{loc[-1]}:'", key=True)
+        elif kind == "literal_error":
+            got = err.get("input")
+            expected = [x.strip(" '") for x in
+                        str(err.get("ctx", {}).get("expected", "")).replace(" or ", ", ").split(",")]
+            hint = did_you_mean(str(got), expected) or f"expected {err['ctx']['expected']}"
+            self.report(full, f"invalid value {got!r}", hint)
+        else:
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            got = err.get("input")
+            if kind not in ("value_error",) and not isinstance(got, dict | list | Secret):
+                msg += f", got {got!r}"
+            self.report(full, msg[:1].lower() + msg[1:])
+
+    # -- the pass ------------------------------------------------------------------------------
+
+    def run(self, profile: str | None) -> RoutingGraph | None:
+        data = self.loaded.data
+        if data is None:
+            if not self.problems:
+                self.report((), "the file is empty", "start with 'version: 1'")
+            return None
+        top = self._top_level(data)
+        speeds = self._speeds(data.get("speeds"))
+        classifiers = self._classifiers(data.get("retry"))
+        breakers = self._breakers(data.get("breakers"))
+        defaults = self.validate(S.DefaultsSpec, data.get("defaults") or {}, ("defaults",))
+        defaults = defaults or S.DefaultsSpec()
+        self._check_defaults(defaults, speeds, classifiers, breakers)
+        cache_spec = self.validate(S.CacheSpec, data.get("cache") or {}, ("cache",))
+        providers = self._providers(data.get("providers"), defaults, speeds, classifiers,
+                                    breakers)
+        groups = self._groups(data.get("groups"), providers)
+        routes = self._routes(data.get("routes"), providers, groups, defaults.deadline)
+        if not top or any(p.severity == "error" for p in self.problems):
+            return None
+        self._unused(providers, groups, routes)
+        cache = _cache(cache_spec or S.CacheSpec())
+        return RoutingGraph(
+            version=1, providers=frozen_map(providers), groups=frozen_map(groups),
+            routes=tuple(routes), speeds=frozen_map(speeds), classifiers=frozen_map(classifiers),
+            breakers=frozen_map(breakers), cache=cache, deadline=defaults.deadline,
+            problems=tuple(p for p in self.problems if p.severity == "warning"),
+            sources=tuple(self.loaded.files), profile=profile,
+        )
+
+    def _top_level(self, data: dict[str, Any]) -> bool:
+        ok = True
+        allowed = set(S.RoutesSpec.model_fields)
+        for key in data:
+            if key not in allowed:
+                ok = False
+                self.report((key,), f"unknown key '{key}'",
+                            did_you_mean(key, allowed) or f"allowed keys: "
+                            f"{', '.join(sorted(allowed))}", key=True)
+        for key in ("version", "providers", "routes"):
+            if key not in data:
+                ok = False
+                self.report((), f"missing required key '{key}'", f"add '{key}:' at the top level")
+        if "version" in data and data["version"] != 1:
+            ok = False
+            self.report(("version",), f"unsupported version {data['version']!r}",
+                        "this engine reads version: 1")
+        for key in ("speeds", "retry", "breakers", "providers", "groups"):
+            if key in data and data[key] is not None and not isinstance(data[key], dict):
+                ok = False
+                self.report((key,), f"'{key}' must be a mapping of names",
+                            f"write {key}: {{name: ...}}")
+        if "routes" in data and not isinstance(data["routes"], list):
+            ok = False
+            self.report(("routes",), "'routes' must be a list", "write routes: [- match: ...]")
+        return ok
+
+    def _raw(self, section: str) -> dict[str, Any]:
+        value = self.loaded.data.get(section)
+        return value if isinstance(value, dict) else {}
+
+    def _entries(self, section: str, raw: Any) -> dict[str, Any]:
+        """Validate each named entry of a section on its own, so one bad entry hides nothing."""
+        out: dict[str, Any] = {}
+        if not isinstance(raw, dict):
+            return out
+        model = S.SECTIONS[section]
+        for name, body in raw.items():
+            spec = self.validate(model, {} if body is None else body, (section, name))
+            if spec is not None:
+                out[name] = spec
+        return out
+
+    def _speeds(self, raw: Any) -> dict[str, Speed]:
+        specs: dict[str, S.SpeedSpec] = self._entries("speeds", raw)
+        done: dict[str, Speed] = {}
+        active: set[str] = set()
+
+        def resolve(name: str) -> Speed:
+            if name in done:
+                return done[name]
+            spec, parent_name = specs[name], specs[name].extends
+            active.add(name)
+            if parent_name is None or parent_name == name:
+                parent = BUILTIN_SPEEDS.get(name, BUILTIN_SPEEDS["medium"])
+            elif parent_name in active:
+                self.report(("speeds", name, "extends"), f"speed '{name}' extends itself "
+                            f"through '{parent_name}'", "make one of them stand alone")
+                parent = BUILTIN_SPEEDS["medium"]
+            elif parent_name in specs:
+                parent = resolve(parent_name)
+            elif parent_name in BUILTIN_SPEEDS:
+                parent = BUILTIN_SPEEDS[parent_name]
+            else:
+                self.report(("speeds", name, "extends"), f"unknown speed '{parent_name}'",
+                            did_you_mean(parent_name, {*BUILTIN_SPEEDS, *specs}))
+                parent = BUILTIN_SPEEDS["medium"]
+            active.discard(name)
+            done[name] = _speed(name, spec, parent)
+            return done[name]
+
+        for name in specs:
+            resolve(name)
+        return {**BUILTIN_SPEEDS, **done}
+
+    def _classifiers(self, raw: Any) -> dict[str, Classifier]:
+        specs: dict[str, S.ClassifierSpec] = self._entries("retry", raw)
+        out = dict(BUILTIN_CLASSIFIERS)
+        for name, spec in specs.items():
+            base = BUILTIN_CLASSIFIERS.get(name, _TRANSIENT)
+            ro, fo = spec.retry_on, spec.failover_on
+            out[name] = Classifier(
+                name,
+                frozenset(ro.status) if ro else base.retry_status,
+                frozenset(ro.errors) if ro else base.retry_errors,
+                frozenset(fo.status) if fo else base.failover_status,
+                frozenset(fo.errors) if fo else base.failover_errors,
+                (spec.retry_after or ("honor" if base.honor_retry_after else "ignore")) == "honor",
+            )
+        return out
+
+    def _breakers(self, raw: Any) -> dict[str, Breaker]:
+        specs: dict[str, S.BreakerSpec] = self._entries("breakers", raw)
+        out = dict(BUILTIN_BREAKERS)
+        for name, spec in specs.items():
+            if name == NO_BREAKER:
+                self.report(("breakers", name), f"'{NO_BREAKER}' is reserved",
+                            "it means 'no breaker'; pick another name", key=True)
+            out[name] = Breaker(name, spec.failures, spec.recovery, spec.scope)
+        return out
+
+    def _check_defaults(self, d: S.DefaultsSpec, speeds: Mapping[str, Any],
+                        classifiers: Mapping[str, Any], breakers: Mapping[str, Any]) -> None:
+        self._ref(("defaults", "speed"), d.speed, speeds, "speed")
+        self._ref(("defaults", "retry"), d.retry, classifiers, "retry classifier")
+        if d.breaker != NO_BREAKER:
+            self._ref(("defaults", "breaker"), d.breaker, breakers, "breaker")
+
+    def _ref(self, path: Path_, name: str, table: Mapping[str, Any], what: str) -> Any:
+        if name in table:
+            return table[name]
+        self.report(path, f"unknown {what} '{name}'",
+                    did_you_mean(name, table) or f"known: {', '.join(sorted(table))}")
+        return None
+
+    # -- providers -----------------------------------------------------------------------------
+
+    def _providers(self, raw: Any, d: S.DefaultsSpec, speeds: Mapping[str, Speed],
+                   classifiers: Mapping[str, Classifier],
+                   breakers: Mapping[str, Breaker]) -> dict[str, Provider]:
+        specs: dict[str, S.ProviderSpec] = self._entries("providers", raw)
+        out: dict[str, Provider] = {}
+        for name, spec in specs.items():
+            path: Path_ = ("providers", name)
+            if "/" in name:
+                self.report(path, f"provider name '{name}' contains '/'",
+                            "'/' separates provider and model in targets", key=True)
+            speed = self._ref((*path, "speed"), spec.speed or d.speed, speeds, "speed") \
+                if spec.speed else speeds.get(d.speed)
+            retry = self._ref((*path, "retry"), spec.retry, classifiers, "retry classifier") \
+                if spec.retry else classifiers.get(d.retry)
+            bname = spec.breaker or d.breaker
+            breaker = None
+            if bname != NO_BREAKER:
+                breaker = (self._ref((*path, "breaker"), bname, breakers, "breaker")
+                           if spec.breaker else breakers.get(bname))
+            template = self._template(name, spec)
+            if speed is None or retry is None or template is None:
+                continue
+            base_url = spec.base_url if spec.base_url is not None else DEFAULT_BASE_URLS[spec.kind]
+            self._check_url(path, base_url)
+            self._check_env(path, spec)
+            out[name] = Provider(
+                name=name, kind=spec.kind, base_url=base_url, api_key=spec.api_key,
+                speed=speed, retry=retry, breaker=breaker,
+                pool=Pool(spec.pool.max_connections, spec.pool.max_keepalive,
+                          spec.pool.keepalive_expiry),
+                headers=frozen_map(spec.headers), template=template[0],
+                template_path=template[1],
+                limits=Limits(spec.limits.rpm, spec.limits.tpm) if spec.limits else None,
+                models=frozen_map({
+                    m: Model(m, ms.context, Price(ms.price.input, ms.price.output)
+                             if ms.price else None)
+                    for m, ms in spec.models.items()
+                }),
+            )
+        return out
+
+    def _check_url(self, path: Path_, url: str | Secret) -> None:
+        text = url.reveal() if isinstance(url, Secret) else url
+        if not text.startswith(("http://", "https://")):
+            shown = "the value" if isinstance(url, Secret) else f"'{text}'"
+            self.report((*path, "base_url"), f"{shown} is not an http(s) URL",
+                        "write http://host:port/... or https://...")
+
+    def _check_env(self, path: Path_, spec: S.ProviderSpec) -> None:
+        if isinstance(spec.api_key, Secret) and not spec.api_key.reveal():
+            self.report((*path, "api_key"), "api_key is empty (its environment variable is "
+                        "not set)", "set it before routing requests to this provider",
+                        severity="warning")
+
+    def _template(self, name: str, spec: S.ProviderSpec) -> tuple[RequestTemplate, str] | None:
+        from engine.providers import get_kind  # the kinds know their default templates
+
+        kind = get_kind(spec.kind)
+        path: Path_ = ("providers", name, "template")
+        rel = spec.template or f"templates/{kind.default_template}"
+        file = self._find_template(rel)
+        if file is None:
+            self.report(path, f"template '{rel}' not found",
+                        f"looked in {self.base_dir} and the built-in templates")
+            return None
+        if file not in self.templates:
+            try:
+                source = file.read_text(encoding="utf-8")
+                self.templates[file] = RequestTemplate(rel, source)
+            except (OSError, UnicodeDecodeError) as exc:
+                self.report(path, f"cannot read template '{rel}': {exc}")
+                self.templates[file] = None
+            except TemplateFailure as exc:
+                self._template_problem(rel, exc, path)
+                self.templates[file] = None
+        tpl = self.templates[file]
+        if tpl is None:
+            return None
+        model = next(iter(spec.models), "sample-model")
+        for stream in (False, True):
+            try:
+                ctx = kind.context({**SAMPLE_REQUEST, "model": model}, model, stream)
+                tpl.render_checked(**ctx)
+            except TemplateFailure as exc:
+                self._template_problem(rel, exc, path)
+                return None
+        return tpl, rel
+
+    def _template_problem(self, rel: str, exc: TemplateFailure, path: Path_) -> None:
+        file = self._find_template(rel)
+        lines = file.read_text(encoding="utf-8").splitlines() if file else []
+        line = exc.line or 0
+        src = lines[line - 1] if 0 < line <= len(lines) else ""
+        self.problems.append(Problem(
+            rel, line, 1 if line else 0, format_path(path), f"template error: {exc}",
+            "fix the template; it is rendered with a sample request at compile time",
+            snippet=src))
+
+    def _find_template(self, rel: str) -> Path | None:
+        p = Path(rel)
+        candidates = [p] if p.is_absolute() else [self.base_dir / p]
+        if not p.is_absolute() and p.parts and p.parts[0] == "templates":
+            candidates.append(BUILTIN_DIR.joinpath(*p.parts[1:]))
+        return next((c for c in candidates if c.is_file()), None)
+
+    # -- groups and routes ---------------------------------------------------------------------
+
+    def _groups(self, raw: Any, providers: Mapping[str, Provider]) -> dict[str, Group]:
+        specs: dict[str, S.GroupSpec] = self._entries("groups", raw)
+        known_providers = set(providers) | set(self._raw("providers"))
+        for name in specs:
+            if name in known_providers:
+                self.report(("groups", name), f"group '{name}' has the same name as a provider",
+                            "rename one of them: a target name must be unambiguous", key=True)
+            if "/" in name:
+                self.report(("groups", name), f"group name '{name}' contains '/'",
+                            "'/' separates provider and model in targets", key=True)
+        for name, spec in specs.items():
+            if spec.strategy == "hedged" and spec.hedge_after is None:
+                self.report(("groups", name, "strategy"), "strategy hedged needs hedge_after",
+                            "add hedge_after: 400ms (when to start the next target)")
+            if spec.strategy != "hedged" and spec.hedge_after is not None:
+                self.report(("groups", name, "hedge_after"),
+                            f"hedge_after is ignored by strategy {spec.strategy}",
+                            "remove it, or use strategy: hedged", severity="warning")
+            if spec.max_attempts is not None and spec.max_attempts > len(spec.targets):
+                self.report(("groups", name, "max_attempts"),
+                            f"max_attempts {spec.max_attempts} exceeds the group's "
+                            f"{len(spec.targets)} targets", "it is capped", severity="warning")
+        cycle_free = self._cycles(specs)
+        built: dict[str, Group] = {}
+
+        def build(name: str) -> Group | None:
+            if name in built:
+                return built[name]
+            spec = specs[name]
+            members: list[Member] = []
+            for i, m in enumerate(spec.targets):
+                node = self._node((*("groups", name, "targets"), i), m.target, providers, specs,
+                                  build if cycle_free else None)
+                if node is not None:
+                    members.append(Member(node, m.weight))
+            if len(members) != len(spec.targets):
+                return None
+            g = Group(name, spec.strategy, tuple(members),
+                      min(spec.max_attempts or len(members), len(members)), spec.hedge_after)
+            built[name] = g
+            return g
+
+        for name in specs:
+            build(name)
+        return built
+
+    def _cycles(self, specs: Mapping[str, S.GroupSpec]) -> bool:
+        state: dict[str, int] = {}
+        found = False
+
+        def visit(name: str, stack: list[str]) -> None:
+            nonlocal found
+            state[name] = 1
+            for i, m in enumerate(specs[name].targets):
+                head = TargetRef.parse(m.target).head
+                if TargetRef.parse(m.target).model is not None or head not in specs:
+                    continue
+                if state.get(head) == 1:
+                    cyc = [*stack[stack.index(head):], head] if head in stack else [name, head]
+                    self.report(("groups", name, "targets", i),
+                                "group cycle: " + " -> ".join(cyc),
+                                "a group may not reach itself; remove one of these edges")
+                    found = True
+                elif head not in state:
+                    visit(head, [*stack, head])
+            state[name] = 2
+
+        for name in specs:
+            if name not in state:
+                visit(name, [name])
+        return not found
+
+    def _node(self, path: Path_, text: str, providers: Mapping[str, Provider],
+              groups: Mapping[str, Any], build: Any) -> Node | None:
+        ref = TargetRef.parse(text)
+        raw_providers = self._raw("providers")
+        if ref.model is None and ref.head in groups:
+            return build(ref.head) if build is not None else None
+        if ref.head in providers:
+            prov = providers[ref.head]
+            if ref.model is not None and prov.models and ref.model not in prov.models:
+                self.report(path, f"unknown model '{ref.model}' for provider '{ref.head}'",
+                            did_you_mean(ref.model, prov.models) or
+                            f"declare it under providers.{ref.head}.models")
+                return None
+            if ref.model == "":
+                self.report(path, f"'{text}' has an empty model name", "write provider/model")
+                return None
+            return Target(prov, ref.model)
+        if ref.head in raw_providers:
+            return None  # the provider itself is broken; that is reported already
+        if ref.model is not None and ref.head in groups:
+            self.report(path, f"'{ref.head}' is a group: a group takes no '/model'",
+                        f"write '{ref.head}'")
+            return None
+        what = "provider" if ref.model is not None else "provider or group"
+        self.report(path, f"unknown {what} '{ref.head}'",
+                    did_you_mean(ref.head, [*raw_providers, *([] if ref.model else groups)]))
+        return None
+
+    def _routes(self, raw: Any, providers: Mapping[str, Provider], groups: Mapping[str, Group],
+                default_deadline: float) -> list[Route]:
+        if not isinstance(raw, list):
+            return []
+        out: list[Route] = []
+        for i, body in enumerate(raw):
+            path: Path_ = ("routes", i)
+            spec = self.validate(S.RouteSpec, body if body is not None else {}, path)
+            if spec is None:
+                continue
+            node = self._node((*path, "to"), spec.to, providers, self._raw("groups"),
+                              groups.get)
+            if node is None:
+                continue
+            deadline = spec.deadline if spec.deadline is not None else default_deadline
+            worst = worst_case(node)
+            loc = self.loaded.locations.find(path)
+            route = Route(i, Match.build(spec.match.model, spec.match.metadata), node, deadline,
+                          worst, tuple(flatten(node)),
+                          f"{loc.file}:{loc.line}" if loc else "")
+            if worst > deadline:
+                self.report((*path, "to"), f"worst case {fd(worst)} exceeds the deadline "
+                            f"{fd(deadline)}", "the deadline cuts retries short; raise it or "
+                            "trim retries/timeouts", severity="warning")
+            for j, prev in enumerate(out):
+                if _shadows(prev.match, route.match):
+                    self.report(path, f"route {i} can never match: route {j} matches "
+                                "everything it does", "reorder the routes", severity="warning")
+                    break
+            out.append(route)
+        return out
+
+    def _unused(self, providers: Mapping[str, Provider], groups: Mapping[str, Group],
+                routes: list[Route]) -> None:
+        used = {t.provider.name for r in routes for t in r.targets}
+        for name in providers:
+            if name not in used:
+                self.report(("providers", name), f"provider '{name}' is not reachable from any "
+                            "route", "route to it or remove it", key=True, severity="warning")
+        reached: set[str] = set()
+        for r in routes:
+            _groups_in(r.to, reached)
+        for name in groups:
+            if name not in reached:
+                self.report(("groups", name), f"group '{name}' is not reachable from any route",
+                            "route to it or remove it", key=True, severity="warning")
+
+
+# -- pure helpers -----------------------------------------------------------------------------
+
+
+def _speed(name: str, spec: S.SpeedSpec, parent: Speed) -> Speed:
+    b = spec.backoff
+    pb = parent.backoff
+
+    def pick(value: Any, default: Any) -> Any:
+        return default if value is None else value
+
+    return Speed(
+        name, pick(spec.connect, parent.connect), pick(spec.read, parent.read),
+        pick(spec.pool, parent.pool), pick(spec.retries, parent.retries),
+        Backoff(pick(b and b.base, pb.base), pick(b and b.factor, pb.factor),
+                pick(b and b.max, pb.max), pick(b and b.jitter, pb.jitter)),
+    )
+
+
+def _cache(spec: S.CacheSpec) -> CacheConfig:
+    backend = spec.backend.reveal() if isinstance(spec.backend, Secret) else spec.backend
+    r = spec.responses
+    return CacheConfig(backend, spec.models.ttl, r.ttl if r else None,
+                       r.max_temperature if r else 0.0)
+
+
+def worst_case(node: Node) -> float:
+    """Upper bound of a node's time: a target's tries and backoff; for a group, the sum over the
+    ``max_attempts`` costliest members (any of them may be the ones tried)."""
+    if isinstance(node, Target):
+        return node.provider.speed.worst_case()
+    costs = sorted((worst_case(m.node) for m in node.members), reverse=True)
+    return sum(costs[: node.max_attempts])
+
+
+def flatten(node: Node) -> list[Target]:
+    """Every target a node can reach, in priority order, without repeats."""
+    out: list[Target] = []
+    seen: set[str] = set()
+
+    def walk(n: Node) -> None:
+        if isinstance(n, Target):
+            if n.key not in seen:
+                seen.add(n.key)
+                out.append(n)
+        else:
+            for m in n.members:
+                walk(m.node)
+
+    walk(node)
+    return out
+
+
+def _groups_in(node: Node, acc: set[str]) -> None:
+    if isinstance(node, Group) and node.name not in acc:
+        acc.add(node.name)
+        for m in node.members:
+            _groups_in(m.node, acc)
+
+
+def _shadows(earlier: Match, later: Match) -> bool:
+    """True when ``earlier`` matches every request ``later`` does (so ``later`` is dead)."""
+    if earlier.model is not None and earlier.model != later.model and earlier.model != "*":
+        return False
+    return all(later.metadata.get(k, _MISSING) == v for k, v in earlier.metadata.items())
+
+
+_MISSING = object()
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[str | int, ...]) -> set[str]:
+    """The keys allowed in the mapping at ``loc`` inside ``model`` (for did-you-mean)."""
+    tp: Any = model
+    for part in loc:
+        tp = _unwrap(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            f = tp.model_fields.get(str(part))
+            if f is None:
+                return set()
+            tp = f.annotation
+        else:
+            args = typing.get_args(tp)
+            if not args:
+                return set()
+            tp = args[-1]
+    tp = _unwrap(tp)
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return set(tp.model_fields)
+    return set()
+
+
+def _unwrap(tp: Any) -> Any:
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is typing.Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (typing.Union, types.UnionType):
+            models = [a for a in typing.get_args(tp) if isinstance(a, type) and
+                      issubclass(a, BaseModel)]
+            if models:
+                tp = models[0]
+            else:
+                return tp
+        else:
+            return tp

@@ -1,0 +1,345 @@
+"""YAML text in, plain data out: a location for every key and value, profile overlay, ``${ENV}``.
+
+Only this module touches ruamel.yaml. Loading is safe (no Python tags, no custom constructors); each
+value's position is kept in a ``Locations`` map keyed by path tuples such as
+``("groups", "chat", "targets", 1)``. Profiles deep-merge (mappings merge, lists replace, ``null``
+removes a key). Strings with ``${NAME}`` / ``${NAME:-default}`` become ``Secret`` values.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from engine.errors import Problem
+from engine.values import Secret
+
+__all__ = ["Loaded", "Loc", "Locations", "Path_", "format_path", "load", "load_text", "merge"]
+
+Path_ = tuple[str | int, ...]
+MAX_NODES = 200_000  # an alias bomb stops here instead of eating the machine
+
+
+@dataclass(frozen=True, slots=True)
+class Loc:
+    file: str
+    line: int  # 1-based
+    col: int  # 1-based
+    source: str = ""  # the text of that line, for caret displays
+
+
+@dataclass(slots=True)
+class Locations:
+    """Where each path's key and value were written. Lookups fall back to the longest prefix."""
+
+    keys: dict[Path_, Loc] = field(default_factory=dict)
+    values: dict[Path_, Loc] = field(default_factory=dict)
+
+    def find(self, path: Path_, *, key: bool = False) -> Loc | None:
+        first, second = (self.keys, self.values) if key else (self.values, self.keys)
+        p = tuple(path)
+        while True:
+            loc = first.get(p) or second.get(p)
+            if loc is not None or not p:
+                return loc
+            p = p[:-1]
+
+    def drop(self, prefix: Path_) -> None:
+        n = len(prefix)
+        for table in (self.keys, self.values):
+            for p in [p for p in table if p[:n] == prefix]:
+                del table[p]
+
+    def update(self, other: Locations) -> None:
+        self.keys.update(other.keys)
+        self.values.update(other.values)
+
+
+@dataclass(slots=True)
+class Loaded:
+    data: Any
+    locations: Locations
+    problems: list[Problem]
+    files: list[str]
+    env_used: dict[str, bool] = field(default_factory=dict)  # name -> was it set
+
+
+def format_path(path: Path_) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif out:
+            out += f".{part}" if re.fullmatch(r"[\w-]+", part) else f"[{part!r}]"
+        else:
+            out = part
+    return out
+
+
+class _Converter:
+    def __init__(self, file: str, lines: list[str]) -> None:
+        self.file = file
+        self.lines = lines
+        self.locs = Locations()
+        self.problems: list[Problem] = []
+        self.nodes = 0
+
+    def loc(self, line0: int, col0: int) -> Loc:
+        src = self.lines[line0] if 0 <= line0 < len(self.lines) else ""
+        return Loc(self.file, line0 + 1, col0 + 1, src)
+
+    def convert(self, node: Any, path: Path_) -> Any:
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise _TooBig
+        if isinstance(node, CommentedMap):
+            out: dict[str, Any] = {}
+            for key, value in node.items():
+                kl = node.lc.key(key)
+                vl = node.lc.value(key)
+                if not isinstance(key, str):
+                    loc = self.loc(*kl)
+                    self.problems.append(Problem(
+                        self.file, loc.line, loc.col, "", f"mapping key {key!r} is not a string",
+                        "quote it", snippet=loc.source))
+                    key = str(key)
+                sub = (*path, key)
+                self.locs.keys[sub] = self.loc(*kl)
+                if vl is not None and vl[0] is not None:
+                    self.locs.values[sub] = self.loc(*vl)
+                out[key] = self.convert(value, sub)
+            return out
+        if isinstance(node, CommentedSeq):
+            items = []
+            for i, value in enumerate(node):
+                sub = (*path, i)
+                il = node.lc.item(i)
+                if il is not None:
+                    self.locs.values[sub] = self.loc(*il)
+                items.append(self.convert(value, sub))
+            return items
+        if isinstance(node, TaggedScalar):
+            loc = self.locs.find(path) or Loc(self.file, 0, 0)
+            self.problems.append(Problem(
+                loc.file, loc.line, loc.col, format_path(path),
+                f"tag {node.tag!s} is not allowed", "remove the tag: only plain YAML is read",
+                snippet=loc.source))
+            return None
+        if isinstance(node, bool | int | float | str) or node is None:
+            return _plain(node)
+        if isinstance(node, _dt.date | _dt.datetime):
+            return node.isoformat()
+        loc = self.locs.find(path) or Loc(self.file, 0, 0)
+        self.problems.append(Problem(
+            loc.file, loc.line, loc.col, format_path(path),
+            f"unsupported YAML value of type {type(node).__name__}", "write plain YAML values",
+            snippet=loc.source))
+        return None
+
+
+class _TooBig(Exception):
+    pass
+
+
+def _plain(value: Any) -> Any:
+    """ruamel's scalar subclasses (ScalarFloat, ScalarInt, ...) to the builtin types."""
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return str(value)
+    return value
+
+
+def load_text(text: str, file: str = "routes.yaml") -> Loaded:
+    """Parse one YAML document; syntax errors come back as located problems, never raised."""
+    lines = text.splitlines()
+    yaml = YAML(typ="rt", pure=True)
+    yaml.allow_duplicate_keys = False
+    try:
+        raw = yaml.load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line, mark.column) if mark is not None else (0, 0)
+        src = lines[line] if 0 <= line < len(lines) else ""
+        msg = (exc.problem or exc.context or "invalid YAML").strip()
+        if "duplicate key" in msg:
+            msg = msg.split(" with value")[0]
+        return Loaded(None, Locations(), [Problem(
+            file, line + 1, col + 1, "", f"YAML syntax: {msg}",
+            "fix the YAML syntax at this position", snippet=src)], [file])
+    except (YAMLError, ValueError, RecursionError) as exc:
+        return Loaded(None, Locations(), [Problem(file, 1, 1, "", f"YAML syntax: {exc}",
+                                                  "fix the YAML syntax")], [file])
+    conv = _Converter(file, lines)
+    try:
+        data = conv.convert(raw, ())
+    except (_TooBig, RecursionError):
+        return Loaded(None, Locations(), [Problem(
+            file, 1, 1, "", "document is too large or too deeply nested (alias bomb?)",
+            f"keep the document under {MAX_NODES} values")], [file])
+    if raw is not None and not isinstance(raw, CommentedMap):
+        conv.problems.append(Problem(file, 1, 1, "", "the document must be a mapping",
+                                     "start with 'version: 1'", snippet=lines[0] if lines else ""))
+        data = None
+    return Loaded(data, conv.locs, conv.problems, [file])
+
+
+def merge(base: Loaded, overlay: Loaded) -> Loaded:
+    """Deep-merge ``overlay`` onto ``base``: mappings merge, lists replace, ``null`` removes."""
+    locs = Locations()
+    locs.update(base.locations)
+
+    def walk(a: Any, b: Any, path: Path_) -> Any:
+        if isinstance(a, dict) and isinstance(b, dict):
+            out = dict(a)
+            for key, value in b.items():
+                sub = (*path, key)
+                if value is None:
+                    out.pop(key, None)
+                    locs.drop(sub)
+                elif key in out:
+                    out[key] = walk(out[key], value, sub)
+                else:
+                    locs.drop(sub)
+                    _copy_locs(overlay.locations, locs, sub)
+                    out[key] = value
+            return out
+        locs.drop(path)
+        _copy_locs(overlay.locations, locs, path)
+        return b
+
+    if overlay.data is None:
+        data = base.data
+    elif base.data is None:
+        data = overlay.data
+        locs = overlay.locations
+    else:
+        data = walk(base.data, overlay.data, ())
+    return Loaded(data, locs, base.problems + overlay.problems, base.files + overlay.files)
+
+
+def _copy_locs(src: Locations, dst: Locations, prefix: Path_) -> None:
+    n = len(prefix)
+    for mine, theirs in ((src.keys, dst.keys), (src.values, dst.values)):
+        for p, loc in mine.items():
+            if p[:n] == prefix:
+                theirs[p] = loc
+
+
+_VAR = re.compile(r"\$\{([^}]*)\}")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def interpolate(loaded: Loaded, env: Mapping[str, str]) -> None:
+    """Replace ``${NAME}`` / ``${NAME:-default}`` in every string, in place; such strings become
+    ``Secret``. ``$${`` writes a literal ``${``. Unset names without a default give an empty value
+    and are recorded in ``env_used`` (the compiler warns where it matters)."""
+
+    def sub(text: str, path: Path_) -> str | Secret:
+        if "${" not in text:
+            return text
+        out: list[str] = []
+        pos = 0
+        touched = False
+        for m in _VAR.finditer(text):
+            start = m.start()
+            if start > 0 and text[start - 1] == "$":
+                out.append(text[pos:start - 1] + m.group(0))
+                pos = m.end()
+                continue
+            out.append(text[pos:start])
+            pos = m.end()
+            name, sep, default = m.group(1).partition(":-")
+            if not _NAME.match(name):
+                loc = loaded.locations.find(path) or Loc(loaded.files[0], 0, 0)
+                loaded.problems.append(Problem(
+                    loc.file, loc.line, loc.col, format_path(path),
+                    f"bad variable reference '${{{m.group(1)}}}'",
+                    "write ${NAME} or ${NAME:-default} with NAME of letters, digits and _",
+                    snippet=loc.source))
+                continue
+            touched = True
+            value = env.get(name)
+            loaded.env_used[name] = loaded.env_used.get(name, False) or value is not None
+            out.append(value if value is not None else (default if sep else ""))
+        out.append(text[pos:])
+        if _unclosed(text):
+            loc = loaded.locations.find(path) or Loc(loaded.files[0], 0, 0)
+            loaded.problems.append(Problem(
+                loc.file, loc.line, loc.col, format_path(path), "unclosed '${' in string",
+                "close it with '}' or write '$${' for a literal", snippet=loc.source))
+        joined = "".join(out)
+        return Secret(joined) if touched else joined
+
+    def walk(node: Any, path: Path_) -> Any:
+        if isinstance(node, dict):
+            return {k: walk(v, (*path, k)) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v, (*path, i)) for i, v in enumerate(node)]
+        if isinstance(node, str):
+            return sub(node, path)
+        return node
+
+    loaded.data = walk(loaded.data, ())
+
+
+def _unclosed(text: str) -> bool:
+    rest = _VAR.sub("", text.replace("$${", ""))
+    return "${" in rest
+
+
+def read(path: Path) -> Loaded:
+    """Load one file; an unreadable file is a located problem, not an exception."""
+    name = _display(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return Loaded(None, Locations(), [Problem(name, 0, 0, "", "file not found",
+                                                  "check the path")], [name])
+    except (OSError, UnicodeDecodeError) as exc:
+        return Loaded(None, Locations(), [Problem(name, 0, 0, "", f"cannot read file: {exc}",
+                                                  "check the file")], [name])
+    return load_text(text, name)
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def load(
+    text: str, file: str = "routes.yaml", *, profile: str | None = None,
+    profiles_dir: Path | None = None, env: Mapping[str, str] | None = None,
+) -> Loaded:
+    """Load ``text``, overlay ``profiles_dir/<profile>.yaml`` if given, then interpolate ``env``."""
+    loaded = load_text(text, file)
+    if profile:
+        ppath = (profiles_dir or Path("profiles")) / f"{profile}.yaml"
+        if not ppath.is_file():
+            available = sorted(p.stem for p in ppath.parent.glob("*.yaml")) if ppath.parent.is_dir() else []
+            loaded.problems.append(Problem(
+                _display(ppath), 0, 0, "", f"profile '{profile}' not found",
+                f"available profiles: {', '.join(available)}" if available
+                else f"create {_display(ppath)}"))
+        else:
+            overlay = read(ppath)
+            if overlay.data is not None and not isinstance(overlay.data, dict):
+                overlay.data = None
+            loaded = merge(loaded, overlay)
+    interpolate(loaded, os.environ if env is None else env)
+    return loaded

@@ -1,0 +1,306 @@
+"""Plain loaded data in, validated ``*Spec`` models out: the shape and types of routes.yaml.
+
+Only this module (and ``request.py``) uses pydantic. Models are strict (unknown keys are errors) and
+frozen; field descriptions become the JSON Schema's hover docs (``engine schema``). Names are not
+resolved here: that is the compiler's job.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from engine.values import Secret, TargetRef, parse_duration
+
+__all__ = [
+    "BackoffSpec",
+    "BreakerSpec",
+    "CacheSpec",
+    "ClassifierSpec",
+    "DefaultsSpec",
+    "GroupSpec",
+    "MemberSpec",
+    "ModelSpec",
+    "ProviderSpec",
+    "RouteSpec",
+    "RoutesSpec",
+    "SpeedSpec",
+    "json_schema",
+]
+
+KINDS = ("openai", "anthropic", "gemini", "ollama")
+ERROR_KINDS = ("timeout", "connect", "reset", "protocol")
+STRATEGIES = ("priority", "round_robin", "weighted", "least_latency", "hedged")
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    WithJsonSchema({
+        "anyOf": [
+            {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?|\.\d+)\s*(ms|s|m|h)?\s*$"},
+            {"type": "number", "minimum": 0},
+        ],
+        "description": "A duration: 250ms, 5s, 1.5s, 10m, 1h, or a bare number of seconds.",
+    }),
+]
+
+
+def _secret_text(value: Any) -> Any:
+    if isinstance(value, Secret | str):
+        return value
+    raise ValueError("expected a string")
+
+
+SecretText = Annotated[
+    Any,
+    BeforeValidator(_secret_text),
+    WithJsonSchema({"type": "string", "description": "Text; ${NAME} / ${NAME:-default} read the "
+                    "environment and make the value a secret (masked everywhere)."}),
+]
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class Spec(BaseModel):
+    """Base: strict, frozen; a ``${VAR}`` value in a field that is not secret-capable is plain text."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True,
+                              validate_default=False)
+    secret_fields: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _open_secrets(cls, data: Any) -> Any:
+        if isinstance(data, dict) and any(isinstance(v, Secret) for v in data.values()):
+            return {k: (v.reveal() if isinstance(v, Secret) and k not in cls.secret_fields else v)
+                    for k, v in data.items()}
+        return data
+
+
+class BackoffSpec(Spec):
+    """Exponential backoff between retries on the same target."""
+
+    base: Duration | None = Field(None, description="First sleep before a retry (e.g. 1s).")
+    factor: float | None = Field(None, ge=1, le=10, description="Multiplier per retry (default 2).")
+    max: Duration | None = Field(None, description="Cap on one sleep (default 30s).")
+    jitter: Duration | None = Field(None, description="Random extra sleep, 0..jitter (default 0).")
+
+
+class SpeedSpec(Spec):
+    """A speed category: timeouts, retries and backoff for the providers that use it."""
+
+    extends: Name | None = Field(None, description="Speed whose values fill the ones omitted here "
+                                 "(default: the built-in of the same name, else 'medium').")
+    connect: Duration | None = Field(None, description="TCP/TLS connect timeout.")
+    read: Duration | None = Field(None, description="Read timeout: longest wait for response bytes.")
+    pool: Duration | None = Field(None, description="Longest wait for a free pooled connection.")
+    retries: int | None = Field(None, ge=0, le=20, description="Retries on the same target after "
+                                "the first try.")
+    backoff: BackoffSpec | None = Field(None, description="Sleep between retries.")
+
+
+class CodesSpec(Spec):
+    """HTTP statuses and transport error kinds."""
+
+    status: list[Annotated[int, Field(ge=100, le=599)]] = Field(
+        default_factory=list, description="HTTP status codes, e.g. [429, 500, 502, 503, 504].")
+    errors: list[Literal["timeout", "connect", "reset", "protocol"]] = Field(
+        default_factory=list, description="Transport errors: timeout, connect (refused/DNS), "
+        "reset (connection dropped), protocol (malformed or truncated response).")
+
+
+class ClassifierSpec(Spec):
+    """A retry classifier: which failures retry on the same target and which fail over."""
+
+    retry_on: CodesSpec | None = Field(None, description="Retried on the same target "
+                                       "(default: transient's).")
+    failover_on: CodesSpec | None = Field(None, description="Move on to the next target "
+                                          "(default: transient's). Other 4xx raise ProviderError.")
+    retry_after: Literal["honor", "ignore"] | None = Field(
+        None, description="Honour Retry-After / retry-after-ms (never beyond the deadline).")
+
+
+class BreakerSpec(Spec):
+    """A circuit breaker: after `failures` consecutive failures the circuit opens for `recovery`."""
+
+    failures: int = Field(5, ge=1, le=10_000, description="Consecutive failures that open it.")
+    recovery: Duration = Field(60.0, description="How long it stays open before a half-open probe.")
+    scope: Literal["provider", "model"] = Field(
+        "provider", description="One circuit per provider, or per provider/model.")
+
+
+class ModelsCacheSpec(Spec):
+    ttl: Duration = Field(3600.0, description="How long a provider's model listing is cached.")
+
+
+class ResponsesCacheSpec(Spec):
+    ttl: Duration = Field(600.0, description="How long a cached response is served.")
+    max_temperature: float = Field(0.0, ge=0, le=2, description="Only requests at or below this "
+                                   "temperature are cached (a request without one is not).")
+
+
+class CacheSpec(Spec):
+    """Response and model-listing caches, and where shared state lives."""
+
+    secret_fields: ClassVar[frozenset[str]] = frozenset({"backend"})
+    backend: SecretText = Field("memory", description="memory | redis://host:port/db")
+    models: ModelsCacheSpec = Field(default_factory=ModelsCacheSpec)
+    responses: ResponsesCacheSpec | None = Field(None, description="Response caching; off unless "
+                                                 "written.")
+
+    @field_validator("backend")
+    @classmethod
+    def _backend(cls, value: Any) -> Any:
+        text = value.reveal() if isinstance(value, Secret) else value
+        if text != "memory" and not re.match(r"^(redis|rediss|unix)://", text):
+            raise ValueError("backend must be 'memory' or a redis:// URL")
+        return value
+
+
+class DefaultsSpec(Spec):
+    """Applied to every provider unless it says otherwise."""
+
+    speed: Name = Field("medium", description="Speed category name.")
+    retry: Name = Field("transient", description="Retry classifier name.")
+    breaker: Name = Field("standard", description="Breaker name, or 'none'.")
+    deadline: Duration = Field(60.0, description="Whole-request budget across all attempts.")
+
+
+class PriceSpec(Spec):
+    input: float = Field(ge=0, description="USD per 1M input tokens.")
+    output: float = Field(ge=0, description="USD per 1M output tokens.")
+
+
+class ModelSpec(Spec):
+    context: int | None = Field(None, ge=1, description="Context window in tokens.")
+    price: PriceSpec | None = Field(None, description="USD per 1M tokens, for Response.cost.")
+
+
+class PoolSpec(Spec):
+    max_connections: int = Field(100, ge=1, le=100_000)
+    max_keepalive: int = Field(20, ge=0, le=100_000)
+    keepalive_expiry: Duration = Field(30.0, description="Idle keep-alive connections close after.")
+
+
+class LimitsSpec(Spec):
+    rpm: int | None = Field(None, ge=1, description="Requests per minute, client side.")
+    tpm: int | None = Field(None, ge=1, description="Tokens per minute, client side.")
+
+
+def _models(value: Any) -> Any:
+    if isinstance(value, list):  # shorthand: models: [a, b]
+        return {str(v): {} for v in value}
+    if isinstance(value, dict):
+        return {k: ({} if v is None else v) for k, v in value.items()}
+    return value
+
+
+class ProviderSpec(Spec):
+    """An upstream API."""
+
+    secret_fields: ClassVar[frozenset[str]] = frozenset({"api_key", "base_url"})
+    kind: Literal["openai", "anthropic", "gemini", "ollama"] = Field(
+        description="Wire protocol. openai also covers Groq, Together, Fireworks, Mistral, "
+        "DeepSeek, vLLM, LM Studio, OpenRouter via base_url.")
+    base_url: SecretText | None = Field(None, description="API root; each kind has a default.")
+    api_key: SecretText | None = Field(None, description="Usually ${SOME_API_KEY}.")
+    speed: Name | None = Field(None, description="Speed category (default: defaults.speed).")
+    retry: Name | None = Field(None, description="Retry classifier (default: defaults.retry).")
+    breaker: Name | None = Field(None, description="Breaker, or 'none' (default: "
+                                 "defaults.breaker).")
+    pool: PoolSpec = Field(default_factory=PoolSpec, description="Connection pool limits.")
+    headers: dict[str, SecretText] = Field(default_factory=dict, description="Extra headers.")
+    template: str | None = Field(None, description="Override the kind's request template (path "
+                                 "relative to routes.yaml).")
+    limits: LimitsSpec | None = Field(None, description="Client-side rate limits.")
+    models: Annotated[dict[str, ModelSpec], BeforeValidator(_models)] = Field(
+        default_factory=dict, description="Models this provider serves, with context and price.")
+
+
+def _member(value: Any) -> Any:
+    return {"target": value} if isinstance(value, str) else value
+
+
+class MemberSpec(Spec):
+    target: Name = Field(description="provider/model, a provider, or a group.")
+    weight: float = Field(1.0, gt=0, le=1_000_000, description="Relative weight (weighted).")
+
+
+class GroupSpec(Spec):
+    """A failover group."""
+
+    strategy: Literal["priority", "round_robin", "weighted", "least_latency", "hedged"] = Field(
+        "priority", description="How targets are ordered for each request.")
+    targets: list[Annotated[MemberSpec, BeforeValidator(_member)]] = Field(
+        min_length=1, description="provider/model, provider, or group names; or "
+        "{target, weight}.")
+    max_attempts: int | None = Field(None, ge=1, description="Distinct targets tried at most "
+                                     "(default: all).")
+    hedge_after: Duration | None = Field(None, description="hedged only: start the next target "
+                                         "if the current one has not answered by then.")
+
+
+Scalar = str | int | float | bool | None
+
+
+class MatchSpec(Spec):
+    model: str | None = Field(None, description="Glob on the requested model (gpt-*).")
+    metadata: dict[str, Scalar] = Field(default_factory=dict,
+                                        description="Equality on request metadata.")
+
+
+class RouteSpec(Spec):
+    """First match wins."""
+
+    match: MatchSpec = Field(default_factory=MatchSpec, description="{} matches everything.")
+    to: Name = Field(description="A group, provider/model, or provider.")
+    deadline: Duration | None = Field(None, description="This route's budget (default: "
+                                      "defaults.deadline).")
+
+    @field_validator("to")
+    @classmethod
+    def _to(cls, value: str) -> str:
+        ref = TargetRef.parse(value)
+        if not ref.head or ref.model == "":
+            raise ValueError(f"'{value}' is not a target: write provider/model, provider or group")
+        return value
+
+
+class RoutesSpec(Spec):
+    """routes.yaml: providers, how fast they are, what is retried, failover groups and routes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True,
+                              json_schema_extra={"title": "engine routes.yaml"})
+    version: Literal[1] = Field(description="Language version; always 1.")
+    defaults: DefaultsSpec = Field(default_factory=DefaultsSpec)
+    speeds: dict[Name, SpeedSpec] = Field(default_factory=dict, description="Speed categories "
+                                          "(built-in: fast, medium, slow).")
+    retry: dict[Name, ClassifierSpec] = Field(default_factory=dict, description="Retry "
+                                              "classifiers (built-in: transient, never).")
+    breakers: dict[Name, BreakerSpec] = Field(default_factory=dict, description="Circuit "
+                                              "breakers (built-in: standard).")
+    cache: CacheSpec = Field(default_factory=CacheSpec)
+    providers: dict[Name, ProviderSpec] = Field(description="Upstream APIs by name.")
+    groups: dict[Name, GroupSpec] = Field(default_factory=dict, description="Failover groups.")
+    routes: list[RouteSpec] = Field(min_length=1, description="Request routing; first match wins.")
+
+
+SECTIONS: dict[str, type[Spec]] = {
+    "speeds": SpeedSpec, "retry": ClassifierSpec, "breakers": BreakerSpec,
+    "providers": ProviderSpec, "groups": GroupSpec,
+}
+
+
+def json_schema() -> dict[str, Any]:
+    schema = RoutesSpec.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
