@@ -1,0 +1,256 @@
+"""A routing graph and a request in, a dry-run ``Plan`` out: what the engine would do, no network.
+
+The plan names the matched route and why, the ordered targets with strategy, timeouts, retries,
+classifier, breaker and price, the cache decision, the worst-case time and the body the first target
+would receive. Nothing secret is shown. For random strategies it shows the policy and the weights.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from engine.errors import NoRouteError
+from engine.graph import CacheConfig, Group, Node, Route, RoutingGraph, Target
+from engine.request import Request, normalize_request
+from engine.values import MASK, Secret
+from engine.values import format_duration as fd
+
+__all__ = ["Plan", "build_plan", "cache_decision"]
+
+_POLICY = {
+    "priority": "in the order written",
+    "round_robin": "rotating: each request starts one target further along",
+    "weighted": "random draw by weight, then the rest by weight",
+    "least_latency": "fastest moving-average latency first; untried or recovered targets are "
+                     "explored now and then",
+    "hedged": "in order; the next starts if the current has not answered after hedge_after",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The dry run. ``data`` is JSON-ready; ``text()`` is the human form."""
+
+    data: Mapping[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(self.data))
+
+    def text(self) -> str:
+        return _text(self.data)
+
+    def __str__(self) -> str:
+        return self.text()
+
+
+def cache_decision(cache: CacheConfig, request: Mapping[str, Any]) -> tuple[bool, str]:
+    """Whether the response to ``request`` may be cached, and why (or why not)."""
+    if cache.responses_ttl is None:
+        return False, "response caching is off (no cache.responses in the config)"
+    meta = request.get("metadata") or {}
+    if meta.get("cache") is False:
+        return False, "the request's metadata says cache: false"
+    if request.get("stream"):
+        return False, "streaming requests are not cached"
+    temp = request.get("temperature")
+    if temp is None:
+        return False, "the request sets no temperature"
+    if temp > cache.max_temperature:
+        return False, f"temperature {temp:g} is above max_temperature {cache.max_temperature:g}"
+    refresh = " (metadata refresh: the cached answer is replaced)" if meta.get("cache") == \
+        "refresh" else ""
+    return True, (f"temperature {temp:g} <= max_temperature {cache.max_temperature:g}; "
+                  f"cached for {fd(cache.responses_ttl)}{refresh}")
+
+
+def build_plan(graph: RoutingGraph, request: Request | Mapping[str, Any], *,
+               open_circuits: Collection[str] = frozenset()) -> Plan:
+    """Plan ``request`` on ``graph``; ``open_circuits`` holds circuit keys that are open now
+    (``provider`` or ``provider/model``). Raises ``NoRouteError`` when nothing matches."""
+    req = normalize_request(dict(request) if isinstance(request, Mapping) else request)
+    model = req["model"]
+    meta = req.get("metadata") or {}
+    route = graph.match(model, meta)
+    if route is None:
+        raise NoRouteError(f"no route matches model {model!r}")
+    cacheable, why = cache_decision(graph.cache, req)
+    order = [t for t in route.targets]
+    first = next((t for t in order if _circuit(t, model) not in open_circuits), None)
+    data: dict[str, Any] = {
+        "request": {"model": model, "metadata": sorted(meta), "stream": bool(req.get("stream"))},
+        "route": {"index": route.index, "match": route.match.describe(), "where": route.where,
+                  "why": _why(route, model, meta), "to": _name(route.to)},
+        "deadline": fd(route.deadline),
+        "worst_case": fd(route.worst_case),
+        "worst_case_exceeds_deadline": route.worst_case > route.deadline,
+        "tree": _tree(route.to, model, open_circuits),
+        "targets": [_target(t, model, open_circuits) for t in order],
+        "cache": {"cacheable": cacheable, "reason": why},
+        "first_target": first.key if first else None,
+        "body": _body(first, req, model) if first else None,
+    }
+    return Plan(data)
+
+
+def _circuit(t: Target, model: str) -> str:
+    br = t.provider.breaker
+    if br is not None and br.scope == "model":
+        return f"{t.provider.name}/{t.model_for(model)}"
+    return t.provider.name
+
+
+def _name(node: Node) -> str:
+    return node.name if isinstance(node, Group) else node.key
+
+
+def _why(route: Route, model: str, meta: Mapping[str, Any]) -> str:
+    m = route.match
+    parts = []
+    if m.model is not None:
+        parts.append(f"model {model!r} equals {m.model!r}" if m.model == model
+                     else f"model {model!r} matches glob {m.model!r}")
+    parts += [f"metadata.{k} == {v!r}" for k, v in sorted(m.metadata.items())]
+    first = f"first match (route {route.index})"
+    return first + ": " + ("; ".join(parts) if parts else "catch-all")
+
+
+def _tree(node: Node, model: str, open_circuits: Collection[str]) -> dict[str, Any]:
+    if isinstance(node, Target):
+        return {"target": node.key, "model": node.model_for(model),
+                "circuit": "open" if _circuit(node, model) in open_circuits else "closed"}
+    total = sum(m.weight for m in node.members)
+    out: dict[str, Any] = {
+        "group": node.name, "strategy": node.strategy, "order": _POLICY[node.strategy],
+        "max_attempts": node.max_attempts,
+        "members": [{**_tree(m.node, model, open_circuits),
+                     **({"weight": m.weight, "share": round(m.weight / total, 4)}
+                        if node.strategy == "weighted" else {})}
+                    for m in node.members],
+    }
+    if node.hedge_after is not None:
+        out["hedge_after"] = fd(node.hedge_after)
+    return out
+
+
+def _target(t: Target, model: str, open_circuits: Collection[str]) -> dict[str, Any]:
+    p = t.provider
+    s = p.speed
+    k = p.retry
+    name = t.model_for(model)
+    price = t.price(name)
+    return {
+        "target": t.key, "provider": p.name, "kind": p.kind, "model": name,
+        "base_url": _mask(p.base_url),
+        "speed": {"name": s.name, "connect": fd(s.connect), "read": fd(s.read),
+                  "pool": fd(s.pool), "retries": s.retries,
+                  "backoff": f"{fd(s.backoff.base)} x{s.backoff.factor:g} max {fd(s.backoff.max)}"
+                             f" jitter {fd(s.backoff.jitter)}",
+                  "worst_case": fd(s.worst_case())},
+        "retry": {"classifier": k.name,
+                  "retry_on": sorted(k.retry_status) + sorted(k.retry_errors),
+                  "failover_on": sorted(k.failover_status) + sorted(k.failover_errors),
+                  "retry_after": "honor" if k.honor_retry_after else "ignore"},
+        "breaker": ({"name": p.breaker.name, "failures": p.breaker.failures,
+                     "recovery": fd(p.breaker.recovery), "scope": p.breaker.scope,
+                     "state": "open" if _circuit(t, model) in open_circuits else "closed"}
+                    if p.breaker else None),
+        "price": {"input": price.input, "output": price.output} if price else None,
+    }
+
+
+def _body(t: Target, req: dict[str, Any], model: str) -> Any:
+    from engine.providers import get_kind
+
+    kind = get_kind(t.provider.kind)
+    name = t.model_for(model)
+    stream = bool(req.get("stream"))
+    text = t.provider.template.render(**kind.context(req, name, stream))
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    return {"url": _mask_url(kind.url(_reveal_for_url(t.provider.base_url), name, stream),
+                             t.provider.base_url),
+            "headers": {h: MASK for h in sorted(
+                {*kind.auth_headers("x" if t.provider.api_key else None),
+                 *t.provider.headers})},
+            "json": body}
+
+
+def _reveal_for_url(url: str | Secret) -> str:
+    return "{base_url}" if isinstance(url, Secret) else url
+
+
+def _mask_url(url: str, base: str | Secret) -> str:
+    return url.replace("{base_url}", MASK) if isinstance(base, Secret) else url
+
+
+def _mask(value: str | Secret) -> str:
+    return MASK if isinstance(value, Secret) else value
+
+
+def _text(d: Mapping[str, Any]) -> str:
+    r = d["route"]
+    lines = [
+        f"request  model={d['request']['model']}"
+        + (f" metadata={','.join(d['request']['metadata'])}" if d['request']['metadata'] else "")
+        + (" stream" if d["request"]["stream"] else ""),
+        f"route    #{r['index']} [{r['match']}] -> {r['to']}   ({r['where']})",
+        f"why      {r['why']}",
+        f"deadline {d['deadline']}   worst case {d['worst_case']}"
+        + ("   WARNING: worst case exceeds the deadline" if d["worst_case_exceeds_deadline"]
+           else ""),
+        f"cache    {'cacheable' if d['cache']['cacheable'] else 'not cached'}: "
+        f"{d['cache']['reason']}",
+        "",
+        "order",
+    ]
+    lines += _tree_text(d["tree"], "  ")
+    lines += ["", "targets"]
+    for t in d["targets"]:
+        s, k, b = t["speed"], t["retry"], t["breaker"]
+        lines.append(f"  {t['target']}  ({t['kind']} model={t['model']} {t['base_url']})")
+        lines.append(f"      speed {s['name']}: connect {s['connect']} read {s['read']} pool "
+                     f"{s['pool']}, {s['retries']} retries, backoff {s['backoff']}, worst "
+                     f"{s['worst_case']}")
+        lines.append(f"      retry {k['classifier']}: retry_on {_codes(k['retry_on'])} "
+                     f"failover_on {_codes(k['failover_on'])} retry_after {k['retry_after']}")
+        lines.append("      breaker " + (f"{b['name']}: {b['failures']} failures, recovery "
+                                         f"{b['recovery']}, scope {b['scope']}, {b['state']}"
+                                         if b else "none"))
+        if t["price"]:
+            lines.append(f"      price ${t['price']['input']:g} in / ${t['price']['output']:g} "
+                         "out per 1M tokens")
+    body = d["body"]
+    lines += ["", f"request body for {d['first_target'] or '(no target: all circuits open)'}"]
+    if isinstance(body, dict):
+        lines.append(f"  POST {body['url']}")
+        lines += [f"  {h}: {v}" for h, v in body["headers"].items()]
+        lines += ["  " + x for x in json.dumps(body["json"], indent=2, ensure_ascii=False)
+                  .splitlines()]
+    elif body is not None:
+        lines.append("  " + str(body))
+    return "\n".join(lines) + "\n"
+
+
+def _tree_text(node: Mapping[str, Any], pad: str) -> list[str]:
+    if "target" in node:
+        extra = f" weight {node['weight']:g} ({node['share']:.0%})" if "weight" in node else ""
+        circuit = "  [circuit open: skipped]" if node["circuit"] == "open" else ""
+        return [f"{pad}- {node['target']}{extra}{circuit}"]
+    head = f"{pad}{node['group']}: {node['strategy']}, max {node['max_attempts']} targets"
+    if "hedge_after" in node:
+        head += f", hedge after {node['hedge_after']}"
+    if "weight" in node:
+        head += f"  weight {node['weight']:g} ({node['share']:.0%})"
+    out = [head, f"{pad}  order: {node['order']}"]
+    for m in node["members"]:
+        out += _tree_text(m, pad + "  ")
+    return out
+
+
+def _codes(items: list[Any]) -> str:
+    return "[" + ",".join(str(i) for i in items) + "]"
