@@ -9,14 +9,11 @@ each route's reachable targets and worst-case time.
 from __future__ import annotations
 
 import difflib
-import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from pydantic import BaseModel, ValidationError
 
 from engine import schema as S
 from engine.errors import ConfigError, Problem
@@ -145,20 +142,18 @@ class _Compiler:
         self.problems.append(Problem(loc.file, loc.line, loc.col, format_path(path), message,
                                      hint, severity, loc.source))
 
-    def validate(self, model: type[BaseModel], data: Any, path: Path_) -> Any:
-        try:
-            return model.model_validate(data)
-        except ValidationError as exc:
-            for err in exc.errors():
-                self._pydantic_problem(model, path, err)
-            return None
+    def validate(self, model: type[S.Spec], data: Any, path: Path_) -> Any:
+        spec, errors = S.validate(model, data)
+        for err in errors:
+            self._schema_problem(model, path, err)
+        return spec
 
-    def _pydantic_problem(self, model: type[BaseModel], path: Path_, err: Any) -> None:
-        loc = tuple(p for p in err["loc"] if isinstance(p, str | int))
+    def _schema_problem(self, model: type[S.Spec], path: Path_, err: S.SchemaError) -> None:
+        loc = err.loc
         full = (*path, *loc)
-        kind = err["type"]
+        kind = err.type
         if kind == "extra_forbidden":
-            allowed = _fields_at(model, loc[:-1])
+            allowed = S.allowed_keys(model, loc[:-1])
             name = str(loc[-1])
             hint = did_you_mean(name, allowed) or (
                 f"allowed keys: {', '.join(sorted(allowed))}" if allowed else "remove it")
@@ -167,14 +162,13 @@ class _Compiler:
             self.report(full[:-1] if len(full) > 1 else full,
                         f"missing required key '{loc[-1]}'", f"add '{loc[-1]}:'", key=True)
         elif kind == "literal_error":
-            got = err.get("input")
-            expected = [x.strip(" '") for x in
-                        str(err.get("ctx", {}).get("expected", "")).replace(" or ", ", ").split(",")]
-            hint = did_you_mean(str(got), expected) or f"expected {err['ctx']['expected']}"
+            got = err.input
+            expected = [x.strip(" '") for x in err.expected.replace(" or ", ", ").split(",")]
+            hint = did_you_mean(str(got), expected) or f"expected {err.expected}"
             self.report(full, f"invalid value {got!r}", hint)
         else:
-            msg = str(err["msg"]).removeprefix("Value error, ")
-            got = err.get("input")
+            msg = err.msg.removeprefix("Value error, ")
+            got = err.input
             if kind not in ("value_error",) and not isinstance(got, dict | list | Secret):
                 msg += f", got {got!r}"
             self.report(full, msg[:1].lower() + msg[1:])
@@ -650,40 +644,3 @@ def _shadows(earlier: Match, later: Match) -> bool:
 
 
 _MISSING = object()
-
-
-def _fields_at(model: type[BaseModel], loc: tuple[str | int, ...]) -> set[str]:
-    """The keys allowed in the mapping at ``loc`` inside ``model`` (for did-you-mean)."""
-    tp: Any = model
-    for part in loc:
-        tp = _unwrap(tp)
-        if isinstance(tp, type) and issubclass(tp, BaseModel):
-            f = tp.model_fields.get(str(part))
-            if f is None:
-                return set()
-            tp = f.annotation
-        else:
-            args = typing.get_args(tp)
-            if not args:
-                return set()
-            tp = args[-1]
-    tp = _unwrap(tp)
-    if isinstance(tp, type) and issubclass(tp, BaseModel):
-        return set(tp.model_fields)
-    return set()
-
-
-def _unwrap(tp: Any) -> Any:
-    while True:
-        origin = typing.get_origin(tp)
-        if origin is typing.Annotated:
-            tp = typing.get_args(tp)[0]
-        elif origin in (typing.Union, types.UnionType):
-            models = [a for a in typing.get_args(tp) if isinstance(a, type) and
-                      issubclass(a, BaseModel)]
-            if models:
-                tp = models[0]
-            else:
-                return tp
-        else:
-            return tp

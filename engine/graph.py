@@ -333,8 +333,8 @@ class RoutingGraph:
         for g in sorted(self.groups.values(), key=lambda g: g.name):
             hedge = f" hedge_after={fd(g.hedge_after)}" if g.hedge_after is not None else ""
             out.append(f"  {g.name}: strategy={g.strategy} max_attempts={g.max_attempts}{hedge}")
-            for m in g.members:
-                out.append(f"    - {_node_name(m.node)} weight={m.weight:g}")
+            for member in g.members:
+                out.append(f"    - {_node_name(member.node)} weight={member.weight:g}")
         out.append("routes")
         for r in self.routes:
             out.append(

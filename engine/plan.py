@@ -37,7 +37,8 @@ class Plan:
     data: Mapping[str, Any]
 
     def as_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(self.data))
+        data: dict[str, Any] = json.loads(json.dumps(self.data))
+        return data
 
     def text(self) -> str:
         return _text(self.data)

@@ -8,6 +8,9 @@ resolved here: that is the compiler's job.
 from __future__ import annotations
 
 import re
+import types
+import typing
+from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -15,6 +18,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationError,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -34,8 +38,12 @@ __all__ = [
     "ProviderSpec",
     "RouteSpec",
     "RoutesSpec",
+    "SchemaError",
+    "Spec",
     "SpeedSpec",
+    "allowed_keys",
     "json_schema",
+    "validate",
 ]
 
 KINDS = ("openai", "anthropic", "gemini", "ollama")
@@ -304,3 +312,62 @@ def json_schema() -> dict[str, Any]:
     schema = RoutesSpec.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     return schema
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaError:
+    """One validation failure, free of pydantic types: where (``loc``), what (``type``), text."""
+
+    loc: tuple[str | int, ...]
+    type: str
+    msg: str
+    input: Any
+    expected: str = ""
+
+
+def validate(model: type[Spec], data: Any) -> tuple[Any, list[SchemaError]]:
+    """``(spec, [])`` when ``data`` fits ``model``, else ``(None, errors)`` — never raises."""
+    try:
+        return model.model_validate(data), []
+    except ValidationError as exc:
+        return None, [
+            SchemaError(tuple(p for p in e["loc"] if isinstance(p, str | int)), e["type"],
+                        str(e["msg"]), e.get("input"),
+                        str((e.get("ctx") or {}).get("expected", "")))
+            for e in exc.errors()
+        ]
+
+
+def allowed_keys(model: type[BaseModel], loc: tuple[str | int, ...]) -> set[str]:
+    """The keys allowed in the mapping at ``loc`` inside ``model`` (for did-you-mean)."""
+    tp: Any = model
+    for part in loc:
+        tp = _unwrap(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            f = tp.model_fields.get(str(part))
+            if f is None:
+                return set()
+            tp = f.annotation
+        else:
+            args = typing.get_args(tp)
+            if not args:
+                return set()
+            tp = args[-1]
+    tp = _unwrap(tp)
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return set(tp.model_fields)
+    return set()
+
+
+def _unwrap(tp: Any) -> Any:
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is typing.Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (typing.Union, types.UnionType):
+            models = [a for a in typing.get_args(tp) if isinstance(a, type) and issubclass(a, BaseModel)]
+            if not models:
+                return tp
+            tp = models[0]
+        else:
+            return tp
