@@ -101,11 +101,14 @@ class _Converter:
         self.nodes += 1
         if self.nodes > MAX_NODES:
             raise _TooBig
+        if isinstance(node, CommentedMap | CommentedSeq) and _tag_of(node):
+            self.tag_problem(path, _tag_of(node))
+            return None
         if isinstance(node, CommentedMap):
             out: dict[str, Any] = {}
             for key, value in node.items():
-                kl = node.lc.key(key)
-                vl = node.lc.value(key)
+                kl = _pos(node.lc.key, key) or (node.lc.line or 0, node.lc.col or 0)
+                vl = _pos(node.lc.value, key)
                 if not isinstance(key, str):
                     loc = self.loc(*kl)
                     self.problems.append(Problem(
@@ -114,7 +117,7 @@ class _Converter:
                     key = str(key)
                 sub = (*path, key)
                 self.locs.keys[sub] = self.loc(*kl)
-                if vl is not None and vl[0] is not None:
+                if vl is not None:
                     self.locs.values[sub] = self.loc(*vl)
                 out[key] = self.convert(value, sub)
             return out
@@ -122,17 +125,13 @@ class _Converter:
             items = []
             for i, value in enumerate(node):
                 sub = (*path, i)
-                il = node.lc.item(i)
+                il = _pos(node.lc.item, i)
                 if il is not None:
                     self.locs.values[sub] = self.loc(*il)
                 items.append(self.convert(value, sub))
             return items
         if isinstance(node, TaggedScalar):
-            loc = self.locs.find(path) or Loc(self.file, 0, 0)
-            self.problems.append(Problem(
-                loc.file, loc.line, loc.col, format_path(path),
-                f"tag {node.tag!s} is not allowed", "remove the tag: only plain YAML is read",
-                snippet=loc.source))
+            self.tag_problem(path, _tag_of(node) or str(node.tag))
             return None
         if isinstance(node, bool | int | float | str) or node is None:
             return _plain(node)
@@ -144,6 +143,29 @@ class _Converter:
             f"unsupported YAML value of type {type(node).__name__}", "write plain YAML values",
             snippet=loc.source))
         return None
+
+    def tag_problem(self, path: Path_, tag: str) -> None:
+        loc = self.locs.find(path) or self.loc(0, 0)
+        self.problems.append(Problem(
+            loc.file, loc.line, loc.col, format_path(path),
+            f"tag {tag.replace('tag:yaml.org,2002:', '!!')} is not allowed",
+            "remove the tag: only plain YAML is read", snippet=loc.source))
+
+
+def _pos(lookup: Any, key: Any) -> tuple[int, int] | None:
+    """ruamel's (line, col) of a key or value; None where it has none (``!!omap``, merge keys)."""
+    try:
+        pos = lookup(key)
+    except (KeyError, TypeError, AttributeError):
+        return None
+    if isinstance(pos, tuple | list) and len(pos) >= 2 and pos[0] is not None:
+        return int(pos[0]), int(pos[1])
+    return None
+
+
+def _tag_of(node: Any) -> str:
+    """The explicit tag written on a node (``!foo``, ``!!python/...``), or "" when there is none."""
+    return str(getattr(getattr(node, "tag", None), "value", None) or "")
 
 
 class _TooBig(Exception):
