@@ -1,0 +1,251 @@
+"""Helpers the four kinds share: checked access into decoded JSON, SSE framing, content parts.
+
+Everything here turns a wrong shape into ``WireError`` (never KeyError/TypeError/IndexError), so
+each kind's ``parse`` can stay a straight read of the documented response.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from abc import abstractmethod
+from typing import Any, NoReturn
+
+from engine.providers.base import StreamParser, WireError
+from engine.result import TextDelta, ToolCallDelta
+
+__all__ = [
+    "Deltas",
+    "NDJSONParser",
+    "SSEParser",
+    "args_object",
+    "as_dict",
+    "as_list",
+    "dump_args",
+    "error_text",
+    "fail",
+    "image_url_of",
+    "names",
+    "new_call_id",
+    "opt_str",
+    "parse_data_url",
+    "stop_list",
+    "text_of",
+    "tokens",
+]
+
+Deltas = list[TextDelta | ToolCallDelta]
+
+_loads = json.loads
+
+
+def fail(message: str) -> NoReturn:
+    raise WireError(message)
+
+
+def as_dict(value: Any, what: str) -> dict[str, Any]:
+    if type(value) is dict:
+        return value
+    fail(f"{what}: expected an object, got {_type(value)}")
+
+
+def as_list(value: Any, what: str) -> list[Any]:
+    if type(value) is list:
+        return value
+    fail(f"{what}: expected an array, got {_type(value)}")
+
+
+def opt_str(value: Any, what: str) -> str | None:
+    if value is None or type(value) is str:
+        return value
+    fail(f"{what}: expected a string, got {_type(value)}")
+
+
+def tokens(data: dict[str, Any], key: str, what: str) -> int:
+    """A token count: absent or null is 0; anything but a non-negative integer is malformed."""
+    value = data.get(key)
+    if value is None:
+        return 0
+    if type(value) is int and value >= 0:
+        return value
+    if type(value) is float and value.is_integer() and value >= 0:
+        return int(value)
+    fail(f"{what}.{key}: expected a token count, got {value!r}")
+
+
+def _type(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def names(items: Any, key: str, what: str) -> list[str]:
+    """The string ``key`` of every object in a listing array (entries without one are skipped)."""
+    out = []
+    for item in as_list(items, what):
+        value = as_dict(item, f"{what}[]").get(key)
+        if type(value) is str:
+            out.append(value)
+    return out
+
+
+def dump_args(args: Any) -> str:
+    """Tool-call arguments as the JSON text the OpenAI wire format carries."""
+    return json.dumps(args, ensure_ascii=False, separators=(",", ":"))
+
+
+def args_object(arguments: Any) -> dict[str, Any]:
+    """OpenAI tool-call ``arguments`` (JSON text) as the object other wire formats want.
+
+    Empty text is ``{}``. Text that is not a JSON object (models do emit broken JSON now and
+    then) is kept, not dropped: ``{"arguments": <the text or value>}``.
+    """
+    if type(arguments) is dict:
+        return arguments
+    if arguments is None or arguments == "":
+        return {}
+    if type(arguments) is str:
+        try:
+            value = _loads(arguments)
+        except ValueError:
+            return {"arguments": arguments}
+        return value if type(value) is dict else {"arguments": value}
+    return {"arguments": arguments}
+
+
+def new_call_id() -> str:
+    """An id for a tool call whose provider gave none (Gemini, Ollama)."""
+    return "call_" + uuid.uuid4().hex[:24]
+
+
+def parse_data_url(url: str) -> tuple[str, str] | None:
+    """``data:image/png;base64,AAAA`` -> ``("image/png", "AAAA")``; None if not a base64 data URL."""
+    if not url.startswith("data:"):
+        return None
+    head, sep, data = url[5:].partition(",")
+    if not sep or not head.endswith(";base64"):
+        return None
+    return head[:-7].split(";", 1)[0] or "application/octet-stream", data
+
+
+def image_url_of(part: dict[str, Any]) -> str | None:
+    """The URL of an OpenAI ``image_url`` part (the object form, or a bare string)."""
+    image = part.get("image_url")
+    if type(image) is dict:
+        url = image.get("url")
+        return url if type(url) is str else None
+    return image if type(image) is str else None
+
+
+def text_of(content: Any, sep: str = "\n") -> str:
+    """Message content as plain text: a string as is, the text parts of a list joined."""
+    if type(content) is str:
+        return content
+    if content is None:
+        return ""
+    if type(content) is list:
+        return sep.join(
+            p["text"] for p in content
+            if type(p) is dict and p.get("type") == "text" and type(p.get("text")) is str
+        )
+    return str(content)
+
+
+def stop_list(stop: Any) -> list[str] | None:
+    """``stop`` as a list (OpenAI accepts a string or a list); None when absent or empty."""
+    if stop is None or stop == "" or stop == []:
+        return None
+    if type(stop) is str:
+        return [stop]
+    return list(stop)
+
+
+def error_text(data: Any) -> str:
+    """The message of the usual error shapes: ``{"error": {"message"}}``, ``{"error": "..."}``,
+    ``{"message": ...}``, ``{"detail": ...}`` (FastAPI servers), or a list holding one of them."""
+    if type(data) is list and data:
+        data = data[0]
+    if type(data) is dict:
+        err = data.get("error")
+        if type(err) is dict:
+            msg = err.get("message")
+            kind = err.get("type") or err.get("status")
+            if msg and kind and type(kind) is str:
+                return f"{kind}: {msg}"[:300]
+            return str(msg or kind or err)[:300]
+        if err:
+            return str(err)[:300]
+        for key in ("message", "detail"):
+            if data.get(key):
+                return str(data[key])[:300]
+    return str(data)[:300]
+
+
+class SSEParser(StreamParser):
+    """Server-sent events framing: ``data:`` lines carry JSON, everything else is framing.
+
+    Each ``data:`` line is parsed at once (every provider here sends one JSON document per line);
+    a line that does not parse alone is held and joined with the following ``data:`` lines of the
+    same event, as the SSE spec allows. ``data: [DONE]`` (OpenAI) marks the end of the stream.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pending: list[str] = []
+
+    def feed(self, line: str) -> Deltas:
+        line = line.rstrip("\r\n")
+        if not line:
+            if self._pending:
+                text = "\n".join(self._pending)
+                self._pending.clear()
+                return self._data(text, last=True)
+            return []
+        if line[0] == ":":  # comment / keep-alive
+            return []
+        field, _, value = line.partition(":")
+        if field != "data":  # event:, id:, retry:
+            return []
+        if value[:1] == " ":
+            value = value[1:]
+        if self._pending:
+            self._pending.append(value)
+            return []
+        return self._data(value, last=False)
+
+    def _data(self, text: str, last: bool) -> Deltas:
+        if text == "[DONE]":
+            self.done = True
+            return []
+        try:
+            data = _loads(text)
+        except ValueError:
+            if last:
+                fail(f"stream event is not JSON: {text[:120]!r}")
+            self._pending.append(text)
+            return []
+        if type(data) is not dict:
+            fail(f"stream event: expected an object, got {_type(data)}")
+        return self.event(data)
+
+    @abstractmethod
+    def event(self, data: dict[str, Any]) -> Deltas:
+        """Handle one decoded event."""
+
+
+class NDJSONParser(StreamParser):
+    """Newline-delimited JSON framing: one JSON object per line, blank lines ignored."""
+
+    def feed(self, line: str) -> Deltas:
+        line = line.strip()
+        if not line:
+            return []
+        try:
+            data = _loads(line)
+        except ValueError:
+            fail(f"stream line is not JSON: {line[:120]!r}")
+        if type(data) is not dict:
+            fail(f"stream line: expected an object, got {_type(data)}")
+        return self.event(data)
+
+    @abstractmethod
+    def event(self, data: dict[str, Any]) -> Deltas:
+        """Handle one decoded line."""

@@ -1,0 +1,346 @@
+"""Anthropic Messages: a unified (OpenAI-style) request in, a /v1/messages body out, and back.
+
+The mapping: system messages and the ``system`` prompt are hoisted into ``system``; tool results
+become ``tool_result`` blocks in a user turn; assistant tool calls become ``tool_use`` blocks;
+consecutive turns of one role are merged (parallel tool results must share one user turn);
+``max_tokens`` is required, so it defaults to 1024.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.providers._wire import (
+    Deltas,
+    SSEParser,
+    args_object,
+    as_dict,
+    as_list,
+    dump_args,
+    error_text,
+    fail,
+    image_url_of,
+    names,
+    opt_str,
+    parse_data_url,
+    stop_list,
+    text_of,
+    tokens,
+)
+from engine.providers.base import Kind, Parsed, StreamParser
+from engine.result import TextDelta, ToolCall, ToolCallDelta, Usage
+
+__all__ = ["DEFAULT_MAX_TOKENS", "KIND", "AnthropicKind"]
+
+DEFAULT_MAX_TOKENS = 1024
+VERSION = "2023-06-01"
+
+_FINISH = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+_TOOL_CHOICE: dict[str, dict[str, Any]] = {
+    "auto": {"type": "auto"},
+    "required": {"type": "any"},
+    "none": {"type": "none"},
+}
+
+
+# -- request ---------------------------------------------------------------------------------------
+
+def _part(part: Any) -> Any:
+    """One OpenAI content part as an Anthropic content block (unknown parts pass unchanged, so
+    Anthropic-native blocks such as ``document`` or ``cache_control`` text work as written)."""
+    if type(part) is not dict:
+        return part
+    kind = part.get("type")
+    if kind == "image_url":
+        url = image_url_of(part)
+        if url is not None:
+            data = parse_data_url(url)
+            if data is not None:
+                return {"type": "image",
+                        "source": {"type": "base64", "media_type": data[0], "data": data[1]}}
+            return {"type": "image", "source": {"type": "url", "url": url}}
+    elif kind == "file":
+        file = part.get("file")
+        data = parse_data_url(file.get("file_data") or "") if type(file) is dict else None
+        if data is not None:
+            block = "image" if data[0].startswith("image/") else "document"
+            return {"type": block,
+                    "source": {"type": "base64", "media_type": data[0], "data": data[1]}}
+    return part
+
+
+def _content(content: Any) -> Any:
+    """Message content: a string stays a string; a list of parts becomes a list of blocks."""
+    if type(content) is list:
+        return [_part(p) for p in content]
+    return text_of(content)
+
+
+def _blocks(content: Any) -> list[Any]:
+    if type(content) is list:
+        return content
+    return [{"type": "text", "text": content}] if content else []
+
+
+def _append(turns: list[dict[str, Any]], role: str, content: Any) -> None:
+    """Add a turn, merging it into the previous one when the role repeats."""
+    if turns and turns[-1]["role"] == role:
+        last = turns[-1]
+        last["content"] = _blocks(last["content"]) + _blocks(content)
+    else:
+        turns.append({"role": role, "content": content})
+
+
+def _assistant(message: dict[str, Any]) -> Any:
+    content = _content(message.get("content"))
+    calls = message.get("tool_calls")
+    if not calls:
+        return content
+    blocks = _blocks(content)
+    for call in calls:
+        fn = call.get("function") or {}
+        blocks.append({
+            "type": "tool_use",
+            "id": call.get("id") or "",
+            "name": fn.get("name") or "",
+            "input": args_object(fn.get("arguments")),
+        })
+    return blocks
+
+
+def _tool(tool: dict[str, Any]) -> dict[str, Any]:
+    fn = tool.get("function")
+    if type(fn) is not dict:  # already an Anthropic tool (e.g. a server tool): as written
+        return tool
+    out: dict[str, Any] = {"name": fn.get("name")}
+    if fn.get("description"):
+        out["description"] = fn["description"]
+    out["input_schema"] = fn.get("parameters") or {"type": "object", "properties": {}}
+    return out
+
+
+def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
+    out: dict[str, Any] | None
+    if type(choice) is str:
+        out = _TOOL_CHOICE.get(choice)
+    elif type(choice) is dict:
+        fn = choice.get("function")
+        if type(fn) is dict:
+            out = {"type": "tool", "name": fn.get("name")}
+        else:  # already Anthropic's shape
+            out = choice
+    else:
+        out = None
+    if parallel is False and (out is None or out["type"] != "none"):
+        out = {**(out or {"type": "auto"}), "disable_parallel_tool_use": True}
+    return out
+
+
+def _clamp(temperature: Any) -> Any:
+    """Anthropic accepts 0..1 where OpenAI accepts 0..2: cap it rather than fail the attempt."""
+    if temperature is not None and temperature > 1:
+        return 1.0
+    return temperature
+
+
+# -- response --------------------------------------------------------------------------------------
+
+def _finish(reason: Any) -> str | None:
+    if reason is None:
+        return None
+    if type(reason) is not str:
+        fail(f"stop_reason: expected a string, got {reason!r}")
+    return _FINISH.get(reason, "stop")
+
+
+def _input_tokens(usage: dict[str, Any]) -> int:
+    """Prompt size: uncached input plus what was written to and read from the prompt cache."""
+    return (tokens(usage, "input_tokens", "usage")
+            + tokens(usage, "cache_creation_input_tokens", "usage")
+            + tokens(usage, "cache_read_input_tokens", "usage"))
+
+
+class AnthropicKind(Kind):
+    name = "anthropic"
+    default_template = "anthropic/chat.json.j2"
+    stream_format = "sse"
+
+    def url(self, base_url: str, model: str, stream: bool) -> str:
+        return base_url.rstrip("/") + "/messages"
+
+    def auth_headers(self, api_key: str | None) -> dict[str, str]:
+        headers = {"content-type": "application/json", "anthropic-version": VERSION}
+        if api_key:
+            headers["x-api-key"] = api_key
+        return headers
+
+    def context(self, request: dict[str, Any], model: str, stream: bool) -> dict[str, Any]:
+        get = request.get
+        system: list[str] = []
+        if get("system"):
+            system.append(text_of(get("system")))
+        turns: list[dict[str, Any]] = []
+        for m in get("messages") or ():
+            role = m.get("role")
+            if role == "user":
+                _append(turns, "user", _content(m.get("content")))
+            elif role == "assistant":
+                content = _assistant(m)
+                if content:
+                    _append(turns, "assistant", content)
+            elif role == "tool":
+                _append(turns, "user", [{
+                    "type": "tool_result",
+                    "tool_use_id": m.get("tool_call_id") or "",
+                    "content": _content(m.get("content")),
+                }])
+            elif role in ("system", "developer"):
+                text = text_of(m.get("content"))
+                if text:
+                    system.append(text)
+        tools = get("tools") or None
+        max_tokens = get("max_tokens")
+        if max_tokens is None:
+            max_tokens = get("max_completion_tokens") or DEFAULT_MAX_TOKENS
+        return {
+            "request": request,
+            "model": model,
+            "stream": stream,
+            "system": "\n\n".join(system) or None,
+            "messages": turns,
+            "max_tokens": max_tokens,
+            "temperature": _clamp(get("temperature")),
+            "top_p": get("top_p"),
+            "top_k": get("top_k"),
+            "stop_sequences": stop_list(get("stop")),
+            "tools": [_tool(t) for t in tools] if tools else None,
+            "tool_choice": _tool_choice(get("tool_choice"), get("parallel_tool_calls"))
+            if tools else None,
+        }
+
+    def parse(self, data: Any) -> Parsed:
+        body = as_dict(data, "response")
+        if body.get("type") == "error":
+            fail(error_text(body))
+        texts: list[str] = []
+        calls: list[ToolCall] = []
+        for i, raw in enumerate(as_list(body.get("content"), "content")):
+            block = as_dict(raw, f"content[{i}]")
+            kind = block.get("type")
+            if kind == "text":
+                texts.append(opt_str(block.get("text"), f"content[{i}].text") or "")
+            elif kind == "tool_use":
+                calls.append(ToolCall(
+                    opt_str(block.get("id"), f"content[{i}].id") or "",
+                    opt_str(block.get("name"), f"content[{i}].name") or "",
+                    dump_args(as_dict(block.get("input", {}), f"content[{i}].input")),
+                ))
+            # thinking, redacted_thinking and server-tool blocks are not part of the answer
+        usage = as_dict(body.get("usage") or {}, "usage")
+        return Parsed(
+            text="".join(texts),
+            finish_reason=_finish(body.get("stop_reason")),
+            usage=Usage(_input_tokens(usage), tokens(usage, "output_tokens", "usage")),
+            tool_calls=tuple(calls),
+            model=opt_str(body.get("model"), "model"),
+        )
+
+    def stream_parser(self) -> StreamParser:
+        return AnthropicStream()
+
+    def models_url(self, base_url: str) -> str:
+        return base_url.rstrip("/") + "/models?limit=1000"
+
+    def parse_models(self, data: Any) -> list[str]:
+        return names(as_dict(data, "models").get("data"), "id", "data")
+
+    def error_message(self, data: Any) -> str:
+        return error_text(data)
+
+
+class AnthropicStream(SSEParser):
+    """message_start, content_block_start/delta/stop per block, message_delta, message_stop.
+
+    Tool calls are numbered in the order their ``tool_use`` blocks start (OpenAI's ``index``),
+    not by content-block index, which also counts text and thinking blocks.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._tools: dict[int, int] = {}  # content block index -> tool call index
+        self._input = 0
+        self._output = 0
+
+    def event(self, data: dict[str, Any]) -> Deltas:
+        kind = data.get("type")
+        if kind == "content_block_delta":
+            delta = as_dict(data.get("delta"), "content_block_delta.delta")
+            dtype = delta.get("type")
+            if dtype == "text_delta":
+                text = opt_str(delta.get("text"), "text_delta.text")
+                return [TextDelta(text)] if text else []
+            if dtype == "input_json_delta":
+                block = data.get("index")
+                index = self._tools.get(block) if type(block) is int else None
+                part = opt_str(delta.get("partial_json"), "input_json_delta.partial_json")
+                if index is None or not part:
+                    return []
+                return [ToolCallDelta(index, arguments=part)]
+            return []  # thinking_delta, signature_delta, citations_delta
+        if kind == "content_block_start":
+            return self._block_start(data)
+        if kind == "message_start":
+            message = as_dict(data.get("message"), "message_start.message")
+            self.model = opt_str(message.get("model"), "message_start.message.model")
+            self._usage(message.get("usage"))
+        elif kind == "message_delta":
+            delta = as_dict(data.get("delta") or {}, "message_delta.delta")
+            reason = delta.get("stop_reason")
+            if reason is not None:
+                self.finish_reason = _finish(reason)
+            self._usage(data.get("usage"))
+        elif kind == "message_stop":
+            self.done = True
+        elif kind == "error":
+            fail(error_text(data))
+        return []  # ping, content_block_stop, unknown future events
+
+    def _block_start(self, data: dict[str, Any]) -> Deltas:
+        block = as_dict(data.get("content_block"), "content_block_start.content_block")
+        kind = block.get("type")
+        if kind == "tool_use":
+            index = data.get("index")
+            if type(index) is not int:
+                fail(f"content_block_start.index: expected an integer, got {index!r}")
+            ordinal = self._tools[index] = len(self._tools)
+            return [ToolCallDelta(
+                ordinal,
+                id=opt_str(block.get("id"), "tool_use.id"),
+                name=opt_str(block.get("name"), "tool_use.name"),
+            )]
+        if kind == "text":
+            text = opt_str(block.get("text"), "text.text")
+            return [TextDelta(text)] if text else []
+        return []
+
+    def _usage(self, raw: Any) -> None:
+        if raw is None:
+            return
+        usage = as_dict(raw, "usage")
+        # Counts are cumulative (message_delta repeats them; newer API versions add input counts
+        # there too), so the largest seen is the latest; a proxy's zeros do not erase them.
+        self._input = max(self._input, _input_tokens(usage))
+        self._output = max(self._output, tokens(usage, "output_tokens", "usage"))
+        self.usage = Usage(self._input, self._output)
+
+
+KIND = AnthropicKind()

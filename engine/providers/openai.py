@@ -1,0 +1,226 @@
+"""OpenAI Chat Completions: a unified request in, the same shape out (it is the lingua franca).
+
+Also the wire of Groq, Together, Fireworks, Mistral, DeepSeek, vLLM, LM Studio, OpenRouter and
+Ollama's /v1. The request is passed through; request keys this kind does not name (seed, user,
+logprobs, ...) are passed through too, as ``extra``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.providers._wire import (
+    Deltas,
+    SSEParser,
+    as_dict,
+    as_list,
+    dump_args,
+    error_text,
+    fail,
+    names,
+    new_call_id,
+    opt_str,
+    tokens,
+)
+from engine.providers.base import Kind, Parsed, StreamParser
+from engine.result import TextDelta, ToolCall, ToolCallDelta, Usage
+
+__all__ = ["KIND", "OpenAIKind"]
+
+# Request keys with a place of their own in the template; everything else goes out as ``extra``.
+_NAMED = frozenset({
+    "model", "messages", "system", "temperature", "top_p", "max_tokens", "stop", "tools",
+    "tool_choice", "response_format", "metadata", "stream", "stream_options",
+})
+
+_FINISH = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+}
+
+
+def _finish(reason: Any, tool_calls: bool) -> str | None:
+    if reason is None:
+        return "tool_calls" if tool_calls else None
+    if type(reason) is not str:
+        fail(f"finish_reason: expected a string, got {reason!r}")
+    out = _FINISH.get(reason, "stop")
+    # A forced tool_choice ends with "stop" although the answer is a tool call; say what it is.
+    return "tool_calls" if tool_calls and out == "stop" else out
+
+
+def _usage(data: Any) -> Usage:
+    usage = as_dict(data, "usage")
+    return Usage(tokens(usage, "prompt_tokens", "usage"), tokens(usage, "completion_tokens", "usage"))
+
+
+def _content(content: Any, what: str) -> str:
+    if type(content) is str:
+        return content
+    if content is None:
+        return ""
+    if type(content) is list:  # some compatible servers answer with content parts
+        return "".join(
+            p["text"] for p in content
+            if type(p) is dict and p.get("type") == "text" and type(p.get("text")) is str
+        )
+    fail(f"{what}: expected a string, got {type(content).__name__}")
+
+
+def _arguments(value: Any, what: str) -> str:
+    if type(value) is str:
+        return value
+    if value is None:
+        return ""
+    if type(value) is dict:  # some compatible servers send the object itself
+        return dump_args(value)
+    fail(f"{what}: expected JSON text, got {type(value).__name__}")
+
+
+def _tool_call(raw: Any, what: str) -> ToolCall:
+    call = as_dict(raw, what)
+    fn = as_dict(call.get("function"), f"{what}.function")
+    name = opt_str(fn.get("name"), f"{what}.function.name")
+    if not name:
+        fail(f"{what}.function.name: missing")
+    return ToolCall(
+        opt_str(call.get("id"), f"{what}.id") or new_call_id(),
+        name,
+        _arguments(fn.get("arguments"), f"{what}.function.arguments"),
+    )
+
+
+class OpenAIKind(Kind):
+    name = "openai"
+    default_template = "openai/chat.json.j2"
+    stream_format = "sse"
+
+    def url(self, base_url: str, model: str, stream: bool) -> str:
+        return base_url.rstrip("/") + "/chat/completions"
+
+    def auth_headers(self, api_key: str | None) -> dict[str, str]:
+        headers = {"content-type": "application/json"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        return headers
+
+    def context(self, request: dict[str, Any], model: str, stream: bool) -> dict[str, Any]:
+        get = request.get
+        messages = get("messages") or []
+        system = get("system")
+        if system:
+            messages = [{"role": "system", "content": system}, *messages]
+        tools = get("tools") or None
+        stream_options = None
+        if stream:
+            given = get("stream_options")
+            stream_options = (
+                {**given, "include_usage": True} if type(given) is dict else {"include_usage": True}
+            )
+        return {
+            "request": request,
+            "model": model,
+            "stream": stream,
+            "messages": messages,
+            "temperature": get("temperature"),
+            "top_p": get("top_p"),
+            "max_tokens": get("max_tokens"),
+            "stop": get("stop") or None,
+            "tools": tools,
+            "tool_choice": get("tool_choice") if tools else None,
+            "response_format": get("response_format"),
+            "stream_options": stream_options,
+            "extra": {k: v for k, v in request.items() if k not in _NAMED and v is not None},
+        }
+
+    def parse(self, data: Any) -> Parsed:
+        body = as_dict(data, "response")
+        if body.get("error") and "choices" not in body:
+            fail(error_text(body))
+        choices = as_list(body.get("choices"), "choices")
+        if not choices:
+            fail("choices: empty")
+        choice = as_dict(choices[0], "choices[0]")
+        message = as_dict(choice.get("message"), "choices[0].message")
+        what = "choices[0].message.tool_calls"
+        calls = [
+            _tool_call(c, f"{what}[{i}]")
+            for i, c in enumerate(as_list(message.get("tool_calls") or [], what))
+        ]
+        legacy = message.get("function_call")
+        if legacy is not None and not calls:
+            calls.append(_tool_call({"function": legacy}, "choices[0].message.function_call"))
+        usage = body.get("usage")
+        return Parsed(
+            text=_content(message.get("content"), "choices[0].message.content"),
+            finish_reason=_finish(choice.get("finish_reason"), bool(calls)),
+            usage=_usage(usage) if usage is not None else Usage(),
+            tool_calls=tuple(calls),
+            model=opt_str(body.get("model"), "model"),
+        )
+
+    def stream_parser(self) -> StreamParser:
+        return OpenAIStream()
+
+    def models_url(self, base_url: str) -> str:
+        return base_url.rstrip("/") + "/models"
+
+    def parse_models(self, data: Any) -> list[str]:
+        return names(as_dict(data, "models").get("data"), "id", "data")
+
+    def error_message(self, data: Any) -> str:
+        return error_text(data)
+
+
+class OpenAIStream(SSEParser):
+    """``data: {chat.completion.chunk}`` lines, then a usage-only chunk, then ``data: [DONE]``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._tools = False
+
+    def event(self, data: dict[str, Any]) -> Deltas:
+        if data.get("error"):
+            fail(error_text(data))
+        model = data.get("model")
+        if type(model) is str:
+            self.model = model
+        usage = data.get("usage")
+        if usage is None:  # Groq reports it here
+            usage = (data.get("x_groq") or {}).get("usage")
+        if usage is not None:
+            self.usage = _usage(usage)
+        out: Deltas = []
+        for raw in as_list(data.get("choices") or [], "choices"):
+            choice = as_dict(raw, "choices[]")
+            if choice.get("index", 0) != 0:  # n > 1: the first choice is the answer
+                continue
+            delta = as_dict(choice.get("delta") or {}, "choices[].delta")
+            content = delta.get("content")
+            if content:
+                out.append(TextDelta(_content(content, "delta.content")))
+            for tc in as_list(delta.get("tool_calls") or [], "delta.tool_calls"):
+                out.append(self._tool_delta(as_dict(tc, "delta.tool_calls[]")))
+            reason = choice.get("finish_reason")
+            if reason is not None:
+                self.finish_reason = _finish(reason, self._tools)
+        return out
+
+    def _tool_delta(self, tc: dict[str, Any]) -> ToolCallDelta:
+        self._tools = True
+        index = tc.get("index", 0)
+        if type(index) is not int:
+            fail(f"delta.tool_calls[].index: expected an integer, got {index!r}")
+        fn = as_dict(tc.get("function") or {}, "delta.tool_calls[].function")
+        return ToolCallDelta(
+            index=index,
+            id=opt_str(tc.get("id"), "delta.tool_calls[].id"),
+            name=opt_str(fn.get("name"), "delta.tool_calls[].function.name"),
+            arguments=_arguments(fn.get("arguments"), "delta.tool_calls[].function.arguments"),
+        )
+
+
+KIND = OpenAIKind()
