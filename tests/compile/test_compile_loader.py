@@ -1,0 +1,272 @@
+"""engine.loader: positions, profile overlay, ${ENV} interpolation, and what YAML it refuses."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.loader import Loc, load, load_text, merge
+from engine.values import Secret, format_duration, parse_duration
+
+TEXT = """\
+version: 1
+providers:
+  openai:
+    kind: openai
+    models: [a, b]
+routes:
+  - to: openai
+"""
+
+
+def test_positions_of_keys_and_values() -> None:
+    loaded = load_text(TEXT, "r.yaml")
+    assert loaded.problems == []
+    keys, values = loaded.locations.keys, loaded.locations.values
+    assert keys[("providers", "openai", "kind")] == Loc("r.yaml", 4, 5, "    kind: openai")
+    assert values[("providers", "openai", "kind")] == Loc("r.yaml", 4, 11, "    kind: openai")
+    assert (values[("providers", "openai", "models", 1)].line,
+            values[("providers", "openai", "models", 1)].col) == (5, 17)
+    assert (keys[("routes", 0, "to")].line, keys[("routes", 0, "to")].col) == (7, 5)
+    assert values[("routes", 0)].line == 7
+
+
+def test_find_falls_back_to_the_longest_known_prefix() -> None:
+    locs = load_text(TEXT, "r.yaml").locations
+    loc = locs.find(("providers", "openai", "kind", "deeper", 3))
+    assert loc is not None and (loc.line, loc.col) == (4, 11)
+    key = locs.find(("providers", "openai", "kind"), key=True)
+    assert key is not None and key.col == 5
+    assert locs.find(("nowhere",)) is None
+
+
+def test_plain_builtin_types_come_out() -> None:
+    data = load_text("a: 1\nb: 1.5\nc: true\nd: ~\ne: text\nf: 2024-01-02\n").data
+    assert data == {"a": 1, "b": 1.5, "c": True, "d": None, "e": "text", "f": "2024-01-02"}
+    assert [type(v) for v in data.values()] == [int, float, bool, type(None), str, str]
+
+
+def test_syntax_error_is_a_located_problem() -> None:
+    loaded = load_text("version: 1\nproviders: [a\n", "x.yaml")
+    assert loaded.data is None
+    (p,) = loaded.problems
+    assert p.file == "x.yaml" and p.line == 3 and p.message.startswith("YAML syntax:")
+
+
+def test_duplicate_keys_are_rejected_at_the_second_one() -> None:
+    (p,) = load_text("a: 1\nb: 2\na: 3\n").problems
+    assert "duplicate key" in p.message and (p.line, p.col) == (3, 1)
+
+
+@pytest.mark.parametrize("text, line, col", [
+    ("a: !!python/object/apply:os.system [ls]\n", 1, 4),
+    ("a: !!python/name:os.system x\n", 1, 4),
+    ("a: !foo {x: 1}\n", 1, 4),
+    ("a:\n  - 1\n  - !env HOME\n", 3, 5),
+    ("!foo\nb: 1\n", 1, 1),
+])
+def test_tags_are_rejected(text: str, line: int, col: int) -> None:
+    loaded = load_text(text)
+    msgs = [p for p in loaded.problems if "tag" in p.message]
+    assert len(msgs) == 1 and "not allowed" in msgs[0].message
+    assert (msgs[0].line, msgs[0].col) == (line, col)
+
+
+@pytest.mark.parametrize("text", ["a: !!set {x}\n", "a: !!binary aGVsbG8=\n", "a: !!pairs [x: 1]\n"])
+def test_non_plain_values_are_problems(text: str) -> None:
+    (p,) = load_text(text).problems
+    assert p.line == 1 and "unsupported YAML value" in p.message
+
+
+def test_omap_and_merge_keys_do_not_crash() -> None:
+    assert load_text("a: !!omap [x: 1, y: 2]\n").data == {"a": {"x": 1, "y": 2}}
+    data = load_text("a: &x {b: 1}\nc:\n  <<: *x\n  d: 2\n").data
+    assert data["c"] == {"b": 1, "d": 2}
+
+
+def test_non_string_keys_are_problems() -> None:
+    (p,) = load_text("models:\n  4: {}\n").problems
+    assert (p.line, p.col) == (2, 3) and "not a string" in p.message
+
+
+def test_document_must_be_a_mapping() -> None:
+    (p,) = load_text("- 1\n- 2\n").problems
+    assert "must be a mapping" in p.message
+
+
+def test_alias_bomb_is_capped_quickly() -> None:
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 9):
+        prev, cur = chr(96 + i), chr(97 + i)
+        lines.append(f"{cur}: &{cur} [" + ", ".join([f"*{prev}"] * 10) + "]")
+    start = time.perf_counter()
+    loaded = load_text("\n".join(lines) + "\n")
+    assert time.perf_counter() - start < 5
+    assert loaded.data is None
+    (p,) = loaded.problems
+    assert "too large" in p.message
+
+
+def test_deep_nesting_is_a_problem_not_a_crash() -> None:
+    loaded = load_text("a: " + "[" * 5000 + "]" * 5000 + "\n")
+    assert loaded.problems  # a located problem either way
+
+
+# -- profiles ---------------------------------------------------------------------------------
+
+BASE = """\
+version: 1
+cache: {backend: memory, responses: {ttl: 10m}}
+providers:
+  openai:
+    kind: openai
+    headers: {X-A: a, X-B: b}
+    models: [a, b, c]
+routes:
+  - to: openai
+"""
+
+
+def _profile(tmp_path: Path, text: str, name: str = "p") -> Path:
+    d = tmp_path / "profiles"
+    d.mkdir(exist_ok=True)
+    (d / f"{name}.yaml").write_text(text)
+    return d
+
+
+def test_profile_mappings_merge_lists_replace_null_removes(tmp_path: Path) -> None:
+    pdir = _profile(tmp_path, """\
+cache: {responses: null}
+providers:
+  openai:
+    headers: {X-B: changed, X-C: new}
+    models: [z]
+  extra: {kind: ollama}
+""")
+    loaded = load(BASE, "routes.yaml", profile="p", profiles_dir=pdir, env={})
+    assert loaded.problems == []
+    d = loaded.data
+    assert d["cache"] == {"backend": "memory"}
+    assert d["providers"]["openai"]["headers"] == {"X-A": "a", "X-B": "changed", "X-C": "new"}
+    assert d["providers"]["openai"]["models"] == ["z"]
+    assert d["providers"]["openai"]["kind"] == "openai"
+    assert d["providers"]["extra"] == {"kind": "ollama"}
+    assert loaded.files[0] == "routes.yaml" and loaded.files[1].endswith("p.yaml")
+
+
+def test_profile_locations_point_at_the_profile_file(tmp_path: Path) -> None:
+    pdir = _profile(tmp_path, "providers:\n  openai:\n    models: [z]\n    speed: fast\n")
+    locs = load(BASE, "routes.yaml", profile="p", profiles_dir=pdir, env={}).locations
+    models = locs.values[("providers", "openai", "models")]
+    assert models.file.endswith("p.yaml") and (models.line, models.col) == (3, 13)
+    assert locs.values[("providers", "openai", "models", 0)].file.endswith("p.yaml")
+    speed = locs.keys[("providers", "openai", "speed")]
+    assert speed.file.endswith("p.yaml") and speed.line == 4
+    kind = locs.values[("providers", "openai", "kind")]  # untouched: still the base file
+    assert kind.file == "routes.yaml" and kind.line == 5
+
+
+def test_profile_null_removes_locations_too(tmp_path: Path) -> None:
+    pdir = _profile(tmp_path, "providers:\n  openai:\n    headers: null\n")
+    loaded = load(BASE, "routes.yaml", profile="p", profiles_dir=pdir, env={})
+    assert "headers" not in loaded.data["providers"]["openai"]
+    assert not any(p[:3] == ("providers", "openai", "headers") for p in loaded.locations.values)
+
+
+def test_missing_profile_lists_the_available_ones(tmp_path: Path) -> None:
+    pdir = _profile(tmp_path, "{}\n", "ci")
+    (p,) = load(BASE, profile="nope", profiles_dir=pdir, env={}).problems
+    assert "profile 'nope' not found" in p.message and "ci" in p.hint
+
+
+def test_profile_with_a_syntax_error_is_located_in_the_profile(tmp_path: Path) -> None:
+    pdir = _profile(tmp_path, "providers:\n  openai: {kind: [\n")
+    (p,) = load(BASE, profile="p", profiles_dir=pdir, env={}).problems
+    assert p.file.endswith("p.yaml") and p.line >= 2
+
+
+def test_merge_of_plain_loaded_values() -> None:
+    a = load_text("x: {y: 1, z: [1, 2]}\n", "a.yaml")
+    b = load_text("x: {z: [3], w: null, v: 2}\n", "b.yaml")
+    assert merge(a, b).data == {"x": {"y": 1, "z": [3], "v": 2}}
+
+
+# -- ${ENV} -----------------------------------------------------------------------------------
+
+def _env(text: str, env: dict[str, str]) -> tuple[object, list[str]]:
+    loaded = load(f"v: {text}\n", env=env)
+    return loaded.data["v"], [p.message for p in loaded.problems]
+
+
+def test_env_reference_becomes_a_secret() -> None:
+    value, problems = _env("${KEY}", {"KEY": "s3cr3t"})
+    assert problems == [] and isinstance(value, Secret) and value.reveal() == "s3cr3t"
+    assert "s3cr3t" not in repr(value) and str(value) == "***"
+
+
+def test_env_inside_a_longer_string() -> None:
+    value, _ = _env('"Bearer ${KEY}!"', {"KEY": "abc"})
+    assert isinstance(value, Secret) and value.reveal() == "Bearer abc!"
+
+
+def test_env_default_used_when_unset_and_ignored_when_set() -> None:
+    assert _env("${NOPE:-fallback}", {})[0].reveal() == "fallback"  # type: ignore[union-attr]
+    assert _env("${K:-fallback}", {"K": "set"})[0].reveal() == "set"  # type: ignore[union-attr]
+    assert _env('"${K:-}"', {})[0].reveal() == ""  # type: ignore[union-attr]
+
+
+def test_unset_env_is_empty_and_recorded() -> None:
+    loaded = load("v: ${MISSING}\nw: ${PRESENT}\n", env={"PRESENT": "x"})
+    assert loaded.problems == []
+    assert loaded.data["v"].reveal() == ""
+    assert loaded.env_used == {"MISSING": False, "PRESENT": True}
+
+
+def test_double_dollar_escapes() -> None:
+    value, problems = _env('"cost $${NOT_A_VAR}"', {"NOT_A_VAR": "leak"})
+    assert problems == [] and value == "cost ${NOT_A_VAR}" and not isinstance(value, Secret)
+
+
+@pytest.mark.parametrize("text", ["${1BAD}", "${A-B}", "${}", "'${ NAME }'"])
+def test_bad_reference_is_a_located_problem(text: str) -> None:
+    loaded = load(f"a: 1\nv: {text}\n", env={})
+    (p,) = loaded.problems
+    assert "bad variable reference" in p.message and p.line == 2 and p.path == "v"
+
+
+def test_unclosed_reference_is_a_problem() -> None:
+    loaded = load("v: ${NAME\n", env={"NAME": "x"})
+    (p,) = loaded.problems
+    assert "unclosed" in p.message and p.line == 1
+
+
+def test_env_in_keys_and_lists() -> None:
+    loaded = load("l: [a, '${X}']\n", env={"X": "y"})
+    assert loaded.data["l"][0] == "a" and loaded.data["l"][1].reveal() == "y"
+
+
+# -- durations --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, seconds", [
+    ("250ms", 0.25), ("5s", 5.0), ("1.5s", 1.5), ("10m", 600.0), ("1h", 3600.0), (" 2s ", 2.0),
+    (3, 3.0), (0.5, 0.5), ("7", 7.0), (".5s", 0.5), (0, 0.0),
+])
+def test_durations(text: object, seconds: float) -> None:
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["-1s", -1, "5 seconds", "1d", "", "ms", True, None, [1],
+                                  float("nan"), float("inf"), "1.2.3s"])
+def test_bad_durations(text: object) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize("seconds, text", [
+    (0.25, "250ms"), (5, "5s"), (1.5, "1.5s"), (600, "10m"), (3600, "1h"), (0, "0s"), (90, "90s"),
+])
+def test_format_duration(seconds: float, text: str) -> None:
+    assert format_duration(seconds) == text
+    assert parse_duration(text) == pytest.approx(seconds)
