@@ -1,0 +1,134 @@
+"""A normalised chat request (``Chat``) plus its fault goes in; the deterministic ``Answer`` comes out.
+
+The reply is a pure function of the request: ``"echo: " + last user text`` (or ``"tool result: ..."``
+when the conversation ends with a tool result), cut at a stop sequence, truncated to ``max_tokens``
+words, or a tool call to the first offered tool. Tokens are whitespace words, at least 1.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.fake.faults import Fault
+
+__all__ = ["Answer", "BadRequest", "Chat", "answer", "split", "words"]
+
+_TOOL_WORD = re.compile(r"\btool\b", re.IGNORECASE)
+_VOCAB = ("lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit")
+
+
+class BadRequest(Exception):
+    """The request body is not a valid request of its kind (answered with 400 in the kind's shape)."""
+
+
+@dataclass(slots=True)
+class Chat:
+    """What every wire format's request is reduced to."""
+
+    kind: str
+    model: str
+    stream: bool = False
+    user_text: str = ""  # the last user message's text, ``[[fake: ...]]`` markers removed
+    marker: str = ""  # the directives found in ``[[fake: ...]]`` markers of that message
+    tool_result: str | None = None  # the text of a trailing tool result, if the chat ends with one
+    prompt_tokens: int = 1
+    max_tokens: int | None = None
+    stop: tuple[str, ...] = ()
+    tools: tuple[str, ...] = ()  # names of the tools offered (empty when tool_choice is none)
+    include_usage: bool = False  # openai stream_options.include_usage
+    sse: bool = True  # gemini: streamGenerateContent with alt=sse (else a streamed JSON array)
+
+
+@dataclass(slots=True)
+class Answer:
+    """The reply, ready to be rendered in any wire format."""
+
+    text: str
+    finish: str  # "stop" | "length" | "stop_sequence" | "tool"
+    input_tokens: int
+    output_tokens: int
+    stop_sequence: str | None = None
+    tool_name: str | None = None
+    tool_args: dict[str, Any] = field(default_factory=dict)
+    tool_json: str = ""  # tool_args as JSON, as streamed
+    pieces: list[str] = field(default_factory=list)  # stream chunks of ``text`` (or ``tool_json``)
+
+
+_MARKER = re.compile(r"\[\[fake:([^\]]*)\]\]")
+
+
+def strip_markers(text: str) -> tuple[str, str]:
+    """Split ``[[fake: ...]]`` markers out of a user text: (clean text, directives)."""
+    if "[[fake:" not in text:
+        return text, ""
+    found = _MARKER.findall(text)
+    return _MARKER.sub("", text).strip(), " ".join(found)
+
+
+def words(text: str) -> int:
+    """The fake's token count: whitespace-separated words, at least 1."""
+    return max(1, len(text.split()))
+
+
+def split(text: str, n: int | None) -> list[str]:
+    """Stream chunks whose concatenation is ``text``: one word each, or exactly ``n`` pieces."""
+    if n is None:
+        parts = text.split(" ")
+        return [parts[0], *(" " + w for w in parts[1:])]
+    size = len(text)
+    return [text[i * size // n : (i + 1) * size // n] for i in range(n)]
+
+
+def _cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, str | None]:
+    best: tuple[int, str] | None = None
+    for seq in stop:
+        at = text.find(seq) if seq else -1
+        if at >= 0 and (best is None or at < best[0]):
+            best = (at, seq)
+    return (text, None) if best is None else (text[: best[0]], best[1])
+
+
+def answer(chat: Chat, fault: Fault) -> Answer:
+    """The deterministic reply to ``chat`` (``fault`` supplies ``tool``, ``words`` and ``chunks``)."""
+    tool = _tool_to_call(chat, fault)
+    if tool is not None:
+        args = {"q": chat.user_text}
+        raw = json.dumps(args)
+        n = fault.chunks if fault.chunks is not None else max(1, (len(raw) + 15) // 16)
+        return Answer(
+            text="", finish="tool", input_tokens=chat.prompt_tokens, output_tokens=words(raw),
+            tool_name=tool, tool_args=args, tool_json=raw, pieces=split(raw, n),
+        )
+    if fault.words is not None:
+        text = " ".join(_VOCAB[i % len(_VOCAB)] for i in range(fault.words))
+    elif chat.tool_result is not None:
+        text = "tool result: " + chat.tool_result
+    else:
+        text = "echo: " + chat.user_text if chat.user_text else "echo:"
+    finish = "stop"
+    text, seq = _cut_at_stop(text, chat.stop)
+    if seq is not None:
+        finish = "stop_sequence"
+    if chat.max_tokens is not None and chat.max_tokens > 0:
+        ws = text.split()
+        if len(ws) > chat.max_tokens:
+            text, finish, seq = " ".join(ws[: chat.max_tokens]), "length", None
+    return Answer(
+        text=text, finish=finish, input_tokens=chat.prompt_tokens, output_tokens=words(text),
+        stop_sequence=seq, pieces=split(text, fault.chunks),
+    )
+
+
+def _tool_to_call(chat: Chat, fault: Fault) -> str | None:
+    if chat.tool_result is not None:  # after a tool result always answer in text (no agent loops)
+        return None
+    if fault.tool:  # tool=NAME calls that tool, offered or not
+        return fault.tool
+    if not chat.tools:
+        return None
+    if fault.tool is not None or _TOOL_WORD.search(chat.user_text):
+        return chat.tools[0]
+    return None

@@ -1,0 +1,65 @@
+"""Each request the fake receives goes in; counts per path, kind, model and status, and a bounded log
+of requests (headers and query keys redacted to their names) come out."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, deque
+from typing import Any
+
+__all__ = ["Stats"]
+
+
+class Stats:
+    """Thread-safe request counters and a log of the last ``log_size`` requests."""
+
+    def __init__(self, log_size: int = 1000) -> None:
+        self._lock = threading.Lock()
+        self._log_size = log_size
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.total = 0
+            self.paths: Counter[str] = Counter()
+            self.kinds: Counter[str] = Counter()
+            self.models: Counter[str] = Counter()
+            self.statuses: Counter[str] = Counter()
+            self.log: deque[dict[str, Any]] = deque(maxlen=self._log_size)
+
+    def record(self, method: str, path: str, kind: str, headers: Any, query: Any) -> dict[str, Any]:
+        """Count a request and log it; the entry returned is completed by ``model``/``done``."""
+        entry: dict[str, Any] = {
+            "method": method, "path": path, "kind": kind, "model": None, "stream": False,
+            "headers": sorted({k.lower() for k in headers}), "query": sorted(query),
+            "body": None, "fault": "", "status": None,
+        }
+        with self._lock:
+            self.total += 1
+            self.paths[path] += 1
+            self.kinds[kind] += 1
+            self.log.append(entry)
+        return entry
+
+    def model(self, entry: dict[str, Any], model: str | None) -> None:
+        entry["model"] = model
+        if model:
+            with self._lock:
+                self.models[model] += 1
+
+    def done(self, entry: dict[str, Any], status: int | str) -> None:
+        """Note the outcome: an HTTP status, or "reset" / "truncated" / "dropped"."""
+        entry["status"] = status
+        with self._lock:
+            self.statuses[str(status)] += 1
+
+    def snapshot(self, log: bool = True) -> dict[str, Any]:
+        """A JSON-ready copy: ``requests``, ``paths``, ``kinds``, ``models``, ``statuses``, ``log``."""
+        with self._lock:
+            out: dict[str, Any] = {
+                "requests": self.total, "paths": dict(self.paths), "kinds": dict(self.kinds),
+                "models": dict(self.models), "statuses": dict(self.statuses),
+            }
+            if log:
+                out["log"] = [dict(e) for e in self.log]
+        return out
