@@ -27,6 +27,8 @@ __all__ = [
     "image_url_of",
     "names",
     "new_call_id",
+    "opt_dict",
+    "opt_list",
     "opt_str",
     "parse_data_url",
     "stop_list",
@@ -53,6 +55,16 @@ def as_list(value: Any, what: str) -> list[Any]:
     if type(value) is list:
         return value
     fail(f"{what}: expected an array, got {_type(value)}")
+
+
+def opt_list(value: Any, what: str) -> list[Any]:
+    """An optional array: absent or null is empty."""
+    return [] if value is None else as_list(value, what)
+
+
+def opt_dict(value: Any, what: str) -> dict[str, Any]:
+    """An optional object: absent or null is empty."""
+    return {} if value is None else as_dict(value, what)
 
 
 def opt_str(value: Any, what: str) -> str | None:
@@ -232,16 +244,27 @@ class SSEParser(StreamParser):
 
 
 class NDJSONParser(StreamParser):
-    """Newline-delimited JSON framing: one JSON object per line, blank lines ignored."""
+    """Newline-delimited JSON framing: one JSON object per line, blank lines ignored.
+
+    A line that does not parse is held: if the stream ends there it was cut mid-line (``done``
+    stays False); if another line follows, it was garbage and ``WireError`` is raised.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._broken: str | None = None
 
     def feed(self, line: str) -> Deltas:
         line = line.strip()
         if not line:
             return []
+        if self._broken is not None:
+            fail(f"stream line is not JSON: {self._broken[:120]!r}")
         try:
             data = _loads(line)
         except ValueError:
-            fail(f"stream line is not JSON: {line[:120]!r}")
+            self._broken = line
+            return []
         if type(data) is not dict:
             fail(f"stream line: expected an object, got {_type(data)}")
         return self.event(data)

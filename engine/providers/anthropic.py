@@ -21,6 +21,7 @@ from engine.providers._wire import (
     fail,
     image_url_of,
     names,
+    opt_dict,
     opt_str,
     parse_data_url,
     stop_list,
@@ -245,7 +246,7 @@ class AnthropicKind(Kind):
                     dump_args(as_dict(block.get("input", {}), f"content[{i}].input")),
                 ))
             # thinking, redacted_thinking and server-tool blocks are not part of the answer
-        usage = as_dict(body.get("usage") or {}, "usage")
+        usage = opt_dict(body.get("usage"), "usage")
         return Parsed(
             text="".join(texts),
             finish_reason=_finish(body.get("stop_reason")),
@@ -303,7 +304,7 @@ class AnthropicStream(SSEParser):
             self.model = opt_str(message.get("model"), "message_start.message.model")
             self._usage(message.get("usage"))
         elif kind == "message_delta":
-            delta = as_dict(data.get("delta") or {}, "message_delta.delta")
+            delta = opt_dict(data.get("delta"), "message_delta.delta")
             reason = delta.get("stop_reason")
             if reason is not None:
                 self.finish_reason = _finish(reason)

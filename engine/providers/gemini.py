@@ -23,6 +23,8 @@ from engine.providers._wire import (
     fail,
     image_url_of,
     new_call_id,
+    opt_dict,
+    opt_list,
     opt_str,
     parse_data_url,
     stop_list,
@@ -207,8 +209,8 @@ def _read(candidate: dict[str, Any]) -> tuple[list[str], list[ToolCall]]:
     content = candidate.get("content")
     if content is None:
         return texts, calls
-    parts = as_dict(content, "candidates[0].content").get("parts") or []
-    for i, raw in enumerate(as_list(parts, "candidates[0].content.parts")):
+    parts = as_dict(content, "candidates[0].content").get("parts")
+    for i, raw in enumerate(opt_list(parts, "candidates[0].content.parts")):
         part = as_dict(raw, f"parts[{i}]")
         if part.get("thought"):
             continue
@@ -222,7 +224,7 @@ def _read(candidate: dict[str, Any]) -> tuple[list[str], list[ToolCall]]:
             calls.append(ToolCall(
                 opt_str(call.get("id"), f"parts[{i}].functionCall.id") or new_call_id(),
                 name,
-                dump_args(as_dict(call.get("args") or {}, f"parts[{i}].functionCall.args")),
+                dump_args(opt_dict(call.get("args"), f"parts[{i}].functionCall.args")),
             ))
     return texts, calls
 
@@ -330,7 +332,7 @@ class GeminiKind(Kind):
     def parse_models(self, data: Any) -> list[str]:
         """Models that can chat (``generateContent``), without the ``models/`` prefix."""
         out = []
-        for raw in as_list(as_dict(data, "models").get("models") or [], "models"):
+        for raw in opt_list(as_dict(data, "models").get("models"), "models"):
             model = as_dict(raw, "models[]")
             name = model.get("name")
             methods = model.get("supportedGenerationMethods")

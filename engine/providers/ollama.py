@@ -14,12 +14,13 @@ from engine.providers._wire import (
     NDJSONParser,
     args_object,
     as_dict,
-    as_list,
     dump_args,
     error_text,
     fail,
     image_url_of,
     new_call_id,
+    opt_dict,
+    opt_list,
     opt_str,
     parse_data_url,
     stop_list,
@@ -133,7 +134,7 @@ def _finish(body: dict[str, Any], tool_calls: bool) -> str | None:
 
 def _calls(message: dict[str, Any]) -> list[ToolCall]:
     out = []
-    for i, raw in enumerate(as_list(message.get("tool_calls") or [], "message.tool_calls")):
+    for i, raw in enumerate(opt_list(message.get("tool_calls"), "message.tool_calls")):
         what = f"message.tool_calls[{i}]"
         call = as_dict(raw, what)
         fn = as_dict(call.get("function"), f"{what}.function")
@@ -141,7 +142,7 @@ def _calls(message: dict[str, Any]) -> list[ToolCall]:
         if not name:
             fail(f"{what}.function.name: missing")
         args = fn.get("arguments")
-        text = args if type(args) is str else dump_args(as_dict(args or {}, f"{what}.arguments"))
+        text = args if type(args) is str else dump_args(opt_dict(args, f"{what}.arguments"))
         out.append(ToolCall(opt_str(call.get("id"), f"{what}.id") or new_call_id(), name, text))
     return out
 
@@ -212,7 +213,7 @@ class OllamaKind(Kind):
     def parse_models(self, data: Any) -> list[str]:
         """Installed models; ``name:latest`` is also listed as ``name``, as Ollama accepts both."""
         out = []
-        for raw in as_list(as_dict(data, "models").get("models") or [], "models"):
+        for raw in opt_list(as_dict(data, "models").get("models"), "models"):
             name = as_dict(raw, "models[]").get("name")
             if type(name) is str:
                 out.append(name)

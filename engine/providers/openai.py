@@ -19,6 +19,8 @@ from engine.providers._wire import (
     fail,
     names,
     new_call_id,
+    opt_dict,
+    opt_list,
     opt_str,
     tokens,
 )
@@ -148,7 +150,7 @@ class OpenAIKind(Kind):
         what = "choices[0].message.tool_calls"
         calls = [
             _tool_call(c, f"{what}[{i}]")
-            for i, c in enumerate(as_list(message.get("tool_calls") or [], what))
+            for i, c in enumerate(opt_list(message.get("tool_calls"), what))
         ]
         legacy = message.get("function_call")
         if legacy is not None and not calls:
@@ -189,20 +191,21 @@ class OpenAIStream(SSEParser):
         if type(model) is str:
             self.model = model
         usage = data.get("usage")
-        if usage is None:  # Groq reports it here
-            usage = (data.get("x_groq") or {}).get("usage")
+        groq = data.get("x_groq")
+        if usage is None and type(groq) is dict:  # Groq reports it here
+            usage = groq.get("usage")
         if usage is not None:
             self.usage = _usage(usage)
         out: Deltas = []
-        for raw in as_list(data.get("choices") or [], "choices"):
+        for raw in opt_list(data.get("choices"), "choices"):
             choice = as_dict(raw, "choices[]")
             if choice.get("index", 0) != 0:  # n > 1: the first choice is the answer
                 continue
-            delta = as_dict(choice.get("delta") or {}, "choices[].delta")
+            delta = opt_dict(choice.get("delta"), "choices[].delta")
             content = delta.get("content")
             if content:
                 out.append(TextDelta(_content(content, "delta.content")))
-            for tc in as_list(delta.get("tool_calls") or [], "delta.tool_calls"):
+            for tc in opt_list(delta.get("tool_calls"), "delta.tool_calls"):
                 out.append(self._tool_delta(as_dict(tc, "delta.tool_calls[]")))
             reason = choice.get("finish_reason")
             if reason is not None:
@@ -214,7 +217,7 @@ class OpenAIStream(SSEParser):
         index = tc.get("index", 0)
         if type(index) is not int:
             fail(f"delta.tool_calls[].index: expected an integer, got {index!r}")
-        fn = as_dict(tc.get("function") or {}, "delta.tool_calls[].function")
+        fn = opt_dict(tc.get("function"), "delta.tool_calls[].function")
         return ToolCallDelta(
             index=index,
             id=opt_str(tc.get("id"), "delta.tool_calls[].id"),
