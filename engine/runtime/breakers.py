@@ -1,0 +1,111 @@
+"""Circuit names and try outcomes in, allow/skip decisions and state changes out: the engine's circuit
+breakers, kept by purgatory (in memory by default; the factory, and so its unit of work, is
+injectable, e.g. to share circuits through Redis)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Final
+
+from purgatory import AsyncCircuitBreakerFactory
+
+from engine.graph import Breaker
+
+__all__ = ["CLOSED", "HALF_OPEN", "OPEN", "Circuits", "Token"]
+
+CLOSED: Final = "closed"
+OPEN: Final = "open"
+HALF_OPEN: Final = "half_open"
+_STATES: Final = {"closed": CLOSED, "opened": OPEN, "half-opened": HALF_OPEN}
+
+_log = logging.getLogger("engine.breakers")
+
+Token = Any  # an entered purgatory breaker: hand it back to ``Circuits.leave``
+
+
+class _Failed(Exception):
+    """What purgatory is told when a try counts against the circuit."""
+
+
+_FAILED: Final = _Failed()
+_NO_TOKEN: Final = object()  # the circuit store failed: the try goes ahead unguarded
+
+
+class Circuits:
+    """One circuit per name (``provider`` or ``provider/model``).
+
+    ``enter`` returns a token, or ``None`` when the circuit is open (the try is skipped at no
+    network cost); ``leave`` records the try's outcome; ``abandon`` records nothing (a cancelled
+    try says nothing about the provider). ``on_change(circuit, state)`` is called on every state
+    change, and ``states()`` / ``open_circuits()`` tell what this process has seen.
+    """
+
+    def __init__(self, factory: AsyncCircuitBreakerFactory | None = None,
+                 on_change: Callable[[str, str], None] | None = None) -> None:
+        self.factory = factory if factory is not None else AsyncCircuitBreakerFactory()
+        self._on_change = on_change
+        self._seen: dict[str, tuple[str, float, float]] = {}  # name -> (state, opened_at, ttl)
+        self._ttl: dict[str, float] = {}
+        self.factory.add_listener(self._hook)
+
+    def _hook(self, name: str, what: str, event: Any) -> None:
+        if what != "state_changed":
+            return
+        state = _STATES.get(getattr(event, "state", ""), CLOSED)
+        opened_at = getattr(event, "opened_at", None) or time.time()
+        self._seen[name] = (state, opened_at, self._ttl.get(name, 0.0))
+        if self._on_change is not None:
+            self._on_change(name, state)
+
+    async def enter(self, name: str, breaker: Breaker) -> Token | None:
+        """A token for one try, or ``None`` when the circuit is open. If the circuit store itself
+        fails (a shared store unreachable), the try goes ahead: breakers must not stop traffic."""
+        if name not in self._ttl:
+            self._ttl[name] = breaker.recovery
+        try:
+            brk = await self.factory.get_breaker(name, breaker.failures, breaker.recovery)
+        except Exception:
+            _log.warning("circuit store failed for %s; trying unguarded", name, exc_info=True)
+            return _NO_TOKEN
+        ctx = brk.context
+        if ctx.threshold != breaker.failures or ctx.ttl != breaker.recovery:  # a reload changed it
+            ctx.threshold, ctx.ttl = breaker.failures, breaker.recovery
+            self._ttl[name] = breaker.recovery
+        try:
+            await brk.__aenter__()
+        except Exception:  # purgatory raises its OpenedState: the circuit is open
+            return None
+        return brk
+
+    async def leave(self, token: Token, failed: bool) -> None:
+        if token is _NO_TOKEN:
+            return
+        try:
+            if failed:
+                await token.__aexit__(_Failed, _FAILED, None)
+            else:
+                await token.__aexit__(None, None, None)
+        except Exception:
+            _log.warning("circuit store failed to record a try", exc_info=True)
+
+    def abandon(self, token: Token) -> None:
+        """A try was cancelled: record neither a success nor a failure. (A pending open ->
+        half-open message stays on the circuit and is delivered with its next recorded try.)"""
+
+    def state(self, name: str) -> str:
+        seen = self._seen.get(name)
+        if seen is None:
+            return CLOSED
+        state, opened_at, ttl = seen
+        if state == OPEN and time.time() > opened_at + ttl:
+            return HALF_OPEN  # the next try is the probe
+        return state
+
+    def states(self) -> dict[str, str]:
+        return {name: self.state(name) for name in sorted(self._seen)}
+
+    def open_circuits(self) -> frozenset[str]:
+        return frozenset(name for name in self._seen if self.state(name) == OPEN)
+

@@ -1,0 +1,421 @@
+"""A routing graph and a normalised request in, a ``Response`` (or a typed ``RouteError`` listing
+every attempt) out: tries with retries and backoff, failover strategies, hedging, circuit breakers,
+all inside the route's deadline.
+
+Everything that depends only on the graph (URLs, headers, prices, circuit names, group orders) is
+built once per graph in ``Runtime``; a request allocates one small context object and its attempts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Mapping
+from typing import Any, Final
+
+from engine.errors import AllTargetsFailed, DeadlineExceeded, NoRouteError, ProviderError
+from engine.graph import Group, Node, Price, Route, RoutingGraph, Target
+from engine.providers import get_kind
+from engine.providers.base import Parsed, WireError
+from engine.result import Attempt, Outcome, Response
+from engine.runtime.breakers import Circuits
+from engine.runtime.events import AttemptEnded, AttemptStarted, FailingOver, Hooks, Retrying
+from engine.runtime.health import Tally
+from engine.runtime.retry import (
+    breaker_failure,
+    can_fail_over,
+    can_retry,
+    parse_retry_after,
+    retry_delay,
+)
+from engine.runtime.strategies import GroupOrder, Latencies
+from engine.runtime.transport import Connection, ConnectionPool, Fault, error_detail
+from engine.values import format_duration
+
+__all__ = ["FAILED", "SKIPPED", "Ctx", "Endpoint", "Miss", "Runtime", "Shared", "Win"]
+
+HEDGE_LOST: Final = "hedge lost"  # cancel message for hedge losers
+
+perf = time.perf_counter
+
+
+class Shared:
+    """Engine-wide state that outlives a graph: connections, circuits, hooks, observations."""
+
+    __slots__ = ("circuits", "hooks", "latencies", "pool", "rng", "tally")
+
+    def __init__(self, pool: ConnectionPool, circuits: Circuits, hooks: Hooks,
+                 rng: random.Random) -> None:
+        self.pool = pool
+        self.circuits = circuits
+        self.hooks = hooks
+        self.rng = rng
+        self.latencies = Latencies()
+        self.tally = Tally()
+
+
+class Miss:
+    """A target or group that produced no answer: ``FAILED`` (tried) or ``SKIPPED`` (circuit open,
+    no network cost)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+FAILED: Final = Miss("FAILED")
+SKIPPED: Final = Miss("SKIPPED")
+
+
+class Win:
+    """An answered try, before the route wraps it into a ``Response``."""
+
+    __slots__ = ("data", "ep", "model", "parsed")
+
+    def __init__(self, ep: Endpoint, model: str, parsed: Parsed, data: Any) -> None:
+        self.ep = ep
+        self.model = model
+        self.parsed = parsed
+        self.data = data
+
+
+class Endpoint:
+    """One target, precomputed: its connection, template, classifier, circuit and price."""
+
+    __slots__ = ("backoff", "breaker", "circuit", "classifier", "conn", "context", "honor",
+                 "key", "kind", "model", "price", "provider", "render", "speed", "tries")
+
+    def __init__(self, target: Target, conn: Connection) -> None:
+        p = target.provider
+        self.key = target.key
+        self.provider = p.name
+        self.conn = conn
+        self.kind = conn.kind
+        self.context = self.kind.context
+        self.render = p.template.render
+        self.model = target.model
+        self.classifier = p.retry
+        self.honor = p.retry.honor_retry_after
+        self.speed = p.speed
+        self.backoff = p.speed.backoff
+        self.tries = p.speed.retries + 1
+        self.breaker = p.breaker
+        by_model = p.breaker is not None and p.breaker.scope == "model"
+        # circuit: a fixed name, or None with a breaker by model and a pass-through target
+        self.circuit: str | None = None
+        if p.breaker is not None and not (by_model and target.model is None):
+            self.circuit = target.key if by_model else p.name
+        self.price: Price | None = target.price(target.model) if target.model else None
+
+    def circuit_for(self, model: str) -> str | None:
+        if self.breaker is None:
+            return None
+        return self.circuit or f"{self.provider}/{model}"
+
+    def label(self, model: str) -> str:
+        return self.key if self.model is not None else f"{self.provider}/{model}"
+
+    def price_for(self, model: str) -> Price | None:
+        if self.model is not None:
+            return self.price
+        info = self.conn.provider.models.get(model)
+        return info.price if info is not None else None
+
+    def body(self, request: dict[str, Any], model: str, stream: bool) -> bytes:
+        return self.render(**self.context(request, model, stream)).encode()
+
+
+class Ctx:
+    """One request's state: what was asked, the budget, and every attempt so far."""
+
+    __slots__ = ("attempts", "deadline", "loop", "model", "request", "route", "seen", "start")
+
+    def __init__(self, request: dict[str, Any], model: str, route: Route,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self.request = request
+        self.model = model
+        self.route = route
+        self.loop = loop
+        self.attempts: list[Attempt] = []
+        self.start = perf()
+        self.deadline = loop.time() + route.deadline
+        self.seen: set[str] = set()
+
+    def where(self) -> str:
+        return f"route {self.route.index} ({self.route.match.describe()})"
+
+
+class Runtime:
+    """A graph made executable. Requests in flight keep the runtime they started on; ``inflight``
+    and ``retired`` let the engine close connections a reloaded graph no longer uses."""
+
+    def __init__(self, graph: RoutingGraph, shared: Shared) -> None:
+        self.graph = graph
+        self.shared = shared
+        self.hooks = shared.hooks
+        self.circuits = shared.circuits
+        self.inflight = 0
+        self.retired = False
+        self.connections: list[Connection] = []
+        by_provider: dict[str, Connection] = {}
+        for name, provider in graph.providers.items():
+            conn = shared.pool.acquire(provider, get_kind(provider.kind))
+            by_provider[name] = conn
+            self.connections.append(conn)
+        self.endpoints: dict[int, Endpoint] = {}
+        by_key: dict[str, Endpoint] = {}
+        for target in _all_targets(graph):
+            ep = by_key.get(target.key)
+            if ep is None:
+                ep = by_key[target.key] = Endpoint(target, by_provider[target.provider.name])
+            self.endpoints[id(target)] = ep
+        self.orders: dict[str, GroupOrder] = {
+            name: GroupOrder(group, shared.rng, shared.latencies)
+            for name, group in graph.groups.items()
+        }
+
+    # -- entry ----------------------------------------------------------------------------------
+
+    def match(self, request: dict[str, Any]) -> tuple[str, Route]:
+        model = request["model"]
+        route = self.graph.match(model, request.get("metadata") or _EMPTY)
+        if route is None:
+            raise NoRouteError(f"no route matches model {model!r}")
+        return model, route
+
+    async def route(self, request: dict[str, Any]) -> Response:
+        model, route = self.match(request)
+        ctx = Ctx(request, model, route, asyncio.get_running_loop())
+        try:
+            async with asyncio.timeout_at(ctx.deadline):
+                result = await self.run(route.to, ctx)
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"deadline {format_duration(route.deadline)} exceeded on {ctx.where()}",
+                ctx.attempts, route=ctx.where()) from None
+        if isinstance(result, Miss):
+            raise AllTargetsFailed(f"every target failed on {ctx.where()}", ctx.attempts,
+                                   route=ctx.where())
+        ep, parsed, name = result.ep, result.parsed, result.model
+        usage = parsed.usage
+        price = ep.price_for(name)
+        return Response(
+            text=parsed.text, provider=ep.provider, model=name,
+            finish_reason=parsed.finish_reason, tool_calls=parsed.tool_calls, usage=usage,
+            cost=price.cost(usage.input_tokens, usage.output_tokens) if price else None,
+            latency=perf() - ctx.start, attempts=tuple(ctx.attempts), raw=result.data,
+        )
+
+    # -- graph walk -----------------------------------------------------------------------------
+
+    async def run(self, node: Node, ctx: Ctx) -> Win | Miss:
+        if isinstance(node, Target):
+            return await self.attempt(self.endpoints[id(node)], ctx)
+        if node.strategy == "hedged" and node.hedge_after is not None:
+            return await self._hedged(node, ctx)
+        return await self._group(node, ctx)
+
+    async def _group(self, group: Group, ctx: Ctx) -> Win | Miss:
+        order = self.orders[group.name]
+        timed = group.strategy == "least_latency"
+        members = group.members
+        tried = 0
+        skipped_only = True
+        for i in order.order():
+            if tried >= group.max_attempts:
+                break
+            node = members[i].node
+            if isinstance(node, Target) and self.endpoints[id(node)].key in ctx.seen:
+                continue  # reached already through another group of this route
+            start = perf() if timed else 0.0
+            result = await self.run(node, ctx)
+            if timed and result is not SKIPPED:
+                self.shared.latencies.observe(order.key(i), perf() - start, isinstance(result, Win))
+            if isinstance(result, Win):
+                return result
+            if result is FAILED:
+                tried += 1
+                skipped_only = False
+                if isinstance(node, Group) and self.hooks.failover:
+                    self.hooks.fire(self.hooks.failover, FailingOver(node.name, None, perf()))
+        return SKIPPED if skipped_only else FAILED
+
+    async def _hedged(self, group: Group, ctx: Ctx) -> Win | Miss:
+        """Start the first member; start the next whenever ``hedge_after`` passes without an answer
+        or a running member fails; the first answer wins and the others are cancelled."""
+        members = group.members
+        hedge_after = group.hedge_after
+        pending: set[asyncio.Task[Win | Miss]] = set()
+        next_i = 0
+        launched = 0
+        failed = False
+
+        def launch() -> None:
+            nonlocal next_i, launched
+            while next_i < len(members):
+                node = members[next_i].node
+                next_i += 1
+                if isinstance(node, Target) and self.endpoints[id(node)].key in ctx.seen:
+                    continue
+                pending.add(asyncio.ensure_future(self.run(node, ctx)))
+                launched += 1
+                return
+
+        def more() -> bool:
+            return launched < group.max_attempts and next_i < len(members)
+
+        try:
+            launch()
+            while pending:
+                done, _ = await asyncio.wait(pending, timeout=hedge_after if more() else None,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if not done:
+                    launch()
+                    continue
+                for task in done:
+                    pending.discard(task)
+                    result = task.result()  # a ProviderError propagates: the route stops
+                    if isinstance(result, Win):
+                        return result
+                    if result is SKIPPED:
+                        launched -= 1  # an open circuit costs nothing and does not count
+                    else:
+                        failed = True
+                    if more():
+                        launch()
+            return FAILED if failed else SKIPPED
+        finally:
+            if pending:
+                me = asyncio.current_task()
+                reason = None if me is not None and me.cancelling() else HEDGE_LOST
+                for task in pending:
+                    task.cancel(reason)
+                await asyncio.wait(pending)
+
+    # -- one target -----------------------------------------------------------------------------
+
+    async def attempt(self, ep: Endpoint, ctx: Ctx) -> Win | Miss:
+        """Try one target, retrying per its classifier; ``FAILED`` means fail over, a
+        non-failover error raises ``ProviderError``."""
+        model = ep.model if ep.model is not None else ctx.model
+        label = ep.label(model)
+        ctx.seen.add(ep.key)
+        hooks = self.hooks
+        try:
+            body = ep.body(ctx.request, model, False)
+        except Exception as exc:  # a template that cannot render this request: no network cost
+            self._record(ctx, Attempt(label, "failover", None, f"template: {exc}"[:300]))
+            return FAILED
+        circuit = ep.circuit_for(model)
+        for n in range(1, ep.tries + 1):
+            token = None
+            if circuit is not None:
+                token = await self.circuits.enter(circuit, ep.breaker)  # type: ignore[arg-type]
+                if token is None:
+                    self._record(ctx, Attempt(label, "skipped", None, "circuit open"))
+                    return SKIPPED if n == 1 else FAILED
+            if hooks.attempt_start:
+                hooks.fire(hooks.attempt_start, AttemptStarted(label, n, perf()))
+            start = perf()
+            status: int | None = None
+            error: str | None = None
+            detail = ""
+            retry_after: float | None = None
+            try:
+                response = await ep.conn.post(model, body)
+            except Fault as fault:
+                error, detail = fault.kind, fault.detail
+            except asyncio.CancelledError as exc:
+                if token is not None:
+                    self.circuits.abandon(token)
+                outcome: Outcome = "cancelled" if HEDGE_LOST in exc.args else "deadline"
+                self._record(ctx, Attempt(label, outcome, None, outcome, perf() - start))
+                raise
+            else:
+                status = response.status_code
+                if 200 <= status < 300:
+                    try:
+                        data = json.loads(response.content)
+                        parsed = ep.kind.parse(data)
+                    except (ValueError, WireError) as exc:
+                        error, detail = "protocol", ep.conn.scrub(str(exc))[:300]
+                    else:
+                        latency = perf() - start
+                        if token is not None:
+                            await self.circuits.leave(token, False)
+                        self.shared.tally.ok(ep.provider, latency)
+                        self._record(ctx, Attempt(label, "ok", status, None, latency))
+                        return Win(ep, model, parsed, data)
+                else:
+                    detail = ep.conn.scrub(error_detail(response, ep.kind))
+                    retry_after = parse_retry_after(response.headers)
+            if await self.failed(ep, ctx, token, n, label, status, error, detail, retry_after,
+                                 perf() - start):
+                continue
+            return FAILED
+        raise AssertionError("unreachable: the last try always returns or raises")
+
+    async def failed(self, ep: Endpoint, ctx: Ctx, token: Any, n: int, label: str,
+                     status: int | None, error: str | None, detail: str,
+                     retry_after: float | None, latency: float) -> bool:
+        """Record failed try ``n``: ``True`` after sleeping the backoff (retry the same target),
+        ``False`` to fail over; raise ``ProviderError`` when the classifier allows neither."""
+        if token is not None:
+            await self.circuits.leave(token, breaker_failure(status, error))
+        self.shared.tally.failed(ep.provider)
+        hooks = self.hooks
+        text = f"{error}: {detail}" if error is not None else f"status: {detail}"
+        classifier = ep.classifier
+        if n < ep.tries and can_retry(classifier, status, error):
+            wait = retry_delay(ep.backoff, n, self.shared.rng.random(),
+                               retry_after if ep.honor else None)
+            if ctx.loop.time() + wait < ctx.deadline:  # never sleep past the deadline
+                attempt = Attempt(label, "retry", status, text, latency, retry_after)
+                self._record(ctx, attempt)
+                if hooks.retry:
+                    hooks.fire(hooks.retry, Retrying(label, n + 1, wait, attempt, perf()))
+                await asyncio.sleep(wait)
+                return True
+        if can_fail_over(classifier, status, error):
+            attempt = Attempt(label, "failover", status, text, latency, retry_after)
+            self._record(ctx, attempt)
+            if hooks.failover:
+                hooks.fire(hooks.failover, FailingOver(label, attempt, perf()))
+            return False
+        self._record(ctx, Attempt(label, "fatal", status, text, latency, retry_after))
+        raise ProviderError(
+            f"{label} answered {status if status is not None else error}, which "
+            f"{classifier.name!r} neither retries nor fails over", ctx.attempts,
+            status=status, body=detail, route=ctx.where())
+
+    def _record(self, ctx: Ctx, attempt: Attempt) -> None:
+        ctx.attempts.append(attempt)
+        if self.hooks.attempt_end:
+            self.hooks.fire(self.hooks.attempt_end, AttemptEnded(attempt, perf()))
+
+
+_EMPTY: Final[Mapping[str, Any]] = {}
+
+
+def _all_targets(graph: RoutingGraph) -> list[Target]:
+    found: list[Target] = []
+
+    def walk(node: Node) -> None:
+        if isinstance(node, Target):
+            found.append(node)
+        else:
+            for m in node.members:
+                walk(m.node)
+
+    for route in graph.routes:
+        walk(route.to)
+        found.extend(route.targets)
+    for group in graph.groups.values():
+        walk(group)
+    return found

@@ -1,0 +1,66 @@
+"""A classifier and one failed try in, a decision out: retry on the same target, fail over, or stop;
+and how long to wait before a retry (backoff with jitter, or the provider's Retry-After)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
+from typing import Final
+
+from engine.graph import Backoff, Classifier
+
+__all__ = ["breaker_failure", "can_fail_over", "can_retry", "parse_retry_after", "retry_delay"]
+
+_OVERLOAD: Final = frozenset({408, 429})
+
+
+def can_retry(classifier: Classifier, status: int | None, error: str | None) -> bool:
+    if error is not None:
+        return error in classifier.retry_errors
+    return status in classifier.retry_status
+
+
+def can_fail_over(classifier: Classifier, status: int | None, error: str | None) -> bool:
+    if error is not None:
+        return error in classifier.failover_errors
+    return status in classifier.failover_status
+
+
+def breaker_failure(status: int | None, error: str | None) -> bool:
+    """Whether a failed try counts against the provider's circuit: transport errors, 5xx, 408 and
+    429 do; client errors (400, 401, 404, ...) describe the request or the config, not the
+    provider's health, and do not."""
+    if error is not None:
+        return True
+    return status is not None and (status >= 500 or status in _OVERLOAD)
+
+
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date), else ``None``."""
+    ms = headers.get("retry-after-ms")
+    if ms is not None:
+        try:
+            return max(float(ms) / 1000.0, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
+
+
+def retry_delay(backoff: Backoff, retry: int, rand: float, retry_after: float | None) -> float:
+    """The sleep before retry number ``retry`` (1-based): the provider's Retry-After when given
+    (and honoured), else exponential backoff capped at ``max``, plus ``rand`` times the jitter."""
+    if retry_after is not None:
+        return retry_after
+    return backoff.delay(retry, rand)
