@@ -140,7 +140,8 @@ class _Converter:
         loc = self.locs.find(path) or Loc(self.file, 0, 0)
         self.problems.append(Problem(
             loc.file, loc.line, loc.col, format_path(path),
-            f"unsupported YAML value of type {type(node).__name__}", "write plain YAML values",
+            f"unsupported YAML value ({_KINDS.get(type(node).__name__, type(node).__name__)})",
+            "write plain YAML values: mappings, lists, strings, numbers, booleans",
             snippet=loc.source))
         return None
 
@@ -166,6 +167,9 @@ def _pos(lookup: Any, key: Any) -> tuple[int, int] | None:
 def _tag_of(node: Any) -> str:
     """The explicit tag written on a node (``!foo``, ``!!python/...``), or "" when there is none."""
     return str(getattr(getattr(node, "tag", None), "value", None) or "")
+
+
+_KINDS = {"CommentedSet": "a !!set", "bytes": "!!binary data", "list": "!!pairs"}
 
 
 class _TooBig(Exception):
@@ -200,8 +204,8 @@ def load_text(text: str, file: str = "routes.yaml") -> Loaded:
         if "duplicate key" in msg:
             msg = msg.split(" with value")[0]
         return Loaded(None, Locations(), [Problem(
-            file, line + 1, col + 1, "", f"YAML syntax: {msg}",
-            "fix the YAML syntax at this position", snippet=src)], [file])
+            file, line + 1, col + 1, "", f"YAML syntax: {msg}", _syntax_hint(exc, msg),
+            snippet=src)], [file])
     except (YAMLError, ValueError, RecursionError) as exc:
         return Loaded(None, Locations(), [Problem(file, 1, 1, "", f"YAML syntax: {exc}",
                                                   "fix the YAML syntax")], [file])
@@ -217,6 +221,20 @@ def load_text(text: str, file: str = "routes.yaml") -> Loaded:
                                      "start with 'version: 1'", snippet=lines[0] if lines else ""))
         data = None
     return Loaded(data, conv.locs, conv.problems, [file])
+
+
+def _syntax_hint(exc: MarkedYAMLError, msg: str) -> str:
+    """What to look at for a YAML syntax error: where the unfinished construct started, ..."""
+    if "duplicate key" in msg:
+        return "a key may appear only once in a mapping; remove or rename one of them"
+    if "'\\t'" in msg:
+        return "indent with spaces, not tabs"
+    ctx, cm, pm = exc.context, exc.context_mark, exc.problem_mark
+    if ctx and cm is not None and pm is not None and (cm.line, cm.column) != (pm.line, pm.column):
+        return f"{ctx.strip()} that starts at line {cm.line + 1}, column {cm.column + 1}"
+    if "mapping values are not allowed" in msg:
+        return "check the indentation of this line, or quote a value that contains ': '"
+    return "fix the YAML syntax at this position"
 
 
 def merge(base: Loaded, overlay: Loaded) -> Loaded:
