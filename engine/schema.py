@@ -257,7 +257,13 @@ class GroupSpec(Spec):
                                          "if the current one has not answered by then.")
 
 
-Scalar = str | int | float | bool | None
+def _scalar(value: Any) -> Any:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    raise ValueError("a metadata value must be a string, a number, true/false or null")
+
+
+Scalar = Annotated[str | int | float | bool | None, BeforeValidator(_scalar)]
 
 
 class MatchSpec(Spec):
