@@ -9,6 +9,7 @@ each route's reachable targets and worst-case time.
 from __future__ import annotations
 
 import difflib
+import json
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import schema as S
-from engine.errors import ConfigError, Problem
+from engine.errors import ConfigError, Problem, sort_problems
 from engine.graph import (
     Backoff,
     Breaker,
@@ -72,6 +73,7 @@ DEFAULT_BASE_URLS = {
     "ollama": "http://localhost:11434",
 }
 NO_BREAKER = "none"
+_SECTION_OF = {"speed": "speeds", "retry classifier": "retry", "breaker": "breakers"}
 
 
 def compile_text(
@@ -133,13 +135,18 @@ class _Compiler:
 
     def __post_init__(self) -> None:
         self.problems = list(self.loaded.problems)
+        self._loader_paths = {p.path for p in self.loaded.problems if p.path}
 
     # -- reporting -----------------------------------------------------------------------------
 
     def report(self, path: Path_, message: str, hint: str = "", *, key: bool = False,
-               severity: typing.Literal["error", "warning"] = "error") -> None:
-        loc = self.loaded.locations.find(path, key=key) or Loc(self.loaded.files[0], 0, 0)
-        self.problems.append(Problem(loc.file, loc.line, loc.col, format_path(path), message,
+               severity: typing.Literal["error", "warning"] = "error",
+               shown: Path_ | None = None) -> None:
+        """Record a problem located at ``path`` (its key with ``key=True``); the message names
+        ``shown`` (default: ``path``). A document-level problem points at line 1."""
+        loc = self.loaded.locations.find(path, key=key) or Loc(self.loaded.files[0], 1, 1)
+        self.problems.append(Problem(loc.file, loc.line, loc.col,
+                                     format_path(path if shown is None else shown), message,
                                      hint, severity, loc.source))
 
     def validate(self, model: type[S.Spec], data: Any, path: Path_) -> Any:
@@ -152,12 +159,16 @@ class _Compiler:
         loc = err.loc
         full = (*path, *loc)
         kind = err.type
+        if format_path(full) in self._loader_paths:
+            return  # the loader already said what is wrong here (a tag, an unsupported value)
         if kind == "extra_forbidden":
             allowed = S.allowed_keys(model, loc[:-1])
             name = str(loc[-1])
             hint = did_you_mean(name, allowed) or (
                 f"allowed keys: {', '.join(sorted(allowed))}" if allowed else "remove it")
-            self.report(full, f"unknown key '{name}'", hint, key=True)
+            self.report(full, f"unknown key '{name}'", hint, key=True, shown=full[:-1])
+        elif kind == "too_short" and isinstance(err.input, list) and not err.input:
+            self.report(full, f"'{loc[-1]}' is empty", "write at least one item")
         elif kind == "missing":
             self.report(full[:-1] if len(full) > 1 else full,
                         f"missing required key '{loc[-1]}'", f"add '{loc[-1]}:'", key=True)
@@ -201,7 +212,7 @@ class _Compiler:
             version=1, providers=frozen_map(providers), groups=frozen_map(groups),
             routes=tuple(routes), speeds=frozen_map(speeds), classifiers=frozen_map(classifiers),
             breakers=frozen_map(breakers), cache=cache, deadline=defaults.deadline,
-            problems=tuple(p for p in self.problems if p.severity == "warning"),
+            problems=tuple(sort_problems(p for p in self.problems if p.severity == "warning")),
             sources=tuple(self.loaded.files), profile=profile,
         )
 
@@ -211,9 +222,9 @@ class _Compiler:
         for key in data:
             if key not in allowed:
                 ok = False
-                self.report((key,), f"unknown key '{key}'",
+                self.report((key,), f"unknown top-level key '{key}'",
                             did_you_mean(key, allowed) or f"allowed keys: "
-                            f"{', '.join(sorted(allowed))}", key=True)
+                            f"{', '.join(sorted(allowed))}", key=True, shown=())
         for key in ("version", "providers", "routes"):
             if key not in data:
                 ok = False
@@ -229,7 +240,8 @@ class _Compiler:
                             f"write {key}: {{name: ...}}")
         if "routes" in data and not isinstance(data["routes"], list):
             ok = False
-            self.report(("routes",), "'routes' must be a list", "write routes: [- match: ...]")
+            self.report(("routes",), "'routes' must be a list",
+                        "write each route as a '- match: ...' / 'to: ...' item")
         return ok
 
     def _raw(self, section: str) -> dict[str, Any]:
@@ -316,6 +328,8 @@ class _Compiler:
     def _ref(self, path: Path_, name: str, table: Mapping[str, Any], what: str) -> Any:
         if name in table:
             return table[name]
+        if name in self._raw(_SECTION_OF[what]):
+            return None  # written but invalid: reported where it is written
         self.report(path, f"unknown {what} '{name}'",
                     did_you_mean(name, table) or f"known: {', '.join(sorted(table))}")
         return None
@@ -402,10 +416,12 @@ class _Compiler:
             return None
         model = next(iter(spec.models), "sample-model")
         for stream in (False, True):
+            ctx = kind.context({**SAMPLE_REQUEST, "model": model}, model, stream)
             try:
-                ctx = kind.context({**SAMPLE_REQUEST, "model": model}, model, stream)
                 tpl.render_checked(**ctx)
             except TemplateFailure as exc:
+                if exc.line is None:
+                    exc.line = _json_error_line(tpl, ctx)
                 self._template_problem(rel, exc, path)
                 return None
         return tpl, rel
@@ -413,10 +429,10 @@ class _Compiler:
     def _template_problem(self, rel: str, exc: TemplateFailure, path: Path_) -> None:
         file = self._find_template(rel)
         lines = file.read_text(encoding="utf-8").splitlines() if file else []
-        line = exc.line or 0
+        line = exc.line if exc.line and exc.line <= max(len(lines), 1) else 1
         src = lines[line - 1] if 0 < line <= len(lines) else ""
         self.problems.append(Problem(
-            rel, line, 1 if line else 0, format_path(path), f"template error: {exc}",
+            rel, line, 1, format_path(path), f"template error: {exc}",
             "fix the template; it is rendered with a sample request at compile time",
             snippet=src))
 
@@ -627,6 +643,22 @@ def flatten(node: Node) -> list[Target]:
 
     walk(node)
     return out
+
+
+def _json_error_line(tpl: RequestTemplate, ctx: Mapping[str, Any]) -> int | None:
+    """The template line behind a JSON syntax error in its output, when exactly one template line
+    reads like the output line the parser stopped at (``}`` after a trailing comma, ...)."""
+    try:
+        text = tpl.render(**ctx)
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        out = text.splitlines()
+        bad = out[exc.lineno - 1].strip() if 0 < exc.lineno <= len(out) else ""
+        hits = [i for i, line in enumerate(tpl.source.splitlines(), 1) if line.strip() == bad]
+        return hits[0] if bad and len(hits) == 1 else None
+    except Exception:  # the render itself failed: that was reported with its own line
+        return None
+    return None
 
 
 def _groups_in(node: Node, acc: set[str]) -> None:
