@@ -147,10 +147,14 @@ class BreakerSpec(Spec):
 
 
 class ModelsCacheSpec(Spec):
+    """Caching of each provider's model listing."""
+
     ttl: Duration = Field(3600.0, description="How long a provider's model listing is cached.")
 
 
 class ResponsesCacheSpec(Spec):
+    """Caching of responses to deterministic requests (low temperature)."""
+
     ttl: Duration = Field(600.0, description="How long a cached response is served.")
     max_temperature: float = Field(0.0, ge=0, le=2, description="Only requests at or below this "
                                    "temperature are cached (a request without one is not).")
@@ -161,7 +165,8 @@ class CacheSpec(Spec):
 
     secret_fields: ClassVar[frozenset[str]] = frozenset({"backend"})
     backend: SecretText = Field("memory", description="memory | redis://host:port/db")
-    models: ModelsCacheSpec = Field(default_factory=ModelsCacheSpec)
+    models: ModelsCacheSpec = Field(default_factory=ModelsCacheSpec,
+                                    description="Model listings per provider (default ttl 1h).")
     responses: ResponsesCacheSpec | None = Field(None, description="Response caching; off unless "
                                                  "written.")
 
@@ -184,22 +189,31 @@ class DefaultsSpec(Spec):
 
 
 class PriceSpec(Spec):
+    """Price of a model, for Response.cost."""
+
     input: float = Field(ge=0, description="USD per 1M input tokens.")
     output: float = Field(ge=0, description="USD per 1M output tokens.")
 
 
 class ModelSpec(Spec):
+    """A model a provider serves."""
+
     context: int | None = Field(None, ge=1, description="Context window in tokens.")
     price: PriceSpec | None = Field(None, description="USD per 1M tokens, for Response.cost.")
 
 
 class PoolSpec(Spec):
-    max_connections: int = Field(100, ge=1, le=100_000)
-    max_keepalive: int = Field(20, ge=0, le=100_000)
+    """HTTP connection pool of one provider."""
+
+    max_connections: int = Field(100, ge=1, le=100_000, description="Most open connections.")
+    max_keepalive: int = Field(20, ge=0, le=100_000, description="Most idle connections kept "
+                               "open for reuse.")
     keepalive_expiry: Duration = Field(30.0, description="Idle keep-alive connections close after.")
 
 
 class LimitsSpec(Spec):
+    """Client-side rate limits for one provider."""
+
     rpm: int | None = Field(None, ge=1, description="Requests per minute, client side.")
     tpm: int | None = Field(None, ge=1, description="Tokens per minute, client side.")
 
@@ -239,6 +253,8 @@ def _member(value: Any) -> Any:
 
 
 class MemberSpec(Spec):
+    """A group member: a target and its weight."""
+
     target: Name = Field(description="provider/model, a provider, or a group.")
     weight: float = Field(1.0, gt=0, le=1_000_000, description="Relative weight (weighted).")
 
@@ -267,6 +283,8 @@ Scalar = Annotated[str | int | float | bool | None, BeforeValidator(_scalar)]
 
 
 class MatchSpec(Spec):
+    """Which requests a route takes; every condition written must hold."""
+
     model: str | None = Field(None, description="Glob on the requested model (gpt-*).")
     metadata: dict[str, Scalar] = Field(default_factory=dict,
                                         description="Equality on request metadata.")
