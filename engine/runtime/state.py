@@ -1,0 +1,181 @@
+"""``cache.backend`` in, the engine's shared state out: response cache, model registry, single-flight,
+rate limiter and circuit-breaker storage, in memory or on one Redis (this module owns its client).
+
+One ``State`` lives as long as the engine. A reload that keeps the backend calls ``configure`` (new
+TTLs, same stores, same counters); a reload that changes it builds a new ``State``. Nothing here
+connects eagerly: the first Redis operation does, and a Redis that is down degrades every piece to
+"no shared state" with one ``StateWarning``, never a failed request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Literal, cast
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+from purgatory import (  # noqa: TID251 (test_layers allows purgatory here: the uow lives with Redis)
+    AsyncCircuitBreakerFactory,
+    AsyncInMemoryUnitOfWork,
+    AsyncRedisUnitOfWork,
+)
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from engine.graph import CacheConfig
+from engine.plan import cache_decision
+from engine.result import Response
+from engine.runtime.cache import Guard, ResponseCache, Warn, memory_store, redis_store
+from engine.runtime.coalesce import RedisFlights, SingleFlight
+from engine.runtime.limits import WINDOW, MemoryLimiter, RateLimiter, RedisLimiter
+from engine.runtime.registry import Fetch, ModelRegistry
+
+__all__ = ["CachePolicy", "State", "redis_client"]
+
+CachePolicy = Literal["off", "use", "refresh"]
+
+
+def redis_client(url: str, *, timeout: float = 0.25) -> aioredis.Redis:
+    """A client for ``redis://`` / ``rediss://`` URLs with short socket timeouts and one immediate
+    reconnect (redis-py's default backs off and retries three times)."""
+    return aioredis.Redis.from_url(
+        url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=False,
+        retry=Retry(NoBackoff(), 1), health_check_interval=30,
+    )
+
+
+class State:
+    """Build with ``State.create(graph.cache, fetch=..., on_warning=...)``; close with ``aclose``."""
+
+    def __init__(self, config: CacheConfig, *, fetch: Fetch | None, on_warning: Warn | None,
+                 timeout: float, cooldown: float, lock_ttl: float, window: float) -> None:
+        self.config = config
+        self.backend: Literal["memory", "redis"] = "memory" if config.backend == "memory" \
+            else "redis"
+        self.guard = Guard(on_warning, timeout=timeout, cooldown=cooldown)
+        self.flights = SingleFlight()
+        self.redis: aioredis.Redis | None = None
+        self.remote: RedisFlights | None = None
+        self.limiter: RateLimiter
+        if self.backend == "memory":
+            responses, models = memory_store("engine:resp"), memory_store("engine:models")
+            self.limiter = MemoryLimiter(window)
+        else:
+            if not config.backend.startswith(("redis://", "rediss://", "unix://")):
+                raise ValueError("cache.backend must be 'memory' or a redis://, rediss:// or "
+                                 "unix:// URL")
+            self.redis = redis_client(config.backend, timeout=timeout)
+            responses = redis_store(self.redis, "engine:resp", self.guard)
+            models = redis_store(self.redis, "engine:models", self.guard)
+            self.limiter = RedisLimiter(self.redis, self.guard, window=window)
+            self.remote = RedisFlights(self.redis, self.guard, lock_ttl=lock_ttl)
+        self.responses = ResponseCache(responses, config.responses_ttl)
+        self.registry = ModelRegistry(models, fetch, ttl=config.models_ttl)
+
+    @classmethod
+    def create(cls, config: CacheConfig, *, fetch: Fetch | None = None,
+               on_warning: Warn | None = None, timeout: float = 0.25, cooldown: float = 2.0,
+               lock_ttl: float = 10.0, window: float = WINDOW) -> State:
+        """``timeout`` bounds each Redis operation; after a failure Redis is skipped for
+        ``cooldown`` seconds; ``lock_ttl`` bounds a cross-instance single-flight wait; ``window``
+        is the rate-limit window (60 s; tests shorten it)."""
+        return cls(config, fetch=fetch, on_warning=on_warning, timeout=timeout, cooldown=cooldown,
+                   lock_ttl=lock_ttl, window=window)
+
+    def configure(self, config: CacheConfig) -> bool:
+        """Adopt a reloaded config's TTLs. ``False`` if the backend changed: build a new State."""
+        if config.backend != self.config.backend:
+            return False
+        self.config = config
+        self.responses.ttl = config.responses_ttl
+        self.registry.ttl = config.models_ttl
+        return True
+
+    def cache_policy(self, request: Mapping[str, Any]) -> CachePolicy:
+        """``off`` (not cacheable), ``use`` (look up, then store) or ``refresh`` (metadata
+        ``cache: refresh``: skip the lookup, store the fresh answer). See ``plan.cache_decision``."""
+        if self.config.responses_ttl is None:
+            return "off"
+        if not cache_decision(self.config, request)[0]:
+            return "off"
+        meta = request.get("metadata") or {}
+        return "refresh" if meta.get("cache") == "refresh" else "use"
+
+    async def respond(self, target_key: str, body: str, call: Callable[[], Awaitable[Response]], *,
+                      refresh: bool = False, deadline: float | None = None) -> Response:
+        """A cacheable request to one target: the cached answer (``cached=True``), else ``call()``
+        once for all identical requests in flight (here, and with Redis on every instance), its
+        answer stored for ``cache.responses.ttl``. ``deadline`` is a ``time.monotonic()`` instant.
+        ``call``'s exceptions reach every caller sharing it and nothing is stored."""
+        cache = self.responses
+        key = cache.key(target_key, body)
+        if not refresh:
+            hit = await cache.get(key)
+            if hit is not None:
+                return hit
+        return await self.flights.do(key, lambda: self._lead(key, call, refresh, deadline))
+
+    async def _lead(self, key: str, call: Callable[[], Awaitable[Response]], refresh: bool,
+                    deadline: float | None) -> Response:
+        cache = self.responses
+
+        async def upstream() -> Response:
+            response = await call()
+            await cache.set(key, response)
+            return response
+
+        if self.remote is None or refresh:
+            return await upstream()
+        return await self.remote.run(key, upstream, lambda: cache.get(key), deadline=deadline)
+
+    def breaker_factory(self, threshold: int = 5, recovery: float = 60.0
+                        ) -> AsyncCircuitBreakerFactory:
+        """A purgatory factory whose circuits live in this state's backend: in memory, or with
+        purgatory's Redis unit of work (so a circuit opened by one instance is open for all).
+        Per-circuit settings go to ``get_breaker(name, threshold, ttl)``. Await its
+        ``initialize()`` once before use."""
+        uow: AsyncInMemoryUnitOfWork | AsyncRedisUnitOfWork
+        if self.redis is None:
+            uow = AsyncInMemoryUnitOfWork()
+        else:
+            uow = AsyncRedisUnitOfWork(_breaker_url(self.config.backend, self.guard.timeout))
+            # Share our client (short timeouts, closed by aclose) instead of leaving an extra pool
+            # that nobody closes; the URL above carries the same timeouts should it be used.
+            cast(Any, uow.contexts).redis = self.redis
+        factory = AsyncCircuitBreakerFactory(default_threshold=threshold, default_ttl=recovery,
+                                             uow=uow)
+        return factory
+
+    def stats(self) -> dict[str, Any]:
+        reg = self.registry.stats()
+        out: dict[str, Any] = {
+            "backend": self.backend, "degraded": self.guard.degraded,
+            "backend_failures": self.guard.failures,
+            "flights": {"started": self.flights.started, "joined": self.flights.joined,
+                        "in_flight": len(self.flights)},
+            "models": {"hits": reg.hits, "misses": reg.misses, "size": reg.size,
+                       "errors": reg.errors},
+        }
+        if self.remote is not None:
+            out["flights"].update(led=self.remote.led, followed=self.remote.followed,
+                                  fell_back=self.remote.fell_back)
+        return out
+
+    async def ping(self) -> bool:
+        """Whether the shared backend answers now (memory: always)."""
+        if self.redis is None:
+            return True
+        client = self.redis
+        return bool(await self.guard.run("ping", lambda: client.ping(), False))
+
+    async def aclose(self) -> None:
+        if self.redis is not None:
+            await self.redis.aclose()
+
+
+def _breaker_url(url: str, timeout: float) -> str:
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    query.setdefault("socket_timeout", str(timeout))
+    query.setdefault("socket_connect_timeout", str(timeout))
+    return urlunsplit(parts._replace(query=urlencode(query)))
