@@ -175,10 +175,19 @@ def _body(t: Target, req: dict[str, Any], model: str) -> Any:
         return text
     return {"url": _mask_url(kind.url(_reveal_for_url(t.provider.base_url), name, stream),
                              t.provider.base_url),
-            "headers": {h: MASK for h in sorted(
-                {*kind.auth_headers("x" if t.provider.api_key else None),
-                 *t.provider.headers})},
+            "headers": _headers(kind.auth_headers(_PROBE if t.provider.api_key else None),
+                                t.provider.headers),
             "json": body}
+
+
+_PROBE = "\x00key\x00"
+
+
+def _headers(auth: Mapping[str, str], extra: Mapping[str, str | Secret]) -> dict[str, str]:
+    """Headers as sent, with every value that holds the key or a secret masked."""
+    out = {h: (MASK if _PROBE in v else v) for h, v in auth.items()}
+    out.update({h: _mask(v) for h, v in extra.items()})
+    return dict(sorted(out.items()))
 
 
 def _reveal_for_url(url: str | Secret) -> str:
