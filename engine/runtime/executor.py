@@ -310,7 +310,7 @@ class Runtime:
         try:
             body = ep.body(ctx.request, model, False)
         except Exception as exc:  # a template that cannot render this request: no network cost
-            self._record(ctx, Attempt(label, "failover", None, f"template: {exc}"[:300]))
+            self.record(ctx, Attempt(label, "failover", None, f"template: {exc}"[:300]))
             return FAILED
         circuit = ep.circuit_for(model)
         for n in range(1, ep.tries + 1):
@@ -318,7 +318,7 @@ class Runtime:
             if circuit is not None:
                 token = await self.circuits.enter(circuit, ep.breaker)  # type: ignore[arg-type]
                 if token is None:
-                    self._record(ctx, Attempt(label, "skipped", None, "circuit open"))
+                    self.record(ctx, Attempt(label, "skipped", None, "circuit open"))
                     return SKIPPED if n == 1 else FAILED
             if hooks.attempt_start:
                 hooks.fire(hooks.attempt_start, AttemptStarted(label, n, perf()))
@@ -335,7 +335,7 @@ class Runtime:
                 if token is not None:
                     self.circuits.abandon(token)
                 outcome: Outcome = "cancelled" if HEDGE_LOST in exc.args else "deadline"
-                self._record(ctx, Attempt(label, outcome, None, outcome, perf() - start))
+                self.record(ctx, Attempt(label, outcome, None, outcome, perf() - start))
                 raise
             else:
                 status = response.status_code
@@ -350,7 +350,7 @@ class Runtime:
                         if token is not None:
                             await self.circuits.leave(token, False)
                         self.shared.tally.ok(ep.provider, latency)
-                        self._record(ctx, Attempt(label, "ok", status, None, latency))
+                        self.record(ctx, Attempt(label, "ok", status, None, latency))
                         return Win(ep, model, parsed, data)
                 else:
                     detail = ep.conn.scrub(error_detail(response, ep.kind))
@@ -377,24 +377,24 @@ class Runtime:
                                retry_after if ep.honor else None)
             if ctx.loop.time() + wait < ctx.deadline:  # never sleep past the deadline
                 attempt = Attempt(label, "retry", status, text, latency, retry_after)
-                self._record(ctx, attempt)
+                self.record(ctx, attempt)
                 if hooks.retry:
                     hooks.fire(hooks.retry, Retrying(label, n + 1, wait, attempt, perf()))
                 await asyncio.sleep(wait)
                 return True
         if can_fail_over(classifier, status, error):
             attempt = Attempt(label, "failover", status, text, latency, retry_after)
-            self._record(ctx, attempt)
+            self.record(ctx, attempt)
             if hooks.failover:
                 hooks.fire(hooks.failover, FailingOver(label, attempt, perf()))
             return False
-        self._record(ctx, Attempt(label, "fatal", status, text, latency, retry_after))
+        self.record(ctx, Attempt(label, "fatal", status, text, latency, retry_after))
         raise ProviderError(
             f"{label} answered {status if status is not None else error}, which "
             f"{classifier.name!r} neither retries nor fails over", ctx.attempts,
             status=status, body=detail, route=ctx.where())
 
-    def _record(self, ctx: Ctx, attempt: Attempt) -> None:
+    def record(self, ctx: Ctx, attempt: Attempt) -> None:
         ctx.attempts.append(attempt)
         if self.hooks.attempt_end:
             self.hooks.fire(self.hooks.attempt_end, AttemptEnded(attempt, perf()))

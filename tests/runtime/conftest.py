@@ -1,0 +1,91 @@
+"""Fixtures for the runtime tests: the fake provider on a loopback thread (one per session, reset
+for every test), and ``make`` which compiles a routes.yaml text pointing at it into an Engine that
+is closed after the test."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+
+from engine.api import Engine
+from engine.compiler import compile_text
+from engine.fake import FakeServer
+from engine.graph import RoutingGraph
+
+# Three openai-kind providers (a, b, c: each its own path prefix, so the fake can be programmed per
+# provider) and one of each other kind. Fast timeouts, short backoff, no breakers unless a test
+# adds them: tests mutate this text.
+BASE = """\
+version: 1
+defaults: {speed: test, retry: transient, breaker: none, deadline: 5s}
+speeds:
+  test: {connect: 500ms, read: 2s, pool: 1s, retries: 2, backoff: {base: 10ms, factor: 2, max: 40ms}}
+providers:
+  a: {kind: openai, base_url: "{fake}/a/v1", api_key: key-a-123456,
+      models: {m: {price: {input: 1.0, output: 2.0}}}}
+  b: {kind: openai, base_url: "{fake}/b/v1", api_key: key-b-123456, models: {m: {}}}
+  c: {kind: openai, base_url: "{fake}/c/v1", api_key: key-c-123456, models: {m: {}}}
+  anth: {kind: anthropic, base_url: "{fake}/anth/v1", api_key: key-anth-1,
+         models: {claude-3-5-haiku-latest: {price: {input: 0.8, output: 4.0}}}}
+  gem: {kind: gemini, base_url: "{fake}/gem", api_key: key-gem-1, models: {gemini-1.5-flash: {}}}
+  oll: {kind: ollama, base_url: "{fake}/oll", models: {llama3.2: {}}}
+groups:
+  g: {strategy: priority, targets: [a/m, b/m, c/m]}
+routes:
+  - match: {model: g}
+    to: g
+  - match: {model: anth}
+    to: anth/claude-3-5-haiku-latest
+  - match: {model: gem}
+    to: gem/gemini-1.5-flash
+  - match: {model: oll}
+    to: oll/llama3.2
+  - match: {}
+    to: a
+"""
+
+
+def ask(model: str = "g", text: str = "hello there", **extra: Any) -> dict[str, Any]:
+    """A chat request; ``text`` may carry a ``[[fake: ...]]`` directive."""
+    return {"model": model, "messages": [{"role": "user", "content": text}], **extra}
+
+
+@pytest.fixture(scope="session")
+def fake_server() -> Iterator[FakeServer]:
+    srv = FakeServer().run_in_thread()
+    try:
+        yield srv
+    finally:
+        srv.stop_thread()
+
+
+@pytest.fixture
+def fake(fake_server: FakeServer) -> Iterator[FakeServer]:
+    fake_server.reset()
+    yield fake_server
+    fake_server.reset()
+
+
+@pytest.fixture
+def compile_yaml(fake: FakeServer) -> Callable[..., RoutingGraph]:
+    def compile_(text: str = BASE, **env: str) -> RoutingGraph:
+        return compile_text(text.replace("{fake}", fake.url), env=env)
+
+    return compile_
+
+
+@pytest.fixture
+async def make(compile_yaml: Callable[..., RoutingGraph]) -> AsyncIterator[Callable[..., Engine]]:
+    engines: list[Engine] = []
+
+    def make_(text: str = BASE, *, env: dict[str, str] | None = None, **options: Any) -> Engine:
+        options.setdefault("seed", 7)
+        eng = Engine.from_graph(compile_yaml(text, **(env or {})), **options)
+        engines.append(eng)
+        return eng
+
+    yield make_
+    for eng in engines:
+        await eng.aclose()
