@@ -8,6 +8,7 @@ each route's reachable targets and worst-case time.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import typing
@@ -41,7 +42,7 @@ from engine.graph import (
 from engine.loader import Loaded, Loc, Path_, format_path, load
 from engine.request import SAMPLE_REQUEST
 from engine.templates import BUILTIN_DIR, RequestTemplate, TemplateFailure
-from engine.values import Secret, TargetRef
+from engine.values import MASK, Secret, TargetRef
 from engine.values import format_duration as fd
 
 __all__ = ["BUILTIN_SPEEDS", "compile_file", "compile_loaded", "compile_text"]
@@ -117,7 +118,7 @@ def compile_loaded(loaded: Loaded, *, base_dir: Path, profile: str | None = None
     graph = c.run(profile)
     errors = [p for p in c.problems if p.severity == "error"]
     if errors or graph is None:
-        raise ConfigError(c.problems)
+        raise ConfigError(_scrub(c.problems, _secret_values(loaded.data)))
     return graph
 
 
@@ -208,11 +209,13 @@ class _Compiler:
             return None
         self._unused(providers, groups, routes)
         cache = _cache(cache_spec or S.CacheSpec())
+        warnings = _scrub([p for p in self.problems if p.severity == "warning"],
+                          _secret_values(data))
         return RoutingGraph(
             version=1, providers=frozen_map(providers), groups=frozen_map(groups),
             routes=tuple(routes), speeds=frozen_map(speeds), classifiers=frozen_map(classifiers),
             breakers=frozen_map(breakers), cache=cache, deadline=defaults.deadline,
-            problems=tuple(sort_problems(p for p in self.problems if p.severity == "warning")),
+            problems=tuple(sort_problems(warnings)),
             sources=tuple(self.loaded.files), profile=profile,
         )
 
@@ -643,6 +646,44 @@ def flatten(node: Node) -> list[Target]:
 
     walk(node)
     return out
+
+
+def _secret_values(data: Any) -> list[str]:
+    """Every value that came from the environment, longest first."""
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, Secret):
+            if node.reveal():
+                found.add(node.reveal())
+        elif isinstance(node, dict):
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(data)
+    return sorted(found, key=len, reverse=True)
+
+
+def _scrub(problems: list[Problem], secrets: list[str]) -> list[Problem]:
+    """Mask environment values in messages and hints. A value from ${VAR} in a field that is not
+    secret-capable (speed, retries, deadline, ...) is opened for validation, so an error about it
+    would otherwise quote it. Short values are masked only where quoted, so that a secret '1'
+    does not turn '1h' into '***h'."""
+    if not secrets:
+        return problems
+
+    def clean(text: str) -> str:
+        for value in secrets:
+            text = text.replace(repr(value), repr(MASK))
+            if len(value) >= 4:
+                text = text.replace(value, MASK)
+        return text
+
+    return [dataclasses.replace(p, file=clean(p.file), message=clean(p.message), hint=clean(p.hint))
+            for p in problems]
 
 
 def _json_error_line(tpl: RequestTemplate, ctx: Mapping[str, Any]) -> int | None:

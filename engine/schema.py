@@ -276,6 +276,8 @@ class GroupSpec(Spec):
 def _scalar(value: Any) -> Any:
     if value is None or isinstance(value, str | int | float | bool):
         return value
+    if isinstance(value, Secret):
+        raise ValueError("a metadata value cannot come from the environment (${...}): write it out")
     raise ValueError("a metadata value must be a string, a number, true/false or null")
 
 
