@@ -204,7 +204,7 @@ def load_text(text: str, file: str = "routes.yaml") -> Loaded:
         if "duplicate key" in msg:
             msg = msg.split(" with value")[0]
         return Loaded(None, Locations(), [Problem(
-            file, line + 1, col + 1, "", f"YAML syntax: {msg}", _syntax_hint(exc, msg),
+            file, line + 1, col + 1, "", f"YAML syntax: {msg}", _syntax_hint(exc, msg, src),
             snippet=src)], [file])
     except (YAMLError, ValueError, RecursionError) as exc:
         return Loaded(None, Locations(), [Problem(file, 1, 1, "", f"YAML syntax: {exc}",
@@ -223,8 +223,10 @@ def load_text(text: str, file: str = "routes.yaml") -> Loaded:
     return Loaded(data, conv.locs, conv.problems, [file])
 
 
-def _syntax_hint(exc: MarkedYAMLError, msg: str) -> str:
+def _syntax_hint(exc: MarkedYAMLError, msg: str, src: str) -> str:
     """What to look at for a YAML syntax error: where the unfinished construct started, ..."""
+    if "${" in src and "flow" in (exc.context or ""):
+        return 'inside { } or [ ], quote a ${...} value: "${NAME}"'
     if "duplicate key" in msg:
         return "a key may appear only once in a mapping; remove or rename one of them"
     if "'\\t'" in msg:
