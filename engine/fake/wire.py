@@ -13,12 +13,31 @@ from typing import Any, ClassVar
 from engine.fake.answer import Answer, BadRequest, Chat, strip_markers, words
 
 __all__ = [
-    "MALFORMED", "Anthropic", "OpenAI", "Wire", "dumps", "messages", "opt_int", "stops", "text",
-    "user",
+    "MALFORMED", "SLOT", "Anthropic", "OpenAI", "Wire", "dumps", "messages", "opt_int", "repeat",
+    "stops", "text", "user",
 ]
 
 dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 MALFORMED = b'{"id":"fake","choices":[{"message":{"content":"oops"}},,]'
+SLOT = "\ue000slot\ue000"  # a placeholder value: see ``repeat``
+_SLOT_JSON = dumps(SLOT).encode()
+
+
+def repeat(template: bytes, rows: list[tuple[Any, ...]]) -> list[bytes]:
+    """Many stream events from one encoded template: each row fills its ``SLOT``s, in order.
+
+    Encoding the event once and splicing in each piece keeps long streams cheap."""
+    parts = template.split(_SLOT_JSON)
+    if len(parts) == 2:
+        head, tail = parts
+        return [head + dumps(row[0]).encode() + tail for row in rows]
+    out = []
+    for row in rows:
+        buf = [parts[0]]
+        for value, part in zip(row, parts[1:], strict=True):
+            buf += (str(value).encode() if type(value) is int else dumps(value).encode(), part)
+        out.append(b"".join(buf))
+    return out
 
 
 def text(content: Any) -> str:
@@ -174,14 +193,15 @@ class OpenAI(Wire):
             choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
             return self.frame(dumps({**base, "choices": [choice]}).encode())
 
+        rows = [(p,) for p in ans.pieces]
         if ans.tool_name is None:
             out = [chunk({"role": "assistant", "content": "", "refusal": None})]
-            out += [chunk({"content": p}) for p in ans.pieces]
+            out += repeat(chunk({"content": SLOT}), rows)
         else:
             first = {"index": 0, **self._call(ans, rid, "")}
             out = [chunk({"role": "assistant", "content": None, "tool_calls": [first]})]
-            out += [chunk({"tool_calls": [{"index": 0, "function": {"arguments": p}}]})
-                    for p in ans.pieces]
+            out += repeat(chunk({"tool_calls": [{"index": 0, "function": {"arguments": SLOT}}]}),
+                          rows)
         out.append(chunk({}, self._FINISH.get(ans.finish, "stop")))
         if chat.include_usage:
             usage = {**base, "choices": [], "usage": self._usage(ans)}
@@ -277,9 +297,9 @@ class Anthropic(Wire):
                ev("content_block_start",
                   {"type": "content_block_start", "index": 0, "content_block": block}),
                ev("ping", {"type": "ping"})]
-        out += [ev("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                           "delta": {"type": kind, field: p}})
-                for p in ans.pieces]
+        out += repeat(ev("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                                 "delta": {"type": kind, field: SLOT}}),
+                      [(p,) for p in ans.pieces])
         out += [ev("content_block_stop", {"type": "content_block_stop", "index": 0}),
                 ev("message_delta", {
                     "type": "message_delta",

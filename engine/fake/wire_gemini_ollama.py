@@ -8,7 +8,7 @@ import time
 from typing import Any, ClassVar
 
 from engine.fake.answer import Answer, BadRequest, Chat, words
-from engine.fake.wire import Wire, dumps, messages, opt_int, stops, text, user
+from engine.fake.wire import SLOT, Wire, dumps, messages, opt_int, repeat, stops, text, user
 
 __all__ = ["Gemini", "Ollama"]
 
@@ -78,15 +78,19 @@ class Gemini(Wire):
         return "API key not valid. Please pass a valid API key."
 
     def _response(self, chat: Chat, ans: Answer, rid: str, parts: list[dict[str, Any]],
-                  finish: bool, done_tokens: int) -> dict[str, Any]:
+                  finish: bool, done: Any, total: Any) -> dict[str, Any]:
         candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}}
         if finish:
             candidate["finishReason"] = "MAX_TOKENS" if ans.finish == "length" else "STOP"
         candidate["index"] = 0
-        usage = {"promptTokenCount": ans.input_tokens, "candidatesTokenCount": done_tokens,
-                 "totalTokenCount": ans.input_tokens + done_tokens}
+        usage = {"promptTokenCount": ans.input_tokens, "candidatesTokenCount": done,
+                 "totalTokenCount": total}
         return {"candidates": [candidate], "usageMetadata": usage, "modelVersion": chat.model,
                 "responseId": rid}
+
+    def _last(self, chat: Chat, ans: Answer, rid: str, parts: list[dict[str, Any]]) -> bytes:
+        n = ans.output_tokens
+        return dumps(self._response(chat, ans, rid, parts, True, n, ans.input_tokens + n)).encode()
 
     def _parts(self, ans: Answer) -> list[dict[str, Any]]:
         if ans.tool_name is None:
@@ -94,17 +98,20 @@ class Gemini(Wire):
         return [{"functionCall": {"name": ans.tool_name, "args": ans.tool_args}}]
 
     def body(self, chat: Chat, ans: Answer, rid: str) -> dict[str, Any]:
-        return self._response(chat, ans, rid, self._parts(ans), True, ans.output_tokens)
+        n = ans.output_tokens
+        return self._response(chat, ans, rid, self._parts(ans), True, n, ans.input_tokens + n)
 
     def frames(self, chat: Chat, ans: Answer, rid: str) -> list[bytes]:
         if ans.tool_name is not None:  # gemini sends a function call whole, in one chunk
-            chunks = [self._response(chat, ans, rid, self._parts(ans), True, ans.output_tokens)]
+            encoded = [self._last(chat, ans, rid, self._parts(ans))]
         else:
-            chunks, done, last = [], 0, len(ans.pieces) - 1
-            for i, piece in enumerate(ans.pieces):
-                done = ans.output_tokens if i == last else done + len(piece.split())
-                chunks.append(self._response(chat, ans, rid, [{"text": piece}], i == last, done))
-        encoded = [dumps(c).encode() for c in chunks]
+            rows, done = [], 0  # usageMetadata is cumulative, chunk by chunk
+            for piece in ans.pieces[:-1]:
+                done += len(piece.split())
+                rows.append((piece, done, ans.input_tokens + done))
+            template = self._response(chat, ans, rid, [{"text": SLOT}], False, SLOT, SLOT)
+            encoded = repeat(dumps(template).encode(), rows)
+            encoded.append(self._last(chat, ans, rid, [{"text": ans.pieces[-1]}]))
         if chat.sse:
             return [self.frame(e) for e in encoded]
         return [b"[" + encoded[0], *(b",\r\n" + e for e in encoded[1:]), b"]"]
@@ -179,13 +186,13 @@ class Ollama(Wire):
 
     def frames(self, chat: Chat, ans: Answer, rid: str) -> list[bytes]:
         head = self._head(chat)
-        if ans.tool_name is not None:  # ollama sends tool calls whole, in one chunk
-            chunks = [{**head, "message": self._message(ans, "", True), "done": False}]
-        else:
-            chunks = [{**head, "message": self._message(ans, p, False), "done": False}
-                      for p in ans.pieces]
-        chunks.append({**head, "message": self._message(ans, "", False), **self._final(ans)})
-        return [self.frame(dumps(c).encode()) for c in chunks]
+        final = {**head, "message": self._message(ans, "", False), **self._final(ans)}
+        if ans.tool_name is None:
+            template = {**head, "message": self._message(ans, SLOT, False), "done": False}
+            return [*repeat(self.frame(dumps(template).encode()), [(p,) for p in ans.pieces]),
+                    self.frame(dumps(final).encode())]
+        call = {**head, "message": self._message(ans, "", True), "done": False}
+        return [self.frame(dumps(c).encode()) for c in (call, final)]  # tool calls come whole
 
     def frame(self, data: bytes) -> bytes:
         return data + b"\n"
