@@ -283,8 +283,9 @@ def translate(exc: BaseException) -> Fault:
             return Fault("timeout", name)
         if isinstance(cause, aiohttp.ClientConnectorError):
             return Fault("connect", _os_reason(cause.os_error) or name)
-        if isinstance(cause, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError
-                      | aiohttp.ClientOSError):
+        if isinstance(cause, aiohttp.ClientOSError):
+            return Fault("reset", _os_reason(cause))
+        if isinstance(cause, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError):
             return Fault("reset", name)
         if isinstance(cause, aiohttp.ClientResponseError):
             return Fault("protocol", f"{name}: {cause.message}"[:200])

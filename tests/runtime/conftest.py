@@ -47,9 +47,21 @@ routes:
 """
 
 
-def ask(model: str = "g", text: str = "hello there", **extra: Any) -> dict[str, Any]:
-    """A chat request; ``text`` may carry a ``[[fake: ...]]`` directive."""
+def _ask(model: str = "g", text: str = "hello there", **extra: Any) -> dict[str, Any]:
     return {"model": model, "messages": [{"role": "user", "content": text}], **extra}
+
+
+@pytest.fixture
+def ask() -> Callable[..., dict[str, Any]]:
+    """``ask(model="g", text="hello there", **keys)``: a chat request; ``text`` may carry a
+    ``[[fake: ...]]`` directive."""
+    return _ask
+
+
+@pytest.fixture
+def base() -> str:
+    """The known-good routes.yaml text (``{fake}`` stands for the fake provider's address)."""
+    return BASE
 
 
 @pytest.fixture(scope="session")
