@@ -32,7 +32,7 @@ __all__ = ["KIND", "OpenAIKind"]
 # Request keys with a place of their own in the template; everything else goes out as ``extra``.
 _NAMED = frozenset({
     "model", "messages", "system", "temperature", "top_p", "max_tokens", "stop", "tools",
-    "tool_choice", "response_format", "metadata", "stream", "stream_options",
+    "tool_choice", "parallel_tool_calls", "response_format", "metadata", "stream", "stream_options",
 })
 
 _FINISH = {
@@ -133,6 +133,7 @@ class OpenAIKind(Kind):
             "stop": get("stop") or None,
             "tools": tools,
             "tool_choice": get("tool_choice") if tools else None,
+            "parallel_tool_calls": get("parallel_tool_calls") if tools else None,
             "response_format": get("response_format"),
             "stream_options": stream_options,
             "extra": {k: v for k, v in request.items() if k not in _NAMED and v is not None},

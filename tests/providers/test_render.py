@@ -56,7 +56,8 @@ REQUESTS: dict[str, dict[str, Any]] = {
     "tools_named": {"messages": [user("Weather?")], "tools": [WEATHER, TIME],
                     "tool_choice": {"type": "function", "function": {"name": "get_weather"}}},
     "tools_none": {"messages": [user("Weather?")], "tools": [WEATHER], "tool_choice": "none"},
-    "tool_choice_without_tools": {"messages": [user("Hi")], "tool_choice": "auto"},
+    "tool_choice_without_tools": {"messages": [user("Hi")], "tool_choice": "auto",
+                                  "parallel_tool_calls": False},
     "tool_round_trip": {"tools": [WEATHER], "messages": [
         user("Weather in Paris and Oslo?"),
         {"role": "assistant", "content": None, "tool_calls": [
