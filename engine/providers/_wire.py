@@ -46,13 +46,13 @@ def fail(message: str) -> NoReturn:
 
 
 def as_dict(value: Any, what: str) -> dict[str, Any]:
-    if type(value) is dict:
+    if isinstance(value, dict):
         return value
     fail(f"{what}: expected an object, got {_type(value)}")
 
 
 def as_list(value: Any, what: str) -> list[Any]:
-    if type(value) is list:
+    if isinstance(value, list):
         return value
     fail(f"{what}: expected an array, got {_type(value)}")
 
@@ -68,7 +68,7 @@ def opt_dict(value: Any, what: str) -> dict[str, Any]:
 
 
 def opt_str(value: Any, what: str) -> str | None:
-    if value is None or type(value) is str:
+    if value is None or isinstance(value, str):
         return value
     fail(f"{what}: expected a string, got {_type(value)}")
 
@@ -234,7 +234,7 @@ class SSEParser(StreamParser):
                 fail(f"stream event is not JSON: {text[:120]!r}")
             self._pending.append(text)
             return []
-        if type(data) is not dict:
+        if not isinstance(data, dict):
             fail(f"stream event: expected an object, got {_type(data)}")
         return self.event(data)
 
@@ -265,7 +265,7 @@ class NDJSONParser(StreamParser):
         except ValueError:
             self._broken = line
             return []
-        if type(data) is not dict:
+        if not isinstance(data, dict):
             fail(f"stream line: expected an object, got {_type(data)}")
         return self.event(data)
 
