@@ -20,9 +20,9 @@ __all__ = ["main", "refused_port", "serve_in_thread"]
 
 
 @contextlib.contextmanager
-def serve_in_thread(**kwargs: Any) -> Iterator[FakeServer]:
+def serve_in_thread(*, use_uvloop: bool = False, **kwargs: Any) -> Iterator[FakeServer]:
     """``with serve_in_thread() as srv:`` a ``FakeServer(**kwargs)`` on a background thread."""
-    srv = FakeServer(**kwargs).run_in_thread()
+    srv = FakeServer(**kwargs).run_in_thread(use_uvloop=use_uvloop)
     try:
         yield srv
     finally:

@@ -101,7 +101,7 @@ class FakeServer:
         self.models = {k: list(v) for k, v in {**DEFAULT_MODELS, **(models or {})}.items()}
         self.chunk_delay = chunk_delay
         self.programs = Programs()
-        self.stats_ = Stats(log_size)
+        self._stats = Stats(log_size)
         self._ids = itertools.count(1)
         self._runner: web.BaseRunner | None = None
         self._thread: threading.Thread | None = None
@@ -134,16 +134,16 @@ class FakeServer:
     def reset(self) -> None:
         """Forget every program, counter and logged request."""
         self.programs.clear()
-        self.stats_.reset()
+        self._stats.reset()
 
     def stats(self, log: bool = True) -> dict[str, Any]:
         """Counts per path, kind, model and status, plus the request log (headers by name only)."""
-        return self.stats_.snapshot(log)
+        return self._stats.snapshot(log)
 
     @property
     def requests(self) -> list[dict[str, Any]]:
         """The logged requests, oldest first."""
-        log: list[dict[str, Any]] = self.stats_.snapshot()["log"]
+        log: list[dict[str, Any]] = self._stats.snapshot()["log"]
         return log
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -242,7 +242,7 @@ class FakeServer:
             return web.json_response({"error": msg}, status=404)
         kind, op, path_model = route
         wire = WIRES[kind]
-        entry = self.stats_.record(request.method, path, kind, request.headers, request.query)
+        entry = self._stats.record(request.method, path, kind, request.headers, request.query)
         header = request.headers.get("x-fake")
         fault, chat, problem = NO_FAULT, None, None
         if header:
@@ -258,7 +258,7 @@ class FakeServer:
             except ValueError as exc:  # not JSON, or not UTF-8
                 problem = problem or f"could not parse the JSON body of your request: {exc}"
         model = chat.model if chat is not None else path_model
-        self.stats_.model(entry, model)
+        self._stats.model(entry, model)
         fault = self.programs.next(kind, path, model, op != "models").merge(fault)
         if chat is not None and chat.marker:
             try:
@@ -282,7 +282,7 @@ class FakeServer:
 
     def _json(self, entry: dict[str, Any], status: int, data: Any,
               headers: Mapping[str, str] | None = None) -> web.Response:
-        self.stats_.done(entry, status)
+        self._stats.done(entry, status)
         return web.Response(body=dumps(data).encode(), status=status, headers=headers,
                             content_type="application/json")
 
@@ -293,7 +293,7 @@ class FakeServer:
         if fault.latency:
             await asyncio.sleep(fault.latency)
         if fault.reset:
-            self.stats_.done(entry, "reset")
+            self._stats.done(entry, "reset")
             _reset(request)
             return web.Response()
         headers = {}
@@ -321,13 +321,13 @@ class FakeServer:
                                       headers, entry)
         body = MALFORMED if fault.malformed else dumps(wire.body(chat, ans, rid)).encode()
         if not fault.truncate:
-            self.stats_.done(entry, 200)
+            self._stats.done(entry, 200)
             return web.Response(body=body, headers=headers, content_type="application/json")
         resp = web.StreamResponse(headers={**headers, "Content-Type": "application/json",
                                            "Content-Length": str(len(body))})
         await resp.prepare(request)
         await resp.write(body[: len(body) // 2])
-        self.stats_.done(entry, "truncated")
+        self._stats.done(entry, "truncated")
         _close(request)
         return resp
 
@@ -358,11 +358,11 @@ class FakeServer:
         elif frames:
             await resp.write(b"".join(frames))
         if drop:
-            self.stats_.done(entry, "dropped")
+            self._stats.done(entry, "dropped")
             _close(request)
             return resp
         await resp.write_eof()
-        self.stats_.done(entry, 200)
+        self._stats.done(entry, 200)
         return resp
 
     # -- admin ---------------------------------------------------------------------------------
