@@ -107,7 +107,6 @@ class FakeServer:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    # -- addresses -----------------------------------------------------------------------------
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -121,7 +120,6 @@ class FakeServer:
         root = self.url + ("/" + prefix.strip("/") if prefix.strip("/") else "")
         return root + "/v1" if kind in ("openai", "anthropic") else root
 
-    # -- programs and stats --------------------------------------------------------------------
     def program(
         self, kind_or_path: str | None = None, faults: Iterable[str | Fault] = (), *,
         rate: float | None = None, seed: int | None = None, model: str | None = None,
@@ -146,7 +144,6 @@ class FakeServer:
         log: list[dict[str, Any]] = self._stats.snapshot()["log"]
         return log
 
-    # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> FakeServer:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -231,7 +228,6 @@ class FakeServer:
                  tb: TracebackType | None) -> None:
         self.stop_thread()
 
-    # -- requests ------------------------------------------------------------------------------
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         path = request.path
         if path.startswith("/_fake/"):
@@ -365,7 +361,6 @@ class FakeServer:
         self._stats.done(entry, 200)
         return resp
 
-    # -- admin ---------------------------------------------------------------------------------
     async def _admin(self, request: web.BaseRequest) -> web.StreamResponse:
         what = request.path.removeprefix("/_fake/")
         if request.method == "GET" and what == "stats":
