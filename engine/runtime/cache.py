@@ -178,10 +178,13 @@ class ResponseCache:
         self.ttl = ttl
 
     @staticmethod
-    def key(target_key: str, body: str) -> str:
-        """sha256 of the resolved target (``provider/model``) and the rendered body text. Neither
+    def key(target_key: str, body: bytes | str) -> str:
+        """sha256 of the resolved target (``provider/model``) and the rendered body. Neither
         carries the API key (it travels in headers), so keys are safe to share and to log."""
-        return hashlib.sha256(f"{target_key}\x00{body}".encode()).hexdigest()
+        h = hashlib.sha256(target_key.encode())
+        h.update(b"\x00")
+        h.update(body if isinstance(body, bytes) else body.encode())
+        return h.hexdigest()
 
     async def get(self, key: str) -> Response | None:
         value = await self._store.get(key)

@@ -11,7 +11,6 @@ away, the lock times out or their deadline nears, then run the call themselves.
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -45,6 +44,7 @@ class SingleFlight:
 
     def __init__(self) -> None:
         self._flights: dict[str, _Flight[Any]] = {}
+        self._running: set[asyncio.Future[Any]] = set()  # includes calls being cancelled
         self.started = 0  # calls that went upstream
         self.joined = 0  # callers that shared another caller's call
 
@@ -56,6 +56,7 @@ class SingleFlight:
         if flight is None:
             flight = _Flight(asyncio.ensure_future(fn()))
             self._flights[key] = flight
+            self._running.add(flight.task)
             flight.task.add_done_callback(partial(self._finished, key, flight))
             self.started += 1
         else:
@@ -63,15 +64,23 @@ class SingleFlight:
         flight.waiters += 1
         try:
             return await asyncio.shield(flight.task)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             if not flight.task.done():  # this caller was cancelled, not the call
                 flight.waiters -= 1
                 if flight.waiters == 0:
                     self._forget(key, flight)  # a newcomer must not join a call being cancelled
-                    flight.task.cancel()
+                    flight.task.cancel(exc.args[0] if exc.args else None)  # e.g. "hedge lost"
             raise
 
+    async def aclose(self) -> None:
+        """Cancel every call still running (or still unwinding) and wait for them."""
+        tasks = list(self._running)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     def _finished(self, key: str, flight: _Flight[Any], _task: asyncio.Future[Any]) -> None:
+        self._running.discard(flight.task)
         self._forget(key, flight)
         if not flight.task.cancelled():
             flight.task.exception()  # retrieved: no "exception was never retrieved" noise
@@ -99,11 +108,12 @@ class RedisFlights:
     async def run(self, key: str, call: Callable[[], Awaitable[T]],
                   peek: Callable[[], Awaitable[T | None]], *, deadline: float | None = None) -> T:
         """``call()`` under the lock, or the peer's answer from ``peek()``. ``call`` must store its
-        answer where ``peek`` finds it. ``deadline`` is a ``time.monotonic()`` instant."""
+        answer where ``peek`` finds it. ``deadline`` is an event-loop time (``loop.time()``)."""
         lock = f"{self._prefix}:{key}"
         token = uuid.uuid4().hex
+        clock = asyncio.get_running_loop().time
         while True:
-            now = time.monotonic()
+            now = clock()
             ttl = self.lock_ttl if deadline is None else max(min(self.lock_ttl, deadline - now), 0.001)
             got = await self._guard.run("flight.lock", partial(
                 self._client.set, lock, token, nx=True, px=max(int(ttl * 1000), 1)), _DOWN)
@@ -116,22 +126,22 @@ class RedisFlights:
                 finally:
                     await self._guard.run(
                         "flight.unlock", lambda: self._release(keys=[lock], args=[token]), None)
-            answer, timed_out = await self._follow(lock, peek, now + ttl)
+            answer, timed_out = await self._follow(lock, peek, now + ttl, clock)
             if answer is not None:
                 self.followed += 1
                 return answer
             self.fell_back += 1
-            if timed_out or (deadline is not None and time.monotonic() >= deadline):
+            if timed_out or (deadline is not None and clock() >= deadline):
                 return await call()
             # the lock went away without an answer (leader failed or answer not cacheable): retry
 
-    async def _follow(self, lock: str, peek: Callable[[], Awaitable[T | None]],
-                      until: float) -> tuple[T | None, bool]:
+    async def _follow(self, lock: str, peek: Callable[[], Awaitable[T | None]], until: float,
+                      clock: Callable[[], float]) -> tuple[T | None, bool]:
         """(answer, False) when the leader's answer appears; (None, False) when the lock goes away
         without one; (None, True) at ``until``."""
         interval, cap = self._poll
         while True:
-            left = until - time.monotonic()
+            left = until - clock()
             if left <= 0:
                 return None, True
             await asyncio.sleep(min(interval, left))

@@ -26,8 +26,9 @@ WINDOW = 60.0  # seconds: rpm and tpm are per minute
 class RateLimiter(Protocol):
     async def acquire(self, provider: Provider, tokens: int = 0, *,
                       wait_until: float | None = None) -> bool:
-        """Take one request and ``tokens`` from ``provider``'s window. ``wait_until`` is a
-        ``time.monotonic()`` instant: wait up to then for room; ``None``: do not wait."""
+        """Take one request and ``tokens`` from ``provider``'s window. ``wait_until`` is an
+        event-loop time (``loop.time()``, the clock of ``asyncio.timeout_at``): wait up to then
+        for room; ``None``: do not wait."""
         ...
 
     async def record(self, provider: Provider, actual_tokens: int, estimated_tokens: int) -> None:
@@ -78,7 +79,7 @@ class MemoryLimiter:
             wait = self._admit(w, limits, tokens, now)
             if wait <= 0:
                 return True
-            if wait_until is None or now + wait > wait_until:
+            if wait_until is None or asyncio.get_running_loop().time() + wait > wait_until:
                 return False
             await asyncio.sleep(wait)
 
@@ -221,7 +222,7 @@ class RedisLimiter:
             if not wait_ms:
                 return True
             wait = int(wait_ms) / 1000
-            if wait_until is None or time.monotonic() + wait > wait_until:
+            if wait_until is None or asyncio.get_running_loop().time() + wait > wait_until:
                 return False
             await asyncio.sleep(wait)
 

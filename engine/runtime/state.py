@@ -101,11 +101,11 @@ class State:
         meta = request.get("metadata") or {}
         return "refresh" if meta.get("cache") == "refresh" else "use"
 
-    async def respond(self, target_key: str, body: str, call: Callable[[], Awaitable[Response]], *,
+    async def respond(self, target_key: str, body: bytes | str, call: Callable[[], Awaitable[Response]], *,
                       refresh: bool = False, deadline: float | None = None) -> Response:
         """A cacheable request to one target: the cached answer (``cached=True``), else ``call()``
         once for all identical requests in flight (here, and with Redis on every instance), its
-        answer stored for ``cache.responses.ttl``. ``deadline`` is a ``time.monotonic()`` instant.
+        answer stored for ``cache.responses.ttl``. ``deadline`` is an event-loop time (``loop.time()``).
         ``call``'s exceptions reach every caller sharing it and nothing is stored."""
         cache = self.responses
         key = cache.key(target_key, body)
@@ -169,6 +169,9 @@ class State:
         return bool(await self.guard.run("ping", lambda: client.ping(), False))
 
     async def aclose(self) -> None:
+        """Cancel shared calls still running, then close the Redis client."""
+        await self.flights.aclose()
+        await self.registry.aclose()
         if self.redis is not None:
             await self.redis.aclose()
 
