@@ -472,10 +472,11 @@ class _Compiler:
                             f"{len(spec.targets)} targets", "it is capped", severity="warning")
         cycle_free = self._cycles(specs)
         built: dict[str, Group] = {}
+        failed: set[str] = set()  # built once, reported once
 
         def build(name: str) -> Group | None:
-            if name in built:
-                return built[name]
+            if name in built or name in failed:
+                return built.get(name)
             spec = specs[name]
             members: list[Member] = []
             for i, m in enumerate(spec.targets):
@@ -484,6 +485,7 @@ class _Compiler:
                 if node is not None:
                     members.append(Member(node, m.weight))
             if len(members) != len(spec.targets):
+                failed.add(name)
                 return None
             g = Group(name, spec.strategy, tuple(members),
                       min(spec.max_attempts or len(members), len(members)), spec.hedge_after)
@@ -539,6 +541,8 @@ class _Compiler:
             return Target(prov, ref.model)
         if ref.head in raw_providers:
             return None  # the provider itself is broken; that is reported already
+        if ref.model is None and ref.head in self._raw("groups"):
+            return None  # the group itself is broken; that is reported already
         if ref.model is not None and ref.head in groups:
             self.report(path, f"'{ref.head}' is a group: a group takes no '/model'",
                         f"write '{ref.head}'")
