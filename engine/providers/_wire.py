@@ -196,12 +196,15 @@ class SSEParser(StreamParser):
 
     Each ``data:`` line is parsed at once (every provider here sends one JSON document per line);
     a line that does not parse alone is held and joined with the following ``data:`` lines of the
-    same event, as the SSE spec allows. ``data: [DONE]`` (OpenAI) marks the end of the stream.
+    same event, as the SSE spec allows. An event that still does not parse when it ends raises
+    ``WireError`` as soon as anything else arrives; if nothing does, the body was cut inside it
+    and ``done`` stays False. ``data: [DONE]`` (OpenAI) marks the end of the stream.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self._pending: list[str] = []
+        self._broken: str | None = None
 
     def feed(self, line: str) -> Deltas:
         line = line.rstrip("\r\n")
@@ -216,6 +219,8 @@ class SSEParser(StreamParser):
         field, _, value = line.partition(":")
         if field != "data":  # event:, id:, retry:
             return []
+        if self._broken is not None:
+            fail(f"stream event is not JSON: {self._broken[:120]!r}")
         if value[:1] == " ":
             value = value[1:]
         if self._pending:
@@ -231,8 +236,9 @@ class SSEParser(StreamParser):
             data = _loads(text)
         except ValueError:
             if last:
-                fail(f"stream event is not JSON: {text[:120]!r}")
-            self._pending.append(text)
+                self._broken = text
+            else:
+                self._pending.append(text)
             return []
         if not isinstance(data, dict):
             fail(f"stream event: expected an object, got {_type(data)}")

@@ -257,11 +257,19 @@ def test_malformed_stream_lines_raise(line: str) -> None:
         KIND.stream_parser().feed(line)
 
 
-def test_garbage_event_raises_at_its_end() -> None:
+def test_garbage_event_raises_when_the_stream_goes_on() -> None:
     parser = KIND.stream_parser()
     assert parser.feed("data: {not json") == []
-    with pytest.raises(WireError):
-        parser.feed("")
+    assert parser.feed("") == []
+    with pytest.raises(WireError, match="not JSON"):
+        parser.feed("data: [DONE]")
+
+
+def test_stream_cut_inside_an_event_is_truncation_not_garbage() -> None:
+    parser = KIND.stream_parser()
+    feed(parser, STREAM[:300])
+    assert parser.feed("") == []  # the runtime's end-of-body flush
+    assert parser.done is False
 
 
 def test_models() -> None:
