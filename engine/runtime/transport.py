@@ -11,7 +11,9 @@ the transport's, gzip is accepted and decoded by ``httpx.Response``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import ssl
 from collections.abc import AsyncIterator, Callable, Hashable
 from typing import Any, Final
 
@@ -57,12 +59,18 @@ def limits(provider: Provider) -> httpx.Limits:
                         keepalive_expiry=pool.keepalive_expiry)
 
 
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """One verifying TLS context for every transport (loading the CA bundle costs ~20 ms)."""
+    return httpx.create_ssl_context()
+
+
 def _aiohttp_factory(provider: Provider) -> httpx.AsyncBaseTransport:
-    return AiohttpTransport(limits=limits(provider), trust_env=False)
+    return AiohttpTransport(verify=_tls(), limits=limits(provider), trust_env=False)
 
 
 def _httpx_factory(provider: Provider) -> httpx.AsyncBaseTransport:
-    return httpx.AsyncHTTPTransport(limits=limits(provider), trust_env=False)
+    return httpx.AsyncHTTPTransport(verify=_tls(), limits=limits(provider), trust_env=False)
 
 
 _NAMED_FACTORIES: Final[dict[str, TransportFactory]] = {
