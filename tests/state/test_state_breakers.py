@@ -1,0 +1,79 @@
+"""Circuit storage: ``State.breaker_factory`` plugged into the executor's ``Circuits``. On Redis a
+circuit opened by one instance is open for another, and a probe after recovery closes it for all."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from purgatory import AsyncInMemoryUnitOfWork, AsyncRedisUnitOfWork
+
+from engine.graph import Breaker
+from engine.runtime.breakers import Circuits
+from engine.runtime.state import State
+
+BREAKER = Breaker("test", failures=3, recovery=0.3)
+
+
+async def _fail(circuits: Circuits, name: str, times: int) -> None:
+    for _ in range(times):
+        token = await circuits.enter(name, BREAKER)
+        assert token is not None
+        await circuits.leave(token, True)
+
+
+def test_the_backend_picks_the_unit_of_work(cache_config: Callable[..., Any]) -> None:
+    memory = State.create(cache_config("memory")).breaker_factory()
+    assert isinstance(memory.uow, AsyncInMemoryUnitOfWork)
+    redis = State.create(cache_config("redis://127.0.0.1:1/0")).breaker_factory(3, 0.3)
+    assert isinstance(redis.uow, AsyncRedisUnitOfWork)
+    assert (redis.default_threshold, redis.default_ttl) == (3, 0.3)
+
+
+async def test_a_circuit_opens_after_failures(backend: str,
+                                              cache_config: Callable[..., Any]) -> None:
+    state = State.create(cache_config(backend))
+    try:
+        circuits = Circuits(state.breaker_factory())
+        await _fail(circuits, "openai", 3)
+        assert await circuits.enter("openai", BREAKER) is None
+        assert await circuits.enter("anthropic", BREAKER) is not None
+    finally:
+        await state.aclose()
+
+
+async def test_a_circuit_opened_by_one_instance_is_skipped_by_another(
+        redis_url: str, cache_config: Callable[..., Any]) -> None:
+    a, b = State.create(cache_config(redis_url)), State.create(cache_config(redis_url))
+    try:
+        ca, cb = Circuits(a.breaker_factory()), Circuits(b.breaker_factory())
+        await _fail(ca, "openai", 2)
+        await _fail(cb, "openai", 1)  # failures add up across instances
+        assert await ca.enter("openai", BREAKER) is None
+        assert await cb.enter("openai", BREAKER) is None
+        await asyncio.sleep(BREAKER.recovery + 0.05)
+        probe = await cb.enter("openai", BREAKER)  # half-open: b probes
+        assert probe is not None
+        await cb.leave(probe, False)  # the probe succeeds: closed for everyone
+        token = await ca.enter("openai", BREAKER)
+        assert token is not None
+        await ca.leave(token, False)
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_redis_down_lets_tries_through_quickly(refused_url: str,
+                                                     cache_config: Callable[..., Any]) -> None:
+    state = State.create(cache_config(refused_url))
+    try:
+        circuits = Circuits(state.breaker_factory())
+        start = time.perf_counter()
+        token = await circuits.enter("openai", BREAKER)
+        assert token is not None  # unguarded, not skipped
+        await circuits.leave(token, True)
+        assert time.perf_counter() - start < 0.5
+    finally:
+        await state.aclose()
