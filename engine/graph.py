@@ -247,6 +247,10 @@ class CacheConfig:
     responses_ttl: float | None = None  # None: responses are not cached
     max_temperature: float = 0.0
 
+    def __repr__(self) -> str:  # the backend URL may carry a password
+        return (f"CacheConfig(backend={_mask_url(self.backend)!r}, models_ttl={self.models_ttl}, "
+                f"responses_ttl={self.responses_ttl}, max_temperature={self.max_temperature})")
+
 
 def _node_name(node: Node) -> str:
     return node.name if isinstance(node, Group) else node.key
