@@ -104,7 +104,8 @@ class Circuits:
         return state
 
     def states(self) -> dict[str, str]:
-        return {name: self.state(name) for name in sorted(self._seen)}
+        """Every circuit this engine has used, with its state."""
+        return {name: self.state(name) for name in sorted(self._ttl.keys() | self._seen.keys())}
 
     def open_circuits(self) -> frozenset[str]:
         return frozenset(name for name in self._seen if self.state(name) == OPEN)
