@@ -10,8 +10,24 @@ from engine.values import format_duration as fd
 __all__ = ["to_mermaid"]
 
 
-def _id(prefix: str, name: str) -> str:
-    return prefix + re.sub(r"[^A-Za-z0-9_]", "_", name)
+class _Ids:
+    """Mermaid-safe node ids, one per name: 'a/b-c' and 'a/b_c' must not become the same node."""
+
+    def __init__(self) -> None:
+        self.by_name: dict[str, str] = {}
+        self.taken: set[str] = set()
+
+    def __call__(self, prefix: str, name: str) -> str:
+        key = prefix + name
+        if key not in self.by_name:
+            base = prefix + re.sub(r"[^A-Za-z0-9_]", "_", name)
+            nid, n = base, 1
+            while nid in self.taken:
+                n += 1
+                nid = f"{base}_{n}"
+            self.by_name[key] = nid
+            self.taken.add(nid)
+        return self.by_name[key]
 
 
 def _label(text: str) -> str:
@@ -23,6 +39,7 @@ def to_mermaid(graph: RoutingGraph) -> str:
     lines = ["flowchart LR"]
     nodes: dict[str, str] = {}
     edges: list[str] = []
+    _id = _Ids()
 
     def node(n: Node) -> str:
         if isinstance(n, Target):
