@@ -1,0 +1,203 @@
+"""Streaming: unified events for every kind, retries and failover until the first event, a typed
+``StreamInterrupted`` (with the text received) after it, time to first token, the deadline, and a
+consumer that stops early."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from engine.api import Engine
+from engine.errors import AllTargetsFailed, DeadlineExceeded, NoRouteError, StreamInterrupted
+from engine.fake import FakeServer
+from engine.result import Done, StreamEvent, TextDelta, ToolCallDelta
+
+Ask = Callable[..., dict[str, Any]]
+Make = Callable[..., Engine]
+
+CONFIG = """\
+version: 1
+defaults: {speed: test, retry: transient, breaker: none, deadline: 2s}
+speeds:
+  test: {connect: 300ms, read: 1s, pool: 300ms, retries: 1, backoff: {base: 10ms}}
+providers:
+  a: {kind: openai, base_url: "{fake}/a/v1", api_key: ka, models: {m: {price: {input: 1, output: 2}}}}
+  b: {kind: openai, base_url: "{fake}/b/v1", api_key: kb, models: {m: {}}}
+  anth: {kind: anthropic, base_url: "{fake}/anth/v1", api_key: kn,
+         models: {claude-3-5-haiku-latest: {}}}
+  gem: {kind: gemini, base_url: "{fake}/gem", api_key: kg, models: {gemini-1.5-flash: {}}}
+  oll: {kind: ollama, base_url: "{fake}/oll", models: {llama3.2: {}}}
+groups:
+  g: {strategy: priority, targets: [a/m, b/m]}
+  race: {strategy: hedged, targets: [a/m, b/m], hedge_after: 10ms}
+routes:
+  - {match: {model: g}, to: g}
+  - {match: {model: race}, to: race}
+  - {match: {model: slow}, to: g, deadline: 300ms}
+  - {match: {model: anth}, to: anth/claude-3-5-haiku-latest}
+  - {match: {model: gem}, to: gem/gemini-1.5-flash}
+  - {match: {model: oll}, to: oll/llama3.2}
+"""
+
+
+@pytest.fixture
+def eng(make: Make) -> Engine:
+    return make(CONFIG)
+
+
+async def collect(eng: Engine, request: dict[str, Any]) -> list[StreamEvent]:
+    return [event async for event in eng.stream(request)]
+
+
+def text(events: list[StreamEvent]) -> str:
+    return "".join(e.text for e in events if isinstance(e, TextDelta))
+
+
+@pytest.mark.parametrize(("model", "provider"), [
+    ("g", "a"), ("anth", "anth"), ("gem", "gem"), ("oll", "oll"),
+])
+async def test_every_kind_streams_unified_events(eng: Engine, fake: FakeServer, ask: Ask,
+                                                 model: str, provider: str) -> None:
+    events = await collect(eng, ask(model, "hello there"))
+    assert text(events) == "echo: hello there"
+    done = events[-1]
+    assert isinstance(done, Done) and all(not isinstance(e, Done) for e in events[:-1])
+    assert done.provider == provider and done.finish_reason == "stop"
+    assert done.usage.input_tokens > 0 and done.usage.output_tokens > 0
+    assert done.ttft is not None and 0 < done.ttft <= done.latency
+    assert [(a.target.split("/")[0], a.outcome) for a in done.attempts] == [(provider, "ok")]
+    assert fake.requests[-1]["stream"] is True
+
+
+async def test_cost_of_a_stream_comes_from_the_price(eng: Engine, fake: FakeServer,
+                                                     ask: Ask) -> None:
+    done = (await collect(eng, ask("g")))[-1]
+    assert isinstance(done, Done)
+    assert done.cost == pytest.approx((done.usage.input_tokens * 1 + done.usage.output_tokens * 2)
+                                      / 1e6)
+
+
+async def test_tool_call_deltas_stream(eng: Engine, fake: FakeServer, ask: Ask) -> None:
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {
+        "type": "object", "properties": {"q": {"type": "string"}}}}}]
+    events = await collect(eng, ask("g", "find it [[fake: tool]]", tools=tools))
+    calls = [e for e in events if isinstance(e, ToolCallDelta)]
+    assert calls and calls[0].name == "lookup"
+    done = events[-1]
+    assert isinstance(done, Done) and done.finish_reason == "tool_calls"
+
+
+@pytest.mark.parametrize("directive", ["503", "reset", "die_after=1", "malformed"])
+async def test_a_failure_before_the_first_event_fails_over_or_retries(
+    eng: Engine, fake: FakeServer, ask: Ask, directive: str,
+) -> None:
+    fake.program("/a/", [directive, directive])
+    events = await collect(eng, ask("g"))
+    assert text(events) == "echo: hello there"
+    done = events[-1]
+    assert isinstance(done, Done) and done.provider == "b"
+    assert [a.outcome for a in done.attempts][-1] == "ok"
+    assert {a.target for a in done.attempts[:-1]} == {"a/m"}
+
+
+async def test_a_stream_broken_after_the_first_event_is_interrupted_not_mixed(
+    eng: Engine, fake: FakeServer, ask: Ask,
+) -> None:
+    fake.program("/a/", ["die_after=3"])
+    got: list[StreamEvent] = []
+    with pytest.raises(StreamInterrupted) as info:
+        async for event in eng.stream(ask("g", "one two three four five")):
+            got.append(event)
+    err = info.value
+    assert err.received == text(got) and err.received.startswith("echo:")
+    assert [(a.target, a.outcome) for a in err.attempts] == [("a/m", "fatal")]
+    assert not any(r["path"].startswith("/b/") for r in fake.requests)  # no failover after it
+
+
+async def test_an_in_band_error_event_after_the_first_event_is_interrupted(
+    eng: Engine, fake: FakeServer, ask: Ask,
+) -> None:
+    fake.program("/a/", ["stream_error"])
+    with pytest.raises(StreamInterrupted) as info:
+        await collect(eng, ask("g", "one two three four five six"))
+    assert info.value.attempts[-1].error is not None
+    assert info.value.attempts[-1].error.startswith("protocol")
+
+
+async def test_time_to_first_token_is_recorded(eng: Engine, fake: FakeServer, ask: Ask) -> None:
+    fake.program("/a/", ["latency=100ms chunk_delay=50ms"])
+    done = (await collect(eng, ask("g")))[-1]
+    assert isinstance(done, Done)
+    assert done.ttft is not None and 0.1 <= done.ttft < done.latency
+    assert done.latency >= 0.1 + 0.05
+
+
+async def test_the_deadline_bounds_a_stream_before_its_first_event(
+    eng: Engine, fake: FakeServer, ask: Ask,
+) -> None:
+    fake.program("/a/", ["latency=1s"])
+    start = time.perf_counter()
+    with pytest.raises(DeadlineExceeded) as info:
+        await collect(eng, ask("slow"))
+    assert time.perf_counter() - start < 0.4
+    assert [a.outcome for a in info.value.attempts] == ["deadline"]
+
+
+async def test_the_deadline_bounds_a_stream_after_its_first_event(
+    eng: Engine, fake: FakeServer, ask: Ask,
+) -> None:
+    fake.program("/a/", ["chunk_delay=150ms"])
+    start = time.perf_counter()
+    with pytest.raises(StreamInterrupted) as info:
+        await collect(eng, ask("slow", "one two three four five six"))
+    assert time.perf_counter() - start < 0.4
+    assert info.value.received.startswith("echo:")
+    assert "deadline" in str(info.value)
+
+
+async def test_time_the_consumer_spends_between_events_is_not_cancelled(
+    eng: Engine, fake: FakeServer, ask: Ask,
+) -> None:
+    events = []
+    async for event in eng.stream(ask("slow", "one two three")):
+        await asyncio.sleep(0.05)  # the consumer is slow; the deadline guards only our awaits
+        events.append(event)
+    assert isinstance(events[-1], Done)
+
+
+async def test_a_consumer_that_stops_early_releases_the_connection(
+    eng: Engine, fake: FakeServer, ask: Ask,
+) -> None:
+    fake.program("/a/", ["chunk_delay=20ms"])
+    async with eng.stream(ask("g", "one two three four five six seven")) as stream:
+        async for event in stream:
+            assert isinstance(event, TextDelta)
+            break
+    conn = next(c for c in eng._rt.connections if c.name == "a")
+    assert len(conn._transport.client.connector._acquired) == 0  # type: ignore[union-attr]
+    assert eng._rt.inflight == 0
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+
+
+async def test_every_target_failing_before_the_first_event(eng: Engine, fake: FakeServer,
+                                                           ask: Ask) -> None:
+    fake.program(None, ["401", "401"])
+    with pytest.raises(AllTargetsFailed) as info:
+        await collect(eng, ask("g"))
+    assert [a.outcome for a in info.value.attempts] == ["failover", "failover"]
+
+
+async def test_hedged_groups_stream_in_priority_order(eng: Engine, fake: FakeServer,
+                                                      ask: Ask) -> None:
+    fake.program("/a/", ["latency=100ms"])
+    done = (await collect(eng, ask("race")))[-1]
+    assert isinstance(done, Done) and done.provider == "a"
+
+
+def test_no_route_is_raised_when_the_stream_is_asked_for(eng: Engine, ask: Ask) -> None:
+    with pytest.raises(NoRouteError):
+        eng.stream(ask("nothing-matches"))
