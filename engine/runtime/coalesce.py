@@ -1,9 +1,8 @@
 """A key and an upstream call in, one shared outcome out: single-flight for identical requests, in
-this process (a task shared by every caller) and across instances (a short Redis lock).
+this process (followers wait for the leader's call) and across instances (a short Redis lock).
 
-In process, the first caller starts the call as its own task and every caller, the first included,
-awaits it: its result or exception reaches all of them, and a caller that is cancelled (its deadline)
-leaves the others waiting; the call is cancelled only when no caller is left. Across instances, the
+In process, the first caller runs the call in its own task and callers that arrive meanwhile get its
+result or its exception; if the leader is cancelled, one follower takes over. Across instances, the
 instance that wins ``SET NX PX`` leads; the others poll for its cached answer until the lock goes
 away, the lock times out or their deadline nears, then run the call themselves.
 """
@@ -14,7 +13,7 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from engine.runtime.cache import Guard
 
@@ -31,63 +30,75 @@ return 0
 """
 
 
-class _Flight(Generic[T]):
-    __slots__ = ("task", "waiters")
+class _LeaderGone(Exception):
+    """The leader was cancelled before its call finished: a follower takes over."""
 
-    def __init__(self, task: asyncio.Future[T]) -> None:
-        self.task = task
-        self.waiters = 0
+
+class _Flight:
+    __slots__ = ("future",)
+
+    def __init__(self) -> None:
+        self.future: asyncio.Future[Any] | None = None  # made when the first follower joins
 
 
 class SingleFlight:
-    """``await flights.do(key, fn)``: at most one ``fn()`` per key runs at a time in this process."""
+    """``await flights.do(key, fn)``: at most one ``fn()`` per key runs at a time in this process.
+
+    The first caller (the leader) runs ``fn()`` in its own task, so its deadline, cancellation and
+    context apply as if there were no coalescing, and a lone caller pays no task or future. Callers
+    that arrive meanwhile wait for the leader's outcome: its result, or its exception. If the leader
+    is cancelled (deadline, hedge lost), the waiting callers are not stranded: one of them becomes
+    the new leader and calls ``fn()`` again, the others wait for it.
+    """
 
     def __init__(self) -> None:
-        self._flights: dict[str, _Flight[Any]] = {}
-        self._running: set[asyncio.Future[Any]] = set()  # includes calls being cancelled
+        self._flights: dict[str, _Flight] = {}
         self.started = 0  # calls that went upstream
-        self.joined = 0  # callers that shared another caller's call
+        self.joined = 0  # callers that waited for another caller's call
 
     def __len__(self) -> int:
         return len(self._flights)
 
     async def do(self, key: str, fn: Callable[[], Awaitable[T]]) -> T:
-        flight: _Flight[T] | None = self._flights.get(key)
-        if flight is None:
-            flight = _Flight(asyncio.ensure_future(fn()))
-            self._flights[key] = flight
-            self._running.add(flight.task)
-            flight.task.add_done_callback(partial(self._finished, key, flight))
-            self.started += 1
-        else:
+        while True:
+            flight = self._flights.get(key)
+            if flight is None:
+                return await self._lead(key, fn)
             self.joined += 1
-        flight.waiters += 1
+            if flight.future is None:
+                flight.future = asyncio.get_running_loop().create_future()
+            try:
+                result: T = await asyncio.shield(flight.future)
+                return result
+            except _LeaderGone:
+                continue
+
+    async def _lead(self, key: str, fn: Callable[[], Awaitable[T]]) -> T:
+        flight = self._flights[key] = _Flight()
+        self.started += 1
         try:
-            return await asyncio.shield(flight.task)
-        except asyncio.CancelledError as exc:
-            if not flight.task.done():  # this caller was cancelled, not the call
-                flight.waiters -= 1
-                if flight.waiters == 0:
-                    self._forget(key, flight)  # a newcomer must not join a call being cancelled
-                    flight.task.cancel(exc.args[0] if exc.args else None)  # e.g. "hedge lost"
+            result = await fn()
+        except asyncio.CancelledError:
+            self._settle(key, flight, _LeaderGone())
             raise
+        except BaseException as exc:
+            self._settle(key, flight, exc)
+            raise
+        self._settle(key, flight, None, result)
+        return result
 
-    async def aclose(self) -> None:
-        """Cancel every call still running (or still unwinding) and wait for them."""
-        tasks = list(self._running)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    def _finished(self, key: str, flight: _Flight[Any], _task: asyncio.Future[Any]) -> None:
-        self._running.discard(flight.task)
-        self._forget(key, flight)
-        if not flight.task.cancelled():
-            flight.task.exception()  # retrieved: no "exception was never retrieved" noise
-
-    def _forget(self, key: str, flight: _Flight[Any]) -> None:
+    def _settle(self, key: str, flight: _Flight, exc: BaseException | None,
+                result: Any = None) -> None:
         if self._flights.get(key) is flight:
             del self._flights[key]
+        fut = flight.future
+        if fut is None or fut.done():
+            return
+        if exc is None:
+            fut.set_result(result)
+        else:
+            fut.set_exception(exc)
+            fut.exception()  # marked retrieved: followers may all have gone (no log noise)
 
 
 class RedisFlights:

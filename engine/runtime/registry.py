@@ -115,9 +115,6 @@ class ModelRegistry:
         self._expiry.clear()
         await self._store.clear()
 
-    async def aclose(self) -> None:
-        await self._flights.aclose()
-
     def stats(self) -> RegistryStats:
         now = time.monotonic()
         for key in [k for k, t in self._expiry.items() if t <= now]:

@@ -169,9 +169,6 @@ class State:
         return bool(await self.guard.run("ping", lambda: client.ping(), False))
 
     async def aclose(self) -> None:
-        """Cancel shared calls still running, then close the Redis client."""
-        await self.flights.aclose()
-        await self.registry.aclose()
         if self.redis is not None:
             await self.redis.aclose()
 

@@ -4,6 +4,7 @@ Redis lock), alone and through ``State.respond`` with the response cache."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Callable
 from typing import Any
 
@@ -68,36 +69,56 @@ async def test_cancelling_the_leader_does_not_strand_followers() -> None:
     leader.cancel()
     results = await asyncio.gather(*followers)
     assert leader.cancelled()
-    assert [r.text for r in results] == ["answer 1"] * 3
-    assert up.calls == 1 and up.cancelled == 0
+    # the leader's call was cancelled with it; one follower took over, the others shared that
+    assert [r.text for r in results] == ["answer 2"] * 3
+    assert up.calls == 2 and up.cancelled == 1 and len(flights) == 0
 
 
-async def test_the_call_is_cancelled_when_no_caller_is_left() -> None:
+async def test_the_leader_runs_in_its_own_task_under_its_own_deadline() -> None:
     flights, up = SingleFlight(), Upstream(delay=5)
-    callers = [asyncio.ensure_future(flights.do("k", up)) for _ in range(3)]
-    await asyncio.sleep(0.01)
-    for c in callers:
-        c.cancel()
-    await asyncio.gather(*callers, return_exceptions=True)
-    await asyncio.sleep(0)
+
+    async def with_deadline() -> Response:
+        async with asyncio.timeout(0.02):
+            return await flights.do("k", up)
+
+    with pytest.raises(TimeoutError):
+        await with_deadline()
     assert up.cancelled == 1 and len(flights) == 0
-    # a newcomer starts afresh instead of joining the cancelled call
     up.delay = 0.01
     assert (await flights.do("k", up)).text == "answer 2"
 
 
-async def test_a_deadline_on_one_caller_leaves_the_others() -> None:
+async def test_a_follower_deadline_leaves_the_leader_and_the_others() -> None:
     flights, up = SingleFlight(), Upstream(delay=0.1)
 
     async def impatient() -> Response:
         async with asyncio.timeout(0.02):
             return await flights.do("k", up)
 
+    leader = asyncio.ensure_future(flights.do("k", up))
+    await asyncio.sleep(0)
     short = asyncio.ensure_future(impatient())
-    long = asyncio.ensure_future(flights.do("k", up))
+    other = asyncio.ensure_future(flights.do("k", up))
     with pytest.raises(TimeoutError):
         await short
-    assert (await long).text == "answer 1" and up.calls == 1
+    assert (await leader).text == (await other).text == "answer 1"
+    assert up.calls == 1 and up.cancelled == 0
+
+
+async def test_a_lone_failure_logs_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    flights = SingleFlight()
+    follower_gone = Upstream(delay=0.05, error=ValueError("x"))
+    leader = asyncio.ensure_future(flights.do("k", follower_gone))
+    await asyncio.sleep(0)
+    follower = asyncio.ensure_future(flights.do("k", follower_gone))
+    await asyncio.sleep(0.01)
+    follower.cancel()
+    with pytest.raises(ValueError):
+        await leader
+    await asyncio.gather(follower, return_exceptions=True)
+    gc.collect()
+    await asyncio.sleep(0)
+    assert "never retrieved" not in caplog.text
 
 
 async def test_respond_coalesces_then_serves_from_cache(
