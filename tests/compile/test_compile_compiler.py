@@ -5,12 +5,13 @@ config (conftest.GOOD) and asserts the problem, its path and its line."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from engine.cli import main
 from engine.compiler import compile_file, compile_text
-from engine.errors import ConfigError
+from engine.errors import ConfigError, Problem
 from engine.graph import Group, RoutingGraph, Target
 
 MINIMAL = """\
@@ -62,13 +63,13 @@ def test_written_sections_add_to_the_builtins(good: RoutingGraph) -> None:
     assert set(good.breakers) == {"standard", "touchy"}
 
 
-def test_overriding_a_builtin_keeps_its_other_values(cfg, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_overriding_a_builtin_keeps_its_other_values(cfg: Any, tmp_path: Path) -> None:
     text = cfg.replace("speeds:\n", "speeds:\n  fast: {read: 20s}\n")
     fast = cfg.compile(text).speeds["fast"]
     assert (fast.connect, fast.read, fast.retries, fast.backoff.jitter) == (5, 20, 2, 0.5)
 
 
-def test_speed_extends(cfg) -> None:  # type: ignore[no-untyped-def]
+def test_speed_extends(cfg: Any) -> None:
     text = cfg.replace("speeds:\n", "speeds:\n  snail: {extends: quick, read: 9s}\n")
     snail = cfg.compile(text).speeds["snail"]
     assert (snail.connect, snail.read, snail.retries, snail.backoff.base) == (1, 9, 1, 0.1)
@@ -97,7 +98,7 @@ def test_defaults_are_expanded_onto_providers(good: RoutingGraph) -> None:
     assert openai.template_path == "templates/openai/chat.json.j2"
 
 
-def test_defaults_section_changes_every_provider_that_does_not_say(cfg) -> None:  # type: ignore[no-untyped-def]
+def test_defaults_section_changes_every_provider_that_does_not_say(cfg: Any) -> None:
     text = cfg.replace("  retry: transient\n  breaker: standard\n",
                        "  retry: never\n  breaker: none\n")
     g = cfg.compile(text)
@@ -119,7 +120,7 @@ def test_provider_alone_passes_the_model_through(good: RoutingGraph) -> None:
     assert route.to.model_for("llama3.3") == "llama3.3"
 
 
-def test_model_names_may_contain_slashes_and_colons(cfg) -> None:  # type: ignore[no-untyped-def]
+def test_model_names_may_contain_slashes_and_colons(cfg: Any) -> None:
     text = cfg.replace("models: [llama3.2]", "models: [llama3.2, 'org/model:7b']")
     text = cfg.replace("    to: local\n", "    to: local/org/model:7b\n", text)
     route = cfg.compile(text).routes[2]
@@ -143,7 +144,7 @@ def test_worst_case_numbers(good: RoutingGraph) -> None:
     ]
 
 
-def test_max_attempts_bounds_the_worst_case(cfg) -> None:  # type: ignore[no-untyped-def]
+def test_max_attempts_bounds_the_worst_case(cfg: Any) -> None:
     text = cfg.replace("    max_attempts: 2\n", "    max_attempts: 1\n")
     assert cfg.compile(text).routes[1].worst_case == pytest.approx(330.0)  # the costliest one
 
@@ -201,7 +202,7 @@ REFERENCE_CASES = [
 
 @pytest.mark.parametrize("old, new, path, message, hint", REFERENCE_CASES,
                          ids=[c[3] for c in REFERENCE_CASES])
-def test_unknown_reference(cfg, old: str, new: str, path: str, message: str,  # type: ignore[no-untyped-def]
+def test_unknown_reference(cfg: Any, old: str, new: str, path: str, message: str,
                            hint: str) -> None:
     text = cfg.replace(old, new)
     p = cfg.one_error(text)
@@ -214,7 +215,7 @@ def test_unknown_reference(cfg, old: str, new: str, path: str, message: str,  # 
     assert p.snippet == text.splitlines()[p.line - 1]
 
 
-def test_reference_columns_point_at_the_value(cfg) -> None:  # type: ignore[no-untyped-def]
+def test_reference_columns_point_at_the_value(cfg: Any) -> None:
     text = cfg.replace("    to: mix\n", "    to: mxi\n")
     p = cfg.one_error(text)
     assert p.col == len("    to: ") + 1
@@ -263,7 +264,7 @@ VALUE_CASES = [
 
 
 @pytest.mark.parametrize("old, new, path, message", VALUE_CASES, ids=[c[2] + ":" + c[3] for c in VALUE_CASES])
-def test_bad_value(cfg, old: str, new: str, path: str, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_bad_value(cfg: Any, old: str, new: str, path: str, message: str) -> None:
     text = cfg.replace(old, new)
     p = cfg.one_error(text)
     assert p.path == path
@@ -298,7 +299,7 @@ UNKNOWN_KEY_CASES = [
 
 @pytest.mark.parametrize("old, new, shown, key, suggestion", UNKNOWN_KEY_CASES,
                          ids=[c[3] for c in UNKNOWN_KEY_CASES])
-def test_unknown_key_with_did_you_mean(cfg, old: str, new: str, shown: str, key: str,  # type: ignore[no-untyped-def]
+def test_unknown_key_with_did_you_mean(cfg: Any, old: str, new: str, shown: str, key: str,
                                        suggestion: str) -> None:
     text = cfg.replace(old, new)
     errs = cfg.errors(text)
@@ -310,7 +311,7 @@ def test_unknown_key_with_did_you_mean(cfg, old: str, new: str, shown: str, key:
     assert p.snippet[p.col - 1:].startswith(key)  # the caret is on the key itself
 
 
-def test_missing_required_keys(cfg) -> None:  # type: ignore[no-untyped-def]
+def test_missing_required_keys(cfg: Any) -> None:
     p = cfg.one_error(cfg.replace("    kind: ollama\n", ""))
     assert (p.path, p.message) == ("providers.local", "missing required key 'kind'")
     assert p.line == cfg.line_of(cfg.text, "  local:")
@@ -322,7 +323,7 @@ def test_missing_required_keys(cfg) -> None:  # type: ignore[no-untyped-def]
 
 # -- cycles -----------------------------------------------------------------------------------
 
-def test_group_cycle_is_named(cfg) -> None:  # type: ignore[no-untyped-def]
+def test_group_cycle_is_named(cfg: Any) -> None:
     text = cfg.replace("claude/claude-3-5-haiku-latest]", "claude/claude-3-5-haiku-latest, mix]")
     p = cfg.one_error(text)
     assert p.message == "group cycle: chat -> mix -> chat"
@@ -330,13 +331,13 @@ def test_group_cycle_is_named(cfg) -> None:  # type: ignore[no-untyped-def]
     assert p.line == cfg.line_of(text, "{target: chat, weight: 3}")
 
 
-def test_self_cycle(cfg) -> None:  # type: ignore[no-untyped-def]
+def test_self_cycle(cfg: Any) -> None:
     text = cfg.replace("claude/claude-3-5-haiku-latest]", "claude/claude-3-5-haiku-latest, chat]")
     p = cfg.one_error(text)
     assert p.message == "group cycle: chat -> chat" and p.path == "groups.chat.targets[2]"
 
 
-def test_long_cycle(cfg) -> None:  # type: ignore[no-untyped-def]
+def test_long_cycle(cfg: Any) -> None:
     text = cfg.replace("groups:\n", "groups:\n  a: {targets: [b]}\n  b: {targets: [c]}\n"
                        "  c: {targets: [local, a]}\n")
     text = cfg.replace("    to: local\n", "    to: a\n", text)
@@ -344,7 +345,7 @@ def test_long_cycle(cfg) -> None:  # type: ignore[no-untyped-def]
     assert p.message == "group cycle: a -> b -> c -> a"
 
 
-def test_diamond_is_not_a_cycle(cfg) -> None:  # type: ignore[no-untyped-def]
+def test_diamond_is_not_a_cycle(cfg: Any) -> None:
     text = cfg.replace("groups:\n", "groups:\n  top: {targets: [chat, mix]}\n")
     text = cfg.replace("    to: local\n", "    to: top\n", text)
     g = cfg.compile(text)
@@ -354,7 +355,7 @@ def test_diamond_is_not_a_cycle(cfg) -> None:  # type: ignore[no-untyped-def]
 
 # -- one pass ---------------------------------------------------------------------------------
 
-def test_every_problem_is_found_in_one_pass(cfg) -> None:  # type: ignore[no-untyped-def]
+def test_every_problem_is_found_in_one_pass(cfg: Any) -> None:
     text = cfg.replace("    speed: quick\n", "    speed: quikc\n")
     text = cfg.replace("    to: mix\n", "    to: mxi\n", text)
     text = cfg.replace("    deadline: 10m\n", "    deadline: ten\n", text)
@@ -365,17 +366,18 @@ def test_every_problem_is_found_in_one_pass(cfg) -> None:  # type: ignore[no-unt
     assert [e.line for e in errs] == sorted(e.line for e in errs)
 
 
-def test_a_broken_definition_is_not_also_unknown_where_used(cfg) -> None:  # type: ignore[no-untyped-def]
+def test_a_broken_definition_is_not_also_unknown_where_used(cfg: Any) -> None:
     p = cfg.one_error(cfg.replace("{failures: 2,", "{failures: many,"))
     assert p.path == "breakers.touchy.failures"
 
 
-def test_config_error_str_lists_located_problems(cfg) -> None:  # type: ignore[no-untyped-def]
+def test_config_error_str_lists_located_problems(cfg: Any) -> None:
     with pytest.raises(ConfigError) as info:
         cfg.compile(cfg.replace("    speed: quick\n", "    speed: quikc\n"))
     text = str(info.value)
     assert text.splitlines()[0] == "1 configuration error"
-    assert f"routes.yaml:{cfg.line_of(cfg.text, 'speed: quick')}:12: error: unknown speed 'quikc' in providers.openai.speed " \
+    line = cfg.line_of(cfg.text, "speed: quick")
+    assert f"routes.yaml:{line}:12: error: unknown speed 'quikc' in providers.openai.speed " \
            "(did you mean 'quick'?)" in text
 
 
@@ -385,34 +387,34 @@ def test_known_good_config_has_no_warnings(good: RoutingGraph) -> None:
     assert good.warnings == ()
 
 
-def _warning(cfg, text: str, **kw: object):  # type: ignore[no-untyped-def]
+def _warning(cfg, text: str, **kw: object) -> Problem:
     (w,) = cfg.compile(text, **kw).warnings
     assert w.severity == "warning"
     return w
 
 
-def test_warning_worst_case_over_deadline(cfg) -> None:  # type: ignore[no-untyped-def]
+def test_warning_worst_case_over_deadline(cfg: Any) -> None:
     text = cfg.replace("    deadline: 7m\n", "    deadline: 5m\n")
     w = _warning(cfg, text)
     assert w.message == "worst case 385.1s exceeds the deadline 5m"
     assert w.path == "routes[1].to" and w.line == cfg.line_of(text, "to: mix")
 
 
-def test_warning_unused_provider(cfg) -> None:  # type: ignore[no-untyped-def]
+def test_warning_unused_provider(cfg: Any) -> None:
     text = cfg.replace("  local:\n", "  spare: {kind: ollama}\n  local:\n")
     w = _warning(cfg, text)
     assert w.message == "provider 'spare' is not reachable from any route"
     assert w.path == "providers.spare" and w.line == cfg.line_of(text, "spare:")
 
 
-def test_warning_unused_group(cfg) -> None:  # type: ignore[no-untyped-def]
+def test_warning_unused_group(cfg: Any) -> None:
     text = cfg.replace("groups:\n", "groups:\n  idle: {targets: [local]}\n")
     w = _warning(cfg, text)
     assert w.message == "group 'idle' is not reachable from any route"
     assert w.path == "groups.idle" and w.line == cfg.line_of(text, "idle:")
 
 
-def test_warning_shadowed_route(cfg) -> None:  # type: ignore[no-untyped-def]
+def test_warning_shadowed_route(cfg: Any) -> None:
     text = cfg.replace('  - match: {model: "llama*"}\n', "  - match: {model: chat}\n")
     w = _warning(cfg, text)
     assert w.message == "route 2 can never match: route 0 matches everything it does"
@@ -420,25 +422,25 @@ def test_warning_shadowed_route(cfg) -> None:  # type: ignore[no-untyped-def]
     assert w.path == "routes[2]" and w.line == second
 
 
-def test_warning_route_after_catch_all(cfg) -> None:  # type: ignore[no-untyped-def]
+def test_warning_route_after_catch_all(cfg: Any) -> None:
     text = cfg.text + "  - match: {model: extra}\n    to: chat\n"
     w = _warning(cfg, text)
     assert w.message == "route 4 can never match: route 3 matches everything it does"
 
 
-def test_warning_empty_api_key(cfg) -> None:  # type: ignore[no-untyped-def]
+def test_warning_empty_api_key(cfg: Any) -> None:
     w = _warning(cfg, cfg.text, env={"ANTHROPIC_API_KEY": "x"})
     assert w.path == "providers.openai.api_key" and "api_key is empty" in w.message
     assert w.line == cfg.line_of(cfg.text, "${OPENAI_API_KEY}")
 
 
-def test_warning_hedge_after_ignored(cfg) -> None:  # type: ignore[no-untyped-def]
+def test_warning_hedge_after_ignored(cfg: Any) -> None:
     text = cfg.replace("    strategy: priority\n", "    strategy: priority\n    hedge_after: 1s\n")
     w = _warning(cfg, text)
     assert w.path == "groups.chat.hedge_after" and "ignored" in w.message
 
 
-def test_warnings_are_in_file_order(cfg) -> None:  # type: ignore[no-untyped-def]
+def test_warnings_are_in_file_order(cfg: Any) -> None:
     text = cfg.replace("  local:\n", "  spare: {kind: ollama}\n  local:\n")
     text = cfg.replace("    deadline: 7m\n", "    deadline: 5m\n", text)
     g = cfg.compile(text, env={})
@@ -446,7 +448,7 @@ def test_warnings_are_in_file_order(cfg) -> None:  # type: ignore[no-untyped-def
     assert len(lines) == 4 and lines == sorted(lines)
 
 
-def test_strict_fails_on_warnings(cfg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+def test_strict_fails_on_warnings(cfg: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                   capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.delenv("ENGINE_PROFILE", raising=False)
     for name, value in cfg.env.items():

@@ -1,0 +1,186 @@
+"""engine.cli: check / plan / schema / graph through ``main([...])``. Exit codes: 0 ok, 1 config
+errors, 2 usage; bad input never shows a traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.cli import main
+
+ROOT = Path(__file__).parents[2]
+
+
+@pytest.fixture
+def routes(cfg: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.delenv("ENGINE_PROFILE", raising=False)
+    for name, value in cfg.env.items():
+        monkeypatch.setenv(name, value)
+    path = tmp_path / "routes.yaml"
+    path.write_text(cfg.text)
+    return path
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return code, out, err
+
+
+def test_check_ok(routes: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _run(capsys, "check", str(routes))
+    assert code == 0 and err == ""
+    assert out.endswith(": ok (3 providers, 2 groups, 4 routes; 0 warnings)\n")
+
+
+def test_check_quiet(routes: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run(capsys, "check", str(routes), "-q") == (0, "", "")
+
+
+def test_check_defaults_to_routes_yaml_in_cwd(routes: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(routes.parent)
+    code, out, _ = _run(capsys, "check")
+    assert code == 0 and out.startswith("routes.yaml: ok")
+
+
+def test_check_errors_exit_1_with_located_messages(cfg: Any, routes: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    routes.write_text(cfg.replace("    speed: quick\n", "    speed: quikc\n"))
+    code, out, err = _run(capsys, "check", str(routes))
+    assert code == 1 and out == ""
+    line = cfg.line_of(cfg.text, "speed: quick")
+    assert f"routes.yaml:{line}:12: error: unknown speed 'quikc' in providers.openai.speed " \
+           "(did you mean 'quick'?)" in err
+    assert "        speed: quikc\n               ^\n" in err  # the source line and a caret
+    assert err.endswith("1 error\n")
+
+
+def test_check_warnings_pass_unless_strict(cfg: Any, routes: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    routes.write_text(cfg.replace("  local:\n", "  spare: {kind: ollama}\n  local:\n"))
+    code, out, err = _run(capsys, "check", str(routes))
+    assert code == 0 and "1 warning)" in out and ": warning: provider 'spare'" in err
+    code, _, err = _run(capsys, "check", str(routes), "--strict")
+    assert code == 1 and "1 warning(s) (--strict)" in err
+
+
+def test_check_shipped_config_and_profiles(monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("ENGINE_PROFILE", raising=False)
+    monkeypatch.chdir(ROOT)
+    for profile in ([], ["--profile", "ci"], ["--profile", "local"], ["--profile", "production"]):
+        code, out, _ = _run(capsys, "check", "routes.yaml", *profile)
+        assert code == 0 and ": ok (" in out
+
+
+def test_profile_from_environment(routes: Path, monkeypatch: pytest.MonkeyPatch,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    (routes.parent / "profiles").mkdir()
+    (routes.parent / "profiles" / "tight.yaml").write_text("defaults: {deadline: 1s}\n")
+    monkeypatch.setenv("ENGINE_PROFILE", "tight")
+    code, out, err = _run(capsys, "check", str(routes))
+    assert code == 0 and "warnings)" in out and "exceeds the deadline 1s" in err
+
+
+def test_missing_profile(routes: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (routes.parent / "profiles").mkdir()
+    (routes.parent / "profiles" / "ci.yaml").write_text("{}\n")
+    code, _, err = _run(capsys, "check", str(routes), "--profile", "nope")
+    assert code == 1 and "profile 'nope' not found (available profiles: ci)" in err
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe\x00bad", b"version: 1\n\x00\x01",
+                                     b"[" * 10000, b"a: *nope\n", b"%YAML 9.9\n---\na: 1\n"])
+def test_garbage_files_exit_1_without_traceback(tmp_path: Path, content: bytes,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "routes.yaml"
+    path.write_bytes(content)
+    code, out, err = _run(capsys, "check", str(path))
+    assert code == 1 and out == "" and "error:" in err
+
+
+def test_missing_file_and_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(capsys, "check", str(tmp_path / "nope.yaml"))
+    assert code == 1 and "file not found" in err
+    code, _, err = _run(capsys, "check", str(tmp_path))
+    assert code == 1 and "cannot read file" in err
+
+
+@pytest.mark.parametrize("argv", [
+    [], ["frobnicate"], ["check", "--bogus"], ["plan", "--temperature", "hot"],
+])
+def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(capsys, *argv)
+    assert code == 2 and "usage:" in err
+
+
+def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "--help")
+    assert code == 0 and "check" in out and "plan" in out
+
+
+def test_plan_usage_errors_exit_2(routes: Path, tmp_path: Path,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run(capsys, "plan", str(routes))[0] == 2  # no model
+    assert _run(capsys, "plan", str(routes), "-m", "chat", "--metadata", "novalue")[0] == 2
+    assert _run(capsys, "plan", str(routes), "-r", str(tmp_path / "missing.json"))[0] == 2
+    bad = tmp_path / "bad.json"
+    for content in ("{not json", "[1, 2]", '{"model": "chat", "messages": "hi"}',
+                    '{"model": 5}'):
+        bad.write_text(content)
+        code, _, err = _run(capsys, "plan", str(routes), "-r", str(bad))
+        assert code == 2 and err.startswith("engine: error:"), content
+
+
+def test_plan_no_route_exits_1(cfg: Any, routes: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    routes.write_text(cfg.replace("  - match: {}\n    to: chat\n", ""))
+    code, _, err = _run(capsys, "plan", str(routes), "-m", "nothing")
+    assert code == 1 and "no route" in err
+
+
+def test_plan_on_a_broken_config_exits_1(cfg: Any, routes: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    routes.write_text(cfg.replace("    to: mix\n", "    to: mxi\n"))
+    code, out, err = _run(capsys, "plan", str(routes), "-m", "chat")
+    assert code == 1 and out == "" and "unknown provider or group 'mxi'" in err
+
+
+def test_plan_text_and_json(routes: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "plan", str(routes), "-m", "chat", "--metadata", "tier=free")
+    assert code == 0 and out.startswith("request  model=chat metadata=tier\nroute    #0")
+    code, out, _ = _run(capsys, "plan", str(routes), "-m", "x", "--metadata", "tier=free",
+                        "--json")
+    assert code == 0 and json.loads(out)["route"]["to"] == "mix"
+
+
+def test_plan_without_any_api_key(monkeypatch: pytest.MonkeyPatch,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(ROOT)
+    monkeypatch.delenv("ENGINE_PROFILE", raising=False)
+    for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GROQ_API_KEY", "TOGETHER_API_KEY",
+                 "GEMINI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    code, out, _ = _run(capsys, "plan", "--model", "chat")
+    assert code == 0 and "route    #0 [model=chat] -> chat" in out
+
+
+def test_graph(routes: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "graph", str(routes))
+    assert code == 0 and out.startswith("flowchart LR\n")
+    code, out, _ = _run(capsys, "graph", str(routes.parent / "missing.yaml"))
+    assert code == 1 and out == ""
+
+
+def test_python_dash_m_engine_runs() -> None:
+    proc = subprocess.run([sys.executable, "-m", "engine", "check", "-q", "routes.yaml"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -1,0 +1,220 @@
+"""engine.plan: the dry run — which route and why, the order of targets, the cache decision, open
+circuits, and the body the first target would receive."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.cli import main
+from engine.errors import NoRouteError
+from engine.graph import CacheConfig, RoutingGraph
+from engine.plan import build_plan, cache_decision
+
+HI = [{"role": "user", "content": "hi"}]
+
+
+def _req(model: str, **kw: Any) -> dict[str, Any]:
+    return {"model": model, "messages": HI, **kw}
+
+
+# -- which route and why ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("request_, index, why", [
+    (_req("chat"), 0, "first match (route 0): model 'chat' equals 'chat'"),
+    (_req("x", metadata={"tier": "free"}), 1, "first match (route 1): metadata.tier == 'free'"),
+    (_req("llama3.1"), 2, "first match (route 2): model 'llama3.1' matches glob 'llama*'"),
+    (_req("gpt-5"), 3, "first match (route 3): catch-all"),
+    (_req("chat", metadata={"tier": "free"}), 0, "first match (route 0): model 'chat' equals 'chat'"),
+])
+def test_route_and_why(good: RoutingGraph, request_: dict[str, Any], index: int, why: str) -> None:
+    d = build_plan(good, request_).as_dict()
+    assert d["route"]["index"] == index and d["route"]["why"] == why
+    assert d["route"]["where"].startswith("routes.yaml:")
+    assert f"why      {why}" in build_plan(good, request_).text()
+
+
+def test_route_where_is_the_line_of_the_route(cfg: Any, good: RoutingGraph) -> None:
+    where = build_plan(good, _req("x", metadata={"tier": "free"})).as_dict()["route"]["where"]
+    assert where == f"routes.yaml:{cfg.line_of(cfg.text, '{metadata: {tier: free}}')}"
+
+
+def test_no_route(cfg: Any) -> None:
+    g = cfg.compile(cfg.replace("  - match: {}\n    to: chat\n", ""))
+    with pytest.raises(NoRouteError, match="no route matches model 'other'"):
+        build_plan(g, _req("other"))
+
+
+def test_provider_alone_passes_the_model_through(good: RoutingGraph) -> None:
+    d = build_plan(good, _req("llama3.1")).as_dict()
+    assert d["first_target"] == "local"
+    assert d["targets"][0]["model"] == "llama3.1"
+    assert d["body"]["json"]["model"] == "llama3.1"
+
+
+# -- targets, strategy, budgets ---------------------------------------------------------------
+
+def test_priority_plan_lists_targets_with_their_settings(good: RoutingGraph) -> None:
+    d = build_plan(good, _req("chat")).as_dict()
+    assert d["tree"]["strategy"] == "priority" and d["tree"]["order"] == "in the order written"
+    assert [t["target"] for t in d["targets"]] == ["openai/gpt-4o-mini",
+                                                    "claude/claude-3-5-haiku-latest"]
+    t = d["targets"][0]
+    assert t["speed"] == {"name": "quick", "connect": "1s", "read": "2s", "pool": "1s",
+                          "retries": 1, "backoff": "100ms x2 max 1s jitter 0s",
+                          "worst_case": "6.1s"}
+    assert t["retry"]["classifier"] == "patient" and t["retry"]["retry_after"] == "ignore"
+    assert t["retry"]["retry_on"] == [429, 503, "timeout"]
+    assert t["breaker"] == {"name": "touchy", "failures": 2, "recovery": "10s", "scope": "model",
+                            "state": "closed"}
+    assert t["price"] == {"input": 0.15, "output": 0.6}
+    assert (d["deadline"], d["worst_case"], d["worst_case_exceeds_deadline"]) == ("1m", "55.1s",
+                                                                                  False)
+
+
+def test_weighted_plan_shows_weights_not_a_draw(good: RoutingGraph) -> None:
+    plan = build_plan(good, _req("x", metadata={"tier": "free"}))
+    tree = plan.as_dict()["tree"]
+    assert tree["strategy"] == "weighted" and "random draw by weight" in tree["order"]
+    assert [(m.get("group") or m.get("target"), m["weight"], m["share"]) for m in
+            tree["members"]] == [("chat", 3.0, 0.75), ("local/llama3.2", 1.0, 0.25)]
+    text = plan.text()
+    assert "weight 3 (75%)" in text and "weight 1 (25%)" in text
+
+
+@pytest.mark.parametrize("strategy, words", [
+    ("round_robin", "rotating"), ("least_latency", "fastest"), ("hedged", "hedge_after"),
+])
+def test_other_strategies_show_their_policy(cfg: Any, strategy: str, words: str) -> None:
+    text = cfg.replace("    strategy: priority\n", f"    strategy: {strategy}\n"
+                       + ("    hedge_after: 300ms\n" if strategy == "hedged" else ""))
+    d = build_plan(cfg.compile(text), _req("chat")).as_dict()
+    assert d["tree"]["strategy"] == strategy and words in d["tree"]["order"]
+    if strategy == "hedged":
+        assert d["tree"]["hedge_after"] == "300ms"
+
+
+def test_worst_case_over_deadline_is_flagged(cfg: Any) -> None:
+    g = cfg.compile(cfg.replace("    deadline: 7m\n", "    deadline: 5m\n"))
+    plan = build_plan(g, _req("x", metadata={"tier": "free"}))
+    assert plan.as_dict()["worst_case_exceeds_deadline"] is True
+    assert "WARNING: worst case exceeds the deadline" in plan.text()
+
+
+# -- open circuits ----------------------------------------------------------------------------
+
+def test_open_circuit_skips_the_first_target(good: RoutingGraph) -> None:
+    d = build_plan(good, _req("chat"), open_circuits={"openai/gpt-4o-mini"}).as_dict()
+    assert d["first_target"] == "claude/claude-3-5-haiku-latest"
+    assert d["body"]["url"] == "https://api.anthropic.com/v1/messages"
+    assert d["tree"]["members"][0]["circuit"] == "open"
+    assert d["targets"][0]["breaker"]["state"] == "open"
+    text = build_plan(good, _req("chat"), open_circuits={"openai/gpt-4o-mini"}).text()
+    assert "openai/gpt-4o-mini  [circuit open: skipped]" in text
+    assert "request body for claude/claude-3-5-haiku-latest" in text
+
+
+def test_circuit_keys_follow_the_breaker_scope(good: RoutingGraph) -> None:
+    # openai's breaker is per model: the provider key alone does not open it
+    assert build_plan(good, _req("chat"), open_circuits={"openai"}).as_dict()["first_target"] \
+        == "openai/gpt-4o-mini"
+    # claude's breaker is per provider
+    d = build_plan(good, _req("chat"), open_circuits={"openai/gpt-4o-mini", "claude"}).as_dict()
+    assert d["first_target"] is None and d["body"] is None
+
+
+def test_all_circuits_open_says_so(good: RoutingGraph) -> None:
+    text = build_plan(good, _req("chat"), open_circuits={"openai/gpt-4o-mini", "claude"}).text()
+    assert "request body for (no target: all circuits open)" in text
+
+
+# -- cache decision ---------------------------------------------------------------------------
+
+ON = CacheConfig("memory", 3600.0, 600.0, 0.1)
+
+
+@pytest.mark.parametrize("cache, request_, cacheable, reason", [
+    (CacheConfig(), {"temperature": 0}, False, "response caching is off"),
+    (ON, {}, False, "the request sets no temperature"),
+    (ON, {"temperature": 0.5}, False, "temperature 0.5 is above max_temperature 0.1"),
+    (ON, {"temperature": 0.1}, True, "temperature 0.1 <= max_temperature 0.1; cached for 10m"),
+    (ON, {"temperature": 0}, True, "temperature 0 <= max_temperature 0.1"),
+    (ON, {"temperature": 0, "stream": True}, False, "streaming requests are not cached"),
+    (ON, {"temperature": 0, "metadata": {"cache": False}}, False, "cache: false"),
+    (ON, {"temperature": 0, "metadata": {"cache": "refresh"}}, True, "refresh"),
+])
+def test_cache_decision(cache: CacheConfig, request_: dict[str, Any], cacheable: bool,
+                        reason: str) -> None:
+    ok, why = cache_decision(cache, request_)
+    assert ok is cacheable and reason in why
+
+
+def test_plan_carries_the_cache_decision(good: RoutingGraph) -> None:
+    assert build_plan(good, _req("chat", temperature=0)).as_dict()["cache"]["cacheable"] is True
+    d = build_plan(good, _req("chat")).as_dict()
+    assert d["cache"] == {"cacheable": False, "reason": "the request sets no temperature"}
+
+
+# -- body -------------------------------------------------------------------------------------
+
+def test_body_is_the_rendered_request_for_the_first_target(good: RoutingGraph) -> None:
+    body = build_plan(good, _req("chat", temperature=0.2, max_tokens=7)).as_dict()["body"]
+    assert body["url"] == "https://api.openai.com/v1/chat/completions"
+    assert body["json"] == {"model": "gpt-4o-mini", "temperature": 0.2, "max_tokens": 7,
+                            "messages": HI}
+    assert body["headers"]["Authorization"] == "***"
+    assert body["headers"]["OpenAI-Organization"] == "***"  # from ${OPENAI_ORG:-...}
+    stream = build_plan(good, _req("chat", stream=True)).as_dict()
+    assert stream["body"]["json"]["stream"] is True and stream["request"]["stream"] is True
+
+
+def test_plan_text_snapshot(good: RoutingGraph, snapshot: Any) -> None:
+    plans = [build_plan(good, _req("chat", temperature=0)).text(),
+             build_plan(good, _req("x", metadata={"tier": "free"}),
+                        open_circuits={"openai/gpt-4o-mini"}).text()]
+    assert plans == snapshot
+
+
+def test_plan_is_json_ready_and_stable(good: RoutingGraph) -> None:
+    a = build_plan(good, _req("chat", temperature=0)).as_dict()
+    b = build_plan(good, _req("chat", temperature=0)).as_dict()
+    assert a == b and json.loads(json.dumps(a)) == a
+
+
+# -- command line -----------------------------------------------------------------------------
+
+@pytest.fixture
+def routes_file(cfg: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.delenv("ENGINE_PROFILE", raising=False)
+    for name, value in cfg.env.items():
+        monkeypatch.setenv(name, value)
+    path = tmp_path / "routes.yaml"
+    path.write_text(cfg.text)
+    return path
+
+
+def test_cli_plan_json(routes_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", str(routes_file), "--model", "x", "--metadata", "tier=free",
+                 "--temperature", "0", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["route"]["index"] == 1 and d["cache"]["cacheable"] is True
+    assert d["tree"]["members"][0]["weight"] == 3.0
+
+
+def test_cli_plan_text_from_a_request_file(routes_file: Path, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    req = tmp_path / "req.json"
+    req.write_text(json.dumps(_req("llama3.2", max_tokens=3)))
+    assert main(["plan", str(routes_file), "--request", str(req)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("request  model=llama3.2\nroute    #2 [model=llama*] -> local")
+    assert '"num_predict": 3' in out or "num_predict" in out
+
+
+def test_cli_plan_stream(routes_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", str(routes_file), "-m", "chat", "--stream", "--temperature", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "request  model=chat stream" in out and "streaming requests are not cached" in out
