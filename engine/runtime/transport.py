@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
 import ssl
 from collections.abc import AsyncIterator, Callable, Hashable
 from typing import Any, Final
@@ -315,7 +316,8 @@ def translate(exc: BaseException) -> Fault:
 
 
 def _os_reason(err: OSError) -> str:
-    return err.strerror or type(err).__name__
+    """``Connection refused``: from the errno only (``strerror`` may name the address)."""
+    return os.strerror(err.errno) if err.errno else type(err).__name__
 
 
 class ConnectionPool:
