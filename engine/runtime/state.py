@@ -132,19 +132,21 @@ class State:
                         ) -> AsyncCircuitBreakerFactory:
         """A purgatory factory whose circuits live in this state's backend: in memory, or with
         purgatory's Redis unit of work (so a circuit opened by one instance is open for all).
-        Per-circuit settings go to ``get_breaker(name, threshold, ttl)``. Await its
-        ``initialize()`` once before use."""
+        Per-circuit settings go to ``get_breaker(name, threshold, ttl)``.
+
+        With Redis, the repository's client is this state's, behind the guard: while Redis is
+        down, circuit operations raise ``ConnectionError`` at once (no connect attempt) and the
+        outage is reported once with the cache's and limiter's."""
         uow: AsyncInMemoryUnitOfWork | AsyncRedisUnitOfWork
         if self.redis is None:
             uow = AsyncInMemoryUnitOfWork()
         else:
             uow = AsyncRedisUnitOfWork(_breaker_url(self.config.backend, self.guard.timeout))
-            # Share our client (short timeouts, closed by aclose) instead of leaving an extra pool
-            # that nobody closes; the URL above carries the same timeouts should it be used.
-            cast(Any, uow.contexts).redis = self.redis
-        factory = AsyncCircuitBreakerFactory(default_threshold=threshold, default_ttl=recovery,
-                                             uow=uow)
-        return factory
+            # Replace the client purgatory made from the URL (never connected) with ours: short
+            # timeouts, the guard's cool-down, closed by aclose.
+            cast(Any, uow.contexts).redis = _GuardedRedis(self.redis, self.guard)
+        return AsyncCircuitBreakerFactory(default_threshold=threshold, default_ttl=recovery,
+                                          uow=uow)
 
     def stats(self) -> dict[str, Any]:
         reg = self.registry.stats()
@@ -171,6 +173,37 @@ class State:
     async def aclose(self) -> None:
         if self.redis is not None:
             await self.redis.aclose()
+
+
+class _GuardedRedis:
+    """The commands purgatory's Redis repository uses, through the guard; raises when skipped."""
+
+    __slots__ = ("_client", "_guard")
+
+    def __init__(self, client: aioredis.Redis, guard: Guard) -> None:
+        self._client = client
+        self._guard = guard
+
+    async def _run(self, op: str, fn: Callable[[], Awaitable[Any]]) -> Any:
+        result = await self._guard.run(op, fn, _DOWN)
+        if result is _DOWN:
+            raise ConnectionError("shared state unavailable (Redis)")
+        return result
+
+    async def initialize(self) -> _GuardedRedis:
+        return self
+
+    async def get(self, key: str) -> Any:
+        return await self._run("breakers.get", lambda: self._client.get(key))
+
+    async def set(self, key: str, value: Any) -> Any:
+        return await self._run("breakers.set", lambda: self._client.set(key, value))
+
+    async def incr(self, key: str) -> Any:
+        return await self._run("breakers.incr", lambda: self._client.incr(key))
+
+
+_DOWN: Any = object()
 
 
 def _breaker_url(url: str, timeout: float) -> str:

@@ -67,13 +67,17 @@ async def test_a_circuit_opened_by_one_instance_is_skipped_by_another(
 
 async def test_redis_down_lets_tries_through_quickly(refused_url: str,
                                                      cache_config: Callable[..., Any]) -> None:
-    state = State.create(cache_config(refused_url))
+    warned: list[Any] = []
+    state = State.create(cache_config(refused_url), on_warning=warned.append)
     try:
         circuits = Circuits(state.breaker_factory())
         start = time.perf_counter()
-        token = await circuits.enter("openai", BREAKER)
-        assert token is not None  # unguarded, not skipped
-        await circuits.leave(token, True)
+        for _ in range(10):
+            token = await circuits.enter("openai", BREAKER)
+            assert token is not None  # unguarded, not skipped
+            await circuits.leave(token, True)
         assert time.perf_counter() - start < 0.5
+        assert state.guard.failures == 1  # one connect attempt, then the cool-down skips Redis
+        assert [w.operation for w in warned] == ["breakers.get"]
     finally:
         await state.aclose()
