@@ -76,13 +76,15 @@ SKIPPED: Final = Miss("SKIPPED")
 class Win:
     """An answered try, before the route wraps it into a ``Response``."""
 
-    __slots__ = ("data", "ep", "model", "parsed")
+    __slots__ = ("attempt", "data", "ep", "model", "parsed")
 
-    def __init__(self, ep: Endpoint, model: str, parsed: Parsed, data: Any) -> None:
+    def __init__(self, ep: Endpoint, model: str, parsed: Parsed, data: Any,
+                 attempt: Attempt) -> None:
         self.ep = ep
         self.model = model
         self.parsed = parsed
         self.data = data
+        self.attempt = attempt
 
 
 class Endpoint:
@@ -278,11 +280,18 @@ class Runtime:
                 if not done:
                     launch()
                     continue
+                pending -= done
+                results = [t.result() for t in done if t.exception() is None]
+                wins = [r for r in results if isinstance(r, Win)]
+                if wins:
+                    for late in wins[1:]:  # answered in the same instant: one answer is used
+                        _demote(ctx, late.attempt)
+                    return wins[0]
                 for task in done:
-                    pending.discard(task)
-                    result = task.result()  # a ProviderError propagates: the route stops
-                    if isinstance(result, Win):
-                        return result
+                    error = task.exception()
+                    if error is not None:
+                        raise error  # a ProviderError: the route stops
+                for result in results:
                     if result is SKIPPED:
                         launched -= 1  # an open circuit costs nothing and does not count
                     else:
@@ -297,6 +306,11 @@ class Runtime:
                 for task in pending:
                     task.cancel(reason)
                 await asyncio.wait(pending)
+                for task in pending:  # finished before the cancel reached it: not an answer
+                    if not task.cancelled() and task.exception() is None:
+                        answer = task.result()
+                        if isinstance(answer, Win):
+                            _demote(ctx, answer.attempt)
 
     # -- one target -----------------------------------------------------------------------------
 
@@ -350,8 +364,9 @@ class Runtime:
                         if token is not None:
                             await self.circuits.leave(token, False)
                         self.shared.tally.ok(ep.provider, latency)
-                        self.record(ctx, Attempt(label, "ok", status, None, latency))
-                        return Win(ep, model, parsed, data)
+                        attempt = Attempt(label, "ok", status, None, latency)
+                        self.record(ctx, attempt)
+                        return Win(ep, model, parsed, data, attempt)
                 else:
                     detail = ep.conn.scrub(error_detail(response, ep.kind))
                     retry_after = parse_retry_after(response.headers)
@@ -401,6 +416,15 @@ class Runtime:
 
 
 _EMPTY: Final[Mapping[str, Any]] = {}
+
+
+def _demote(ctx: Ctx, attempt: Attempt) -> None:
+    """A hedge that answered but lost the race is recorded as cancelled, not as a second answer."""
+    for i, a in enumerate(ctx.attempts):
+        if a is attempt:
+            ctx.attempts[i] = Attempt(a.target, "cancelled", a.status, "hedge lost (answered late)",
+                                      a.latency)
+            return
 
 
 def _all_targets(graph: RoutingGraph) -> list[Target]:
