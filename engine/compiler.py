@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import heapq
 import json
 import typing
 from collections.abc import Mapping
@@ -557,6 +558,7 @@ class _Compiler:
         if not isinstance(raw, list):
             return []
         out: list[Route] = []
+        shadows = _Shadows()
         for i, body in enumerate(raw):
             path: Path_ = ("routes", i)
             spec = self.validate(S.RouteSpec, body if body is not None else {}, path)
@@ -576,11 +578,11 @@ class _Compiler:
                 self.report((*path, "to"), f"worst case {fd(worst)} exceeds the deadline "
                             f"{fd(deadline)}", "the deadline cuts retries short; raise it or "
                             "trim retries/timeouts", severity="warning")
-            for j, prev in enumerate(out):
-                if _shadows(prev.match, route.match):
-                    self.report(path, f"route {i} can never match: route {j} matches "
-                                "everything it does", "reorder the routes", severity="warning")
-                    break
+            shadow = shadows.first(route.match)
+            if shadow is not None:
+                self.report(path, f"route {i} can never match: route {shadow} matches "
+                            "everything it does", "reorder the routes", severity="warning")
+            shadows.add(route)
             out.append(route)
         return out
 
@@ -711,6 +713,30 @@ def _groups_in(node: Node, acc: set[str]) -> None:
         acc.add(node.name)
         for m in node.members:
             _groups_in(m.node, acc)
+
+
+class _Shadows:
+    """Earlier routes indexed by what they match, so finding the first one that shadows a new
+    route looks only at the catch-model ones and those with the same model (not all of them:
+    5,000 routes were 12.5 million comparisons)."""
+
+    def __init__(self) -> None:
+        self.any_model: list[Route] = []
+        self.by_model: dict[str, list[Route]] = {}
+
+    def add(self, route: Route) -> None:
+        model = route.match.model
+        if model is None or model == "*":
+            self.any_model.append(route)
+        else:
+            self.by_model.setdefault(model, []).append(route)
+
+    def first(self, later: Match) -> int | None:
+        same = self.by_model.get(later.model, []) if later.model is not None else []
+        for r in heapq.merge(self.any_model, same, key=lambda r: r.index):
+            if _shadows(r.match, later):
+                return r.index
+        return None
 
 
 def _shadows(earlier: Match, later: Match) -> bool:
