@@ -179,6 +179,9 @@ class _Compiler:
             expected = [x.strip(" '") for x in err.expected.replace(" or ", ", ").split(",")]
             hint = did_you_mean(str(got), expected) or f"expected {err.expected}"
             self.report(full, f"invalid value {got!r}", hint)
+        elif kind in ("model_type", "model_attributes_type", "dict_type", "list_type"):
+            want = "a list" if kind == "list_type" else "a mapping (key: value)"
+            self.report(full, f"expected {want}, got {_yaml_type(err.input)}")
         else:
             msg = err.msg.removeprefix("Value error, ")
             got = err.input
@@ -246,6 +249,10 @@ class _Compiler:
             ok = False
             self.report(("routes",), "'routes' must be a list",
                         "write each route as a '- match: ...' / 'to: ...' item")
+        elif data.get("routes") == []:
+            ok = False
+            self.report(("routes",), "'routes' is empty: no request could be routed",
+                        "add at least one route, e.g. '- to: <provider>'")
         return ok
 
     def _raw(self, section: str) -> dict[str, Any]:
@@ -652,6 +659,21 @@ def flatten(node: Node) -> list[Target]:
 
     walk(node)
     return out
+
+
+def _yaml_type(value: Any) -> str:
+    """How a user would name the type of a value they wrote."""
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, int | float):
+        return f"a number ({value!r})"
+    if isinstance(value, str):
+        return f"a string ({value!r})"
+    if isinstance(value, Secret):
+        return "a string (from the environment)"
+    return "a list" if isinstance(value, list) else "a mapping"
 
 
 def _secret_values(data: Any) -> list[str]:
