@@ -462,3 +462,54 @@ def test_strict_fails_on_warnings(cfg: Any, tmp_path: Path, monkeypatch: pytest.
     err = capsys.readouterr().err
     assert "warning: worst case 385.1s exceeds the deadline 5m" in err
     assert "1 warning(s) (--strict)" in err
+
+
+# -- shapes and templates ---------------------------------------------------------------------
+
+def test_empty_routes_is_an_error(cfg: Any) -> None:
+    text = cfg.text[: cfg.text.index("routes:\n")] + "routes: []\n"
+    p = cfg.one_error(text)
+    assert p.path == "routes" and "'routes' is empty" in p.message
+
+
+@pytest.mark.parametrize("old, new, path, message", [
+    ("backoff: {base: 100ms, factor: 2, max: 1s}", "backoff: 1s", "speeds.quick.backoff",
+     "expected a mapping (key: value), got a string ('1s')"),
+    ("    targets: [openai/gpt-4o-mini, claude/claude-3-5-haiku-latest]\n",
+     "    targets: openai/gpt-4o-mini\n", "groups.chat.targets",
+     "expected a list, got a string ('openai/gpt-4o-mini')"),
+    ("  - match: {model: chat}\n", "  - match: null\n", "routes[0].match",
+     "expected a mapping (key: value), got nothing (null)"),
+])
+def test_wrong_shape(cfg: Any, old: str, new: str, path: str, message: str) -> None:
+    p = cfg.one_error(cfg.replace(old, new))
+    assert (p.path, p.message) == (path, message)
+
+
+def _with_template(cfg: Any, tmp_path: Path, source: str) -> str:
+    (tmp_path / "mine.json.j2").write_text(source)
+    return cfg.replace("    kind: ollama\n", "    kind: ollama\n    template: mine.json.j2\n")
+
+
+def test_custom_template_is_used(cfg: Any, tmp_path: Path) -> None:
+    text = _with_template(cfg, tmp_path, '{"model": {{ model }}, "messages": {{ messages }}}\n')
+    assert cfg.compile(text).providers["local"].template_path == "mine.json.j2"
+
+
+def test_template_that_renders_invalid_json(cfg: Any, tmp_path: Path) -> None:
+    text = _with_template(cfg, tmp_path, '{\n  "model": {{ model }},\n  "messages": {{ messages }},\n}\n')
+    p = cfg.one_error(text)
+    assert (p.file, p.line, p.path) == ("mine.json.j2", 4, "providers.local.template")
+    assert "does not render valid JSON" in p.message and p.snippet == "}"
+
+
+def test_template_that_fails_to_render(cfg: Any, tmp_path: Path) -> None:
+    text = _with_template(cfg, tmp_path, '{\n  "model": {{ model }},\n  "x": {{ nope.deeper }}\n}\n')
+    p = cfg.one_error(text)
+    assert (p.file, p.line) == ("mine.json.j2", 3) and "template error" in p.message
+
+
+def test_template_with_a_syntax_error(cfg: Any, tmp_path: Path) -> None:
+    text = _with_template(cfg, tmp_path, '{\n  "model": {{ model }\n}\n')
+    p = cfg.one_error(text)
+    assert p.file == "mine.json.j2" and p.line in (2, 3) and "template error" in p.message
