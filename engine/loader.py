@@ -206,7 +206,11 @@ def load_text(text: str, file: str = "routes.yaml") -> Loaded:
         return Loaded(None, Locations(), [Problem(
             file, line + 1, col + 1, "", f"YAML syntax: {msg}", _syntax_hint(exc, msg, src),
             snippet=src)], [file])
-    except (YAMLError, ValueError, RecursionError) as exc:
+    except RecursionError:
+        return Loaded(None, Locations(), [Problem(
+            file, 1, 1, "", "the document is nested too deeply to read",
+            "a routes.yaml needs a handful of levels; look for runaway [ or {")], [file])
+    except (YAMLError, ValueError) as exc:
         return Loaded(None, Locations(), [Problem(file, 1, 1, "", f"YAML syntax: {exc}",
                                                   "fix the YAML syntax")], [file])
     conv = _Converter(file, lines)
