@@ -23,7 +23,7 @@ SHIPPED = (ROOT / "routes.yaml").read_text(encoding="utf-8")
 SHIPPED_DATA = load_text(SHIPPED).data
 ENV = {"OPENAI_API_KEY": "k", "GROQ_API_KEY": "k"}
 
-SETTINGS = settings(max_examples=200, deadline=None, database=None,
+SETTINGS = settings(max_examples=150, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
 WORDS = [
