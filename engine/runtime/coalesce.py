@@ -131,8 +131,13 @@ class RedisFlights:
             if got is _DOWN:  # Redis failed or is cooling down: no coordination, go on alone
                 return await call()
             if got:
-                self.led += 1
                 try:
+                    # the previous leader may have stored its answer and let go just before us
+                    answer = await peek()
+                    if answer is not None:
+                        self.followed += 1
+                        return answer
+                    self.led += 1
                     return await call()
                 finally:
                     await self._guard.run(

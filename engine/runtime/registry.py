@@ -14,6 +14,7 @@ import hashlib
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from engine.graph import Price, Provider
@@ -75,15 +76,25 @@ class ModelRegistry:
         """The provider's models; ``refresh`` skips the cache. Raises the fetch's error, or the
         kind's ``WireError`` for a listing it cannot parse."""
         key = _key(provider)
-        if not refresh:
-            names = await self._store.get(key)
-            if names is not None:
-                self.hits += 1
-                self._expiry.setdefault(key, time.monotonic() + self.ttl)
-                return _merge(provider, names, cached=True)
-        self.misses += 1
-        names = await self._flights.do(key, lambda: self._fetch(provider, key))
-        return _merge(provider, names, cached=False)
+        if refresh:
+            names = await self._flights.do(key + ":refresh", partial(self._fetch, provider, key))
+            cached = False
+        else:
+            # lookup and fetch in one flight: concurrent callers share both, and none can miss
+            # a listing stored just before its own lookup would have started
+            names, cached = await self._flights.do(key, partial(self._lookup, provider, key))
+        if cached:
+            self.hits += 1
+        else:
+            self.misses += 1
+        return _merge(provider, names, cached=cached)
+
+    async def _lookup(self, provider: Provider, key: str) -> tuple[list[str], bool]:
+        names = await self._store.get(key)
+        if names is not None:
+            self._expiry.setdefault(key, time.monotonic() + self.ttl)
+            return names, True
+        return await self._fetch(provider, key), False
 
     async def list_models_many(
         self, providers: Iterable[Provider], *, max_concurrency: int = 10,

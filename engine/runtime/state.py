@@ -10,6 +10,7 @@ connects eagerly: the first Redis operation does, and a Redis that is down degra
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from typing import Any, Literal, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -101,32 +102,42 @@ class State:
         meta = request.get("metadata") or {}
         return "refresh" if meta.get("cache") == "refresh" else "use"
 
-    async def respond(self, target_key: str, body: bytes | str, call: Callable[[], Awaitable[Response]], *,
-                      refresh: bool = False, deadline: float | None = None) -> Response:
+    async def respond(self, target_key: str, body: bytes | str,
+                      call: Callable[[], Awaitable[Response]], *, refresh: bool = False,
+                      deadline: float | None = None) -> Response:
         """A cacheable request to one target: the cached answer (``cached=True``), else ``call()``
         once for all identical requests in flight (here, and with Redis on every instance), its
-        answer stored for ``cache.responses.ttl``. ``deadline`` is an event-loop time (``loop.time()``).
-        ``call``'s exceptions reach every caller sharing it and nothing is stored."""
+        answer stored for ``cache.responses.ttl``. ``refresh`` skips the lookup and replaces the
+        entry. ``deadline`` is an event-loop time (``loop.time()``). ``call``'s exceptions reach
+        every caller sharing it, and nothing is stored."""
         cache = self.responses
         key = cache.key(target_key, body)
-        if not refresh:
+        if refresh:
+            return await self.flights.do(key + ":refresh", partial(self._upstream, key, call))
+        if self.remote is None:
+            # A memory lookup never yields, so nothing can land between a miss and the flight.
             hit = await cache.get(key)
             if hit is not None:
                 return hit
-        return await self.flights.do(key, lambda: self._lead(key, call, refresh, deadline))
+            return await self.flights.do(key, partial(self._upstream, key, call))
+        # A Redis lookup yields: do it inside the flight, so callers that arrive while it runs
+        # share it, and none can miss an answer stored just before its own flight starts.
+        return await self.flights.do(key, partial(self._shared, key, call, deadline))
 
-    async def _lead(self, key: str, call: Callable[[], Awaitable[Response]], refresh: bool,
-                    deadline: float | None) -> Response:
-        cache = self.responses
+    async def _upstream(self, key: str, call: Callable[[], Awaitable[Response]]) -> Response:
+        response = await call()
+        await self.responses.set(key, response)
+        return response
 
-        async def upstream() -> Response:
-            response = await call()
-            await cache.set(key, response)
-            return response
-
-        if self.remote is None or refresh:
-            return await upstream()
-        return await self.remote.run(key, upstream, lambda: cache.get(key), deadline=deadline)
+    async def _shared(self, key: str, call: Callable[[], Awaitable[Response]],
+                      deadline: float | None) -> Response:
+        assert self.remote is not None
+        peek = partial(self.responses.get, key)
+        hit = await peek()
+        if hit is not None:
+            return hit
+        return await self.remote.run(key, partial(self._upstream, key, call), peek,
+                                     deadline=deadline)
 
     def breaker_factory(self, threshold: int = 5, recovery: float = 60.0
                         ) -> AsyncCircuitBreakerFactory:

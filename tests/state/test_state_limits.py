@@ -153,7 +153,7 @@ async def test_two_waiting_instances_stay_under_rpm_in_every_window(
     try:
         await asyncio.gather(*(worker(s) for s in (a, b, a, b)))
         assert 6 <= len(admitted) <= 12
-        slack = 0.03  # local clocks vs the server's
+        slack = 0.1  # admission (server time) vs when each worker saw it (local, scheduling)
         for t in admitted:
             in_window = [u for u in admitted if t <= u < t + WINDOW - slack]
             assert len(in_window) <= 3, admitted
