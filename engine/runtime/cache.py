@@ -1,10 +1,5 @@
-"""Keys and values in, cached values out: aiocache stores (memory or Redis) behind a fail-soft guard,
-and the response cache keyed by sha256 of (target key, rendered body).
-
-This is the only module that imports aiocache. A shared backend that fails (Redis down, slow, wrong
-password) never fails a request: the operation returns its default (a miss), one ``StateWarning``
-is reported, and the backend is skipped for a short cool-down before one probe tries it again.
-"""
+"""Keys and values in, cached values out: aiocache stores (memory or Redis, the only aiocache import)
+behind a fail-soft guard, and the response cache keyed by sha256 of (target key, rendered body)."""
 
 from __future__ import annotations
 
@@ -56,7 +51,11 @@ Warn = Callable[[StateWarning], None]
 
 class Guard:
     """Runs backend operations with a timeout; on failure returns the default, reports once and
-    skips the backend for ``cooldown`` seconds, after which a single caller probes it again."""
+    skips the backend for ``cooldown`` seconds, after which a single caller probes it again.
+
+    So a shared backend that fails (Redis down, slow, wrong password) never fails a request: the
+    operation answers its default (a miss), and one ``StateWarning`` tells of the outage.
+    """
 
     __slots__ = ("_down_until", "cooldown", "degraded", "failures", "on_warning", "timeout")
 

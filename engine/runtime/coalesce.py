@@ -1,11 +1,5 @@
 """A key and an upstream call in, one shared outcome out: single-flight for identical requests, in
-this process (followers wait for the leader's call) and across instances (a short Redis lock).
-
-In process, the first caller runs the call in its own task and callers that arrive meanwhile get its
-result or its exception; if the leader is cancelled, one follower takes over. Across instances, the
-instance that wins ``SET NX PX`` leads; the others poll for its cached answer until the lock goes
-away, the lock times out or their deadline nears, then run the call themselves.
-"""
+this process (followers wait for the leader's call) and across instances (a short Redis lock)."""
 
 from __future__ import annotations
 
@@ -102,7 +96,9 @@ class SingleFlight:
 
 
 class RedisFlights:
-    """Cross-instance single-flight on one Redis: a lock per key, followers poll ``peek``."""
+    """Cross-instance single-flight on one Redis: the instance that wins ``SET NX PX`` on the key's
+    lock calls; the others poll ``peek`` for its stored answer until the lock goes away (then
+    they try to lead), the lock times out or their deadline comes (then they call on their own)."""
 
     def __init__(self, client: Any, guard: Guard, *, lock_ttl: float = 10.0,
                  poll: tuple[float, float] = (0.005, 0.1), prefix: str = "engine:flight") -> None:

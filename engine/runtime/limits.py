@@ -1,11 +1,5 @@
 """A provider, a token estimate and a deadline in, a go/no-go out: client-side ``rpm``/``tpm`` limits
-counted over a sliding window, in process or in Redis (one Lua script, so instances share a quota).
-
-The window is exact: no 60-second span ever admits more than ``rpm`` requests or (estimated, then
-corrected) ``tpm`` tokens. ``acquire`` either waits until the window has room (when the caller's
-``wait_until`` allows it) or answers ``False`` at once so the executor can fail over.
-``record`` corrects the token count once the real usage is known.
-"""
+over a sliding window, in process or in Redis (one Lua script, so instances share one quota)."""
 
 from __future__ import annotations
 
@@ -24,6 +18,10 @@ WINDOW = 60.0  # seconds: rpm and tpm are per minute
 
 
 class RateLimiter(Protocol):
+    """The window is exact: no ``window``-long span admits more than ``rpm`` requests or more than
+    ``tpm`` tokens (estimated at ``acquire``, corrected by ``record``). ``acquire`` waits until
+    the window has room if ``wait_until`` allows it, else answers ``False`` at once (fail over)."""
+
     async def acquire(self, provider: Provider, tokens: int = 0, *,
                       wait_until: float | None = None) -> bool:
         """Take one request and ``tokens`` from ``provider``'s window. ``wait_until`` is an

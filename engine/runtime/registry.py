@@ -1,11 +1,5 @@
 """Providers in, their model listings out: each kind's listing endpoint, fetched through a callable
-the transport supplies, merged with the models routes.yaml declares and cached for
-``cache.models.ttl``.
-
-The registry never opens a connection or sees an API key: ``fetch(provider, url)`` does the GET with
-the provider's client and auth headers and returns the decoded JSON (raising the transport's typed
-errors). Concurrent cold lookups of one provider share one fetch.
-"""
+the transport supplies, merged with the models routes.yaml declares, cached for cache.models.ttl."""
 
 from __future__ import annotations
 
@@ -62,6 +56,10 @@ class RegistryStats:
 
 
 class ModelRegistry:
+    """The registry never opens a connection or sees an API key: ``fetch(provider, url)`` does the
+    GET with the provider's client and auth headers and returns the decoded JSON (raising the
+    transport's errors). Concurrent lookups of one provider share one lookup and fetch."""
+
     def __init__(self, store: Store, fetch: Fetch | None, *, ttl: float,
                  kind_of: Callable[[str], Kind] = get_kind) -> None:
         self.fetch = fetch

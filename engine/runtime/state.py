@@ -1,11 +1,5 @@
 """``cache.backend`` in, the engine's shared state out: response cache, model registry, single-flight,
-rate limiter and circuit-breaker storage, in memory or on one Redis (this module owns its client).
-
-One ``State`` lives as long as the engine. A reload that keeps the backend calls ``configure`` (new
-TTLs, same stores, same counters); a reload that changes it builds a new ``State``. Nothing here
-connects eagerly: the first Redis operation does, and a Redis that is down degrades every piece to
-"no shared state" with one ``StateWarning``, never a failed request.
-"""
+rate limiter and circuit-breaker storage, in memory or on one Redis (this module owns its client)."""
 
 from __future__ import annotations
 
@@ -46,7 +40,13 @@ def redis_client(url: str, *, timeout: float = 0.25) -> aioredis.Redis:
 
 
 class State:
-    """Build with ``State.create(graph.cache, fetch=..., on_warning=...)``; close with ``aclose``."""
+    """Build with ``State.create(graph.cache, fetch=..., on_warning=...)``; close with ``aclose``.
+
+    One ``State`` lives as long as the engine. A reload that keeps the backend calls ``configure``
+    (new TTLs, same stores and counters); one that changes it needs a new ``State``. Nothing
+    connects eagerly: the first Redis operation does, and a Redis that is down degrades every piece
+    to "no shared state" with one ``StateWarning``, never a failed request.
+    """
 
     def __init__(self, config: CacheConfig, *, fetch: Fetch | None, on_warning: Warn | None,
                  timeout: float, cooldown: float, lock_ttl: float, window: float) -> None:
