@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import heapq
 import json
 import typing
@@ -415,7 +416,7 @@ class _Compiler:
         if file not in self.templates:
             try:
                 source = file.read_text(encoding="utf-8")
-                self.templates[file] = RequestTemplate(rel, source)
+                self.templates[file] = _parse_template(rel, source)
             except (OSError, UnicodeDecodeError) as exc:
                 self.report(path, f"cannot read template '{rel}': {exc}")
                 self.templates[file] = None
@@ -659,6 +660,13 @@ def flatten(node: Node) -> list[Target]:
 
     walk(node)
     return out
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_template(name: str, source: str) -> RequestTemplate:
+    """Jinja compiles a template in milliseconds; a reload with unchanged templates reuses them
+    (keyed by the text, so an edited template is compiled afresh; failures are not cached)."""
+    return RequestTemplate(name, source)
 
 
 def _yaml_type(value: Any) -> str:
