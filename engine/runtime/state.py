@@ -9,7 +9,7 @@ from typing import Any, Literal, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
-from purgatory import (  # noqa: TID251 (test_layers allows purgatory here: the uow lives with Redis)
+from purgatory import (
     AsyncCircuitBreakerFactory,
     AsyncInMemoryUnitOfWork,
     AsyncRedisUnitOfWork,
