@@ -213,6 +213,9 @@ class Engine:
 
     async def aclose(self) -> None:
         """Close every connection (also those of the ``route_sync`` loop)."""
+        stragglers = [t for t in self._shared.stragglers if t.get_loop() is asyncio.get_running_loop()]
+        if stragglers:
+            await asyncio.wait(stragglers)
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
         unclosed, self._unclosed = self._unclosed, []

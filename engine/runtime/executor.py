@@ -44,7 +44,7 @@ perf = time.perf_counter
 class Shared:
     """Engine-wide state that outlives a graph: connections, circuits, hooks, observations."""
 
-    __slots__ = ("circuits", "hooks", "latencies", "pool", "rng", "tally")
+    __slots__ = ("circuits", "hooks", "latencies", "pool", "rng", "stragglers", "tally")
 
     def __init__(self, pool: ConnectionPool, circuits: Circuits, hooks: Hooks,
                  rng: random.Random) -> None:
@@ -54,6 +54,7 @@ class Shared:
         self.rng = rng
         self.latencies = Latencies()
         self.tally = Tally()
+        self.stragglers: set[asyncio.Task[Any]] = set()  # cancelled hedges still unwinding
 
 
 class Miss:
@@ -136,7 +137,8 @@ class Endpoint:
 class Ctx:
     """One request's state: what was asked, the budget, and every attempt so far."""
 
-    __slots__ = ("attempts", "deadline", "loop", "model", "request", "route", "seen", "start")
+    __slots__ = ("attempts", "deadline", "live", "loop", "model", "request", "route", "seen",
+                 "start")
 
     def __init__(self, request: dict[str, Any], model: str, route: Route,
                  loop: asyncio.AbstractEventLoop) -> None:
@@ -148,6 +150,8 @@ class Ctx:
         self.start = perf()
         self.deadline = loop.time() + route.deadline
         self.seen: set[str] = set()
+        # tries on the wire in hedge tasks: task -> (target, start); None when not hedging
+        self.live: dict[asyncio.Task[Any], tuple[str, float]] | None = None
 
     def where(self) -> str:
         return f"route {self.route.index} ({self.route.match.describe()})"
@@ -272,6 +276,9 @@ class Runtime:
         def more() -> bool:
             return launched < group.max_attempts and next_i < len(members)
 
+        if ctx.live is None:
+            ctx.live = {}
+        cancel_reason: str | None = HEDGE_LOST
         try:
             launch()
             while pending:
@@ -299,18 +306,37 @@ class Runtime:
                     if more():
                         launch()
             return FAILED if failed else SKIPPED
+        except asyncio.CancelledError as exc:
+            cancel_reason = HEDGE_LOST if HEDGE_LOST in exc.args else None  # deadline (or caller)
+            raise
         finally:
             if pending:
-                me = asyncio.current_task()
-                reason = None if me is not None and me.cancelling() else HEDGE_LOST
-                for task in pending:
-                    task.cancel(reason)
-                await asyncio.wait(pending)
-                for task in pending:  # finished before the cancel reached it: not an answer
-                    if not task.cancelled() and task.exception() is None:
-                        answer = task.result()
-                        if isinstance(answer, Win):
-                            _demote(ctx, answer.attempt)
+                self._stop_hedges(ctx, pending, cancel_reason)
+                if cancel_reason is None:  # cut by the deadline: let each record its own try
+                    await asyncio.wait(pending)
+
+    def _stop_hedges(self, ctx: Ctx, tasks: set[asyncio.Task[Win | Miss]],
+                     reason: str | None) -> None:
+        """Cancel the hedges still running. When an answer won, their tries are recorded as
+        cancelled here and now, and the route returns without waiting for them to unwind (their
+        connections are closed as the cancellation reaches them, within a loop iteration)."""
+        live = ctx.live
+        now = perf()
+        for task in tasks:
+            if task.done():  # finished before the cancel reached it: not an answer
+                if not task.cancelled() and task.exception() is None:
+                    answer = task.result()
+                    if isinstance(answer, Win):
+                        _demote(ctx, answer.attempt)
+                continue
+            task.cancel(reason)
+            if reason is not None and live is not None:
+                entry = live.pop(task, None)
+                if entry is not None:
+                    label, start = entry
+                    self.record(ctx, Attempt(label, "cancelled", None, "cancelled", now - start))
+            self.shared.stragglers.add(task)
+            task.add_done_callback(self.shared.stragglers.discard)
 
     # -- one target -----------------------------------------------------------------------------
 
@@ -341,17 +367,26 @@ class Runtime:
             error: str | None = None
             detail = ""
             retry_after: float | None = None
+            live = ctx.live
+            me = asyncio.current_task() if live is not None else None
+            if live is not None and me is not None:
+                live[me] = (label, start)
             try:
                 response = await ep.conn.post(model, body)
             except Fault as fault:
+                if live is not None:
+                    live.pop(me, None)  # type: ignore[arg-type]
                 error, detail = fault.kind, fault.detail
             except asyncio.CancelledError as exc:
                 if token is not None:
                     self.circuits.abandon(token)
-                outcome: Outcome = "cancelled" if HEDGE_LOST in exc.args else "deadline"
-                self.record(ctx, Attempt(label, outcome, None, outcome, perf() - start))
-                raise
+                if live is None or live.pop(me, None) is not None:  # type: ignore[arg-type]
+                    outcome: Outcome = "cancelled" if HEDGE_LOST in exc.args else "deadline"
+                    self.record(ctx, Attempt(label, outcome, None, outcome, perf() - start))
+                raise  # (a hedge that lost was recorded by the winner's side already)
             else:
+                if live is not None:
+                    live.pop(me, None)  # type: ignore[arg-type]
                 status = response.status_code
                 if 200 <= status < 300:
                     try:

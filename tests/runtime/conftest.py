@@ -4,7 +4,9 @@ is closed after the test."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -62,6 +64,23 @@ def ask() -> Callable[..., dict[str, Any]]:
 def base() -> str:
     """The known-good routes.yaml text (``{fake}`` stands for the fake provider's address)."""
     return BASE
+
+
+async def _settled(within: float = 0.5) -> list[asyncio.Task[Any]]:
+    """Wait (up to ``within`` seconds) for every other task to finish; return those left."""
+    deadline = time.perf_counter() + within
+    while True:
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        if not others or time.perf_counter() > deadline:
+            return others
+        await asyncio.sleep(0.005)
+
+
+@pytest.fixture
+def settled() -> Callable[..., Awaitable[list[asyncio.Task[Any]]]]:
+    """``await settled()``: the tasks still running after a short grace (cancelled hedges unwind
+    in the background once the winner has answered)."""
+    return _settled
 
 
 @pytest.fixture(scope="session")

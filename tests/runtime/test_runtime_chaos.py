@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -17,6 +18,7 @@ from engine.fake import FakeServer
 from engine.result import Done, TextDelta
 
 Make = Callable[..., Engine]
+Settled = Callable[[], Awaitable[list[asyncio.Task[Any]]]]
 
 DEADLINE = 0.4
 SLACK = 0.15  # unwinding on a loaded two-core machine
@@ -56,7 +58,7 @@ GROUPS = ["priority", "round_robin", "weighted", "least_latency", "hedged"]
 
 
 @pytest.mark.slow
-async def test_chaos(make: Make, fake: FakeServer) -> None:
+async def test_chaos(settled: Settled, make: Make, fake: FakeServer) -> None:
     for i, prefix in enumerate(("/a/", "/b/", "/c/")):
         fake.program(prefix, FAULTS, rate=0.35, seed=100 + i)
     eng = make(CONFIG, seed=11)
@@ -103,5 +105,5 @@ async def test_chaos(make: Make, fake: FakeServer) -> None:
     total = sum(outcomes.values())
     assert total == REQUESTS
     assert outcomes["answered"] + outcomes["streamed"] > REQUESTS * 0.3, outcomes  # not vacuous
-    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+    assert await settled() == []
     print(f"\nchaos: {dict(outcomes)} in {elapsed:.1f}s, worst {worst * 1000:.0f}ms")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -18,6 +18,7 @@ from engine.fake import FakeServer
 
 Ask = Callable[..., dict[str, Any]]
 Make = Callable[..., Engine]
+Settled = Callable[[], Awaitable[list[asyncio.Task[Any]]]]
 
 CONFIG = """\
 version: 1
@@ -112,7 +113,7 @@ async def test_least_latency_moves_away_from_a_failing_member(
 
 
 async def test_hedged_starts_the_next_after_hedge_after_and_cancels_the_loser(
-    eng: Engine, fake: FakeServer, ask: Ask,
+    settled: Settled, eng: Engine, fake: FakeServer, ask: Ask,
 ) -> None:
     await eng.route(ask("race"))  # open the connections first
     fake.program("/a/", ["latency=500ms"])
@@ -123,7 +124,7 @@ async def test_hedged_starts_the_next_after_hedge_after_and_cancels_the_loser(
     assert 0.06 <= elapsed < 0.3
     assert sorted((a.target, a.outcome) for a in resp.attempts) == [
         ("a/m", "cancelled"), ("b/m", "ok")]
-    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+    assert await settled() == []
     conn = next(c for c in eng._rt.connections if c.name == "a")
     assert len(conn._transport.client.connector._acquired) == 0  # type: ignore[union-attr]
 
@@ -150,12 +151,13 @@ async def test_hedged_keeps_the_first_answer_when_the_first_is_only_a_bit_late(
     assert outcomes["a/m"] == "ok" and outcomes["b/m"] == "cancelled"
 
 
-async def test_hedged_stops_on_a_fatal_error(eng: Engine, fake: FakeServer, ask: Ask) -> None:
+async def test_hedged_stops_on_a_fatal_error(settled: Settled, eng: Engine, fake: FakeServer,
+                                             ask: Ask) -> None:
     fake.program("/a/", ["latency=300ms"])
     fake.program("/b/", ["400"])
     with pytest.raises(ProviderError):
         await eng.route(ask("race"))
-    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+    assert await settled() == []
 
 
 async def test_max_attempts_bounds_distinct_targets(eng: Engine, fake: FakeServer,

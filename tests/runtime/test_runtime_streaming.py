@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -18,6 +18,7 @@ from engine.result import Done, StreamEvent, TextDelta, ToolCallDelta
 
 Ask = Callable[..., dict[str, Any]]
 Make = Callable[..., Engine]
+Settled = Callable[[], Awaitable[list[asyncio.Task[Any]]]]
 
 CONFIG = """\
 version: 1
@@ -170,7 +171,7 @@ async def test_time_the_consumer_spends_between_events_is_not_cancelled(
 
 
 async def test_a_consumer_that_stops_early_releases_the_connection(
-    eng: Engine, fake: FakeServer, ask: Ask,
+    settled: Settled, eng: Engine, fake: FakeServer, ask: Ask,
 ) -> None:
     fake.program("/a/", ["chunk_delay=20ms"])
     async with eng.stream(ask("g", "one two three four five six seven")) as stream:
@@ -180,7 +181,7 @@ async def test_a_consumer_that_stops_early_releases_the_connection(
     conn = next(c for c in eng._rt.connections if c.name == "a")
     assert len(conn._transport.client.connector._acquired) == 0  # type: ignore[union-attr]
     assert eng._rt.inflight == 0
-    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+    assert await settled() == []
 
 
 async def test_every_target_failing_before_the_first_event(eng: Engine, fake: FakeServer,
