@@ -7,7 +7,6 @@ Templates run in a sandbox with ``StrictUndefined``; every ``{{ expression }}`` 
 from __future__ import annotations
 
 import json
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,9 @@ __all__ = ["BUILTIN_DIR", "RequestTemplate", "TemplateFailure", "compile_templat
 
 BUILTIN_DIR = Path(__file__).parent / "templates"
 
-_dumps = partial(json.dumps, ensure_ascii=False, separators=(",", ":"))
+# One encoder for every value: ``json.dumps`` with non-default options builds a new
+# ``JSONEncoder`` per call (~1 us each, several per render).
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def _finalize(value: Any) -> str:
@@ -60,6 +61,10 @@ class RequestTemplate:
             self._template = _ENV.from_string(source)
         except TemplateError as exc:
             raise TemplateFailure(str(exc), getattr(exc, "lineno", None)) from None
+        # A plain dict instead of Jinja's ChainMap over the environment's globals (which never
+        # change after import): every render copies the globals into its context, and copying
+        # a ChainMap goes through Python-level __iter__/__getitem__ (~7 us of a ~23 us render).
+        self._template.globals = dict(self._template.globals)
 
     def render(self, **context: Any) -> str:
         return self._template.render(context)
