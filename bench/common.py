@@ -96,12 +96,14 @@ class Stats:
     median: float
     p99: float
     n: int
+    cpu: float | None = None  # client CPU (user + system) per request
 
     @classmethod
-    def of(cls, samples_ns: Sequence[int]) -> Stats:
+    def of(cls, samples_ns: Sequence[int], cpu_ns: int | None = None) -> Stats:
         us = sorted(s / 1000 for s in samples_ns)
         p99 = us[min(len(us) - 1, int(len(us) * 0.99))]
-        return cls(statistics.median(us), p99, len(us))
+        cpu = cpu_ns / 1000 / len(us) if cpu_ns is not None else None
+        return cls(statistics.median(us), p99, len(us), cpu)
 
 
 # -- processes and cores ------------------------------------------------------------------------

@@ -66,6 +66,8 @@ breakers:
   bench: {{failures: 5, recovery: 10m}}
 providers:
   up: {{kind: openai, base_url: "{url}/v1", api_key: sk-bench, models: {{{model}: {{}}}}}}
+  up_breaker: {{kind: openai, base_url: "{url}/v1", api_key: sk-bench, breaker: standard,
+               models: {{{model}: {{}}}}}}
   sse: {{kind: openai, base_url: "{stream_url}/v1", api_key: sk-bench,
         headers: {stream_headers}, models: {{{model}: {{}}}}}}
   dead: {{kind: openai, base_url: "http://127.0.0.1:{refused}/v1", api_key: sk-bench,
@@ -79,6 +81,7 @@ routes:
   - {{match: {{model: failover}}, to: failover}}
   - {{match: {{model: failover_breaker}}, to: failover_breaker}}
   - {{match: {{model: stream}}, to: sse/{model}}}
+  - {{match: {{model: breaker}}, to: up_breaker/{model}}}
   - {{match: {{}}, to: up/{model}}}
 """
 
@@ -232,6 +235,11 @@ class EngineRoute(Client):
 class EngineRouteHttpx(EngineRoute):
     label, key = "engine.route() [transport=httpx]", "engine_httpx"
     transport = "httpx"
+
+
+class EngineRouteBreaker(EngineRoute):
+    label, key = "engine.route() [breaker: standard]", "engine_breaker"
+    model = "breaker"
 
 
 class EngineFailover(EngineRoute):
@@ -419,11 +427,14 @@ class StreamLiteLLM(LiteLLMRouter):
 
 # -- measurements -------------------------------------------------------------------------------
 
-async def _seq_chunk(call: Call, n: int, out: list[int]) -> None:
+async def _seq_chunk(call: Call, n: int, out: list[int]) -> int:
+    """``n`` sequential calls, each timed into ``out``; returns the thread's CPU time spent."""
+    cpu = time.thread_time_ns()
     for _ in range(n):
         t = ns()
         await call()
         out.append(ns() - t)
+    return time.thread_time_ns() - cpu
 
 
 async def _rate(call: Call, concurrency: int, seconds: float) -> tuple[float, int]:
@@ -473,6 +484,7 @@ async def measure(env: Env, group: Group) -> tuple[dict[str, Stats], dict[tuple[
     from contextlib import AsyncExitStack
 
     seq: dict[str, list[int]] = {}
+    cpu: dict[str, int] = {}
     rates: dict[tuple[str, int], tuple[float, int]] = {}
     async with AsyncExitStack() as stack:
         calls: list[tuple[str, Call, int]] = []
@@ -489,7 +501,8 @@ async def measure(env: Env, group: Group) -> tuple[dict[str, Stats], dict[tuple[
             for i in rot:
                 key, call, n = calls[i]
                 if n:
-                    await _seq_chunk(call, -(-n // group.rounds), seq.setdefault(key, []))
+                    spent = await _seq_chunk(call, -(-n // group.rounds), seq.setdefault(key, []))
+                    cpu[key] = cpu.get(key, 0) + spent
         for c in group.levels:
             for r in range(group.rounds):
                 rot = order[r % len(order):] + order[:r % len(order)]
@@ -501,7 +514,7 @@ async def measure(env: Env, group: Group) -> tuple[dict[str, Stats], dict[tuple[
                     rate, errors = await _rate(call, c, group.seconds)
                     best, errs = rates.get((key, c), (0.0, 0))
                     rates[key, c] = (max(best, rate), errs + errors)
-    return {k: Stats.of(v) for k, v in seq.items()}, rates
+    return {k: Stats.of(v, cpu[k]) for k, v in seq.items()}, rates
 
 
 # -- the table ----------------------------------------------------------------------------------
@@ -542,7 +555,8 @@ def bench(env: Env, plan: Plan, rep: Report) -> None:
     lp = plan.loop
     lite = env.litellm is not None
     seq_clients: list[type[Client]] = [RawHttpx, RawAiohttp, HttpxAiohttp, EngineRoute,
-                                       EngineRouteHttpx] + ([LiteLLMRouter] if lite else [])
+                                       EngineRouteBreaker, EngineRouteHttpx]
+    seq_clients += [LiteLLMRouter] if lite else []
     main = Group([(c, plan.litellm_n if c is LiteLLMRouter else plan.n) for c in seq_clients],
                  plan.levels, plan.seconds, plan.warmup, plan.rounds,
                  frozenset() if plan.litellm_rates else frozenset({"litellm"}))
@@ -586,11 +600,15 @@ def bench(env: Env, plan: Plan, rep: Report) -> None:
     rep.out("")
     rep.out(f"Sequential latency, {plan.n} requests after {plan.warmup} warm-up "
             f"(LiteLLM: {plan.litellm_n}), {plan.rounds} interleaved rounds, in microseconds")
-    rep.out(f"{'client':<{w}} {'median':>8} {'p99':>8} {'vs httpx':>9} {'vs aiohttp':>11}")
+    rep.out(f"{'client':<{w}} {'median':>8} {'p99':>8} {'vs httpx':>9} {'vs aiohttp':>11} "
+            f"{'cpu/req':>8} {'cpu vs aiohttp':>15}")
+    ca = seq["aiohttp"].cpu
     for cls in seq_clients:
         s = seq[cls.key]
         rep.out(f"{cls.label:<{w}} {_us(s.median):>8} {_us(s.p99):>8} {_x(s.median, h):>9} "
-                f"{_x(s.median, a):>11}")
+                f"{_x(s.median, a):>11} {_us(s.cpu):>8} {_x(s.cpu, ca):>15}")
+    rep.out("  cpu/req: the client thread's CPU time (user + system) per request, a mean; less "
+            "sensitive than wall time to other load on the machine")
 
     rep.out("")
     rep.out(f"Throughput, requests/s: best of {plan.rounds} rounds of {plan.seconds:g} s; "
@@ -713,7 +731,7 @@ def profile(env: Env, plan: Plan, seconds: float, top: int) -> None:
                 await call()
             end = time.perf_counter() + seconds
             n = 0
-            profiler = Profiler(interval=0.0001, async_mode="disabled")
+            profiler = Profiler(interval=0.0005, async_mode="disabled")
             profiler.start()
             while time.perf_counter() < end:
                 await call()
@@ -730,8 +748,10 @@ def profile(env: Env, plan: Plan, seconds: float, top: int) -> None:
         while stack:
             frame = stack.pop()
             stack.extend(frame.children)
-            t = frame.total_self_time
-            if not t:
+            if frame.is_synthetic:
+                continue  # "[self]" leaves: counted in their parent's self time below
+            t = frame.time - sum(c.time for c in frame.children if not c.is_synthetic)
+            if t <= 0:
                 continue
             path = frame.file_path or frame.function or "?"
             k = (frame.function or "?", path, frame.line_no or 0)
