@@ -23,18 +23,13 @@ from engine.graph import RoutingGraph
 from engine.plan import Plan, build_plan
 from engine.request import Request, normalize_request
 from engine.result import Response
+from engine.runtime.backends import Fault, TransportOption, resolve_backend
 from engine.runtime.breakers import CLOSED, HALF_OPEN, OPEN, Circuits
 from engine.runtime.events import BreakerChanged, Hooks
 from engine.runtime.executor import Runtime, Shared, perf
 from engine.runtime.health import ProviderHealth
 from engine.runtime.streaming import EventStream
-from engine.runtime.transport import (
-    Connection,
-    ConnectionPool,
-    Fault,
-    TransportOption,
-    resolve_factory,
-)
+from engine.runtime.transport import Connection, ConnectionPool
 
 __all__ = ["Engine"]
 
@@ -46,9 +41,9 @@ _SEVERITY = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
 class Engine:
     """Routes requests through a compiled routing graph.
 
-    Options: ``transport`` is ``"aiohttp"`` (default: httpx over the aiohttp transport, the
-    fastest measured), ``"httpx"`` (httpx's own connection pool) or a callable
-    ``(provider) -> httpx.AsyncBaseTransport``; ``seed`` makes weighted, least-latency and
+    Options: ``transport`` is ``"aiohttp"`` (default: an aiohttp session per provider, the
+    fastest measured), ``"httpx"`` (httpx's own connection pool), ``"httpx-aiohttp"`` or a
+    callable ``(provider) -> httpx.AsyncBaseTransport``; ``seed`` makes weighted, least-latency and
     jitter draws repeatable; ``circuit_factory`` is a ``purgatory.AsyncCircuitBreakerFactory``
     (e.g. with a Redis unit of work, to share circuits between engines).
     """
@@ -59,7 +54,7 @@ class Engine:
         self._hooks = Hooks()
         circuits = Circuits(circuit_factory, on_change=self._breaker_changed)
         self._circuits = circuits
-        self._shared = Shared(ConnectionPool(resolve_factory(transport)), circuits, self._hooks,
+        self._shared = Shared(ConnectionPool(*resolve_backend(transport)), circuits, self._hooks,
                               random.Random(seed))
         self._rt = Runtime(graph, self._shared)
         self._source = Path(source) if source is not None else None
@@ -178,7 +173,7 @@ class Engine:
         per provider the status, or the error kind when it could not be reached."""
         async def one(conn: Connection) -> str:
             try:
-                return str(await conn.get(conn.models_url()))
+                return str(await conn.warm())
             except Fault as fault:
                 return f"{fault.kind}: {fault.detail}"
 

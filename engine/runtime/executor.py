@@ -20,6 +20,7 @@ from engine.graph import Group, Node, Price, Route, RoutingGraph, Target
 from engine.providers import get_kind
 from engine.providers.base import Parsed, WireError
 from engine.result import Attempt, Outcome, Response
+from engine.runtime.backends import Fault, error_detail
 from engine.runtime.breakers import Circuits
 from engine.runtime.events import AttemptEnded, AttemptStarted, FailingOver, Hooks, Retrying
 from engine.runtime.health import Tally
@@ -31,7 +32,7 @@ from engine.runtime.retry import (
     retry_delay,
 )
 from engine.runtime.strategies import GroupOrder, Latencies
-from engine.runtime.transport import Connection, ConnectionPool, Fault, error_detail
+from engine.runtime.transport import Connection, ConnectionPool
 from engine.values import format_duration
 
 __all__ = ["FAILED", "SKIPPED", "Ctx", "Endpoint", "Miss", "Runtime", "Shared", "Win"]
@@ -387,7 +388,7 @@ class Runtime:
             else:
                 if live is not None:
                     live.pop(me, None)  # type: ignore[arg-type]
-                status = response.status_code
+                status = response.status
                 if 200 <= status < 300:
                     try:
                         data = json.loads(response.content)
@@ -403,7 +404,7 @@ class Runtime:
                         self.record(ctx, attempt)
                         return Win(ep, model, parsed, data, attempt)
                 else:
-                    detail = ep.conn.scrub(error_detail(response, ep.kind))
+                    detail = ep.conn.scrub(error_detail(response.content, ep.kind))
                     retry_after = parse_retry_after(response.headers)
             if await self.failed(ep, ctx, token, n, label, status, error, detail, retry_after,
                                  perf() - start):

@@ -18,10 +18,10 @@ from engine.errors import AllTargetsFailed, DeadlineExceeded, StreamInterrupted
 from engine.graph import Node, Route, Target
 from engine.providers.base import WireError
 from engine.result import Attempt, Done, StreamEvent, TextDelta
+from engine.runtime.backends import Fault, error_detail, lines
 from engine.runtime.events import AttemptStarted
 from engine.runtime.executor import FAILED, HEDGE_LOST, SKIPPED, Ctx, Endpoint, Miss, Runtime, perf
 from engine.runtime.retry import breaker_failure, parse_retry_after
-from engine.runtime.transport import Fault, error_detail, lines
 from engine.values import format_duration
 
 __all__ = ["EventStream"]
@@ -124,7 +124,7 @@ class EventStream:
                 response = None
                 try:
                     response = await ep.conn.open_stream(model, body)
-                    status = response.status_code
+                    status = response.status
                     if 200 <= status < 300:
                         parser = ep.kind.stream_parser()
                         feed = parser.feed
@@ -150,11 +150,11 @@ class EventStream:
                         yield self._done(ep, model, parser.finish_reason, parser.usage, ctx, ttft)
                         return
                     try:
-                        await response.aread()
-                    except Exception:
+                        content = await response.read()
+                    except Fault:
                         detail = f"HTTP {status}"
                     else:
-                        detail = ep.conn.scrub(error_detail(response, ep.kind))
+                        detail = ep.conn.scrub(error_detail(content, ep.kind))
                     retry_after = parse_retry_after(response.headers)
                 except Fault as fault:
                     error, detail = fault.kind, fault.detail
@@ -169,7 +169,7 @@ class EventStream:
                     raise
                 finally:
                     if response is not None:
-                        await response.aclose()
+                        await response.close()
                 if self._started:
                     await self._interrupted(ep, ctx, token, label, status, error, detail,
                                             perf() - start)

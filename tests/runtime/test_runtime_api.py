@@ -71,11 +71,11 @@ async def test_reload_swaps_the_graph_while_requests_in_flight_finish_on_theirs(
         graph = eng.reload()
         assert eng.graph is graph
         assert (await eng.route(ask("x"))).provider == "b"  # new requests: the new graph
-        assert old_a._transport is not None  # still serving the request in flight
+        assert old_a._backend is not None  # still serving the request in flight
         resp = await in_flight
         assert resp.provider == "a"  # finished on the graph it started with
         await asyncio.sleep(0)  # the retired connection closes in the background
-        assert old_a._transport is None and old_a not in eng._rt.connections
+        assert old_a._backend is None and old_a not in eng._rt.connections
         assert old_b in eng._rt.connections  # unchanged provider: connection kept
 
 

@@ -126,7 +126,7 @@ async def test_hedged_starts_the_next_after_hedge_after_and_cancels_the_loser(
         ("a/m", "cancelled"), ("b/m", "ok")]
     assert await settled() == []
     conn = next(c for c in eng._rt.connections if c.name == "a")
-    assert len(conn._transport.client.connector._acquired) == 0  # type: ignore[union-attr]
+    assert conn._backend.in_use() == 0  # type: ignore[union-attr]
 
 
 async def test_hedged_starts_the_next_at_once_when_one_fails(

@@ -179,7 +179,7 @@ async def test_a_consumer_that_stops_early_releases_the_connection(
             assert isinstance(event, TextDelta)
             break
     conn = next(c for c in eng._rt.connections if c.name == "a")
-    assert len(conn._transport.client.connector._acquired) == 0  # type: ignore[union-attr]
+    assert conn._backend.in_use() == 0  # type: ignore[union-attr]
     assert eng._rt.inflight == 0
     assert await settled() == []
 

@@ -38,7 +38,7 @@ def one(url: str) -> str:
     return ONE.replace("BASE_URL", url)
 
 
-@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx", "httpx-aiohttp"])
 @pytest.mark.parametrize(("directive", "kind"), [
     ("reset", "reset"),
     ("truncate", "reset"),
@@ -57,7 +57,7 @@ async def test_failures_below_http_become_error_kinds(
     assert attempt.error is not None and attempt.error.split(":")[0] == kind, attempt.error
 
 
-@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx", "httpx-aiohttp"])
 async def test_refused_connection_is_a_connect_error(
     ask: Callable[..., Any], make: Callable[..., Engine], transport: str,
 ) -> None:
@@ -134,20 +134,24 @@ async def test_connections_are_created_once_per_provider_and_reused(
     eng = make()
     await eng.route(ask("g"))
     conn = next(c for c in eng._rt.connections if c.name == "a")
-    transport = conn._transport
-    assert transport is not None
+    backend = conn._backend
+    assert backend is not None
     for _ in range(5):
         await eng.route(ask("g"))
-    assert conn._transport is transport
-    assert [c.name for c in eng._rt.connections if c._transport is not None] == ["a"]
+    assert conn._backend is backend
+    assert [c.name for c in eng._rt.connections if c._backend is not None] == ["a"]
 
 
-async def test_the_httpx_transport_routes_too(
+@pytest.mark.parametrize("transport", ["httpx", "httpx-aiohttp"])
+async def test_the_httpx_transports_route_and_stream_too(
     base: str, ask: Callable[..., Any], make: Callable[..., Engine], fake: FakeServer,
+    transport: str,
 ) -> None:
-    eng = make(base, transport="httpx")
+    eng = make(base, transport=transport)
     resp = await eng.route(ask("anth"))
     assert resp.text == "echo: hello there" and resp.provider == "anth"
+    events = [e async for e in eng.stream(ask("gem", "one two"))]
+    assert "".join(getattr(e, "text", "") for e in events) == "echo: one two"
 
 
 def test_an_unknown_transport_name_is_refused(compile_yaml: Callable[..., Any]) -> None:
@@ -161,4 +165,4 @@ async def test_warmup_opens_a_connection_to_every_provider(
     eng = make()
     result = await eng.warmup()
     assert result == {name: "200" for name in ("a", "anth", "b", "c", "gem", "oll")}
-    assert all(c._transport is not None for c in eng._rt.connections)
+    assert all(c._backend is not None for c in eng._rt.connections)
