@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from purgatory import AsyncCircuitBreakerFactory
+from purgatory import AsyncCircuitBreakerFactory, AsyncInMemoryUnitOfWork
 
 from engine.graph import Breaker
 
@@ -48,6 +48,10 @@ class Circuits:
         self._on_change = on_change
         self._seen: dict[str, tuple[str, float, float]] = {}  # name -> (state, opened_at, ttl)
         self._ttl: dict[str, float] = {}
+        # In memory, purgatory hands out the same live circuit every time: keep it and skip the
+        # per-try lookup. Other units of work (Redis) load the circuit's state on every try.
+        self._cache: dict[str, Any] | None = (
+            {} if isinstance(self.factory.uow, AsyncInMemoryUnitOfWork) else None)
         self.factory.add_listener(self._hook)
 
     def _hook(self, name: str, what: str, event: Any) -> None:
@@ -62,13 +66,18 @@ class Circuits:
     async def enter(self, name: str, breaker: Breaker) -> Token | None:
         """A token for one try, or ``None`` when the circuit is open. If the circuit store itself
         fails (a shared store unreachable), the try goes ahead: breakers must not stop traffic."""
-        if name not in self._ttl:
-            self._ttl[name] = breaker.recovery
-        try:
-            brk = await self.factory.get_breaker(name, breaker.failures, breaker.recovery)
-        except Exception:
-            _log.warning("circuit store failed for %s; trying unguarded", name, exc_info=True)
-            return _NO_TOKEN
+        cache = self._cache
+        brk = cache.get(name) if cache is not None else None
+        if brk is None:
+            if name not in self._ttl:
+                self._ttl[name] = breaker.recovery
+            try:
+                brk = await self.factory.get_breaker(name, breaker.failures, breaker.recovery)
+            except Exception:
+                _log.warning("circuit store failed for %s; trying unguarded", name, exc_info=True)
+                return _NO_TOKEN
+            if cache is not None:
+                cache[name] = brk
         ctx = brk.context
         if ctx.threshold != breaker.failures or ctx.ttl != breaker.recovery:  # a reload changed it
             ctx.threshold, ctx.ttl = breaker.failures, breaker.recovery
