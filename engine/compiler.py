@@ -8,7 +8,6 @@ each route's reachable targets and worst-case time.
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import functools
 import heapq
@@ -44,7 +43,7 @@ from engine.graph import (
 from engine.loader import Loaded, Loc, Path_, format_path, load
 from engine.request import SAMPLE_REQUEST
 from engine.templates import BUILTIN_DIR, RequestTemplate, TemplateFailure
-from engine.values import MASK, Secret, TargetRef
+from engine.values import Secret, TargetRef
 from engine.values import format_duration as fd
 
 __all__ = ["BUILTIN_SPEEDS", "compile_file", "compile_loaded", "compile_text"]
@@ -120,7 +119,7 @@ def compile_loaded(loaded: Loaded, *, base_dir: Path, profile: str | None = None
     graph = c.run(profile)
     errors = [p for p in c.problems if p.severity == "error"]
     if errors or graph is None:
-        raise ConfigError(_scrub(c.problems, _secret_values(loaded.data)))
+        raise ConfigError(c.problems)
     return graph
 
 
@@ -139,6 +138,7 @@ class _Compiler:
     def __post_init__(self) -> None:
         self.problems = list(self.loaded.problems)
         self._loader_paths = {p.path for p in self.loaded.problems if p.path}
+        self._dropped: list[str] = []  # paths whose secret value was refused (and removed)
 
     # -- reporting -----------------------------------------------------------------------------
 
@@ -147,6 +147,9 @@ class _Compiler:
                shown: Path_ | None = None) -> None:
         """Record a problem located at ``path`` (its key with ``key=True``); the message names
         ``shown`` (default: ``path``). A document-level problem points at line 1."""
+        text = format_path(path)
+        if any(text == d or text.startswith((d + ".", d + "[")) for d in self._dropped):
+            return  # a consequence of a refused secret, already reported
         loc = self.loaded.locations.find(path, key=key) or Loc(self.loaded.files[0], 1, 1)
         self.problems.append(Problem(loc.file, loc.line, loc.col,
                                      format_path(path if shown is None else shown), message,
@@ -198,6 +201,7 @@ class _Compiler:
             if not self.problems:
                 self.report((), "the file is empty", "start with 'version: 1'")
             return None
+        data = self.loaded.data = self._secret_placement(data, ())
         top = self._top_level(data)
         speeds = self._speeds(data.get("speeds"))
         classifiers = self._classifiers(data.get("retry"))
@@ -214,8 +218,7 @@ class _Compiler:
             return None
         self._unused(providers, groups, routes)
         cache = _cache(cache_spec or S.CacheSpec())
-        warnings = _scrub([p for p in self.problems if p.severity == "warning"],
-                          _secret_values(data))
+        warnings = [p for p in self.problems if p.severity == "warning"]
         return RoutingGraph(
             version=1, providers=frozen_map(providers), groups=frozen_map(groups),
             routes=tuple(routes), speeds=frozen_map(speeds), classifiers=frozen_map(classifiers),
@@ -223,6 +226,22 @@ class _Compiler:
             problems=tuple(sort_problems(warnings)),
             sources=tuple(self.loaded.files), profile=profile,
         )
+
+    def _secret_placement(self, node: Any, path: Path_) -> Any:
+        """Environment values are secrets, so only fields that are never shown (api_key,
+        base_url, headers, cache.backend) may hold one. Elsewhere it is an error, and the value is
+        dropped so that no later message can quote it. Returns the node, cleaned."""
+        if isinstance(node, Secret) and not _secret_capable(path) and _known_field(path):
+            self.report(path, "an environment value (${...}) is a secret and cannot be used "
+                        "here", "only api_key, base_url, headers and cache.backend read the "
+                        "environment; put per-environment values in a profile")
+            self._dropped.append(format_path(path))
+            return None
+        if isinstance(node, dict):
+            return {k: self._secret_placement(v, (*path, k)) for k, v in node.items()}
+        if isinstance(node, list):
+            return [self._secret_placement(v, (*path, i)) for i, v in enumerate(node)]
+        return node
 
     def _top_level(self, data: dict[str, Any]) -> bool:
         ok = True
@@ -613,6 +632,21 @@ class _Compiler:
 # -- pure helpers -----------------------------------------------------------------------------
 
 
+def _known_field(path: Path_) -> bool:
+    """False for a misspelled key (its own error says more); True for real or free-form keys."""
+    allowed = S.allowed_keys(S.RoutesSpec, path[:-1])
+    return not allowed or path[-1] in allowed
+
+
+def _secret_capable(path: Path_) -> bool:
+    match path:
+        case ("providers", _, "api_key" | "base_url") | ("providers", _, "headers", _):
+            return True
+        case ("cache", "backend"):
+            return True
+    return False
+
+
 def _speed(name: str, spec: S.SpeedSpec, parent: Speed) -> Speed:
     b = spec.backoff
     pb = parent.backoff
@@ -682,44 +716,6 @@ def _yaml_type(value: Any) -> str:
     if isinstance(value, Secret):
         return "a string (from the environment)"
     return "a list" if isinstance(value, list) else "a mapping"
-
-
-def _secret_values(data: Any) -> list[str]:
-    """Every value that came from the environment, longest first."""
-    found: set[str] = set()
-
-    def walk(node: Any) -> None:
-        if isinstance(node, Secret):
-            if node.reveal():
-                found.add(node.reveal())
-        elif isinstance(node, dict):
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    walk(data)
-    return sorted(found, key=len, reverse=True)
-
-
-def _scrub(problems: list[Problem], secrets: list[str]) -> list[Problem]:
-    """Mask environment values in messages and hints. A value from ${VAR} in a field that is not
-    secret-capable (speed, retries, deadline, ...) is opened for validation, so an error about it
-    would otherwise quote it. Short values are masked only where quoted, so that a secret '1'
-    does not turn '1h' into '***h'."""
-    if not secrets:
-        return problems
-
-    def clean(text: str) -> str:
-        for value in secrets:
-            text = text.replace(repr(value), repr(MASK))
-            if len(value) >= 4:
-                text = text.replace(value, MASK)
-        return text
-
-    return [dataclasses.replace(p, file=clean(p.file), message=clean(p.message), hint=clean(p.hint))
-            for p in problems]
 
 
 def _json_error_line(tpl: RequestTemplate, ctx: Mapping[str, Any]) -> int | None:

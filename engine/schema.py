@@ -11,7 +11,7 @@ import re
 import types
 import typing
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -21,7 +21,6 @@ from pydantic import (
     ValidationError,
     WithJsonSchema,
     field_validator,
-    model_validator,
 )
 
 from engine.values import Secret, TargetRef, parse_duration
@@ -79,19 +78,10 @@ Name = Annotated[str, Field(min_length=1, max_length=200)]
 
 
 class Spec(BaseModel):
-    """Base: strict, frozen; a ``${VAR}`` value in a field that is not secret-capable is plain text."""
+    """Base: strict (unknown keys are errors) and frozen."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True,
                               validate_default=False)
-    secret_fields: ClassVar[frozenset[str]] = frozenset()
-
-    @model_validator(mode="before")
-    @classmethod
-    def _open_secrets(cls, data: Any) -> Any:
-        if isinstance(data, dict) and any(isinstance(v, Secret) for v in data.values()):
-            return {k: (v.reveal() if isinstance(v, Secret) and k not in cls.secret_fields else v)
-                    for k, v in data.items()}
-        return data
 
 
 class BackoffSpec(Spec):
@@ -163,7 +153,6 @@ class ResponsesCacheSpec(Spec):
 class CacheSpec(Spec):
     """Response and model-listing caches, and where shared state lives."""
 
-    secret_fields: ClassVar[frozenset[str]] = frozenset({"backend"})
     backend: SecretText = Field("memory", description="memory | redis://host:port/db")
     models: ModelsCacheSpec = Field(default_factory=ModelsCacheSpec,
                                     description="Model listings per provider (default ttl 1h).")
@@ -229,7 +218,6 @@ def _models(value: Any) -> Any:
 class ProviderSpec(Spec):
     """An upstream API."""
 
-    secret_fields: ClassVar[frozenset[str]] = frozenset({"api_key", "base_url"})
     kind: Literal["openai", "anthropic", "gemini", "ollama"] = Field(
         description="Wire protocol. openai also covers Groq, Together, Fireworks, Mistral, "
         "DeepSeek, vLLM, LM Studio, OpenRouter via base_url.")

@@ -93,10 +93,12 @@ class Endpoint:
     """One target, precomputed: its connection, template, classifier, circuit and price."""
 
     __slots__ = ("backoff", "breaker", "circuit", "classifier", "conn", "context", "honor",
-                 "key", "kind", "model", "price", "provider", "render", "speed", "tries")
+                 "key", "kind", "model", "price", "provider", "render", "renders", "speed",
+                 "tries")
 
-    def __init__(self, target: Target, conn: Connection) -> None:
+    def __init__(self, target: Target, conn: Connection, renders: tuple[int, str]) -> None:
         p = target.provider
+        self.renders = renders  # (template, kind): endpoints sharing it render equal bodies
         self.key = target.key
         self.provider = p.name
         self.conn = conn
@@ -131,15 +133,22 @@ class Endpoint:
         info = self.conn.provider.models.get(model)
         return info.price if info is not None else None
 
-    def body(self, request: dict[str, Any], model: str, stream: bool) -> bytes:
-        return self.render(**self.context(request, model, stream)).encode()
+    def body(self, ctx: Ctx, model: str, stream: bool) -> bytes:
+        """The request body for ``model``; a failover to a target with the same template, kind
+        and model (the same model at another provider) reuses the body already rendered."""
+        last = ctx.body
+        if last is not None and last[0] is self.renders and last[1] == model:
+            return last[2]
+        body = self.render(**self.context(ctx.request, model, stream)).encode()
+        ctx.body = (self.renders, model, body)
+        return body
 
 
 class Ctx:
     """One request's state: what was asked, the budget, and every attempt so far."""
 
-    __slots__ = ("attempts", "deadline", "live", "loop", "model", "request", "route", "seen",
-                 "start")
+    __slots__ = ("attempts", "body", "deadline", "live", "loop", "model", "request", "route",
+                 "seen", "start")
 
     def __init__(self, request: dict[str, Any], model: str, route: Route,
                  loop: asyncio.AbstractEventLoop) -> None:
@@ -153,6 +162,7 @@ class Ctx:
         self.seen: set[str] = set()
         # tries on the wire in hedge tasks: task -> (target, start); None when not hedging
         self.live: dict[asyncio.Task[Any], tuple[str, float]] | None = None
+        self.body: tuple[tuple[int, str], str, bytes] | None = None  # the last body rendered
 
     def where(self) -> str:
         return f"route {self.route.index} ({self.route.match.describe()})"
@@ -177,10 +187,14 @@ class Runtime:
             self.connections.append(conn)
         self.endpoints: dict[int, Endpoint] = {}
         by_key: dict[str, Endpoint] = {}
+        renders: dict[tuple[int, str], tuple[int, str]] = {}
         for target in _all_targets(graph):
             ep = by_key.get(target.key)
             if ep is None:
-                ep = by_key[target.key] = Endpoint(target, by_provider[target.provider.name])
+                p = target.provider
+                rk = (id(p.template), p.kind)
+                ep = by_key[target.key] = Endpoint(target, by_provider[p.name],
+                                                   renders.setdefault(rk, rk))
             self.endpoints[id(target)] = ep
         self.orders: dict[str, GroupOrder] = {
             name: GroupOrder(group, shared.rng, shared.latencies)
@@ -349,7 +363,7 @@ class Runtime:
         ctx.seen.add(ep.key)
         hooks = self.hooks
         try:
-            body = ep.body(ctx.request, model, False)
+            body = ep.body(ctx, model, False)
         except Exception as exc:  # a template that cannot render this request: no network cost
             self.record(ctx, Attempt(label, "failover", None, f"template: {exc}"[:300]))
             return FAILED

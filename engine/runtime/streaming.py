@@ -100,7 +100,7 @@ class EventStream:
             label = ep.label(model)
             ctx.seen.add(ep.key)
             try:
-                body = ep.body(ctx.request, model, True)
+                body = ep.body(ctx, model, True)
             except Exception as exc:
                 rt.record(ctx, Attempt(label, "failover", None, f"template: {exc}"[:300]))
                 last[0] = FAILED

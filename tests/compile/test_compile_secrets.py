@@ -144,12 +144,13 @@ def test_config_errors_never_show_a_secret(cfg: Any) -> None:
         assert MARK not in p.format() and MARK not in repr(p)
 
 
-def test_short_secrets_are_masked_only_where_quoted(cfg: Any) -> None:
+def test_secrets_only_in_secret_capable_fields(cfg: Any) -> None:
     text = cfg.replace("    speed: quick\n", "    speed: ${S}\n")
     with pytest.raises(ConfigError) as info:
         cfg.compile(text, env={**SECRETS, "S": "h"})
     (p,) = info.value.errors
-    assert p.message == "unknown speed '***'"
+    assert p.message == "an environment value (${...}) is a secret and cannot be used here"
+    assert p.path.endswith(".speed") and "api_key, base_url, headers" in p.hint
 
 
 def test_cli_output_never_shows_a_secret(cfg: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -171,4 +172,4 @@ def test_cli_output_never_shows_a_secret(cfg: Any, tmp_path: Path, monkeypatch: 
     path.write_text(_secret_config(cfg).replace("    speed: quick\n", "    speed: ${OPENAI_ORG}\n"))
     assert main(["check", str(path)]) == 1
     out, err = capsys.readouterr()
-    assert "unknown speed '***'" in err and MARK not in out + err
+    assert "an environment value (${...}) is a secret" in err and MARK not in out + err

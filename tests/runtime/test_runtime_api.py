@@ -243,3 +243,20 @@ async def test_engine_closes_cleanly_after_a_started_stream(make: Make, fake: Fa
     started = time.perf_counter()
     await eng.aclose()  # twice is fine
     assert time.perf_counter() - started < 0.1
+
+
+async def test_failover_renders_each_wire_format_and_reuses_only_equal_bodies(
+    make: Make, fake: FakeServer, ask: Ask, base: str,
+) -> None:
+    text = base.replace("  g: {strategy: priority, targets: [a/m, b/m, c/m]}",
+                        "  g: {strategy: priority, targets: [a/m, b/m, anth/claude-3-5-haiku-latest,"
+                        " gem/gemini-1.5-flash]}")
+    eng = make(text)
+    fake.program("/a/", ["503"] * 3)
+    fake.program("/b/", ["503"] * 3)
+    fake.program("/anth/", ["503"] * 3)
+    resp = await eng.route(ask("g"))
+    assert resp.provider == "gem" and resp.text == "echo: hello there"
+    bodies = {r["path"].split("/")[1]: r["body"] for r in fake.requests}
+    assert bodies["a"] == bodies["b"]  # same template, kind and model: rendered once
+    assert bodies["anth"]["max_tokens"] and "contents" in bodies["gem"]
