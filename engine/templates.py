@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError
+from jinja2 import StrictUndefined, Template, TemplateError, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 __all__ = ["BUILTIN_DIR", "RequestTemplate", "TemplateFailure", "compile_template"]
@@ -23,11 +23,12 @@ _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def _finalize(value: Any) -> str:
+    if isinstance(value, Undefined):  # name the missing variable, not "not JSON serializable"
+        value._fail_with_undefined_error()
     return _dumps(value)
 
 
-def _tojson(value: Any) -> str:
-    return _dumps(value)
+_tojson = _finalize
 
 
 _ENV = ImmutableSandboxedEnvironment(
@@ -53,21 +54,29 @@ class RequestTemplate:
     """A compiled request template; ``render(**context)`` returns the JSON body text."""
 
     __slots__ = ("_template", "name", "source")
+    _template: Template
+    name: str
+    source: str
 
     def __init__(self, name: str, source: str) -> None:
-        self.name = name
-        self.source = source
         try:
-            self._template = _ENV.from_string(source)
+            template = _ENV.from_string(source)
         except TemplateError as exc:
             raise TemplateFailure(str(exc), getattr(exc, "lineno", None)) from None
         # A plain dict instead of Jinja's ChainMap over the environment's globals (which never
         # change after import): every render copies the globals into its context, and copying
         # a ChainMap goes through Python-level __iter__/__getitem__ (~7 us of a ~23 us render).
-        self._template.globals = dict(self._template.globals)
+        template.globals = dict(template.globals)
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "source", source)
+        object.__setattr__(self, "_template", template)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"RequestTemplate is immutable (cannot set {name!r})")
 
     def render(self, **context: Any) -> str:
-        return self._template.render(context)
+        text: str = self._template.render(context)
+        return text
 
     def render_checked(self, **context: Any) -> Any:
         """Render and parse; raise ``TemplateFailure`` (with the template line) on any failure."""

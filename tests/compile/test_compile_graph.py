@@ -81,8 +81,6 @@ def test_collections_are_immutable_types(good: RoutingGraph) -> None:
         assert isinstance(k.retry_status, frozenset) and isinstance(k.failover_errors, frozenset)
 
 
-@pytest.mark.xfail(strict=True, reason="RequestTemplate (engine/templates.py) has plain "
-                   "assignable slots: provider.template.source = ... succeeds")
 def test_the_compiled_template_is_immutable_too(good: RoutingGraph) -> None:
     tpl = good.providers["openai"].template
     with pytest.raises((AttributeError, TypeError)):
