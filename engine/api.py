@@ -25,8 +25,9 @@ from engine.request import Request, normalize_request
 from engine.result import Response
 from engine.runtime.backends import Fault, TransportOption, resolve_backend
 from engine.runtime.breakers import CLOSED, HALF_OPEN, OPEN, Circuits
+from engine.runtime.context import Shared, perf
 from engine.runtime.events import BreakerChanged, Hooks
-from engine.runtime.executor import Runtime, Shared, perf
+from engine.runtime.executor import Runtime
 from engine.runtime.health import ProviderHealth
 from engine.runtime.streaming import EventStream
 from engine.runtime.transport import Connection, ConnectionPool

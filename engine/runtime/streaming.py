@@ -19,8 +19,9 @@ from engine.graph import Node, Route, Target
 from engine.providers.base import WireError
 from engine.result import Attempt, Done, StreamEvent, TextDelta
 from engine.runtime.backends import Fault, error_detail, lines
+from engine.runtime.context import FAILED, HEDGE_LOST, SKIPPED, Ctx, Endpoint, Miss, perf
 from engine.runtime.events import AttemptStarted
-from engine.runtime.executor import FAILED, HEDGE_LOST, SKIPPED, Ctx, Endpoint, Miss, Runtime, perf
+from engine.runtime.executor import Runtime
 from engine.runtime.retry import breaker_failure, parse_retry_after
 from engine.values import format_duration
 

@@ -1,0 +1,151 @@
+"""A graph's targets and one request's state: endpoints precomputed per target (connection,
+template, classifier, circuit, price), the per-request context with its attempts and budget, and
+the outcomes a try reports (``Win``, or ``FAILED`` / ``SKIPPED``)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from typing import Any, Final
+
+from engine.graph import Price, Route, Target
+from engine.providers.base import Parsed
+from engine.result import Attempt
+from engine.runtime.breakers import Circuits
+from engine.runtime.events import Hooks
+from engine.runtime.health import Tally
+from engine.runtime.strategies import Latencies
+from engine.runtime.transport import Connection, ConnectionPool
+
+__all__ = ["FAILED", "HEDGE_LOST", "SKIPPED", "Ctx", "Endpoint", "Miss", "Shared", "Win", "perf"]
+
+HEDGE_LOST: Final = "hedge lost"  # cancel message for hedge losers
+
+perf = time.perf_counter
+
+
+class Shared:
+    """Engine-wide state that outlives a graph: connections, circuits, hooks, observations."""
+
+    __slots__ = ("circuits", "hooks", "latencies", "pool", "rng", "stragglers", "tally")
+
+    def __init__(self, pool: ConnectionPool, circuits: Circuits, hooks: Hooks,
+                 rng: random.Random) -> None:
+        self.pool = pool
+        self.circuits = circuits
+        self.hooks = hooks
+        self.rng = rng
+        self.latencies = Latencies()
+        self.tally = Tally()
+        self.stragglers: set[asyncio.Task[Any]] = set()  # cancelled hedges still unwinding
+
+
+class Miss:
+    """A target or group that produced no answer: ``FAILED`` (tried) or ``SKIPPED`` (circuit open,
+    no network cost)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+FAILED: Final = Miss("FAILED")
+SKIPPED: Final = Miss("SKIPPED")
+
+
+class Win:
+    """An answered try, before the route wraps it into a ``Response``."""
+
+    __slots__ = ("attempt", "data", "ep", "model", "parsed")
+
+    def __init__(self, ep: Endpoint, model: str, parsed: Parsed, data: Any,
+                 attempt: Attempt) -> None:
+        self.ep = ep
+        self.model = model
+        self.parsed = parsed
+        self.data = data
+        self.attempt = attempt
+
+
+class Endpoint:
+    """One target, precomputed: its connection, template, classifier, circuit and price."""
+
+    __slots__ = ("backoff", "breaker", "circuit", "classifier", "conn", "context", "honor",
+                 "key", "kind", "model", "price", "provider", "render", "renders", "speed",
+                 "tries")
+
+    def __init__(self, target: Target, conn: Connection, renders: tuple[int, str]) -> None:
+        p = target.provider
+        self.renders = renders  # (template, kind): endpoints sharing it render equal bodies
+        self.key = target.key
+        self.provider = p.name
+        self.conn = conn
+        self.kind = conn.kind
+        self.context = self.kind.context
+        self.render = p.template.render
+        self.model = target.model
+        self.classifier = p.retry
+        self.honor = p.retry.honor_retry_after
+        self.speed = p.speed
+        self.backoff = p.speed.backoff
+        self.tries = p.speed.retries + 1
+        self.breaker = p.breaker
+        by_model = p.breaker is not None and p.breaker.scope == "model"
+        # circuit: a fixed name, or None with a breaker by model and a pass-through target
+        self.circuit: str | None = None
+        if p.breaker is not None and not (by_model and target.model is None):
+            self.circuit = target.key if by_model else p.name
+        self.price: Price | None = target.price(target.model) if target.model else None
+
+    def circuit_for(self, model: str) -> str | None:
+        if self.breaker is None:
+            return None
+        return self.circuit or f"{self.provider}/{model}"
+
+    def label(self, model: str) -> str:
+        return self.key if self.model is not None else f"{self.provider}/{model}"
+
+    def price_for(self, model: str) -> Price | None:
+        if self.model is not None:
+            return self.price
+        info = self.conn.provider.models.get(model)
+        return info.price if info is not None else None
+
+    def body(self, ctx: Ctx, model: str, stream: bool) -> bytes:
+        """The request body for ``model``; a failover to a target with the same template, kind
+        and model (the same model at another provider) reuses the body already rendered."""
+        last = ctx.body
+        if last is not None and last[0] is self.renders and last[1] == model:
+            return last[2]
+        body = self.render(**self.context(ctx.request, model, stream)).encode()
+        ctx.body = (self.renders, model, body)
+        return body
+
+
+class Ctx:
+    """One request's state: what was asked, the budget, and every attempt so far."""
+
+    __slots__ = ("attempts", "body", "deadline", "live", "loop", "model", "request", "route",
+                 "seen", "start")
+
+    def __init__(self, request: dict[str, Any], model: str, route: Route,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self.request = request
+        self.model = model
+        self.route = route
+        self.loop = loop
+        self.attempts: list[Attempt] = []
+        self.start = perf()
+        self.deadline = loop.time() + route.deadline
+        self.seen: set[str] = set()
+        # tries on the wire in hedge tasks: task -> (target, start); None when not hedging
+        self.live: dict[asyncio.Task[Any], tuple[str, float]] | None = None
+        self.body: tuple[tuple[int, str], str, bytes] | None = None  # the last body rendered
+
+    def where(self) -> str:
+        return f"route {self.route.index} ({self.route.match.describe()})"
