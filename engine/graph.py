@@ -40,6 +40,8 @@ __all__ = [
     "frozen_map",
 ]
 
+_MEMO_MAX = 4096  # distinct requested models remembered by RoutingGraph.match
+
 Strategy = Literal["priority", "round_robin", "weighted", "least_latency", "hedged"]
 ERROR_KINDS = ("timeout", "connect", "reset", "protocol")
 
@@ -210,6 +212,9 @@ class Match:
                 test = model.__eq__
         return cls(model, frozen_map(metadata), test)
 
+    def accepts_model(self, model: str) -> bool:
+        return self._model_test is None or self._model_test(model)
+
     def matches(self, model: str, metadata: Mapping[str, Any]) -> bool:
         if self._model_test is not None and not self._model_test(model):
             return False
@@ -256,6 +261,23 @@ def _node_name(node: Node) -> str:
     return node.name if isinstance(node, Group) else node.key
 
 
+class _Memo:
+    """A bounded memo of requested model -> candidate routes (cleared when full)."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self) -> None:
+        self._items: dict[str, tuple[Route, ...]] = {}
+
+    def get(self, model: str) -> tuple[Route, ...] | None:
+        return self._items.get(model)
+
+    def put(self, model: str, routes: tuple[Route, ...]) -> None:
+        if len(self._items) >= _MEMO_MAX:
+            self._items.clear()
+        self._items[model] = routes
+
+
 @dataclass(frozen=True, slots=True)
 class RoutingGraph:
     version: int
@@ -271,12 +293,27 @@ class RoutingGraph:
     sources: tuple[str, ...] = ()
     profile: str | None = None
 
+    _by_model: _Memo = field(default_factory=lambda: _Memo(), init=False, repr=False,
+                             compare=False)
+
     def match(self, model: str, metadata: Mapping[str, Any]) -> Route | None:
-        """The first route whose match accepts the request, or ``None``."""
-        for route in self.routes:
-            if route.match.matches(model, metadata):
+        """The first route whose match accepts the request, or ``None``.
+
+        The routes whose model pattern accepts ``model`` are found once per model and kept (a
+        bounded memo, invisible from outside), so a request only checks those routes' metadata.
+        """
+        candidates = self._by_model.get(model)
+        if candidates is None:
+            candidates = self._candidates(model)
+        for route in candidates:
+            if not route.match.metadata or route.match.matches(model, metadata):
                 return route
         return None
+
+    def _candidates(self, model: str) -> tuple[Route, ...]:
+        found = tuple(r for r in self.routes if r.match.accepts_model(model))
+        self._by_model.put(model, found)
+        return found
 
     @property
     def warnings(self) -> tuple[Problem, ...]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from engine.graph import Price, Route, Target
@@ -18,11 +19,13 @@ from engine.runtime.health import Tally
 from engine.runtime.strategies import Latencies
 from engine.runtime.transport import Connection, ConnectionPool
 
-__all__ = ["FAILED", "HEDGE_LOST", "SKIPPED", "Ctx", "Endpoint", "Miss", "Shared", "Win", "perf"]
+__all__ = ["FAILED", "HEDGE_LOST", "SKIPPED", "Answer", "Ctx", "Endpoint", "Miss", "Shared",
+           "TryTarget", "Win", "perf"]
 
 HEDGE_LOST: Final = "hedge lost"  # cancel message for hedge losers
 
 perf = time.perf_counter
+TryTarget = Callable[["Endpoint", "Ctx"], Awaitable["Answer | Miss"]]
 
 
 class Shared:
@@ -58,7 +61,17 @@ FAILED: Final = Miss("FAILED")
 SKIPPED: Final = Miss("SKIPPED")
 
 
-class Win:
+class Answer:
+    """What a target produced: a ``Win`` (a whole answer) or, streaming, a stream that has
+    yielded its first event. Hedging may produce two; the one not used is ``discard``ed."""
+
+    __slots__ = ()
+
+    def discard(self, ctx: Ctx) -> None:
+        raise NotImplementedError
+
+
+class Win(Answer):
     """An answered try, before the route wraps it into a ``Response``."""
 
     __slots__ = ("attempt", "data", "ep", "model", "parsed")
@@ -70,6 +83,16 @@ class Win:
         self.parsed = parsed
         self.data = data
         self.attempt = attempt
+
+    def discard(self, ctx: Ctx) -> None:
+        """Lost a hedge race it finished at the same time: recorded as cancelled, not as a second
+        answer."""
+        a = self.attempt
+        for i, seen in enumerate(ctx.attempts):
+            if seen is a:
+                ctx.attempts[i] = Attempt(a.target, "cancelled", a.status,
+                                          "hedge lost (answered late)", a.latency)
+                return
 
 
 class Endpoint:
@@ -131,11 +154,12 @@ class Ctx:
     """One request's state: what was asked, the budget, and every attempt so far."""
 
     __slots__ = ("attempts", "body", "deadline", "live", "loop", "model", "request", "route",
-                 "seen", "start")
+                 "seen", "start", "try_target")
 
     def __init__(self, request: dict[str, Any], model: str, route: Route,
-                 loop: asyncio.AbstractEventLoop) -> None:
+                 loop: asyncio.AbstractEventLoop, try_target: TryTarget) -> None:
         self.request = request
+        self.try_target = try_target  # routed: a whole answer; streamed: up to the first event
         self.model = model
         self.route = route
         self.loop = loop

@@ -23,6 +23,7 @@ from engine.runtime.context import (
     FAILED,
     HEDGE_LOST,
     SKIPPED,
+    Answer,
     Ctx,
     Endpoint,
     Miss,
@@ -89,7 +90,7 @@ class Runtime:
 
     async def route(self, request: dict[str, Any]) -> Response:
         model, route = self.match(request)
-        ctx = Ctx(request, model, route, asyncio.get_running_loop())
+        ctx = Ctx(request, model, route, asyncio.get_running_loop(), self.attempt)
         try:
             async with asyncio.timeout_at(ctx.deadline):
                 result = await self.run(route.to, ctx)
@@ -97,7 +98,7 @@ class Runtime:
             raise DeadlineExceeded(
                 f"deadline {format_duration(route.deadline)} exceeded on {ctx.where()}",
                 ctx.attempts, route=ctx.where()) from None
-        if isinstance(result, Miss):
+        if not isinstance(result, Win):
             raise AllTargetsFailed(f"every target failed on {ctx.where()}", ctx.attempts,
                                    route=ctx.where())
         ep, parsed, name = result.ep, result.parsed, result.model
@@ -112,14 +113,15 @@ class Runtime:
 
     # -- graph walk -----------------------------------------------------------------------------
 
-    async def run(self, node: Node, ctx: Ctx) -> Win | Miss:
+    async def run(self, node: Node, ctx: Ctx) -> Answer | Miss:
+        """Try ``node`` (a target, or a group by its strategy) until it answers or gives up."""
         if isinstance(node, Target):
-            return await self.attempt(self.endpoints[id(node)], ctx)
+            return await ctx.try_target(self.endpoints[id(node)], ctx)
         if node.strategy == "hedged" and node.hedge_after is not None:
             return await self._hedged(node, ctx)
         return await self._group(node, ctx)
 
-    async def _group(self, group: Group, ctx: Ctx) -> Win | Miss:
+    async def _group(self, group: Group, ctx: Ctx) -> Answer | Miss:
         order = self.orders[group.name]
         timed = group.strategy == "least_latency"
         members = group.members
@@ -134,8 +136,9 @@ class Runtime:
             start = perf() if timed else 0.0
             result = await self.run(node, ctx)
             if timed and result is not SKIPPED:
-                self.shared.latencies.observe(order.key(i), perf() - start, isinstance(result, Win))
-            if isinstance(result, Win):
+                self.shared.latencies.observe(order.key(i), perf() - start,
+                                              isinstance(result, Answer))
+            if isinstance(result, Answer):
                 return result
             if result is FAILED:
                 tried += 1
@@ -144,12 +147,12 @@ class Runtime:
                     self.hooks.fire(self.hooks.failover, FailingOver(node.name, None, perf()))
         return SKIPPED if skipped_only else FAILED
 
-    async def _hedged(self, group: Group, ctx: Ctx) -> Win | Miss:
+    async def _hedged(self, group: Group, ctx: Ctx) -> Answer | Miss:
         """Start the first member; start the next whenever ``hedge_after`` passes without an answer
         or a running member fails; the first answer wins and the others are cancelled."""
         members = group.members
         hedge_after = group.hedge_after
-        pending: set[asyncio.Task[Win | Miss]] = set()
+        pending: set[asyncio.Task[Answer | Miss]] = set()
         next_i = 0
         launched = 0
         failed = False
@@ -181,10 +184,10 @@ class Runtime:
                     continue
                 pending -= done
                 results = [t.result() for t in done if t.exception() is None]
-                wins = [r for r in results if isinstance(r, Win)]
+                wins = [r for r in results if isinstance(r, Answer)]
                 if wins:
                     for late in wins[1:]:  # answered in the same instant: one answer is used
-                        _demote(ctx, late.attempt)
+                        late.discard(ctx)
                     return wins[0]
                 for task in done:
                     error = task.exception()
@@ -207,7 +210,7 @@ class Runtime:
                 if cancel_reason is None:  # cut by the deadline: let each record its own try
                     await asyncio.wait(pending)
 
-    def _stop_hedges(self, ctx: Ctx, tasks: set[asyncio.Task[Win | Miss]],
+    def _stop_hedges(self, ctx: Ctx, tasks: set[asyncio.Task[Answer | Miss]],
                      reason: str | None) -> None:
         """Cancel the hedges still running. When an answer won, their tries are recorded as
         cancelled here and now, and the route returns without waiting for them to unwind (their
@@ -218,8 +221,8 @@ class Runtime:
             if task.done():  # finished before the cancel reached it: not an answer
                 if not task.cancelled() and task.exception() is None:
                     answer = task.result()
-                    if isinstance(answer, Win):
-                        _demote(ctx, answer.attempt)
+                    if isinstance(answer, Answer):
+                        answer.discard(ctx)
                 continue
             task.cancel(reason)
             if reason is not None and live is not None:
@@ -232,7 +235,7 @@ class Runtime:
 
     # -- one target -----------------------------------------------------------------------------
 
-    async def attempt(self, ep: Endpoint, ctx: Ctx) -> Win | Miss:
+    async def attempt(self, ep: Endpoint, ctx: Ctx) -> Answer | Miss:
         """Try one target, retrying per its classifier; ``FAILED`` means fail over, a
         non-failover error raises ``ProviderError``."""
         model = ep.model if ep.model is not None else ctx.model
@@ -343,15 +346,6 @@ class Runtime:
 
 
 _EMPTY: Final[Mapping[str, Any]] = {}
-
-
-def _demote(ctx: Ctx, attempt: Attempt) -> None:
-    """A hedge that answered but lost the race is recorded as cancelled, not as a second answer."""
-    for i, a in enumerate(ctx.attempts):
-        if a is attempt:
-            ctx.attempts[i] = Attempt(a.target, "cancelled", a.status, "hedge lost (answered late)",
-                                      a.latency)
-            return
 
 
 def _all_targets(graph: RoutingGraph) -> list[Target]:
