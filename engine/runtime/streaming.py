@@ -1,31 +1,56 @@
 """A runtime and a streaming request in, unified stream events out: text and tool-call deltas, then
 one ``Done`` with usage, cost, attempts and time to first token.
 
-Failover (and retries) are allowed until the first event has been yielded; after that a broken
-stream raises ``StreamInterrupted`` carrying the text received, never mixing two providers' output.
-The route's deadline bounds the whole stream: each ``__anext__`` runs under it, so the consumer's
-own time between events is never cancelled by it. Hedged groups stream in priority order.
+A target "answers" a stream when its first event arrives: until then retries, failover and hedging
+work as for ``route()`` (the group strategies are shared; hedged groups race to the first event).
+After the first event has been yielded a broken stream raises ``StreamInterrupted`` carrying the
+text received, never mixing two providers' output. The route's deadline bounds the whole stream:
+each ``__anext__`` runs under it, so the consumer's own time between events is never cancelled.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Any
 
 from engine.errors import AllTargetsFailed, DeadlineExceeded, StreamInterrupted
-from engine.graph import Node, Route, Target
-from engine.providers.base import WireError
-from engine.result import Attempt, Done, StreamEvent, TextDelta
-from engine.runtime.backends import Fault, error_detail, lines
-from engine.runtime.context import FAILED, HEDGE_LOST, SKIPPED, Ctx, Endpoint, Miss, perf
+from engine.graph import Route
+from engine.providers.base import StreamParser, WireError
+from engine.result import Attempt, Done, StreamEvent, TextDelta, ToolCallDelta
+from engine.runtime.backends import Fault, Streamed, error_detail, lines
+from engine.runtime.breakers import Token
+from engine.runtime.context import FAILED, HEDGE_LOST, SKIPPED, Answer, Ctx, Endpoint, Miss, perf
 from engine.runtime.events import AttemptStarted
 from engine.runtime.executor import Runtime
 from engine.runtime.retry import breaker_failure, parse_retry_after
 from engine.values import format_duration
 
 __all__ = ["EventStream"]
+
+Delta = TextDelta | ToolCallDelta
+
+
+class Live(Answer):
+    """A stream whose first events have arrived: the rest is read by ``EventStream``."""
+
+    __slots__ = ("ended", "ep", "first", "label", "lines", "model", "n", "parser", "response",
+                 "start", "token", "ttft")
+
+    def __init__(self, ep: Endpoint, model: str, label: str, n: int, token: Token | None,
+                 response: Streamed, stream: AsyncIterator[str], parser: StreamParser,
+                 first: list[Delta], start: float, ttft: float, ended: bool) -> None:
+        self.ep, self.model, self.label, self.n, self.token = ep, model, label, n, token
+        self.response, self.lines, self.parser = response, stream, parser
+        self.first, self.start, self.ttft, self.ended = first, start, ttft, ended
+
+    def discard(self, ctx: Ctx) -> None:
+        """Lost a hedge race: recorded as cancelled, its connection released in the background."""
+        ctx.attempts.append(Attempt(self.label, "cancelled", self.response.status,
+                                    "hedge lost (answered late)", perf() - self.start))
+        task = asyncio.ensure_future(self.response.close())
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
 
 class EventStream:
@@ -54,7 +79,7 @@ class EventStream:
         ctx = self._ctx
         if ctx is None:
             ctx = self._ctx = Ctx(self._request, self._model, self._route,
-                                  asyncio.get_running_loop())
+                                  asyncio.get_running_loop(), self._open)
             self._gen = self._events(ctx)
         assert self._gen is not None
         try:
@@ -91,141 +116,156 @@ class EventStream:
                         tb: TracebackType | None) -> None:
         await self.aclose()
 
-    # -- the producer ---------------------------------------------------------------------------
+    # -- after the first event ------------------------------------------------------------------
 
     async def _events(self, ctx: Ctx) -> AsyncIterator[StreamEvent]:
         rt = self._rt
-        last: list[Miss] = [FAILED]
-        for ep in _walk(rt, ctx.route.to, ctx, last):
-            model = ep.model if ep.model is not None else ctx.model
-            label = ep.label(model)
-            ctx.seen.add(ep.key)
-            try:
-                body = ep.body(ctx, model, True)
-            except Exception as exc:
-                rt.record(ctx, Attempt(label, "failover", None, f"template: {exc}"[:300]))
-                last[0] = FAILED
-                continue
-            circuit = ep.circuit_for(model)
-            for n in range(1, ep.tries + 1):
-                token = None
-                if circuit is not None:
-                    token = await rt.circuits.enter(circuit, ep.breaker)  # type: ignore[arg-type]
-                    if token is None:
-                        rt.record(ctx, Attempt(label, "skipped", None, "circuit open"))
-                        last[0] = SKIPPED if n == 1 else FAILED
-                        break
-                if rt.hooks.attempt_start:
-                    rt.hooks.fire(rt.hooks.attempt_start, AttemptStarted(label, n, perf()))
-                start = perf()
-                status: int | None = None
-                error: str | None = None
-                detail = ""
-                retry_after: float | None = None
-                response = None
-                try:
-                    response = await ep.conn.open_stream(model, body)
-                    status = response.status
-                    if 200 <= status < 300:
-                        parser = ep.kind.stream_parser()
-                        feed = parser.feed
-                        received = self._received
-                        ttft: float | None = None
-                        async for line in lines(response):
-                            for delta in feed(line):
-                                if ttft is None:
-                                    ttft = perf() - ctx.start
-                                    self._started = True
-                                if type(delta) is TextDelta:
-                                    received.append(delta.text)
-                                yield delta
-                        for delta in feed(""):  # flush an event the body ended inside
-                            yield delta
-                        if not parser.done:
-                            raise Fault("reset", "stream ended before its end marker")
-                        latency = perf() - start
-                        if token is not None:
-                            await rt.circuits.leave(token, False)
-                        rt.shared.tally.ok(ep.provider, latency)
-                        rt.record(ctx, Attempt(label, "ok", status, None, latency))
-                        yield self._done(ep, model, parser.finish_reason, parser.usage, ctx, ttft)
-                        return
-                    try:
-                        content = await response.read()
-                    except Fault:
-                        detail = f"HTTP {status}"
-                    else:
-                        detail = ep.conn.scrub(error_detail(content, ep.kind))
-                    retry_after = parse_retry_after(response.headers)
-                except Fault as fault:
-                    error, detail = fault.kind, fault.detail
-                except WireError as exc:
-                    error, detail = "protocol", ep.conn.scrub(str(exc))[:300]
-                except (asyncio.CancelledError, GeneratorExit) as exc:
-                    if token is not None:
-                        rt.circuits.abandon(token)
-                    why = "cancelled" if isinstance(exc, GeneratorExit) or HEDGE_LOST in exc.args \
-                        else "deadline"
-                    rt.record(ctx, Attempt(label, why, status, why, perf() - start))  # type: ignore[arg-type]
-                    raise
-                finally:
-                    if response is not None:
-                        await response.close()
-                if self._started:
-                    await self._interrupted(ep, ctx, token, label, status, error, detail,
-                                            perf() - start)
-                if await rt.failed(ep, ctx, token, n, label, status, error, detail, retry_after,
-                                   perf() - start):
-                    continue
-                last[0] = FAILED
-                break
-        raise AllTargetsFailed(f"every target failed on {ctx.where()}", ctx.attempts,
-                               route=ctx.where())
-
-    async def _interrupted(self, ep: Endpoint, ctx: Ctx, token: Any, label: str,
-                           status: int | None, error: str | None, detail: str,
-                           latency: float) -> None:
-        rt = self._rt
-        if token is not None:
-            await rt.circuits.leave(token, breaker_failure(status, error))
-        rt.shared.tally.failed(ep.provider)
-        text = f"{error}: {detail}" if error is not None else f"status: {detail}"
-        rt.record(ctx, Attempt(label, "fatal", status, text, latency))
-        raise StreamInterrupted(f"{label} stream broke after the first event ({text})",
-                                ctx.attempts, received="".join(self._received), route=ctx.where())
-
-    def _done(self, ep: Endpoint, model: str, finish: str | None, usage: Any, ctx: Ctx,
-              ttft: float | None) -> Done:
-        price = ep.price_for(model)
-        return Done(
-            provider=ep.provider, model=model, finish_reason=finish, usage=usage,
+        live = await rt.run(ctx.route.to, ctx)
+        if not isinstance(live, Live):
+            raise AllTargetsFailed(f"every target failed on {ctx.where()}", ctx.attempts,
+                                   route=ctx.where())
+        received = self._received
+        parser = live.parser
+        try:
+            self._started = True
+            for delta in live.first:
+                if type(delta) is TextDelta:
+                    received.append(delta.text)
+                yield delta
+            if not live.ended:
+                feed = parser.feed
+                async for line in live.lines:
+                    for delta in feed(line):
+                        if type(delta) is TextDelta:
+                            received.append(delta.text)
+                        yield delta
+                for delta in feed(""):  # flush an event the body ended inside
+                    yield delta
+                if not parser.done:
+                    raise Fault("reset", "stream ended before its end marker")
+        except (Fault, WireError) as exc:
+            error, detail = ((exc.kind, exc.detail) if isinstance(exc, Fault)
+                             else ("protocol", live.ep.conn.scrub(str(exc))[:300]))
+            await self._interrupted(live, ctx, error, detail)
+        except (asyncio.CancelledError, GeneratorExit) as exc:
+            if live.token is not None:
+                rt.circuits.abandon(live.token)
+            why = "deadline" if isinstance(exc, asyncio.CancelledError) else "cancelled"
+            rt.record(ctx, Attempt(live.label, why, live.response.status, why,  # type: ignore[arg-type]
+                                   perf() - live.start))
+            raise
+        finally:
+            await live.response.close()
+        ep = live.ep
+        latency = perf() - live.start
+        if live.token is not None:
+            await rt.circuits.leave(live.token, False)
+        rt.shared.tally.ok(ep.provider, latency)
+        rt.record(ctx, Attempt(live.label, "ok", live.response.status, None, latency))
+        usage = parser.usage
+        price = ep.price_for(live.model)
+        yield Done(
+            provider=ep.provider, model=live.model, finish_reason=parser.finish_reason,
+            usage=usage, attempts=tuple(ctx.attempts), latency=perf() - ctx.start,
             cost=price.cost(usage.input_tokens, usage.output_tokens) if price else None,
-            attempts=tuple(ctx.attempts), latency=perf() - ctx.start, ttft=ttft,
+            ttft=live.ttft,
         )
 
+    async def _interrupted(self, live: Live, ctx: Ctx, error: str, detail: str) -> None:
+        rt = self._rt
+        if live.token is not None:
+            await rt.circuits.leave(live.token, breaker_failure(None, error))
+        rt.shared.tally.failed(live.ep.provider)
+        text = f"{error}: {detail}"
+        rt.record(ctx, Attempt(live.label, "fatal", live.response.status, text,
+                               perf() - live.start))
+        raise StreamInterrupted(f"{live.label} stream broke after the first event ({text})",
+                                ctx.attempts, received="".join(self._received), route=ctx.where())
 
-def _walk(rt: Runtime, node: Node, ctx: Ctx, last: list[Miss]) -> Iterator[Endpoint]:
-    """The endpoints to try in order; after each, ``last[0]`` says whether it was ``SKIPPED``
-    (not counted against ``max_attempts``) or ``FAILED``."""
-    if isinstance(node, Target):
-        yield rt.endpoints[id(node)]
-        return
-    order = rt.orders[node.name]
-    members = node.members
-    tried = 0
-    for i in order.order():
-        if tried >= node.max_attempts:
-            return
-        member = members[i].node
-        if isinstance(member, Target):
-            ep = rt.endpoints[id(member)]
-            if ep.key in ctx.seen:
+    # -- up to the first event ------------------------------------------------------------------
+
+    async def _open(self, ep: Endpoint, ctx: Ctx) -> Answer | Miss:
+        """Try one target until its first event arrives, retrying per its classifier; ``FAILED``
+        means fail over, a non-failover error raises ``ProviderError``."""
+        rt = self._rt
+        model = ep.model if ep.model is not None else ctx.model
+        label = ep.label(model)
+        ctx.seen.add(ep.key)
+        try:
+            body = ep.body(ctx, model, True)
+        except Exception as exc:
+            rt.record(ctx, Attempt(label, "failover", None, f"template: {exc}"[:300]))
+            return FAILED
+        circuit = ep.circuit_for(model)
+        for n in range(1, ep.tries + 1):
+            token = None
+            if circuit is not None:
+                token = await rt.circuits.enter(circuit, ep.breaker)  # type: ignore[arg-type]
+                if token is None:
+                    rt.record(ctx, Attempt(label, "skipped", None, "circuit open"))
+                    return SKIPPED if n == 1 else FAILED
+            if rt.hooks.attempt_start:
+                rt.hooks.fire(rt.hooks.attempt_start, AttemptStarted(label, n, perf()))
+            start = perf()
+            status: int | None = None
+            error: str | None = None
+            detail = ""
+            retry_after: float | None = None
+            response: Streamed | None = None
+            answered = False
+            live = ctx.live
+            me = asyncio.current_task() if live is not None else None
+            if live is not None and me is not None:
+                live[me] = (label, start)
+            try:
+                response = await ep.conn.open_stream(model, body)
+                status = response.status
+                if 200 <= status < 300:
+                    parser = ep.kind.stream_parser()
+                    stream = aiter(lines(response))
+                    while True:
+                        try:
+                            line = await anext(stream)
+                        except StopAsyncIteration:
+                            first = parser.feed("")
+                            if not parser.done:
+                                raise Fault("reset", "stream ended before its end marker") \
+                                    from None
+                            ended = True  # a complete stream (with no or few events)
+                        else:
+                            first = parser.feed(line)
+                            ended = False
+                            if not first:
+                                continue
+                        answered = True
+                        return Live(ep, model, label, n, token, response, stream, parser,
+                                    first, start, perf() - ctx.start, ended)
+                try:
+                    content = await response.read()
+                except Fault:
+                    detail = f"HTTP {status}"
+                else:
+                    detail = ep.conn.scrub(error_detail(content, ep.kind))
+                retry_after = parse_retry_after(response.headers)
+            except Fault as fault:
+                error, detail = fault.kind, fault.detail
+            except WireError as exc:
+                error, detail = "protocol", ep.conn.scrub(str(exc))[:300]
+            except asyncio.CancelledError as exc:
+                if token is not None:
+                    rt.circuits.abandon(token)
+                if live is None or live.pop(me, None) is not None:  # type: ignore[arg-type]
+                    why = "cancelled" if HEDGE_LOST in exc.args else "deadline"
+                    rt.record(ctx, Attempt(label, why, status, why,  # type: ignore[arg-type]
+                                           perf() - start))
+                raise
+            finally:
+                if live is not None:
+                    live.pop(me, None)  # type: ignore[arg-type]
+                if response is not None and not answered:
+                    await response.close()
+            if await rt.failed(ep, ctx, token, n, label, status, error, detail, retry_after,
+                               perf() - start):
                 continue
-            yield ep
-            if last[0] is not SKIPPED:
-                tried += 1
-        else:
-            before = len(ctx.attempts)
-            yield from _walk(rt, member, ctx, last)
-            if any(a.outcome != "skipped" for a in ctx.attempts[before:]):
-                tried += 1
+            return FAILED
+        raise AssertionError("unreachable: the last try always returns or raises")

@@ -35,9 +35,11 @@ providers:
 groups:
   g: {strategy: priority, targets: [a/m, b/m]}
   race: {strategy: hedged, targets: [a/m, b/m], hedge_after: 10ms}
+  patient: {strategy: hedged, targets: [a/m, b/m], hedge_after: 100ms}
 routes:
   - {match: {model: g}, to: g}
   - {match: {model: race}, to: race}
+  - {match: {model: patient}, to: patient}
   - {match: {model: slow}, to: g, deadline: 300ms}
   - {match: {model: anth}, to: anth/claude-3-5-haiku-latest}
   - {match: {model: gem}, to: gem/gemini-1.5-flash}
@@ -192,11 +194,33 @@ async def test_every_target_failing_before_the_first_event(eng: Engine, fake: Fa
     assert [a.outcome for a in info.value.attempts] == ["failover", "failover"]
 
 
-async def test_hedged_groups_stream_in_priority_order(eng: Engine, fake: FakeServer,
-                                                      ask: Ask) -> None:
-    fake.program("/a/", ["latency=100ms"])
-    done = (await collect(eng, ask("race")))[-1]
+async def test_hedged_groups_race_to_the_first_event(settled: Settled, eng: Engine,
+                                                     fake: FakeServer, ask: Ask) -> None:
+    await collect(eng, ask("race"))  # open the connections first
+    fake.program("/a/", ["latency=300ms"])
+    start = time.perf_counter()
+    events = await collect(eng, ask("race", "one two three"))
+    assert time.perf_counter() - start < 0.2
+    done = events[-1]
+    assert isinstance(done, Done) and done.provider == "b"
+    assert text(events) == "echo: one two three"  # one provider's output only
+    assert sorted((a.target, a.outcome) for a in done.attempts) == [
+        ("a/m", "cancelled"), ("b/m", "ok")]
+    assert await settled() == []
+    conn = next(c for c in eng._rt.connections if c.name == "a")
+    assert conn._backend.in_use() == 0  # type: ignore[union-attr]
+
+
+async def test_a_hedged_stream_keeps_the_first_starter_even_if_it_is_slow_afterwards(
+    eng: Engine, fake: FakeServer, ask: Ask,
+) -> None:
+    await collect(eng, ask("patient"))  # open the connections first
+    fake.program("/a/", ["chunk_delay=40ms"])  # first event after ~80ms, the last after ~240ms
+    events = await collect(eng, ask("patient", "one two three"))
+    done = events[-1]
     assert isinstance(done, Done) and done.provider == "a"
+    assert done.latency > 0.2
+    assert [a.target for a in done.attempts] == ["a/m"]  # no hedge once it had started
 
 
 def test_no_route_is_raised_when_the_stream_is_asked_for(eng: Engine, ask: Ask) -> None:
