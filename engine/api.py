@@ -220,7 +220,7 @@ class Engine:
         sync = self._sync
         if sync is not None and not sync.is_current():
             self._sync = None
-            sync.stop()
+            await asyncio.to_thread(sync.stop)
 
     def close(self) -> None:
         """``aclose`` for synchronous code (after ``route_sync``)."""
