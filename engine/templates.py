@@ -20,9 +20,17 @@ BUILTIN_DIR = Path(__file__).parent / "templates"
 # One encoder for every value: ``json.dumps`` with non-default options builds a new
 # ``JSONEncoder`` per call (~1 us each, several per render).
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_dumps_str = json.encoder.encode_basestring  # what ``_dumps`` does with a str (ensure_ascii off)
 
 
 def _finalize(value: Any) -> str:
+    # Strings and ints (most holes: model, max_tokens, ...) skip the encoder, which builds a C
+    # iterencoder per non-string value; bool is not ``int`` here, so it still becomes true/false.
+    kind = type(value)
+    if kind is str:
+        return _dumps_str(value)
+    if kind is int:
+        return int.__repr__(value)
     if isinstance(value, Undefined):  # name the missing variable, not "not JSON serializable"
         value._fail_with_undefined_error()
     return _dumps(value)
