@@ -64,6 +64,7 @@ class Engine:
         self._closing: set[asyncio.Task[None]] = set()
         self._sync: _LoopThread | None = None
         self._lock = threading.Lock()
+        self._closed = False
 
     # -- construction ---------------------------------------------------------------------------
 
@@ -89,6 +90,8 @@ class Engine:
     async def route(self, request: RequestLike) -> Response:
         """Route one request; raises ``NoRouteError``, ``AllTargetsFailed``, ``DeadlineExceeded``
         or ``ProviderError`` (each listing its attempts)."""
+        if self._closed:
+            raise RuntimeError("this engine is closed")
         req = normalize_request(request)
         rt = self._rt
         rt.inflight += 1
@@ -102,6 +105,8 @@ class Engine:
     def stream(self, request: RequestLike) -> EventStream:
         """Stream one request: ``async for event in engine.stream(req)`` yields ``TextDelta`` /
         ``ToolCallDelta`` events, then one ``Done``. Raises ``NoRouteError`` at once."""
+        if self._closed:
+            raise RuntimeError("this engine is closed")
         req = normalize_request(request)
         rt = self._rt
         model, route = rt.match(req)
@@ -208,7 +213,9 @@ class Engine:
             self._hooks.fire(self._hooks.breaker, BreakerChanged(circuit, state, perf()))
 
     async def aclose(self) -> None:
-        """Close every connection (also those of the ``route_sync`` loop)."""
+        """Close every connection (also those of the ``route_sync`` loop); routing afterwards
+        raises ``RuntimeError``."""
+        self._closed = True
         stragglers = [t for t in self._shared.stragglers if t.get_loop() is asyncio.get_running_loop()]
         if stragglers:
             await asyncio.wait(stragglers)

@@ -243,6 +243,8 @@ async def test_engine_closes_cleanly_after_a_started_stream(make: Make, fake: Fa
     started = time.perf_counter()
     await eng.aclose()  # twice is fine
     assert time.perf_counter() - started < 0.1
+    with pytest.raises(RuntimeError, match="closed"):
+        await eng.route(ask("g"))
 
 
 async def test_failover_renders_each_wire_format_and_reuses_only_equal_bodies(
