@@ -12,7 +12,7 @@ import pytest
 
 from engine.api import Engine
 from engine.errors import AllTargetsFailed, ProviderError
-from engine.fake import FakeServer
+from engine.fake import FakeServer, refused_port
 from engine.graph import Backoff, Classifier
 from engine.runtime.retry import (
     breaker_failure,
@@ -102,6 +102,16 @@ async def test_transport_errors_in_retry_on_are_retried(
     resp = await eng.route(ask())
     assert trail(resp) == [("a/m", "retry", None), ("a/m", "ok", 200)]
     assert resp.attempts[0].error is not None and resp.attempts[0].error.startswith(kind)
+
+
+async def test_a_refused_connection_is_retried_then_failed_over(
+    make: Make, fake: FakeServer, ask: Ask,
+) -> None:
+    text = CONFIG.replace('"{fake}/a/v1"', f'"http://127.0.0.1:{refused_port()}/v1"')
+    resp = await make(text).route(ask())
+    assert trail(resp) == [("a/m", "retry", None), ("a/m", "retry", None),
+                           ("a/m", "failover", None), ("b/m", "ok", 200)]
+    assert {a.error for a in resp.attempts[:3]} == {"connect: Connection refused"}
 
 
 async def test_a_protocol_error_fails_over_without_retry(
