@@ -99,8 +99,8 @@ class Endpoint:
     """One target, precomputed: its connection, template, classifier, circuit and price."""
 
     __slots__ = ("backoff", "breaker", "circuit", "classifier", "conn", "context", "honor",
-                 "key", "kind", "model", "price", "provider", "render", "renders", "speed",
-                 "tries")
+                 "key", "kind", "model", "models", "price", "provider", "render", "renders",
+                 "speed", "tries")
 
     def __init__(self, target: Target, conn: Connection, renders: tuple[int, str]) -> None:
         p = target.provider
@@ -124,6 +124,7 @@ class Endpoint:
         if p.breaker is not None and not (by_model and target.model is None):
             self.circuit = target.key if by_model else p.name
         self.price: Price | None = target.price(target.model) if target.model else None
+        self.models = p.models  # this graph's (a reused connection may hold an older provider)
 
     def circuit_for(self, model: str) -> str | None:
         if self.breaker is None:
@@ -136,7 +137,7 @@ class Endpoint:
     def price_for(self, model: str) -> Price | None:
         if self.model is not None:
             return self.price
-        info = self.conn.provider.models.get(model)
+        info = self.models.get(model)
         return info.price if info is not None else None
 
     def body(self, ctx: Ctx, model: str, stream: bool) -> bytes:

@@ -262,3 +262,16 @@ async def test_failover_renders_each_wire_format_and_reuses_only_equal_bodies(
     bodies = {r["path"].split("/")[1]: r["body"] for r in fake.requests}
     assert bodies["a"] == bodies["b"]  # same template, kind and model: rendered once
     assert bodies["anth"]["max_tokens"] and "contents" in bodies["gem"]
+
+
+async def test_a_reload_that_only_changes_prices_keeps_the_connection_and_uses_new_prices(
+    make: Make, fake: FakeServer, ask: Ask, compile_yaml: Callable[..., Any], base: str,
+) -> None:
+    eng = make()
+    first = await eng.route(ask("m"))  # the catch-all passes the model through to a
+    conn = next(c for c in eng._rt.connections if c.name == "a")
+    eng.reload(graph=compile_yaml(base.replace("input: 1.0, output: 2.0",
+                                               "input: 10.0, output: 20.0")))
+    second = await eng.route(ask("m"))
+    assert next(c for c in eng._rt.connections if c.name == "a") is conn
+    assert second.cost == pytest.approx(first.cost * 10)  # type: ignore[operator]
