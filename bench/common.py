@@ -160,12 +160,13 @@ class Upstream:
     stream_headers: dict[str, str]
     proc: subprocess.Popen[bytes]
     workdir: Path | None = None
+    answer: str = "Hello! How can I help you today?"  # the completion's text
 
     def describe(self) -> str:
         where = f"pinned to core {self.core}" if self.core is not None else "not pinned"
         if self.kind == "nginx":
             return f"nginx {nginx_version()} (1 worker, keepalive, access_log off, {where})"
-        return f"bundled fake provider, `python -m engine.fake` ({where}; nginx not installed)"
+        return f"bundled fake provider, `python -m engine.fake` ({where})"
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -278,7 +279,8 @@ def start_upstream(core: int | None, *, prefer: str = "nginx") -> Upstream:
     url = f"http://127.0.0.1:{port}"
     # The fake streams one word per chunk: ask for exactly 50 words in 50 chunks.
     up = Upstream("fake", url, url, core,
-                  {"x-fake": f"words={STREAM_CHUNKS} chunks={STREAM_CHUNKS}"}, proc)
+                  {"x-fake": f"words={STREAM_CHUNKS} chunks={STREAM_CHUNKS}"}, proc,
+                  answer="echo: " + REQUEST["messages"][0]["content"])  # type: ignore[index]
     _wait_http(url + "/v1/chat/completions")
     return up
 

@@ -52,7 +52,6 @@ except ImportError:  # pragma: no cover - optional
 
 ns = time.perf_counter_ns
 Call = Callable[[], Awaitable[Any]]
-ANSWER = "Hello! How can I help you today?"
 
 # One provider on the upstream, one on its SSE path, one that refuses connections (with and
 # without a breaker). No retries on the same target, so a failover costs exactly one refused
@@ -157,8 +156,8 @@ class Client:
         pass
 
 
-def _check(data: Any) -> None:
-    if data["choices"][0]["message"]["content"] != ANSWER:
+def _check(data: Any, env: Env) -> None:
+    if data["choices"][0]["message"]["content"] != env.up.answer:
         raise AssertionError(f"unexpected answer: {data!r}")
 
 
@@ -177,7 +176,7 @@ class RawHttpx(Client):
             r.raise_for_status()
             return r.json()
 
-        _check(await call())
+        _check(await call(), self.env)
         return call
 
     async def __aexit__(self, *exc: object) -> None:
@@ -204,7 +203,7 @@ class RawAiohttp(Client):
                 r.raise_for_status()
                 return loads(await r.read())
 
-        _check(await call())
+        _check(await call(), self.env)
         return call
 
     async def __aexit__(self, *exc: object) -> None:
@@ -224,7 +223,7 @@ class EngineRoute(Client):
             return await route(request)
 
         resp = await call()
-        if resp.text != ANSWER:
+        if resp.text != self.env.up.answer:
             raise AssertionError(f"unexpected answer: {resp!r}")
         return call
 
@@ -280,7 +279,7 @@ class RawAiohttpFailover(Client):
                 r.raise_for_status()
                 return loads(await r.read())
 
-        _check(await call())
+        _check(await call(), self.env)
         return call
 
     async def __aexit__(self, *exc: object) -> None:
@@ -311,7 +310,7 @@ class LiteLLMRouter(Client):
                                             max_tokens=64)
 
         resp = await call()
-        if resp.choices[0].message.content != ANSWER:
+        if resp.choices[0].message.content != self.env.up.answer:
             raise AssertionError(f"unexpected answer: {resp!r}")
         return call
 
