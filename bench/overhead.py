@@ -726,6 +726,20 @@ def _bucket(path: str) -> str:
     return "other: " + p.rsplit("/", 1)[-1]
 
 
+def spin(env: Env, plan: Plan, seconds: float) -> None:
+    """Sequential ``engine.route()`` for ``seconds`` with no profiler: for py-spy."""
+    async def go() -> None:
+        async with EngineRoute(env) as call:
+            end = time.perf_counter() + seconds
+            n = 0
+            while time.perf_counter() < end:
+                await call()
+                n += 1
+        print(f"\n{n} sequential engine.route() calls, {1e6 * seconds / n:.0f} us each")
+
+    run(plan.loop, go())
+
+
 def profile(env: Env, plan: Plan, seconds: float, top: int) -> None:
     from pyinstrument import Profiler
 
@@ -810,6 +824,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-litellm", action="store_true", help="skip LiteLLM even when installed")
     p.add_argument("--profile", action="store_true",
                    help="instead of the table: profile sequential engine.route() (pyinstrument)")
+    p.add_argument("--spin", action="store_true",
+                   help="instead of the table: sequential engine.route() for --profile-seconds "
+                   "with no profiler (run it under py-spy)")
     p.add_argument("--profile-seconds", type=float, default=5.0)
     p.add_argument("--top", type=int, default=25, help="rows per profile listing")
     args = p.parse_args(argv)
@@ -834,7 +851,8 @@ def main(argv: list[str] | None = None) -> int:
         refused = refused_port()
         routes = ROUTES.format(url=up.url, stream_url=up.stream_url, model=MODEL, refused=refused,
                                stream_headers=json.dumps(up.stream_headers))
-        litellm = None if args.no_litellm or args.profile else import_litellm(notes)
+        skip = args.no_litellm or args.profile or args.spin
+        litellm = None if skip else import_litellm(notes)
         env = Env(up, refused, routes, litellm, notes)
         rep = Report()
         rep.out(f"engine overhead: Python {platform.python_version()}, {platform.machine()}, "
@@ -845,7 +863,9 @@ def main(argv: list[str] | None = None) -> int:
                 + (f"; LiteLLM {_litellm_version()}" if litellm is not None else ""))
         for note in notes:
             rep.out(f"note: {note}")
-        if args.profile:
+        if args.spin:
+            spin(env, plan, args.profile_seconds)
+        elif args.profile:
             profile(env, plan, args.profile_seconds, args.top)
         else:
             bench(env, plan, rep)
