@@ -516,7 +516,8 @@ class _Compiler:
                 failed.add(name)
                 return None
             g = Group(name, spec.strategy, tuple(members),
-                      min(spec.max_attempts or len(members), len(members)), spec.hedge_after)
+                      min(spec.max_attempts or len(members), len(members)), spec.hedge_after,
+                      spec.on_limit)
             built[name] = g
             return g
 

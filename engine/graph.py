@@ -186,6 +186,7 @@ class Group:
     members: tuple[Member, ...]
     max_attempts: int
     hedge_after: float | None = None
+    on_limit: Literal["failover", "wait"] = "failover"
 
     def __repr__(self) -> str:
         return f"Group({self.name!r}, {self.strategy})"
@@ -373,6 +374,7 @@ class RoutingGraph:
         out.append("groups")
         for g in sorted(self.groups.values(), key=lambda g: g.name):
             hedge = f" hedge_after={fd(g.hedge_after)}" if g.hedge_after is not None else ""
+            hedge += " on_limit=wait" if g.on_limit == "wait" else ""
             out.append(f"  {g.name}: strategy={g.strategy} max_attempts={g.max_attempts}{hedge}")
             for member in g.members:
                 out.append(f"    - {_node_name(member.node)} weight={member.weight:g}")

@@ -259,6 +259,10 @@ class GroupSpec(Spec):
                                      "(default: all).")
     hedge_after: Duration | None = Field(None, description="hedged only: start the next target "
                                          "if the current one has not answered by then.")
+    on_limit: Literal["failover", "wait"] = Field(
+        "failover", description="When a target's client-side rate limit (providers.*.limits) is "
+        "used up: move on to the next target at once, or wait for room within the deadline. The "
+        "last target of a route always waits.")
 
 
 def _scalar(value: Any) -> Any:
