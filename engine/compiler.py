@@ -8,10 +8,8 @@ each route's reachable targets and worst-case time.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
-import functools
-import heapq
-import json
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from engine import schema as S
+from engine.builtins import (
+    BUILTIN_BREAKERS,
+    BUILTIN_CLASSIFIERS,
+    BUILTIN_SPEEDS,
+    DEFAULT_BASE_URLS,
+    NO_BREAKER,
+    TRANSIENT,
+)
 from engine.errors import ConfigError, Problem, sort_problems
 from engine.graph import (
     Backoff,
@@ -41,40 +47,14 @@ from engine.graph import (
     frozen_map,
 )
 from engine.loader import Loaded, Loc, Path_, format_path, load
-from engine.request import SAMPLE_REQUEST
-from engine.templates import BUILTIN_DIR, RequestTemplate, TemplateFailure
+from engine.reach import Shadows, flatten, groups_in, worst_case
+from engine.template_check import TemplateCheck
+from engine.templates import RequestTemplate
 from engine.values import Secret, TargetRef
 from engine.values import format_duration as fd
 
-__all__ = ["BUILTIN_SPEEDS", "compile_file", "compile_loaded", "compile_text"]
+__all__ = ["compile_file", "compile_loaded", "compile_text", "did_you_mean"]
 
-BUILTIN_SPEEDS: Mapping[str, Speed] = frozen_map({
-    "fast": Speed("fast", 5.0, 10.0, 3.0, 2, Backoff(1.0, 2.0, 8.0, 0.5)),
-    "medium": Speed("medium", 10.0, 15.0, 5.0, 3, Backoff(1.5, 2.0, 30.0, 0.0)),
-    "slow": Speed("slow", 30.0, 30.0, 5.0, 4, Backoff(2.0, 2.0, 30.0, 0.0)),
-})
-_TRANSIENT = Classifier(
-    "transient",
-    frozenset({408, 429, 500, 502, 503, 504}), frozenset({"timeout", "connect", "reset"}),
-    frozenset({401, 403, 404, 408, 429, 500, 502, 503, 504}),
-    frozenset({"timeout", "connect", "reset", "protocol"}),
-    True,
-)
-BUILTIN_CLASSIFIERS: Mapping[str, Classifier] = frozen_map({
-    "transient": _TRANSIENT,
-    "never": Classifier("never", frozenset(), frozenset(), _TRANSIENT.failover_status,
-                        _TRANSIENT.failover_errors, True),
-})
-BUILTIN_BREAKERS: Mapping[str, Breaker] = frozen_map({
-    "standard": Breaker("standard", 5, 60.0, "provider"),
-})
-DEFAULT_BASE_URLS = {
-    "openai": "https://api.openai.com/v1",
-    "anthropic": "https://api.anthropic.com/v1",
-    "gemini": "https://generativelanguage.googleapis.com",
-    "ollama": "http://localhost:11434",
-}
-NO_BREAKER = "none"
 _SECTION_OF = {"speed": "speeds", "retry classifier": "retry", "breaker": "breakers"}
 
 
@@ -133,9 +113,9 @@ class _Compiler:
     loaded: Loaded
     base_dir: Path
     problems: list[Problem] = field(default_factory=list)
-    templates: dict[Path, RequestTemplate | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.template_check = TemplateCheck(self.base_dir)
         self.problems = list(self.loaded.problems)
         self._loader_paths = {p.path for p in self.loaded.problems if p.path}
         self._dropped: list[str] = []  # paths whose secret value was refused (and removed)
@@ -327,7 +307,7 @@ class _Compiler:
         specs: dict[str, S.ClassifierSpec] = self._entries("retry", raw)
         out = dict(BUILTIN_CLASSIFIERS)
         for name, spec in specs.items():
-            base = BUILTIN_CLASSIFIERS.get(name, _TRANSIENT)
+            base = BUILTIN_CLASSIFIERS.get(name, TRANSIENT)
             ro, fo = spec.retry_on, spec.failover_on
             out[name] = Classifier(
                 name,
@@ -422,57 +402,15 @@ class _Compiler:
                         severity="warning")
 
     def _template(self, name: str, spec: S.ProviderSpec) -> tuple[RequestTemplate, str] | None:
-        from engine.providers import get_kind  # the kinds know their default templates
-
-        kind = get_kind(spec.kind)
+        rel, tpl, failure = self.template_check.check(spec.kind, spec.template,
+                                                      next(iter(spec.models), "sample-model"))
         path: Path_ = ("providers", name, "template")
-        rel = spec.template or f"templates/{kind.default_template}"
-        file = self._find_template(rel)
-        if file is None:
-            self.report(path, f"template '{rel}' not found",
-                        f"looked in {self.base_dir} and the built-in templates")
-            return None
-        if file not in self.templates:
-            try:
-                source = file.read_text(encoding="utf-8")
-                self.templates[file] = _parse_template(rel, source)
-            except (OSError, UnicodeDecodeError) as exc:
-                self.report(path, f"cannot read template '{rel}': {exc}")
-                self.templates[file] = None
-            except TemplateFailure as exc:
-                self._template_problem(rel, exc, path)
-                self.templates[file] = None
-        tpl = self.templates[file]
-        if tpl is None:
-            return None
-        model = next(iter(spec.models), "sample-model")
-        for stream in (False, True):
-            ctx = kind.context({**SAMPLE_REQUEST, "model": model}, model, stream)
-            try:
-                tpl.render_checked(**ctx)
-            except TemplateFailure as exc:
-                if exc.line is None:
-                    exc.line = _json_error_line(tpl, ctx)
-                self._template_problem(rel, exc, path)
-                return None
-        return tpl, rel
-
-    def _template_problem(self, rel: str, exc: TemplateFailure, path: Path_) -> None:
-        file = self._find_template(rel)
-        lines = file.read_text(encoding="utf-8").splitlines() if file else []
-        line = exc.line if exc.line and exc.line <= max(len(lines), 1) else 1
-        src = lines[line - 1] if 0 < line <= len(lines) else ""
-        self.problems.append(Problem(
-            rel, line, 1, format_path(path), f"template error: {exc}",
-            "fix the template; it is rendered with a sample request at compile time",
-            snippet=src))
-
-    def _find_template(self, rel: str) -> Path | None:
-        p = Path(rel)
-        candidates = [p] if p.is_absolute() else [self.base_dir / p]
-        if not p.is_absolute() and p.parts and p.parts[0] == "templates":
-            candidates.append(BUILTIN_DIR.joinpath(*p.parts[1:]))
-        return next((c for c in candidates if c.is_file()), None)
+        if isinstance(failure, str):
+            self.report(path, failure, f"looked in {self.base_dir} and the built-in templates"
+                        if "not found" in failure else "")
+        elif failure is not None:
+            self.problems.append(dataclasses.replace(failure, path=format_path(path)))
+        return (tpl, rel) if tpl is not None else None
 
     # -- groups and routes ---------------------------------------------------------------------
 
@@ -586,7 +524,7 @@ class _Compiler:
         if not isinstance(raw, list):
             return []
         out: list[Route] = []
-        shadows = _Shadows()
+        shadows = Shadows()
         for i, body in enumerate(raw):
             path: Path_ = ("routes", i)
             spec = self.validate(S.RouteSpec, body if body is not None else {}, path)
@@ -623,7 +561,7 @@ class _Compiler:
                             "route", "route to it or remove it", key=True, severity="warning")
         reached: set[str] = set()
         for r in routes:
-            _groups_in(r.to, reached)
+            groups_in(r.to, reached)
         for name in groups:
             if name not in reached:
                 self.report(("groups", name), f"group '{name}' is not reachable from any route",
@@ -670,40 +608,6 @@ def _cache(spec: S.CacheSpec) -> CacheConfig:
                        r.max_temperature if r else 0.0)
 
 
-def worst_case(node: Node) -> float:
-    """Upper bound of a node's time: a target's tries and backoff; for a group, the sum over the
-    ``max_attempts`` costliest members (any of them may be the ones tried)."""
-    if isinstance(node, Target):
-        return node.provider.speed.worst_case()
-    costs = sorted((worst_case(m.node) for m in node.members), reverse=True)
-    return sum(costs[: node.max_attempts])
-
-
-def flatten(node: Node) -> list[Target]:
-    """Every target a node can reach, in priority order, without repeats."""
-    out: list[Target] = []
-    seen: set[str] = set()
-
-    def walk(n: Node) -> None:
-        if isinstance(n, Target):
-            if n.key not in seen:
-                seen.add(n.key)
-                out.append(n)
-        else:
-            for m in n.members:
-                walk(m.node)
-
-    walk(node)
-    return out
-
-
-@functools.lru_cache(maxsize=256)
-def _parse_template(name: str, source: str) -> RequestTemplate:
-    """Jinja compiles a template in milliseconds; a reload with unchanged templates reuses them
-    (keyed by the text, so an edited template is compiled afresh; failures are not cached)."""
-    return RequestTemplate(name, source)
-
-
 def _yaml_type(value: Any) -> str:
     """How a user would name the type of a value they wrote."""
     if value is None:
@@ -719,58 +623,3 @@ def _yaml_type(value: Any) -> str:
     return "a list" if isinstance(value, list) else "a mapping"
 
 
-def _json_error_line(tpl: RequestTemplate, ctx: Mapping[str, Any]) -> int | None:
-    """The template line behind a JSON syntax error in its output, when exactly one template line
-    reads like the output line the parser stopped at (``}`` after a trailing comma, ...)."""
-    try:
-        text = tpl.render(**ctx)
-        json.loads(text)
-    except json.JSONDecodeError as exc:
-        out = text.splitlines()
-        bad = out[exc.lineno - 1].strip() if 0 < exc.lineno <= len(out) else ""
-        hits = [i for i, line in enumerate(tpl.source.splitlines(), 1) if line.strip() == bad]
-        return hits[0] if bad and len(hits) == 1 else None
-    except Exception:  # the render itself failed: that was reported with its own line
-        return None
-    return None
-
-
-def _groups_in(node: Node, acc: set[str]) -> None:
-    if isinstance(node, Group) and node.name not in acc:
-        acc.add(node.name)
-        for m in node.members:
-            _groups_in(m.node, acc)
-
-
-class _Shadows:
-    """Earlier routes indexed by what they match, so finding the first one that shadows a new
-    route looks only at the catch-model ones and those with the same model (not all of them:
-    5,000 routes were 12.5 million comparisons)."""
-
-    def __init__(self) -> None:
-        self.any_model: list[Route] = []
-        self.by_model: dict[str, list[Route]] = {}
-
-    def add(self, route: Route) -> None:
-        model = route.match.model
-        if model is None or model == "*":
-            self.any_model.append(route)
-        else:
-            self.by_model.setdefault(model, []).append(route)
-
-    def first(self, later: Match) -> int | None:
-        same = self.by_model.get(later.model, []) if later.model is not None else []
-        for r in heapq.merge(self.any_model, same, key=lambda r: r.index):
-            if _shadows(r.match, later):
-                return r.index
-        return None
-
-
-def _shadows(earlier: Match, later: Match) -> bool:
-    """True when ``earlier`` matches every request ``later`` does (so ``later`` is dead)."""
-    if earlier.model is not None and earlier.model != later.model and earlier.model != "*":
-        return False
-    return all(later.metadata.get(k, _MISSING) == v for k, v in earlier.metadata.items())
-
-
-_MISSING = object()

@@ -18,6 +18,11 @@ FORBIDDEN_INTERNAL = {
     "schema": {"engine.loader", "engine.compiler", "engine.graph", "engine.runtime", "engine.api"},
     "graph": {"engine.loader", "engine.schema", "engine.compiler", "engine.runtime", "engine.api"},
     "compiler": {"engine.runtime", "engine.api", "engine.cli"},
+    "builtins": {"engine.loader", "engine.schema", "engine.compiler", "engine.runtime",
+                 "engine.api"},
+    "reach": {"engine.loader", "engine.schema", "engine.compiler", "engine.runtime", "engine.api"},
+    "template_check": {"engine.loader", "engine.schema", "engine.compiler", "engine.runtime",
+                       "engine.api"},
     "plan": {"engine.loader", "engine.schema", "engine.compiler", "engine.runtime", "engine.api"},
 }
 RUNTIME_FORBIDDEN = {"engine.loader", "engine.schema", "engine.compiler", "engine.cli"}
