@@ -10,25 +10,32 @@ async with Engine.from_file("routes.yaml") as eng:
 from __future__ import annotations
 
 import asyncio
+import difflib
+import logging
 import os
 import random
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
 from engine.compiler import compile_file
-from engine.graph import RoutingGraph
+from engine.errors import ProviderError
+from engine.graph import CacheConfig, Provider, RoutingGraph
 from engine.plan import Plan, build_plan
+from engine.providers.base import WireError
 from engine.request import Request, normalize_request
 from engine.result import Response
 from engine.runtime.backends import Fault, TransportOption, resolve_backend
 from engine.runtime.breakers import CLOSED, HALF_OPEN, OPEN, Circuits
+from engine.runtime.cache import StateWarning
 from engine.runtime.context import Shared, perf
-from engine.runtime.events import BreakerChanged, Hooks
+from engine.runtime.events import BreakerChanged, Hooks, StateChanged
 from engine.runtime.executor import Runtime
 from engine.runtime.health import ProviderHealth
+from engine.runtime.registry import ModelListing, RegistryStats
+from engine.runtime.state import State
 from engine.runtime.streaming import EventStream
 from engine.runtime.transport import Connection, ConnectionPool
 
@@ -37,6 +44,7 @@ __all__ = ["Engine"]
 RequestLike = Request | dict[str, Any]
 T = TypeVar("T")
 _SEVERITY = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
+_log = logging.getLogger("engine.state")
 
 
 class Engine:
@@ -46,18 +54,28 @@ class Engine:
     fastest measured), ``"httpx"`` (httpx's own connection pool), ``"httpx-aiohttp"`` or a
     callable ``(provider) -> httpx.AsyncBaseTransport``; ``seed`` makes weighted, least-latency and
     jitter draws repeatable; ``circuit_factory`` is a ``purgatory.AsyncCircuitBreakerFactory``
-    (e.g. with a Redis unit of work, to share circuits between engines).
+    (default: circuits kept where ``cache.backend`` says, so with a Redis backend every engine on
+    that Redis shares them).
+
+    Shared state (``cache.backend``: memory, or a Redis URL for several instances): the response
+    cache, single-flight of identical requests, the model registry, rate-limit counters and
+    circuits. Nothing connects to Redis until the first request; a Redis that fails degrades to
+    no shared state (a ``state`` event says so), never a failed request.
     """
 
     def __init__(self, graph: RoutingGraph, *, transport: TransportOption = None,
                  seed: int | None = None, circuit_factory: Any = None,
                  source: str | Path | None = None, profile: str | None = None) -> None:
         self._hooks = Hooks()
-        circuits = Circuits(circuit_factory, on_change=self._breaker_changed)
+        self._circuit_factory = circuit_factory
+        state = self._new_state(graph.cache)
+        circuits = self._new_circuits(state)
         self._circuits = circuits
         self._shared = Shared(ConnectionPool(*resolve_backend(transport)), circuits, self._hooks,
-                              random.Random(seed))
-        self._rt = Runtime(graph, self._shared)
+                              random.Random(seed), state)
+        self._state_refs: dict[State, int] = {}  # live runtimes per state (a reload may switch)
+        self._unclosed_states: list[State] = []
+        self._rt = self._runtime(graph)
         self._source = Path(source) if source is not None else None
         self._profile = profile
         self._unclosed: list[Connection] = []  # released by a reload with no loop to close them
@@ -84,6 +102,19 @@ class Engine:
     def graph(self) -> RoutingGraph:
         """The graph new requests start on."""
         return self._rt.graph
+
+    def _new_state(self, cache: CacheConfig) -> State:
+        return State.create(cache, fetch=self._fetch_json, on_warning=self._state_warning)
+
+    def _new_circuits(self, state: State) -> Circuits:
+        factory = self._circuit_factory
+        return Circuits(factory if factory is not None else state.breaker_factory(),
+                        on_change=self._breaker_changed)
+
+    def _runtime(self, graph: RoutingGraph) -> Runtime:
+        rt = Runtime(graph, self._shared)
+        self._state_refs[rt.state] = self._state_refs.get(rt.state, 0) + 1
+        return rt
 
     # -- requests -------------------------------------------------------------------------------
 
@@ -141,7 +172,8 @@ class Engine:
         """Compile ``path`` (default: the file this engine was built from, with its profile) or
         take ``graph``, and swap it in atomically. Requests in flight finish on the graph they
         started with; connections of unchanged providers are kept. On ``ConfigError`` the
-        current graph stays."""
+        current graph stays. New cache TTLs apply at once; a changed ``cache.backend`` starts a
+        new shared state (cache, limits, registry and circuits start empty there)."""
         if graph is None:
             source = Path(path) if path is not None else self._source
             if source is None:
@@ -149,7 +181,13 @@ class Engine:
             use_profile = profile if profile is not None else self._profile
             graph = compile_file(source, profile=use_profile)
             self._source, self._profile = source, use_profile
-        new = Runtime(graph, self._shared)
+        if not self._shared.state.configure(graph.cache):
+            # another backend: new requests use a new state (and, unless the caller gave a
+            # circuit factory, circuits kept there); requests in flight finish on the old one
+            state = self._new_state(graph.cache)
+            self._circuits = self._new_circuits(state)
+            self._shared = self._shared.with_state(state, self._circuits)
+        new = self._runtime(graph)
         with self._lock:
             old, self._rt = self._rt, new
         old.retired = True
@@ -158,19 +196,26 @@ class Engine:
         return graph
 
     def _release(self, rt: Runtime) -> None:
-        """Drop a retired runtime's connections; close those no live graph uses."""
+        """Drop a retired runtime's connections (and state); close those no live graph uses."""
         pool = self._shared.pool
-        unused = [c for c in rt.connections if pool.release(c)]
+        unused: list[Connection | State] = [c for c in rt.connections if pool.release(c)]
         rt.connections = []
+        refs = self._state_refs
+        if rt.state in refs:
+            refs[rt.state] -= 1
+            if not refs[rt.state] and rt.state is not self._shared.state:
+                del refs[rt.state]
+                unused.append(rt.state)
         if not unused:
             return
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            self._unclosed += unused
+            self._unclosed += [c for c in unused if isinstance(c, Connection)]
+            self._unclosed_states += [c for c in unused if isinstance(c, State)]
             return
-        for conn in unused:
-            task = asyncio.ensure_future(conn.aclose())
+        for item in unused:
+            task = asyncio.ensure_future(item.aclose())
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
 
@@ -204,9 +249,73 @@ class Engine:
         return out
 
     def on(self, event: str, callback: Callable[[Any], Any]) -> Callable[[], None]:
-        """Subscribe to ``attempt_start``, ``attempt_end``, ``retry``, ``failover`` or ``breaker``;
-        returns the function that unsubscribes. Nothing is built for events nobody hears."""
+        """Subscribe to ``attempt_start``, ``attempt_end``, ``retry``, ``failover``, ``breaker``
+        or ``state`` (the shared backend went away or came back); returns the function that
+        unsubscribes. Nothing is built for events nobody hears."""
         return self._hooks.on(event, callback)
+
+    # -- shared state ---------------------------------------------------------------------------
+
+    async def list_models(self, provider: str, *, refresh: bool = False) -> ModelListing:
+        """``provider``'s models: its listing endpoint (each kind's own) merged with the models
+        routes.yaml declares, cached for ``cache.models.ttl`` (``refresh`` skips the cache).
+        Raises ``ProviderError`` when the listing cannot be fetched or read, ``ValueError`` for
+        a provider the config does not name."""
+        p = self._provider(provider)
+        try:
+            return await self._shared.state.registry.list_models(p, refresh=refresh)
+        except WireError as exc:
+            raise _unreadable(p, exc) from None
+
+    async def list_models_many(self, providers: Iterable[str] | None = None, *,
+                               max_concurrency: int = 10, timeout: float | None = None
+                               ) -> dict[str, ModelListing | Exception]:
+        """Many listings at once (default: every provider), at most ``max_concurrency`` fetches
+        at a time, each bounded by ``timeout`` seconds. A provider that fails maps to its error
+        (``ProviderError``, or ``TimeoutError``) and does not stop the others."""
+        names = list(self.graph.providers) if providers is None else list(providers)
+        ps = [self._provider(n) for n in names]
+        out = await self._shared.state.registry.list_models_many(
+            ps, max_concurrency=max_concurrency, timeout=timeout)
+        by_name = {p.name: p for p in ps}
+        return {n: _unreadable(by_name[n], r) if isinstance(r, WireError) else r
+                for n, r in out.items()}
+
+    async def invalidate_models(self, provider: str | None = None) -> None:
+        """Forget ``provider``'s cached listing (``None``: every listing), here and, with Redis,
+        for every instance."""
+        registry = self._shared.state.registry
+        if provider is None:
+            await registry.clear()
+        else:
+            await registry.invalidate(self._provider(provider))
+
+    def model_stats(self) -> RegistryStats:
+        """Model registry counters of this engine: hits, misses, listings cached, errors."""
+        return self._shared.state.registry.stats()
+
+    def _provider(self, name: str) -> Provider:
+        if self._closed:
+            raise RuntimeError("this engine is closed")
+        providers = self.graph.providers
+        try:
+            return providers[name]
+        except KeyError:
+            close = difflib.get_close_matches(name, list(providers), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"unknown provider {name!r}{hint}") from None
+
+    async def _fetch_json(self, provider: Provider, url: str) -> Any:
+        """The registry's fetch: a GET with the provider's own connection and auth."""
+        conn = self._rt.by_provider.get(provider.name)
+        if conn is None:  # a provider a reload removed while its listing was asked for
+            raise ValueError(f"unknown provider {provider.name!r}")
+        return await conn.get_json(url)
+
+    def _state_warning(self, warning: StateWarning) -> None:
+        _log.warning("%s", warning)
+        if self._hooks.state:
+            self._hooks.fire(self._hooks.state, StateChanged(warning, perf()))
 
     def _breaker_changed(self, circuit: str, state: str) -> None:
         if self._hooks.breaker:
@@ -224,6 +333,9 @@ class Engine:
         unclosed, self._unclosed = self._unclosed, []
         await asyncio.gather(*(c.aclose() for c in unclosed), return_exceptions=True)
         await self._shared.pool.aclose()
+        states = {*self._unclosed_states, *self._state_refs, self._shared.state}
+        self._unclosed_states, self._state_refs = [], {}
+        await asyncio.gather(*(st.aclose() for st in states), return_exceptions=True)
         sync = self._sync
         if sync is not None and not sync.is_current():
             self._sync = None
@@ -268,6 +380,11 @@ class Engine:
                 self._sync = _LoopThread()
             sync = self._sync
         return sync.run(coro)
+
+
+def _unreadable(provider: Provider, exc: WireError) -> ProviderError:
+    return ProviderError(f"{provider.name}: model listing could not be read: {exc}"[:300],
+                         body=str(exc)[:300])
 
 
 class _LoopThread:

@@ -25,6 +25,8 @@ Outcome = Literal[
     "skipped",       # circuit open or rate limited: no network cost
     "cancelled",     # hedge loser or deadline
     "deadline",      # ran out of time
+    "cached",        # answered from the response cache: no network
+    "coalesced",     # answered by an identical request in flight (single-flight): no network
 ]
 
 
@@ -48,7 +50,8 @@ class ToolCall:
 @dataclass(frozen=True, slots=True)
 class Attempt:
     """One try against one target. ``error`` is a short kind (timeout, connect, reset, protocol,
-    status, parse) plus detail; it never contains a secret."""
+    status, parse) plus detail; it never contains a secret. ``cached`` and ``coalesced`` attempts
+    sent nothing: their latency is the time spent waiting for the shared answer."""
 
     target: str
     outcome: Outcome

@@ -100,7 +100,8 @@ class Backend(ABC):
     async def open(self, target: Any, body: bytes) -> Streamed: ...
 
     @abstractmethod
-    async def get(self, target: Any) -> int: ...
+    async def get(self, target: Any) -> Reply:
+        """GET and read the whole answer (model listings, warm-up)."""
 
     @abstractmethod
     async def aclose(self) -> None: ...
@@ -161,12 +162,12 @@ class AiohttpBackend(Backend):
             raise translate(exc) from None
         return _AiohttpStreamed(response)
 
-    async def get(self, target: tuple[URL, CIMultiDict[str]]) -> int:
+    async def get(self, target: tuple[URL, CIMultiDict[str]]) -> Reply:
         session = self.session or self._session()
         try:
             async with session.get(target[0], headers=target[1], allow_redirects=False) as r:
-                await r.read()
-                return r.status
+                content = await r.read()
+                return Reply(r.status, r.headers, content)
         except Exception as exc:
             raise translate(exc) from None
 
@@ -254,7 +255,7 @@ class HttpxBackend(Backend):
     async def open(self, target: Any, body: bytes) -> Streamed:
         return _HttpxStreamed(await self._send(self._request("POST", target, body)))
 
-    async def get(self, target: Any) -> int:
+    async def get(self, target: Any) -> Reply:
         response = await self._send(self._request("GET", target, None))
         try:
             await response.aread()
@@ -262,7 +263,7 @@ class HttpxBackend(Backend):
             raise translate(exc) from None
         finally:
             await response.aclose()
-        return response.status_code
+        return Reply(response.status_code, response.headers, response.content)
 
     async def _send(self, request: httpx.Request) -> httpx.Response:
         try:

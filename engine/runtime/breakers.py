@@ -78,6 +78,8 @@ class Circuits:
                 return _NO_TOKEN
             if cache is not None:
                 cache[name] = brk
+            else:  # a shared store: another instance may have changed the circuit
+                self._adopt(name, brk.context)
         ctx = brk.context
         if ctx.threshold != breaker.failures or ctx.ttl != breaker.recovery:  # a reload changed it
             ctx.threshold, ctx.ttl = breaker.failures, breaker.recovery
@@ -87,6 +89,21 @@ class Circuits:
         except Exception:  # purgatory raises its OpenedState: the circuit is open
             return None
         return brk
+
+    def _adopt(self, name: str, ctx: Any) -> None:
+        """Take the state a shared store holds as seen here (so ``plan()``, ``health()`` and the
+        ``breaker`` event know of a circuit another instance opened or closed)."""
+        state = _STATES.get(ctx.state, CLOSED)
+        seen = self._seen.get(name)
+        if seen is None and state == CLOSED:
+            return
+        if seen is not None and seen[0] == state:
+            return
+        if state == HALF_OPEN and seen is not None and seen[0] == OPEN:
+            return  # our own view already turns half-open when the recovery time has passed
+        self._seen[name] = (state, ctx.opened_at or time.time(), self._ttl.get(name, 0.0))
+        if self._on_change is not None:
+            self._on_change(name, state)
 
     async def leave(self, token: Token, failed: bool) -> None:
         if token is _NO_TOKEN:

@@ -10,38 +10,51 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
-from engine.graph import Price, Route, Target
+from engine.graph import Price, Provider, Route, Target
 from engine.providers.base import Parsed
-from engine.result import Attempt
+from engine.result import Attempt, Response
 from engine.runtime.breakers import Circuits
 from engine.runtime.events import Hooks
 from engine.runtime.health import Tally
+from engine.runtime.state import CachePolicy, State
 from engine.runtime.strategies import Latencies
 from engine.runtime.transport import Connection, ConnectionPool
 
-__all__ = ["FAILED", "HEDGE_LOST", "SKIPPED", "Answer", "Ctx", "Endpoint", "Miss", "Shared",
-           "TryTarget", "Win", "perf"]
+__all__ = ["FAILED", "HEDGE_LOST", "SKIPPED", "Answer", "Ctx", "Endpoint", "Hit", "Miss",
+           "Shared", "TryTarget", "Win", "perf"]
 
 HEDGE_LOST: Final = "hedge lost"  # cancel message for hedge losers
 
 perf = time.perf_counter
-TryTarget = Callable[["Endpoint", "Ctx"], Awaitable["Answer | Miss"]]
+# (endpoint, context, wait): ``wait`` says a rate-limited target waits for room (within the
+# deadline) instead of failing over: its group says ``on_limit: wait``, or nothing is left after it
+TryTarget = Callable[["Endpoint", "Ctx", bool], Awaitable["Answer | Miss"]]
 
 
 class Shared:
-    """Engine-wide state that outlives a graph: connections, circuits, hooks, observations."""
+    """Engine-wide state that outlives a graph: connections, circuits, hooks, observations, and
+    the shared state (response cache, single-flight, rate limiter: ``runtime.state.State``)."""
 
-    __slots__ = ("circuits", "hooks", "latencies", "pool", "rng", "stragglers", "tally")
+    __slots__ = ("circuits", "hooks", "latencies", "pool", "rng", "state", "stragglers", "tally")
 
     def __init__(self, pool: ConnectionPool, circuits: Circuits, hooks: Hooks,
-                 rng: random.Random) -> None:
+                 rng: random.Random, state: State) -> None:
         self.pool = pool
         self.circuits = circuits
         self.hooks = hooks
         self.rng = rng
+        self.state = state
         self.latencies = Latencies()
         self.tally = Tally()
         self.stragglers: set[asyncio.Task[Any]] = set()  # cancelled hedges still unwinding
+
+    def with_state(self, state: State, circuits: Circuits) -> Shared:
+        """The same connections, hooks and observations over another state backend (a reload
+        that changed ``cache.backend``); graphs already running keep this one."""
+        other = Shared(self.pool, circuits, self.hooks, self.rng, state)
+        other.latencies, other.tally, other.stragglers = self.latencies, self.tally, \
+            self.stragglers
+        return other
 
 
 class Miss:
@@ -87,20 +100,38 @@ class Win(Answer):
     def discard(self, ctx: Ctx) -> None:
         """Lost a hedge race it finished at the same time: recorded as cancelled, not as a second
         answer."""
-        a = self.attempt
-        for i, seen in enumerate(ctx.attempts):
-            if seen is a:
-                ctx.attempts[i] = Attempt(a.target, "cancelled", a.status,
-                                          "hedge lost (answered late)", a.latency)
-                return
+        _cancel(ctx, self.attempt)
+
+
+class Hit(Answer):
+    """An answer that cost no try: from the response cache, or shared by an identical request
+    in flight. ``response`` has no attempts and no raw body; the route fills in its own."""
+
+    __slots__ = ("attempt", "ep", "response")
+
+    def __init__(self, ep: Endpoint, response: Response, attempt: Attempt) -> None:
+        self.ep = ep
+        self.response = response
+        self.attempt = attempt
+
+    def discard(self, ctx: Ctx) -> None:
+        _cancel(ctx, self.attempt)
+
+
+def _cancel(ctx: Ctx, a: Attempt) -> None:
+    for i, seen in enumerate(ctx.attempts):
+        if seen is a:
+            ctx.attempts[i] = Attempt(a.target, "cancelled", a.status,
+                                      "hedge lost (answered late)", a.latency)
+            return
 
 
 class Endpoint:
     """One target, precomputed: its connection, template, classifier, circuit and price."""
 
     __slots__ = ("backoff", "breaker", "circuit", "classifier", "conn", "context", "honor",
-                 "key", "kind", "model", "models", "price", "provider", "render", "renders",
-                 "speed", "tries")
+                 "key", "kind", "limited", "model", "models", "price", "provider", "render",
+                 "renders", "speed", "tpm", "tries")
 
     def __init__(self, target: Target, conn: Connection, renders: tuple[int, str]) -> None:
         p = target.provider
@@ -125,6 +156,9 @@ class Endpoint:
             self.circuit = target.key if by_model else p.name
         self.price: Price | None = target.price(target.model) if target.model else None
         self.models = p.models  # this graph's (a reused connection may hold an older provider)
+        # the provider when it has client-side rate limits (the limiter's key), else None
+        self.limited: Provider | None = p if p.limits is not None else None
+        self.tpm = p.limits is not None and p.limits.tpm is not None
 
     def circuit_for(self, model: str) -> str | None:
         if self.breaker is None:
@@ -154,8 +188,8 @@ class Endpoint:
 class Ctx:
     """One request's state: what was asked, the budget, and every attempt so far."""
 
-    __slots__ = ("attempts", "body", "deadline", "live", "loop", "model", "request", "route",
-                 "seen", "start", "try_target")
+    __slots__ = ("attempts", "body", "cache", "deadline", "live", "loop", "model", "request",
+                 "route", "seen", "start", "tokens", "try_target")
 
     def __init__(self, request: dict[str, Any], model: str, route: Route,
                  loop: asyncio.AbstractEventLoop, try_target: TryTarget) -> None:
@@ -171,6 +205,8 @@ class Ctx:
         # tries on the wire in hedge tasks: task -> (target, start); None when not hedging
         self.live: dict[asyncio.Task[Any], tuple[str, float]] | None = None
         self.body: tuple[tuple[int, str], str, bytes] | None = None  # the last body rendered
+        self.cache: CachePolicy = "off"  # the response cache for this request: off, use, refresh
+        self.tokens = -1  # the rate limiter's token estimate, made on the first limited try
 
     def where(self) -> str:
         return f"route {self.route.index} ({self.route.match.describe()})"

@@ -1,5 +1,5 @@
-"""Subscriptions in, notifications out: the hook points (attempt start/end, retry, failover, breaker)
-the executor fires, free when nobody listens."""
+"""Subscriptions in, notifications out: the hook points (attempt start/end, retry, failover, breaker,
+shared state) the executor and the engine fire, free when nobody listens."""
 
 from __future__ import annotations
 
@@ -8,9 +8,12 @@ import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from engine.result import Attempt
+
+if TYPE_CHECKING:
+    from engine.runtime.cache import StateWarning
 
 __all__ = [
     "EVENT_NAMES",
@@ -22,10 +25,11 @@ __all__ = [
     "FailingOver",
     "Hooks",
     "Retrying",
+    "StateChanged",
 ]
 
-EventName = Literal["attempt_start", "attempt_end", "retry", "failover", "breaker"]
-EVENT_NAMES: Final = ("attempt_start", "attempt_end", "retry", "failover", "breaker")
+EventName = Literal["attempt_start", "attempt_end", "retry", "failover", "breaker", "state"]
+EVENT_NAMES: Final = ("attempt_start", "attempt_end", "retry", "failover", "breaker", "state")
 
 _log = logging.getLogger("engine.events")
 
@@ -81,7 +85,18 @@ class BreakerChanged:
     type: Literal["breaker"] = "breaker"
 
 
-Event = AttemptStarted | AttemptEnded | Retrying | FailingOver | BreakerChanged
+@dataclass(frozen=True, slots=True)
+class StateChanged:
+    """The shared state backend (Redis) went away or came back: ``warning.event`` is
+    ``degraded`` (requests go on without the shared cache, limits and circuits) or
+    ``recovered``. Fired once per outage, not per request."""
+
+    warning: StateWarning
+    at: float
+    type: Literal["state"] = "state"
+
+
+Event = AttemptStarted | AttemptEnded | Retrying | FailingOver | BreakerChanged | StateChanged
 Callback = Callable[[Any], Any]
 
 
@@ -93,7 +108,7 @@ class Hooks:
     has it scheduled as a task. A callback that raises is logged and otherwise ignored.
     """
 
-    __slots__ = ("_tasks", "attempt_end", "attempt_start", "breaker", "failover", "retry")
+    __slots__ = ("_tasks", "attempt_end", "attempt_start", "breaker", "failover", "retry", "state")
 
     def __init__(self) -> None:
         self.attempt_start: tuple[Callback, ...] = ()
@@ -101,6 +116,7 @@ class Hooks:
         self.retry: tuple[Callback, ...] = ()
         self.failover: tuple[Callback, ...] = ()
         self.breaker: tuple[Callback, ...] = ()
+        self.state: tuple[Callback, ...] = ()
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def on(self, name: str, callback: Callback) -> Callable[[], None]:

@@ -1,6 +1,6 @@
 """A routing graph and a normalised request in, a ``Response`` (or a typed ``RouteError`` listing
 every attempt) out: tries with retries and backoff, failover strategies, hedging, circuit breakers,
-all inside the route's deadline.
+client-side rate limits, the response cache and single-flight, all inside the route's deadline.
 
 Everything that depends only on the graph (URLs, headers, prices, circuit names, group orders) is
 built once per graph in ``Runtime``; a request allocates one small context object and its attempts.
@@ -9,6 +9,7 @@ built once per graph in ``Runtime``; a request allocates one small context objec
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Mapping
 from typing import Any, Final
@@ -19,6 +20,7 @@ from engine.providers import get_kind
 from engine.providers.base import WireError
 from engine.result import Attempt, Outcome, Response
 from engine.runtime.backends import Fault, error_detail
+from engine.runtime.breakers import Token
 from engine.runtime.context import (
     FAILED,
     HEDGE_LOST,
@@ -26,12 +28,14 @@ from engine.runtime.context import (
     Answer,
     Ctx,
     Endpoint,
+    Hit,
     Miss,
     Shared,
     Win,
     perf,
 )
 from engine.runtime.events import AttemptEnded, AttemptStarted, FailingOver, Retrying
+from engine.runtime.limits import estimate_tokens
 from engine.runtime.retry import (
     breaker_failure,
     can_fail_over,
@@ -55,10 +59,13 @@ class Runtime:
         self.shared = shared
         self.hooks = shared.hooks
         self.circuits = shared.circuits
+        self.state = shared.state
+        self.caching = graph.cache.responses_ttl is not None
         self.inflight = 0
         self.retired = False
         self.connections: list[Connection] = []
-        by_provider: dict[str, Connection] = {}
+        self.by_provider: dict[str, Connection] = {}
+        by_provider = self.by_provider
         for name, provider in graph.providers.items():
             conn = shared.pool.acquire(provider, get_kind(provider.kind))
             by_provider[name] = conn
@@ -91,6 +98,8 @@ class Runtime:
     async def route(self, request: dict[str, Any]) -> Response:
         model, route = self.match(request)
         ctx = Ctx(request, model, route, asyncio.get_running_loop(), self.attempt)
+        if self.caching:
+            ctx.cache = self.state.cache_policy(request)
         try:
             async with asyncio.timeout_at(ctx.deadline):
                 result = await self.run(route.to, ctx)
@@ -99,6 +108,10 @@ class Runtime:
                 f"deadline {format_duration(route.deadline)} exceeded on {ctx.where()}",
                 ctx.attempts, route=ctx.where()) from None
         if not isinstance(result, Win):
+            if isinstance(result, Hit):  # nothing was spent on this answer: cost 0
+                return dataclasses.replace(result.response, cached=True, cost=0.0,
+                                           latency=perf() - ctx.start,
+                                           attempts=tuple(ctx.attempts))
             raise AllTargetsFailed(f"every target failed on {ctx.where()}", ctx.attempts,
                                    route=ctx.where())
         ep, parsed, name = result.ep, result.parsed, result.model
@@ -113,28 +126,36 @@ class Runtime:
 
     # -- graph walk -----------------------------------------------------------------------------
 
-    async def run(self, node: Node, ctx: Ctx) -> Answer | Miss:
-        """Try ``node`` (a target, or a group by its strategy) until it answers or gives up."""
+    async def run(self, node: Node, ctx: Ctx, wait: bool = True) -> Answer | Miss:
+        """Try ``node`` (a target, or a group by its strategy) until it answers or gives up.
+        ``wait``: nothing is left to fail over to after ``node`` (the route's last resort), so
+        a used-up rate limit waits for room, within the deadline, instead of skipping."""
         if isinstance(node, Target):
-            return await ctx.try_target(self.endpoints[id(node)], ctx)
+            return await ctx.try_target(self.endpoints[id(node)], ctx, wait)
         if node.strategy == "hedged" and node.hedge_after is not None:
-            return await self._hedged(node, ctx)
-        return await self._group(node, ctx)
+            return await self._hedged(node, ctx, wait)
+        return await self._group(node, ctx, wait)
 
-    async def _group(self, group: Group, ctx: Ctx) -> Answer | Miss:
+    async def _group(self, group: Group, ctx: Ctx, wait: bool) -> Answer | Miss:
         order = self.orders[group.name]
         timed = group.strategy == "least_latency"
         members = group.members
+        limit_wait = group.on_limit == "wait"
         tried = 0
         skipped_only = True
-        for i in order.order():
+        indexes = order.order()
+        last = len(indexes) - 1
+        for k, i in enumerate(indexes):
             if tried >= group.max_attempts:
                 break
             node = members[i].node
-            if isinstance(node, Target) and self.endpoints[id(node)].key in ctx.seen:
-                continue  # reached already through another group of this route
+            final = wait and (k == last or tried + 1 >= group.max_attempts)
+            if isinstance(node, Target):
+                if self.endpoints[id(node)].key in ctx.seen:
+                    continue  # reached already through another group of this route
+                final = final or limit_wait
             start = perf() if timed else 0.0
-            result = await self.run(node, ctx)
+            result = await self.run(node, ctx, final)
             if timed and result is not SKIPPED:
                 self.shared.latencies.observe(order.key(i), perf() - start,
                                               isinstance(result, Answer))
@@ -147,10 +168,11 @@ class Runtime:
                     self.hooks.fire(self.hooks.failover, FailingOver(node.name, None, perf()))
         return SKIPPED if skipped_only else FAILED
 
-    async def _hedged(self, group: Group, ctx: Ctx) -> Answer | Miss:
+    async def _hedged(self, group: Group, ctx: Ctx, wait: bool) -> Answer | Miss:
         """Start the first member; start the next whenever ``hedge_after`` passes without an answer
         or a running member fails; the first answer wins and the others are cancelled."""
         members = group.members
+        limit_wait = group.on_limit == "wait"
         hedge_after = group.hedge_after
         pending: set[asyncio.Task[Answer | Miss]] = set()
         next_i = 0
@@ -162,9 +184,12 @@ class Runtime:
             while next_i < len(members):
                 node = members[next_i].node
                 next_i += 1
-                if isinstance(node, Target) and self.endpoints[id(node)].key in ctx.seen:
-                    continue
-                pending.add(asyncio.ensure_future(self.run(node, ctx)))
+                final = wait and (next_i == len(members) or launched + 1 >= group.max_attempts)
+                if isinstance(node, Target):
+                    if self.endpoints[id(node)].key in ctx.seen:
+                        continue
+                    final = final or limit_wait
+                pending.add(asyncio.ensure_future(self.run(node, ctx, final)))
                 launched += 1
                 return
 
@@ -235,19 +260,109 @@ class Runtime:
 
     # -- one target -----------------------------------------------------------------------------
 
-    async def attempt(self, ep: Endpoint, ctx: Ctx) -> Answer | Miss:
-        """Try one target, retrying per its classifier; ``FAILED`` means fail over, a
-        non-failover error raises ``ProviderError``."""
+    async def attempt(self, ep: Endpoint, ctx: Ctx, wait: bool = True) -> Answer | Miss:
+        """Try one target, retrying per its classifier (or answer from the response cache, or
+        share an identical request in flight); ``FAILED`` means fail over, ``SKIPPED`` that the
+        target was passed over at no network cost, and a non-failover error raises
+        ``ProviderError``."""
         model = ep.model if ep.model is not None else ctx.model
         label = ep.label(model)
         ctx.seen.add(ep.key)
-        hooks = self.hooks
         try:
             body = ep.body(ctx, model, False)
         except Exception as exc:  # a template that cannot render this request: no network cost
             self.record(ctx, Attempt(label, "failover", None, f"template: {exc}"[:300]))
             return FAILED
+        if ctx.cache != "off":
+            return await self._shared(ep, ctx, model, label, body, wait)
+        return await self._tries(ep, ctx, model, label, body, wait)
+
+    async def _shared(self, ep: Endpoint, ctx: Ctx, model: str, label: str, body: bytes,
+                      wait: bool) -> Answer | Miss:
+        """A cacheable request: the cached answer, the answer of an identical request in flight
+        (here or, with Redis, on another instance), or this request's own tries, whose answer
+        is then cached. A caller that shared another's outcome records one attempt saying so."""
+        ran = False  # this caller was the one to try (its tries are in its own attempts)
+        mine: list[Win | Miss] = []  # what its tries produced
+
+        async def call() -> Response:
+            nonlocal ran
+            ran = True
+            result = await self._tries(ep, ctx, model, label, body, wait)
+            mine.append(result)
+            if not isinstance(result, Win):
+                raise _NoAnswer(result, ctx.attempts[-1] if ctx.attempts else None)
+            return answer_of(result)
+
+        start = perf()
+        live = ctx.live
+        me = asyncio.current_task() if live is not None else None
+        if live is not None and me is not None:
+            live[me] = (label, start)  # a hedge waiting for a shared answer can be cancelled
+        try:
+            response = await self.state.respond(label, body, call, refresh=ctx.cache == "refresh",
+                                                deadline=ctx.deadline)
+        except _NoAnswer as exc:
+            if mine:
+                return mine[0]
+            return self._shared_miss(ctx, label, exc, perf() - start)
+        except ProviderError as exc:
+            if ran:
+                raise
+            last = exc.attempts[-1] if exc.attempts else None
+            self.record(ctx, Attempt(label, "fatal", exc.status, _shared_text(last),
+                                     perf() - start))
+            raise ProviderError(str(exc.args[0]).split("\n", 1)[0], ctx.attempts,
+                                status=exc.status, body=exc.body, route=ctx.where()) from None
+        except asyncio.CancelledError as exc:
+            if not ran and (live is None or live.pop(me, None) is not None):  # type: ignore[arg-type]
+                outcome: Outcome = "cancelled" if HEDGE_LOST in exc.args else "deadline"
+                self.record(ctx, Attempt(label, outcome, None, outcome, perf() - start))
+            raise
+        finally:
+            if live is not None:
+                live.pop(me, None)  # type: ignore[arg-type]
+        if mine:
+            return mine[0]  # we asked upstream: the answer as usual (with its raw body)
+        attempt = Attempt(label, "cached" if response.cached else "coalesced", None, None,
+                          perf() - start)
+        self.record(ctx, attempt)
+        return Hit(ep, response, attempt)
+
+    def _shared_miss(self, ctx: Ctx, label: str, exc: _NoAnswer, waited: float) -> Miss:
+        """The identical request we waited for got no answer: so do we, without trying again."""
+        last = exc.last
+        if exc.miss is SKIPPED:
+            self.record(ctx, Attempt(label, "skipped", None, last.error if last else None))
+            return SKIPPED
+        self.record(ctx, Attempt(label, "failover", last.status if last else None,
+                                 _shared_text(last), waited))
+        return FAILED
+
+    async def admit(self, ep: Endpoint, ctx: Ctx, wait: bool, token: Token | None,
+                    label: str) -> bool:
+        """Take one request (and the request's estimated tokens) from the target's rate limit,
+        waiting for room until the deadline when ``wait``; on refusal record a skipped try."""
+        if ctx.tokens < 0:
+            ctx.tokens = estimate_tokens(ctx.request)
+        assert ep.limited is not None
+        if await self.state.limiter.acquire(ep.limited, ctx.tokens,
+                                            wait_until=ctx.deadline if wait else None):
+            return True
+        if token is not None:
+            self.circuits.abandon(token)
+        self.record(ctx, Attempt(label, "skipped", None, "rate limited"))
+        return False
+
+    async def settle_tokens(self, ep: Endpoint, ctx: Ctx, actual: int) -> None:
+        """Correct the rate limiter's token count with what the answer reported."""
+        assert ep.limited is not None
+        await self.state.limiter.record(ep.limited, actual, ctx.tokens)
+
+    async def _tries(self, ep: Endpoint, ctx: Ctx, model: str, label: str, body: bytes,
+                     wait: bool) -> Win | Miss:
         circuit = ep.circuit_for(model)
+        hooks = self.hooks
         for n in range(1, ep.tries + 1):
             token = None
             if circuit is not None:
@@ -255,6 +370,8 @@ class Runtime:
                 if token is None:
                     self.record(ctx, Attempt(label, "skipped", None, "circuit open"))
                     return SKIPPED if n == 1 else FAILED
+            if ep.limited is not None and not await self.admit(ep, ctx, wait, token, label):
+                return SKIPPED if n == 1 else FAILED
             if hooks.attempt_start:
                 hooks.fire(hooks.attempt_start, AttemptStarted(label, n, perf()))
             start = perf()
@@ -293,6 +410,8 @@ class Runtime:
                         latency = perf() - start
                         if token is not None:
                             await self.circuits.leave(token, False)
+                        if ep.tpm:
+                            await self.settle_tokens(ep, ctx, parsed.usage.total_tokens)
                         self.shared.tally.ok(ep.provider, latency)
                         attempt = Attempt(label, "ok", status, None, latency)
                         self.record(ctx, attempt)
@@ -346,6 +465,33 @@ class Runtime:
 
 
 _EMPTY: Final[Mapping[str, Any]] = {}
+
+
+class _NoAnswer(Exception):
+    """The tries of a shared (cacheable) request ended without an answer: every caller sharing
+    them learns the outcome (and the last try) instead of trying again."""
+
+    def __init__(self, miss: Miss, last: Attempt | None) -> None:
+        super().__init__(miss.name)
+        self.miss = miss
+        self.last = last
+
+
+def _shared_text(last: Attempt | None) -> str:
+    why = f": {last.error}" if last is not None and last.error else ""
+    return f"shared an identical request in flight, which failed{why}"
+
+
+def answer_of(win: Win) -> Response:
+    """The answer a win carries, as the response cache keeps it (no attempts, no raw body)."""
+    parsed, ep = win.parsed, win.ep
+    usage = parsed.usage
+    price = ep.price_for(win.model)
+    return Response(
+        text=parsed.text, provider=ep.provider, model=win.model,
+        finish_reason=parsed.finish_reason, tool_calls=parsed.tool_calls, usage=usage,
+        cost=price.cost(usage.input_tokens, usage.output_tokens) if price else None,
+    )
 
 
 def _all_targets(graph: RoutingGraph) -> list[Target]:

@@ -160,9 +160,11 @@ class EventStream:
         latency = perf() - live.start
         if live.token is not None:
             await rt.circuits.leave(live.token, False)
+        usage = parser.usage
+        if ep.tpm:
+            await rt.settle_tokens(ep, ctx, usage.total_tokens)
         rt.shared.tally.ok(ep.provider, latency)
         rt.record(ctx, Attempt(live.label, "ok", live.response.status, None, latency))
-        usage = parser.usage
         price = ep.price_for(live.model)
         yield Done(
             provider=ep.provider, model=live.model, finish_reason=parser.finish_reason,
@@ -184,9 +186,10 @@ class EventStream:
 
     # -- up to the first event ------------------------------------------------------------------
 
-    async def _open(self, ep: Endpoint, ctx: Ctx) -> Answer | Miss:
+    async def _open(self, ep: Endpoint, ctx: Ctx, wait: bool = True) -> Answer | Miss:
         """Try one target until its first event arrives, retrying per its classifier; ``FAILED``
-        means fail over, a non-failover error raises ``ProviderError``."""
+        means fail over, a non-failover error raises ``ProviderError``. Streams are rate limited
+        like routed requests, and never cached."""
         rt = self._rt
         model = ep.model if ep.model is not None else ctx.model
         label = ep.label(model)
@@ -204,6 +207,8 @@ class EventStream:
                 if token is None:
                     rt.record(ctx, Attempt(label, "skipped", None, "circuit open"))
                     return SKIPPED if n == 1 else FAILED
+            if ep.limited is not None and not await rt.admit(ep, ctx, wait, token, label):
+                return SKIPPED if n == 1 else FAILED
             if rt.hooks.attempt_start:
                 rt.hooks.fire(rt.hooks.attempt_start, AttemptStarted(label, n, perf()))
             start = perf()

@@ -5,12 +5,21 @@ lets a reloaded graph keep the connections of providers that did not change."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable, Hashable
 from typing import Any, Final
 
+from engine.errors import ProviderError
 from engine.graph import Provider
 from engine.providers.base import Kind
-from engine.runtime.backends import Backend, BackendFactory, Reply, Streamed
+from engine.runtime.backends import (
+    Backend,
+    BackendFactory,
+    Fault,
+    Reply,
+    Streamed,
+    error_detail,
+)
 from engine.values import MASK, Secret
 
 __all__ = ["Connection", "ConnectionPool", "fingerprint"]
@@ -99,7 +108,26 @@ class Connection:
     async def warm(self) -> int:
         """GET the model listing (opens a pooled connection); returns the status."""
         target = self._prepare(self.kind.models_url(self._base_url), self._headers)
-        return await self.backend().get(target)
+        return (await self.backend().get(target)).status
+
+    async def get_json(self, url: str, what: str = "model listing") -> Any:
+        """GET ``url`` with this provider's headers (its auth) and decode the JSON answer.
+        Raises ``ProviderError``: ``status`` set for an answer of 400 or more, ``None`` below
+        HTTP or for a body that is not JSON. No message holds the URL or a secret."""
+        try:
+            reply = await self.backend().get(self._prepare(url, self._headers))
+        except Fault as fault:
+            raise ProviderError(f"{self.name}: {what} failed: {fault}", body=str(fault)) from None
+        if reply.status >= 400:
+            detail = self.scrub(error_detail(reply.content, self.kind))
+            raise ProviderError(f"{self.name}: {what} answered HTTP {reply.status}: {detail}",
+                                status=reply.status, body=detail)
+        try:
+            return json.loads(reply.content)
+        except ValueError as exc:
+            detail = f"not JSON: {exc}"[:200]
+            raise ProviderError(f"{self.name}: {what} answered {detail}", status=reply.status,
+                                body=detail) from None
 
     def scrub(self, text: str) -> str:
         """Mask every secret this provider was configured with (an error body may echo a key)."""

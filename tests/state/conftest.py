@@ -1,5 +1,7 @@
 """Fixtures for the state-layer tests: a real redis-server on a free loopback port (session scope),
-a ``backend`` parameter (memory | redis) with a clean database per test, and small compiled graphs.
+a ``backend`` parameter (memory | redis) with a clean database per test, small compiled graphs, and
+for the engine-level tests the fake provider on a loopback thread (``upstream``, reset per test) and
+``engine_for`` (an Engine on a config text, closed after the test).
 
 A missing redis-server fails the tests with a clear message; nothing is skipped.
 """
@@ -10,13 +12,16 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
+from engine.api import Engine
 from engine.compiler import compile_text
+from engine.fake import FakeServer
 from engine.graph import CacheConfig, Provider, RoutingGraph
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -149,3 +154,40 @@ def cache_config() -> Callable[..., CacheConfig]:
                            max_temperature=max_temperature)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def upstream_server() -> Iterator[FakeServer]:
+    srv = FakeServer().run_in_thread()
+    try:
+        yield srv
+    finally:
+        srv.stop_thread()
+
+
+@pytest.fixture
+def upstream(upstream_server: FakeServer) -> Iterator[FakeServer]:
+    """The fake provider (one per session, on its own thread), reset for this test."""
+    upstream_server.reset()
+    yield upstream_server
+    upstream_server.reset()
+
+
+@pytest.fixture
+async def engine_for(upstream: FakeServer) -> AsyncIterator[Callable[..., Engine]]:
+    """``engine_for(text, backend="memory", **options)``: an Engine on ``text`` with ``{fake}``
+    replaced by the fake provider's address and ``{backend}`` by ``backend``; closed after the
+    test."""
+    engines: list[Engine] = []
+
+    def make(text: str, backend: str = "memory", **options: Any) -> Engine:
+        graph = compile_text(text.replace("{fake}", upstream.url).replace("{backend}", backend),
+                             base_dir=ROOT, env={})
+        options.setdefault("seed", 7)
+        eng = Engine.from_graph(graph, **options)
+        engines.append(eng)
+        return eng
+
+    yield make
+    for eng in engines:
+        await eng.aclose()
