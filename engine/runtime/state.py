@@ -18,9 +18,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from engine.graph import CacheConfig
-from engine.plan import cache_decision
 from engine.result import Response
-from engine.runtime.cache import Guard, ResponseCache, Warn, memory_store, redis_store
+from engine.runtime.cache import Guard, ResponseCache, Store, Warn, memory_store, redis_store
 from engine.runtime.coalesce import RedisFlights, SingleFlight
 from engine.runtime.limits import WINDOW, MemoryLimiter, RateLimiter, RedisLimiter
 from engine.runtime.registry import Fetch, ModelRegistry
@@ -58,8 +57,10 @@ class State:
         self.redis: aioredis.Redis | None = None
         self.remote: RedisFlights | None = None
         self.limiter: RateLimiter
+        responses: Store
+        models: Store
         if self.backend == "memory":
-            responses, models = memory_store("engine:resp"), memory_store("engine:models")
+            responses, models = memory_store(), memory_store()
             self.limiter = MemoryLimiter(window)
         else:
             if not config.backend.startswith(("redis://", "rediss://", "unix://")):
@@ -94,13 +95,21 @@ class State:
 
     def cache_policy(self, request: Mapping[str, Any]) -> CachePolicy:
         """``off`` (not cacheable), ``use`` (look up, then store) or ``refresh`` (metadata
-        ``cache: refresh``: skip the lookup, store the fresh answer). See ``plan.cache_decision``."""
-        if self.config.responses_ttl is None:
+        ``cache: refresh``: skip the lookup, store the fresh answer).
+
+        The same decision as ``plan.cache_decision`` (a test holds them equal), without building
+        its explanation on every request."""
+        config = self.config
+        if config.responses_ttl is None:
             return "off"
-        if not cache_decision(self.config, request)[0]:
+        meta = request.get("metadata") or _NO_META
+        flag = meta.get("cache")
+        if flag is False or request.get("stream"):
             return "off"
-        meta = request.get("metadata") or {}
-        return "refresh" if meta.get("cache") == "refresh" else "use"
+        temp = request.get("temperature")
+        if temp is None or temp > config.max_temperature:
+            return "off"
+        return "refresh" if flag == "refresh" else "use"
 
     async def respond(self, target_key: str, body: bytes | str,
                       call: Callable[[], Awaitable[Response]], *, refresh: bool = False,
@@ -215,6 +224,7 @@ class _GuardedRedis:
 
 
 _DOWN: Any = object()
+_NO_META: Mapping[str, Any] = {}
 
 
 def _breaker_url(url: str, timeout: float) -> str:

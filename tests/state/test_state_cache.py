@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.result import Attempt, Response, ToolCall, Usage
-from engine.runtime.cache import Guard, ResponseCache, StateWarning
+from engine.runtime.cache import Guard, MemoryStore, ResponseCache, StateWarning
 from engine.runtime.state import State
 
 RESP = Response(
@@ -173,3 +173,21 @@ async def test_a_broken_listener_does_not_fail_the_call() -> None:
 def test_warning_text() -> None:
     w = StateWarning("degraded", "cache.get", "ConnectionError: refused")
     assert str(w) == "shared state degraded during cache.get: ConnectionError: refused"
+
+
+async def test_the_memory_store_is_bounded_oldest_written_first() -> None:
+    store = MemoryStore(max_entries=100)
+    await store.set("expired", 1, 0.001)
+    await asyncio.sleep(0.01)
+    for i in range(100):
+        await store.set(f"k{i}", i, 60)
+    await store.set("k0", "again", 60)  # rewritten: now the newest
+    await store.set("k100", 100, None)  # no ttl: kept until evicted
+    assert len(store) <= 100
+    assert await store.get("expired") is None  # expired entries go first
+    assert await store.get("k0") == "again" and await store.get("k100") == 100
+    assert await store.get("k1") is None  # then the oldest written
+    assert await store.get("k99") == 99
+    for i in range(1000):
+        await store.set(f"more{i}", i, 60)
+    assert 90 <= len(store) <= 100

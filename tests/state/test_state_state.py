@@ -1,5 +1,5 @@
-"""``State``: the backend chosen from ``cache.backend``, the cache policy of a request (from
-``plan.cache_decision``), reconfiguration on reload, ping and stats."""
+"""``State``: the backend chosen from ``cache.backend``, the cache policy of a request (the same
+decision as ``plan.cache_decision``), reconfiguration on reload, ping and stats."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from engine.plan import cache_decision
 from engine.runtime.limits import MemoryLimiter, RedisLimiter
 from engine.runtime.state import State
 
@@ -41,6 +42,27 @@ def test_an_unknown_backend_is_an_error(cache_config: Callable[..., Any]) -> Non
 def test_cache_policy(request_: dict[str, Any], policy: str,
                       cache_config: Callable[..., Any]) -> None:
     assert State.create(cache_config("memory")).cache_policy(request_) == policy
+
+
+def test_cache_policy_agrees_with_the_plan(cache_config: Callable[..., Any]) -> None:
+    """The run-time decision is written out for speed; it must stay the plan's."""
+    for ttl in (600.0, None):
+        for max_temperature in (0.0, 0.1, 1.0):
+            config = cache_config("memory", responses_ttl=ttl, max_temperature=max_temperature)
+            state = State.create(config)
+            for temperature in (None, 0, 0.0, 0.1, 0.5, 1, 2.0):
+                for stream in (None, False, True):
+                    for meta in (None, {}, {"cache": False}, {"cache": True},
+                                 {"cache": "refresh"}, {"cache": "other"}, {"tier": "x"}):
+                        request: dict[str, Any] = {"model": "m"}
+                        for key, value in (("temperature", temperature), ("stream", stream),
+                                           ("metadata", meta)):
+                            if value is not None:
+                                request[key] = value
+                        policy = state.cache_policy(request)
+                        cacheable, why = cache_decision(config, request)
+                        assert (policy != "off") == cacheable, (request, why)
+                        assert (policy == "refresh") == (cacheable and "refresh" in why), request
 
 
 def test_cache_policy_is_off_without_cache_responses(cache_config: Callable[..., Any]) -> None:
