@@ -355,9 +355,17 @@ class Runtime:
         return False
 
     async def settle_tokens(self, ep: Endpoint, ctx: Ctx, actual: int) -> None:
-        """Correct the rate limiter's token count with what the answer reported."""
+        """Correct the rate limiter's token count with what the answer reported. On Redis that
+        is a round trip the answer need not wait for: it runs in the background (``aclose``
+        waits for it)."""
         assert ep.limited is not None
-        await self.state.limiter.record(ep.limited, actual, ctx.tokens)
+        record = self.state.limiter.record(ep.limited, actual, ctx.tokens)
+        if self.state.redis is None:
+            await record
+            return
+        task = asyncio.ensure_future(record)
+        self.shared.stragglers.add(task)
+        task.add_done_callback(self.shared.stragglers.discard)
 
     async def _tries(self, ep: Endpoint, ctx: Ctx, model: str, label: str, body: bytes,
                      wait: bool) -> Win | Miss:
