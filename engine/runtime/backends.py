@@ -38,7 +38,7 @@ __all__ = [
     "Streamed",
     "TransportOption",
     "error_detail",
-    "lines",
+    "line_batches",
     "resolve_backend",
     "translate",
 ]
@@ -335,17 +335,22 @@ def resolve_backend(option: TransportOption) -> tuple[BackendFactory, Callable[.
 # -- bodies and errors --------------------------------------------------------------------------
 
 
-async def lines(response: Streamed) -> AsyncIterator[str]:
-    """The decoded lines of a streaming body (``\\n`` or ``\\r\\n``); raises ``Fault``."""
+async def line_batches(response: Streamed) -> AsyncIterator[list[str]]:
+    """The decoded lines of a streaming body (``\\n`` or ``\\r\\n``), as many as each network
+    read completed, in one list per read (never empty); raises ``Fault``."""
     buffer = b""
     try:
         async for chunk in response.chunks():
             if buffer:
                 chunk = buffer + chunk
-            parts = chunk.split(b"\n")
-            buffer = parts.pop()
-            for part in parts:
-                yield part.rstrip(b"\r").decode("utf-8")
+            complete, newline, buffer = chunk.rpartition(b"\n")
+            if not newline:  # no line completed yet: all of it is in ``buffer``
+                continue
+            text = complete.decode("utf-8")
+            batch = text.split("\n")
+            if "\r" in text:
+                batch = [line.rstrip("\r") for line in batch]
+            yield batch
     except Fault:
         raise
     except UnicodeDecodeError as exc:
@@ -353,7 +358,7 @@ async def lines(response: Streamed) -> AsyncIterator[str]:
     except Exception as exc:
         raise translate(exc) from None
     if buffer:
-        yield buffer.rstrip(b"\r").decode("utf-8", "replace")
+        yield [buffer.rstrip(b"\r").decode("utf-8", "replace")]
 
 
 def error_detail(content: bytes, kind: Kind) -> str:

@@ -5,7 +5,8 @@ A target "answers" a stream when its first event arrives: until then retries, fa
 work as for ``route()`` (the group strategies are shared; hedged groups race to the first event).
 After the first event has been yielded a broken stream raises ``StreamInterrupted`` carrying the
 text received, never mixing two providers' output. The route's deadline bounds the whole stream:
-each ``__anext__`` runs under it, so the consumer's own time between events is never cancelled.
+every wait on the network runs under it (the consumer's own time between events is never
+cancelled). The events of one network read are handed out from a buffer, without a timeout each.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from typing import Any
 from engine.errors import AllTargetsFailed, DeadlineExceeded, StreamInterrupted
 from engine.graph import Route
 from engine.providers.base import StreamParser, WireError
-from engine.result import Attempt, Done, StreamEvent, TextDelta, ToolCallDelta
-from engine.runtime.backends import Fault, Streamed, error_detail, lines
+from engine.result import Attempt, Done, StreamEvent, TextDelta
+from engine.runtime.backends import Fault, Streamed, error_detail, line_batches
 from engine.runtime.breakers import Token
 from engine.runtime.context import FAILED, HEDGE_LOST, SKIPPED, Answer, Ctx, Endpoint, Miss, perf
 from engine.runtime.events import AttemptStarted
@@ -29,21 +30,20 @@ from engine.values import format_duration
 
 __all__ = ["EventStream"]
 
-Delta = TextDelta | ToolCallDelta
-
-
 class Live(Answer):
     """A stream whose first events have arrived: the rest is read by ``EventStream``."""
 
     __slots__ = ("ended", "ep", "first", "label", "lines", "model", "n", "parser", "response",
-                 "start", "token", "ttft")
+                 "rest", "start", "token", "ttft")
 
     def __init__(self, ep: Endpoint, model: str, label: str, n: int, token: Token | None,
-                 response: Streamed, stream: AsyncIterator[str], parser: StreamParser,
-                 first: list[Delta], start: float, ttft: float, ended: bool) -> None:
+                 response: Streamed, stream: AsyncIterator[list[str]], parser: StreamParser,
+                 first: list[StreamEvent], rest: list[str], start: float, ttft: float,
+                 ended: bool) -> None:
         self.ep, self.model, self.label, self.n, self.token = ep, model, label, n, token
         self.response, self.lines, self.parser = response, stream, parser
         self.first, self.start, self.ttft, self.ended = first, start, ttft, ended
+        self.rest = rest  # lines of the first event's read after the line that made it
 
     def discard(self, ctx: Ctx) -> None:
         """Lost a hedge race: recorded as cancelled, its connection released in the background."""
@@ -51,6 +51,13 @@ class Live(Answer):
                                     "hedge lost (answered late)", perf() - self.start))
         task = asyncio.ensure_future(self.response.close())
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+
+def _note(received: list[str], events: list[StreamEvent]) -> None:
+    """Keep the text of ``events`` (what a ``StreamInterrupted`` reports as received)."""
+    for event in events:
+        if type(event) is TextDelta:
+            received.append(event.text)
 
 
 class EventStream:
@@ -65,7 +72,8 @@ class EventStream:
         self._route = route
         self._on_close = on_close
         self._ctx: Ctx | None = None
-        self._gen: AsyncIterator[StreamEvent] | None = None
+        self._gen: AsyncIterator[list[StreamEvent]] | None = None
+        self._buffer: list[StreamEvent] = []  # the rest of the last read's events, reversed
         self._received: list[str] = []
         self._started = False  # an event was yielded: no more failover
         self._closed = False
@@ -74,6 +82,9 @@ class EventStream:
         return self
 
     async def __anext__(self) -> StreamEvent:
+        buffer = self._buffer
+        if buffer:
+            return buffer.pop()
         if self._closed:
             raise StopAsyncIteration
         ctx = self._ctx
@@ -84,7 +95,7 @@ class EventStream:
         assert self._gen is not None
         try:
             async with asyncio.timeout_at(ctx.deadline):
-                return await self._gen.__anext__()
+                batch = await self._gen.__anext__()
         except TimeoutError:
             await self.aclose()
             where = ctx.where()
@@ -98,11 +109,17 @@ class EventStream:
         except BaseException:
             await self.aclose()
             raise
+        if len(batch) == 1:
+            return batch[0]
+        batch.reverse()
+        self._buffer = batch
+        return batch.pop()
 
     async def aclose(self) -> None:
         if self._closed:
             return
         self._closed = True
+        self._buffer = []
         gen = self._gen
         if gen is not None:
             await gen.aclose()  # type: ignore[attr-defined]
@@ -118,7 +135,8 @@ class EventStream:
 
     # -- after the first event ------------------------------------------------------------------
 
-    async def _events(self, ctx: Ctx) -> AsyncIterator[StreamEvent]:
+    async def _events(self, ctx: Ctx) -> AsyncIterator[list[StreamEvent]]:
+        """The stream's events, one list (never empty) per network read that produced any."""
         rt = self._rt
         live = await rt.run(ctx.route.to, ctx)
         if not isinstance(live, Live):
@@ -126,21 +144,30 @@ class EventStream:
                                    route=ctx.where())
         received = self._received
         parser = live.parser
+        feed = parser.feed
         try:
             self._started = True
-            for delta in live.first:
-                if type(delta) is TextDelta:
-                    received.append(delta.text)
-                yield delta
+            if live.first:  # (empty for a complete stream that carried no text)
+                _note(received, live.first)
+                yield live.first
             if not live.ended:
-                feed = parser.feed
-                async for line in live.lines:
-                    for delta in feed(line):
-                        if type(delta) is TextDelta:
-                            received.append(delta.text)
-                        yield delta
-                for delta in feed(""):  # flush an event the body ended inside
-                    yield delta
+                if live.rest:  # the first read's later lines: after the first event (no failover)
+                    events: list[StreamEvent] = []
+                    for line in live.rest:
+                        events += feed(line)
+                    if events:
+                        _note(received, events)
+                        yield events
+                async for lines in live.lines:
+                    events = []
+                    for line in lines:
+                        events += feed(line)
+                    if events:
+                        _note(received, events)
+                        yield events
+                tail: list[StreamEvent] = [*feed("")]  # an event the body ended inside
+                if tail:
+                    yield tail
                 if not parser.done:
                     raise Fault("reset", "stream ended before its end marker")
         except (Fault, WireError) as exc:
@@ -166,12 +193,12 @@ class EventStream:
         rt.shared.tally.ok(ep.provider, latency)
         rt.record(ctx, Attempt(live.label, "ok", live.response.status, None, latency))
         price = ep.price_for(live.model)
-        yield Done(
+        yield [Done(
             provider=ep.provider, model=live.model, finish_reason=parser.finish_reason,
             usage=usage, attempts=tuple(ctx.attempts), latency=perf() - ctx.start,
             cost=price.cost(usage.input_tokens, usage.output_tokens) if price else None,
             ttft=live.ttft,
-        )
+        )]
 
     async def _interrupted(self, live: Live, ctx: Ctx, error: str, detail: str) -> None:
         rt = self._rt
@@ -227,24 +254,28 @@ class EventStream:
                 status = response.status
                 if 200 <= status < 300:
                     parser = ep.kind.stream_parser()
-                    stream = aiter(lines(response))
-                    while True:
+                    stream = aiter(line_batches(response))
+                    first: list[StreamEvent] = []
+                    rest: list[str] = []
+                    while not first:
                         try:
-                            line = await anext(stream)
+                            lines = await anext(stream)
                         except StopAsyncIteration:
-                            first = parser.feed("")
+                            first = [*parser.feed("")]
                             if not parser.done:
                                 raise Fault("reset", "stream ended before its end marker") \
                                     from None
                             ended = True  # a complete stream (with no or few events)
-                        else:
-                            first = parser.feed(line)
-                            ended = False
-                            if not first:
-                                continue
-                        answered = True
-                        return Live(ep, model, label, n, token, response, stream, parser,
-                                    first, start, perf() - ctx.start, ended)
+                            break
+                        ended = False
+                        for i, line in enumerate(lines):
+                            first = [*parser.feed(line)]
+                            if first:  # answered: the rest of the read is after the answer
+                                rest = lines[i + 1:]
+                                break
+                    answered = True
+                    return Live(ep, model, label, n, token, response, stream, parser, first,
+                                rest, start, perf() - ctx.start, ended)
                 try:
                     content = await response.read()
                 except Fault:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -15,6 +15,7 @@ from engine.api import Engine
 from engine.errors import AllTargetsFailed, DeadlineExceeded, NoRouteError, StreamInterrupted
 from engine.fake import FakeServer
 from engine.result import Done, StreamEvent, TextDelta, ToolCallDelta
+from engine.runtime.backends import Streamed, line_batches
 
 Ask = Callable[..., dict[str, Any]]
 Make = Callable[..., Engine]
@@ -226,3 +227,52 @@ async def test_a_hedged_stream_keeps_the_first_starter_even_if_it_is_slow_afterw
 def test_no_route_is_raised_when_the_stream_is_asked_for(eng: Engine, ask: Ask) -> None:
     with pytest.raises(NoRouteError):
         eng.stream(ask("nothing-matches"))
+
+
+class _Chunks(Streamed):
+    """A streamed body delivered in the given pieces."""
+
+    def __init__(self, pieces: list[bytes]) -> None:
+        self.status, self.headers = 200, {}
+        self.pieces = pieces
+
+    async def read(self) -> bytes:
+        return b"".join(self.pieces)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        for piece in self.pieces:
+            yield piece
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_line_batches_split_reads_into_lines() -> None:
+    body = "data: é1\r\n\r\ndata: 2\ndata: ü3\n\ntail".encode()
+    cut = body.index("é".encode()) + 1  # inside a two-byte character
+    pieces = [body[:cut], body[cut:cut + 3], b"", body[cut + 3:]]
+    batches = [b async for b in line_batches(_Chunks(pieces))]
+    assert all(batches)
+    assert [line for b in batches for line in b] == [
+        "data: é1", "", "data: 2", "data: ü3", "", "tail"]
+    one = [b async for b in line_batches(_Chunks([body]))]
+    assert one == [["data: é1", "", "data: 2", "data: ü3", ""], ["tail"]]
+
+
+async def test_events_of_one_read_arrive_in_order_and_an_error_in_it_interrupts(
+    eng: Engine, fake: FakeServer, ask: Ask,
+) -> None:
+    # the fake writes its events back to back: several arrive per read, served from a buffer
+    events = await collect(eng, ask("g", "a b c d e f"))
+    assert text(events) == "echo: a b c d e f"
+    assert sum(isinstance(e, TextDelta) for e in events) >= 6
+    done = events[-1]
+    assert isinstance(done, Done) and done.provider == "a"
+    # an in-band error in the same read as the first event still comes after it: no failover
+    fake.program("/a/", ["stream_error chunks=2"])
+    got: list[StreamEvent] = []
+    with pytest.raises(StreamInterrupted) as info:
+        async for event in eng.stream(ask("g", "one two three four")):
+            got.append(event)
+    assert got and info.value.received == text(got)
+    assert not any(r["path"].startswith("/b/") for r in fake.requests)
