@@ -151,7 +151,7 @@ async def main(args: argparse.Namespace, redis_url: str) -> None:
     big = graph.providers["big"]
     state = State.create(CacheConfig(backend="memory", responses_ttl=600, max_temperature=0.1))
     print(f"{'operation':<46} {'median us':>9} {'p99 us':>9} {'n':>8}")
-    print(row("cache_policy() on a request (plan.cache_decision)",
+    print(row("cache_policy() on a cacheable request",
               sync_timed(args.n, lambda: state.cache_policy(REQUEST))))
     n_redis = max(args.n // 10, 500)
     for line in await cache_rows("memory", "memory", args.n):
