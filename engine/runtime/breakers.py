@@ -52,6 +52,7 @@ class Circuits:
         # per-try lookup. Other units of work (Redis) load the circuit's state on every try.
         self._cache: dict[str, Any] | None = (
             {} if isinstance(self.factory.uow, AsyncInMemoryUnitOfWork) else None)
+        self._store_down = False  # a shared store failed: logged once, until it answers again
         self.factory.add_listener(self._hook)
 
     def _hook(self, name: str, what: str, event: Any) -> None:
@@ -74,11 +75,12 @@ class Circuits:
             try:
                 brk = await self.factory.get_breaker(name, breaker.failures, breaker.recovery)
             except Exception:
-                _log.warning("circuit store failed for %s; trying unguarded", name, exc_info=True)
+                self._store_failed(f"circuit store failed for {name}; tries go unguarded")
                 return _NO_TOKEN
             if cache is not None:
                 cache[name] = brk
             else:  # a shared store: another instance may have changed the circuit
+                self._store_down = False
                 self._adopt(name, brk.context)
         ctx = brk.context
         if ctx.threshold != breaker.failures or ctx.ttl != breaker.recovery:  # a reload changed it
@@ -114,7 +116,15 @@ class Circuits:
             else:
                 await token.__aexit__(None, None, None)
         except Exception:
-            _log.warning("circuit store failed to record a try", exc_info=True)
+            self._store_failed("circuit store failed to record a try")
+
+    def _store_failed(self, message: str) -> None:
+        """Log a circuit store failure once per outage (every try would fail alike)."""
+        if self._store_down:
+            _log.debug("%s", message)
+            return
+        self._store_down = True
+        _log.warning("%s (logged once until the store answers again)", message, exc_info=True)
 
     def abandon(self, token: Token) -> None:
         """A try was cancelled: record neither a success nor a failure. (A pending open ->

@@ -51,7 +51,9 @@ groups:
   limited: {strategy: priority, targets: [lim/m, b/m]}
   limited_wait: {strategy: priority, on_limit: wait, targets: [lim/m, b/m]}
   guarded: {strategy: priority, targets: [brk/m, b/m]}
+  race: {strategy: hedged, targets: [a/m, b/m], hedge_after: 50ms}
 routes:
+  - {match: {model: race}, to: race}
   - {match: {model: g}, to: g}
   - {match: {model: limited}, to: limited}
   - {match: {model: limited_wait}, to: limited_wait}
@@ -215,6 +217,30 @@ async def test_a_non_failover_error_reaches_every_caller_with_its_own_attempts(
     assert all(isinstance(e, ProviderError) and e.status == 400 for e in out)
     assert calls(upstream, "a") == 1
     assert sorted(len(e.attempts) for e in out if isinstance(e, ProviderError)) == [1, 1, 1]
+
+
+async def test_a_hedge_answered_from_the_cache_wins_and_the_slow_one_is_cancelled(
+        backend: str, engine_for: Callable[..., Engine], upstream: FakeServer) -> None:
+    eng = engine_for(CONFIG, backend)
+    upstream.program("/a", ["latency=400ms", "latency=400ms"])
+    first = await eng.route(ask("race"))
+    assert first.provider == "b" and not first.cached
+    second = await eng.route(ask("race"))  # a misses and is slow again; b's answer is cached
+    assert second.provider == "b" and second.cached
+    assert sorted((a.target, a.outcome) for a in second.attempts) == [
+        ("a/m", "cancelled"), ("b/m", "cached")]
+    await asyncio.sleep(0.1)  # the cancelled hedges unwind
+    state = eng._shared.state  # type: ignore[attr-defined]
+    assert len(state.flights) == 0
+    assert calls(upstream, "b") == 1
+
+
+def test_route_sync_uses_the_cache(backend: str, upstream: FakeServer) -> None:
+    text = CONFIG.replace("{fake}", upstream.url).replace("{backend}", backend)
+    with Engine.from_graph(compile_text(text, base_dir=ROOT, env={})) as eng:
+        assert not eng.route_sync(ask()).cached
+        assert eng.route_sync(ask()).cached
+    assert calls(upstream, "a") == 1
 
 
 # -- rate limits ----------------------------------------------------------------------------------
