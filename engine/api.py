@@ -185,7 +185,8 @@ class Engine:
             # another backend: new requests use a new state (and, unless the caller gave a
             # circuit factory, circuits kept there); requests in flight finish on the old one
             state = self._new_state(graph.cache)
-            self._circuits = self._new_circuits(state)
+            if self._circuit_factory is None:
+                self._circuits = self._new_circuits(state)
             self._shared = self._shared.with_state(state, self._circuits)
         new = self._runtime(graph)
         with self._lock:
