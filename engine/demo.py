@@ -113,6 +113,11 @@ async def _scenarios(eng: Engine, srv: FakeServer) -> None:
     srv.program("openai", ["latency=1s"], model="llama-3.1-8b-instant")
     await _show(eng, "7. hedged: groq is slow (1s), together starts after 400ms and wins",
                 _req("Race", model="fast"))
+    cached = _req("Cache me", temperature=0)
+    await _show(eng, "8. temperature 0 is cacheable (cache.responses.max_temperature 0.1): asked",
+                cached)
+    await _show(eng, "9. ...and asked again: answered from the response cache, no network",
+                cached)
     _say("\n== health")
     for name, h in eng.health().items():
         lat = f"{h.latency * 1000:.1f}ms" if h.latency is not None else "-"

@@ -16,3 +16,4 @@ def test_demo_shows_retry_failover_breaker_stream_and_hedge(capsys) -> None:
     assert "ttft" in out
     assert "cancelled" in out  # the hedge loser
     assert "openai     circuit=open" in out
+    assert " cached " in out  # the second identical temperature-0 request
