@@ -36,7 +36,6 @@ def _finalize(value: Any) -> str:
     return _dumps(value)
 
 
-_tojson = _finalize
 
 
 _ENV = ImmutableSandboxedEnvironment(
@@ -47,7 +46,7 @@ _ENV = ImmutableSandboxedEnvironment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-_ENV.filters["tojson"] = _tojson
+_ENV.filters["tojson"] = lambda value: value  # every {{ }} is encoded once already, by _finalize
 
 
 class TemplateFailure(Exception):

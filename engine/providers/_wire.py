@@ -11,7 +11,7 @@ import uuid
 from abc import abstractmethod
 from typing import Any, NoReturn
 
-from engine.providers.base import StreamParser, WireError
+from engine.providers.base import StreamParser, WireError, loads
 from engine.result import TextDelta, ToolCallDelta
 
 __all__ = [
@@ -38,7 +38,7 @@ __all__ = [
 
 Deltas = list[TextDelta | ToolCallDelta]
 
-_loads = json.loads
+_loads = loads
 
 
 def fail(message: str) -> NoReturn:

@@ -7,13 +7,23 @@ know nothing of retries, breakers or HTTP clients; the runtime drives them.
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from engine.result import TextDelta, ToolCall, ToolCallDelta, Usage
 
-__all__ = ["Kind", "Parsed", "StreamParser", "WireError"]
+__all__ = ["Kind", "Parsed", "StreamParser", "WireError", "loads"]
+
+
+def loads(text: str | bytes) -> Any:
+    """``json.loads`` whose every failure is a ``ValueError`` (too-deep nesting included), so an
+    upstream body can never escape as an untyped ``RecursionError``."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 class WireError(Exception):

@@ -8,7 +8,6 @@ calls and results become ``functionCall`` / ``functionResponse`` parts.
 
 from __future__ import annotations
 
-import json
 import mimetypes
 from typing import Any
 
@@ -31,7 +30,7 @@ from engine.providers._wire import (
     text_of,
     tokens,
 )
-from engine.providers.base import Kind, Parsed, StreamParser
+from engine.providers.base import Kind, Parsed, StreamParser, loads
 from engine.result import TextDelta, ToolCall, ToolCallDelta, Usage
 
 __all__ = ["KIND", "SKIP_SIGNATURE", "GeminiKind"]
@@ -116,7 +115,7 @@ def _response(content: Any) -> dict[str, Any]:
     text = text_of(content)
     if text[:1] == "{":
         try:
-            value = json.loads(text)
+            value = loads(text)
         except ValueError:
             pass
         else:

@@ -12,7 +12,6 @@ the transport; no ``AsyncClient``, whose auth, redirect and cookie machinery the
 from __future__ import annotations
 
 import functools
-import json
 import os
 import ssl
 from abc import ABC, abstractmethod
@@ -26,7 +25,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from engine.graph import Provider
-from engine.providers.base import Kind
+from engine.providers.base import Kind, loads
 
 __all__ = [
     "AiohttpBackend",
@@ -364,7 +363,7 @@ async def line_batches(response: Streamed) -> AsyncIterator[list[str]]:
 def error_detail(content: bytes, kind: Kind) -> str:
     """A short message from an error response's body."""
     try:
-        data: Any = json.loads(content)
+        data: Any = loads(content)
     except ValueError:
         return content[:200].decode("utf-8", "replace")
     try:

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 from collections.abc import Mapping
 from typing import Any, Final
 
 from engine.errors import AllTargetsFailed, DeadlineExceeded, NoRouteError, ProviderError
 from engine.graph import Group, Node, Route, RoutingGraph, Target
 from engine.providers import get_kind
-from engine.providers.base import WireError
+from engine.providers.base import WireError, loads
 from engine.result import Attempt, Outcome, Response
 from engine.runtime.backends import Fault, error_detail
 from engine.runtime.breakers import Token
@@ -410,7 +409,7 @@ class Runtime:
                 status = response.status
                 if 200 <= status < 300:
                     try:
-                        data = json.loads(response.content)
+                        data = loads(response.content)
                         parsed = ep.kind.parse(data)
                     except (ValueError, WireError) as exc:
                         error, detail = "protocol", ep.conn.scrub(str(exc))[:300]

@@ -5,13 +5,12 @@ lets a reloaded graph keep the connections of providers that did not change."""
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable, Hashable
 from typing import Any, Final
 
 from engine.errors import ProviderError
 from engine.graph import Provider
-from engine.providers.base import Kind
+from engine.providers.base import Kind, loads
 from engine.runtime.backends import (
     Backend,
     BackendFactory,
@@ -123,7 +122,7 @@ class Connection:
             raise ProviderError(f"{self.name}: {what} answered HTTP {reply.status}: {detail}",
                                 status=reply.status, body=detail)
         try:
-            return json.loads(reply.content)
+            return loads(reply.content)
         except ValueError as exc:
             detail = f"not JSON: {exc}"[:200]
             raise ProviderError(f"{self.name}: {what} answered {detail}", status=reply.status,
