@@ -11,7 +11,7 @@ import uuid
 from abc import abstractmethod
 from typing import Any, NoReturn
 
-from engine.providers.base import StreamParser, WireError, loads
+from engine.providers.base import StreamParser, WireError, error_text, loads
 from engine.result import TextDelta, ToolCallDelta
 
 __all__ = [
@@ -168,27 +168,6 @@ def stop_list(stop: Any) -> list[str] | None:
     if type(stop) is str:
         return [stop]
     return list(stop)
-
-
-def error_text(data: Any) -> str:
-    """The message of the usual error shapes: ``{"error": {"message"}}``, ``{"error": "..."}``,
-    ``{"message": ...}``, ``{"detail": ...}`` (FastAPI servers), or a list holding one of them."""
-    if type(data) is list and data:
-        data = data[0]
-    if type(data) is dict:
-        err = data.get("error")
-        if type(err) is dict:
-            msg = err.get("message")
-            kind = err.get("type") or err.get("status")
-            if msg and kind and type(kind) is str:
-                return f"{kind}: {msg}"[:300]
-            return str(msg or kind or err)[:300]
-        if err:
-            return str(err)[:300]
-        for key in ("message", "detail"):
-            if data.get(key):
-                return str(data[key])[:300]
-    return str(data)[:300]
 
 
 class SSEParser(StreamParser):

@@ -264,9 +264,6 @@ class AnthropicKind(Kind):
     def parse_models(self, data: Any) -> list[str]:
         return names(as_dict(data, "models").get("data"), "id", "data")
 
-    def error_message(self, data: Any) -> str:
-        return error_text(data)
-
 
 class AnthropicStream(SSEParser):
     """message_start, content_block_start/delta/stop per block, message_delta, message_stop.

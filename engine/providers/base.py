@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from engine.result import TextDelta, ToolCall, ToolCallDelta, Usage
 
-__all__ = ["Kind", "Parsed", "StreamParser", "WireError", "loads"]
+__all__ = ["Kind", "Parsed", "StreamParser", "WireError", "error_text", "loads"]
 
 
 def loads(text: str | bytes) -> Any:
@@ -24,6 +24,27 @@ def loads(text: str | bytes) -> Any:
         return json.loads(text)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
+
+
+def error_text(data: Any) -> str:
+    """The message of the usual error shapes: ``{"error": {"message"}}``, ``{"error": "..."}``,
+    ``{"message": ...}``, ``{"detail": ...}`` (FastAPI servers), or a list holding one of them."""
+    if type(data) is list and data:
+        data = data[0]
+    if type(data) is dict:
+        err = data.get("error")
+        if type(err) is dict:
+            msg = err.get("message")
+            kind = err.get("type") or err.get("status")
+            if msg and kind and type(kind) is str:
+                return f"{kind}: {msg}"[:300]
+            return str(msg or kind or err)[:300]
+        if err:
+            return str(err)[:300]
+        for key in ("message", "detail"):
+            if data.get(key):
+                return str(data[key])[:300]
+    return str(data)[:300]
 
 
 class WireError(Exception):
@@ -98,9 +119,4 @@ class Kind(ABC):
 
     def error_message(self, data: Any) -> str:
         """A short message from an error body (never echoes request headers)."""
-        if isinstance(data, dict):
-            err = data.get("error", data)
-            if isinstance(err, dict):
-                return str(err.get("message") or err.get("type") or err)[:300]
-            return str(err)[:300]
-        return str(data)[:300]
+        return error_text(data)

@@ -339,9 +339,6 @@ class GeminiKind(Kind):
                 out.append(name.removeprefix("models/"))
         return out
 
-    def error_message(self, data: Any) -> str:
-        return error_text(data)
-
 
 class GeminiStream(SSEParser):
     """``data: {GenerateContentResponse}`` chunks; there is no end marker, so the stream is

@@ -221,9 +221,6 @@ class OllamaKind(Kind):
                     out.append(name[:-7])
         return out
 
-    def error_message(self, data: Any) -> str:
-        return error_text(data)
-
 
 class OllamaStream(NDJSONParser):
     """One chat object per line, each with a ``message`` fragment; the last has ``done: true``,

@@ -174,9 +174,6 @@ class OpenAIKind(Kind):
     def parse_models(self, data: Any) -> list[str]:
         return names(as_dict(data, "models").get("data"), "id", "data")
 
-    def error_message(self, data: Any) -> str:
-        return error_text(data)
-
 
 class OpenAIStream(SSEParser):
     """``data: {chat.completion.chunk}`` lines, then a usage-only chunk, then ``data: [DONE]``."""

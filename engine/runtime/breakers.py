@@ -126,10 +126,6 @@ class Circuits:
         self._store_down = True
         _log.warning("%s (logged once until the store answers again)", message, exc_info=True)
 
-    def abandon(self, token: Token) -> None:
-        """A try was cancelled: record neither a success nor a failure. (A pending open ->
-        half-open message stays on the circuit and is delivered with its next recorded try.)"""
-
     def state(self, name: str) -> str:
         seen = self._seen.get(name)
         if seen is None:

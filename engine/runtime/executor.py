@@ -348,8 +348,6 @@ class Runtime:
         if await self.state.limiter.acquire(ep.limited, ctx.tokens,
                                             wait_until=ctx.deadline if wait else None):
             return True
-        if token is not None:
-            self.circuits.abandon(token)
         self.record(ctx, Attempt(label, "skipped", None, "rate limited"))
         return False
 
@@ -397,8 +395,6 @@ class Runtime:
                     live.pop(me, None)  # type: ignore[arg-type]
                 error, detail = fault.kind, fault.detail
             except asyncio.CancelledError as exc:
-                if token is not None:
-                    self.circuits.abandon(token)
                 if live is None or live.pop(me, None) is not None:  # type: ignore[arg-type]
                     outcome: Outcome = "cancelled" if HEDGE_LOST in exc.args else "deadline"
                     self.record(ctx, Attempt(label, outcome, None, outcome, perf() - start))

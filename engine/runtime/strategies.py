@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from typing import Final
 
-from engine.graph import Group, Member, Node, Target
+from engine.graph import Group, Member, Node
 
 __all__ = ["EXPLORE", "FAILURE_PENALTY", "GroupOrder", "Latencies", "node_name"]
 
@@ -98,9 +98,3 @@ class GroupOrder:
             order.remove(stalest)
             order.insert(0, stalest)
         return order
-
-
-def targets_of(node: Node) -> list[Target]:
-    if isinstance(node, Target):
-        return [node]
-    return [t for m in node.members for t in targets_of(m.node)]

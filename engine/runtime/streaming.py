@@ -175,8 +175,6 @@ class EventStream:
                              else ("protocol", live.ep.conn.scrub(str(exc))[:300]))
             await self._interrupted(live, ctx, error, detail)
         except (asyncio.CancelledError, GeneratorExit) as exc:
-            if live.token is not None:
-                rt.circuits.abandon(live.token)
             why = "deadline" if isinstance(exc, asyncio.CancelledError) else "cancelled"
             rt.record(ctx, Attempt(live.label, why, live.response.status, why,  # type: ignore[arg-type]
                                    perf() - live.start))
@@ -288,8 +286,6 @@ class EventStream:
             except WireError as exc:
                 error, detail = "protocol", ep.conn.scrub(str(exc))[:300]
             except asyncio.CancelledError as exc:
-                if token is not None:
-                    rt.circuits.abandon(token)
                 if live is None or live.pop(me, None) is not None:  # type: ignore[arg-type]
                     why = "cancelled" if HEDGE_LOST in exc.args else "deadline"
                     rt.record(ctx, Attempt(label, why, status, why,  # type: ignore[arg-type]
