@@ -8,7 +8,7 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from engine.graph import Price, Provider, Route, Target
 from engine.providers.base import Parsed
@@ -210,3 +210,10 @@ class Ctx:
 
     def where(self) -> str:
         return f"route {self.route.index} ({self.route.match.describe()})"
+
+    def why_cancelled(self, exc: BaseException) -> Literal["cancelled", "deadline"]:
+        """A cancelled try's outcome: ``deadline`` only when the route's deadline has passed; a
+        lost hedge, a caller's cancellation or a closed stream is ``cancelled``."""
+        if HEDGE_LOST in exc.args or self.loop.time() < self.deadline:
+            return "cancelled"
+        return "deadline"

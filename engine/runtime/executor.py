@@ -315,7 +315,7 @@ class Runtime:
                                 status=exc.status, body=exc.body, route=ctx.where()) from None
         except asyncio.CancelledError as exc:
             if not ran and (live is None or live.pop(me, None) is not None):  # type: ignore[arg-type]
-                outcome: Outcome = "cancelled" if HEDGE_LOST in exc.args else "deadline"
+                outcome: Outcome = ctx.why_cancelled(exc)
                 self.record(ctx, Attempt(label, outcome, None, outcome, perf() - start))
             raise
         finally:
@@ -396,7 +396,7 @@ class Runtime:
                 error, detail = fault.kind, fault.detail
             except asyncio.CancelledError as exc:
                 if live is None or live.pop(me, None) is not None:  # type: ignore[arg-type]
-                    outcome: Outcome = "cancelled" if HEDGE_LOST in exc.args else "deadline"
+                    outcome: Outcome = ctx.why_cancelled(exc)
                     self.record(ctx, Attempt(label, outcome, None, outcome, perf() - start))
                 raise  # (a hedge that lost was recorded by the winner's side already)
             else:

@@ -22,7 +22,7 @@ from engine.providers.base import StreamParser, WireError
 from engine.result import Attempt, Done, StreamEvent, TextDelta
 from engine.runtime.backends import Fault, Streamed, error_detail, line_batches
 from engine.runtime.breakers import Token
-from engine.runtime.context import FAILED, HEDGE_LOST, SKIPPED, Answer, Ctx, Endpoint, Miss, perf
+from engine.runtime.context import FAILED, SKIPPED, Answer, Ctx, Endpoint, Miss, perf
 from engine.runtime.events import AttemptStarted
 from engine.runtime.executor import Runtime
 from engine.runtime.retry import breaker_failure, parse_retry_after
@@ -175,8 +175,8 @@ class EventStream:
                              else ("protocol", live.ep.conn.scrub(str(exc))[:300]))
             await self._interrupted(live, ctx, error, detail)
         except (asyncio.CancelledError, GeneratorExit) as exc:
-            why = "deadline" if isinstance(exc, asyncio.CancelledError) else "cancelled"
-            rt.record(ctx, Attempt(live.label, why, live.response.status, why,  # type: ignore[arg-type]
+            why = ctx.why_cancelled(exc)
+            rt.record(ctx, Attempt(live.label, why, live.response.status, why,
                                    perf() - live.start))
             raise
         finally:
@@ -287,8 +287,8 @@ class EventStream:
                 error, detail = "protocol", ep.conn.scrub(str(exc))[:300]
             except asyncio.CancelledError as exc:
                 if live is None or live.pop(me, None) is not None:  # type: ignore[arg-type]
-                    why = "cancelled" if HEDGE_LOST in exc.args else "deadline"
-                    rt.record(ctx, Attempt(label, why, status, why,  # type: ignore[arg-type]
+                    why = ctx.why_cancelled(exc)
+                    rt.record(ctx, Attempt(label, why, status, why,
                                            perf() - start))
                 raise
             finally:

@@ -95,3 +95,16 @@ async def test_no_request_outlives_its_deadline_under_load(eng: Engine, fake: Fa
 
     took = await asyncio.gather(*(one(i) for i in range(100)))
     assert max(took) < 0.3 + SLACK
+
+
+async def test_a_caller_cancelling_is_recorded_as_cancelled_not_deadline(
+        eng: Engine, fake: FakeServer, ask: Ask) -> None:
+    fake.program("/a/", ["latency=1s"])
+    ended: list[Any] = []
+    eng.on("attempt_end", ended.append)
+    task = asyncio.create_task(eng.route(ask()))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert [e.attempt.outcome for e in ended] == ["cancelled"]
