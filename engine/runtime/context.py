@@ -13,7 +13,7 @@ from typing import Any, Final, Literal
 from engine.graph import Price, Provider, Route, Target
 from engine.providers.base import Parsed
 from engine.result import Attempt, Response
-from engine.runtime.breakers import Circuits
+from engine.runtime.breakers import Circuits, Token
 from engine.runtime.events import Hooks
 from engine.runtime.health import Tally
 from engine.runtime.state import CachePolicy, State
@@ -21,7 +21,7 @@ from engine.runtime.strategies import Latencies
 from engine.runtime.transport import Connection, ConnectionPool
 
 __all__ = ["FAILED", "HEDGE_LOST", "SKIPPED", "Answer", "Ctx", "Endpoint", "Hit", "Miss",
-           "Shared", "TryTarget", "Win", "perf"]
+           "Shared", "Try", "TryTarget", "Win", "perf"]
 
 HEDGE_LOST: Final = "hedge lost"  # cancel message for hedge losers
 
@@ -217,3 +217,30 @@ class Ctx:
         if HEDGE_LOST in exc.args or self.loop.time() < self.deadline:
             return "cancelled"
         return "deadline"
+
+
+class Try:
+    """One try on the wire. While hedging it is registered in ``ctx.live`` so that the winner's
+    side can record it cancelled; ``off`` takes it off the wire (once)."""
+
+    __slots__ = ("label", "live", "me", "n", "start", "status", "token", "wire")
+
+    def __init__(self, ctx: Ctx, label: str, n: int = 0, token: Token | None = None) -> None:
+        self.label = label
+        self.n = n
+        self.token = token
+        self.status: int | None = None  # the answer's status, once known
+        self.wire = True
+        self.start = start = perf()
+        live = self.live = ctx.live
+        me = self.me = asyncio.current_task() if live is not None else None
+        if live is not None and me is not None:
+            live[me] = (label, start)
+
+    def off(self) -> bool:
+        """Off the wire: ``True`` the first time, unless a winning hedge recorded it already."""
+        if not self.wire:
+            return False
+        self.wire = False
+        live = self.live
+        return live is None or live.pop(self.me, None) is not None  # type: ignore[arg-type]

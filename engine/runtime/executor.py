@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Mapping
-from typing import Any, Final
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final, TypeVar
 
 from engine.errors import AllTargetsFailed, DeadlineExceeded, NoRouteError, ProviderError
 from engine.graph import Group, Node, Route, RoutingGraph, Target
@@ -30,6 +30,7 @@ from engine.runtime.context import (
     Hit,
     Miss,
     Shared,
+    Try,
     Win,
     perf,
 )
@@ -46,7 +47,13 @@ from engine.runtime.strategies import GroupOrder
 from engine.runtime.transport import Connection
 from engine.values import format_duration
 
-__all__ = ["Runtime"]
+__all__ = ["Exchange", "Failure", "Runtime"]
+
+# a failed try: (status, error, detail, retry_after), as ``Runtime.failed`` classifies it
+Failure = tuple[int | None, str | None, str, float | None]
+A = TypeVar("A", bound=Answer)
+# one try's send (endpoint, context, model, body, try): an answer, or a failure
+Exchange = Callable[[Endpoint, Ctx, str, bytes, Try], Awaitable[A | Failure]]
 
 
 class Runtime:
@@ -274,7 +281,7 @@ class Runtime:
             return FAILED
         if ctx.cache != "off":
             return await self._shared(ep, ctx, model, label, body, wait)
-        return await self._tries(ep, ctx, model, label, body, wait)
+        return await self.tries(ep, ctx, model, label, body, wait, self._post)
 
     async def _shared(self, ep: Endpoint, ctx: Ctx, model: str, label: str, body: bytes,
                       wait: bool) -> Answer | Miss:
@@ -287,17 +294,14 @@ class Runtime:
         async def call() -> Response:
             nonlocal ran
             ran = True
-            result = await self._tries(ep, ctx, model, label, body, wait)
+            result = await self.tries(ep, ctx, model, label, body, wait, self._post)
             mine.append(result)
             if not isinstance(result, Win):
                 raise _NoAnswer(result, ctx.attempts[-1] if ctx.attempts else None)
             return answer_of(result)
 
-        start = perf()
-        live = ctx.live
-        me = asyncio.current_task() if live is not None else None
-        if live is not None and me is not None:
-            live[me] = (label, start)  # a hedge waiting for a shared answer can be cancelled
+        t = Try(ctx, label)  # a hedge waiting for a shared answer can be cancelled
+        start = t.start
         try:
             response = await self.state.respond(label, body, call, refresh=ctx.cache == "refresh",
                                                 deadline=ctx.deadline)
@@ -314,13 +318,11 @@ class Runtime:
             raise ProviderError(str(exc.args[0]).split("\n", 1)[0], ctx.attempts,
                                 status=exc.status, body=exc.body, route=ctx.where()) from None
         except asyncio.CancelledError as exc:
-            if not ran and (live is None or live.pop(me, None) is not None):  # type: ignore[arg-type]
-                outcome: Outcome = ctx.why_cancelled(exc)
-                self.record(ctx, Attempt(label, outcome, None, outcome, perf() - start))
+            if not ran:
+                self.cancelled(ctx, t, exc)
             raise
         finally:
-            if live is not None:
-                live.pop(me, None)  # type: ignore[arg-type]
+            t.off()
         if mine:
             return mine[0]  # we asked upstream: the answer as usual (with its raw body)
         attempt = Attempt(label, "cached" if response.cached else "coalesced", None, None,
@@ -364,8 +366,11 @@ class Runtime:
         self.shared.stragglers.add(task)
         task.add_done_callback(self.shared.stragglers.discard)
 
-    async def _tries(self, ep: Endpoint, ctx: Ctx, model: str, label: str, body: bytes,
-                     wait: bool) -> Win | Miss:
+    async def tries(self, ep: Endpoint, ctx: Ctx, model: str, label: str, body: bytes,
+                    wait: bool, exchange: Exchange[A]) -> A | Miss:
+        """Try one target up to its tries: enter its circuit (skip it while open), take its rate
+        limit, then ``exchange`` (the send: an answer, or a failure for ``failed`` to classify);
+        a try cancelled on the wire is recorded (unless a winning hedge recorded it already)."""
         circuit = ep.circuit_for(model)
         hooks = self.hooks
         for n in range(1, ep.tries + 1):
@@ -379,54 +384,57 @@ class Runtime:
                 return SKIPPED if n == 1 else FAILED
             if hooks.attempt_start:
                 hooks.fire(hooks.attempt_start, AttemptStarted(label, n, perf()))
-            start = perf()
-            status: int | None = None
-            error: str | None = None
-            detail = ""
-            retry_after: float | None = None
-            live = ctx.live
-            me = asyncio.current_task() if live is not None else None
-            if live is not None and me is not None:
-                live[me] = (label, start)
+            t = Try(ctx, label, n, token)
             try:
-                response = await ep.conn.post(model, body)
-            except Fault as fault:
-                if live is not None:
-                    live.pop(me, None)  # type: ignore[arg-type]
-                error, detail = fault.kind, fault.detail
+                result = await exchange(ep, ctx, model, body, t)
             except asyncio.CancelledError as exc:
-                if live is None or live.pop(me, None) is not None:  # type: ignore[arg-type]
-                    outcome: Outcome = ctx.why_cancelled(exc)
-                    self.record(ctx, Attempt(label, outcome, None, outcome, perf() - start))
-                raise  # (a hedge that lost was recorded by the winner's side already)
-            else:
-                if live is not None:
-                    live.pop(me, None)  # type: ignore[arg-type]
-                status = response.status
-                if 200 <= status < 300:
-                    try:
-                        data = loads(response.content)
-                        parsed = ep.kind.parse(data)
-                    except (ValueError, WireError) as exc:
-                        error, detail = "protocol", ep.conn.scrub(str(exc))[:300]
-                    else:
-                        latency = perf() - start
-                        if token is not None:
-                            await self.circuits.leave(token, False)
-                        if ep.tpm:
-                            await self.settle_tokens(ep, ctx, parsed.usage.total_tokens)
-                        self.shared.tally.ok(ep.provider, latency)
-                        attempt = Attempt(label, "ok", status, None, latency)
-                        self.record(ctx, attempt)
-                        return Win(ep, model, parsed, data, attempt)
-                else:
-                    detail = ep.conn.scrub(error_detail(response.content, ep.kind))
-                    retry_after = parse_retry_after(response.headers)
+                self.cancelled(ctx, t, exc)
+                raise
+            finally:
+                t.off()
+            if not isinstance(result, tuple):
+                return result
+            status, error, detail, retry_after = result
             if await self.failed(ep, ctx, token, n, label, status, error, detail, retry_after,
-                                 perf() - start):
+                                 perf() - t.start):
                 continue
             return FAILED
         raise AssertionError("unreachable: the last try always returns or raises")
+
+    def cancelled(self, ctx: Ctx, t: Try, exc: BaseException) -> None:
+        """Record a try cancelled on the wire (a hedge that lost was recorded by the winner's
+        side already)."""
+        if t.off():
+            outcome: Outcome = ctx.why_cancelled(exc)
+            self.record(ctx, Attempt(t.label, outcome, t.status, outcome, perf() - t.start))
+
+    async def _post(self, ep: Endpoint, ctx: Ctx, model: str, body: bytes,
+                    t: Try) -> Win | Failure:
+        """One routed try: the whole answer, or a failure."""
+        try:
+            response = await ep.conn.post(model, body)
+        except Fault as fault:
+            t.off()
+            return None, fault.kind, fault.detail, None
+        t.off()
+        status = response.status
+        if 200 <= status < 300:
+            try:
+                data = loads(response.content)
+                parsed = ep.kind.parse(data)
+            except (ValueError, WireError) as exc:
+                return status, "protocol", ep.conn.scrub(str(exc))[:300], None
+            latency = perf() - t.start
+            if t.token is not None:
+                await self.circuits.leave(t.token, False)
+            if ep.tpm:
+                await self.settle_tokens(ep, ctx, parsed.usage.total_tokens)
+            self.shared.tally.ok(ep.provider, latency)
+            attempt = Attempt(t.label, "ok", status, None, latency)
+            self.record(ctx, attempt)
+            return Win(ep, model, parsed, data, attempt)
+        return (status, None, ep.conn.scrub(error_detail(response.content, ep.kind)),
+                parse_retry_after(response.headers))
 
     async def failed(self, ep: Endpoint, ctx: Ctx, token: Any, n: int, label: str,
                      status: int | None, error: str | None, detail: str,

@@ -22,9 +22,8 @@ from engine.providers.base import StreamParser, WireError
 from engine.result import Attempt, Done, StreamEvent, TextDelta
 from engine.runtime.backends import Fault, Streamed, error_detail, line_batches
 from engine.runtime.breakers import Token
-from engine.runtime.context import FAILED, SKIPPED, Answer, Ctx, Endpoint, Miss, perf
-from engine.runtime.events import AttemptStarted
-from engine.runtime.executor import Runtime
+from engine.runtime.context import FAILED, Answer, Ctx, Endpoint, Miss, Try, perf
+from engine.runtime.executor import Failure, Runtime
 from engine.runtime.retry import breaker_failure, parse_retry_after
 from engine.values import format_duration
 
@@ -224,80 +223,54 @@ class EventStream:
         except Exception as exc:
             rt.record(ctx, Attempt(label, "failover", None, f"template: {exc}"[:300]))
             return FAILED
-        circuit = ep.circuit_for(model)
-        for n in range(1, ep.tries + 1):
-            token = None
-            if circuit is not None:
-                token = await rt.circuits.enter(circuit, ep.breaker)  # type: ignore[arg-type]
-                if token is None:
-                    rt.record(ctx, Attempt(label, "skipped", None, "circuit open"))
-                    return SKIPPED if n == 1 else FAILED
-            if ep.limited is not None and not await rt.admit(ep, ctx, wait, token, label):
-                return SKIPPED if n == 1 else FAILED
-            if rt.hooks.attempt_start:
-                rt.hooks.fire(rt.hooks.attempt_start, AttemptStarted(label, n, perf()))
-            start = perf()
-            status: int | None = None
-            error: str | None = None
-            detail = ""
-            retry_after: float | None = None
-            response: Streamed | None = None
-            answered = False
-            live = ctx.live
-            me = asyncio.current_task() if live is not None else None
-            if live is not None and me is not None:
-                live[me] = (label, start)
-            try:
-                response = await ep.conn.open_stream(model, body)
-                status = response.status
-                if 200 <= status < 300:
-                    parser = ep.kind.stream_parser()
-                    stream = aiter(line_batches(response))
-                    first: list[StreamEvent] = []
-                    rest: list[str] = []
-                    while not first:
-                        try:
-                            lines = await anext(stream)
-                        except StopAsyncIteration:
-                            first = [*parser.feed("")]
-                            if not parser.done:
-                                raise Fault("reset", "stream ended before its end marker") \
-                                    from None
-                            ended = True  # a complete stream (with no or few events)
+        return await rt.tries(ep, ctx, model, label, body, wait, self._first)
+
+    async def _first(self, ep: Endpoint, ctx: Ctx, model: str, body: bytes,
+                     t: Try) -> Live | Failure:
+        """One streamed try, up to its first event: the live stream, or a failure."""
+        response: Streamed | None = None
+        answered = False
+        try:
+            response = await ep.conn.open_stream(model, body)
+            status = t.status = response.status
+            if 200 <= status < 300:
+                parser = ep.kind.stream_parser()
+                stream = aiter(line_batches(response))
+                first: list[StreamEvent] = []
+                rest: list[str] = []
+                while not first:
+                    try:
+                        lines = await anext(stream)
+                    except StopAsyncIteration:
+                        first = [*parser.feed("")]
+                        if not parser.done:
+                            raise Fault("reset", "stream ended before its end marker") from None
+                        ended = True  # a complete stream (with no or few events)
+                        break
+                    ended = False
+                    for i, line in enumerate(lines):
+                        first = [*parser.feed(line)]
+                        if first:  # answered: the rest of the read is after the answer
+                            rest = lines[i + 1:]
                             break
-                        ended = False
-                        for i, line in enumerate(lines):
-                            first = [*parser.feed(line)]
-                            if first:  # answered: the rest of the read is after the answer
-                                rest = lines[i + 1:]
-                                break
-                    answered = True
-                    return Live(ep, model, label, n, token, response, stream, parser, first,
-                                rest, start, perf() - ctx.start, ended)
-                try:
-                    content = await response.read()
-                except Fault:
-                    detail = f"HTTP {status}"
-                else:
-                    detail = ep.conn.scrub(error_detail(content, ep.kind))
-                retry_after = parse_retry_after(response.headers)
-            except Fault as fault:
-                error, detail = fault.kind, fault.detail
-            except WireError as exc:
-                error, detail = "protocol", ep.conn.scrub(str(exc))[:300]
-            except asyncio.CancelledError as exc:
-                if live is None or live.pop(me, None) is not None:  # type: ignore[arg-type]
-                    why = ctx.why_cancelled(exc)
-                    rt.record(ctx, Attempt(label, why, status, why,
-                                           perf() - start))
-                raise
-            finally:
-                if live is not None:
-                    live.pop(me, None)  # type: ignore[arg-type]
-                if response is not None and not answered:
-                    await response.close()
-            if await rt.failed(ep, ctx, token, n, label, status, error, detail, retry_after,
-                               perf() - start):
-                continue
-            return FAILED
-        raise AssertionError("unreachable: the last try always returns or raises")
+                answered = True
+                return Live(ep, model, t.label, t.n, t.token, response, stream, parser, first,
+                            rest, t.start, perf() - ctx.start, ended)
+            try:
+                content = await response.read()
+            except Fault:
+                detail = f"HTTP {status}"
+            else:
+                detail = ep.conn.scrub(error_detail(content, ep.kind))
+            return status, None, detail, parse_retry_after(response.headers)
+        except Fault as fault:
+            return t.status, fault.kind, fault.detail, None
+        except WireError as exc:
+            return t.status, "protocol", ep.conn.scrub(str(exc))[:300], None
+        except asyncio.CancelledError as exc:
+            self._rt.cancelled(ctx, t, exc)  # recorded before the response is closed
+            raise
+        finally:
+            t.off()
+            if response is not None and not answered:
+                await response.close()
