@@ -266,7 +266,7 @@ class Engine:
         try:
             return await self._shared.state.registry.list_models(p, refresh=refresh)
         except WireError as exc:
-            raise _unreadable(p, exc) from None
+            raise self._unreadable(p, exc) from None
 
     async def list_models_many(self, providers: Iterable[str] | None = None, *,
                                max_concurrency: int = 10, timeout: float | None = None
@@ -279,7 +279,7 @@ class Engine:
         out = await self._shared.state.registry.list_models_many(
             ps, max_concurrency=max_concurrency, timeout=timeout)
         by_name = {p.name: p for p in ps}
-        return {n: _unreadable(by_name[n], r) if isinstance(r, WireError) else r
+        return {n: self._unreadable(by_name[n], r) if isinstance(r, WireError) else r
                 for n, r in out.items()}
 
     async def invalidate_models(self, provider: str | None = None) -> None:
@@ -305,6 +305,13 @@ class Engine:
             close = difflib.get_close_matches(name, list(providers), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ValueError(f"unknown provider {name!r}{hint}") from None
+
+    def _unreadable(self, provider: Provider, exc: WireError) -> ProviderError:
+        """A listing the kind could not parse, its text masked of the provider's secrets."""
+        conn = self._rt.by_provider.get(provider.name)
+        detail = conn.scrub(str(exc)) if conn is not None else "unreadable listing"
+        return ProviderError(f"{provider.name}: model listing could not be read: {detail}",
+                             body=detail)
 
     async def _fetch_json(self, provider: Provider, url: str) -> Any:
         """The registry's fetch: a GET with the provider's own connection and auth."""
@@ -381,11 +388,6 @@ class Engine:
                 self._sync = _LoopThread()
             sync = self._sync
         return sync.run(coro)
-
-
-def _unreadable(provider: Provider, exc: WireError) -> ProviderError:
-    return ProviderError(f"{provider.name}: model listing could not be read: {exc}"[:300],
-                         body=str(exc)[:300])
 
 
 class _LoopThread:

@@ -602,10 +602,9 @@ def _speed(name: str, spec: S.SpeedSpec, parent: Speed) -> Speed:
 
 
 def _cache(spec: S.CacheSpec) -> CacheConfig:
-    backend = spec.backend.reveal() if isinstance(spec.backend, Secret) else spec.backend
     r = spec.responses
-    return CacheConfig(backend, spec.models.ttl, r.ttl if r else None,
-                       r.max_temperature if r else 0.0)
+    return CacheConfig(spec.backend, spec.models.ttl, r.ttl if r else None,
+                       r.max_temperature if r else 0.0, spec.namespace)
 
 
 def _yaml_type(value: Any) -> str:

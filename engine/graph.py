@@ -41,6 +41,7 @@ __all__ = [
 ]
 
 _MEMO_MAX = 4096  # distinct requested models remembered by RoutingGraph.match
+_MEMO_NAME_MAX = 256  # longer model names are matched each time, never remembered
 
 Strategy = Literal["priority", "round_robin", "weighted", "least_latency", "hedged"]
 ERROR_KINDS = ("timeout", "connect", "reset", "protocol")
@@ -248,14 +249,27 @@ class Route:
 
 @dataclass(frozen=True, slots=True)
 class CacheConfig:
-    backend: str = "memory"
+    backend: str | Secret = "memory"  # a Secret when it read the environment (a URL may hold a password)
     models_ttl: float = 3600.0
     responses_ttl: float | None = None  # None: responses are not cached
     max_temperature: float = 0.0
+    namespace: str = "engine"  # the prefix of every shared key
 
-    def __repr__(self) -> str:  # the backend URL may carry a password
-        return (f"CacheConfig(backend={_mask_url(self.backend)!r}, models_ttl={self.models_ttl}, "
-                f"responses_ttl={self.responses_ttl}, max_temperature={self.max_temperature})")
+    @property
+    def url(self) -> str:
+        """The backend as written, secrets revealed (only the state layer opens it)."""
+        return self.backend.reveal() if isinstance(self.backend, Secret) else self.backend
+
+    @property
+    def shown(self) -> str:
+        """The backend for display: environment values and inline passwords masked."""
+        b = self.backend
+        return _mask_url(b.masked() if isinstance(b, Secret) else b)
+
+    def __repr__(self) -> str:
+        return (f"CacheConfig(backend={self.shown!r}, models_ttl={self.models_ttl}, "
+                f"responses_ttl={self.responses_ttl}, max_temperature={self.max_temperature}, "
+                f"namespace={self.namespace!r})")
 
 
 def _node_name(node: Node) -> str:
@@ -263,7 +277,8 @@ def _node_name(node: Node) -> str:
 
 
 class _Memo:
-    """A bounded memo of requested model -> candidate routes (cleared when full)."""
+    """A bounded memo of requested model -> candidate routes (cleared when full; at most
+    ``_MEMO_MAX`` names of at most ``_MEMO_NAME_MAX`` characters)."""
 
     __slots__ = ("_items",)
 
@@ -274,6 +289,8 @@ class _Memo:
         return self._items.get(model)
 
     def put(self, model: str, routes: tuple[Route, ...]) -> None:
+        if len(model) > _MEMO_NAME_MAX:
+            return
         if len(self._items) >= _MEMO_MAX:
             self._items.clear()
         self._items[model] = routes
@@ -332,7 +349,9 @@ class RoutingGraph:
         out.append(f"deadline {fd(self.deadline)}")
         c = self.cache
         out.append(
-            f"cache backend={_mask_url(c.backend)} models_ttl={fd(c.models_ttl)} responses="
+            f"cache backend={c.shown}"
+            + (f" namespace={c.namespace}" if c.namespace != "engine" else "")
+            + f" models_ttl={fd(c.models_ttl)} responses="
             + (f"ttl={fd(c.responses_ttl)} max_temperature={c.max_temperature:g}"
                if c.responses_ttl is not None else "off")
         )

@@ -323,6 +323,7 @@ def interpolate(loaded: Loaded, env: Mapping[str, str]) -> None:
         if "${" not in text:
             return text
         out: list[str] = []
+        parts: list[str] = []  # the environment values put in (masked wherever they appear)
         pos = 0
         touched = False
         for m in _VAR.finditer(text):
@@ -346,6 +347,8 @@ def interpolate(loaded: Loaded, env: Mapping[str, str]) -> None:
             value = env.get(name)
             loaded.env_used[name] = loaded.env_used.get(name, False) or value is not None
             out.append(value if value is not None else (default if sep else ""))
+            if value:  # a default is written in the file: shown where the value may be shown
+                parts.append(value)
         out.append(text[pos:])
         if _unclosed(text):
             loc = loaded.locations.find(path) or Loc(loaded.files[0], 0, 0)
@@ -353,7 +356,7 @@ def interpolate(loaded: Loaded, env: Mapping[str, str]) -> None:
                 loc.file, loc.line, loc.col, format_path(path), "unclosed '${' in string",
                 "close it with '}' or write '$${' for a literal", snippet=loc.source))
         joined = "".join(out)
-        return Secret(joined) if touched else joined
+        return Secret(joined, tuple(parts)) if touched else joined
 
     def walk(node: Any, path: Path_) -> Any:
         if isinstance(node, dict):

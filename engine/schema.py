@@ -158,6 +158,12 @@ class CacheSpec(Spec):
                                     description="Model listings per provider (default ttl 1h).")
     responses: ResponsesCacheSpec | None = Field(None, description="Response caching; off unless "
                                                  "written.")
+    namespace: str = Field("engine", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$",
+                           description="Prefix of every shared key (cache, single-flight, "
+                           "circuits, rate limits, listings): deployments that share one Redis "
+                           "but must not share state each take their own. Keys also hold a "
+                           "digest of each endpoint (URL and credentials), so unrelated configs "
+                           "never share answers even in one namespace.")
 
     @field_validator("backend")
     @classmethod

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
+from urllib.parse import unquote, urlsplit
 
-__all__ = ["MASK", "Secret", "TargetRef", "format_duration", "parse_duration"]
+__all__ = ["MASK", "Scrubber", "Secret", "TargetRef", "format_duration", "parse_duration"]
 
 MASK: Final = "***"
 
@@ -45,15 +47,29 @@ def format_duration(seconds: float) -> str:
 
 
 class Secret:
-    """A value that came from the environment: masked in ``repr`` and ``str``; ``reveal()`` opens it."""
+    """A value that came from the environment: masked in ``repr`` and ``str``; ``reveal()`` opens it.
 
-    __slots__ = ("_value",)
+    ``parts`` are the environment values it was built from (``"Bearer ${KEY}"`` has the key as its
+    part): a secret is masked wherever one of them appears, also inside longer text.
+    """
 
-    def __init__(self, value: str) -> None:
+    __slots__ = ("_parts", "_value")
+
+    def __init__(self, value: str, parts: tuple[str, ...] | None = None) -> None:
         self._value = value
+        self._parts = (value,) if parts is None else parts
 
     def reveal(self) -> str:
         return self._value
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """The environment values in it (never shown; what ``Scrubber`` masks, with the whole)."""
+        return self._parts
+
+    def masked(self) -> str:
+        """The value with each environment part shown as ``***`` (``redis://h:6379?password=***``)."""
+        return Scrubber(self._parts, shortest=1).scrub(self._value, limit=None)
 
     def __repr__(self) -> str:
         return f"Secret({MASK!r})"
@@ -74,6 +90,43 @@ class Secret:
         raise TypeError("Secret values cannot be pickled")
 
 
+MIN_SECRET: Final = 4  # shorter environment values ("us", "1") are not masked inside other text
+
+
+class Scrubber:
+    """Masks the values of some secrets in any text (error bodies that echo a key, URLs, Redis
+    errors that name the host), then cuts it: masking comes first, so a cut never keeps the
+    beginning of a secret."""
+
+    __slots__ = ("_pattern",)
+
+    def __init__(self, values: Iterable[str], *, shortest: int = MIN_SECRET) -> None:
+        found = {v for v in values if len(v) >= max(shortest, 1)}
+        longest_first = sorted(found, key=len, reverse=True)
+        self._pattern = re.compile("|".join(map(re.escape, longest_first))) if found else None
+
+    @classmethod
+    def of(cls, values: Iterable[object]) -> Scrubber:
+        """A scrubber for every ``Secret`` among ``values``: the whole value, its parts and, of a
+        URL among them, the pieces an error may quote alone (host, user, password)."""
+        found: list[str] = []
+        for s in values:
+            if isinstance(s, Secret):
+                for v in (s.reveal(), *s.parts):
+                    found.append(v)
+                    if "://" in v:
+                        found += _url_pieces(v)
+        return cls(found)
+
+    def __bool__(self) -> bool:
+        return self._pattern is not None
+
+    def scrub(self, text: str, limit: int | None = 300) -> str:
+        if self._pattern is not None:
+            text = self._pattern.sub(MASK, text)
+        return text if limit is None else text[:limit]
+
+
 @dataclass(frozen=True, slots=True)
 class TargetRef:
     """A parsed target string: ``provider/model``, a provider alone, or a group name.
@@ -92,3 +145,13 @@ class TargetRef:
 
     def __str__(self) -> str:
         return self.head if self.model is None else f"{self.head}/{self.model}"
+
+
+def _url_pieces(url: str) -> list[str]:
+    try:
+        parts = urlsplit(url)
+        pieces = [parts.netloc, parts.hostname, parts.username, parts.password]
+        pieces.append(f"{parts.hostname}:{parts.port}" if parts.port else None)
+    except ValueError:  # not a URL after all
+        return []
+    return [q for p in pieces if p for q in {p, unquote(p)}]

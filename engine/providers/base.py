@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from engine.result import TextDelta, ToolCall, ToolCallDelta, Usage
 
-__all__ = ["Kind", "Parsed", "StreamParser", "WireError", "error_text", "loads"]
+__all__ = ["ERROR_TEXT_MAX", "Kind", "Parsed", "StreamParser", "WireError", "error_text", "loads"]
 
 
 def loads(text: str | bytes) -> Any:
@@ -26,9 +26,13 @@ def loads(text: str | bytes) -> Any:
         raise ValueError("JSON nested too deeply") from None
 
 
+ERROR_TEXT_MAX = 2000  # an error message is cut here; the runtime masks secrets, then cuts to 300
+
+
 def error_text(data: Any) -> str:
     """The message of the usual error shapes: ``{"error": {"message"}}``, ``{"error": "..."}``,
-    ``{"message": ...}``, ``{"detail": ...}`` (FastAPI servers), or a list holding one of them."""
+    ``{"message": ...}``, ``{"detail": ...}`` (FastAPI servers), or a list holding one of them.
+    Cut at ``ERROR_TEXT_MAX``, not shorter: secrets are masked after this, before the final cut."""
     if type(data) is list and data:
         data = data[0]
     if type(data) is dict:
@@ -37,14 +41,14 @@ def error_text(data: Any) -> str:
             msg = err.get("message")
             kind = err.get("type") or err.get("status")
             if msg and kind and type(kind) is str:
-                return f"{kind}: {msg}"[:300]
-            return str(msg or kind or err)[:300]
+                return f"{kind}: {msg}"[:ERROR_TEXT_MAX]
+            return str(msg or kind or err)[:ERROR_TEXT_MAX]
         if err:
-            return str(err)[:300]
+            return str(err)[:ERROR_TEXT_MAX]
         for key in ("message", "detail"):
             if data.get(key):
-                return str(data[key])[:300]
-    return str(data)[:300]
+                return str(data[key])[:ERROR_TEXT_MAX]
+    return str(data)[:ERROR_TEXT_MAX]
 
 
 class WireError(Exception):

@@ -25,7 +25,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from engine.graph import Provider
-from engine.providers.base import Kind, loads
+from engine.providers.base import ERROR_TEXT_MAX, Kind, loads
 
 __all__ = [
     "AiohttpBackend",
@@ -361,15 +361,16 @@ async def line_batches(response: Streamed) -> AsyncIterator[list[str]]:
 
 
 def error_detail(content: bytes, kind: Kind) -> str:
-    """A short message from an error response's body."""
+    """The message of an error response's body, cut at ``ERROR_TEXT_MAX`` (the caller masks
+    secrets in it, then cuts it short)."""
     try:
         data: Any = loads(content)
     except ValueError:
-        return content[:200].decode("utf-8", "replace")
+        return content[:ERROR_TEXT_MAX].decode("utf-8", "replace")
     try:
-        return kind.error_message(data)
+        return kind.error_message(data)[:ERROR_TEXT_MAX]
     except Exception:
-        return str(data)[:200]
+        return str(data)[:ERROR_TEXT_MAX]
 
 
 def translate(exc: BaseException) -> Fault:
@@ -390,7 +391,7 @@ def translate(exc: BaseException) -> Fault:
         if isinstance(cause, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError):
             return Fault("reset", name)
         if isinstance(cause, aiohttp.ClientResponseError):
-            return Fault("protocol", f"{name}: {cause.message}"[:200])
+            return Fault("protocol", f"{name}: {cause.message}"[:ERROR_TEXT_MAX])
         return Fault("reset", name)
     if isinstance(exc, httpx.TimeoutException | TimeoutError):
         return Fault("timeout", name)

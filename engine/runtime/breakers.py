@@ -21,6 +21,7 @@ HALF_OPEN: Final = "half_open"
 _STATES: Final = {"closed": CLOSED, "opened": OPEN, "half-opened": HALF_OPEN}
 
 _log = logging.getLogger("engine.breakers")
+MAX_DYNAMIC: Final = 256  # per-model circuits of client-chosen (pass-through) model names
 
 Token = Any  # an entered purgatory breaker: hand it back to ``Circuits.leave``
 
@@ -34,20 +35,27 @@ _NO_TOKEN: Final = object()  # the circuit store failed: the try goes ahead ungu
 
 
 class Circuits:
-    """One circuit per name (``provider`` or ``provider/model``).
+    """One circuit per name (``provider`` or ``provider/model``) and scope (the endpoint's
+    identity: a circuit is stored as ``name@scope``, so deployments sharing a store with the same
+    names but another endpoint or key never share one; a reload to another endpoint starts a
+    fresh circuit).
 
     ``enter`` returns a token, or ``None`` when the circuit is open (the try is skipped at no
-    network cost); ``leave`` records the try's outcome; ``abandon`` records nothing (a cancelled
-    try says nothing about the provider). ``on_change(circuit, state)`` is called on every state
-    change, and ``states()`` / ``open_circuits()`` tell what this process has seen.
+    network cost); ``leave`` records the try's outcome. ``on_change(circuit, state)`` is called on
+    every state change, and ``states()`` / ``open_circuits()`` tell what this process has seen,
+    by name. Circuits of client-chosen model names are bounded: past ``MAX_DYNAMIC`` of them, a
+    new name shares its ``fold`` circuit (``provider/*``).
     """
 
     def __init__(self, factory: AsyncCircuitBreakerFactory | None = None,
                  on_change: Callable[[str, str], None] | None = None) -> None:
         self.factory = factory if factory is not None else AsyncCircuitBreakerFactory()
         self._on_change = on_change
-        self._seen: dict[str, tuple[str, float, float]] = {}  # name -> (state, opened_at, ttl)
-        self._ttl: dict[str, float] = {}
+        self._seen: dict[str, tuple[str, float, float]] = {}  # key -> (state, opened_at, ttl)
+        self._ttl: dict[str, float] = {}  # key -> recovery
+        self._names: dict[str, str] = {}  # key -> name
+        self._current: dict[str, str] = {}  # name -> the key its last try used
+        self._dynamic = 0  # circuits made for client-chosen names
         # In memory, purgatory hands out the same live circuit every time: keep it and skip the
         # per-try lookup. Other units of work (Redis) load the circuit's state on every try.
         self._cache: dict[str, Any] | None = (
@@ -55,57 +63,67 @@ class Circuits:
         self._store_down = False  # a shared store failed: logged once, until it answers again
         self.factory.add_listener(self._hook)
 
-    def _hook(self, name: str, what: str, event: Any) -> None:
+    def _hook(self, key: str, what: str, event: Any) -> None:
         if what != "state_changed":
             return
         state = _STATES.get(getattr(event, "state", ""), CLOSED)
         opened_at = getattr(event, "opened_at", None) or time.time()
-        self._seen[name] = (state, opened_at, self._ttl.get(name, 0.0))
+        self._seen[key] = (state, opened_at, self._ttl.get(key, 0.0))
         if self._on_change is not None:
-            self._on_change(name, state)
+            self._on_change(self._names.get(key, key), state)
 
-    async def enter(self, name: str, breaker: Breaker) -> Token | None:
+    async def enter(self, name: str, breaker: Breaker, scope: str = "",
+                    fold: str | None = None) -> Token | None:
         """A token for one try, or ``None`` when the circuit is open. If the circuit store itself
-        fails (a shared store unreachable), the try goes ahead: breakers must not stop traffic."""
+        fails (a shared store unreachable), the try goes ahead: breakers must not stop traffic.
+        ``fold``: ``name`` is client-chosen, and past ``MAX_DYNAMIC`` such circuits the try
+        uses the ``fold`` circuit instead."""
+        key = f"{name}@{scope}" if scope else name
         cache = self._cache
-        brk = cache.get(name) if cache is not None else None
+        brk = cache.get(key) if cache is not None else None
         if brk is None:
-            if name not in self._ttl:
-                self._ttl[name] = breaker.recovery
+            if key not in self._ttl:
+                if fold is not None:
+                    if self._dynamic >= MAX_DYNAMIC:
+                        return await self.enter(fold, breaker, scope)
+                    self._dynamic += 1
+                self._ttl[key] = breaker.recovery
+                self._names[key] = name
             try:
-                brk = await self.factory.get_breaker(name, breaker.failures, breaker.recovery)
+                brk = await self.factory.get_breaker(key, breaker.failures, breaker.recovery)
             except Exception:
                 self._store_failed(f"circuit store failed for {name}; tries go unguarded")
                 return _NO_TOKEN
             if cache is not None:
-                cache[name] = brk
+                cache[key] = brk
             else:  # a shared store: another instance may have changed the circuit
                 self._store_down = False
-                self._adopt(name, brk.context)
+                self._adopt(key, brk.context)
+        self._current[name] = key
         ctx = brk.context
         if ctx.threshold != breaker.failures or ctx.ttl != breaker.recovery:  # a reload changed it
             ctx.threshold, ctx.ttl = breaker.failures, breaker.recovery
-            self._ttl[name] = breaker.recovery
+            self._ttl[key] = breaker.recovery
         try:
             await brk.__aenter__()
         except Exception:  # purgatory raises its OpenedState: the circuit is open
             return None
         return brk
 
-    def _adopt(self, name: str, ctx: Any) -> None:
+    def _adopt(self, key: str, ctx: Any) -> None:
         """Take the state a shared store holds as seen here (so ``plan()``, ``health()`` and the
         ``breaker`` event know of a circuit another instance opened or closed)."""
         state = _STATES.get(ctx.state, CLOSED)
-        seen = self._seen.get(name)
+        seen = self._seen.get(key)
         if seen is None and state == CLOSED:
             return
         if seen is not None and seen[0] == state:
             return
         if state == HALF_OPEN and seen is not None and seen[0] == OPEN:
             return  # our own view already turns half-open when the recovery time has passed
-        self._seen[name] = (state, ctx.opened_at or time.time(), self._ttl.get(name, 0.0))
+        self._seen[key] = (state, ctx.opened_at or time.time(), self._ttl.get(key, 0.0))
         if self._on_change is not None:
-            self._on_change(name, state)
+            self._on_change(self._names.get(key, key), state)
 
     async def leave(self, token: Token, failed: bool) -> None:
         if token is _NO_TOKEN:
@@ -127,7 +145,8 @@ class Circuits:
         _log.warning("%s (logged once until the store answers again)", message, exc_info=True)
 
     def state(self, name: str) -> str:
-        seen = self._seen.get(name)
+        """The state of circuit ``name`` (as its last try found it)."""
+        seen = self._seen.get(self._current.get(name, name))
         if seen is None:
             return CLOSED
         state, opened_at, ttl = seen
@@ -136,9 +155,9 @@ class Circuits:
         return state
 
     def states(self) -> dict[str, str]:
-        """Every circuit this engine has used, with its state."""
-        return {name: self.state(name) for name in sorted(self._ttl.keys() | self._seen.keys())}
+        """Every circuit this engine has used, by name, with its state."""
+        return {name: self.state(name) for name in sorted(self._current)}
 
     def open_circuits(self) -> frozenset[str]:
-        return frozenset(name for name in self._seen if self.state(name) == OPEN)
+        return frozenset(name for name in self._current if self.state(name) == OPEN)
 

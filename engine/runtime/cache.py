@@ -1,6 +1,6 @@
 """Keys and values in, cached values out: a process-local TTL store, aiocache's Redis store (the only
-aiocache import) behind a fail-soft guard, and the response cache keyed by sha256 of (target key,
-rendered body)."""
+aiocache import) behind a fail-soft guard, and the response cache keyed by sha256 of (endpoint
+identity, model, rendered body)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from aiocache.backends.redis import RedisCache
 from aiocache.base import BaseCache
 
 from engine.result import Response, ToolCall, Usage
+from engine.values import Scrubber
 
 __all__ = [
     "Guard",
@@ -60,11 +61,13 @@ class Guard:
     operation answers its default (a miss), and one ``StateWarning`` tells of the outage.
     """
 
-    __slots__ = ("_down_until", "cooldown", "degraded", "failures", "on_warning", "timeout")
+    __slots__ = ("_down_until", "_scrubber", "cooldown", "degraded", "failures", "on_warning",
+                 "timeout")
 
     def __init__(self, on_warning: Warn | None = None, *, timeout: float = 0.25,
-                 cooldown: float = 2.0) -> None:
+                 cooldown: float = 2.0, scrubber: Scrubber | None = None) -> None:
         self.on_warning = on_warning
+        self._scrubber = scrubber
         self.timeout = timeout
         self.cooldown = cooldown
         self.degraded = False
@@ -99,7 +102,13 @@ class Guard:
         if not self.degraded:
             self.degraded = True
             detail = str(exc) or ("timed out" if isinstance(exc, TimeoutError) else "")
-            self._emit(StateWarning("degraded", operation, f"{type(exc).__name__}: {detail}"[:300]))
+            self._emit(StateWarning("degraded", operation,
+                                    self.scrub(f"{type(exc).__name__}: {detail}")))
+
+    def scrub(self, text: str) -> str:
+        """``text`` with the backend's secrets masked (host and password of a URL read from the
+        environment), cut to 300 characters."""
+        return self._scrubber.scrub(text) if self._scrubber is not None else text[:300]
 
     def _emit(self, warning: StateWarning) -> None:
         if self.on_warning is None:
@@ -233,10 +242,11 @@ class ResponseCache:
         self.ttl = ttl
 
     @staticmethod
-    def key(target_key: str, body: bytes | str) -> str:
-        """sha256 of the resolved target (``provider/model``) and the rendered body. Neither
-        carries the API key (it travels in headers), so keys are safe to share and to log."""
-        h = hashlib.sha256(target_key.encode())
+    def key(endpoint: str, body: bytes | str) -> str:
+        """sha256 of the endpoint (the connection's identity: kind, URL and a digest of the
+        credentials; and the model) and the rendered body. The credentials enter only as a
+        digest, so keys are safe to share and to log."""
+        h = hashlib.sha256(endpoint.encode())
         h.update(b"\x00")
         h.update(body if isinstance(body, bytes) else body.encode())
         return h.hexdigest()

@@ -129,9 +129,9 @@ def _cancel(ctx: Ctx, a: Attempt) -> None:
 class Endpoint:
     """One target, precomputed: its connection, template, classifier, circuit and price."""
 
-    __slots__ = ("backoff", "breaker", "circuit", "classifier", "conn", "context", "honor",
-                 "key", "kind", "limited", "model", "models", "price", "provider", "render",
-                 "renders", "speed", "tpm", "tries")
+    __slots__ = ("backoff", "breaker", "circuit", "classifier", "conn", "context", "fold",
+                 "honor", "key", "kind", "limit_key", "limited", "model", "models", "price",
+                 "provider", "render", "renders", "scope", "speed", "tpm", "tries")
 
     def __init__(self, target: Target, conn: Connection, renders: tuple[int, str]) -> None:
         p = target.provider
@@ -151,13 +151,17 @@ class Endpoint:
         self.breaker = p.breaker
         by_model = p.breaker is not None and p.breaker.scope == "model"
         # circuit: a fixed name, or None with a breaker by model and a pass-through target
+        # (one circuit per client-chosen model, bounded: past a number of them, ``fold``)
         self.circuit: str | None = None
         if p.breaker is not None and not (by_model and target.model is None):
             self.circuit = target.key if by_model else p.name
+        self.fold = f"{p.name}/*" if self.circuit is None else None
+        self.scope = conn.identity[:16]  # circuits and rate limits are per endpoint identity
         self.price: Price | None = target.price(target.model) if target.model else None
         self.models = p.models  # this graph's (a reused connection may hold an older provider)
         # the provider when it has client-side rate limits (the limiter's key), else None
         self.limited: Provider | None = p if p.limits is not None else None
+        self.limit_key = f"{p.name}@{self.scope}"
         self.tpm = p.limits is not None and p.limits.tpm is not None
 
     def circuit_for(self, model: str) -> str | None:

@@ -115,7 +115,8 @@ class Runtime:
                 ctx.attempts, route=ctx.where()) from None
         if not isinstance(result, Win):
             if isinstance(result, Hit):  # nothing was spent on this answer: cost 0
-                return dataclasses.replace(result.response, cached=True, cost=0.0,
+                return dataclasses.replace(result.response, provider=result.ep.provider,
+                                           cached=True, cost=0.0,
                                            latency=perf() - ctx.start,
                                            attempts=tuple(ctx.attempts))
             raise AllTargetsFailed(f"every target failed on {ctx.where()}", ctx.attempts,
@@ -303,7 +304,8 @@ class Runtime:
         t = Try(ctx, label)  # a hedge waiting for a shared answer can be cancelled
         start = t.start
         try:
-            response = await self.state.respond(label, body, call, refresh=ctx.cache == "refresh",
+            response = await self.state.respond(f"{ep.conn.identity}\x00{model}", body, call,
+                                                refresh=ctx.cache == "refresh",
                                                 deadline=ctx.deadline)
         except _NoAnswer as exc:
             if mine:
@@ -347,7 +349,7 @@ class Runtime:
         if ctx.tokens < 0:
             ctx.tokens = estimate_tokens(ctx.request)
         assert ep.limited is not None
-        if await self.state.limiter.acquire(ep.limited, ctx.tokens,
+        if await self.state.limiter.acquire(ep.limited, ctx.tokens, key=ep.limit_key,
                                             wait_until=ctx.deadline if wait else None):
             return True
         self.record(ctx, Attempt(label, "skipped", None, "rate limited"))
@@ -358,7 +360,7 @@ class Runtime:
         is a round trip the answer need not wait for: it runs in the background (``aclose``
         waits for it)."""
         assert ep.limited is not None
-        record = self.state.limiter.record(ep.limited, actual, ctx.tokens)
+        record = self.state.limiter.record(ep.limited, actual, ctx.tokens, key=ep.limit_key)
         if self.state.redis is None:
             await record
             return
@@ -376,7 +378,8 @@ class Runtime:
         for n in range(1, ep.tries + 1):
             token = None
             if circuit is not None:
-                token = await self.circuits.enter(circuit, ep.breaker)  # type: ignore[arg-type]
+                token = await self.circuits.enter(circuit, ep.breaker,  # type: ignore[arg-type]
+                                                  ep.scope, ep.fold)
                 if token is None:
                     self.record(ctx, Attempt(label, "skipped", None, "circuit open"))
                     return SKIPPED if n == 1 else FAILED
@@ -423,7 +426,7 @@ class Runtime:
                 data = loads(response.content)
                 parsed = ep.kind.parse(data)
             except (ValueError, WireError) as exc:
-                return status, "protocol", ep.conn.scrub(str(exc))[:300], None
+                return status, "protocol", str(exc), None
             latency = perf() - t.start
             if t.token is not None:
                 await self.circuits.leave(t.token, False)
@@ -433,14 +436,16 @@ class Runtime:
             attempt = Attempt(t.label, "ok", status, None, latency)
             self.record(ctx, attempt)
             return Win(ep, model, parsed, data, attempt)
-        return (status, None, ep.conn.scrub(error_detail(response.content, ep.kind)),
-                parse_retry_after(response.headers))
+        return status, None, error_detail(response.content, ep.kind), \
+            parse_retry_after(response.headers)
 
     async def failed(self, ep: Endpoint, ctx: Ctx, token: Any, n: int, label: str,
                      status: int | None, error: str | None, detail: str,
                      retry_after: float | None, latency: float) -> bool:
         """Record failed try ``n``: ``True`` after sleeping the backoff (retry the same target),
-        ``False`` to fail over; raise ``ProviderError`` when the classifier allows neither."""
+        ``False`` to fail over; raise ``ProviderError`` when the classifier allows neither.
+        ``detail`` is masked of the provider's secrets here, then cut short."""
+        detail = ep.conn.scrub(detail)
         if token is not None:
             await self.circuits.leave(token, breaker_failure(status, error))
         self.shared.tally.failed(ep.provider)

@@ -23,13 +23,16 @@ class RateLimiter(Protocol):
     the window has room if ``wait_until`` allows it, else answers ``False`` at once (fail over)."""
 
     async def acquire(self, provider: Provider, tokens: int = 0, *,
-                      wait_until: float | None = None) -> bool:
+                      wait_until: float | None = None, key: str | None = None) -> bool:
         """Take one request and ``tokens`` from ``provider``'s window. ``wait_until`` is an
         event-loop time (``loop.time()``, the clock of ``asyncio.timeout_at``): wait up to then
-        for room; ``None``: do not wait."""
+        for room; ``None``: do not wait. ``key`` names the window (default: the provider's
+        name; the engine adds its endpoint's identity, so deployments with another endpoint or
+        key never share a quota)."""
         ...
 
-    async def record(self, provider: Provider, actual_tokens: int, estimated_tokens: int) -> None:
+    async def record(self, provider: Provider, actual_tokens: int, estimated_tokens: int, *,
+                     key: str | None = None) -> None:
         """Correct the token count of an admitted request by ``actual - estimated``."""
         ...
 
@@ -65,13 +68,14 @@ class MemoryLimiter:
         self._windows: dict[str, _Window] = {}
 
     async def acquire(self, provider: Provider, tokens: int = 0, *,
-                      wait_until: float | None = None) -> bool:
+                      wait_until: float | None = None, key: str | None = None) -> bool:
         limits = provider.limits
         if limits is None:
             return True
-        w = self._windows.get(provider.name)
+        name = key or provider.name
+        w = self._windows.get(name)
         if w is None:
-            w = self._windows[provider.name] = _Window()
+            w = self._windows[name] = _Window()
         while True:
             now = time.monotonic()
             wait = self._admit(w, limits, tokens, now)
@@ -81,8 +85,9 @@ class MemoryLimiter:
                 return False
             await asyncio.sleep(wait)
 
-    async def record(self, provider: Provider, actual_tokens: int, estimated_tokens: int) -> None:
-        w = self._windows.get(provider.name)
+    async def record(self, provider: Provider, actual_tokens: int, estimated_tokens: int, *,
+                     key: str | None = None) -> None:
+        w = self._windows.get(key or provider.name)
         delta = actual_tokens - estimated_tokens
         if w is None or provider.limits is None or provider.limits.tpm is None or delta == 0:
             return
@@ -208,11 +213,11 @@ class RedisLimiter:
         return [f"{base}:req", f"{base}:tok", f"{base}:total", f"{base}:seq"]
 
     async def acquire(self, provider: Provider, tokens: int = 0, *,
-                      wait_until: float | None = None) -> bool:
+                      wait_until: float | None = None, key: str | None = None) -> bool:
         limits = provider.limits
         if limits is None:
             return True
-        keys = self._keys(provider.name)
+        keys = self._keys(key or provider.name)
         args = [int(self.window * 1000), limits.rpm or 0, limits.tpm or 0, max(tokens, 0)]
         while True:
             wait_ms = await self._guard.run("limits.acquire",
@@ -224,11 +229,12 @@ class RedisLimiter:
                 return False
             await asyncio.sleep(wait)
 
-    async def record(self, provider: Provider, actual_tokens: int, estimated_tokens: int) -> None:
+    async def record(self, provider: Provider, actual_tokens: int, estimated_tokens: int, *,
+                     key: str | None = None) -> None:
         delta = actual_tokens - estimated_tokens
         if provider.limits is None or provider.limits.tpm is None or delta == 0:
             return
-        _, tok, total, seq = self._keys(provider.name)
+        _, tok, total, seq = self._keys(key or provider.name)
         args = [int(self.window * 1000), delta]
         await self._guard.run("limits.record",
                               lambda: self._record(keys=[tok, total, seq], args=args), None)

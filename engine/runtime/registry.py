@@ -4,7 +4,6 @@ the transport supplies, merged with the models routes.yaml declares, cached for 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from engine.graph import Price, Provider
 from engine.providers import Kind, get_kind
 from engine.runtime.cache import Store
 from engine.runtime.coalesce import SingleFlight
+from engine.runtime.transport import identity
 from engine.values import Secret
 
 __all__ = ["Fetch", "ListedModel", "ModelListing", "ModelRegistry", "RegistryStats"]
@@ -73,7 +73,7 @@ class ModelRegistry:
     async def list_models(self, provider: Provider, *, refresh: bool = False) -> ModelListing:
         """The provider's models; ``refresh`` skips the cache. Raises the fetch's error, or the
         kind's ``WireError`` for a listing it cannot parse."""
-        key = _key(provider)
+        key = _key(provider, self._kind_of(provider.kind))
         if refresh:
             names = await self._flights.do(key + ":refresh", partial(self._fetch, provider, key))
             cached = False
@@ -116,7 +116,7 @@ class ModelRegistry:
         return {p.name: r for p, r in zip(ps, results, strict=True)}
 
     async def invalidate(self, provider: Provider) -> None:
-        key = _key(provider)
+        key = _key(provider, self._kind_of(provider.kind))
         self._expiry.pop(key, None)
         await self._store.delete(key)
 
@@ -151,12 +151,10 @@ def _models_url(kind: Kind, provider: Provider) -> str:
     return kind.models_url(base.reveal() if isinstance(base, Secret) else base)
 
 
-def _key(provider: Provider) -> str:
-    """Provider name plus a digest of kind and base URL, so a changed endpoint is a new entry."""
-    base = provider.base_url
-    raw = base.reveal() if isinstance(base, Secret) else base
-    digest = hashlib.sha256(f"{provider.kind}\x00{raw}".encode()).hexdigest()[:16]
-    return f"{provider.name}:{digest}"
+def _key(provider: Provider, kind: Kind) -> str:
+    """Provider name plus its endpoint's identity (kind, base URL, a digest of the credentials):
+    a changed endpoint or key is a new entry, and another deployment's listing never answers."""
+    return f"{provider.name}:{identity(provider, kind)}"
 
 
 def _merge(provider: Provider, listed: Iterable[str], *, cached: bool) -> ModelListing:

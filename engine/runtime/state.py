@@ -23,6 +23,7 @@ from engine.runtime.cache import Guard, ResponseCache, Store, Warn, memory_store
 from engine.runtime.coalesce import RedisFlights, SingleFlight
 from engine.runtime.limits import WINDOW, MemoryLimiter, RateLimiter, RedisLimiter
 from engine.runtime.registry import Fetch, ModelRegistry
+from engine.values import Scrubber
 
 __all__ = ["CachePolicy", "State", "redis_client"]
 
@@ -50,9 +51,11 @@ class State:
     def __init__(self, config: CacheConfig, *, fetch: Fetch | None, on_warning: Warn | None,
                  timeout: float, cooldown: float, lock_ttl: float, window: float) -> None:
         self.config = config
-        self.backend: Literal["memory", "redis"] = "memory" if config.backend == "memory" \
-            else "redis"
-        self.guard = Guard(on_warning, timeout=timeout, cooldown=cooldown)
+        url = config.url
+        self.backend: Literal["memory", "redis"] = "memory" if url == "memory" else "redis"
+        # a Redis error names host and port: masked when the URL came from the environment
+        self.guard = Guard(on_warning, timeout=timeout, cooldown=cooldown,
+                           scrubber=Scrubber.of([config.backend]))
         self.flights = SingleFlight()
         self.redis: aioredis.Redis | None = None
         self.remote: RedisFlights | None = None
@@ -63,14 +66,19 @@ class State:
             responses, models = memory_store(), memory_store()
             self.limiter = MemoryLimiter(window)
         else:
-            if not config.backend.startswith(("redis://", "rediss://", "unix://")):
+            if not url.startswith(("redis://", "rediss://", "unix://")):
                 raise ValueError("cache.backend must be 'memory' or a redis://, rediss:// or "
                                  "unix:// URL")
-            self.redis = redis_client(config.backend, timeout=timeout)
-            responses = redis_store(self.redis, "engine:resp", self.guard)
-            models = redis_store(self.redis, "engine:models", self.guard)
-            self.limiter = RedisLimiter(self.redis, self.guard, window=window)
-            self.remote = RedisFlights(self.redis, self.guard, lock_ttl=lock_ttl)
+            ns = config.namespace
+            try:
+                self.redis = redis_client(url, timeout=timeout)
+            except ValueError as exc:  # redis-py's message may quote the URL
+                raise ValueError(f"cache.backend: {self.guard.scrub(str(exc))}") from None
+            responses = redis_store(self.redis, f"{ns}:resp", self.guard)
+            models = redis_store(self.redis, f"{ns}:models", self.guard)
+            self.limiter = RedisLimiter(self.redis, self.guard, window=window, prefix=f"{ns}:rl")
+            self.remote = RedisFlights(self.redis, self.guard, lock_ttl=lock_ttl,
+                                       prefix=f"{ns}:flight")
         self.responses = ResponseCache(responses, config.responses_ttl)
         self.registry = ModelRegistry(models, fetch, ttl=config.models_ttl)
 
@@ -85,8 +93,9 @@ class State:
                    lock_ttl=lock_ttl, window=window)
 
     def configure(self, config: CacheConfig) -> bool:
-        """Adopt a reloaded config's TTLs. ``False`` if the backend changed: build a new State."""
-        if config.backend != self.config.backend:
+        """Adopt a reloaded config's TTLs. ``False`` if the backend or the namespace changed:
+        build a new State."""
+        if config.url != self.config.url or config.namespace != self.config.namespace:
             return False
         self.config = config
         self.responses.ttl = config.responses_ttl
@@ -111,16 +120,17 @@ class State:
             return "off"
         return "refresh" if flag == "refresh" else "use"
 
-    async def respond(self, target_key: str, body: bytes | str,
+    async def respond(self, endpoint: str, body: bytes | str,
                       call: Callable[[], Awaitable[Response]], *, refresh: bool = False,
                       deadline: float | None = None) -> Response:
-        """A cacheable request to one target: the cached answer (``cached=True``), else ``call()``
+        """A cacheable request to one endpoint (``Connection.identity`` and the model: who answers,
+        as whom): the cached answer (``cached=True``), else ``call()``
         once for all identical requests in flight (here, and with Redis on every instance), its
         answer stored for ``cache.responses.ttl``. ``refresh`` skips the lookup and replaces the
         entry. ``deadline`` is an event-loop time (``loop.time()``). ``call``'s exceptions reach
         every caller sharing it, and nothing is stored."""
         cache = self.responses
-        key = cache.key(target_key, body)
+        key = cache.key(endpoint, body)
         if refresh:
             return await self.flights.do(key + ":refresh", partial(self._upstream, key, call))
         if self.remote is None:
@@ -161,10 +171,11 @@ class State:
         if self.redis is None:
             uow = AsyncInMemoryUnitOfWork()
         else:
-            uow = AsyncRedisUnitOfWork(_breaker_url(self.config.backend, self.guard.timeout))
+            uow = AsyncRedisUnitOfWork(_breaker_url(self.config.url, self.guard.timeout))
             # Replace the client purgatory made from the URL (never connected) with ours: short
-            # timeouts, the guard's cool-down, closed by aclose.
-            cast(Any, uow.contexts).redis = _GuardedRedis(self.redis, self.guard)
+            # timeouts, the guard's cool-down, the namespace, closed by aclose.
+            cast(Any, uow.contexts).redis = _GuardedRedis(self.redis, self.guard,
+                                                          f"{self.config.namespace}:")
         return AsyncCircuitBreakerFactory(default_threshold=threshold, default_ttl=recovery,
                                           uow=uow)
 
@@ -196,13 +207,15 @@ class State:
 
 
 class _GuardedRedis:
-    """The commands purgatory's Redis repository uses, through the guard; raises when skipped."""
+    """The commands purgatory's Redis repository uses, through the guard and under the
+    namespace (purgatory's own keys have none); raises when skipped."""
 
-    __slots__ = ("_client", "_guard")
+    __slots__ = ("_client", "_guard", "_prefix")
 
-    def __init__(self, client: aioredis.Redis, guard: Guard) -> None:
+    def __init__(self, client: aioredis.Redis, guard: Guard, prefix: str) -> None:
         self._client = client
         self._guard = guard
+        self._prefix = prefix
 
     async def _run(self, op: str, fn: Callable[[], Awaitable[Any]]) -> Any:
         result = await self._guard.run(op, fn, _DOWN)
@@ -214,13 +227,14 @@ class _GuardedRedis:
         return self
 
     async def get(self, key: str) -> Any:
-        return await self._run("breakers.get", lambda: self._client.get(key))
+        return await self._run("breakers.get", lambda: self._client.get(self._prefix + key))
 
     async def set(self, key: str, value: Any) -> Any:
-        return await self._run("breakers.set", lambda: self._client.set(key, value))
+        return await self._run("breakers.set",
+                               lambda: self._client.set(self._prefix + key, value))
 
     async def incr(self, key: str) -> Any:
-        return await self._run("breakers.incr", lambda: self._client.incr(key))
+        return await self._run("breakers.incr", lambda: self._client.incr(self._prefix + key))
 
 
 _DOWN: Any = object()

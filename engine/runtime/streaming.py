@@ -171,7 +171,7 @@ class EventStream:
                     raise Fault("reset", "stream ended before its end marker")
         except (Fault, WireError) as exc:
             error, detail = ((exc.kind, exc.detail) if isinstance(exc, Fault)
-                             else ("protocol", live.ep.conn.scrub(str(exc))[:300]))
+                             else ("protocol", str(exc)))
             await self._interrupted(live, ctx, error, detail)
         except (asyncio.CancelledError, GeneratorExit) as exc:
             why = ctx.why_cancelled(exc)
@@ -202,7 +202,7 @@ class EventStream:
         if live.token is not None:
             await rt.circuits.leave(live.token, breaker_failure(None, error))
         rt.shared.tally.failed(live.ep.provider)
-        text = f"{error}: {detail}"
+        text = f"{error}: {live.ep.conn.scrub(detail)}"
         rt.record(ctx, Attempt(live.label, "fatal", live.response.status, text,
                                perf() - live.start))
         raise StreamInterrupted(f"{live.label} stream broke after the first event ({text})",
@@ -261,12 +261,12 @@ class EventStream:
             except Fault:
                 detail = f"HTTP {status}"
             else:
-                detail = ep.conn.scrub(error_detail(content, ep.kind))
+                detail = error_detail(content, ep.kind)
             return status, None, detail, parse_retry_after(response.headers)
         except Fault as fault:
             return t.status, fault.kind, fault.detail, None
         except WireError as exc:
-            return t.status, "protocol", ep.conn.scrub(str(exc))[:300], None
+            return t.status, "protocol", str(exc), None
         except asyncio.CancelledError as exc:
             self._rt.cancelled(ctx, t, exc)  # recorded before the response is closed
             raise

@@ -5,6 +5,7 @@ lets a reloaded graph keep the connections of providers that did not change."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Callable, Hashable
 from typing import Any, Final
 
@@ -19,9 +20,9 @@ from engine.runtime.backends import (
     Streamed,
     error_detail,
 )
-from engine.values import MASK, Secret
+from engine.values import Scrubber, Secret
 
-__all__ = ["Connection", "ConnectionPool", "fingerprint"]
+__all__ = ["Connection", "ConnectionPool", "fingerprint", "identity"]
 
 USER_AGENT: Final = "engine/0.1"
 _URL_CACHE_MAX: Final = 256  # pass-through targets: one URL per requested model, bounded
@@ -38,14 +39,40 @@ def _reveal(value: str | Secret | None) -> str | None:
     return value.reveal() if isinstance(value, Secret) else value
 
 
+def _headers(provider: Provider, kind: Kind) -> dict[str, str]:
+    """The headers of every request to ``provider``, secrets revealed."""
+    headers: dict[str, str] = {"accept-encoding": "gzip", "user-agent": USER_AGENT,
+                               "content-type": "application/json"}
+    for name, value in kind.auth_headers(_reveal(provider.api_key)).items():
+        headers[name.lower()] = value
+    for name, raw in provider.headers.items():
+        revealed = _reveal(raw)
+        if revealed:  # an empty value (``${ORG:-}`` unset) is not sent
+            headers[name.lower()] = revealed
+    return headers
+
+
+def identity(provider: Provider, kind: Kind) -> str:
+    """A digest of who answers and as whom: the kind, the base URL and every header sent (the
+    credentials among them). Keys of shared state carry it, so two deployments with the same
+    names but another endpoint or key never share an answer; the credentials never leave."""
+    h = hashlib.sha256(kind.name.encode())
+    for part in (_reveal(provider.base_url) or "",
+                 *sorted(f"{k}: {v}" for k, v in _headers(provider, kind).items())):
+        h.update(b"\x00")
+        h.update(part.encode())
+    return h.hexdigest()[:32]
+
+
 class Connection:
     """One provider's backend (one per event loop, created lazily), revealed headers and URLs.
 
     ``refs`` counts the live routing graphs that use it; the pool closes it when that reaches 0.
+    ``identity`` (see ``identity()``) keys what it answers in shared state.
     """
 
     __slots__ = ("_backend", "_base_url", "_factory", "_headers", "_loop", "_others", "_prepare",
-                 "_secrets", "_targets", "kind", "name", "provider", "refs")
+                 "_scrubber", "_targets", "identity", "kind", "name", "provider", "refs")
 
     def __init__(self, provider: Provider, kind: Kind, factory: BackendFactory,
                  prepare: Callable[..., Any]) -> None:
@@ -60,18 +87,10 @@ class Connection:
         self._others: dict[asyncio.AbstractEventLoop, Backend] = {}
         self._targets: dict[tuple[str, bool], Any] = {}
         self._base_url = _reveal(provider.base_url) or ""
-        headers: dict[str, str] = {"accept-encoding": "gzip", "user-agent": USER_AGENT,
-                                   "content-type": "application/json"}
-        for name, value in kind.auth_headers(_reveal(provider.api_key)).items():
-            headers[name.lower()] = value
-        for name, raw in provider.headers.items():
-            revealed = _reveal(raw)
-            if revealed:  # an empty value (``${ORG:-}`` unset) is not sent
-                headers[name.lower()] = revealed
-        self._headers = list(headers.items())
-        secrets = {_reveal(v) for v in (provider.api_key, provider.base_url,
-                                        *provider.headers.values()) if isinstance(v, Secret)}
-        self._secrets = sorted((s for s in secrets if s), key=len, reverse=True)
+        self._headers = list(_headers(provider, kind).items())
+        self.identity = identity(provider, kind)
+        self._scrubber = Scrubber.of((provider.api_key, provider.base_url,
+                                      *provider.headers.values()))
 
     def _target(self, model: str, stream: bool) -> Any:
         key = (model, stream)
@@ -116,7 +135,8 @@ class Connection:
         try:
             reply = await self.backend().get(self._prepare(url, self._headers))
         except Fault as fault:
-            raise ProviderError(f"{self.name}: {what} failed: {fault}", body=str(fault)) from None
+            detail = self.scrub(str(fault))
+            raise ProviderError(f"{self.name}: {what} failed: {detail}", body=detail) from None
         if reply.status >= 400:
             detail = self.scrub(error_detail(reply.content, self.kind))
             raise ProviderError(f"{self.name}: {what} answered HTTP {reply.status}: {detail}",
@@ -124,16 +144,14 @@ class Connection:
         try:
             return loads(reply.content)
         except ValueError as exc:
-            detail = f"not JSON: {exc}"[:200]
+            detail = self.scrub(f"not JSON: {exc}")
             raise ProviderError(f"{self.name}: {what} answered {detail}", status=reply.status,
                                 body=detail) from None
 
-    def scrub(self, text: str) -> str:
-        """Mask every secret this provider was configured with (an error body may echo a key)."""
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, MASK)
-        return text
+    def scrub(self, text: str, limit: int | None = 300) -> str:
+        """``text`` with every secret this provider was configured with masked (an error body may
+        echo a key, whole or inside longer text), then cut to ``limit`` characters."""
+        return self._scrubber.scrub(text, limit)
 
     async def aclose(self) -> None:
         """Close the backends this event loop can close (and ask other loops to close theirs)."""

@@ -173,3 +173,19 @@ def test_cli_output_never_shows_a_secret(cfg: Any, tmp_path: Path, monkeypatch: 
     assert main(["check", str(path)]) == 1
     out, err = capsys.readouterr()
     assert "an environment value (${...}) is a secret" in err and MARK not in out + err
+
+
+@pytest.mark.parametrize(("backend", "env", "shown"), [
+    ("redis://cache.example.com:6379/0?password=${PW}", {"PW": "LEAK-pw-0006"},
+     "redis://cache.example.com:6379/0?password=***"),
+    ("${REDIS_URL}", {"REDIS_URL": "redis://LEAK-host.example.com:6379/0"}, "***"),
+    ("redis://${REDIS_HOST}:6379/0", {"REDIS_HOST": "LEAK-host.internal"}, "redis://***:6379/0"),
+])
+def test_a_backend_url_keeps_its_secrets(cfg: Any, backend: str, env: dict[str, str],
+                                         shown: str) -> None:
+    graph = cfg.compile(cfg.replace("  backend: memory\n", f'  backend: "{backend}"\n'), env=env)
+    assert isinstance(graph.cache.backend, Secret)
+    assert MARK in graph.cache.url  # the state layer opens it, nothing else shows it
+    assert f"cache backend={shown} " in graph.describe()
+    for text in (graph.describe(), repr(graph.cache), str(graph.cache), repr(graph)):
+        assert MARK not in text

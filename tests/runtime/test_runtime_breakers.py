@@ -158,5 +158,7 @@ async def test_the_circuit_factory_is_injectable(make: Make, fake: FakeServer, a
     factory = AsyncCircuitBreakerFactory()
     eng = make(CONFIG, circuit_factory=factory)
     await open_a(eng, fake, ask)
-    breaker = await factory.get_breaker("a")
+    # stored under the circuit's name and its endpoint's identity (see Circuits)
+    scope = eng._rt.by_provider["a"].identity[:16]
+    breaker = await factory.get_breaker(f"a@{scope}")
     assert breaker.context.state == "opened"
