@@ -81,3 +81,18 @@ def test_every_module_opens_with_a_docstring() -> None:
     missing = [str(p.relative_to(ROOT)) for p in ROOT.rglob("*.py")
                if p.stat().st_size and ast.get_docstring(ast.parse(p.read_text())) is None]
     assert missing == []
+
+
+RUNTIME_LIBRARIES = ("aiohttp", "httpx", "httpx_aiohttp", "redis", "purgatory", "aiocache", "yarl")
+
+
+def test_the_compile_half_and_the_plugin_never_load_the_runtime() -> None:
+    # a fresh interpreter: what `engine check` and every pytest session (the plugin) pay
+    import subprocess
+    import sys
+
+    code = ("import sys, engine, engine.cli, engine.compiler, engine.plan, engine.snapshots, "
+            "engine.pytest_plugin, engine.mermaid\n"
+            f"print(sorted(m for m in {RUNTIME_LIBRARIES!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
