@@ -57,6 +57,36 @@ __all__ = ["compile_file", "compile_loaded", "compile_text", "did_you_mean"]
 
 _SECTION_OF = {"speed": "speeds", "retry classifier": "retry", "breaker": "breakers"}
 
+# keys written in the wrong place: what to write instead
+_SPEED_KEY = ("'{0}' is set per speed category: speeds: {{NAME: {{{0}: ...}}}}, then speed: NAME "
+              "here (or in defaults)")
+_ELSEWHERE: dict[tuple[type[S.Spec], str], str] = {
+    **{(S.ProviderSpec, k): _SPEED_KEY.format(k)
+       for k in ("retries", "connect", "read", "timeout", "backoff")},
+    (S.ProviderSpec, "deadline"): "a deadline is per route (routes[].deadline) or in defaults",
+    (S.ProviderSpec, "strategy"): "a strategy belongs to a group: groups: {NAME: {strategy: ..., "
+                                  "targets: [...]}}",
+    (S.ProviderSpec, "model"): "write the models it serves under models: [a, b]",
+    (S.RouteSpec, "targets"): "a route goes to one target (to:); name several in a group",
+    (S.GroupSpec, "to"): "a group lists its members under targets: [...]",
+}
+
+# OpenAI-compatible vendors people write as a kind, and the base_url to use instead
+_OPENAI_COMPATIBLE = {
+    "groq": "https://api.groq.com/openai/v1",
+    "together": "https://api.together.xyz/v1",
+    "fireworks": "https://api.fireworks.ai/inference/v1",
+    "mistral": "https://api.mistral.ai/v1",
+    "deepseek": "https://api.deepseek.com/v1",
+    "openrouter": "https://openrouter.ai/api/v1",
+    "perplexity": "https://api.perplexity.ai",
+    "xai": "https://api.x.ai/v1",
+    "cerebras": "https://api.cerebras.ai/v1",
+    "vllm": "http://localhost:8000/v1",
+    "lmstudio": "http://localhost:1234/v1",
+    "azure": "https://YOUR-RESOURCE.openai.azure.com/openai/v1",
+}
+
 
 def compile_text(
     text: str, *, file: str = "routes.yaml", base_dir: Path | None = None,
@@ -150,9 +180,19 @@ class _Compiler:
         if kind == "extra_forbidden":
             allowed = S.allowed_keys(model, loc[:-1])
             name = str(loc[-1])
-            hint = did_you_mean(name, allowed) or (
+            hint = _ELSEWHERE.get((model, name)) or did_you_mean(name, allowed) or (
                 f"allowed keys: {', '.join(sorted(allowed))}" if allowed else "remove it")
             self.report(full, f"unknown key '{name}'", hint, key=True, shown=full[:-1])
+        elif kind == "literal_error" and model is S.ProviderSpec and loc == ("kind",) \
+                and str(err.input).lower() in _OPENAI_COMPATIBLE:
+            vendor = str(err.input)
+            self.report(full, f"invalid value {vendor!r}",
+                        f"{vendor} speaks the OpenAI protocol: write kind: openai, base_url: "
+                        f"{_OPENAI_COMPATIBLE[vendor.lower()]}")
+        elif model is S.RouteSpec and loc == ("to",) and isinstance(err.input, list):
+            self.report(full, "expected one target, got a list",
+                        "to try several targets in turn, name them in a group: groups: {NAME: "
+                        "{targets: [...]}}, and write to: NAME")
         elif kind == "too_short" and isinstance(err.input, list) and not err.input:
             self.report(full, f"'{loc[-1]}' is empty", "write at least one item")
         elif kind == "missing":
@@ -181,8 +221,8 @@ class _Compiler:
             if not self.problems:
                 self.report((), "the file is empty", "start with 'version: 1'")
             return None
+        top = self._top_level(data)  # first: a misspelled section is read as the one it meant
         data = self.loaded.data = self._secret_placement(data, ())
-        top = self._top_level(data)
         speeds = self._speeds(data.get("speeds"))
         classifiers = self._classifiers(data.get("retry"))
         breakers = self._breakers(data.get("breakers"))
@@ -226,12 +266,16 @@ class _Compiler:
     def _top_level(self, data: dict[str, Any]) -> bool:
         ok = True
         allowed = set(S.RoutesSpec.model_fields)
-        for key in data:
+        for key in list(data):
             if key not in allowed:
                 ok = False
                 self.report((key,), f"unknown top-level key '{key}'",
                             did_you_mean(key, allowed) or f"allowed keys: "
                             f"{', '.join(sorted(allowed))}", key=True, shown=())
+                meant = difflib.get_close_matches(key, list(allowed), n=1, cutoff=0.6)
+                if meant and meant[0] not in data:  # read it as what it meant: no cascade
+                    data[meant[0]] = data.pop(key)
+                    self._alias((key,), (meant[0],))
         for key in ("version", "providers", "routes"):
             if key not in data:
                 ok = False
@@ -254,6 +298,18 @@ class _Compiler:
             self.report(("routes",), "'routes' is empty: no request could be routed",
                         "add at least one route, e.g. '- to: <provider>'")
         return ok
+
+    def _alias(self, written: Path_, meant: Path_) -> None:
+        """Locate what is checked under ``meant`` where it was written (under ``written``)."""
+        n = len(written)
+        for table in (self.loaded.locations.keys, self.loaded.locations.values):
+            for path, loc in list(table.items()):
+                if path[:n] == written:
+                    table[(*meant, *path[n:])] = loc
+
+    def _written(self, section: str, key: str) -> bool:
+        """Whether the config (or its profile) wrote ``section.key``."""
+        return key in self._raw(section)
 
     def _raw(self, section: str) -> dict[str, Any]:
         value = self.loaded.data.get(section)
@@ -535,12 +591,13 @@ class _Compiler:
             if node is None:
                 continue
             deadline = spec.deadline if spec.deadline is not None else default_deadline
+            written = spec.deadline is not None or self._written("defaults", "deadline")
             worst = worst_case(node)
             loc = self.loaded.locations.find(path)
             route = Route(i, Match.build(spec.match.model, spec.match.metadata), node, deadline,
                           worst, tuple(flatten(node)),
                           f"{loc.file}:{loc.line}" if loc else "")
-            if worst > deadline:
+            if worst > deadline and written:  # the built-in deadline cuts retries by design
                 self.report((*path, "to"), f"worst case {fd(worst)} exceeds the deadline "
                             f"{fd(deadline)}", "the deadline cuts retries short; raise it or "
                             "trim retries/timeouts", severity="warning")

@@ -109,7 +109,8 @@ class Price:
     output: float  # USD per 1M output tokens
 
     def cost(self, input_tokens: int, output_tokens: int) -> float:
-        return (input_tokens * self.input + output_tokens * self.output) / 1_000_000
+        """USD, rounded to 15 decimal places (1.35e-06, not 1.3499999999999998e-06)."""
+        return round((input_tokens * self.input + output_tokens * self.output) / 1_000_000, 15)
 
 
 @dataclass(frozen=True, slots=True)

@@ -136,16 +136,33 @@ class BreakerSpec(Spec):
         "provider", description="One circuit per provider, or per provider/model.")
 
 
+def _positive_ttl(value: float) -> float:
+    if value <= 0:
+        raise ValueError("ttl must be more than 0; write a duration such as 10m, or leave this "
+                         "cache out")
+    return value
+
+
 class ModelsCacheSpec(Spec):
     """Caching of each provider's model listing."""
 
     ttl: Duration = Field(3600.0, description="How long a provider's model listing is cached.")
+
+    @field_validator("ttl")
+    @classmethod
+    def _ttl(cls, value: float) -> float:
+        return _positive_ttl(value)
 
 
 class ResponsesCacheSpec(Spec):
     """Caching of responses to deterministic requests (low temperature)."""
 
     ttl: Duration = Field(600.0, description="How long a cached response is served.")
+
+    @field_validator("ttl")
+    @classmethod
+    def _ttl(cls, value: float) -> float:
+        return _positive_ttl(value)
     max_temperature: float = Field(0.0, ge=0, le=2, description="Only requests at or below this "
                                    "temperature are cached (a request without one is not).")
 
@@ -238,7 +255,8 @@ class ProviderSpec(Spec):
     template: str | None = Field(None, description="Override the kind's request template (path "
                                  "relative to routes.yaml).")
     limits: LimitsSpec | None = Field(None, description="Client-side rate limits.")
-    models: Annotated[dict[str, ModelSpec], BeforeValidator(_models)] = Field(
+    models: Annotated[dict[str, ModelSpec], BeforeValidator(
+        _models, json_schema_input_type=list[str] | dict[str, ModelSpec | None])] = Field(
         default_factory=dict, description="Models this provider serves, with context and price.")
 
 
@@ -258,7 +276,8 @@ class GroupSpec(Spec):
 
     strategy: Literal["priority", "round_robin", "weighted", "least_latency", "hedged"] = Field(
         "priority", description="How targets are ordered for each request.")
-    targets: list[Annotated[MemberSpec, BeforeValidator(_member)]] = Field(
+    targets: list[Annotated[MemberSpec, BeforeValidator(
+        _member, json_schema_input_type=str | MemberSpec)]] = Field(
         min_length=1, description="provider/model, provider, or group names; or "
         "{target, weight}.")
     max_attempts: int | None = Field(None, ge=1, description="Distinct targets tried at most "

@@ -513,3 +513,80 @@ def test_template_with_a_syntax_error(cfg: Any, tmp_path: Path) -> None:
     text = _with_template(cfg, tmp_path, '{\n  "model": {{ model }\n}\n')
     p = cfg.one_error(text)
     assert p.file == "mine.json.j2" and p.line in (2, 3) and "template error" in p.message
+
+
+# -- first contact: messages that point at the fix ------------------------------------------------
+
+README_MINIMAL = """\
+version: 1
+providers:
+  openai: {kind: openai, api_key: "${OPENAI_API_KEY}", models: [gpt-4o-mini]}
+routes:
+  - match: {}
+    to: openai/gpt-4o-mini
+"""
+
+
+def test_the_builtin_deadline_cutting_builtin_retries_is_no_warning(tmp_path: Path) -> None:
+    g = compile_text(README_MINIMAL, env={"OPENAI_API_KEY": "sk-x"}, base_dir=tmp_path)
+    assert g.routes[0].worst_case > g.deadline  # medium: 110.5 s over the built-in 60 s
+    assert g.warnings == ()  # so the README's minimal file passes engine check --strict
+    written = README_MINIMAL.replace("version: 1\n", "version: 1\ndefaults: {deadline: 60s}\n")
+    warned = compile_text(written, env={"OPENAI_API_KEY": "sk-x"}, base_dir=tmp_path).warnings
+    assert [w.message for w in warned] == ["worst case 110.5s exceeds the deadline 1m"]
+
+
+def test_a_misspelled_section_is_one_error(cfg: Any) -> None:
+    text = cfg.replace("providers:\n", "provider:\n")
+    err = cfg.one_error(text)
+    assert (err.message, err.hint) == ("unknown top-level key 'provider'",
+                                       "did you mean 'providers'?")
+    assert err.line == cfg.line_of(text, "provider:")
+
+
+def test_a_misspelled_section_is_still_checked(cfg: Any) -> None:
+    text = cfg.replace("providers:\n", "provider:\n").replace("speed: quick", "speed: quik")
+    errs = cfg.errors(text)
+    assert [e.message for e in errs] == ["unknown top-level key 'provider'",
+                                         "unknown speed 'quik'"]
+    assert errs[1].line == cfg.line_of(text, "speed: quik")
+
+
+def test_a_list_as_a_route_target_points_at_groups(cfg: Any) -> None:
+    text = cfg.replace("    to: local\n", "    to: [local, chat]\n")
+    err = cfg.one_error(text)
+    assert err.message == "expected one target, got a list" and "groups:" in err.hint
+    assert err.path == "routes[2].to"
+
+
+@pytest.mark.parametrize("key", ["retries", "connect", "read", "backoff"])
+def test_a_speed_key_in_a_provider_points_at_speeds(cfg: Any, key: str) -> None:
+    text = cfg.replace("    speed: quick\n", f"    speed: quick\n    {key}: 2\n")
+    err = cfg.one_error(text)
+    assert err.message == f"unknown key '{key}'"
+    assert "speeds:" in err.hint and "retry'?" not in err.hint
+
+
+@pytest.mark.parametrize(("vendor", "url"), [("groq", "https://api.groq.com/openai/v1"),
+                                             ("Together", "https://api.together.xyz/v1")])
+def test_an_openai_compatible_vendor_as_a_kind_says_what_to_write(cfg: Any, vendor: str,
+                                                                  url: str) -> None:
+    err = cfg.one_error(cfg.replace("    kind: ollama\n", f"    kind: {vendor}\n"))
+    assert err.path == "providers.local.kind"
+    assert "kind: openai" in err.hint and url in err.hint
+
+
+@pytest.mark.parametrize("cache", ["responses: {ttl: 0, max_temperature: 0.1}",
+                                   "responses: {ttl: 0s}", "models: {ttl: 0}"])
+def test_a_zero_ttl_is_an_error(cfg: Any, cache: str) -> None:
+    text = cfg.replace("  responses: {ttl: 10m, max_temperature: 0.1}\n", f"  {cache}\n")
+    if cache.startswith("models"):
+        text = text.replace("  models: {ttl: 1h}\n", "")
+    err = cfg.one_error(text)
+    assert err.path.startswith("cache.") and err.path.endswith(".ttl")
+    assert err.message.startswith("ttl must be more than 0")
+
+
+def test_cost_is_rounded(good: RoutingGraph) -> None:
+    price = good.providers["openai"].models["gpt-4o-mini"].price
+    assert price is not None and repr(price.cost(5, 1)) == "1.35e-06"
