@@ -17,6 +17,7 @@ from engine.errors import (
     NoRouteError,
     Problem,
     ProviderError,
+    RequestError,
     RouteError,
     StreamInterrupted,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "Problem",
     "ProviderError",
     "Request",
+    "RequestError",
     "Response",
     "RouteError",
     "RoutingGraph",
