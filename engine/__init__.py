@@ -24,6 +24,7 @@ from engine.errors import (
     NoRouteError,
     Problem,
     ProviderError,
+    RequestError,
     RouteError,
     StreamInterrupted,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "Problem",
     "ProviderError",
     "Request",
+    "RequestError",
     "Response",
     "RouteError",
     "RoutingGraph",

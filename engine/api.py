@@ -119,8 +119,9 @@ class Engine:
     # -- requests -------------------------------------------------------------------------------
 
     async def route(self, request: RequestLike) -> Response:
-        """Route one request; raises ``NoRouteError``, ``AllTargetsFailed``, ``DeadlineExceeded``
-        or ``ProviderError`` (each listing its attempts)."""
+        """Route one request; raises ``RequestError`` (a malformed request, before anything is
+        sent), ``NoRouteError``, ``AllTargetsFailed``, ``DeadlineExceeded`` or ``ProviderError``
+        (each listing its attempts)."""
         if self._closed:
             raise RuntimeError("this engine is closed")
         req = normalize_request(request)
@@ -135,7 +136,8 @@ class Engine:
 
     def stream(self, request: RequestLike) -> EventStream:
         """Stream one request: ``async for event in engine.stream(req)`` yields ``TextDelta`` /
-        ``ToolCallDelta`` events, then one ``Done``. Raises ``NoRouteError`` at once."""
+        ``ToolCallDelta`` events, then one ``Done``. Raises ``RequestError`` and ``NoRouteError``
+        at once."""
         if self._closed:
             raise RuntimeError("this engine is closed")
         req = normalize_request(request)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.errors import ConfigError, NoRouteError, Problem
+from engine.errors import ConfigError, NoRouteError, Problem, RequestError
 from engine.graph import RoutingGraph
 
 __all__ = ["main"]
@@ -154,18 +154,26 @@ def _plan(args: argparse.Namespace, graph: RoutingGraph) -> int:
         request["temperature"] = args.temperature
     if args.stream:
         request["stream"] = True
+    extra: dict[str, Any] = {}
     for item in args.metadata:
         key, sep, value = item.partition("=")
         if not sep:
             raise _Usage(f"--metadata wants KEY=VALUE, got {item!r}")
-        request.setdefault("metadata", {})[key] = _scalar(value)
+        extra[key] = _scalar(value)
+    if extra:
+        meta = request.get("metadata")
+        if meta is None:
+            request["metadata"] = extra
+        elif isinstance(meta, dict):
+            meta.update(extra)
+        # else the file's metadata is not a mapping, which build_plan reports
     try:
         plan = build_plan(graph, request)
+    except RequestError as exc:
+        raise _Usage(f"{args.request}: {exc}" if args.request else str(exc)) from None
     except NoRouteError as exc:
         print(f"engine: no route: {exc}", file=sys.stderr)
         return CONFIG_ERROR
-    except ValueError as exc:  # pydantic's ValidationError is a ValueError
-        raise _Usage(f"invalid request: {exc}") from None
     if args.json:
         print(json.dumps(plan.as_dict(), indent=2, ensure_ascii=False))
     else:

@@ -3,6 +3,7 @@
 ```
 EngineError
 ├─ ConfigError(problems)      every problem found in one pass, each located
+├─ RequestError(field)        a request of the wrong shape, refused before any network call
 └─ RouteError(attempts)
    ├─ NoRouteError            no route matched the request
    ├─ AllTargetsFailed        every attempt, in order
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from engine.result import Attempt
 
@@ -28,6 +29,7 @@ __all__ = [
     "NoRouteError",
     "Problem",
     "ProviderError",
+    "RequestError",
     "RouteError",
     "StreamInterrupted",
 ]
@@ -85,6 +87,26 @@ class ConfigError(EngineError):
     @property
     def errors(self) -> tuple[Problem, ...]:
         return tuple(p for p in self.problems if p.severity == "error")
+
+
+class RequestError(EngineError, ValueError):
+    """A request the engine refuses before sending anything: ``field`` is the dotted path of the
+    bad value (``messages[2].role``; empty for the request itself) and ``reason`` what is wrong.
+
+    Also a ``ValueError``, as pydantic's ``ValidationError`` (raised for some bad requests before
+    this existed) is, so code catching that keeps working.
+    """
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"bad request: {field}: {reason}" if field else f"bad request: {reason}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # the default rebuilds from ``args`` (the message): rebuild from the fields instead,
+        # keeping whatever else was set on the instance (``__notes__``, attributes)
+        state = {k: v for k, v in self.__dict__.items() if k not in ("field", "reason")}
+        return type(self), (self.field, self.reason), state or None
 
 
 class RouteError(EngineError):

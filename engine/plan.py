@@ -70,8 +70,9 @@ def cache_decision(cache: CacheConfig, request: Mapping[str, Any]) -> tuple[bool
 def build_plan(graph: RoutingGraph, request: Request | Mapping[str, Any], *,
                open_circuits: Collection[str] = frozenset()) -> Plan:
     """Plan ``request`` on ``graph``; ``open_circuits`` holds circuit keys that are open now
-    (``provider`` or ``provider/model``). Raises ``NoRouteError`` when nothing matches."""
-    req = normalize_request(dict(request) if isinstance(request, Mapping) else request)
+    (``provider`` or ``provider/model``). Raises ``RequestError`` for a malformed request and
+    ``NoRouteError`` when nothing matches."""
+    req = normalize_request(request)
     model = req["model"]
     meta = req.get("metadata") or {}
     route = graph.match(model, meta)

@@ -11,6 +11,8 @@ def test_all_is_sorted_and_importable() -> None:
 
 def test_error_tree() -> None:
     assert issubclass(engine.ConfigError, engine.EngineError)
+    assert issubclass(engine.RequestError, engine.EngineError)
+    assert not issubclass(engine.RequestError, engine.RouteError)
     for cls in (engine.NoRouteError, engine.AllTargetsFailed, engine.DeadlineExceeded,
                 engine.ProviderError, engine.StreamInterrupted):
         assert issubclass(cls, engine.RouteError)

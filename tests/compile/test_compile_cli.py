@@ -139,6 +139,38 @@ def test_plan_usage_errors_exit_2(routes: Path, tmp_path: Path,
         assert code == 2 and err.startswith("engine: error:"), content
 
 
+@pytest.mark.parametrize(("content", "argv", "field"), [
+    ('{"model": "chat", "temperature": NaN}', [], "temperature"),
+    ('{"model": "chat", "messages": [{"role": "robot", "content": "hi"}]}', [],
+     "messages[0].role"),
+    ('{"model": "chat", "metadata": ["tier"]}', ["--metadata", "tier=free"], "metadata"),
+    ('{"model": "chat", "max_tokens": "64"}', ["--temperature", "nan"], "max_tokens"),
+])
+def test_plan_a_bad_request_is_one_line_naming_the_field_and_exits_2(
+    routes: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str,
+    argv: list[str], field: str,
+) -> None:
+    path = tmp_path / "request.json"
+    path.write_text(content)
+    code, out, err = _run(capsys, "plan", str(routes), "-r", str(path), *argv)
+    assert code == 2 and out == ""
+    assert err.startswith(f"engine: error: {path}: bad request: {field}: ")
+    assert err.count("\n") == 1, err
+    code, _, err = _run(capsys, "plan", str(routes), "-m", "chat", "--temperature", "nan")
+    assert code == 2 and err.startswith("engine: error: bad request: temperature: ")
+
+
+def test_plan_metadata_flags_join_the_request_files(routes: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "request.json"
+    for meta in (None, {"user": "ann"}):
+        path.write_text(json.dumps({"model": "x", "metadata": meta}))
+        code, out, _ = _run(capsys, "plan", str(routes), "-r", str(path), "--metadata",
+                            "tier=free", "--json")
+        assert code == 0
+        assert "tier" in json.loads(out)["request"]["metadata"]
+
+
 def test_plan_no_route_exits_1(cfg: Any, routes: Path, capsys: pytest.CaptureFixture[str]) -> None:
     routes.write_text(cfg.replace("  - match: {}\n    to: chat\n", ""))
     code, _, err = _run(capsys, "plan", str(routes), "-m", "nothing")
