@@ -72,7 +72,20 @@ def sort_problems(problems: Iterable[Problem]) -> list[Problem]:
 
 
 class EngineError(Exception):
-    """Base class of every error this package raises on purpose."""
+    """Base class of every error this package raises on purpose. Every one pickles and copies
+    with its fields (for multiprocessing, task queues and ``copy.copy``)."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # the default calls ``type(self)(*self.args)``, which the subclasses' own signatures
+        # (problems, attempts, field and reason) refuse: rebuild without calling __init__
+        return _restore, (type(self), self.args, dict(self.__dict__))
+
+
+def _restore(cls: type[EngineError], args: tuple[Any, ...], state: dict[str, Any]) -> EngineError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class ConfigError(EngineError):
@@ -102,21 +115,28 @@ class RequestError(EngineError, ValueError):
         self.reason = reason
         super().__init__(f"bad request: {field}: {reason}" if field else f"bad request: {reason}")
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        # the default rebuilds from ``args`` (the message): rebuild from the fields instead,
-        # keeping whatever else was set on the instance (``__notes__``, attributes)
-        state = {k: v for k, v in self.__dict__.items() if k not in ("field", "reason")}
-        return type(self), (self.field, self.reason), state or None
-
 
 class RouteError(EngineError):
-    """A request could not be answered. ``attempts`` lists every try, in order."""
+    """A request could not be answered. ``attempts`` lists every try, in order.
+
+    ``str(error)`` is the one-line message; the attempts are notes (shown under a traceback, one
+    line each) and ``describe()`` gives both as text.
+    """
 
     def __init__(self, message: str, attempts: Sequence[Attempt] = (), *, route: str = "") -> None:
         self.attempts: tuple[Attempt, ...] = tuple(attempts)
         self.route = route
-        detail = "".join(f"\n  - {a}" for a in self.attempts)
-        super().__init__(message + detail)
+        super().__init__(message)
+        for a in self.attempts:
+            self.add_note(f"  - {a}")
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+    def describe(self) -> str:
+        """The message and one line per attempt."""
+        return "\n".join([self.message, *(f"  - {a}" for a in self.attempts)])
 
 
 class NoRouteError(RouteError):
