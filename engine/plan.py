@@ -2,7 +2,8 @@
 
 The plan names the matched route and why, the ordered targets with strategy, timeouts, retries,
 classifier, breaker and price, the cache decision, the worst-case time and the body the first target
-would receive. Nothing secret is shown. For random strategies it shows the policy and the weights.
+(or any other it names) would receive. Nothing secret is shown. For random strategies it shows the
+policy and the weights.
 """
 
 from __future__ import annotations
@@ -68,10 +69,13 @@ def cache_decision(cache: CacheConfig, request: Mapping[str, Any]) -> tuple[bool
 
 
 def build_plan(graph: RoutingGraph, request: Request | Mapping[str, Any], *,
-               open_circuits: Collection[str] = frozenset()) -> Plan:
+               open_circuits: Collection[str] = frozenset(), target: str | None = None) -> Plan:
     """Plan ``request`` on ``graph``; ``open_circuits`` holds circuit keys that are open now
-    (``provider`` or ``provider/model``). Raises ``RequestError`` for a malformed request and
-    ``NoRouteError`` when nothing matches."""
+    (``provider`` or ``provider/model``). The body shown is the first target's (with a closed
+    circuit), or ``target``'s: any target the route can reach, as the plan names it
+    (``provider/model`` or ``provider``). Raises ``RequestError`` for a malformed request,
+    ``NoRouteError`` when nothing matches and ``ValueError`` for a target the route cannot
+    reach."""
     req = normalize_request(request)
     model = req["model"]
     meta = req.get("metadata") or {}
@@ -80,7 +84,14 @@ def build_plan(graph: RoutingGraph, request: Request | Mapping[str, Any], *,
         raise NoRouteError(f"no route matches model {model!r}")
     cacheable, why = cache_decision(graph.cache, req)
     order = [t for t in route.targets]
-    first = next((t for t in order if _circuit(t, model) not in open_circuits), None)
+    if target is None:
+        first = next((t for t in order if _circuit(t, model) not in open_circuits), None)
+    else:
+        first = next((t for t in order if target in (t.key, f"{t.provider.name}/{model}")),
+                     None)
+        if first is None:
+            raise ValueError(f"route {route.index} cannot reach target {target!r}; it reaches: "
+                             + ", ".join(t.key for t in order))
     data: dict[str, Any] = {
         "request": {"model": model, "metadata": sorted(meta), "stream": bool(req.get("stream"))},
         "route": {"index": route.index, "match": route.match.describe(), "where": route.where,
@@ -169,7 +180,11 @@ def _body(t: Target, req: dict[str, Any], model: str) -> Any:
     kind = get_kind(t.provider.kind)
     name = t.model_for(model)
     stream = bool(req.get("stream"))
-    text = t.provider.template.render(**kind.context(req, name, stream))
+    try:
+        text = t.provider.template.render(**kind.context(req, name, stream))
+    except Exception as exc:  # a template that cannot render this request: the try fails over
+        return f"(the template {t.provider.template_path} cannot render this request: " \
+               f"{type(exc).__name__}: {exc}; this target would fail over)"
     try:
         body = json.loads(text)
     except json.JSONDecodeError:

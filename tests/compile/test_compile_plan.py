@@ -218,3 +218,26 @@ def test_cli_plan_stream(routes_file: Path, capsys: pytest.CaptureFixture[str]) 
     assert main(["plan", str(routes_file), "-m", "chat", "--stream", "--temperature", "0"]) == 0
     out = capsys.readouterr().out
     assert "request  model=chat stream" in out and "streaming requests are not cached" in out
+
+
+def test_the_body_of_any_reachable_target(good: RoutingGraph) -> None:
+    req = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
+    plan = build_plan(good, req, target="claude/claude-3-5-haiku-latest")
+    assert plan.data["first_target"] == "claude/claude-3-5-haiku-latest"
+    assert plan.data["body"]["url"].endswith("/messages")
+    assert plan.data["body"]["json"]["model"] == "claude-3-5-haiku-latest"
+    assert "request body for claude/claude-3-5-haiku-latest" in plan.text()
+    with pytest.raises(ValueError, match=r"cannot reach target 'local/llama3\.2'.*openai/gpt-4o-mini"):
+        build_plan(good, req, target="local/llama3.2")
+
+
+def test_a_template_that_cannot_render_the_request_is_shown_not_raised(cfg: Any) -> None:
+    # renders the sample request (it has messages), not a request without them
+    (cfg.base_dir / "t.json.j2").write_text(
+        '{"model": {{ model }}, "x": {% if request.messages %}1{% else %}{{ request.nope }}'
+        '{% endif %}}')
+    graph = cfg.compile(cfg.replace("    speed: quick\n", "    speed: quick\n    template: t.json.j2\n"))
+    plan = build_plan(graph, {"model": "chat", "messages": [], "nope": 1})
+    assert isinstance(plan.data["body"], dict)
+    broken = build_plan(graph, {"model": "chat", "messages": []})
+    assert "cannot render this request" in broken.data["body"] and "would fail over" in broken.text()
