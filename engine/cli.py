@@ -1,13 +1,16 @@
 """Command-line arguments in, text on stdout/stderr and an exit code out.
 
-``engine check | plan | schema | graph | fake | demo``. Exit codes: 0 ok, 1 config errors, 2 usage.
-Bad input never shows a Python traceback: every error is printed like a compiler's.
+``engine init | check | plan | schema | graph | fake | demo``. Exit codes: 0 ok, 1 config errors
+(or files ``init`` would overwrite), 2 usage, 141 when the reader of stdout went away
+(``engine plan --json | head``). Bad input never shows a Python traceback: every error is printed
+like a compiler's, and a warning the engine logs is one line.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -19,7 +22,7 @@ from engine.graph import RoutingGraph
 
 __all__ = ["main"]
 
-OK, CONFIG_ERROR, USAGE = 0, 1, 2
+OK, CONFIG_ERROR, USAGE, BROKEN_PIPE = 0, 1, 2, 141  # 141 = 128 + SIGPIPE, as a shell reports
 
 
 class _Usage(Exception):
@@ -29,6 +32,7 @@ class _Usage(Exception):
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="engine", description="Declarative routing for LLM API "
                                 "requests: check, plan and run routes.yaml.")
+    p.add_argument("--version", action="version", version=f"engine {_version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def with_file(sp: argparse.ArgumentParser) -> None:
@@ -36,6 +40,11 @@ def _parser() -> argparse.ArgumentParser:
                         help="config file (default: ./routes.yaml)")
         sp.add_argument("--profile", default=os.environ.get("ENGINE_PROFILE") or None,
                         help="overlay profiles/NAME.yaml (default: $ENGINE_PROFILE)")
+
+    i = sub.add_parser("init", help="write a starter routes.yaml and profiles/ci.yaml (wired to "
+                       "`engine fake`)")
+    i.add_argument("dir", nargs="?", default=".", help="where to write them (default: here)")
+    i.add_argument("--force", action="store_true", help="overwrite files that exist")
 
     c = sub.add_parser("check", help="validate a config; print every located problem")
     with_file(c)
@@ -58,9 +67,10 @@ def _parser() -> argparse.ArgumentParser:
     g = sub.add_parser("graph", help="print the routing graph as Mermaid")
     with_file(g)
 
-    f = sub.add_parser("fake", help="run the bundled fake provider (all four wire formats)")
-    f.add_argument("--host", default="127.0.0.1")
-    f.add_argument("--port", type=int, default=8400)
+    # its options are engine.fake.run's, parsed in _fake (importing them here would load aiohttp
+    # for every command)
+    sub.add_parser("fake", add_help=False, help="run the bundled fake provider (all four wire "
+                   "formats, faults on demand; `engine fake --help` lists them)")
 
     d = sub.add_parser("demo", help="start the fake provider and route real requests through "
                        "the config (retry, failover, breaker)")
@@ -70,16 +80,31 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
+    log = _one_line_warnings()
+    try:
+        code = _main(args_list)
+        sys.stdout.flush()  # a reader that went away shows here, not at interpreter exit
+    except BrokenPipeError:
+        _drop_stdout()
+        return BROKEN_PIPE
+    finally:
+        logging.getLogger("engine").removeHandler(log)
+    return code
+
+
+def _main(args_list: list[str]) -> int:
     parser = _parser()
     try:
-        args = parser.parse_args(args_list)
-    except SystemExit as exc:  # argparse: usage errors exit 2, --help exits 0
+        args, extra = parser.parse_known_args(args_list)
+        if extra and args.command != "fake":
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    except SystemExit as exc:  # argparse: usage errors exit 2, --help and --version exit 0
         return int(exc.code or 0)
     try:
         if args.command == "fake":
-            from engine.fake import main as fake_main
-
-            return int(fake_main(["--host", args.host, "--port", str(args.port)]) or 0)
+            return _fake(extra)
+        if args.command == "init":
+            return _init(args.dir, args.force)
         if args.command == "schema":
             return _schema(args.output)
         if args.command == "demo":
@@ -107,6 +132,80 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return USAGE
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("engine")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
+def _drop_stdout() -> None:
+    """The standard recipe for a closed pipe: point stdout at devnull, so that the interpreter's
+    final flush does not raise (and print a traceback) again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout is no file (captured in a test)
+        pass
+
+
+class _OneLine(logging.Handler):
+    """``engine: warning: message: ExcType: detail`` on the ``sys.stderr`` of the moment; never a
+    traceback."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = f"engine: {record.levelname.lower()}: {record.getMessage()}"
+            if record.exc_info and record.exc_info[1] is not None:
+                exc = record.exc_info[1]
+                text += f": {type(exc).__name__}" + (f": {exc}" if str(exc) else "")
+            lines = text.splitlines()
+            print(lines[0] if lines else text, file=sys.stderr)
+        except Exception:
+            self.handleError(record)
+
+
+def _one_line_warnings() -> logging.Handler:
+    """The engine's own warnings (Redis went away, a circuit store failed) as one line each on
+    stderr while a command runs; the library itself leaves logging to its host."""
+    handler = _OneLine(logging.WARNING)
+    logging.getLogger("engine").addHandler(handler)
+    return handler
+
+
+def _fake(argv: list[str]) -> int:
+    from engine.fake.run import add_arguments, run
+
+    parser = add_arguments(argparse.ArgumentParser(prog="engine fake"))
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return run(args)
+
+
+def _init(folder: str, force: bool) -> int:
+    from engine.starter import StarterExists, write_starter
+
+    try:
+        written = write_starter(folder, force=force)
+    except StarterExists as exc:
+        for path in exc.paths:
+            print(f"engine init: {path} exists; nothing written (--force overwrites)",
+                  file=sys.stderr)
+        return CONFIG_ERROR
+    except OSError as exc:
+        raise _Usage(f"cannot write the starter files: {exc}") from None
+    for path in written:
+        print(f"wrote {path}")
+    where = "" if Path(folder).resolve() == Path.cwd() else f"cd {folder} && "
+    print(f"next: {where}engine check --strict --profile ci   (then `engine fake` in another "
+          "terminal and `engine plan --profile ci --model chat`)")
+    return OK
 
 
 def _compile(file: str, profile: str | None) -> RoutingGraph:

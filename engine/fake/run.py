@@ -1,6 +1,7 @@
 """Command-line arguments (or keyword arguments) go in; a running fake provider comes out: in this
 process until interrupted (``main``), on a background thread (``serve_in_thread``), plus
-``refused_port`` for the "nothing listens here" case."""
+``refused_port`` for the "nothing listens here" case. ``add_arguments`` is the one definition of
+the command line (``python -m engine.fake`` and ``engine fake`` both use it)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,16 @@ from typing import Any
 from engine.fake.faults import DIRECTIVES
 from engine.fake.server import FakeServer
 
-__all__ = ["main", "refused_port", "serve_in_thread"]
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "add_arguments",
+    "help_epilog",
+    "main",
+    "refused_port",
+    "run",
+    "serve_in_thread",
+]
 
 
 @contextlib.contextmanager
@@ -37,20 +47,60 @@ def refused_port(host: str = "127.0.0.1") -> int:
     return port
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m engine.fake",
-        description="The bundled fake LLM provider: openai, anthropic, gemini and ollama wire "
-        "formats on one port, with fault injection.",
-        epilog="directives (x-fake header or [[fake: ...]] in the last user message):\n"
-        + "\n".join(f"  {k:<18} {v}" for k, v in DIRECTIVES.items()),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8400, help="0 picks a free port (default 8400)")
-    p.add_argument("--require-key", default=None, help="accept only this API key")
-    p.add_argument("--chunk-delay", type=float, default=0.0, help="seconds between stream events")
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8400
+DESCRIPTION = ("The bundled fake LLM provider: the openai, anthropic, gemini and ollama wire\n"
+               "formats on one port, deterministic answers, and faults on demand.")
+
+
+def help_epilog() -> str:
+    """How to ask for faults, with every directive of ``DIRECTIVES`` (read when called, so a
+    directive added there shows up here)."""
+    width = max(len(k) for k in DIRECTIVES) + 2
+    lines = [
+        "faults: a directive in the last user message, [[fake: 503]] or [[fake: latency=2s 503]];",
+        "  or an x-fake header on the request (x-fake: status=429 retry_after=1);",
+        "  or a program: one fault per request, in order, for a scope (see the admin calls).",
+        "",
+        "directives (tokens separated by spaces, commas or semicolons; durations 250ms, 2s, 1m):",
+        *(f"  {k:<{width}}{v}" for k, v in DIRECTIVES.items()),
+        "",
+        "admin calls:",
+        "  POST /_fake/program   {\"scope\": \"openai\", \"model\": \"gpt-4o-mini\", "
+        "\"faults\": [\"503\", \"503\", \"ok\"]}",
+        "                        scope: a kind (openai, anthropic, gemini, ollama), a path prefix",
+        "                        (\"/team-a/\") or null (every chat call); model narrows it; a",
+        "                        program with \"rate\": 0.3 and \"seed\": 7 draws its faults at random",
+        "  POST /_fake/reset     forget every program and counter",
+        "  GET  /_fake/stats     requests per path, kind, model and status, and a request log",
+        "  GET  /_fake/health    {\"ok\": true}",
+        "",
+        "examples:",
+        "  curl -s localhost:8400/_fake/program -d \'{\"scope\": \"openai\", \"faults\": [\"503\"]}\'",
+        "  engine fake --require-key sk-test     # anything else gets the kind's 401",
+    ]
+    return "\n".join(lines)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The fake's options, description and directive list on ``p`` (``python -m engine.fake``
+    and ``engine fake`` share them)."""
+    p.description = DESCRIPTION
+    p.epilog = help_epilog()
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default "
+                   f"{DEFAULT_HOST})")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT,
+                   help=f"0 picks a free port (default {DEFAULT_PORT})")
+    p.add_argument("--require-key", default=None, metavar="KEY",
+                   help="accept only this API key (in the header each kind uses); others get "
+                   "the kind's 401")
+    p.add_argument("--chunk-delay", type=float, default=0.0, metavar="SECONDS",
+                   help="seconds between stream events (default 0)")
     return p
+
+
+def _parser() -> argparse.ArgumentParser:
+    return add_arguments(argparse.ArgumentParser(prog="python -m engine.fake"))
 
 
 async def _serve(args: argparse.Namespace) -> None:
@@ -75,6 +125,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     except SystemExit as exc:
         return int(exc.code or 0)
+    return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve with the options ``add_arguments`` parsed; 0 when stopped, 1 when it cannot listen."""
     try:
         asyncio.run(_serve(args))
     except KeyboardInterrupt:
