@@ -41,6 +41,20 @@ def test_the_ci_profile_points_at_the_fakes_default_address(tmp_path: Path) -> N
     assert (DEFAULT_HOST, DEFAULT_PORT) == ("127.0.0.1", 8400)  # what `engine fake` listens on
 
 
+def test_the_demo_runs_on_a_fresh_init(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.fake import refused_port
+
+    assert main(["init", str(tmp_path)]) == 0
+    ci = tmp_path / "profiles" / "ci.yaml"  # (another port than 8400, free on this machine)
+    ci.write_text(ci.read_text().replace(f":{DEFAULT_PORT}/", f":{refused_port()}/"))
+    capsys.readouterr()
+    assert main(["demo", str(tmp_path / "routes.yaml")]) == 0  # profiles/ci.yaml is picked up
+    out = capsys.readouterr().out
+    assert "answered by openai/gpt-4o-mini" in out
+    assert "event: failover from openai/gpt-4o-mini" in out
+    assert "from the response cache" in out
+
+
 def test_init_refuses_to_overwrite_unless_forced(tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "profiles").mkdir()

@@ -1,17 +1,13 @@
-"""Fixtures for the state-layer tests: a real redis-server on a free loopback port (session scope),
-a ``backend`` parameter (memory | redis) with a clean database per test, small compiled graphs, and
-for the engine-level tests the fake provider on a loopback thread (``upstream``, reset per test) and
-``engine_for`` (an Engine on a config text, closed after the test).
+"""Fixtures for the state-layer tests: the session's redis-server (``redis_server``, from
+tests/conftest.py) emptied per test, a ``backend`` parameter (memory | redis), small compiled
+graphs, and for the engine-level tests the fake provider on a loopback thread (``upstream``,
+reset per test) and ``engine_for`` (an Engine on a config text, closed after the test).
 
 A missing redis-server fails the tests with a clear message; nothing is skipped.
 """
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,67 +17,10 @@ import redis
 
 from engine.api import Engine
 from engine.compiler import compile_text
-from engine.fake import FakeServer
+from engine.fake import FakeServer, refused_port
 from engine.graph import CacheConfig, Provider, RoutingGraph
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _pings(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-def _start(exe: str) -> tuple[subprocess.Popen[bytes], int]:
-    last = ""
-    for _ in range(3):  # the free port may be taken between probe and bind: try another
-        port = _free_port()
-        proc = subprocess.Popen(
-            [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--protected-mode", "no"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        end = time.monotonic() + 10
-        while time.monotonic() < end:
-            if proc.poll() is not None:
-                break
-            if _pings(port):
-                return proc, port
-            time.sleep(0.02)
-        if proc.poll() is None:
-            proc.kill()
-        out = proc.communicate(timeout=5)[0]
-        last = out.decode(errors="replace")[-2000:]
-    pytest.fail(f"redis-server did not start on loopback:\n{last}", pytrace=False)
-
-
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[str]:
-    """``redis://127.0.0.1:PORT/0`` of a redis-server started for this session."""
-    exe = shutil.which("redis-server")
-    if exe is None:
-        pytest.fail("redis-server is not installed, and the state tests need a real one. "
-                    "Install it with `bash .ci/setup dev` (or `apt-get install redis-server`).",
-                    pytrace=False)
-    proc, port = _start(exe)
-    try:
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        try:
-            proc.communicate(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
 
 
 @pytest.fixture
@@ -106,7 +45,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def refused_url() -> str:
     """A Redis URL on a loopback port where nothing listens."""
-    return f"redis://127.0.0.1:{_free_port()}/0"
+    return f"redis://127.0.0.1:{refused_port()}/0"
 
 
 GRAPH = """\
