@@ -92,9 +92,22 @@ def _json_error_line(tpl: RequestTemplate, ctx: Mapping[str, Any]) -> int | None
         json.loads(text)
     except json.JSONDecodeError as exc:
         out = text.splitlines()
-        bad = out[exc.lineno - 1].strip() if 0 < exc.lineno <= len(out) else ""
+        lineno = _stop_line(text, exc)
+        bad = out[lineno - 1].strip() if 0 < lineno <= len(out) else ""
         hits = [i for i, line in enumerate(tpl.source.splitlines(), 1) if line.strip() == bad]
         return hits[0] if bad and len(hits) == 1 else None
     except Exception:  # the render itself failed: that was reported with its own line
         return None
     return None
+
+
+def _stop_line(text: str, exc: json.JSONDecodeError) -> int:
+    """The output line the parser stopped at, the same on every Python: since 3.13 a trailing
+    comma is reported at the comma ("Illegal trailing comma before end of object"), before at the
+    bracket after it ("Expecting property name ..."); the bracket's line is the one to find in
+    the template (a comma ends a line that holds a rendered value)."""
+    pos = exc.pos
+    if exc.msg.startswith("Illegal trailing comma"):
+        rest = text[pos + 1:]
+        pos += 1 + len(rest) - len(rest.lstrip())
+    return text.count("\n", 0, pos) + 1

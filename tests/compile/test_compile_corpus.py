@@ -20,6 +20,10 @@ INVALID = Path(__file__).parent / "invalid"
 CASES = sorted(INVALID.glob("*.yaml"))
 LOCATED = re.compile(r"^[^\s:][^:]*:\d+:\d+: (error|warning): \S")
 SUMMARY = re.compile(r"^(\d+ errors?|\d+ warning\(s\) \(--strict\))$")
+# the json module's own words and position for invalid JSON change between Python versions (3.13:
+# "Illegal trailing comma before end of object" at the comma, before: "Expecting property name
+# enclosed in double quotes" at the bracket); the snapshot keeps the engine's text and locations
+JSON_DETAIL = re.compile(r"(does not render valid JSON: ).*? at output line \d+ column \d+")
 
 
 def _args(path: Path) -> list[str]:
@@ -52,4 +56,4 @@ def test_invalid_config(path: Path, monkeypatch: pytest.MonkeyPatch,
         assert LOCATED.match(line), f"not located: {line}"
     if "--strict" not in _args(path):
         assert any(": error: " in line for line in problems)
-    assert err == snapshot
+    assert JSON_DETAIL.sub(r"\1(the json module's message)", err) == snapshot
