@@ -95,13 +95,6 @@ def test_two_instances_share_the_cache_on_redis(fake: FakeServer, redis_server: 
     assert len(chat) == 1  # the second instance sent nothing upstream
 
 
-def test_two_instances_wants_a_redis_url(fake: FakeServer) -> None:
-    proc = subprocess.run([sys.executable, str(EXAMPLES / "two_instances_redis.py")],
-                          capture_output=True, text=True, env=_env(fake), timeout=60)
-    assert proc.returncode == 1
-    assert proc.stderr.startswith("usage: python examples/two_instances_redis.py redis://")
-
-
 def test_snapshot_test_in_a_users_repo(tmp_path: Path) -> None:
     # two copies of the user's repo, one with a config change, in one pytest run (a second
     # interpreter start costs more than the tests)
