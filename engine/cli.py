@@ -72,8 +72,13 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("fake", add_help=False, help="run the bundled fake provider (all four wire "
                    "formats, faults on demand; `engine fake --help` lists them)")
 
-    d = sub.add_parser("demo", help="start the fake provider and route real requests through "
-                       "the config (retry, failover, breaker)")
+    d = sub.add_parser("demo", help="start the fake provider, route real requests through the "
+                       "config (retry, failover, breaker, stream, hedge, cache) and tell what "
+                       "happened")
+    d.description = ("Starts the bundled fake provider on the port the config's providers point "
+                     "at (a config that would call anything else is refused) and tells what the "
+                     "engine's events and attempts say. Without --profile or $ENGINE_PROFILE, "
+                     "profiles/ci.yaml beside the config is used when it exists.")
     with_file(d)
     return p
 
@@ -203,8 +208,8 @@ def _init(folder: str, force: bool) -> int:
     for path in written:
         print(f"wrote {path}")
     where = "" if Path(folder).resolve() == Path.cwd() else f"cd {folder} && "
-    print(f"next: {where}engine check --strict --profile ci   (then `engine fake` in another "
-          "terminal and `engine plan --profile ci --model chat`)")
+    print(f"next: {where}engine check --strict --profile ci && engine demo   (the demo starts the "
+          "fake provider and routes requests through routes.yaml)")
     return OK
 
 
