@@ -28,7 +28,7 @@ from engine.values import Secret
 
 __all__ = ["Refused", "run"]
 
-_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+_LOOPBACK = ("127.0.0.1", "localhost")  # where FakeServer listens (IPv4)
 _DETERMINISTIC = ("priority", "hedged")  # strategies whose first target is known in advance
 _STATUSES = (503, 502, 500, 504, 429, 408)  # preferred order when programming a failure
 
