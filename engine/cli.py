@@ -59,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="request metadata (repeatable)")
     pl.add_argument("--temperature", type=float, help="request temperature")
     pl.add_argument("--stream", action="store_true", help="plan a streaming request")
+    pl.add_argument("--target", "-t", metavar="TARGET",
+                    help="show the request body of this target (provider/model or provider) "
+                    "instead of the first one's")
     pl.add_argument("--json", action="store_true", help="machine-readable output")
 
     s = sub.add_parser("schema", help="print the JSON Schema of routes.yaml (for editors)")
@@ -228,14 +231,19 @@ def _check(args: argparse.Namespace, graph: RoutingGraph) -> int:
     warnings = graph.warnings
     _print_problems(warnings)
     if args.strict and warnings:
-        print(f"{len(warnings)} warning(s) (--strict)", file=sys.stderr)
+        print(f"{_n(len(warnings), 'warning')} (--strict)", file=sys.stderr)
         return CONFIG_ERROR
     if not args.quiet:
         files = " + ".join(graph.sources)
-        print(f"{files}: ok ({len(graph.providers)} providers, {len(graph.groups)} groups, "
-              f"{len(graph.routes)} routes; {len(warnings)} warning"
-              f"{'s' if len(warnings) != 1 else ''})")
+        print(f"{files}: ok ({_n(len(graph.providers), 'provider')}, "
+              f"{_n(len(graph.groups), 'group')}, {_n(len(graph.routes), 'route')}; "
+              f"{_n(len(warnings), 'warning')})")
     return OK
+
+
+def _n(count: int, noun: str) -> str:
+    """``1 group``, ``2 groups``, ``0 groups``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _plan(args: argparse.Namespace, graph: RoutingGraph) -> int:
@@ -272,9 +280,11 @@ def _plan(args: argparse.Namespace, graph: RoutingGraph) -> int:
             meta.update(extra)
         # else the file's metadata is not a mapping, which build_plan reports
     try:
-        plan = build_plan(graph, request)
+        plan = build_plan(graph, request, target=args.target)
     except RequestError as exc:
         raise _Usage(f"{args.request}: {exc}" if args.request else str(exc)) from None
+    except ValueError as exc:  # a --target the route cannot reach
+        raise _Usage(str(exc)) from None
     except NoRouteError as exc:
         print(f"engine: no route: {exc}", file=sys.stderr)
         return CONFIG_ERROR

@@ -27,7 +27,7 @@ def test_init_writes_a_config_that_passes_check_strict(tmp_path: Path,
     # on its own: the only warnings say the API keys are not set; set, it passes --strict too
     assert main(["check", str(routes), "--strict"]) == 1
     err = capsys.readouterr().err
-    assert err.count("warning: api_key is empty") == 2 and "2 warning(s)" in err
+    assert err.count("warning: api_key is empty") == 2 and "2 warnings" in err
     monkeypatch.setenv("OPENAI_API_KEY", "sk-1")
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-2")
     assert main(["check", str(routes), "--strict"]) == 0

@@ -68,7 +68,7 @@ def test_check_warnings_pass_unless_strict(cfg: Any, routes: Path,
     code, out, err = _run(capsys, "check", str(routes))
     assert code == 0 and "1 warning)" in out and ": warning: provider 'spare'" in err
     code, _, err = _run(capsys, "check", str(routes), "--strict")
-    assert code == 1 and "1 warning(s) (--strict)" in err
+    assert code == 1 and "1 warning (--strict)" in err
 
 
 def test_check_shipped_config_and_profiles(monkeypatch: pytest.MonkeyPatch,
@@ -216,3 +216,12 @@ def test_python_dash_m_engine_runs() -> None:
                           env={"PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_counts_are_singular_when_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "routes.yaml"
+    path.write_text("version: 1\nproviders:\n  p: {kind: openai, api_key: k}\n"
+                    "groups:\n  g: {targets: [p]}\nroutes:\n  - to: g\n")
+    assert main(["check", str(path)]) == 0
+    assert capsys.readouterr().out.endswith(": ok (1 provider, 1 group, 1 route; 0 warnings)\n")
+

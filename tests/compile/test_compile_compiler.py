@@ -461,7 +461,7 @@ def test_strict_fails_on_warnings(cfg: Any, tmp_path: Path, monkeypatch: pytest.
     assert main(["check", str(path), "--strict"]) == 1
     err = capsys.readouterr().err
     assert "warning: worst case 385.1s exceeds the deadline 5m" in err
-    assert "1 warning(s) (--strict)" in err
+    assert "1 warning (--strict)" in err
 
 
 # -- shapes and templates ---------------------------------------------------------------------

@@ -19,7 +19,7 @@ from engine.cli import main
 INVALID = Path(__file__).parent / "invalid"
 CASES = sorted(INVALID.glob("*.yaml"))
 LOCATED = re.compile(r"^[^\s:][^:]*:\d+:\d+: (error|warning): \S")
-SUMMARY = re.compile(r"^(\d+ errors?|\d+ warning\(s\) \(--strict\))$")
+SUMMARY = re.compile(r"^(\d+ errors?|\d+ warnings? \(--strict\))$")
 # the json module's own words and position for invalid JSON change between Python versions (3.13:
 # "Illegal trailing comma before end of object" at the comma, before: "Expecting property name
 # enclosed in double quotes" at the bracket); the snapshot keeps the engine's text and locations

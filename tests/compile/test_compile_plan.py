@@ -241,3 +241,13 @@ def test_a_template_that_cannot_render_the_request_is_shown_not_raised(cfg: Any)
     assert isinstance(plan.data["body"], dict)
     broken = build_plan(graph, {"model": "chat", "messages": []})
     assert "cannot render this request" in broken.data["body"] and "would fail over" in broken.text()
+
+
+def test_plan_shows_the_body_of_the_target_asked_for(
+        routes_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", str(routes_file), "-m", "chat", "--target",
+                 "claude/claude-3-5-haiku-latest", "--json"]) == 0
+    body = json.loads(capsys.readouterr().out)["body"]
+    assert body["url"].endswith("/messages")
+    assert main(["plan", str(routes_file), "-m", "chat", "--target", "nope/x"]) == 2
+    assert "cannot reach target 'nope/x'" in capsys.readouterr().err
