@@ -5,6 +5,7 @@ injectable, e.g. to share circuits through Redis)."""
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable
 from typing import Any, Final
@@ -137,12 +138,16 @@ class Circuits:
             self._store_failed("circuit store failed to record a try")
 
     def _store_failed(self, message: str) -> None:
-        """Log a circuit store failure once per outage (every try would fail alike)."""
+        """Log a circuit store failure once per outage (every try would fail alike): one line
+        naming the error (the shared state's own warning says more); the traceback at debug."""
         if self._store_down:
-            _log.debug("%s", message)
+            _log.debug("%s", message, exc_info=True)
             return
         self._store_down = True
-        _log.warning("%s (logged once until the store answers again)", message, exc_info=True)
+        error = sys.exc_info()[1]
+        why = f": {type(error).__name__}: {error}" if error is not None else ""
+        _log.warning("%s%s (logged once until the store answers again)", message, why)
+        _log.debug("circuit store failure", exc_info=True)
 
     def state(self, name: str) -> str:
         """The state of circuit ``name`` (as its last try found it)."""

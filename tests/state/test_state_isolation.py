@@ -201,3 +201,17 @@ async def test_the_route_memo_never_keeps_long_names(
     assert graph.match("short", {}) is not None
     memo = graph._by_model._items
     assert list(memo) == ["short"]
+
+
+async def test_a_circuit_store_outage_is_one_log_line_without_a_traceback(
+        refused_url: str, upstream: FakeServer, caplog: pytest.LogCaptureFixture) -> None:
+    text = (CONFIG.replace("{fake}", upstream.url).replace("{backend}", refused_url)
+            .replace("{prefix}", "x").replace("{key}", "key-one-123")
+            .replace("{namespace}", "engine").replace("breaker: none", "breaker: standard"))
+    caplog.set_level("WARNING", logger="engine.breakers")
+    async with Engine.from_graph(compile_text(text, env={})) as eng:
+        for _ in range(3):
+            assert (await eng.route({**ASK, "temperature": 1})).attempts[-1].outcome == "ok"
+    mine = [r for r in caplog.records if r.name == "engine.breakers"]
+    assert len(mine) == 1 and mine[0].exc_info is None
+    assert "ConnectionError" in mine[0].getMessage()
