@@ -352,15 +352,19 @@ class FakeServer:
             frames, drop = [*frames[:half], frames[half][: len(frames[half]) // 2]], True
         resp = web.StreamResponse(headers={**headers, "Content-Type": wire.stream_type(chat),
                                            "Cache-Control": "no-cache"})
-        await resp.prepare(request)
         delay = self.chunk_delay if fault.chunk_delay is None else fault.chunk_delay
-        if delay > 0:
-            for i, frame in enumerate(frames):
-                if i:
-                    await asyncio.sleep(delay)
-                await resp.write(frame)
-        elif frames:
-            await resp.write(b"".join(frames))
+        try:
+            await resp.prepare(request)
+            if delay > 0:
+                for i, frame in enumerate(frames):
+                    if i:
+                        await asyncio.sleep(delay)
+                    await resp.write(frame)
+            elif frames:
+                await resp.write(b"".join(frames))
+        except ConnectionResetError:  # the client went away (a hedge loser, a deadline): fine
+            self._stats.done(entry, "client_closed")
+            return resp
         if drop:
             self._stats.done(entry, "dropped")
             _close(request)

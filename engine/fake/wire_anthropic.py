@@ -24,6 +24,8 @@ _FIELDS = {
     "thinking": "object", "service_tier": "string", "container": "string|object",
     "mcp_servers": "array", "context_management": "object", "cache_control": "object",
     "output_config": "object", "output_format": "object", "inference_geo": "string",
+    "diagnostics": "object", "speed": "string", "user_profile_id": "string",
+    "workspace_id": "string",
 }
 _VALID = {"string": "a valid string", "integer": "a valid integer", "number": "a valid number",
           "boolean": "a valid boolean", "array": "a valid list",
