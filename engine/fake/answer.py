@@ -20,7 +20,7 @@ from typing import Any
 from engine.fake.args import arguments
 from engine.fake.faults import Fault
 
-__all__ = ["Answer", "BadRequest", "Chat", "answer", "split", "words"]
+__all__ = ["Answer", "BadRequest", "Chat", "answer", "sign", "split", "words"]
 
 _TOOL_WORD = re.compile(r"\btool\b", re.IGNORECASE)
 _VOCAB = ("lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit")
@@ -169,11 +169,17 @@ def _finish(ans: Answer, chat: Chat, fault: Fault, thought: str) -> Answer:
     if thought:
         ans.thinking, ans.thinking_tokens = thought, words(thought)
         ans.thinking_pieces = split(thought, None)
-        digest = hashlib.sha256(("fake-signature:" + thought).encode()).digest()
-        ans.signature = base64.b64encode(digest * 3).decode()
+        ans.signature = sign(thought)
     ans.cached_tokens = fault.cached or 0
     ans.cache_write_tokens = fault.cache_write or 0
     return ans
+
+
+def sign(thought: str) -> str:
+    """The signature the fake gives these thoughts (base64, so SDKs that decode it can); a request
+    that hands thoughts back with another signature is refused, as the real API does."""
+    digest = hashlib.sha256(("fake-signature:" + thought).encode()).digest()
+    return base64.b64encode(digest * 3).decode()
 
 
 def _tool_to_call(chat: Chat, fault: Fault) -> str | None:

@@ -35,10 +35,8 @@ DIRECTIVES = {
     "chunks=N": "streams: split the reply into exactly N pieces (default: one word each)",
     "words=N": "reply with N deterministic filler words instead of the echo",
     "tool": "answer with a call to the first offered tool (tool=NAME: call NAME, offered or not)",
-    "cached=N": "report N more prompt tokens, read from the prompt cache (openai cached_tokens, "
-                "anthropic cache_read_input_tokens, gemini cachedContentTokenCount)",
-    "cache_write=N": "report N more prompt tokens, written to the prompt cache (anthropic "
-                     "cache_creation_input_tokens; plain prompt tokens elsewhere)",
+    "cached=N": "report N more prompt tokens, read from the prompt cache (usage shows them cached)",
+    "cache_write=N": "report N more prompt tokens, written to the prompt cache (anthropic only)",
 }
 
 _SPLIT = re.compile(r"[\s,;]+")

@@ -12,7 +12,7 @@ import datetime
 import re
 from typing import Any, ClassVar
 
-from engine.fake.answer import Answer, BadRequest, Chat, words
+from engine.fake.answer import Answer, BadRequest, Chat, sign, words
 from engine.fake.wire import MALFORMED, SLOT, Wire, dumps, jtype, repeat, stops, text, typecheck, user
 
 __all__ = ["Anthropic"]
@@ -122,6 +122,8 @@ def _check_blocks(i: int, blocks: list[Any], asked: set[str]) -> set[str]:
                              "'document', 'tool_use', 'tool_result', 'thinking', ...")
         if kind == "text" and not block.get("text"):
             raise BadRequest("messages: text content blocks must be non-empty")
+        if kind == "thinking" and block.get("signature") != sign(str(block.get("thinking"))):
+            raise BadRequest(f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block")
         if kind == "tool_result":
             ref = block.get("tool_use_id")
             if ref not in asked:
@@ -194,6 +196,27 @@ def _check_thinking(body: dict[str, Any]) -> None:
                          f"documentation at {_DOCS}#feature-compatibility")
     if (body.get("tool_choice") or {}).get("type") in ("any", "tool"):
         raise BadRequest("Thinking may not be enabled when tool_choice forces tool use.")
+    _check_thinking_kept(body["messages"])
+
+
+def _check_thinking_kept(msgs: list[dict[str, Any]]) -> None:
+    """With thinking on, the assistant turn whose tool calls the conversation is answering must
+    hand its thinking back first (the API needs it to continue that reasoning)."""
+    last = msgs[-1].get("content")
+    if not (isinstance(last, list) and any(b.get("type") == "tool_result" for b in last)):
+        return
+    i = len(msgs) - 2
+    turn = msgs[i].get("content") if i >= 0 else None
+    if not isinstance(turn, list) or not turn:
+        return
+    first = turn[0].get("type")
+    if first not in ("thinking", "redacted_thinking"):
+        raise BadRequest(
+            f"messages.{i}.content.0.type: Expected `thinking` or `redacted_thinking`, but found "
+            f"`{first}`. When `thinking` is enabled, a final `assistant` message must start with "
+            "a thinking block (preceeding the lastmost set of `tool_use` and `tool_result` "
+            "blocks). We recommend you include thinking blocks from previous turns. To avoid "
+            f"this requirement, disable `thinking`. Please consult our documentation at {_DOCS}")
 
 
 class Anthropic(Wire):

@@ -45,6 +45,7 @@ _PROTO = {"string": "TYPE_STRING", "integer": "TYPE_INT32", "number": "TYPE_FLOA
           "boolean": "TYPE_BOOL", "array": "list", "object": "message"}
 _FUNCTION_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_.:-]{0,63}$")
 _THINKS = re.compile(r"gemini-(?:2\.5|[3-9])")  # thinking models: they think unless told not to
+_SIGNED = re.compile(r"gemini-[3-9]")  # these require their function calls' thought signatures
 
 
 def _snake(name: str) -> str:
@@ -104,6 +105,23 @@ def _check_contents(contents: list[Any]) -> None:
                                  "must have one initialized field")
 
 
+def _check_signatures(contents: list[dict[str, Any]]) -> None:
+    """Gemini 3 refuses a current turn (the contents after the last user text) whose model steps
+    hand a function call back without the thoughtSignature it came with."""
+    start = max((i for i, c in enumerate(contents) if c.get("role", "user") == "user"
+                 and any(isinstance(p.get("text"), str) for p in c["parts"])), default=0)
+    for i, content in enumerate(contents[start:], start):
+        calls = [p for p in content["parts"] if _get(p, "functionCall") is not None]
+        if content.get("role") == "model" and calls and not _get(calls[0], "thoughtSignature"):
+            name = _dict(_get(calls[0], "functionCall")).get("name")
+            raise BadRequest(
+                "Function call is missing a thought_signature in functionCall parts. This is "
+                "required for tools to work correctly, and missing thought_signature may lead to "
+                f"degraded model performance. Additional data, function call `default_api:{name}` "
+                f", position {i + 1}. Please refer to "
+                "https://ai.google.dev/gemini-api/docs/thought-signatures for more details.")
+
+
 def _check_tools(tools: list[Any]) -> None:
     for i, tool in enumerate(tools):
         for j, decl in enumerate(_get(_dict(tool), "functionDeclarations") or ()):
@@ -145,6 +163,8 @@ class Gemini(Wire):
         contents = body["contents"]
         _check_contents(contents)
         _check_tools(body.get("tools") or [])
+        if _SIGNED.search(model or ""):
+            _check_signatures(contents)
         chat = Chat("gemini", model or "")
         system = _dict(body.get("systemInstruction"))
         chat.prompt_tokens = (words(text(system.get("parts"))) if system else 0) + sum(

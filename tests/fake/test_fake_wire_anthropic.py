@@ -258,3 +258,27 @@ async def test_not_json_is_400_in_the_kinds_shape(fake: FakeServer,
     r = await client.post(fake.base_url("anthropic") + "/messages", content=b"{nope",
                           headers=ANTHROPIC)
     assert r.status_code == 400 and r.json()["type"] == "error"
+
+
+async def test_thoughts_handed_back_keep_their_signature(call: Any, body_for: Any) -> None:
+    tool = {"name": "search", "input_schema": {"type": "object", "properties": {}}}
+    first = (await call("anthropic", body=_body(thinking=THINK, tools=[tool]),
+                        headers={"x-fake": "tool"})).json()
+    thinking, use = first["content"]
+    result = {"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": use["id"], "content": "42"}]}
+    body = _body(thinking=THINK, tools=[tool],
+                 messages=[*USER, {"role": "assistant", "content": first["content"]}, result])
+    d = (await call("anthropic", body=body)).json()
+    assert d["content"][-1] == {"type": "text", "text": "tool result: 42"}
+    forged = {**thinking, "thinking": thinking["thinking"] + " (edited)"}
+    body["messages"][1] = {"role": "assistant", "content": [forged, use]}
+    assert await _refusal(call, body) == (
+        "messages.1.content.0: Invalid `signature` in `thinking` block")
+    body["messages"][1] = {"role": "assistant", "content": [use]}  # the thinking dropped
+    assert (await _refusal(call, body)).startswith(
+        "messages.1.content.0.type: Expected `thinking` or `redacted_thinking`, but found "
+        "`tool_use`. When `thinking` is enabled, a final `assistant` message must start with a "
+        "thinking block")
+    del body["thinking"]  # without thinking the same history is fine
+    assert (await call("anthropic", body=body)).status_code == 200

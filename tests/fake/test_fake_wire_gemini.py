@@ -206,3 +206,22 @@ async def test_gemini_models_listing(fake: FakeServer, client: httpx.AsyncClient
     assert first["name"] == "models/gemini-1.5-flash"
     assert "generateContent" in first["supportedGenerationMethods"]
     assert "displayName" in first
+
+
+async def test_gemini_3_needs_the_thought_signature_back(call: Any) -> None:
+    def history(call_part: dict[str, Any]) -> dict[str, Any]:
+        return {"contents": [
+            {"role": "user", "parts": [{"text": "use the tool"}]},
+            {"role": "model", "parts": [call_part]},
+            {"role": "user", "parts": [{"functionResponse": {"name": "f", "response": {"a": 1}}}]},
+        ], "tools": [{"functionDeclarations": [{"name": "f"}]}]}
+
+    bare = {"functionCall": {"name": "f", "args": {}}}
+    message = await _refusal(call, history(bare), model="gemini-3-pro-preview")
+    assert message.startswith("Function call is missing a thought_signature in functionCall "
+                              "parts.")
+    assert "function call `default_api:f` , position 2." in message
+    signed = {**bare, "thoughtSignature": "skip_thought_signature_validator"}
+    r = await call("gemini", body=history(signed), model="gemini-3-pro-preview")
+    assert r.json()["candidates"][0]["content"]["parts"][-1] == {"text": 'tool result: {"a":1}'}
+    assert (await call("gemini", body=history(bare), model="gemini-2.5-pro")).status_code == 200

@@ -123,6 +123,23 @@ def test_streamed_tool_use_and_the_result_turn(claude: anthropic.Anthropic,
     assert reply.content[0].type == "text" and reply.content[0].text == "tool result: sunny"
 
 
+def test_thinking_with_tools_round_trip(claude: anthropic.Anthropic, tool: dict[str, Any]) -> None:
+    """The SDK hands the signed thinking block back with the tool result, as the API requires;
+    dropping it is refused."""
+    kw: dict[str, Any] = {"model": MODEL, "max_tokens": 2048, "thinking": THINK, "tools": [tool]}
+    first = claude.messages.create(**kw, messages=HI, extra_headers={"x-fake": "tool"})
+    thinking, use = first.content
+    assert thinking.type == "thinking" and use.type == "tool_use"
+    result = {"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": use.id, "content": "sunny"}]}
+    reply = claude.messages.create(**kw, messages=[
+        *HI, {"role": "assistant", "content": first.content}, result])
+    assert reply.content[-1].type == "text" and reply.content[-1].text == "tool result: sunny"
+    with pytest.raises(anthropic.BadRequestError, match="must start with a thinking block"):
+        claude.messages.create(**kw, messages=[*HI, {"role": "assistant", "content": [use]},
+                                               result])
+
+
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"stop_sequences": ["\n\n"]},
      "stop_sequences: each stop sequence must contain non-whitespace"),

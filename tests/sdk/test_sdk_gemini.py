@@ -139,6 +139,27 @@ def test_automatic_function_calling_round_trip(gemini: genai.Client, fake: FakeS
     assert len(fake.requests) == 2  # the call, then the function response
 
 
+def test_gemini_3_round_trip_keeps_the_thought_signature(gemini: genai.Client) -> None:
+    """Gemini 3 refuses a function call handed back without its signature; the SDK keeps it."""
+
+    def lookup(city: str) -> str:
+        """Look a city up."""
+        return "found"
+
+    resp = gemini.models.generate_content(
+        model="gemini-3-pro-preview", contents="use the tool",
+        config=types.GenerateContentConfig(tools=[lookup]))
+    assert resp.text == 'tool result: {"result":"found"}'
+    history = resp.automatic_function_calling_history or []
+    assert history[1].parts and history[1].parts[0].thought_signature
+    bare = types.Content(role="model", parts=[types.Part(function_call=types.FunctionCall(
+        name="lookup", args={"city": "x"}))])
+    with pytest.raises(errors.ClientError, match="missing a thought_signature"):
+        gemini.models.generate_content(model="gemini-3-pro-preview", contents=[
+            history[0], bare, history[2]], config=types.GenerateContentConfig(
+                tools=[lookup], automatic_function_calling=NO_AFC))
+
+
 @pytest.mark.parametrize(("directive", "error", "code", "status"), [
     ("429", errors.ClientError, 429, "RESOURCE_EXHAUSTED"),
     ("400", errors.ClientError, 400, "INVALID_ARGUMENT"),
