@@ -273,7 +273,6 @@ class Anthropic(Wire):
             chat.tools = tuple(t["name"] for t in custom)
             chat.schemas = {t["name"]: t["input_schema"] for t in custom}
         chat.thinking = (body.get("thinking") or {}).get("type") in ("enabled", "adaptive")
-        chat.opts = {"service_tier": "standard"}
         return chat
 
     def error(self, status: int, message: str, rid: str = "") -> dict[str, Any]:

@@ -298,7 +298,9 @@ class OpenAI(Wire):
                 "function": {"name": ans.tool_name, "arguments": args}}
 
     def body(self, chat: Chat, ans: Answer, rid: str) -> dict[str, Any]:
-        msg: dict[str, Any] = {"role": "assistant", "content": ans.text or None}
+        # a tool call has null content; a reply cut to nothing (reasoning spent the budget) ""
+        content = ans.text or None if ans.tool_name is not None else ans.text
+        msg: dict[str, Any] = {"role": "assistant", "content": content}
         if ans.tool_name is not None:
             msg["tool_calls"] = [self._call(ans, rid, ans.tool_json)]
         msg.update(refusal=None, annotations=[])
@@ -307,17 +309,17 @@ class OpenAI(Wire):
             "model": chat.model,
             "choices": [{"index": 0, "message": msg, "logprobs": None,
                          "finish_reason": self._FINISH.get(ans.finish, "stop")}],
-            "usage": self._usage(ans), "service_tier": chat.opts["service_tier"],
+            "usage": self._usage(ans), "service_tier": chat.opts.get("service_tier", "default"),
             "system_fingerprint": "fp_fake",
         }
 
     def frames(self, chat: Chat, ans: Answer, rid: str) -> list[bytes]:
         base: dict[str, Any] = {"id": "chatcmpl-" + rid, "object": "chat.completion.chunk",
                                 "created": int(time.time()), "model": chat.model,
-                                "service_tier": chat.opts["service_tier"],
+                                "service_tier": chat.opts.get("service_tier", "default"),
                                 "system_fingerprint": "fp_fake"}
         tail: dict[str, Any] = {"usage": None} if chat.include_usage else {}
-        if chat.opts["obfuscation"]:
+        if chat.opts.get("obfuscation", True):
             tail["obfuscation"] = "fake"
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:

@@ -153,7 +153,7 @@ async def test_reasoning_spends_the_completion_budget_first(call: Any) -> None:
             "max_completion_tokens": 4}
     d = (await call("openai", body=body)).json()
     choice = d["choices"][0]
-    assert (choice["message"]["content"], choice["finish_reason"]) == (None, "length")
+    assert (choice["message"]["content"], choice["finish_reason"]) == ("", "length")
     assert d["usage"]["completion_tokens_details"]["reasoning_tokens"] == 4
 
 
