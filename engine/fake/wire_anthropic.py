@@ -107,8 +107,9 @@ def _check_messages(msgs: list[Any]) -> None:
                 f"messages.{i - 1}: `tool_use` ids were found without `tool_result` blocks "
                 f"immediately after: {', '.join(sorted(asked - answered))}. Each `tool_use` block "
                 "must have a corresponding `tool_result` block in the next message.")
-        asked = {b.get("id") for b in blocks if b.get("type") == "tool_use"} - {None} \
-            if role == "assistant" else set()
+        asked = set()
+        if role == "assistant":
+            asked = {b["id"] for b in blocks if b["type"] == "tool_use" and "id" in b}
 
 
 def _check_blocks(i: int, blocks: list[Any], asked: set[str]) -> set[str]:
