@@ -2,6 +2,9 @@
 in, deterministic answers or injected faults come out, over real loopback HTTP.
 
 It imports nothing from ``engine`` outside ``engine.fake``, so it cannot share the engine's bugs.
+It is as strict as the real APIs (what they refuse, it refuses, in each API's error shape) and as
+rich (usage details, prompt-cache counts, thinking, tool arguments shaped by the tool's schema);
+the official SDKs parse every answer (tests/sdk).
 
     async with FakeServer() as srv:          # or: with serve_in_thread() as srv: (sync code)
         srv.base_url("openai")               # http://127.0.0.1:PORT/v1 (anthropic too; gemini and

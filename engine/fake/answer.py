@@ -2,26 +2,38 @@
 
 The reply is a pure function of the request: ``"echo: " + last user text`` (or ``"tool result: ..."``
 when the conversation ends with a tool result), cut at a stop sequence, truncated to ``max_tokens``
-words, or a tool call to the first offered tool. Tokens are whitespace words, at least 1.
+words, or a tool call to the first offered tool with arguments shaped by its schema. When the
+request enables thinking (or the model always reasons) the answer first thinks ``"thinking: " +
+that text``; thinking spends the ``max_tokens`` budget first, as it does at the real APIs. Tokens
+are whitespace words, at least 1.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.fake.args import arguments
 from engine.fake.faults import Fault
 
-__all__ = ["Answer", "BadRequest", "Chat", "answer", "split", "words"]
+__all__ = ["Answer", "BadRequest", "Chat", "answer", "sign", "split", "words"]
 
 _TOOL_WORD = re.compile(r"\btool\b", re.IGNORECASE)
 _VOCAB = ("lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit")
 
 
 class BadRequest(Exception):
-    """The request body is not a valid request of its kind (answered with 400 in the kind's shape)."""
+    """The request is not one its kind's API accepts: answered with ``status`` (400) in the kind's
+    error shape; ``param`` and ``code`` fill the fields of that name where the shape has them."""
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
+                 status: int = 400) -> None:
+        super().__init__(message)
+        self.message, self.param, self.code, self.status = message, param, code, status
 
 
 @dataclass(slots=True)
@@ -38,8 +50,12 @@ class Chat:
     max_tokens: int | None = None
     stop: tuple[str, ...] = ()
     tools: tuple[str, ...] = ()  # names of the tools offered (empty when tool_choice is none)
+    schemas: dict[str, Any] = field(default_factory=dict)  # tool name -> its parameters schema
+    thinking: bool = False  # the request enables thinking, or the model always reasons
+    show_thinking: bool = True  # the answer shows its thoughts (else they are only counted)
     include_usage: bool = False  # openai stream_options.include_usage
     sse: bool = True  # gemini: streamGenerateContent with alt=sse (else a streamed JSON array)
+    opts: dict[str, Any] = field(default_factory=dict)  # wire-specific request settings
 
 
 @dataclass(slots=True)
@@ -55,6 +71,17 @@ class Answer:
     tool_args: dict[str, Any] = field(default_factory=dict)
     tool_json: str = ""  # tool_args as JSON, as streamed
     pieces: list[str] = field(default_factory=list)  # stream chunks of ``text`` (or ``tool_json``)
+    thinking: str = ""  # the thoughts before the reply ("" when the request does not think)
+    thinking_tokens: int = 0  # not in ``output_tokens``: each wire adds them where its API does
+    thinking_pieces: list[str] = field(default_factory=list)
+    signature: str = ""  # anthropic/gemini: the opaque signature of the thoughts
+    cached_tokens: int = 0  # prompt tokens read from the prompt cache (not in ``input_tokens``)
+    cache_write_tokens: int = 0  # prompt tokens written to it (not in ``input_tokens`` either)
+
+    @property
+    def prompt_tokens(self) -> int:
+        """The whole prompt: uncached input plus what was read from and written to the cache."""
+        return self.input_tokens + self.cached_tokens + self.cache_write_tokens
 
 
 _MARKER = re.compile(r"\[\[fake:([^\]]*)\]\]")
@@ -92,16 +119,24 @@ def _cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, str | None]:
 
 
 def answer(chat: Chat, fault: Fault) -> Answer:
-    """The deterministic reply to ``chat`` (``fault`` supplies ``tool``, ``words`` and ``chunks``)."""
+    """The deterministic reply to ``chat`` (``fault`` supplies ``tool``, ``words``, ``chunks`` and
+    the cache counts)."""
+    subject = chat.tool_result if chat.tool_result is not None else chat.user_text
+    thought = ("thinking: " + subject).strip() if chat.thinking else ""
+    budget = chat.max_tokens if chat.max_tokens is not None and chat.max_tokens > 0 else None
     tool = _tool_to_call(chat, fault)
     if tool is not None:
-        args = {"q": chat.user_text}
+        # a tool the request declared gets arguments of its schema; one it did not (tool=NAME),
+        # the fake's own {"q": text}
+        args = (arguments(chat.schemas[tool], chat.user_text) if tool in chat.schemas
+                else {"q": chat.user_text})
         raw = json.dumps(args)
         n = fault.chunks if fault.chunks is not None else max(1, (len(raw) + 15) // 16)
-        return Answer(
+        ans = Answer(
             text="", finish="tool", input_tokens=chat.prompt_tokens, output_tokens=words(raw),
             tool_name=tool, tool_args=args, tool_json=raw, pieces=split(raw, n),
         )
+        return _finish(ans, chat, fault, thought)
     if fault.words is not None:
         text = " ".join(_VOCAB[i % len(_VOCAB)] for i in range(fault.words))
     elif chat.tool_result is not None:
@@ -112,14 +147,39 @@ def answer(chat: Chat, fault: Fault) -> Answer:
     text, seq = _cut_at_stop(text, chat.stop)
     if seq is not None:
         finish = "stop_sequence"
-    if chat.max_tokens is not None and chat.max_tokens > 0:
+    if thought and budget is not None:
+        thought_words = thought.split()
+        if len(thought_words) >= budget:  # the thinking used up the whole budget: no reply
+            thought, text, finish, seq = " ".join(thought_words[:budget]), "", "length", None
+        budget -= len(thought_words)
+    if budget is not None and budget > 0:
         ws = text.split()
-        if len(ws) > chat.max_tokens:
-            text, finish, seq = " ".join(ws[: chat.max_tokens]), "length", None
-    return Answer(
-        text=text, finish=finish, input_tokens=chat.prompt_tokens, output_tokens=words(text),
+        if len(ws) > budget:
+            text, finish, seq = " ".join(ws[:budget]), "length", None
+    ans = Answer(
+        text=text, finish=finish, input_tokens=chat.prompt_tokens,
+        output_tokens=words(text) if text else 0,
         stop_sequence=seq, pieces=split(text, fault.chunks),
     )
+    return _finish(ans, chat, fault, thought)
+
+
+def _finish(ans: Answer, chat: Chat, fault: Fault, thought: str) -> Answer:
+    """Add the thoughts and the prompt-cache counts to an answer."""
+    if thought:
+        ans.thinking, ans.thinking_tokens = thought, words(thought)
+        ans.thinking_pieces = split(thought, None)
+        ans.signature = sign(thought)
+    ans.cached_tokens = fault.cached or 0
+    ans.cache_write_tokens = fault.cache_write or 0
+    return ans
+
+
+def sign(thought: str) -> str:
+    """The signature the fake gives these thoughts (base64, so SDKs that decode it can); a request
+    that hands thoughts back with another signature is refused, as the real API does."""
+    digest = hashlib.sha256(("fake-signature:" + thought).encode()).digest()
+    return base64.b64encode(digest * 3).decode()
 
 
 def _tool_to_call(chat: Chat, fault: Fault) -> str | None:

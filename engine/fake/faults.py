@@ -35,6 +35,8 @@ DIRECTIVES = {
     "chunks=N": "streams: split the reply into exactly N pieces (default: one word each)",
     "words=N": "reply with N deterministic filler words instead of the echo",
     "tool": "answer with a call to the first offered tool (tool=NAME: call NAME, offered or not)",
+    "cached=N": "report N more prompt tokens, read from the prompt cache (usage shows them cached)",
+    "cache_write=N": "report N more prompt tokens, written to the prompt cache (anthropic only)",
 }
 
 _SPLIT = re.compile(r"[\s,;]+")
@@ -67,6 +69,8 @@ class Fault:
     chunks: int | None = None
     words: int | None = None
     tool: str | None = None  # "" = the first offered tool
+    cached: int | None = None
+    cache_write: int | None = None
     label: str = ""  # the directive text it came from (for stats)
 
     def merge(self, other: Fault) -> Fault:
@@ -107,7 +111,7 @@ def _apply(values: dict[str, Any], key: str, value: str | None) -> None:
         values[key] = True
     elif key == "tool":
         values["tool"] = value or ""
-    elif key in ("status", "die_after", "chunks", "words"):
+    elif key in ("status", "die_after", "chunks", "words", "cached", "cache_write"):
         values[key] = _int(key, value)
     elif key in ("latency", "chunk_delay"):
         values[key] = seconds(value or "")

@@ -25,8 +25,11 @@ from aiohttp import web
 from engine.fake.answer import BadRequest, Chat, answer
 from engine.fake.faults import KINDS, NO_FAULT, Fault, Program, Programs, parse
 from engine.fake.stats import Stats
-from engine.fake.wire import MALFORMED, Anthropic, OpenAI, Wire, dumps
-from engine.fake.wire_gemini_ollama import Gemini, Ollama
+from engine.fake.wire import MALFORMED, Wire, dumps
+from engine.fake.wire_anthropic import Anthropic
+from engine.fake.wire_gemini import Gemini
+from engine.fake.wire_ollama import Ollama
+from engine.fake.wire_openai import OpenAI
 
 __all__ = ["DEFAULT_MODELS", "WIRES", "FakeServer"]
 
@@ -240,19 +243,21 @@ class FakeServer:
         wire = WIRES[kind]
         entry = self._stats.record(request.method, path, kind, request.headers, request.query)
         header = request.headers.get("x-fake")
-        fault, chat, problem = NO_FAULT, None, None
+        fault, chat = NO_FAULT, None
+        problem: BadRequest | None = None
         if header:
             try:
                 fault = parse(header)
             except ValueError as exc:
-                problem = f"bad x-fake header: {exc}"
+                problem = BadRequest(f"bad x-fake header: {exc}")
         if op != "models":
             try:
                 chat = self._chat(request, wire, op, path_model, await request.read(), entry)
             except BadRequest as exc:
-                problem = problem or str(exc)
+                problem = problem or exc
             except ValueError as exc:  # not JSON, or not UTF-8
-                problem = problem or f"could not parse the JSON body of your request: {exc}"
+                problem = problem or BadRequest(
+                    f"could not parse the JSON body of your request: {exc}")
         model = chat.model if chat is not None else path_model
         self._stats.model(entry, model)
         fault = self.programs.next(kind, path, model, op != "models").merge(fault)
@@ -260,7 +265,7 @@ class FakeServer:
             try:
                 fault = fault.merge(parse(chat.marker))
             except ValueError as exc:
-                problem = f"bad [[fake: ...]] marker: {exc}"
+                problem = BadRequest(f"bad [[fake: ...]] marker: {exc}")
         entry["fault"] = fault.label
         return await self._respond(request, wire, op, fault, chat, problem, entry)
 
@@ -284,7 +289,7 @@ class FakeServer:
 
     async def _respond(
         self, request: web.BaseRequest, wire: Wire, op: str, fault: Fault, chat: Chat | None,
-        problem: str | None, entry: dict[str, Any],
+        problem: BadRequest | None, entry: dict[str, Any],
     ) -> web.StreamResponse:
         if fault.latency:
             await asyncio.sleep(fault.latency)
@@ -292,7 +297,8 @@ class FakeServer:
             self._stats.done(entry, "reset")
             _reset(request)
             return web.Response()
-        headers = {}
+        rid = f"fake{next(self._ids):020d}"
+        headers = wire.headers(rid)
         if fault.retry_after is not None:
             headers["Retry-After"] = fault.retry_after
         if fault.retry_after_ms is not None:
@@ -300,21 +306,23 @@ class FakeServer:
         status = fault.status or 200
         if status >= 400:
             message = f"fake provider: {status} {_phrase(status)} (injected)"
-            return self._json(entry, status, wire.error(status, message), headers)
+            return self._json(entry, status, wire.error(status, message, rid), headers)
         if wire.name != "ollama":
             key = wire.key(request.headers, request.query)
             if not key or (self.require_key is not None and key != self.require_key):
-                return self._json(entry, 401, wire.error(401, wire.auth_message(not key)))
+                refused = wire.auth_failure(request.headers, not key)
+                return self._json(entry, refused.status, wire.refuse(refused, rid), headers)
         problem = wire.check(request.headers) or problem
-        if problem is not None or (chat is None and op != "models"):
-            return self._json(entry, 400, wire.error(400, problem or "bad request"))
+        if problem is None and chat is None and op != "models":
+            problem = BadRequest("bad request")
+        if problem is not None:
+            return self._json(entry, problem.status, wire.refuse(problem, rid), headers)
         if chat is None:
             return self._json(entry, 200, wire.models(self.models.get(wire.name, [])), headers)
         ans = answer(chat, fault)
-        rid = f"fake{next(self._ids):020d}"
         if chat.stream:
             return await self._stream(request, wire, chat, fault, wire.frames(chat, ans, rid),
-                                      headers, entry)
+                                      headers, entry, rid)
         body = MALFORMED if fault.malformed else dumps(wire.body(chat, ans, rid)).encode()
         if not fault.truncate:
             self._stats.done(entry, 200)
@@ -329,14 +337,14 @@ class FakeServer:
 
     async def _stream(
         self, request: web.BaseRequest, wire: Wire, chat: Chat, fault: Fault, frames: list[bytes],
-        headers: dict[str, str], entry: dict[str, Any],
+        headers: dict[str, str], entry: dict[str, Any], rid: str,
     ) -> web.StreamResponse:
         drop = False
         if fault.malformed:
             frames.insert(min(1, len(frames)), wire.malformed_frame())
         if fault.stream_error:
             keep = fault.die_after if fault.die_after is not None else (len(frames) - 1) // 2
-            frames = [*frames[: max(1, keep)], wire.error_frame("Overloaded (injected)")]
+            frames = [*frames[: max(1, keep)], wire.error_frame("Overloaded (injected)", rid)]
         elif fault.die_after is not None:
             frames, drop = frames[: min(fault.die_after, len(frames) - 1)], True
         elif fault.truncate:
@@ -344,15 +352,19 @@ class FakeServer:
             frames, drop = [*frames[:half], frames[half][: len(frames[half]) // 2]], True
         resp = web.StreamResponse(headers={**headers, "Content-Type": wire.stream_type(chat),
                                            "Cache-Control": "no-cache"})
-        await resp.prepare(request)
         delay = self.chunk_delay if fault.chunk_delay is None else fault.chunk_delay
-        if delay > 0:
-            for i, frame in enumerate(frames):
-                if i:
-                    await asyncio.sleep(delay)
-                await resp.write(frame)
-        elif frames:
-            await resp.write(b"".join(frames))
+        try:
+            await resp.prepare(request)
+            if delay > 0:
+                for i, frame in enumerate(frames):
+                    if i:
+                        await asyncio.sleep(delay)
+                    await resp.write(frame)
+            elif frames:
+                await resp.write(b"".join(frames))
+        except ConnectionResetError:  # the client went away (a hedge loser, a deadline): fine
+            self._stats.done(entry, "client_closed")
+            return resp
         if drop:
             self._stats.done(entry, "dropped")
             _close(request)

@@ -1,20 +1,19 @@
-"""A request body of the openai or anthropic wire format goes in (as a ``Chat``); that format's JSON
-answer, stream events, error bodies and model listings come out, shaped as the real APIs shape them.
-
-``Wire`` is the contract every format follows; gemini and ollama live in ``wire_gemini_ollama``.
+"""What every wire format shares: the ``Wire`` contract (a request body in as a ``Chat``; that
+format's answers, stream events, error bodies and listings out) and helpers to read request bodies
+strictly, as the real APIs do. Each format lives in its own module (``wire_openai`` and so on).
 """
 
 from __future__ import annotations
 
 import json
-import time
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
-from engine.fake.answer import Answer, BadRequest, Chat, strip_markers, words
+from engine.fake.answer import Answer, BadRequest, Chat, strip_markers
 
 __all__ = [
-    "MALFORMED", "SLOT", "Anthropic", "OpenAI", "Wire", "dumps", "messages", "opt_int", "repeat",
-    "stops", "text", "user",
+    "MALFORMED", "SLOT", "Wire", "dumps", "jtype", "opt_int", "repeat", "stops", "text",
+    "typecheck", "user",
 ]
 
 dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -53,13 +52,6 @@ def text(content: Any) -> str:
     return ""
 
 
-def messages(body: dict[str, Any], key: str) -> list[Any]:
-    msgs = body.get(key)
-    if not isinstance(msgs, list) or not all(isinstance(m, dict) for m in msgs):
-        raise BadRequest(f"'{key}' must be a list of objects")
-    return msgs
-
-
 def opt_int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
@@ -70,8 +62,39 @@ def stops(value: Any) -> tuple[str, ...]:
     return tuple(s for s in value if isinstance(s, str)) if isinstance(value, list) else ()
 
 
-def user(chat: Chat, text: str) -> None:
-    chat.user_text, chat.marker = strip_markers(text)
+def user(chat: Chat, said: str) -> None:
+    chat.user_text, chat.marker = strip_markers(said)
+
+
+def jtype(value: Any) -> str:
+    """The JSON type of a decoded value: null, boolean, integer, number, string, array, object."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
+def typecheck(body: Mapping[str, Any], fields: Mapping[str, str],
+              wrong: Callable[[str, str, Any], BadRequest], prefix: str = "") -> None:
+    """Raise ``wrong(path, expected, value)`` for the first field of ``body`` whose JSON type is
+    not the one ``fields`` declares ("number" admits integers; "a|b" admits either; null is
+    accepted as absent). Fields not declared are not checked here."""
+    for key, value in body.items():
+        expected = fields.get(key)
+        if expected is None or value is None:
+            continue
+        got = jtype(value)
+        allowed = expected.split("|")
+        if got in allowed or (got == "integer" and "number" in allowed):
+            continue
+        raise wrong(prefix + key, allowed[0], value)
 
 
 class Wire:
@@ -83,21 +106,32 @@ class Wire:
         return "text/event-stream"
 
     def parse(self, body: Any, model: str | None) -> Chat:
+        """The request as a ``Chat``; ``BadRequest`` for anything the real API refuses."""
         raise NotImplementedError
 
     def key(self, headers: Any, query: Any) -> str | None:
         auth = headers.get("Authorization", "")
         return auth[7:] if auth[:7].lower() == "bearer " else None
 
-    def check(self, headers: Any) -> str | None:
+    def check(self, headers: Any) -> BadRequest | None:
         """A protocol-header problem (answered 400), or None."""
         return None
 
-    def error(self, status: int, message: str) -> dict[str, Any]:
+    def auth_failure(self, headers: Any, missing: bool) -> BadRequest:
+        """The refusal of a request without a key (``missing``) or with the wrong one."""
+        return BadRequest("missing API key" if missing else "invalid API key", status=401)
+
+    def error(self, status: int, message: str, rid: str = "") -> dict[str, Any]:
+        """The format's error body for an HTTP ``status``."""
         raise NotImplementedError
 
-    def auth_message(self, missing: bool) -> str:
-        return "missing API key" if missing else "invalid API key"
+    def refuse(self, exc: BadRequest, rid: str = "") -> dict[str, Any]:
+        """The error body of a refused request (``param``/``code`` where the format has them)."""
+        return self.error(exc.status, exc.message, rid)
+
+    def headers(self, rid: str) -> dict[str, str]:
+        """Headers the real API sends with every answer (request ids)."""
+        return {}
 
     def body(self, chat: Chat, ans: Answer, rid: str) -> dict[str, Any]:
         raise NotImplementedError
@@ -109,215 +143,12 @@ class Wire:
     def frame(self, data: bytes) -> bytes:
         return b"data: " + data + b"\n\n"
 
-    def error_frame(self, message: str) -> bytes:
+    def error_frame(self, message: str, rid: str = "") -> bytes:
         """The in-band error event of a stream that fails after it started."""
-        return self.frame(dumps(self.error(500, message)).encode())
+        return self.frame(dumps(self.error(500, message, rid)).encode())
 
     def malformed_frame(self) -> bytes:
         return self.frame(MALFORMED)
 
     def models(self, names: list[str]) -> dict[str, Any]:
         raise NotImplementedError
-
-
-class OpenAI(Wire):
-    name = "openai"
-    _TYPES: ClassVar[dict[int, str]] = {401: "invalid_request_error", 429: "requests"}
-    _FINISH: ClassVar[dict[str, str]] = {"length": "length", "tool": "tool_calls"}
-
-    def parse(self, body: Any, model: str | None) -> Chat:
-        if not isinstance(body.get("model"), str):
-            raise BadRequest("you must provide a model parameter")
-        msgs = messages(body, "messages")
-        if not msgs:
-            raise BadRequest("[] is too short - 'messages'")
-        chat = Chat("openai", body["model"], stream=bool(body.get("stream")))
-        chat.prompt_tokens = sum(words(text(m.get("content"))) for m in msgs)
-        if msgs[-1].get("role") == "tool":
-            chat.tool_result = text(msgs[-1].get("content"))
-        for m in reversed(msgs):
-            if m.get("role") == "user":
-                user(chat, text(m.get("content")))
-                break
-        chat.max_tokens = opt_int(body.get("max_completion_tokens", body.get("max_tokens")))
-        chat.stop = stops(body.get("stop"))
-        if body.get("tool_choice") != "none":
-            chat.tools = tuple(
-                t["function"]["name"] for t in body.get("tools") or ()
-                if isinstance(t, dict) and isinstance(t.get("function"), dict)
-            )
-        opts = body.get("stream_options")
-        chat.include_usage = isinstance(opts, dict) and opts.get("include_usage") is True
-        return chat
-
-    def error(self, status: int, message: str) -> dict[str, Any]:
-        kind = self._TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-        code = {401: "invalid_api_key", 404: "model_not_found", 429: "rate_limit_exceeded"}
-        return {"error": {"message": message, "type": kind, "param": None,
-                          "code": code.get(status)}}
-
-    def auth_message(self, missing: bool) -> str:
-        if missing:
-            return ("You didn't provide an API key. You need to provide your API key in an "
-                    "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).")
-        return "Incorrect API key provided. You can find your API key in your account settings."
-
-    def _usage(self, ans: Answer) -> dict[str, int]:
-        return {"prompt_tokens": ans.input_tokens, "completion_tokens": ans.output_tokens,
-                "total_tokens": ans.input_tokens + ans.output_tokens}
-
-    def _call(self, ans: Answer, rid: str, args: str) -> dict[str, Any]:
-        return {"id": "call_" + rid, "type": "function",
-                "function": {"name": ans.tool_name, "arguments": args}}
-
-    def body(self, chat: Chat, ans: Answer, rid: str) -> dict[str, Any]:
-        msg: dict[str, Any] = {"role": "assistant", "content": ans.text or None, "refusal": None}
-        if ans.tool_name is not None:
-            msg["tool_calls"] = [self._call(ans, rid, ans.tool_json)]
-        return {
-            "id": "chatcmpl-" + rid, "object": "chat.completion", "created": int(time.time()),
-            "model": chat.model,
-            "choices": [{"index": 0, "message": msg, "logprobs": None,
-                         "finish_reason": self._FINISH.get(ans.finish, "stop")}],
-            "usage": self._usage(ans), "system_fingerprint": "fp_fake",
-        }
-
-    def frames(self, chat: Chat, ans: Answer, rid: str) -> list[bytes]:
-        base: dict[str, Any] = {"id": "chatcmpl-" + rid, "object": "chat.completion.chunk",
-                                "created": int(time.time()), "model": chat.model,
-                                "system_fingerprint": "fp_fake"}
-        if chat.include_usage:
-            base["usage"] = None
-
-        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-            return self.frame(dumps({**base, "choices": [choice]}).encode())
-
-        rows = [(p,) for p in ans.pieces]
-        if ans.tool_name is None:
-            out = [chunk({"role": "assistant", "content": "", "refusal": None})]
-            out += repeat(chunk({"content": SLOT}), rows)
-        else:
-            first = {"index": 0, **self._call(ans, rid, "")}
-            out = [chunk({"role": "assistant", "content": None, "tool_calls": [first]})]
-            out += repeat(chunk({"tool_calls": [{"index": 0, "function": {"arguments": SLOT}}]}),
-                          rows)
-        out.append(chunk({}, self._FINISH.get(ans.finish, "stop")))
-        if chat.include_usage:
-            usage = {**base, "choices": [], "usage": self._usage(ans)}
-            out.append(self.frame(dumps(usage).encode()))
-        out.append(b"data: [DONE]\n\n")
-        return out
-
-    def models(self, names: list[str]) -> dict[str, Any]:
-        return {"object": "list", "data": [
-            {"id": n, "object": "model", "created": 1715367049, "owned_by": "system"}
-            for n in names]}
-
-
-class Anthropic(Wire):
-    name = "anthropic"
-    _TYPES: ClassVar[dict[int, str]] = {
-        400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-        404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
-        500: "api_error", 529: "overloaded_error"}
-    _STOP: ClassVar[dict[str, str]] = {
-        "stop": "end_turn", "length": "max_tokens", "tool": "tool_use",
-        "stop_sequence": "stop_sequence"}
-
-    def key(self, headers: Any, query: Any) -> str | None:
-        key: str | None = headers.get("x-api-key")
-        return key
-
-    def check(self, headers: Any) -> str | None:
-        return None if "anthropic-version" in headers else "anthropic-version: header is required"
-
-    def parse(self, body: Any, model: str | None) -> Chat:
-        if not isinstance(body.get("model"), str):
-            raise BadRequest("model: Field required")
-        msgs = messages(body, "messages")
-        if not isinstance(body.get("max_tokens"), int):
-            raise BadRequest("max_tokens: Field required")
-        chat = Chat("anthropic", body["model"], stream=bool(body.get("stream")),
-                    max_tokens=body["max_tokens"], stop=stops(body.get("stop_sequences")))
-        system = words(text(body.get("system"))) if body.get("system") else 0
-        chat.prompt_tokens = system + sum(words(text(m.get("content"))) for m in msgs)
-        last = msgs[-1].get("content") if msgs else None
-        if isinstance(last, list) and any(
-                isinstance(b, dict) and b.get("type") == "tool_result" for b in last):
-            chat.tool_result = text([b for b in last if b.get("type") == "tool_result"])
-        for m in reversed(msgs):
-            content = m.get("content")
-            if isinstance(content, list):
-                content = [b for b in content if isinstance(b, dict) and b.get("type") == "text"]
-            if m.get("role") == "user" and content:
-                user(chat, text(content))
-                break
-        choice = body.get("tool_choice")
-        if not (isinstance(choice, dict) and choice.get("type") == "none"):
-            chat.tools = tuple(t["name"] for t in body.get("tools") or ()
-                               if isinstance(t, dict) and isinstance(t.get("name"), str))
-        return chat
-
-    def error(self, status: int, message: str) -> dict[str, Any]:
-        kind = self._TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
-        return {"type": "error", "error": {"type": kind, "message": message}}
-
-    def auth_message(self, missing: bool) -> str:
-        return "x-api-key header is required" if missing else "invalid x-api-key"
-
-    def _block(self, ans: Answer, rid: str) -> dict[str, Any]:
-        if ans.tool_name is None:
-            return {"type": "text", "text": ans.text}
-        return {"type": "tool_use", "id": "toolu_" + rid, "name": ans.tool_name,
-                "input": ans.tool_args}
-
-    def body(self, chat: Chat, ans: Answer, rid: str) -> dict[str, Any]:
-        return {
-            "id": "msg_" + rid, "type": "message", "role": "assistant", "model": chat.model,
-            "content": [self._block(ans, rid)], "stop_reason": self._STOP[ans.finish],
-            "stop_sequence": ans.stop_sequence,
-            "usage": {"input_tokens": ans.input_tokens, "output_tokens": ans.output_tokens},
-        }
-
-    def event(self, name: str, data: dict[str, Any]) -> bytes:
-        return b"event: " + name.encode() + b"\ndata: " + dumps(data).encode() + b"\n\n"
-
-    def frames(self, chat: Chat, ans: Answer, rid: str) -> list[bytes]:
-        ev = self.event
-        message = {**self.body(chat, ans, rid), "content": [], "stop_reason": None,
-                   "stop_sequence": None,
-                   "usage": {"input_tokens": ans.input_tokens, "output_tokens": 1}}
-        block = self._block(ans, rid)
-        if ans.tool_name is None:
-            block, kind, field = {**block, "text": ""}, "text_delta", "text"
-        else:
-            block, kind, field = {**block, "input": {}}, "input_json_delta", "partial_json"
-        out = [ev("message_start", {"type": "message_start", "message": message}),
-               ev("content_block_start",
-                  {"type": "content_block_start", "index": 0, "content_block": block}),
-               ev("ping", {"type": "ping"})]
-        out += repeat(ev("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                                 "delta": {"type": kind, field: SLOT}}),
-                      [(p,) for p in ans.pieces])
-        out += [ev("content_block_stop", {"type": "content_block_stop", "index": 0}),
-                ev("message_delta", {
-                    "type": "message_delta",
-                    "delta": {"stop_reason": self._STOP[ans.finish],
-                              "stop_sequence": ans.stop_sequence},
-                    "usage": {"output_tokens": ans.output_tokens}}),
-                ev("message_stop", {"type": "message_stop"})]
-        return out
-
-    def error_frame(self, message: str) -> bytes:
-        return self.event("error", self.error(529, message))
-
-    def malformed_frame(self) -> bytes:
-        return b"event: content_block_delta\ndata: " + MALFORMED + b"\n\n"
-
-    def models(self, names: list[str]) -> dict[str, Any]:
-        data = [{"type": "model", "id": n, "display_name": n.replace("-", " ").title(),
-                 "created_at": "2024-10-22T00:00:00Z"} for n in names]
-        return {"data": data, "has_more": False, "first_id": names[0] if names else None,
-                "last_id": names[-1] if names else None}
-

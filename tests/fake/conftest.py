@@ -22,6 +22,8 @@ AUTH: dict[str, dict[str, str]] = {
 }
 MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-3-5-haiku-latest",
           "gemini": "gemini-1.5-flash", "ollama": "llama3.2"}
+# a tool's parameters: the fake fills them from the schema, so calls carry {"q": <user text>}
+SCHEMA = {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}
 
 
 def chat_body(kind: str, text: str, *, stream: bool = False, max_tokens: int | None = None,
@@ -33,13 +35,14 @@ def chat_body(kind: str, text: str, *, stream: bool = False, max_tokens: int | N
         if max_tokens is not None:
             body["generationConfig"] = {"maxOutputTokens": max_tokens}
         if tools:
-            body["tools"] = [{"functionDeclarations": [{"name": t} for t in tools]}]
+            body["tools"] = [{"functionDeclarations": [{"name": t, "parametersJsonSchema": SCHEMA}
+                                                       for t in tools]}]
         return body
     body = {"model": model, "messages": [{"role": "user", "content": text}]}
     if kind == "anthropic":
         body["max_tokens"] = max_tokens or 1024
         if tools:
-            body["tools"] = [{"name": t, "input_schema": {"type": "object"}} for t in tools]
+            body["tools"] = [{"name": t, "input_schema": SCHEMA} for t in tools]
     elif kind == "ollama":
         body["stream"] = stream
         if max_tokens is not None:
@@ -47,7 +50,7 @@ def chat_body(kind: str, text: str, *, stream: bool = False, max_tokens: int | N
     elif max_tokens is not None:
         body["max_tokens"] = max_tokens
     if kind in ("openai", "ollama") and tools:
-        body["tools"] = [{"type": "function", "function": {"name": t, "parameters": {}}}
+        body["tools"] = [{"type": "function", "function": {"name": t, "parameters": SCHEMA}}
                          for t in tools]
     if stream and kind in ("openai", "anthropic"):
         body["stream"] = True

@@ -36,9 +36,17 @@ def test_stop_sequence_cuts_the_text() -> None:
 
 
 def test_word_tool_calls_the_first_offered_tool() -> None:
-    a = answer(chat("please use a tool now", tools=("search", "calc")), NO_FAULT)
-    assert (a.tool_name, a.tool_args, a.finish) == ("search", {"q": "please use a tool now"}, "tool")
+    schema = {"type": "object", "properties": {"query": {"type": "string"}}}
+    a = answer(chat("please use a tool now", tools=("search", "calc"),
+                    schemas={"search": schema, "calc": None}), NO_FAULT)
+    assert (a.tool_name, a.tool_args, a.finish) == (
+        "search", {"query": "please use a tool now"}, "tool")
     assert "".join(a.pieces) == a.tool_json
+
+
+def test_a_tool_without_parameters_is_called_with_none() -> None:
+    a = answer(chat("use a tool", tools=("now",), schemas={"now": None}), NO_FAULT)
+    assert (a.tool_name, a.tool_args) == ("now", {})
 
 
 def test_no_tool_call_without_tools_or_without_the_word() -> None:
@@ -48,7 +56,8 @@ def test_no_tool_call_without_tools_or_without_the_word() -> None:
 
 def test_tool_directive_forces_a_call_and_names_a_tool() -> None:
     assert answer(chat("hi", tools=("search",)), parse("tool")).tool_name == "search"
-    assert answer(chat("hi"), parse("tool=lookup")).tool_name == "lookup"
+    a = answer(chat("hi"), parse("tool=lookup"))
+    assert (a.tool_name, a.tool_args) == ("lookup", {"q": "hi"})  # not declared: the fake's own
 
 
 def test_a_trailing_tool_result_is_answered_in_text() -> None:
@@ -78,3 +87,24 @@ def test_markers_are_stripped_and_returned() -> None:
 
 def test_token_count_is_words_at_least_one() -> None:
     assert (words(""), words("a b c")) == (1, 3)
+
+
+def test_thinking_comes_first_and_is_counted_apart() -> None:
+    a = answer(chat("hi there", thinking=True), NO_FAULT)
+    assert (a.thinking, a.thinking_tokens, a.text, a.output_tokens) == (
+        "thinking: hi there", 3, "echo: hi there", 3)
+    assert "".join(a.thinking_pieces) == a.thinking and a.signature
+    assert answer(chat("hi there"), NO_FAULT).thinking == ""
+
+
+def test_thinking_spends_max_tokens_first() -> None:
+    a = answer(chat("one two three", thinking=True, max_tokens=6), NO_FAULT)
+    assert (a.text, a.finish) == ("echo: one", "length")  # 4 words of thinking, 2 left
+    a = answer(chat("one two three", thinking=True, max_tokens=3), NO_FAULT)
+    assert (a.thinking, a.text, a.finish, a.output_tokens) == ("thinking: one two", "", "length", 0)
+
+
+def test_cache_directives_add_cached_prompt_tokens() -> None:
+    a = answer(chat("hi"), parse("cached=30 cache_write=4"))
+    assert (a.input_tokens, a.cached_tokens, a.cache_write_tokens, a.prompt_tokens) == (
+        1, 30, 4, 35)

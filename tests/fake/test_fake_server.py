@@ -3,6 +3,7 @@ stream errors), programs (queue, seeded rate, scopes, admin API), stats and the 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -206,3 +207,20 @@ def test_base_urls() -> None:
     assert srv.base_url("gemini") == srv.base_url("ollama") == "http://127.0.0.1:1234"
     with pytest.raises(ValueError):
         srv.base_url("cohere")
+
+
+async def test_a_client_that_leaves_mid_stream_is_noted_not_logged(
+        fake: FakeServer, client: httpx.AsyncClient, body_for: Any,
+        caplog: pytest.LogCaptureFixture) -> None:
+    url = fake.base_url("openai") + "/chat/completions"
+    async with client.stream("POST", url, json=body_for("openai", "a b c d e f", stream=True),
+                             headers={"Authorization": "Bearer k",
+                                      "x-fake": "chunk_delay=30ms"}) as r:
+        async for _ in r.aiter_lines():
+            break  # a hedge loser: gone after the first event
+    for _ in range(50):
+        if fake.requests[-1]["status"] is not None:
+            break
+        await asyncio.sleep(0.02)
+    assert fake.requests[-1]["status"] == "client_closed"
+    assert "Error handling request" not in caplog.text

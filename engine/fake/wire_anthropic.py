@@ -1,0 +1,372 @@
+"""A Messages API request goes in (checked as strictly as Anthropic checks it, the
+``anthropic-version`` header included); the ``message`` answer, its event stream, Anthropic's error
+bodies and the model listing come out, with the fields and field order the real API sends.
+
+The key may come as ``x-api-key`` or as ``Authorization: Bearer`` (what the official SDK sends).
+``thinking: {type: enabled, budget_tokens}`` adds a signed ``thinking`` block before the reply.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from typing import Any, ClassVar
+
+from engine.fake.answer import Answer, BadRequest, Chat, sign, words
+from engine.fake.wire import MALFORMED, SLOT, Wire, dumps, jtype, repeat, stops, text, typecheck, user
+
+__all__ = ["Anthropic"]
+
+_FIELDS = {
+    "model": "string", "messages": "array", "max_tokens": "integer", "system": "string|array",
+    "stop_sequences": "array", "stream": "boolean", "temperature": "number", "top_p": "number",
+    "top_k": "integer", "tools": "array", "tool_choice": "object", "metadata": "object",
+    "thinking": "object", "service_tier": "string", "container": "string|object",
+    "mcp_servers": "array", "context_management": "object", "cache_control": "object",
+    "output_config": "object", "output_format": "object", "inference_geo": "string",
+    "diagnostics": "object", "speed": "string", "user_profile_id": "string",
+    "workspace_id": "string",
+}
+_VALID = {"string": "a valid string", "integer": "a valid integer", "number": "a valid number",
+          "boolean": "a valid boolean", "array": "a valid list",
+          "object": "a valid dictionary or object to extract fields from"}
+_BLOCKS = (
+    "text", "image", "document", "search_result", "thinking", "redacted_thinking", "tool_use",
+    "tool_result", "server_tool_use", "web_search_tool_result", "web_fetch_tool_result",
+    "code_execution_tool_result", "bash_code_execution_tool_result",
+    "text_editor_code_execution_tool_result", "tool_search_tool_result", "mcp_tool_use",
+    "mcp_tool_result", "container_upload", "compaction",
+)
+_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
+_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_FIRST_VERSION = datetime.date(2023, 1, 1)
+_DOCS = "https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
+
+
+def _wrong_type(path: str, expected: str, value: Any) -> BadRequest:
+    return BadRequest(f"{path}: Input should be {_VALID[expected]}")
+
+
+def _check(body: dict[str, Any]) -> None:
+    """Raise what the Messages API answers a body it refuses."""
+    for key in body:
+        if key not in _FIELDS:
+            raise BadRequest(f"{key}: Extra inputs are not permitted")
+    for key in ("model", "max_tokens", "messages"):
+        if key not in body:
+            raise BadRequest(f"{key}: Field required")
+    typecheck(body, _FIELDS, _wrong_type)
+    if body["max_tokens"] < 1:
+        raise BadRequest("max_tokens: Input should be greater than or equal to 1")
+    _check_messages(body["messages"])
+    for seq in body.get("stop_sequences") or ():
+        if not isinstance(seq, str):
+            raise BadRequest("stop_sequences: Input should be a valid string")
+        if not seq:
+            raise BadRequest("stop_sequences: each stop sequence must be non-empty")
+        if not seq.strip():
+            raise BadRequest("stop_sequences: each stop sequence must contain non-whitespace")
+    for key in ("temperature", "top_p"):
+        value = body.get(key)
+        if value is not None and value > 1:
+            raise BadRequest(f"{key}: Input should be less than or equal to 1")
+        if value is not None and value < 0:
+            raise BadRequest(f"{key}: Input should be greater than or equal to 0")
+    _check_tools(body)
+    _check_thinking(body)
+
+
+def _check_messages(msgs: list[Any]) -> None:
+    if not msgs:
+        raise BadRequest("messages: at least one message is required")
+    asked: set[str] = set()  # the tool_use ids of the previous assistant turn
+    for i, m in enumerate(msgs):
+        if not isinstance(m, dict):
+            raise _wrong_type(f"messages.{i}", "object", m)
+        role = m.get("role")
+        if role == "system":
+            raise BadRequest('messages: Unexpected role "system". The Messages API accepts a '
+                             'top-level `system` parameter, not "system" as an input message role.')
+        if role not in ("user", "assistant"):
+            raise BadRequest(f"messages.{i}.role: Input should be 'user' or 'assistant'")
+        if "content" not in m:
+            raise BadRequest(f"messages.{i}.content: Field required")
+        content = m["content"]
+        if not isinstance(content, str | list):
+            raise _wrong_type(f"messages.{i}.content", "string", content)
+        last = i == len(msgs) - 1
+        if not content and not (last and role == "assistant"):
+            raise BadRequest(f"messages.{i}: all messages must have non-empty content except for "
+                             "the optional final assistant message")
+        if last and role == "assistant" and text(content) != text(content).rstrip():
+            raise BadRequest("messages: final assistant content cannot end with trailing whitespace")
+        blocks = content if isinstance(content, list) else []
+        answered = _check_blocks(i, blocks, asked)
+        if asked - answered:
+            raise BadRequest(
+                f"messages.{i - 1}: `tool_use` ids were found without `tool_result` blocks "
+                f"immediately after: {', '.join(sorted(asked - answered))}. Each `tool_use` block "
+                "must have a corresponding `tool_result` block in the next message.")
+        asked = set()
+        if role == "assistant":
+            asked = {b["id"] for b in blocks if b["type"] == "tool_use" and "id" in b}
+
+
+def _check_blocks(i: int, blocks: list[Any], asked: set[str]) -> set[str]:
+    """Check one message's content blocks; return the tool_use ids its tool_results answer."""
+    answered = set()
+    for j, block in enumerate(blocks):
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind not in _BLOCKS:
+            raise BadRequest(f"messages.{i}.content.{j}: Input tag '{kind}' found using 'type' "
+                             "does not match any of the expected tags: 'text', 'image', "
+                             "'document', 'tool_use', 'tool_result', 'thinking', ...")
+        if kind == "text" and not block.get("text"):
+            raise BadRequest("messages: text content blocks must be non-empty")
+        if kind == "thinking" and block.get("signature") != sign(str(block.get("thinking"))):
+            raise BadRequest(f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block")
+        if kind == "tool_result":
+            ref = block.get("tool_use_id")
+            if ref not in asked:
+                raise BadRequest(
+                    f"messages.{i}.content.{j}: unexpected `tool_use_id` found in `tool_result` "
+                    f"blocks: {ref}. Each `tool_result` block must have a corresponding "
+                    "`tool_use` block in the previous message.")
+            answered.add(ref)
+    return answered
+
+
+def _check_tools(body: dict[str, Any]) -> None:
+    for i, tool in enumerate(body.get("tools") or ()):
+        if not isinstance(tool, dict):
+            raise _wrong_type(f"tools.{i}", "object", tool)
+        if tool.get("type", "custom") != "custom":
+            continue  # a server tool (web_search_20250305, ...)
+        for key in ("name", "input_schema"):
+            if key not in tool:
+                raise BadRequest(f"tools.{i}.custom.{key}: Field required")
+        if not isinstance(tool["name"], str) or not _TOOL_NAME.match(tool["name"]):
+            raise BadRequest(f"tools.{i}.custom.name: String should match pattern "
+                             f"'{_TOOL_NAME.pattern}'")
+        schema = tool["input_schema"]
+        if not isinstance(schema, dict):
+            raise _wrong_type(f"tools.{i}.custom.input_schema", "object", schema)
+        if schema.get("type") != "object":
+            raise BadRequest(f"tools.{i}.custom.input_schema.type: Field required"
+                             if "type" not in schema else
+                             f"tools.{i}.custom.input_schema.type: Input should be 'object'")
+    choice = body.get("tool_choice")
+    if choice is not None:
+        if not body.get("tools") and choice.get("type") != "none":
+            raise BadRequest("tool_choice may only be specified while providing tools.")
+        if choice.get("type") not in ("auto", "any", "tool", "none"):
+            raise BadRequest(f"tool_choice: Input tag '{choice.get('type')}' found using 'type' "
+                             "does not match any of the expected tags: 'auto', 'any', 'tool', "
+                             "'none'")
+        if choice["type"] == "tool" and not isinstance(choice.get("name"), str):
+            raise BadRequest("tool_choice.tool.name: Field required")
+
+
+def _check_thinking(body: dict[str, Any]) -> None:
+    thinking = body.get("thinking")
+    if thinking is None:
+        return
+    kind = thinking.get("type")
+    if kind not in ("enabled", "disabled", "adaptive"):
+        raise BadRequest(f"thinking: Input tag '{kind}' found using 'type' does not match any of "
+                         "the expected tags: 'adaptive', 'disabled', 'enabled'")
+    if kind == "disabled":
+        return
+    if kind == "enabled":
+        budget = thinking.get("budget_tokens")
+        if budget is None:
+            raise BadRequest("thinking.enabled.budget_tokens: Field required")
+        if jtype(budget) != "integer":
+            raise _wrong_type("thinking.enabled.budget_tokens", "integer", budget)
+        if budget < 1024:
+            raise BadRequest("thinking.enabled.budget_tokens: Input should be greater than or "
+                             "equal to 1024")
+        if body["max_tokens"] <= budget:
+            raise BadRequest("`max_tokens` must be greater than `thinking.budget_tokens`. Please "
+                             f"consult our documentation at {_DOCS}#max-tokens-and-context-window-size")
+    if body.get("temperature") is not None and body["temperature"] != 1:
+        raise BadRequest("`temperature` may only be set to 1 when thinking is enabled. Please "
+                         f"consult our documentation at {_DOCS}#feature-compatibility")
+    if body.get("top_k") is not None:
+        raise BadRequest("`top_k` must be unset when thinking is enabled. Please consult our "
+                         f"documentation at {_DOCS}#feature-compatibility")
+    if (body.get("tool_choice") or {}).get("type") in ("any", "tool"):
+        raise BadRequest("Thinking may not be enabled when tool_choice forces tool use.")
+    _check_thinking_kept(body["messages"])
+
+
+def _check_thinking_kept(msgs: list[dict[str, Any]]) -> None:
+    """With thinking on, the assistant turn whose tool calls the conversation is answering must
+    hand its thinking back first (the API needs it to continue that reasoning)."""
+    last = msgs[-1].get("content")
+    if not (isinstance(last, list) and any(b.get("type") == "tool_result" for b in last)):
+        return
+    i = len(msgs) - 2
+    turn = msgs[i].get("content") if i >= 0 else None
+    if not isinstance(turn, list) or not turn:
+        return
+    first = turn[0].get("type")
+    if first not in ("thinking", "redacted_thinking"):
+        raise BadRequest(
+            f"messages.{i}.content.0.type: Expected `thinking` or `redacted_thinking`, but found "
+            f"`{first}`. When `thinking` is enabled, a final `assistant` message must start with "
+            "a thinking block (preceeding the lastmost set of `tool_use` and `tool_result` "
+            "blocks). We recommend you include thinking blocks from previous turns. To avoid "
+            f"this requirement, disable `thinking`. Please consult our documentation at {_DOCS}")
+
+
+class Anthropic(Wire):
+    name = "anthropic"
+    _TYPES: ClassVar[dict[int, str]] = {
+        400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+        404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
+        500: "api_error", 529: "overloaded_error"}
+    _STOP: ClassVar[dict[str, str]] = {
+        "stop": "end_turn", "length": "max_tokens", "tool": "tool_use",
+        "stop_sequence": "stop_sequence"}
+
+    def key(self, headers: Any, query: Any) -> str | None:
+        key: str | None = headers.get("x-api-key") or None
+        return key if key is not None else super().key(headers, query)
+
+    def check(self, headers: Any) -> BadRequest | None:
+        version = headers.get("anthropic-version")
+        if version is None:
+            return BadRequest("anthropic-version: header is required")
+        try:
+            valid = bool(_VERSION.match(version)) and \
+                datetime.date.fromisoformat(version) >= _FIRST_VERSION
+        except ValueError:
+            valid = False
+        return None if valid else BadRequest(f'anthropic-version: "{version}" is not a valid version')
+
+    def auth_failure(self, headers: Any, missing: bool) -> BadRequest:
+        if missing:
+            return BadRequest("x-api-key header is required", status=401)
+        if not headers.get("x-api-key"):
+            return BadRequest("Invalid bearer token", status=401)
+        return BadRequest("invalid x-api-key", status=401)
+
+    def parse(self, body: Any, model: str | None) -> Chat:
+        _check(body)
+        msgs = body["messages"]
+        chat = Chat("anthropic", body["model"], stream=bool(body.get("stream")),
+                    max_tokens=body["max_tokens"], stop=stops(body.get("stop_sequences")))
+        system = words(text(body.get("system"))) if body.get("system") else 0
+        chat.prompt_tokens = system + sum(words(text(m.get("content"))) for m in msgs)
+        last = msgs[-1].get("content")
+        if isinstance(last, list) and any(b.get("type") == "tool_result" for b in last):
+            chat.tool_result = text([b for b in last if b.get("type") == "tool_result"])
+        for m in reversed(msgs):
+            content = m.get("content")
+            if isinstance(content, list):
+                content = [b for b in content if b.get("type") == "text"]
+            if m.get("role") == "user" and content:
+                user(chat, text(content))
+                break
+        if (body.get("tool_choice") or {}).get("type") != "none":
+            custom = [t for t in body.get("tools") or () if t.get("type", "custom") == "custom"]
+            chat.tools = tuple(t["name"] for t in custom)
+            chat.schemas = {t["name"]: t["input_schema"] for t in custom}
+        chat.thinking = (body.get("thinking") or {}).get("type") in ("enabled", "adaptive")
+        return chat
+
+    def error(self, status: int, message: str, rid: str = "") -> dict[str, Any]:
+        kind = self._TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+        return {"type": "error", "error": {"type": kind, "message": message},
+                "request_id": "req_" + rid}
+
+    def headers(self, rid: str) -> dict[str, str]:
+        return {"request-id": "req_" + rid}
+
+    def _blocks(self, ans: Answer, rid: str) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        if ans.thinking:
+            out.append({"type": "thinking", "thinking": ans.thinking, "signature": ans.signature})
+        if ans.tool_name is not None:
+            out.append({"type": "tool_use", "id": "toolu_" + rid, "name": ans.tool_name,
+                        "input": ans.tool_args})
+        elif ans.text:
+            out.append({"type": "text", "text": ans.text})
+        return out
+
+    def _usage(self, ans: Answer, output: int) -> dict[str, Any]:
+        return {"input_tokens": ans.input_tokens,
+                "cache_creation_input_tokens": ans.cache_write_tokens,
+                "cache_read_input_tokens": ans.cached_tokens,
+                "cache_creation": {"ephemeral_5m_input_tokens": ans.cache_write_tokens,
+                                   "ephemeral_1h_input_tokens": 0},
+                "output_tokens": output, "service_tier": "standard"}
+
+    def body(self, chat: Chat, ans: Answer, rid: str) -> dict[str, Any]:
+        return {
+            "model": chat.model, "id": "msg_" + rid, "type": "message", "role": "assistant",
+            "content": self._blocks(ans, rid), "stop_reason": self._STOP[ans.finish],
+            "stop_sequence": ans.stop_sequence,
+            "usage": self._usage(ans, ans.output_tokens + ans.thinking_tokens),
+        }
+
+    def event(self, name: str, data: dict[str, Any]) -> bytes:
+        return b"event: " + name.encode() + b"\ndata: " + dumps(data).encode() + b"\n\n"
+
+    def frames(self, chat: Chat, ans: Answer, rid: str) -> list[bytes]:
+        ev = self.event
+        message = {**self.body(chat, ans, rid), "content": [], "stop_reason": None,
+                   "stop_sequence": None, "usage": self._usage(ans, 1)}
+        out = [ev("message_start", {"type": "message_start", "message": message})]
+        for index, block in enumerate(self._blocks(ans, rid)):
+            events = self._block_frames(index, block, ans)
+            if index == 0:  # the API pings once, right after the first block starts
+                events.insert(1, ev("ping", {"type": "ping"}))
+            out += events
+        usage = self._usage(ans, ans.output_tokens + ans.thinking_tokens)
+        del usage["cache_creation"], usage["service_tier"]
+        out += [ev("message_delta", {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": self._STOP[ans.finish],
+                              "stop_sequence": ans.stop_sequence},
+                    "usage": usage}),
+                ev("message_stop", {"type": "message_stop"})]
+        return out
+
+    def _block_frames(self, index: int, block: dict[str, Any], ans: Answer) -> list[bytes]:
+        ev = self.event
+        kind = block["type"]
+        if kind == "thinking":
+            start, delta, field = {**block, "thinking": "", "signature": ""}, "thinking_delta", kind
+            pieces = [(p,) for p in ans.thinking_pieces]
+        elif kind == "tool_use":
+            start, delta, field = {**block, "input": {}}, "input_json_delta", "partial_json"
+            pieces = [("",), *((p,) for p in ans.pieces)]  # the API opens with an empty piece
+        else:
+            start, delta, field = {**block, "text": ""}, "text_delta", "text"
+            pieces = [(p,) for p in ans.pieces]
+        out = [ev("content_block_start",
+                  {"type": "content_block_start", "index": index, "content_block": start})]
+        out += repeat(ev("content_block_delta", {"type": "content_block_delta", "index": index,
+                                                 "delta": {"type": delta, field: SLOT}}), pieces)
+        if kind == "thinking":
+            out.append(ev("content_block_delta", {
+                "type": "content_block_delta", "index": index,
+                "delta": {"type": "signature_delta", "signature": ans.signature}}))
+        out.append(ev("content_block_stop", {"type": "content_block_stop", "index": index}))
+        return out
+
+    def error_frame(self, message: str, rid: str = "") -> bytes:
+        body = self.error(529, message, rid)
+        body["error"] = {"details": None, **body["error"]}
+        return self.event("error", body)
+
+    def malformed_frame(self) -> bytes:
+        return b"event: content_block_delta\ndata: " + MALFORMED + b"\n\n"
+
+    def models(self, names: list[str]) -> dict[str, Any]:
+        data = [{"type": "model", "id": n, "display_name": n.replace("-", " ").title(),
+                 "created_at": "2024-10-22T00:00:00Z"} for n in names]
+        return {"data": data, "has_more": False, "first_id": names[0] if names else None,
+                "last_id": names[-1] if names else None}
