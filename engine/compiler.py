@@ -27,6 +27,7 @@ from engine.builtins import (
 )
 from engine.errors import ConfigError, Problem, sort_problems
 from engine.graph import (
+    DEFAULT_MAX_RESPONSE,
     Backoff,
     Breaker,
     CacheConfig,
@@ -380,6 +381,8 @@ class _Compiler:
                 headers=frozen_map(spec.headers), template=template[0],
                 template_path=template[1],
                 limits=Limits(spec.limits.rpm, spec.limits.tpm) if spec.limits else None,
+                max_response=(spec.max_response if spec.max_response is not None
+                              else DEFAULT_MAX_RESPONSE),
                 models=frozen_map({
                     m: Model(m, ms.context, Price(ms.price.input, ms.price.output)
                              if ms.price else None)

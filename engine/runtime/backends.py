@@ -11,9 +11,11 @@ the transport; no ``AsyncClient``, whose auth, redirect and cookie machinery the
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import ssl
+import zlib
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Final
@@ -26,8 +28,10 @@ from yarl import URL
 
 from engine.graph import Provider
 from engine.providers.base import Kind, loads
+from engine.values import format_size
 
 __all__ = [
+    "ERROR_BODY_MAX",
     "AiohttpBackend",
     "Backend",
     "BackendFactory",
@@ -45,6 +49,9 @@ __all__ = [
 TransportOption = str | Callable[[Provider], httpx.AsyncBaseTransport] | None
 HeaderList = list[tuple[str, str]]
 
+_STEP: Final = 256 * 1024  # bytes inflated at a time; other tasks run between steps
+ERROR_BODY_MAX: Final = 64 * 1024  # of an error answer this much is read (its message is short)
+
 
 class Fault(Exception):
     """A try that failed below HTTP: ``kind`` is timeout, connect, reset or protocol; ``detail``
@@ -57,7 +64,8 @@ class Fault(Exception):
 
 
 class Reply:
-    """A whole answer: status, headers (case-insensitive), body (decoded from gzip)."""
+    """A whole answer: status, headers (case-insensitive), body (decompressed; of an error
+    answer at most ``ERROR_BODY_MAX`` bytes)."""
 
     __slots__ = ("content", "headers", "status")
 
@@ -68,20 +76,23 @@ class Reply:
 
 
 class Streamed(ABC):
-    """An answer being streamed: status and headers are here, the body is read or iterated."""
+    """An answer being streamed: status and headers are here, the body is read or iterated,
+    decompressed and bounded by the provider's ``max_response`` (else ``Fault``)."""
 
     status: int
     headers: Mapping[str, str]
 
     @abstractmethod
-    async def read(self) -> bytes: ...
+    async def read(self) -> bytes:
+        """The whole body (of an error answer at most ``ERROR_BODY_MAX`` bytes); raises ``Fault``."""
 
     @abstractmethod
-    def chunks(self) -> AsyncIterator[bytes]: ...
+    def chunks(self) -> AsyncIterator[bytes]:
+        """The body as it arrives, decompressed; raises ``Fault``."""
 
     @abstractmethod
     async def close(self) -> None:
-        """Give the connection back (or drop it if the body was not read to the end)."""
+        """Give the connection back if the body was read to the end, else drop it."""
 
 
 class Backend(ABC):
@@ -119,7 +130,8 @@ def _tls() -> ssl.SSLContext:
 
 
 class AiohttpBackend(Backend):
-    """An ``aiohttp.ClientSession`` per provider (created on first use, in the running loop)."""
+    """An ``aiohttp.ClientSession`` per provider (created on first use, in the running loop).
+    Its automatic decompression is off: bodies are inflated here, in bounded steps."""
 
     def __init__(self, provider: Provider) -> None:
         s, pool = provider.speed, provider.pool
@@ -127,6 +139,7 @@ class AiohttpBackend(Backend):
                                               sock_connect=s.connect, sock_read=s.read)
         self._limit = pool.max_connections
         self._keepalive = pool.keepalive_expiry
+        self._max = provider.max_response
         self.session: aiohttp.ClientSession | None = None
 
     @staticmethod
@@ -139,7 +152,8 @@ class AiohttpBackend(Backend):
             connector = aiohttp.TCPConnector(limit=self._limit, keepalive_timeout=self._keepalive,
                                              ssl=_tls())
             session = self.session = aiohttp.ClientSession(
-                connector=connector, timeout=self._timeout, trust_env=False)
+                connector=connector, timeout=self._timeout, trust_env=False,
+                auto_decompress=False)
         return session
 
     async def post(self, target: tuple[URL, CIMultiDict[str]], body: bytes) -> Reply:
@@ -147,8 +161,10 @@ class AiohttpBackend(Backend):
         try:
             async with session.post(target[0], data=body, headers=target[1],
                                     allow_redirects=False) as response:
-                content = await response.read()
-                return Reply(response.status, response.headers, content)
+                return Reply(response.status, response.headers,
+                             await _aiohttp_whole(response, self._max))
+        except Fault:
+            raise
         except Exception as exc:
             raise translate(exc) from None
 
@@ -159,14 +175,15 @@ class AiohttpBackend(Backend):
                                           allow_redirects=False)
         except Exception as exc:
             raise translate(exc) from None
-        return _AiohttpStreamed(response)
+        return _AiohttpStreamed(response, self._max)
 
     async def get(self, target: tuple[URL, CIMultiDict[str]]) -> Reply:
         session = self.session or self._session()
         try:
             async with session.get(target[0], headers=target[1], allow_redirects=False) as r:
-                content = await r.read()
-                return Reply(r.status, r.headers, content)
+                return Reply(r.status, r.headers, await _aiohttp_whole(r, self._max))
+        except Fault:
+            raise
         except Exception as exc:
             raise translate(exc) from None
 
@@ -183,25 +200,52 @@ class AiohttpBackend(Backend):
         return len(acquired)
 
 
-class _AiohttpStreamed(Streamed):
-    __slots__ = ("_response", "headers", "status")
+async def _aiohttp_whole(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The whole body of ``response``, decompressed, at most ``limit`` bytes (an error answer's
+    cut at ``ERROR_BODY_MAX``); a response not read to its end is closed, not reused."""
+    status, headers = response.status, response.headers
+    cut = not 200 <= status < 300
+    if cut:
+        limit = min(limit, ERROR_BODY_MAX)
+    length = response.content_length
+    if length is not None and length <= limit and "content-encoding" not in headers:
+        return await response.read()  # the common case: sized, plain, small enough
+    try:
+        content = await _collect(_decoded(response.content.iter_any(), headers, limit, cut))
+    except BaseException:
+        response.close()
+        raise
+    if not response.content.is_eof():  # an error answer cut short
+        response.close()
+    return content
 
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
+
+class _AiohttpStreamed(Streamed):
+    __slots__ = ("_limit", "_response", "headers", "status")
+
+    def __init__(self, response: aiohttp.ClientResponse, limit: int) -> None:
         self._response = response
+        self._limit = limit
         self.status = response.status
         self.headers = response.headers
 
     async def read(self) -> bytes:
         try:
-            return await self._response.read()
+            return await _aiohttp_whole(self._response, self._limit)
+        except Fault:
+            raise
         except Exception as exc:
             raise translate(exc) from None
 
     def chunks(self) -> AsyncIterator[bytes]:
-        return self._response.content.iter_any()
+        return _decoded(self._response.content.iter_any(), self.headers, self._limit, False)
 
     async def close(self) -> None:
-        self._response.release()
+        response = self._response
+        if response.content.is_eof():
+            response.release()
+        else:  # stopped early (the end marker came before the body's end, or an error)
+            response.close()
 
 
 # -- httpx --------------------------------------------------------------------------------------
@@ -215,12 +259,14 @@ def _httpx_limits(provider: Provider) -> httpx.Limits:
 
 
 class HttpxBackend(Backend):
-    """Any ``httpx.AsyncBaseTransport``, fed prebuilt ``httpx.Request`` objects."""
+    """Any ``httpx.AsyncBaseTransport``, fed prebuilt ``httpx.Request`` objects; bodies are read
+    raw and inflated here, in bounded steps."""
 
     def __init__(self, provider: Provider, transport: httpx.AsyncBaseTransport) -> None:
         s = provider.speed
         self._ext = {"timeout": {"connect": s.connect, "read": s.read, "write": s.read,
                                  "pool": s.pool}}
+        self._max = provider.max_response
         self.transport = transport
 
     @staticmethod
@@ -243,26 +289,16 @@ class HttpxBackend(Backend):
 
     async def post(self, target: Any, body: bytes) -> Reply:
         response = await self._send(self._request("POST", target, body))
-        try:
-            await response.aread()
-        except Exception as exc:
-            raise translate(exc) from None
-        finally:
-            await response.aclose()
-        return Reply(response.status_code, response.headers, response.content)
+        return Reply(response.status_code, response.headers,
+                     await _httpx_whole(response, self._max))
 
     async def open(self, target: Any, body: bytes) -> Streamed:
-        return _HttpxStreamed(await self._send(self._request("POST", target, body)))
+        return _HttpxStreamed(await self._send(self._request("POST", target, body)), self._max)
 
     async def get(self, target: Any) -> Reply:
         response = await self._send(self._request("GET", target, None))
-        try:
-            await response.aread()
-        except Exception as exc:
-            raise translate(exc) from None
-        finally:
-            await response.aclose()
-        return Reply(response.status_code, response.headers, response.content)
+        return Reply(response.status_code, response.headers,
+                     await _httpx_whole(response, self._max))
 
     async def _send(self, request: httpx.Request) -> httpx.Response:
         try:
@@ -281,25 +317,155 @@ class HttpxBackend(Backend):
         return len(getattr(getattr(client, "connector", None), "_acquired", ()))
 
 
-class _HttpxStreamed(Streamed):
-    __slots__ = ("_response", "headers", "status")
+async def _httpx_whole(response: httpx.Response, limit: int) -> bytes:
+    """The whole body, decompressed and bounded as ``_aiohttp_whole``'s; the response is closed."""
+    cut = not 200 <= response.status_code < 300
+    if cut:
+        limit = min(limit, ERROR_BODY_MAX)
+    try:
+        return await _collect(_httpx_body(response, limit, cut))
+    finally:
+        try:
+            await response.aclose()
+        except Exception as exc:
+            raise translate(exc) from None
 
-    def __init__(self, response: httpx.Response) -> None:
+
+class _HttpxStreamed(Streamed):
+    __slots__ = ("_limit", "_response", "headers", "status")
+
+    def __init__(self, response: httpx.Response, limit: int) -> None:
         self._response = response
+        self._limit = limit
         self.status = response.status_code
         self.headers = response.headers
 
     async def read(self) -> bytes:
-        try:
-            return await self._response.aread()
-        except Exception as exc:
-            raise translate(exc) from None
+        return await _httpx_whole(self._response, self._limit)
 
     def chunks(self) -> AsyncIterator[bytes]:
-        return self._response.aiter_bytes()
+        return _httpx_body(self._response, self._limit, False)
 
     async def close(self) -> None:
         await self._response.aclose()
+
+
+def _httpx_body(response: httpx.Response, limit: int, cut: bool) -> AsyncIterator[bytes]:
+    """The body read raw and inflated here; a response its transport built from bytes in memory
+    (``httpx.MockTransport``) has been read and decoded by httpx already: bounded all the same."""
+    if response.is_stream_consumed:
+        try:
+            content = response.content
+        except httpx.ResponseNotRead:
+            pass
+        else:
+            return _decoded(_one(content), {}, limit, cut)
+    return _decoded(response.aiter_raw(), response.headers, limit, cut)
+
+
+async def _one(content: bytes) -> AsyncIterator[bytes]:
+    yield content
+
+
+# -- bodies: decompressed in bounded steps, never past max_response ------------------------------
+
+
+def too_large(limit: int) -> Fault:
+    return Fault("protocol", f"response larger than max_response ({format_size(limit)})")
+
+
+class _Inflate:
+    """A gzip or deflate body, inflated at most ``_STEP`` bytes at a time with the event loop
+    free between steps; data after the end of the compressed stream is ignored (as aiohttp and
+    httpx do)."""
+
+    __slots__ = ("_d", "_encoding", "_fed")
+
+    def __init__(self, encoding: str) -> None:
+        self._encoding = encoding
+        self._d: Any = (zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding != "deflate"
+                        else None)
+        self._fed = False
+
+    async def feed(self, data: bytes, most: int) -> bytes:
+        """Inflate ``data``; stops once ``most`` bytes came out (the caller's limit is then
+        passed). Raises ``Fault`` for a body that is not what its encoding says."""
+        d = self._d
+        if d is None:  # deflate: zlib-wrapped (RFC 9110) or, as some servers send it, raw
+            zlib_header = len(data) >= 2 and data[0] & 0x0F == 8 and (
+                data[0] << 8 | data[1]) % 31 == 0
+            d = self._d = zlib.decompressobj(zlib.MAX_WBITS if zlib_header else -zlib.MAX_WBITS)
+        self._fed = self._fed or bool(data)
+        out: list[bytes] = []
+        made = 0
+        try:
+            while not d.eof:
+                step = min(_STEP, most - made)
+                chunk = d.decompress(data, step)
+                made += len(chunk)
+                out.append(chunk)
+                data = d.unconsumed_tail
+                if made >= most or (not data and len(chunk) < step):
+                    break  # the limit reached, or every byte given inflated
+                await asyncio.sleep(0)  # a big step: let the deadline and other requests run
+        except zlib.error as exc:
+            raise Fault("protocol", f"body is not valid {self._encoding}: {exc}"[:200]) from None
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    def end(self) -> None:
+        d = self._d
+        if self._fed and d is not None and not d.eof:
+            raise Fault("protocol", f"{self._encoding} body ended before its end")
+
+
+def _inflater(headers: Mapping[str, str]) -> _Inflate | None:
+    encoding = headers.get("content-encoding")
+    if encoding is None:
+        return None
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return None
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        return _Inflate("gzip" if encoding == "x-gzip" else encoding)
+    raise Fault("protocol", f"unsupported content-encoding {encoding[:40]!r}")
+
+
+async def _decoded(raw: AsyncIterator[bytes], headers: Mapping[str, str], limit: int,
+                   cut: bool) -> AsyncIterator[bytes]:
+    """The bytes of a body as sent (decompressed), never more than ``limit`` of them, raw or
+    inflated: past it a ``Fault`` (``too_large``), or with ``cut`` the end of the body. A
+    ``Content-Length`` over the limit fails before anything is read. Raises only ``Fault``."""
+    length = headers.get("content-length")
+    if not cut and length is not None and length.isdigit() and int(length) > limit:
+        raise too_large(limit)
+    inflate = _inflater(headers)
+    received = size = 0
+    try:
+        async for chunk in raw:
+            received += len(chunk)
+            if inflate is not None:
+                chunk = await inflate.feed(chunk, limit - size + 1)
+            size += len(chunk)
+            if size > limit or received > limit:
+                if not cut:
+                    raise too_large(limit)
+                keep = len(chunk) - max(size - limit, 0)
+                if keep > 0:
+                    yield chunk[:keep]
+                return
+            if chunk:
+                yield chunk
+    except Fault:
+        raise
+    except Exception as exc:
+        raise translate(exc) from None
+    if inflate is not None:
+        inflate.end()
+
+
+async def _collect(chunks: AsyncIterator[bytes]) -> bytes:
+    parts = [chunk async for chunk in chunks]
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 # -- choosing -----------------------------------------------------------------------------------

@@ -31,7 +31,8 @@ def fingerprint(provider: Provider) -> Hashable:
     """Everything a provider's connection depends on: equal fingerprints share one backend."""
     s = provider.speed
     return (provider.name, provider.kind, provider.base_url, provider.api_key,
-            tuple(sorted(provider.headers.items())), s.connect, s.read, s.pool, provider.pool)
+            tuple(sorted(provider.headers.items())), s.connect, s.read, s.pool, provider.pool,
+            provider.max_response)
 
 
 def _reveal(value: str | Secret | None) -> str | None:
