@@ -51,8 +51,9 @@ class Engine:
     """Routes requests through a compiled routing graph.
 
     Options: ``transport`` is ``"aiohttp"`` (default: an aiohttp session per provider, the
-    fastest measured), ``"httpx"`` (httpx's own connection pool), ``"httpx-aiohttp"`` or a
-    callable ``(provider) -> httpx.AsyncBaseTransport``; ``seed`` makes weighted, least-latency and
+    fastest measured), ``"httpx-aiohttp"`` or a callable ``(provider) ->
+    httpx.AsyncBaseTransport`` (``"httpx"``, httpx's own pool, was removed: it raises
+    ``ValueError`` saying why); ``seed`` makes weighted, least-latency and
     jitter draws repeatable; ``circuit_factory`` is a ``purgatory.AsyncCircuitBreakerFactory``
     (default: circuits kept where ``cache.backend`` says, so with a Redis backend every engine on
     that Redis shares them).

@@ -4,9 +4,14 @@ or any ``httpx.AsyncBaseTransport``), and the one place their exceptions become 
 The default backend drives an ``aiohttp.ClientSession`` with a URL, header map and timeout built once
 per provider: measured against one loopback nginx, that is raw-aiohttp speed, while the same call
 through ``httpx.AsyncClient`` over httpx-aiohttp's transport costs ~200 us more and straight through
-that transport (prebuilt ``httpx.Request``) still ~60-100 us more. ``"httpx"``, ``"httpx-aiohttp"``
-and a caller's own ``httpx`` transport go through ``HttpxBackend`` (prebuilt requests straight to
-the transport; no ``AsyncClient``, whose auth, redirect and cookie machinery the engine never uses).
+that transport (prebuilt ``httpx.Request``) still ~60-100 us more. ``"httpx-aiohttp"`` and a
+caller's own ``httpx`` transport go through ``HttpxBackend`` (prebuilt requests straight to the
+transport; no ``AsyncClient``, whose auth, redirect and cookie machinery the engine never uses).
+
+Both built-in transports pool connections in ``_Connector``, which never hands out a kept-alive
+connection that received bytes while idle. httpx's own pool (``transport="httpx"``) was removed:
+an upstream that sends an answer twice made the copy the next caller's answer there, and under
+1,000 concurrent requests it failed every one, blocked the loop for seconds and overran deadlines.
 """
 
 from __future__ import annotations
@@ -149,8 +154,8 @@ class AiohttpBackend(Backend):
     def _session(self) -> aiohttp.ClientSession:
         session = self.session
         if session is None:
-            connector = aiohttp.TCPConnector(limit=self._limit, keepalive_timeout=self._keepalive,
-                                             ssl=_tls())
+            connector = _Connector(limit=self._limit, keepalive_timeout=self._keepalive,
+                                   ssl=_tls())
             session = self.session = aiohttp.ClientSession(
                 connector=connector, timeout=self._timeout, trust_env=False,
                 auto_decompress=False)
@@ -198,6 +203,20 @@ class AiohttpBackend(Backend):
             return 0
         acquired = getattr(self.session.connector, "_acquired", ())
         return len(acquired)
+
+
+class _Connector(aiohttp.TCPConnector):
+    """aiohttp's pool, except that a kept-alive connection holding bytes nobody asked for (an
+    upstream that sent an answer twice, the copy arriving while the connection was idle) is
+    closed instead of reused: aiohttp would hand the copy to the next request as its answer."""
+
+    async def connect(self, req: Any, traces: Any, timeout: Any) -> aiohttp.connector.Connection:
+        while True:
+            conn = await super().connect(req, traces, timeout)
+            proto = conn.protocol
+            if proto is None or not proto.should_close:  # unread data, a parse error, ...
+                return conn
+            conn.close()
 
 
 async def _aiohttp_whole(response: aiohttp.ClientResponse, limit: int) -> bytes:
@@ -310,9 +329,6 @@ class HttpxBackend(Backend):
         await self.transport.aclose()
 
     def in_use(self) -> int:
-        pool = getattr(self.transport, "_pool", None)  # httpx's own transport
-        if pool is not None:
-            return sum(not c.is_idle() for c in pool.connections)
         client = getattr(self.transport, "client", None)  # httpx-aiohttp's
         return len(getattr(getattr(client, "connector", None), "_acquired", ()))
 
@@ -470,26 +486,45 @@ async def _collect(chunks: AsyncIterator[bytes]) -> bytes:
 
 # -- choosing -----------------------------------------------------------------------------------
 
+def _httpx_aiohttp(provider: Provider) -> HttpxBackend:
+    """httpx over httpx-aiohttp's transport, on a session of our ``_Connector``."""
+    limits = _httpx_limits(provider)
+
+    def session() -> aiohttp.ClientSession:  # called by the transport in the running loop
+        return aiohttp.ClientSession(connector=_Connector(
+            limit=provider.pool.max_connections, keepalive_timeout=limits.keepalive_expiry,
+            ssl=_tls()), trust_env=False)
+
+    return HttpxBackend(provider, AiohttpTransport(verify=_tls(), limits=limits,
+                                                   trust_env=False, client=session))
+
+
 _NAMED: Final[dict[str, BackendFactory]] = {
     "aiohttp": AiohttpBackend,
-    "httpx": lambda p: HttpxBackend(p, httpx.AsyncHTTPTransport(
-        verify=_tls(), limits=_httpx_limits(p), trust_env=False)),
-    "httpx-aiohttp": lambda p: HttpxBackend(p, AiohttpTransport(
-        verify=_tls(), limits=_httpx_limits(p), trust_env=False)),
+    "httpx-aiohttp": _httpx_aiohttp,
+}
+_REMOVED: Final = {
+    "httpx": "transport='httpx' (httpx's own connection pool) was removed: an upstream that sends "
+             "an answer twice on a keep-alive connection made the copy the next caller's answer, "
+             "and under load it blocked the event loop and overran deadlines. Use the default "
+             "('aiohttp'), 'httpx-aiohttp', or a callable returning an httpx.AsyncBaseTransport",
 }
 
 
 def resolve_backend(option: TransportOption) -> tuple[BackendFactory, Callable[..., Any]]:
     """The backend factory and its ``prepare`` for a ``transport=`` option: ``None``/``"aiohttp"``
-    (default, fastest measured), ``"httpx"`` (httpx's own pool), ``"httpx-aiohttp"``, or a callable
-    ``(provider) -> httpx.AsyncBaseTransport`` of the caller's."""
+    (default, fastest measured), ``"httpx-aiohttp"``, or a callable
+    ``(provider) -> httpx.AsyncBaseTransport`` of the caller's. ``"httpx"`` raises
+    ``ValueError`` saying why it was removed."""
     if option is None:
         option = "aiohttp"
     if isinstance(option, str):
+        if option in _REMOVED:
+            raise ValueError(_REMOVED[option])
         try:
             factory = _NAMED[option]
         except KeyError:
-            raise ValueError(f"unknown transport {option!r}; expected 'aiohttp', 'httpx', "
+            raise ValueError(f"unknown transport {option!r}; expected 'aiohttp', "
                              "'httpx-aiohttp' or a callable returning an "
                              "httpx.AsyncBaseTransport") from None
         return factory, AiohttpBackend.prepare if option == "aiohttp" else HttpxBackend.prepare

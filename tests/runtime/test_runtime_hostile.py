@@ -305,3 +305,41 @@ async def test_only_the_start_of_a_huge_error_body_is_read(raw: Raw, make: Make,
             break
         await asyncio.sleep(0.01)
     assert whole == [False]
+
+
+# -- an upstream that answers twice --------------------------------------------------------------
+
+
+def answer(text: str) -> bytes:
+    body = json.loads(ANSWER)
+    body["choices"][0]["message"]["content"] = text
+    return reply(json.dumps(body).encode())
+
+
+@pytest.mark.parametrize("late", [False, True], ids=["at-once", "while-idle"])
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx-aiohttp"])
+async def test_an_answer_sent_twice_on_a_keep_alive_connection_is_nobody_elses_answer(
+    raw: Raw, make: Make, ask: Ask, transport: str, late: bool,
+) -> None:
+    asked = 0
+    copied = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal asked
+        while await read_request(reader) is not None:
+            asked += 1
+            copied.clear()
+            writer.write(answer(f"answer {asked}"))
+            if late:  # the copy comes while the connection idles in the pool
+                await writer.drain()
+                await asyncio.sleep(0.01)
+            writer.write(answer(f"answer {asked}"))  # a broken proxy: every answer twice
+            await writer.drain()
+            copied.set()
+
+    eng = make(config(await raw(handler)), transport=transport)
+    for n in (1, 2, 3):
+        resp = await eng.route(ask("up"))
+        assert resp.text == f"answer {n}" and asked == n
+        await copied.wait()
+        await asyncio.sleep(0.01)  # the copy reaches the idle connection
