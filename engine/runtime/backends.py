@@ -22,7 +22,7 @@ import os
 import ssl
 import zlib
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any, Final
 
 import aiohttp
@@ -92,7 +92,7 @@ class Streamed(ABC):
         """The whole body (of an error answer at most ``ERROR_BODY_MAX`` bytes); raises ``Fault``."""
 
     @abstractmethod
-    def chunks(self) -> AsyncIterator[bytes]:
+    def chunks(self) -> AsyncGenerator[bytes, None]:
         """The body as it arrives, decompressed; raises ``Fault``."""
 
     @abstractmethod
@@ -256,7 +256,7 @@ class _AiohttpStreamed(Streamed):
         except Exception as exc:
             raise translate(exc) from None
 
-    def chunks(self) -> AsyncIterator[bytes]:
+    def chunks(self) -> AsyncGenerator[bytes, None]:
         return _decoded(self._response.content.iter_any(), self.headers, self._limit, False)
 
     async def close(self) -> None:
@@ -359,14 +359,14 @@ class _HttpxStreamed(Streamed):
     async def read(self) -> bytes:
         return await _httpx_whole(self._response, self._limit)
 
-    def chunks(self) -> AsyncIterator[bytes]:
+    def chunks(self) -> AsyncGenerator[bytes, None]:
         return _httpx_body(self._response, self._limit, False)
 
     async def close(self) -> None:
         await self._response.aclose()
 
 
-def _httpx_body(response: httpx.Response, limit: int, cut: bool) -> AsyncIterator[bytes]:
+def _httpx_body(response: httpx.Response, limit: int, cut: bool) -> AsyncGenerator[bytes, None]:
     """The body read raw and inflated here; a response its transport built from bytes in memory
     (``httpx.MockTransport``) has been read and decoded by httpx already: bounded all the same."""
     if response.is_stream_consumed:
@@ -379,7 +379,7 @@ def _httpx_body(response: httpx.Response, limit: int, cut: bool) -> AsyncIterato
     return _decoded(response.aiter_raw(), response.headers, limit, cut)
 
 
-async def _one(content: bytes) -> AsyncIterator[bytes]:
+async def _one(content: bytes) -> AsyncGenerator[bytes, None]:
     yield content
 
 
@@ -447,7 +447,7 @@ def _inflater(headers: Mapping[str, str]) -> _Inflate | None:
 
 
 async def _decoded(raw: AsyncIterator[bytes], headers: Mapping[str, str], limit: int,
-                   cut: bool) -> AsyncIterator[bytes]:
+                   cut: bool) -> AsyncGenerator[bytes, None]:
     """The bytes of a body as sent (decompressed), never more than ``limit`` of them, raw or
     inflated: past it a ``Fault`` (``too_large``), or with ``cut`` the end of the body. A
     ``Content-Length`` over the limit fails before anything is read. Raises only ``Fault``."""
@@ -535,30 +535,46 @@ def resolve_backend(option: TransportOption) -> tuple[BackendFactory, Callable[.
 # -- bodies and errors --------------------------------------------------------------------------
 
 
-async def line_batches(response: Streamed) -> AsyncIterator[list[str]]:
-    """The decoded lines of a streaming body (``\\n`` or ``\\r\\n``), as many as each network
-    read completed, in one list per read (never empty); raises ``Fault``."""
+async def line_batches(response: Streamed) -> AsyncGenerator[list[str], None]:
+    """The decoded lines of a streaming body, as many as each network read completed, in one
+    list per read (never empty); raises ``Fault``. A line ends in ``\\r\\n``, ``\\n`` or a
+    bare ``\\r`` (SSE allows all three), also when a ``\\r`` ends one read and its ``\\n``
+    starts the next (one line end, not two)."""
     buffer = b""
+    after_cr = False  # the last read ended in \r: a \n starting this one belongs to it
+    chunks = response.chunks()
     try:
-        async for chunk in response.chunks():
+        async for chunk in chunks:
+            if after_cr and chunk:
+                after_cr = False
+                if chunk[0] == 0x0A:
+                    chunk = chunk[1:]
             if buffer:
                 chunk = buffer + chunk
-            complete, newline, buffer = chunk.rpartition(b"\n")
-            if not newline:  # no line completed yet: all of it is in ``buffer``
+            if b"\r" not in chunk:  # the common case: \n only
+                complete, newline, buffer = chunk.rpartition(b"\n")
+                if newline:  # else no line completed yet: all of it is in ``buffer``
+                    yield complete.decode("utf-8").split("\n")
                 continue
+            end = max(chunk.rfind(b"\n"), chunk.rfind(b"\r"))  # the last line end
+            buffer = chunk[end + 1:]
+            if chunk[end] == 0x0D:  # a \r last: its \n, if it has one, starts the next read
+                after_cr = True
+                complete = chunk[:end]
+            else:
+                complete = chunk[:end - 1] if end and chunk[end - 1] == 0x0D else chunk[:end]
             text = complete.decode("utf-8")
-            batch = text.split("\n")
-            if "\r" in text:
-                batch = [line.rstrip("\r") for line in batch]
-            yield batch
+            yield text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     except Fault:
         raise
     except UnicodeDecodeError as exc:
         raise Fault("protocol", f"stream is not UTF-8: {exc.reason}") from None
     except Exception as exc:
         raise translate(exc) from None
+    finally:
+        await chunks.aclose()
     if buffer:
-        yield [buffer.rstrip(b"\r").decode("utf-8", "replace")]
+        yield [buffer.decode("utf-8", "replace")]
 
 
 def error_detail(content: bytes, kind: Kind) -> str:

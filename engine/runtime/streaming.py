@@ -7,12 +7,14 @@ After the first event has been yielded a broken stream raises ``StreamInterrupte
 text received, never mixing two providers' output. The route's deadline bounds the whole stream:
 every wait on the network runs under it (the consumer's own time between events is never
 cancelled). The events of one network read are handed out from a buffer, without a timeout each.
+Nothing is read after the kind's end marker (``[DONE]``, ``message_stop``, ...): a body that
+never ends after it is a finished stream, its connection dropped rather than reused.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from types import TracebackType
 from typing import Any
 
@@ -36,7 +38,8 @@ class Live(Answer):
                  "rest", "start", "token", "ttft")
 
     def __init__(self, ep: Endpoint, model: str, label: str, n: int, token: Token | None,
-                 response: Streamed, stream: AsyncIterator[list[str]], parser: StreamParser,
+                 response: Streamed, stream: AsyncGenerator[list[str], None],
+                 parser: StreamParser,
                  first: list[StreamEvent], rest: list[str], start: float, ttft: float,
                  ended: bool) -> None:
         self.ep, self.model, self.label, self.n, self.token = ep, model, label, n, token
@@ -48,8 +51,16 @@ class Live(Answer):
         """Lost a hedge race: recorded as cancelled, its connection released in the background."""
         ctx.attempts.append(Attempt(self.label, "cancelled", self.response.status,
                                     "hedge lost (answered late)", perf() - self.start))
-        task = asyncio.ensure_future(self.response.close())
+        task = asyncio.ensure_future(self.close())
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    async def close(self) -> None:
+        """Stop reading (the line generator first, then the response: dropped unless read to
+        its end)."""
+        try:
+            await self.lines.aclose()
+        finally:
+            await self.response.close()
 
 
 def _note(received: list[str], events: list[StreamEvent]) -> None:
@@ -157,18 +168,22 @@ class EventStream:
                     if events:
                         _note(received, events)
                         yield events
-                async for lines in live.lines:
-                    events = []
-                    for line in lines:
-                        events += feed(line)
-                    if events:
-                        _note(received, events)
-                        yield events
-                tail: list[StreamEvent] = [*feed("")]  # an event the body ended inside
-                if tail:
-                    yield tail
                 if not parser.done:
-                    raise Fault("reset", "stream ended before its end marker")
+                    async for lines in live.lines:
+                        events = []
+                        for line in lines:
+                            events += feed(line)
+                        if events:
+                            _note(received, events)
+                            yield events
+                        if parser.done:  # the end marker: whatever follows is not read
+                            break
+                    else:
+                        tail: list[StreamEvent] = [*feed("")]  # an event the body ended inside
+                        if tail:
+                            yield tail
+                        if not parser.done:
+                            raise Fault("reset", "stream ended before its end marker")
         except (Fault, WireError) as exc:
             error, detail = ((exc.kind, exc.detail) if isinstance(exc, Fault)
                              else ("protocol", live.ep.conn.scrub(str(exc))[:300]))
@@ -179,7 +194,7 @@ class EventStream:
                                    perf() - live.start))
             raise
         finally:
-            await live.response.close()
+            await live.close()
         ep = live.ep
         latency = perf() - live.start
         if live.token is not None:
@@ -229,32 +244,36 @@ class EventStream:
                      t: Try) -> Live | Failure:
         """One streamed try, up to its first event: the live stream, or a failure."""
         response: Streamed | None = None
+        stream: AsyncGenerator[list[str], None] | None = None
         answered = False
         try:
             response = await ep.conn.open_stream(model, body)
             status = t.status = response.status
             if 200 <= status < 300:
                 parser = ep.kind.stream_parser()
-                stream = aiter(line_batches(response))
+                stream = lines_of = line_batches(response)
                 first: list[StreamEvent] = []
                 rest: list[str] = []
+                ended = False
                 while not first:
                     try:
-                        lines = await anext(stream)
+                        lines = await anext(lines_of)
                     except StopAsyncIteration:
                         first = [*parser.feed("")]
                         if not parser.done:
                             raise Fault("reset", "stream ended before its end marker") from None
                         ended = True  # a complete stream (with no or few events)
                         break
-                    ended = False
                     for i, line in enumerate(lines):
                         first = [*parser.feed(line)]
                         if first:  # answered: the rest of the read is after the answer
                             rest = lines[i + 1:]
                             break
+                    if parser.done:  # the end marker came in this read: nothing more is read
+                        ended = True
+                        break
                 answered = True
-                return Live(ep, model, t.label, t.n, t.token, response, stream, parser, first,
+                return Live(ep, model, t.label, t.n, t.token, response, lines_of, parser, first,
                             rest, t.start, perf() - ctx.start, ended)
             try:
                 content = await response.read()
@@ -273,4 +292,8 @@ class EventStream:
         finally:
             t.off()
             if response is not None and not answered:
-                await response.close()
+                try:
+                    if stream is not None:
+                        await stream.aclose()
+                finally:
+                    await response.close()
