@@ -14,6 +14,7 @@ never ends after it is a finished stream, its connection dropped rather than reu
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from types import TracebackType
 from typing import Any
@@ -25,8 +26,9 @@ from engine.result import Attempt, Done, StreamEvent, TextDelta
 from engine.runtime.backends import Fault, Streamed, error_detail, line_batches
 from engine.runtime.breakers import Token
 from engine.runtime.context import FAILED, Answer, Ctx, Endpoint, Miss, Try, perf
-from engine.runtime.executor import Failure, Runtime
+from engine.runtime.executor import Failure, Runtime, closed_error
 from engine.runtime.retry import breaker_failure, parse_retry_after
+from engine.runtime.transport import Closed
 from engine.values import format_duration
 
 __all__ = ["EventStream"]
@@ -72,7 +74,10 @@ def _note(received: list[str], events: list[StreamEvent]) -> None:
 
 class EventStream:
     """``async for event in engine.stream(request)``; also an async context manager that closes
-    the upstream response if the consumer stops early."""
+    the upstream response if the consumer stops early. ``on_close`` runs once: at ``aclose``,
+    or when a stream the consumer dropped without closing it is garbage collected (its
+    generator, and with it the upstream response, is then closed by the event loop's async
+    generator finalizer)."""
 
     def __init__(self, runtime: Runtime, request: dict[str, Any], model: str, route: Route,
                  on_close: Callable[[], None] | None = None) -> None:
@@ -80,7 +85,10 @@ class EventStream:
         self._request = request
         self._model = model
         self._route = route
-        self._on_close = on_close
+        self._on_close: weakref.finalize[[], EventStream] | None = None
+        if on_close is not None:
+            self._on_close = weakref.finalize(self, on_close)
+            self._on_close.atexit = False
         self._ctx: Ctx | None = None
         self._gen: AsyncIterator[list[StreamEvent]] | None = None
         self._buffer: list[StreamEvent] = []  # the rest of the last read's events, reversed
@@ -131,10 +139,12 @@ class EventStream:
         self._closed = True
         self._buffer = []
         gen = self._gen
-        if gen is not None:
-            await gen.aclose()  # type: ignore[attr-defined]
-        if self._on_close is not None:
-            self._on_close()
+        try:
+            if gen is not None:
+                await gen.aclose()  # type: ignore[attr-defined]
+        finally:
+            if self._on_close is not None:
+                self._on_close()  # a finalizer: runs once, here or at garbage collection
 
     async def __aenter__(self) -> EventStream:
         return self
@@ -148,7 +158,10 @@ class EventStream:
     async def _events(self, ctx: Ctx) -> AsyncIterator[list[StreamEvent]]:
         """The stream's events, one list (never empty) per network read that produced any."""
         rt = self._rt
-        live = await rt.run(ctx.route.to, ctx)
+        try:
+            live = await rt.run(ctx.route.to, ctx)
+        except Closed:
+            raise closed_error(ctx) from None
         if not isinstance(live, Live):
             raise AllTargetsFailed(f"every target failed on {ctx.where()}", ctx.attempts,
                                    route=ctx.where())
@@ -214,8 +227,10 @@ class EventStream:
 
     async def _interrupted(self, live: Live, ctx: Ctx, error: str, detail: str) -> None:
         rt = self._rt
+        if live.ep.conn.closed:  # the engine was closed under the stream: not the provider's fault
+            error, detail = "closed", "the engine was closed"
         if live.token is not None:
-            await rt.circuits.leave(live.token, breaker_failure(None, error))
+            await rt.circuits.leave(live.token, error != "closed" and breaker_failure(None, error))
         rt.shared.tally.failed(live.ep.provider)
         text = f"{error}: {detail}"
         rt.record(ctx, Attempt(live.label, "fatal", live.response.status, text,

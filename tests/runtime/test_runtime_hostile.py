@@ -343,3 +343,44 @@ async def test_an_answer_sent_twice_on_a_keep_alive_connection_is_nobody_elses_a
         assert resp.text == f"answer {n}" and asked == n
         await copied.wait()
         await asyncio.sleep(0.01)  # the copy reaches the idle connection
+
+
+# -- listings and warm-up are bounded as a whole --------------------------------------------------
+
+TRICKLE = """\
+version: 1
+defaults: {speed: short, breaker: none, deadline: 5s}
+speeds:
+  short: {connect: 100ms, read: 250ms, pool: 100ms, retries: 0, backoff: {base: 10ms}}
+providers:
+  up: {kind: openai, base_url: "{raw}/v1", api_key: k, models: {m: {}}}
+routes:
+  - {match: {}, to: up/m}
+"""
+
+
+def trickling(answer: bytes, at_once: int = 0) -> Handler:
+    """An upstream that sends the first ``at_once`` bytes of ``answer``, then the rest one byte
+    every 100 ms: never slower than the read timeout (250 ms), never done in time."""
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(answer[:at_once])
+        for i in range(at_once, len(answer)):
+            writer.write(answer[i:i + 1])
+            await writer.drain()
+            await asyncio.sleep(0.1)
+
+    return handler
+
+
+@pytest.mark.parametrize("headers_first", [False, True], ids=["all-trickled", "body-trickled"])
+async def test_a_trickled_listing_times_out_as_a_whole(raw: Raw, make: Make,
+                                                       headers_first: bool) -> None:
+    listing = reply(json.dumps({"data": [{"id": f"model-{i}"} for i in range(50)]}).encode())
+    at_once = listing.index(b"\r\n\r\n") + 4 if headers_first else 0
+    eng = make(TRICKLE.replace("{raw}", await raw(trickling(listing, at_once))))
+    with pytest.raises(ProviderError, match="up: model listing timed out") as info:
+        await asyncio.wait_for(eng.list_models("up"), 30)  # (a bound for the test itself)
+    assert info.value.status is None and "timeout" in info.value.body
+    result = await asyncio.wait_for(eng.warmup(), 30)
+    assert result["up"] == "timeout: no whole answer within 450ms"  # pool + connect + read
