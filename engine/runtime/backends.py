@@ -17,6 +17,7 @@ an upstream that sends an answer twice made the copy the next caller's answer th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import ssl
@@ -403,30 +404,28 @@ class _Inflate:
                         else None)
         self._fed = False
 
-    async def feed(self, data: bytes, most: int) -> bytes:
-        """Inflate ``data``; stops once ``most`` bytes came out (the caller's limit is then
-        passed). Raises ``Fault`` for a body that is not what its encoding says."""
+    async def pieces(self, data: bytes) -> AsyncGenerator[bytes, None]:
+        """``data`` inflated, ``_STEP`` bytes at most per piece, the loop free between pieces
+        (a consumer that has seen enough stops early). Raises ``Fault`` for a body that is not
+        what its encoding says."""
         d = self._d
         if d is None:  # deflate: zlib-wrapped (RFC 9110) or, as some servers send it, raw
             zlib_header = len(data) >= 2 and data[0] & 0x0F == 8 and (
                 data[0] << 8 | data[1]) % 31 == 0
             d = self._d = zlib.decompressobj(zlib.MAX_WBITS if zlib_header else -zlib.MAX_WBITS)
         self._fed = self._fed or bool(data)
-        out: list[bytes] = []
-        made = 0
-        try:
-            while not d.eof:
-                step = min(_STEP, most - made)
-                chunk = d.decompress(data, step)
-                made += len(chunk)
-                out.append(chunk)
-                data = d.unconsumed_tail
-                if made >= most or (not data and len(chunk) < step):
-                    break  # the limit reached, or every byte given inflated
-                await asyncio.sleep(0)  # a big step: let the deadline and other requests run
-        except zlib.error as exc:
-            raise Fault("protocol", f"body is not valid {self._encoding}: {exc}"[:200]) from None
-        return out[0] if len(out) == 1 else b"".join(out)
+        while not d.eof:
+            try:
+                piece = d.decompress(data, _STEP)
+            except zlib.error as exc:
+                raise Fault("protocol", f"body is not valid {self._encoding}: {exc}"[:200]
+                            ) from None
+            if piece:
+                yield piece
+            data = d.unconsumed_tail
+            if not data and len(piece) < _STEP:
+                return  # every byte given inflated
+            await asyncio.sleep(0)  # a big one: let the deadline and other requests run
 
     def end(self) -> None:
         d = self._d
@@ -459,18 +458,29 @@ async def _decoded(raw: AsyncIterator[bytes], headers: Mapping[str, str], limit:
     try:
         async for chunk in raw:
             received += len(chunk)
-            if inflate is not None:
-                chunk = await inflate.feed(chunk, limit - size + 1)
-            size += len(chunk)
-            if size > limit or received > limit:
+            if received > limit:
                 if not cut:
                     raise too_large(limit)
-                keep = len(chunk) - max(size - limit, 0)
-                if keep > 0:
-                    yield chunk[:keep]
                 return
-            if chunk:
-                yield chunk
+            if inflate is None:
+                size += len(chunk)
+                if size > limit:
+                    if not cut:
+                        raise too_large(limit)
+                    yield chunk[:len(chunk) - (size - limit)]
+                    return
+                if chunk:
+                    yield chunk
+                continue
+            async with contextlib.aclosing(inflate.pieces(chunk)) as pieces:
+                async for piece in pieces:
+                    size += len(piece)
+                    if size > limit:
+                        if not cut:
+                            raise too_large(limit)
+                        yield piece[:len(piece) - (size - limit)]
+                        return
+                    yield piece
     except Fault:
         raise
     except Exception as exc:
@@ -540,7 +550,8 @@ async def line_batches(response: Streamed) -> AsyncGenerator[list[str], None]:
     list per read (never empty); raises ``Fault``. A line ends in ``\\r\\n``, ``\\n`` or a
     bare ``\\r`` (SSE allows all three), also when a ``\\r`` ends one read and its ``\\n``
     starts the next (one line end, not two)."""
-    buffer = b""
+    buffer = b""  # the start of a line not ended yet
+    long: list[bytes] = []  # reads of a line that goes on (joined once, when it ends)
     after_cr = False  # the last read ended in \r: a \n starting this one belongs to it
     chunks = response.chunks()
     try:
@@ -549,7 +560,14 @@ async def line_batches(response: Streamed) -> AsyncGenerator[list[str], None]:
                 after_cr = False
                 if chunk[0] == 0x0A:
                     chunk = chunk[1:]
-            if buffer:
+            if b"\n" not in chunk and b"\r" not in chunk:  # no line ends here
+                if chunk:
+                    long.append(chunk)
+                continue
+            if long:
+                chunk = b"".join([buffer, *long, chunk])
+                long.clear()
+            elif buffer:
                 chunk = buffer + chunk
             if b"\r" not in chunk:  # the common case: \n only
                 complete, newline, buffer = chunk.rpartition(b"\n")
@@ -573,8 +591,8 @@ async def line_batches(response: Streamed) -> AsyncGenerator[list[str], None]:
         raise translate(exc) from None
     finally:
         await chunks.aclose()
-    if buffer:
-        yield [buffer.decode("utf-8", "replace")]
+    if buffer or long:
+        yield [b"".join([buffer, *long]).decode("utf-8", "replace")]
 
 
 def error_detail(content: bytes, kind: Kind) -> str:
