@@ -231,11 +231,6 @@ class EngineRoute(Client):
         await self.engine.aclose()
 
 
-class EngineRouteHttpx(EngineRoute):
-    label, key = "engine.route() [transport=httpx]", "engine_httpx"
-    transport = "httpx"
-
-
 class EngineRouteHttpxAiohttp(EngineRoute):
     label, key = "engine.route() [transport=httpx-aiohttp]", "engine_httpx_aiohttp"
     transport = "httpx-aiohttp"
@@ -559,8 +554,7 @@ def bench(env: Env, plan: Plan, rep: Report) -> None:
     lp = plan.loop
     lite = env.litellm is not None
     seq_clients: list[type[Client]] = [RawHttpx, RawAiohttp, HttpxAiohttp, EngineRoute,
-                                       EngineRouteBreaker, EngineRouteHttpx,
-                                       EngineRouteHttpxAiohttp]
+                                       EngineRouteBreaker, EngineRouteHttpxAiohttp]
     seq_clients += [LiteLLMRouter] if lite else []
     main = Group([(c, plan.litellm_n if c is LiteLLMRouter else plan.n) for c in seq_clients],
                  plan.levels, plan.seconds, plan.warmup, plan.rounds,

@@ -37,7 +37,7 @@ from engine.runtime.health import ProviderHealth
 from engine.runtime.registry import ModelListing, RegistryStats
 from engine.runtime.state import State
 from engine.runtime.streaming import EventStream
-from engine.runtime.transport import Connection, ConnectionPool
+from engine.runtime.transport import Closed, Connection, ConnectionPool
 
 __all__ = ["Engine"]
 
@@ -51,8 +51,9 @@ class Engine:
     """Routes requests through a compiled routing graph.
 
     Options: ``transport`` is ``"aiohttp"`` (default: an aiohttp session per provider, the
-    fastest measured), ``"httpx"`` (httpx's own connection pool), ``"httpx-aiohttp"`` or a
-    callable ``(provider) -> httpx.AsyncBaseTransport``; ``seed`` makes weighted, least-latency and
+    fastest measured), ``"httpx-aiohttp"`` or a callable ``(provider) ->
+    httpx.AsyncBaseTransport`` (``"httpx"``, httpx's own pool, was removed: it raises
+    ``ValueError`` saying why); ``seed`` makes weighted, least-latency and
     jitter draws repeatable; ``circuit_factory`` is a ``purgatory.AsyncCircuitBreakerFactory``
     (default: circuits kept where ``cache.backend`` says, so with a Redis backend every engine on
     that Redis shares them).
@@ -224,12 +225,16 @@ class Engine:
 
     async def warmup(self) -> dict[str, str]:
         """Open a connection to every provider in parallel (a GET of its model listing); returns
-        per provider the status, or the error kind when it could not be reached."""
+        per provider the status, or the error kind when it could not be reached. Each GET is
+        bounded as a whole by its provider's pool + connect + read timeouts (what one try of a
+        request gets): past it, ``"timeout: ..."``, however slowly the answer trickles in."""
         async def one(conn: Connection) -> str:
             try:
                 return str(await conn.warm())
             except Fault as fault:
                 return f"{fault.kind}: {fault.detail}"
+            except Closed:
+                return "closed: the engine was closed"
 
         conns = list(self._rt.connections)
         results = await asyncio.gather(*(one(c) for c in conns))
@@ -262,8 +267,9 @@ class Engine:
     async def list_models(self, provider: str, *, refresh: bool = False) -> ModelListing:
         """``provider``'s models: its listing endpoint (each kind's own) merged with the models
         routes.yaml declares, cached for ``cache.models.ttl`` (``refresh`` skips the cache).
-        Raises ``ProviderError`` when the listing cannot be fetched or read, ``ValueError`` for
-        a provider the config does not name."""
+        Raises ``ProviderError`` when the listing cannot be fetched or read, or does not arrive
+        whole within the provider's pool + connect + read timeouts (the message says it timed
+        out), ``ValueError`` for a provider the config does not name."""
         p = self._provider(provider)
         try:
             return await self._shared.state.registry.list_models(p, refresh=refresh)
@@ -333,8 +339,10 @@ class Engine:
 
     async def aclose(self) -> None:
         """Close every connection (also those of the ``route_sync`` loop); routing afterwards
-        raises ``RuntimeError``."""
+        raises ``RuntimeError``. A request still in flight ends with ``AllTargetsFailed``
+        ("the engine was closed") at its next try: no connection is opened again."""
         self._closed = True
+        self._shared.pool.close_now()
         stragglers = [t for t in self._shared.stragglers if t.get_loop() is asyncio.get_running_loop()]
         if stragglers:
             await asyncio.wait(stragglers)

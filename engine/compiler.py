@@ -27,6 +27,7 @@ from engine.builtins import (
 )
 from engine.errors import ConfigError, Problem, sort_problems
 from engine.graph import (
+    DEFAULT_MAX_RESPONSE,
     Backoff,
     Breaker,
     CacheConfig,
@@ -61,8 +62,10 @@ _SECTION_OF = {"speed": "speeds", "retry classifier": "retry", "breaker": "break
 _SPEED_KEY = ("'{0}' is set per speed category: speeds: {{NAME: {{{0}: ...}}}}, then speed: NAME "
               "here (or in defaults)")
 _ELSEWHERE: dict[tuple[type[S.Spec], str], str] = {
-    **{(S.ProviderSpec, k): _SPEED_KEY.format(k)
-       for k in ("retries", "connect", "read", "timeout", "backoff")},
+    **{(S.ProviderSpec, k): _SPEED_KEY.format(k) for k in ("retries", "connect", "read",
+                                                          "backoff")},
+    (S.ProviderSpec, "timeout"): "timeouts are set per speed category: speeds: {NAME: {connect: "
+                                 "5s, read: 30s}}, then speed: NAME here (or in defaults)",
     (S.ProviderSpec, "deadline"): "a deadline is per route (routes[].deadline) or in defaults",
     (S.ProviderSpec, "strategy"): "a strategy belongs to a group: groups: {NAME: {strategy: ..., "
                                   "targets: [...]}}",
@@ -436,6 +439,8 @@ class _Compiler:
                 headers=frozen_map(spec.headers), template=template[0],
                 template_path=template[1],
                 limits=Limits(spec.limits.rpm, spec.limits.tpm) if spec.limits else None,
+                max_response=(spec.max_response if spec.max_response is not None
+                              else DEFAULT_MAX_RESPONSE),
                 models=frozen_map({
                     m: Model(m, ms.context, Price(ms.price.input, ms.price.output)
                              if ms.price else None)

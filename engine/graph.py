@@ -15,10 +15,11 @@ from typing import Any, Literal
 
 from engine.errors import Problem
 from engine.templates import RequestTemplate
-from engine.values import MASK, Secret
+from engine.values import MASK, Secret, format_size
 from engine.values import format_duration as fd
 
 __all__ = [
+    "DEFAULT_MAX_RESPONSE",
     "Backoff",
     "Breaker",
     "CacheConfig",
@@ -45,6 +46,7 @@ _MEMO_NAME_MAX = 256  # longer model names are matched each time, never remember
 
 Strategy = Literal["priority", "round_robin", "weighted", "least_latency", "hedged"]
 ERROR_KINDS = ("timeout", "connect", "reset", "protocol")
+DEFAULT_MAX_RESPONSE = 32 * 1024 * 1024  # providers.NAME.max_response: bytes, after decompression
 
 
 def frozen_map(items: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
@@ -148,6 +150,7 @@ class Provider:
     template_path: str
     limits: Limits | None
     models: Mapping[str, Model]
+    max_response: int = DEFAULT_MAX_RESPONSE  # largest answer body, decompressed, in bytes
 
     def __repr__(self) -> str:
         return f"Provider({self.name!r}, kind={self.kind!r})"
@@ -382,6 +385,8 @@ class RoutingGraph:
                 f"speed={p.speed.name} retry={p.retry.name} "
                 f"breaker={p.breaker.name if p.breaker else 'none'} "
                 f"pool={p.pool.max_connections}/{p.pool.max_keepalive} template={p.template_path}"
+                + (f" max_response={format_size(p.max_response)}"
+                   if p.max_response != DEFAULT_MAX_RESPONSE else "")
             )
             if p.limits is not None:
                 out.append(f"    limits rpm={p.limits.rpm} tpm={p.limits.tpm}")

@@ -23,7 +23,7 @@ from pydantic import (
     field_validator,
 )
 
-from engine.values import Secret, TargetRef, parse_duration
+from engine.values import Secret, TargetRef, parse_duration, parse_size
 
 __all__ = [
     "BackoffSpec",
@@ -58,6 +58,20 @@ Duration = Annotated[
             {"type": "number", "minimum": 0},
         ],
         "description": "A duration: 250ms, 5s, 1.5s, 10m, 1h, or a bare number of seconds.",
+    }),
+]
+
+Size = Annotated[
+    int,
+    BeforeValidator(parse_size),
+    WithJsonSchema({
+        "anyOf": [
+            {"type": "string",
+             "pattern": r"^\s*(\d+(\.\d+)?|\.\d+)\s*([kKmMgG][iI]?[bB]|[bB])?\s*$"},
+            {"type": "integer", "minimum": 1},
+        ],
+        "description": "A size: 512KB, 16MiB, 1GB (KB/MB/GB are powers of 1000, KiB/MiB/GiB of "
+                       "1024), or a bare number of bytes.",
     }),
 ]
 
@@ -255,6 +269,9 @@ class ProviderSpec(Spec):
     template: str | None = Field(None, description="Override the kind's request template (path "
                                  "relative to routes.yaml).")
     limits: LimitsSpec | None = Field(None, description="Client-side rate limits.")
+    max_response: Size | None = Field(None, description="Largest answer body accepted, after "
+                                      "decompression, whole or streamed (default 32MiB); a "
+                                      "larger one is a protocol error, which fails over.")
     models: Annotated[dict[str, ModelSpec], BeforeValidator(
         _models, json_schema_input_type=list[str] | dict[str, ModelSpec | None])] = Field(
         default_factory=dict, description="Models this provider serves, with context and price.")

@@ -1,4 +1,4 @@
-"""Small value types shared by every stage: durations, secrets and target references."""
+"""Small value types shared by every stage: durations, sizes, secrets and target references."""
 
 from __future__ import annotations
 
@@ -8,12 +8,16 @@ from dataclasses import dataclass
 from typing import Final
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["MASK", "Scrubber", "Secret", "TargetRef", "format_duration", "parse_duration"]
+__all__ = ["MASK", "Scrubber", "Secret", "TargetRef", "format_duration", "format_size",
+           "parse_duration", "parse_size"]
 
 MASK: Final = "***"
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h)?\s*$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*([kmg]i?b|b)?\s*$", re.IGNORECASE)
+_BYTES = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3,
+          "kib": 1024, "mib": 1024**2, "gib": 1024**3, None: 1}
 
 
 def parse_duration(value: object) -> float:
@@ -44,6 +48,40 @@ def format_duration(seconds: float) -> str:
         if seconds >= size and seconds % size == 0:
             return f"{seconds / size:g}{unit}"
     return f"{round(seconds, 3):g}s"
+
+
+def parse_size(value: object) -> int:
+    """Return bytes for ``512KB``, ``16MiB``, ``1.5GB``, ``100B`` or a bare number of bytes (KB,
+    MB, GB are powers of 1000; KiB, MiB, GiB of 1024; units in any case).
+
+    Raises ``ValueError`` with a readable message for anything else, including bools and sizes
+    below one byte.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"expected a size like 512KB or 16MiB, got {value!r}")
+    if isinstance(value, int | float):
+        number = float(value)
+        if number != number or number in (float("inf"), float("-inf")) or number < 1:
+            raise ValueError(f"size must be a finite number of bytes >= 1, got {value!r}")
+        return round(number)
+    if isinstance(value, str):
+        m = _SIZE.match(value)
+        if m:
+            unit = m.group(2)
+            size = round(float(m.group(1)) * _BYTES[unit.lower() if unit else None])
+            if size >= 1:
+                return size
+            raise ValueError(f"size must be at least 1 byte, got {value!r}")
+    raise ValueError(f"expected a size like 512KB, 16MiB or a number of bytes, got {value!r}")
+
+
+def format_size(size: int) -> str:
+    """Canonical short text for a size in bytes: ``32MiB``, ``512KiB``, ``1GB``, ``1500B``."""
+    for unit in ("GB", "GiB", "MB", "MiB", "KB", "KiB"):
+        scale = _BYTES[unit.lower()]
+        if size >= scale and size % scale == 0:
+            return f"{size // scale}{unit}"
+    return f"{size}B"
 
 
 class Secret:

@@ -11,7 +11,7 @@ import uuid
 from abc import abstractmethod
 from typing import Any, NoReturn
 
-from engine.providers.base import StreamParser, WireError, error_text, loads
+from engine.providers.base import ERROR_TEXT_MAX, StreamParser, WireError, error_text, loads
 from engine.result import TextDelta, ToolCallDelta
 
 __all__ = [
@@ -177,13 +177,16 @@ class SSEParser(StreamParser):
     a line that does not parse alone is held and joined with the following ``data:`` lines of the
     same event, as the SSE spec allows. An event that still does not parse when it ends raises
     ``WireError`` as soon as anything else arrives; if nothing does, the body was cut inside it
-    and ``done`` stays False. ``data: [DONE]`` (OpenAI) marks the end of the stream.
+    and ``done`` stays False. ``data: [DONE]`` (OpenAI) marks the end of the stream. An event
+    named ``error`` (``event: error``, as OpenAI-compatible servers and Anthropic send) raises
+    ``WireError`` with its message, whatever its data holds: JSON of any shape, or plain text.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self._pending: list[str] = []
         self._broken: str | None = None
+        self._error = False  # this event is named "error"
 
     def feed(self, line: str) -> Deltas:
         line = line.rstrip("\r\n")
@@ -192,11 +195,14 @@ class SSEParser(StreamParser):
                 text = "\n".join(self._pending)
                 self._pending.clear()
                 return self._data(text, last=True)
+            self._error = False
             return []
         if line[0] == ":":  # comment / keep-alive
             return []
         field, _, value = line.partition(":")
         if field != "data":  # event:, id:, retry:
+            if field == "event":
+                self._error = value.strip() == "error"
             return []
         if self._broken is not None:
             fail(f"stream event is not JSON: {self._broken[:120]!r}")
@@ -215,10 +221,14 @@ class SSEParser(StreamParser):
             data = _loads(text)
         except ValueError:
             if last:
+                if self._error:  # an error event in plain text: its text is the message
+                    fail(text.strip()[:ERROR_TEXT_MAX] or "error event")
                 self._broken = text
             else:
                 self._pending.append(text)
             return []
+        if self._error:
+            fail(error_text(data))
         if not isinstance(data, dict):
             fail(f"stream event: expected an object, got {_type(data)}")
         return self.event(data)

@@ -44,10 +44,10 @@ from engine.runtime.retry import (
     retry_delay,
 )
 from engine.runtime.strategies import GroupOrder
-from engine.runtime.transport import Connection
+from engine.runtime.transport import Closed, Connection
 from engine.values import format_duration
 
-__all__ = ["Exchange", "Failure", "Runtime"]
+__all__ = ["Exchange", "Failure", "Runtime", "closed_error"]
 
 # a failed try: (status, error, detail, retry_after), as ``Runtime.failed`` classifies it
 Failure = tuple[int | None, str | None, str, float | None]
@@ -113,6 +113,8 @@ class Runtime:
             raise DeadlineExceeded(
                 f"deadline {format_duration(route.deadline)} exceeded on {ctx.where()}",
                 ctx.attempts, route=ctx.where()) from None
+        except Closed:
+            raise closed_error(ctx) from None
         if not isinstance(result, Win):
             if isinstance(result, Hit):  # nothing was spent on this answer: cost 0
                 return dataclasses.replace(result.response, provider=result.ep.provider,
@@ -393,16 +395,28 @@ class Runtime:
             except asyncio.CancelledError as exc:
                 self.cancelled(ctx, t, exc)
                 raise
+            except Closed:
+                self._closed(ctx, t)
+                raise
             finally:
                 t.off()
             if not isinstance(result, tuple):
                 return result
+            if ep.conn.closed:  # failed because the engine closed under it: not the provider's
+                self._closed(ctx, t)
+                raise Closed(ep.conn.name)
             status, error, detail, retry_after = result
             if await self.failed(ep, ctx, token, n, label, status, error, detail, retry_after,
                                  perf() - t.start):
                 continue
             return FAILED
         raise AssertionError("unreachable: the last try always returns or raises")
+
+    def _closed(self, ctx: Ctx, t: Try) -> None:
+        """Record a try the engine's ``aclose()`` cut short (nothing counts against a circuit;
+        ``route`` raises ``AllTargetsFailed`` saying so)."""
+        self.record(ctx, Attempt(t.label, "cancelled", t.status, "the engine was closed",
+                                 perf() - t.start))
 
     def cancelled(self, ctx: Ctx, t: Try, exc: BaseException) -> None:
         """Record a try cancelled on the wire (a hedge that lost was recorded by the winner's
@@ -491,6 +505,12 @@ class _NoAnswer(Exception):
         super().__init__(miss.name)
         self.miss = miss
         self.last = last
+
+
+def closed_error(ctx: Ctx) -> AllTargetsFailed:
+    """What a request in flight when the engine was closed ends with."""
+    return AllTargetsFailed(f"the engine was closed while routing on {ctx.where()}",
+                            ctx.attempts, route=ctx.where())
 
 
 def _shared_text(last: Attempt | None) -> str:

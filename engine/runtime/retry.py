@@ -3,6 +3,7 @@ and how long to wait before a retry (backoff with jitter, or the provider's Retr
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
@@ -37,25 +38,37 @@ def breaker_failure(status: int | None, error: str | None) -> bool:
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date), else ``None``."""
-    ms = headers.get("retry-after-ms")
+    """Seconds from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date), else ``None``.
+
+    A value that is not a finite number (``nan``, ``inf``, ``1e999``) is ignored, so the other
+    header or the backoff applies; a negative one, or a date in the past, means now. A finite
+    value past the deadline stays what it is: the caller fails over instead of sleeping.
+    """
+    ms = _seconds(headers.get("retry-after-ms"))
     if ms is not None:
-        try:
-            return max(float(ms) / 1000.0, 0.0)
-        except ValueError:
-            pass
+        return ms / 1000.0
     value = headers.get("retry-after")
     if value is None:
         return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
+    seconds = _seconds(value)
+    if seconds is not None:
+        return seconds
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     return max(when.timestamp() - time.time(), 0.0)
+
+
+def _seconds(value: str | None) -> float | None:
+    """A finite number (at least 0), else ``None``."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return max(number, 0.0) if math.isfinite(number) else None
 
 
 def retry_delay(backoff: Backoff, retry: int, rand: float, retry_after: float | None) -> float:

@@ -7,12 +7,15 @@ After the first event has been yielded a broken stream raises ``StreamInterrupte
 text received, never mixing two providers' output. The route's deadline bounds the whole stream:
 every wait on the network runs under it (the consumer's own time between events is never
 cancelled). The events of one network read are handed out from a buffer, without a timeout each.
+Nothing is read after the kind's end marker (``[DONE]``, ``message_stop``, ...): a body that
+never ends after it is a finished stream, its connection dropped rather than reused.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import weakref
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from types import TracebackType
 from typing import Any
 
@@ -23,8 +26,9 @@ from engine.result import Attempt, Done, StreamEvent, TextDelta
 from engine.runtime.backends import Fault, Streamed, error_detail, line_batches
 from engine.runtime.breakers import Token
 from engine.runtime.context import FAILED, Answer, Ctx, Endpoint, Miss, Try, perf
-from engine.runtime.executor import Failure, Runtime
+from engine.runtime.executor import Failure, Runtime, closed_error
 from engine.runtime.retry import breaker_failure, parse_retry_after
+from engine.runtime.transport import Closed
 from engine.values import format_duration
 
 __all__ = ["EventStream"]
@@ -36,7 +40,8 @@ class Live(Answer):
                  "rest", "start", "token", "ttft")
 
     def __init__(self, ep: Endpoint, model: str, label: str, n: int, token: Token | None,
-                 response: Streamed, stream: AsyncIterator[list[str]], parser: StreamParser,
+                 response: Streamed, stream: AsyncGenerator[list[str], None],
+                 parser: StreamParser,
                  first: list[StreamEvent], rest: list[str], start: float, ttft: float,
                  ended: bool) -> None:
         self.ep, self.model, self.label, self.n, self.token = ep, model, label, n, token
@@ -48,8 +53,16 @@ class Live(Answer):
         """Lost a hedge race: recorded as cancelled, its connection released in the background."""
         ctx.attempts.append(Attempt(self.label, "cancelled", self.response.status,
                                     "hedge lost (answered late)", perf() - self.start))
-        task = asyncio.ensure_future(self.response.close())
+        task = asyncio.ensure_future(self.close())
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    async def close(self) -> None:
+        """Stop reading (the line generator first, then the response: dropped unless read to
+        its end)."""
+        try:
+            await self.lines.aclose()
+        finally:
+            await self.response.close()
 
 
 def _note(received: list[str], events: list[StreamEvent]) -> None:
@@ -61,7 +74,10 @@ def _note(received: list[str], events: list[StreamEvent]) -> None:
 
 class EventStream:
     """``async for event in engine.stream(request)``; also an async context manager that closes
-    the upstream response if the consumer stops early."""
+    the upstream response if the consumer stops early. ``on_close`` runs once: at ``aclose``,
+    or when a stream the consumer dropped without closing it is garbage collected (its
+    generator, and with it the upstream response, is then closed by the event loop's async
+    generator finalizer)."""
 
     def __init__(self, runtime: Runtime, request: dict[str, Any], model: str, route: Route,
                  on_close: Callable[[], None] | None = None) -> None:
@@ -69,7 +85,10 @@ class EventStream:
         self._request = request
         self._model = model
         self._route = route
-        self._on_close = on_close
+        self._on_close: weakref.finalize[[], EventStream] | None = None
+        if on_close is not None:
+            self._on_close = weakref.finalize(self, on_close)
+            self._on_close.atexit = False
         self._ctx: Ctx | None = None
         self._gen: AsyncIterator[list[StreamEvent]] | None = None
         self._buffer: list[StreamEvent] = []  # the rest of the last read's events, reversed
@@ -120,10 +139,12 @@ class EventStream:
         self._closed = True
         self._buffer = []
         gen = self._gen
-        if gen is not None:
-            await gen.aclose()  # type: ignore[attr-defined]
-        if self._on_close is not None:
-            self._on_close()
+        try:
+            if gen is not None:
+                await gen.aclose()  # type: ignore[attr-defined]
+        finally:
+            if self._on_close is not None:
+                self._on_close()  # a finalizer: runs once, here or at garbage collection
 
     async def __aenter__(self) -> EventStream:
         return self
@@ -137,7 +158,10 @@ class EventStream:
     async def _events(self, ctx: Ctx) -> AsyncIterator[list[StreamEvent]]:
         """The stream's events, one list (never empty) per network read that produced any."""
         rt = self._rt
-        live = await rt.run(ctx.route.to, ctx)
+        try:
+            live = await rt.run(ctx.route.to, ctx)
+        except Closed:
+            raise closed_error(ctx) from None
         if not isinstance(live, Live):
             raise AllTargetsFailed(f"every target failed on {ctx.where()}", ctx.attempts,
                                    route=ctx.where())
@@ -157,18 +181,22 @@ class EventStream:
                     if events:
                         _note(received, events)
                         yield events
-                async for lines in live.lines:
-                    events = []
-                    for line in lines:
-                        events += feed(line)
-                    if events:
-                        _note(received, events)
-                        yield events
-                tail: list[StreamEvent] = [*feed("")]  # an event the body ended inside
-                if tail:
-                    yield tail
                 if not parser.done:
-                    raise Fault("reset", "stream ended before its end marker")
+                    async for lines in live.lines:
+                        events = []
+                        for line in lines:
+                            events += feed(line)
+                        if events:
+                            _note(received, events)
+                            yield events
+                        if parser.done:  # the end marker: whatever follows is not read
+                            break
+                    else:
+                        tail: list[StreamEvent] = [*feed("")]  # an event the body ended inside
+                        if tail:
+                            yield tail
+                        if not parser.done:
+                            raise Fault("reset", "stream ended before its end marker")
         except (Fault, WireError) as exc:
             error, detail = ((exc.kind, exc.detail) if isinstance(exc, Fault)
                              else ("protocol", str(exc)))
@@ -179,7 +207,7 @@ class EventStream:
                                    perf() - live.start))
             raise
         finally:
-            await live.response.close()
+            await live.close()
         ep = live.ep
         latency = perf() - live.start
         if live.token is not None:
@@ -199,8 +227,10 @@ class EventStream:
 
     async def _interrupted(self, live: Live, ctx: Ctx, error: str, detail: str) -> None:
         rt = self._rt
+        if live.ep.conn.closed:  # the engine was closed under the stream: not the provider's fault
+            error, detail = "closed", "the engine was closed"
         if live.token is not None:
-            await rt.circuits.leave(live.token, breaker_failure(None, error))
+            await rt.circuits.leave(live.token, error != "closed" and breaker_failure(None, error))
         rt.shared.tally.failed(live.ep.provider)
         text = f"{error}: {live.ep.conn.scrub(detail)}"
         rt.record(ctx, Attempt(live.label, "fatal", live.response.status, text,
@@ -229,32 +259,36 @@ class EventStream:
                      t: Try) -> Live | Failure:
         """One streamed try, up to its first event: the live stream, or a failure."""
         response: Streamed | None = None
+        stream: AsyncGenerator[list[str], None] | None = None
         answered = False
         try:
             response = await ep.conn.open_stream(model, body)
             status = t.status = response.status
             if 200 <= status < 300:
                 parser = ep.kind.stream_parser()
-                stream = aiter(line_batches(response))
+                stream = lines_of = line_batches(response)
                 first: list[StreamEvent] = []
                 rest: list[str] = []
+                ended = False
                 while not first:
                     try:
-                        lines = await anext(stream)
+                        lines = await anext(lines_of)
                     except StopAsyncIteration:
                         first = [*parser.feed("")]
                         if not parser.done:
                             raise Fault("reset", "stream ended before its end marker") from None
                         ended = True  # a complete stream (with no or few events)
                         break
-                    ended = False
                     for i, line in enumerate(lines):
                         first = [*parser.feed(line)]
                         if first:  # answered: the rest of the read is after the answer
                             rest = lines[i + 1:]
                             break
+                    if parser.done:  # the end marker came in this read: nothing more is read
+                        ended = True
+                        break
                 answered = True
-                return Live(ep, model, t.label, t.n, t.token, response, stream, parser, first,
+                return Live(ep, model, t.label, t.n, t.token, response, lines_of, parser, first,
                             rest, t.start, perf() - ctx.start, ended)
             try:
                 content = await response.read()
@@ -273,4 +307,8 @@ class EventStream:
         finally:
             t.off()
             if response is not None and not answered:
-                await response.close()
+                try:
+                    if stream is not None:
+                        await stream.aclose()
+                finally:
+                    await response.close()

@@ -20,9 +20,9 @@ from engine.runtime.backends import (
     Streamed,
     error_detail,
 )
-from engine.values import Scrubber, Secret
+from engine.values import Scrubber, Secret, format_duration
 
-__all__ = ["Connection", "ConnectionPool", "fingerprint", "identity"]
+__all__ = ["Closed", "Connection", "ConnectionPool", "fingerprint", "identity"]
 
 USER_AGENT: Final = "engine/0.1"
 _URL_CACHE_MAX: Final = 256  # pass-through targets: one URL per requested model, bounded
@@ -32,7 +32,17 @@ def fingerprint(provider: Provider) -> Hashable:
     """Everything a provider's connection depends on: equal fingerprints share one backend."""
     s = provider.speed
     return (provider.name, provider.kind, provider.base_url, provider.api_key,
-            tuple(sorted(provider.headers.items())), s.connect, s.read, s.pool, provider.pool)
+            tuple(sorted(provider.headers.items())), s.connect, s.read, s.pool, provider.pool,
+            provider.max_response)
+
+
+class Closed(Exception):
+    """A connection was used after it was closed (``Engine.aclose()`` while requests were in
+    flight, or a retired graph's): nothing is sent and no backend is created again. The
+    executor turns it into the request's ``RouteError``."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"{name}: the engine was closed")
 
 
 def _reveal(value: str | Secret | None) -> str | None:
@@ -68,11 +78,13 @@ class Connection:
     """One provider's backend (one per event loop, created lazily), revealed headers and URLs.
 
     ``refs`` counts the live routing graphs that use it; the pool closes it when that reaches 0.
-    ``identity`` (see ``identity()``) keys what it answers in shared state.
+    ``identity`` (see ``identity()``) keys what it answers in shared state. Once ``closed`` it
+    creates no backend again: a try raises ``Closed``.
     """
 
     __slots__ = ("_backend", "_base_url", "_factory", "_headers", "_loop", "_others", "_prepare",
-                 "_scrubber", "_targets", "identity", "kind", "name", "provider", "refs")
+                 "_scrubber", "_targets", "budget", "closed", "identity", "kind", "name",
+                 "provider", "refs")
 
     def __init__(self, provider: Provider, kind: Kind, factory: BackendFactory,
                  prepare: Callable[..., Any]) -> None:
@@ -80,6 +92,9 @@ class Connection:
         self.name = provider.name
         self.kind = kind
         self.refs = 0
+        self.closed = False
+        s = provider.speed
+        self.budget = s.pool + s.connect + s.read  # a GET's whole time: what one try gets
         self._factory = factory
         self._prepare = prepare
         self._backend: Backend | None = None
@@ -106,6 +121,8 @@ class Connection:
         loop = asyncio.get_running_loop()
         if loop is self._loop and self._backend is not None:
             return self._backend
+        if self.closed:
+            raise Closed(self.name)
         if self._backend is None:
             self._loop = loop
             self._backend = self._factory(self.provider)
@@ -124,19 +141,35 @@ class Connection:
         return await self.backend().open(self._target(model, True), body)
 
     async def warm(self) -> int:
-        """GET the model listing (opens a pooled connection); returns the status."""
+        """GET the model listing (opens a pooled connection); returns the status. The whole GET
+        is bounded by ``budget`` (the speed's pool + connect + read): past it, ``Fault``
+        ('timeout'), however steadily an upstream trickles its answer."""
         target = self._prepare(self.kind.models_url(self._base_url), self._headers)
-        return (await self.backend().get(target)).status
+        try:
+            async with asyncio.timeout(self.budget):
+                return (await self.backend().get(target)).status
+        except TimeoutError:
+            raise Fault("timeout", f"no whole answer within {format_duration(self.budget)}"
+                        ) from None
 
     async def get_json(self, url: str, what: str = "model listing") -> Any:
-        """GET ``url`` with this provider's headers (its auth) and decode the JSON answer.
-        Raises ``ProviderError``: ``status`` set for an answer of 400 or more, ``None`` below
-        HTTP or for a body that is not JSON. No message holds the URL or a secret."""
+        """GET ``url`` with this provider's headers (its auth) and decode the JSON answer, the
+        whole GET bounded by ``budget``. Raises ``ProviderError``: ``status`` set for an answer
+        of 400 or more, ``None`` below HTTP, past the budget or for a body that is not JSON.
+        No message holds the URL or a secret."""
         try:
-            reply = await self.backend().get(self._prepare(url, self._headers))
+            async with asyncio.timeout(self.budget):
+                reply = await self.backend().get(self._prepare(url, self._headers))
+        except TimeoutError:
+            took = format_duration(self.budget)
+            raise ProviderError(f"{self.name}: {what} timed out: no whole answer within {took}",
+                                body=f"timeout: no whole answer within {took}") from None
         except Fault as fault:
             detail = self.scrub(str(fault))
             raise ProviderError(f"{self.name}: {what} failed: {detail}", body=detail) from None
+        except Closed as exc:
+            raise ProviderError(f"{self.name}: {what} failed: the engine was closed",
+                                body=str(exc)) from None
         if reply.status >= 400:
             detail = self.scrub(error_detail(reply.content, self.kind))
             raise ProviderError(f"{self.name}: {what} answered HTTP {reply.status}: {detail}",
@@ -154,7 +187,9 @@ class Connection:
         return self._scrubber.scrub(text, limit)
 
     async def aclose(self) -> None:
-        """Close the backends this event loop can close (and ask other loops to close theirs)."""
+        """Close the backends this event loop can close (and ask other loops to close theirs);
+        no backend is created afterwards."""
+        self.closed = True
         here = asyncio.get_running_loop()
         pending: list[tuple[asyncio.AbstractEventLoop | None, Backend]] = []
         if self._backend is not None:
@@ -179,6 +214,7 @@ class ConnectionPool:
     def __init__(self, factory: BackendFactory, prepare: Callable[..., Any]) -> None:
         self.factory = factory
         self.prepare = prepare
+        self.closed = False
         self._by_print: dict[Hashable, Connection] = {}
 
     def acquire(self, provider: Provider, kind: Kind) -> Connection:
@@ -186,6 +222,7 @@ class ConnectionPool:
         conn = self._by_print.get(key)
         if conn is None:
             conn = Connection(provider, kind, self.factory, self.prepare)
+            conn.closed = self.closed  # a graph compiled after aclose() sends nothing
             self._by_print[key] = conn
         conn.refs += 1
         return conn
@@ -200,6 +237,14 @@ class ConnectionPool:
                 del self._by_print[key]
         return True
 
+    def close_now(self) -> None:
+        """Mark every connection closed at once (no try creates a backend from here on); the
+        backends themselves close in ``aclose``."""
+        self.closed = True
+        for conn in self._by_print.values():
+            conn.closed = True
+
     async def aclose(self) -> None:
+        self.close_now()
         conns, self._by_print = list(self._by_print.values()), {}
         await asyncio.gather(*(c.aclose() for c in conns), return_exceptions=True)

@@ -114,6 +114,21 @@ def test_group_defaults(good: RoutingGraph) -> None:
     assert isinstance(mix.members[1].node, Target) and mix.members[1].node.key == "local/llama3.2"
 
 
+def test_max_response_is_a_size_with_a_default(cfg: Any, good: RoutingGraph) -> None:
+    assert {p.max_response for p in good.providers.values()} == {32 * 1024 * 1024}
+    text = cfg.replace("    speed: slow\n", "    speed: slow\n    max_response: 512KB\n")
+    assert cfg.compile(text).providers["local"].max_response == 512_000
+    text = cfg.replace("    speed: slow\n", "    speed: slow\n    max_response: 65536\n")
+    assert cfg.compile(text).providers["local"].max_response == 65536
+
+
+def test_a_bad_max_response_is_located(cfg: Any) -> None:
+    text = cfg.replace("    speed: slow\n", "    speed: slow\n    max_response: lots\n")
+    p = cfg.one_error(text)
+    assert p.path == "providers.local.max_response" and "expected a size" in p.message
+    assert p.line == cfg.line_of(text, "max_response: lots")
+
+
 def test_provider_alone_passes_the_model_through(good: RoutingGraph) -> None:
     route = good.routes[2]
     assert isinstance(route.to, Target) and route.to.model is None

@@ -102,6 +102,14 @@ def test_describe_does_not_depend_on_the_order_of_named_sections(cfg: Any) -> No
     assert cfg.compile(reordered).describe() == cfg.compile().describe()
 
 
+def test_describe_shows_max_response_only_when_not_the_default(cfg: Any,
+                                                               good: RoutingGraph) -> None:
+    assert "max_response" not in good.describe()
+    text = cfg.text.replace("    speed: slow\n", "    speed: slow\n    max_response: 16MiB\n")
+    (line,) = [x for x in cfg.compile(text).describe().splitlines() if "max_response" in x]
+    assert line.startswith("  local: kind=ollama") and line.endswith(" max_response=16MiB")
+
+
 def test_describe_snapshot(good: RoutingGraph, snapshot: Any) -> None:
     assert good.describe() == snapshot
 

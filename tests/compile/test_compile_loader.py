@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine.loader import Loc, load, load_text, merge
-from engine.values import Secret, format_duration, parse_duration
+from engine.values import Secret, format_duration, format_size, parse_duration, parse_size
 
 TEXT = """\
 version: 1
@@ -271,3 +271,29 @@ def test_bad_durations(text: object) -> None:
 def test_format_duration(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
     assert parse_duration(text) == pytest.approx(seconds)
+
+
+# -- sizes ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, size", [
+    ("16MiB", 16 * 1024**2), ("512KB", 512_000), ("1.5MB", 1_500_000), ("1GiB", 1024**3),
+    ("100B", 100), ("32 mib", 32 * 1024**2), (" 2kib ", 2048), (4096, 4096), ("7", 7), (1.0, 1),
+])
+def test_sizes(text: object, size: int) -> None:
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["-1MB", -1, 0, "0B", "0.1B", "5 megs", "1TB", "", "MB", True,
+                                  None, [1], float("nan"), float("inf"), "1.2.3MB"])
+def test_bad_sizes(text: object) -> None:
+    with pytest.raises(ValueError, match="size"):
+        parse_size(text)
+
+
+@pytest.mark.parametrize("size, text", [
+    (32 * 1024**2, "32MiB"), (512_000, "512KB"), (1_500_000, "1500KB"), (1024**3, "1GiB"),
+    (1000, "1KB"), (100, "100B"), (1536, "1536B"),
+])
+def test_format_size(size: int, text: str) -> None:
+    assert format_size(size) == text
+    assert parse_size(text) == size

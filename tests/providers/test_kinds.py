@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.providers import KINDS, Kind, get_kind
+from engine.providers import KINDS, Kind, WireError, get_kind
 from engine.templates import BUILTIN_DIR
 
 
@@ -34,3 +34,42 @@ def test_fresh_stream_parsers() -> None:
         a, b = kind.stream_parser(), kind.stream_parser()
         assert a is not b
         assert (a.done, a.finish_reason, a.model) == (False, None, None)
+
+
+SSE_KINDS = [name for name, kind in KINDS.items() if kind.stream_format == "sse"]
+
+
+@pytest.mark.parametrize("data", [
+    '{"type": "error", "message": "upstream overloaded"}',
+    '{"type": "error", "error": {"type": "overloaded_error", "message": "upstream overloaded"}}',
+    '{"error": "upstream overloaded"}',
+    '"upstream overloaded"',
+    "upstream overloaded",
+], ids=["message", "anthropic", "error-string", "json-string", "plain-text"])
+@pytest.mark.parametrize("name", SSE_KINDS)
+def test_an_event_named_error_raises_with_its_message_whatever_its_data(name: str,
+                                                                         data: str) -> None:
+    parser = get_kind(name).stream_parser()
+    with pytest.raises(WireError, match="upstream overloaded"):
+        for line in ["event: error", f"data: {data}", "", "data: [DONE]", ""]:
+            parser.feed(line)
+
+
+@pytest.mark.parametrize("name", SSE_KINDS)
+def test_a_plain_text_error_event_cut_by_the_end_of_the_body_still_raises(name: str) -> None:
+    parser = get_kind(name).stream_parser()
+    parser.feed("event: error")
+    parser.feed("data: upstream overloaded")
+    with pytest.raises(WireError, match="upstream overloaded"):
+        parser.feed("")  # what the runtime feeds when the body ends
+
+
+def test_the_event_name_lasts_one_event_only() -> None:
+    parser = get_kind("openai").stream_parser()
+    for line in ["event: error", ": keep-alive", "event: chunk", ""]:
+        parser.feed(line)
+    assert parser.feed('data: {"choices": [{"index": 0, "delta": {"content": "a"}}]}') != []
+    parser.feed("")
+    parser.feed("event: error")
+    parser.feed("")  # an error event with no data: nothing to raise on
+    assert parser.feed('data: {"choices": [{"index": 0, "delta": {"content": "b"}}]}') != []

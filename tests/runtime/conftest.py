@@ -1,6 +1,7 @@
 """Fixtures for the runtime tests: the fake provider on a loopback thread (one per session, reset
-for every test), and ``make`` which compiles a routes.yaml text pointing at it into an Engine that
-is closed after the test."""
+for every test), ``make`` which compiles a routes.yaml text pointing at it into an Engine that
+is closed after the test, and ``raw``: small asyncio socket servers for the misbehaviour the fake
+cannot produce (each connection handled by the test's own coroutine)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
+from rawhttp import Handler
 
 from engine.api import Engine
 from engine.compiler import compile_text
@@ -120,3 +122,43 @@ async def make(compile_yaml: Callable[..., RoutingGraph]) -> AsyncIterator[Calla
     yield make_
     for eng in engines:
         await eng.aclose()
+
+
+# -- raw upstreams --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def raw() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]:
+    """``url = await raw(handler)``: a loopback server whose every connection is
+    ``handler(reader, writer)``; handlers still running at the end of the test are cancelled."""
+    servers: list[asyncio.Server] = []
+    running: set[asyncio.Task[Any]] = set()
+
+    def start(handler: Handler) -> Awaitable[str]:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            running.add(task)
+            try:
+                await handler(reader, writer)
+            except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+                pass  # the client hung up, or the test ended
+            finally:
+                running.discard(task)
+                writer.close()
+
+        async def go() -> str:
+            server = await asyncio.start_server(serve, "127.0.0.1", 0)
+            servers.append(server)
+            return f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+        return go()
+
+    yield start
+    for server in servers:
+        server.close()
+    for task in list(running):
+        task.cancel()
+    await asyncio.gather(*running, return_exceptions=True)
+    for server in servers:
+        await server.wait_closed()

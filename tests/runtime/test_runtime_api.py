@@ -4,21 +4,27 @@ request forms, cost, health, event hooks, and secrets kept out of everything pri
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from rawhttp import Handler, read_request
 
 from engine.api import Engine
 from engine.errors import AllTargetsFailed, ConfigError, NoRouteError
 from engine.fake import FakeServer, refused_port
 from engine.request import Request
+from engine.result import TextDelta
+from engine.runtime.backends import AiohttpBackend
 
 Ask = Callable[..., dict[str, Any]]
 Make = Callable[..., Engine]
+Raw = Callable[[Handler], Awaitable[str]]
 
 ROUTES = """\
 version: 1
@@ -275,3 +281,91 @@ async def test_a_reload_that_only_changes_prices_keeps_the_connection_and_uses_n
     second = await eng.route(ask("m"))
     assert next(c for c in eng._rt.connections if c.name == "a") is conn
     assert second.cost == pytest.approx(first.cost * 10)  # type: ignore[operator]
+
+
+# -- nothing left open -------------------------------------------------------------------------
+
+HANGING = """\
+version: 1
+defaults: {speed: test, breaker: standard, deadline: 5s}
+speeds:
+  test: {connect: 2s, read: 2s, pool: 2s, retries: 2, backoff: {base: 10ms}}
+providers:
+  up: {kind: openai, base_url: "{raw}/v1", api_key: k, models: {m: {}}}
+  b: {kind: openai, base_url: "{fake}/b/v1", api_key: kb, models: {m: {}}}
+groups:
+  g: {strategy: priority, targets: [up/m, b/m]}
+routes:
+  - {match: {}, to: g}
+"""
+
+
+def record_sessions(monkeypatch: pytest.MonkeyPatch) -> list[aiohttp.ClientSession]:
+    """Every aiohttp session the default backend creates from here on."""
+    created: list[aiohttp.ClientSession] = []
+    original = AiohttpBackend._session
+
+    def recording(self: AiohttpBackend) -> aiohttp.ClientSession:
+        session = original(self)
+        created.append(session)
+        return session
+
+    monkeypatch.setattr(AiohttpBackend, "_session", recording)
+    return created
+
+
+async def test_aclose_with_requests_in_flight_opens_nothing_again(
+    raw: Raw, make: Make, fake: FakeServer, ask: Ask, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sessions = record_sessions(monkeypatch)
+    arrived = 0
+    all_in = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal arrived
+        while await read_request(reader) is not None:
+            arrived += 1
+            if arrived == 100:
+                all_in.set()
+            await asyncio.Event().wait()  # never answers
+
+    eng = make(HANGING.replace("{raw}", await raw(handler)))
+    tasks = [asyncio.ensure_future(eng.route(ask("x"))) for _ in range(100)]
+    await asyncio.wait_for(all_in.wait(), 10)  # a bound, should the machine be very slow
+    await eng.aclose()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert all(isinstance(r, AllTargetsFailed) for r in results), results[:3]
+    assert all("the engine was closed" in str(r) for r in results)
+    assert all(r.attempts[-1].outcome == "cancelled" for r in results  # type: ignore[union-attr]
+               if isinstance(r, AllTargetsFailed))
+    assert not any(r["path"].startswith("/b/") for r in fake.requests)  # no failover either
+    assert sessions and all(s.closed for s in sessions)  # no session was opened after aclose
+    assert all(s.connector is None or s.connector.closed for s in sessions)
+    assert eng.health()["up"].circuit == "closed"  # closing is not the provider's failure
+    with pytest.raises(RuntimeError, match="closed"):
+        await eng.route(ask("x"))
+
+
+async def test_a_stream_dropped_without_aclose_releases_its_graph_when_collected(
+    tmp_path: Path, fake: FakeServer, ask: Ask,
+) -> None:
+    path = write(tmp_path, fake, ROUTES)
+    async with Engine.from_file(path) as eng:
+        fake.program("/a/", ["chunk_delay=20ms"])
+        old_rt = eng._rt
+        old_a = next(c for c in old_rt.connections if c.name == "a")
+        async for event in eng.stream(ask("x", "one two three four five six")):
+            assert isinstance(event, TextDelta)
+            break  # no aclose(), no async with: the stream is simply dropped
+        assert old_rt.inflight == 1
+        gc.collect()
+        assert old_rt.inflight == 0
+        path.write_text(ROUTES.replace("{fake}", fake.url).replace("api_key: ka", "api_key: ka2"))
+        eng.reload()
+        for _ in range(50):  # the async generator's and the connection's closing run as tasks
+            if old_a._backend is None:
+                break
+            await asyncio.sleep(0.01)
+        assert old_rt.retired and old_rt.connections == []
+        assert old_a._backend is None and old_a.closed  # the old graph's connection closed
+        assert (await eng.route(ask("x"))).provider == "a"

@@ -3,12 +3,15 @@ backoff, and Retry-After / retry-after-ms honoured (or ignored) but never past t
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from email.utils import formatdate
 from typing import Any
 
 import pytest
+from rawhttp import Handler, read_request, reply
 
 from engine.api import Engine
 from engine.errors import AllTargetsFailed, ProviderError
@@ -23,6 +26,7 @@ from engine.runtime.retry import (
 )
 
 Ask = Callable[..., dict[str, Any]]
+Raw = Callable[[Handler], Awaitable[str]]
 Make = Callable[..., Engine]
 
 CONFIG = """\
@@ -188,6 +192,41 @@ async def test_retry_after_past_the_deadline_fails_over_instead_of_waiting(
     assert time.perf_counter() - start < 0.5
 
 
+RAW = """\
+version: 1
+defaults: {speed: test, retry: transient, breaker: none, deadline: 3s}
+speeds:
+  test: {connect: 300ms, read: 400ms, pool: 300ms, retries: 2, backoff: {base: 10ms}}
+providers:
+  up: {kind: openai, base_url: "{raw}/v1", api_key: k, models: {m: {}}}
+  b: {kind: openai, base_url: "{fake}/b/v1", api_key: kb, models: {m: {}}}
+routes:
+  - {match: {}, to: g}
+groups:
+  g: {strategy: priority, targets: [up/m, b/m]}
+"""
+OK = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"},
+                              "finish_reason": "stop"}]}).encode()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e999", "NaN"])
+async def test_a_retry_after_that_is_not_a_number_does_not_stop_the_retry(
+    raw: Raw, make: Make, fake: FakeServer, ask: Ask, value: str,
+) -> None:
+    answers = [reply(b"{}", 503, {"retry-after-ms": value}),
+               reply(b"{}", 503, {"retry-after": value}), reply(OK)]
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while answers and await read_request(reader) is not None:
+            writer.write(answers.pop(0))
+            await writer.drain()
+
+    eng = make(RAW.replace("{raw}", await raw(handler)))
+    resp = await eng.route(ask())
+    assert trail(resp) == [("up/m", "retry", 503), ("up/m", "retry", 503), ("up/m", "ok", 200)]
+    assert [a.retry_after for a in resp.attempts] == [None, None, None]  # the backoff applied
+
+
 # -- the rules, without the network ---------------------------------------------------------------
 
 T = Classifier("t", frozenset({429, 503}), frozenset({"timeout"}), frozenset({401, 503}),
@@ -225,6 +264,12 @@ def test_parse_retry_after() -> None:
     assert parse_retry_after({"retry-after": "-3"}) == 0.0
     assert parse_retry_after({"retry-after": "soon"}) is None
     assert parse_retry_after({}) is None
+    for bad in ("nan", "inf", "-inf", "1e999", "Infinity"):  # ignored: the other header applies
+        assert parse_retry_after({"retry-after-ms": bad}) is None
+        assert parse_retry_after({"retry-after-ms": bad, "retry-after": "2"}) == 2.0
+        assert parse_retry_after({"retry-after": bad}) is None
+    assert parse_retry_after({"retry-after-ms": "-5"}) == 0.0
+    assert parse_retry_after({"retry-after-ms": "1e300"}) == 1e297  # finite: past any deadline
     later = parse_retry_after({"retry-after": formatdate(time.time() + 30, usegmt=True)})
     assert later is not None and 28 <= later <= 31
 

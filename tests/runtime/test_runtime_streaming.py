@@ -5,11 +5,13 @@ consumer that stops early."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+from rawhttp import Handler, chunk, head, read_request
 
 from engine.api import Engine
 from engine.errors import AllTargetsFailed, DeadlineExceeded, NoRouteError, StreamInterrupted
@@ -20,6 +22,7 @@ from engine.runtime.backends import Streamed, line_batches
 Ask = Callable[..., dict[str, Any]]
 Make = Callable[..., Engine]
 Settled = Callable[[], Awaitable[list[asyncio.Task[Any]]]]
+Raw = Callable[[Handler], Awaitable[str]]
 
 CONFIG = """\
 version: 1
@@ -257,6 +260,176 @@ async def test_line_batches_split_reads_into_lines() -> None:
         "data: é1", "", "data: 2", "data: ü3", "", "tail"]
     one = [b async for b in line_batches(_Chunks([body]))]
     assert one == [["data: é1", "", "data: 2", "data: ü3", ""], ["tail"]]
+
+
+@pytest.mark.parametrize("pieces", [
+    [b"data: 1\r\rdata: 2\r\r"],  # bare CR line ends
+    [b"data: 1\r", b"\r", b"data: 2\r", b"\rdata: 3\r"],
+    [b"data: 1\r\n\r", b"\ndata: 2\r\n\r\n"],  # a CRLF split across two reads: one line end
+    [b"data: 1\r", b"", b"\n\r", b"\n", b"data: 2\n\n"],  # an empty read between CR and LF
+    [b"data: 1\n\ndata: 2\r\n\r\n"],  # LF and CRLF
+    [b"data: 1\n\rdata: 2\r\n\n"],  # all three
+])
+async def test_line_batches_end_lines_at_cr_lf_or_crlf(pieces: list[bytes]) -> None:
+    lines = [line for b in [b async for b in line_batches(_Chunks(pieces))] for line in b]
+    want = ["data: 1", "", "data: 2", ""] + (["data: 3"] if b"data: 3" in b"".join(pieces)
+                                             else [])
+    assert lines == want
+
+
+def _openai_events(*texts: str) -> list[bytes]:
+    def event(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        data = {"id": "x", "object": "chat.completion.chunk", "model": "m",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        return b"data: " + json.dumps(data).encode()
+    return [*(event({"content": t}) for t in texts), event({}, "stop")]
+
+
+RAW_CONFIG = """\
+version: 1
+defaults: {speed: test, retry: transient, breaker: standard, deadline: 5s}
+speeds:
+  test: {connect: 300ms, read: 2s, pool: 300ms, retries: 0, backoff: {base: 10ms}}
+providers:
+  up: {kind: openai, base_url: "{raw}/v1", api_key: k, models: {m: {}}}
+  anth: {kind: anthropic, base_url: "{raw}/v1", api_key: k, models: {claude: {}}}
+  gem: {kind: gemini, base_url: "{raw}", api_key: k, models: {flash: {}}}
+  oll: {kind: ollama, base_url: "{raw}", models: {llama: {}}}
+  b: {kind: openai, base_url: "{fake}/b/v1", api_key: kb, models: {m: {}}}
+groups:
+  g: {strategy: priority, targets: [up/m, b/m]}
+routes:
+  - {match: {model: g}, to: g}
+  - {match: {model: up}, to: up/m}
+  - {match: {model: anth}, to: anth/claude}
+  - {match: {model: gem}, to: gem/flash}
+  - {match: {model: oll}, to: oll/llama}
+"""
+
+# Each kind's stream of "one two", up to and including its end marker.
+ENDED = {
+    "up": b"".join(e + b"\n\n" for e in _openai_events("one ", "two")) + b"data: [DONE]\n\n",
+    "anth": b"".join(b"event: %s\ndata: %s\n\n" % (name.encode(), json.dumps(data).encode())
+                     for name, data in [
+        ("message_start", {"type": "message_start", "message": {
+            "model": "claude", "usage": {"input_tokens": 3, "output_tokens": 0}}}),
+        ("content_block_start", {"type": "content_block_start", "index": 0,
+                                 "content_block": {"type": "text", "text": ""}}),
+        ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                 "delta": {"type": "text_delta", "text": "one "}}),
+        ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                 "delta": {"type": "text_delta", "text": "two"}}),
+        ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+                           "usage": {"output_tokens": 2}}),
+        ("message_stop", {"type": "message_stop"})]),
+    "gem": b"".join(b"data: %s\r\n\r\n" % json.dumps(data).encode() for data in [
+        {"candidates": [{"content": {"parts": [{"text": "one "}], "role": "model"}}]},
+        {"candidates": [{"content": {"parts": [{"text": "two"}], "role": "model"},
+                         "finishReason": "STOP"}],
+         "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 2,
+                           "totalTokenCount": 5}}]),
+    "oll": b"".join(json.dumps(data).encode() + b"\n" for data in [
+        {"model": "llama", "message": {"role": "assistant", "content": "one "}, "done": False},
+        {"model": "llama", "message": {"role": "assistant", "content": "two"}, "done": False},
+        {"model": "llama", "message": {"role": "assistant", "content": ""}, "done": True,
+         "done_reason": "stop", "prompt_eval_count": 3, "eval_count": 2}]),
+}
+
+
+def _raw_config(url: str) -> str:
+    return RAW_CONFIG.replace("{raw}", url)
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["one-read", "after-the-first-event"])
+@pytest.mark.parametrize("model", list(ENDED))
+async def test_a_stream_whose_body_never_ends_after_its_end_marker_is_done_at_once(
+    raw: Raw, make: Make, ask: Ask, model: str, split: bool,
+) -> None:
+    body = ENDED[model]
+    first_seen = asyncio.Event()
+    connections = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await read_request(reader)
+        content_type = "application/x-ndjson" if model == "oll" else "text/event-stream"
+        writer.write(head(200, {"content-type": content_type, "transfer-encoding": "chunked"}))
+        cut = body.index(b"two") - 4 if split else len(body)
+        writer.write(chunk(body[:cut]))
+        if split:
+            await first_seen.wait()
+            writer.write(chunk(body[cut:]))
+        await writer.drain()
+        await asyncio.Event().wait()  # the chunked body's terminator never comes
+
+    eng = make(_raw_config(await raw(handler)))
+    events = []
+    async for event in eng.stream(ask(model)):  # a read timeout (2s) would interrupt it
+        events.append(event)
+        first_seen.set()
+    assert text(events) == "one two"
+    done = events[-1]
+    assert isinstance(done, Done) and done.finish_reason == "stop"
+    assert [(a.outcome, a.error) for a in done.attempts] == [("ok", None)]
+    assert eng.health()[model].failures == 0
+    again = await collect(eng, ask(model))  # the half-read connection was dropped, not reused
+    assert text(again) == "one two" and connections == 2
+
+
+@pytest.mark.parametrize("ending", [b"\r", b"\r\n", b"\n"], ids=["CR", "CRLF", "LF"])
+async def test_sse_lines_may_end_in_a_bare_cr(raw: Raw, make: Make, ask: Ask,
+                                              ending: bytes) -> None:
+    events = [e + ending + ending for e in _openai_events("one ", "two")] + [
+        b"data: [DONE]" + ending + ending]
+    pieces = [b"".join(events[:1])[:-1], b"".join(events)[len(b"".join(events[:1])) - 1:]]
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(head(200, {"content-type": "text/event-stream",
+                                "transfer-encoding": "chunked"}))
+        for piece in pieces:  # the first event's last line end split across two chunks
+            writer.write(chunk(piece))
+            await writer.drain()
+            await asyncio.sleep(0.005)
+        writer.write(chunk(b""))
+
+    events_got = await collect(make(_raw_config(await raw(handler))), ask("up"))
+    assert text(events_got) == "one two" and isinstance(events_got[-1], Done)
+
+
+@pytest.mark.parametrize("data", [
+    b'{"type": "error", "message": "upstream overloaded"}',
+    b'{"type": "error", "error": {"type": "overloaded_error", "message": "upstream overloaded"}}',
+    b"upstream overloaded",
+], ids=["message", "anthropic-shape", "plain-text"])
+@pytest.mark.parametrize("after_first", [False, True], ids=["before", "after"])
+async def test_an_error_event_without_an_error_key_is_not_dropped(
+    raw: Raw, make: Make, fake: FakeServer, ask: Ask, data: bytes, after_first: bool,
+) -> None:
+    lead = _openai_events("one ")[0] + b"\n\n" if after_first else b""
+    body = lead + b"event: error\ndata: " + data + b"\n\n" + b"".join(
+        e + b"\n\n" for e in _openai_events("never")) + b"data: [DONE]\n\n"
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(head(200, {"content-type": "text/event-stream",
+                                "content-length": str(len(body))}) + body)
+        await writer.drain()
+
+    eng = make(_raw_config(await raw(handler)))
+    if after_first:
+        got: list[StreamEvent] = []
+        with pytest.raises(StreamInterrupted, match="upstream overloaded") as info:
+            async for event in eng.stream(ask("g")):
+                got.append(event)
+        assert info.value.received == "one " == text(got)
+        return
+    events = await collect(eng, ask("g"))  # before the first event: fails over
+    done = events[-1]
+    assert isinstance(done, Done) and done.provider == "b"
+    error = done.attempts[0].error or ""
+    assert error.startswith("protocol: ") and "upstream overloaded" in error
 
 
 async def test_events_of_one_read_arrive_in_order_and_an_error_in_it_interrupts(

@@ -1,5 +1,5 @@
 """The transport: what goes on the wire (headers, body, secrets), which error kind each failure below
-HTTP becomes, with both the aiohttp and the httpx transports, and a caller-supplied transport."""
+HTTP becomes, with the aiohttp and httpx-aiohttp transports, and a caller-supplied transport."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def one(url: str) -> str:
     return ONE.replace("BASE_URL", url)
 
 
-@pytest.mark.parametrize("transport", ["aiohttp", "httpx", "httpx-aiohttp"])
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx-aiohttp"])
 @pytest.mark.parametrize(("directive", "kind"), [
     ("reset", "reset"),
     ("truncate", "reset"),
@@ -57,7 +57,7 @@ async def test_failures_below_http_become_error_kinds(
     assert attempt.error is not None and attempt.error.split(":")[0] == kind, attempt.error
 
 
-@pytest.mark.parametrize("transport", ["aiohttp", "httpx", "httpx-aiohttp"])
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx-aiohttp"])
 async def test_refused_connection_is_a_connect_error(
     ask: Callable[..., Any], make: Callable[..., Engine], transport: str,
 ) -> None:
@@ -142,12 +142,10 @@ async def test_connections_are_created_once_per_provider_and_reused(
     assert [c.name for c in eng._rt.connections if c._backend is not None] == ["a"]
 
 
-@pytest.mark.parametrize("transport", ["httpx", "httpx-aiohttp"])
-async def test_the_httpx_transports_route_and_stream_too(
+async def test_the_httpx_aiohttp_transport_routes_and_streams_too(
     base: str, ask: Callable[..., Any], make: Callable[..., Engine], fake: FakeServer,
-    transport: str,
 ) -> None:
-    eng = make(base, transport=transport)
+    eng = make(base, transport="httpx-aiohttp")
     resp = await eng.route(ask("anth"))
     assert resp.text == "echo: hello there" and resp.provider == "anth"
     events = [e async for e in eng.stream(ask("gem", "one two"))]
@@ -157,6 +155,15 @@ async def test_the_httpx_transports_route_and_stream_too(
 def test_an_unknown_transport_name_is_refused(compile_yaml: Callable[..., Any]) -> None:
     with pytest.raises(ValueError, match="unknown transport"):
         Engine.from_graph(compile_yaml(), transport="curl")
+
+
+def test_the_removed_httpx_transport_says_why_and_what_to_use(
+    compile_yaml: Callable[..., Any],
+) -> None:
+    with pytest.raises(ValueError, match="was removed") as info:
+        Engine.from_graph(compile_yaml(), transport="httpx")
+    message = str(info.value)
+    assert "answer twice" in message and "'httpx-aiohttp'" in message and "default" in message
 
 
 async def test_warmup_opens_a_connection_to_every_provider(
