@@ -6,6 +6,7 @@ cannot produce (each connection handled by the test's own coroutine)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -83,6 +84,41 @@ def settled() -> Callable[..., Awaitable[list[asyncio.Task[Any]]]]:
     """``await settled()``: the tasks still running after a short grace (cancelled hedges unwind
     in the background once the winner has answered)."""
     return _settled
+
+
+class LoopLag:
+    """``async with LoopLag() as lag``: how late this event loop ran its timers meanwhile, at
+    worst (``lag.worst``, seconds). A deadline check allows for it: on a machine whose cores are
+    busy with other processes every timer fires late, the deadline's among them, and that is
+    the machine's delay, not time the engine spent past the deadline."""
+
+    def __init__(self, tick: float = 0.005) -> None:
+        self.tick = tick
+        self.worst = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _probe(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            start = loop.time()
+            await asyncio.sleep(self.tick)
+            self.worst = max(self.worst, loop.time() - start - self.tick)
+
+    async def __aenter__(self) -> LoopLag:
+        self._task = asyncio.create_task(self._probe())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+
+@pytest.fixture
+def loop_lag() -> type[LoopLag]:
+    """``async with loop_lag() as lag``: see ``LoopLag``."""
+    return LoopLag
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ Make = Callable[..., Engine]
 Settled = Callable[[], Awaitable[list[asyncio.Task[Any]]]]
 
 DEADLINE = 0.4
-SLACK = 0.15  # unwinding on a loaded two-core machine
+SLACK = 0.15  # unwinding, beyond the loop's own lag (see LoopLag)
 REQUESTS = 2000
 CONCURRENCY = 64
 
@@ -58,13 +58,14 @@ GROUPS = ["priority", "round_robin", "weighted", "least_latency", "hedged"]
 
 
 @pytest.mark.slow
-async def test_chaos(settled: Settled, make: Make, fake: FakeServer) -> None:
+async def test_chaos(settled: Settled, make: Make, fake: FakeServer, loop_lag: Any) -> None:
     for i, prefix in enumerate(("/a/", "/b/", "/c/")):
         fake.program(prefix, FAULTS, rate=0.35, seed=100 + i)
     eng = make(CONFIG, seed=11)
     limit = asyncio.Semaphore(CONCURRENCY)
     outcomes: Counter[str] = Counter()
     worst = 0.0
+    took_all = [0.0] * REQUESTS
 
     async def one(i: int) -> None:
         nonlocal worst
@@ -95,13 +96,15 @@ async def test_chaos(settled: Settled, make: Make, fake: FakeServer) -> None:
                 oks = [a for a in attempts if a.outcome == "ok"]
                 assert len(oks) == 1, f"request {i} answered {len(oks)} times"
                 assert oks[0].target.split("/")[0] == provider
-            took = time.perf_counter() - start
+            took = took_all[i] = time.perf_counter() - start
             worst = max(worst, took)
-            assert took < DEADLINE + SLACK, f"request {i} took {took:.3f}s"
 
     started = time.perf_counter()
-    await asyncio.gather(*(one(i) for i in range(REQUESTS)))
+    async with loop_lag() as lag:
+        await asyncio.gather(*(one(i) for i in range(REQUESTS)))
     elapsed = time.perf_counter() - started
+    over = [(i, took) for i, took in enumerate(took_all) if took >= DEADLINE + SLACK + lag.worst]
+    assert over == [], f"past the deadline (loop lag at worst {lag.worst * 1000:.0f}ms): {over[:5]}"
     total = sum(outcomes.values())
     assert total == REQUESTS
     assert outcomes["answered"] + outcomes["streamed"] > REQUESTS * 0.3, outcomes  # not vacuous

@@ -82,7 +82,7 @@ async def test_hedges_are_cut_at_the_deadline_too(settled: Settled, eng: Engine,
 
 
 async def test_no_request_outlives_its_deadline_under_load(eng: Engine, fake: FakeServer,
-                                                           ask: Ask) -> None:
+                                                           ask: Ask, loop_lag: Any) -> None:
     fake.program(None, ["latency=250ms", "503", "latency=1s", "ok", "reset"], rate=0.7, seed=3)
 
     async def one(i: int) -> float:
@@ -93,8 +93,9 @@ async def test_no_request_outlives_its_deadline_under_load(eng: Engine, fake: Fa
             assert exc.attempts
         return time.perf_counter() - start
 
-    took = await asyncio.gather(*(one(i) for i in range(100)))
-    assert max(took) < 0.3 + SLACK
+    async with loop_lag() as lag:
+        took = await asyncio.gather(*(one(i) for i in range(100)))
+    assert max(took) < 0.3 + SLACK + lag.worst
 
 
 async def test_a_caller_cancelling_is_recorded_as_cancelled_not_deadline(
