@@ -10,11 +10,15 @@ async with Engine.from_file("routes.yaml") as eng:
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import difflib
+import functools
 import logging
 import os
 import random
 import threading
+import weakref
 from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
 from types import TracebackType
@@ -82,6 +86,7 @@ class Engine:
         self._unclosed: list[Connection] = []  # released by a reload with no loop to close them
         self._closing: set[asyncio.Task[None]] = set()
         self._sync: _LoopThread | None = None
+        self._at_exit: Callable[[], None] | None = None  # closes at exit once route_sync ran
         self._lock = threading.Lock()
         self._closed = False
 
@@ -342,6 +347,9 @@ class Engine:
         raises ``RuntimeError``. A request still in flight ends with ``AllTargetsFailed``
         ("the engine was closed") at its next try: no connection is opened again."""
         self._closed = True
+        if self._at_exit is not None:
+            atexit.unregister(self._at_exit)
+            self._at_exit = None
         self._shared.pool.close_now()
         stragglers = [t for t in self._shared.stragglers if t.get_loop() is asyncio.get_running_loop()]
         if stragglers:
@@ -396,8 +404,19 @@ class Engine:
         with self._lock:
             if self._sync is None:
                 self._sync = _LoopThread()
+                # a script's one-liner (Engine.from_file(...).route_sync(...)) never closes the
+                # engine: close its connections at interpreter exit instead of leaking them
+                self._at_exit = functools.partial(_close_at_exit, weakref.ref(self))
+                atexit.register(self._at_exit)
             sync = self._sync
         return sync.run(coro)
+
+
+def _close_at_exit(ref: weakref.ReferenceType[Engine]) -> None:
+    eng = ref()
+    if eng is not None and not eng._closed:
+        with contextlib.suppress(Exception):  # exiting: nothing is left to tell
+            eng.close()
 
 
 class _LoopThread:

@@ -4,9 +4,8 @@ thread, and the ``with`` block closes that thread and every connection when it e
     engine fake &
     ENGINE_PROFILE=ci python examples/sync_script.py
 
-Do not write ``Engine.from_file(...).route_sync(...)`` on one line: nothing closes that engine,
-and at exit aiohttp reports an "Unclosed connector" (its connections are still open). Keep the
-engine in a ``with`` block (or call ``eng.close()``) and route as many requests as you like in it.
+``Engine.from_file(...).route_sync(...)`` on one line is closed at interpreter exit; the ``with``
+block closes the engine when it ends instead, and routes as many requests as you like in it.
 """
 
 from pathlib import Path

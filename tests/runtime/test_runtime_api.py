@@ -113,6 +113,22 @@ def test_route_sync_for_scripts(tmp_path: Path, fake: FakeServer) -> None:
                               ).text == "echo: yo"  # type: ignore[list-item]
 
 
+def test_a_route_sync_one_liner_leaks_nothing_at_exit(tmp_path: Path, fake: FakeServer) -> None:
+    import subprocess
+    import sys
+
+    write(tmp_path, fake, ROUTES)
+    script = ("from engine import Engine\n"
+              "r = Engine.from_file('routes.yaml').route_sync("
+              "{'model': 'g', 'messages': [{'role': 'user', 'content': 'hi'}]})\n"
+              "print(r.text)\n")
+    out = subprocess.run([sys.executable, "-X", "dev", "-c", script], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "echo: hi\n"
+    assert "Unclosed" not in out.stderr and out.stderr == "", out.stderr
+
+
 async def test_route_sync_refuses_to_run_inside_a_loop(make: Make, ask: Ask) -> None:
     with pytest.raises(RuntimeError, match="await route"):
         make().route_sync(ask())
