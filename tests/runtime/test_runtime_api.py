@@ -91,6 +91,26 @@ async def test_a_broken_reload_keeps_the_current_graph(tmp_path: Path, fake: Fak
         assert (await eng.route(ask("x"))).provider == "a"
 
 
+@pytest.mark.parametrize("deep", [
+    "routes: " + "[" * 40_000 + "]" * 40_000 + "\n",
+    "routes: " + "{a: " * 40_000 + "1" + "}" * 40_000 + "\n",
+    "routes:\n  " + "- " * 40_000 + "to: a/m\n",
+], ids=["flow sequence", "flow mapping", "block sequence"])
+async def test_a_reload_of_a_config_nested_40000_deep_keeps_the_current_graph(
+        deep: str, tmp_path: Path, fake: FakeServer, ask: Ask) -> None:
+    # it used to kill the process: ruamel's C composer overflowed the C stack
+    path = write(tmp_path, fake, ROUTES)
+    async with Engine.from_file(path) as eng:
+        before = eng.graph
+        path.write_text("version: 1\n" + deep)
+        with pytest.raises(ConfigError) as info:
+            eng.reload()
+        (problem,) = info.value.problems
+        assert problem.line in (2, 3) and "nests more than 50 levels deep" in problem.message
+        assert eng.graph is before
+        assert (await eng.route(ask("x"))).provider == "a"
+
+
 async def test_reload_needs_a_source(make: Make) -> None:
     eng = make()
     with pytest.raises(ValueError, match="path= or graph="):
