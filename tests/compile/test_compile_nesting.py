@@ -126,7 +126,7 @@ PIECES = ["[", "]", "{", "}", ", ", ":", " ", "\n", "\n  ", "\n    ", "- ", "? "
           "k: v\n", "k:\n", "  k: [a, 'b']\n", "- k: {a: \"x\"}\n", "k: a [b\n"]
 
 
-@settings(max_examples=400, deadline=None, database=None, derandomize=True,
+@settings(max_examples=250, deadline=None, database=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.sampled_from(PIECES), max_size=40).map("".join))
 def test_the_count_bounds_what_the_c_parser_nests(text: str) -> None:
