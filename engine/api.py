@@ -181,14 +181,33 @@ class Engine:
         take ``graph``, and swap it in atomically. Requests in flight finish on the graph they
         started with; connections of unchanged providers are kept. On ``ConfigError`` the
         current graph stays. New cache TTLs apply at once; a changed ``cache.backend`` starts a
-        new shared state (cache, limits, registry and circuits start empty there)."""
+        new shared state (cache, limits, registry and circuits start empty there). Compiles on
+        the calling thread: inside async code, ``await areload()``."""
         if graph is None:
-            source = Path(path) if path is not None else self._source
-            if source is None:
-                raise ValueError("this engine was built from a graph: pass path= or graph=")
-            use_profile = profile if profile is not None else self._profile
+            source, use_profile = self._reload_source(path, profile)
             graph = compile_file(source, profile=use_profile)
             self._source, self._profile = source, use_profile
+        return self._swap(graph)
+
+    async def areload(self, path: str | Path | None = None, profile: str | None = None, *,
+                      graph: RoutingGraph | None = None) -> RoutingGraph:
+        """``reload`` for async code: the compile runs in a worker thread, so the event loop
+        keeps answering requests meanwhile; the swap then happens on the loop."""
+        if graph is None:
+            source, use_profile = self._reload_source(path, profile)
+            graph = await asyncio.to_thread(compile_file, source, profile=use_profile)
+            self._source, self._profile = source, use_profile
+        return self._swap(graph)
+
+    def _reload_source(self, path: str | Path | None,
+                       profile: str | None) -> tuple[Path, str | None]:
+        source = Path(path) if path is not None else self._source
+        if source is None:
+            raise ValueError("this engine was built from a graph: pass path= or graph=")
+        return source, profile if profile is not None else self._profile
+
+    def _swap(self, graph: RoutingGraph) -> RoutingGraph:
+        """Make ``graph`` the one new requests start on; retire the current one."""
         if not self._shared.state.configure(graph.cache):
             # another backend: new requests use a new state (and, unless the caller gave a
             # circuit factory, circuits kept there); requests in flight finish on the old one

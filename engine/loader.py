@@ -21,6 +21,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from engine.errors import Problem
+from engine.nesting import too_deep
 from engine.values import Secret
 
 __all__ = ["Loaded", "Loc", "Locations", "Path_", "format_path", "load", "load_text", "merge"]
@@ -119,7 +120,7 @@ class _Converter:
         if self.nodes > MAX_NODES:
             raise _TooBig
         if len(path) > MAX_DEPTH:
-            raise RecursionError
+            raise _TooDeep(node.start_mark.line, node.start_mark.column)
         tag = node.tag
         if tag not in _PLAIN_TAGS:
             self.tag_problem(path, str(tag))
@@ -193,6 +194,27 @@ class _TooBig(Exception):
     pass
 
 
+class _TooDeep(Exception):
+    def __init__(self, line0: int, col0: int) -> None:
+        self.line0, self.col0 = line0, col0
+
+
+_DEEP_HINT = "a routes.yaml needs a handful of levels; look for a runaway [, { or -"
+
+
+def _too_deep(file: str, lines: list[str], at: tuple[int, int] | None) -> Loaded:
+    """The problem of a document nested deeper than ``MAX_DEPTH`` at ``at`` (0-based line and
+    column; None: Python's recursion limit stopped the reading somewhere)."""
+    if at is None:
+        return Loaded(None, Locations(), [Problem(
+            file, 1, 1, "", "the document nests too deeply to read",
+            _DEEP_HINT + ", or an alias (*name) inside its own anchor (&name)")], [file])
+    src = lines[at[0]] if 0 <= at[0] < len(lines) else ""
+    return Loaded(None, Locations(), [Problem(
+        file, at[0] + 1, at[1] + 1, "", f"the document nests more than {MAX_DEPTH} levels deep here",
+        _DEEP_HINT, snippet=src if len(src) <= 200 else "")], [file])
+
+
 def _yaml(pure: bool) -> YAML:
     yaml = YAML(typ="safe", pure=pure)
     yaml.allow_duplicate_keys = True  # duplicates are reported by the converter, located
@@ -203,9 +225,14 @@ def load_text(text: str, file: str = "routes.yaml") -> Loaded:
     """Parse one YAML document; syntax errors come back as located problems, never raised.
 
     The C parser (ruamel.yaml.clib) composes the node tree when installed, ~5x faster than the pure
-    one; on a syntax error the pure parser runs again for its fuller message.
+    one; on a syntax error the pure parser runs again for its fuller message. Neither sees a text
+    nested deeper than ``MAX_DEPTH`` (the C one would overflow the C stack at some 20,000 levels):
+    a linear scan finds where it goes too deep first.
     """
     lines = text.splitlines()
+    deep = too_deep(text, MAX_DEPTH)
+    if deep is not None:
+        return _too_deep(file, lines, deep)
     yaml = _yaml(pure=not _HAVE_C)
     try:
         try:
@@ -224,9 +251,7 @@ def load_text(text: str, file: str = "routes.yaml") -> Loaded:
             file, line + 1, col + 1, "", f"YAML syntax: {msg}", _syntax_hint(exc, msg, src),
             snippet=src)], [file])
     except RecursionError:
-        return Loaded(None, Locations(), [Problem(
-            file, 1, 1, "", "the document is nested too deeply to read",
-            "a routes.yaml needs a handful of levels; look for runaway [ or {")], [file])
+        return _too_deep(file, lines, None)
     except (YAMLError, ValueError) as exc:
         return Loaded(None, Locations(), [Problem(file, 1, 1, "", f"YAML syntax: {exc}",
                                                   "fix the YAML syntax")], [file])
@@ -235,10 +260,10 @@ def load_text(text: str, file: str = "routes.yaml") -> Loaded:
     conv = _Converter(file, lines, yaml)
     try:
         data = conv.convert(root, ())
-    except RecursionError:
-        return Loaded(None, Locations(), [Problem(
-            file, 1, 1, "", "the document is nested too deeply to read",
-            "a routes.yaml needs a handful of levels; look for runaway [ or {")], [file])
+    except _TooDeep as exc:
+        return _too_deep(file, lines, (exc.line0, exc.col0))
+    except RecursionError:  # a merge key (<<: *name) inside its own anchor
+        return _too_deep(file, lines, None)
     except _TooBig:
         return Loaded(None, Locations(), [Problem(
             file, 1, 1, "", "document is too large (an alias bomb?)",

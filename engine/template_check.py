@@ -11,7 +11,13 @@ from typing import Any
 
 from engine.errors import Problem
 from engine.request import SAMPLE_REQUEST
-from engine.templates import BUILTIN_DIR, RequestTemplate, TemplateFailure
+from engine.templates import (
+    BUILTIN_DIR,
+    COMPILE_CHECK,
+    MAX_SOURCE,
+    RequestTemplate,
+    TemplateFailure,
+)
 
 __all__ = ["TemplateCheck"]
 
@@ -61,6 +67,10 @@ class TemplateCheck:
 
     def _parse(self, rel: str, file: Path) -> RequestTemplate | Failure:
         try:
+            size = file.stat().st_size
+            if size > 4 * MAX_SOURCE:  # not read at all: a template is at most MAX_SOURCE chars
+                return Problem(rel, 1, 1, "", f"template error: the template is {size:,} bytes; "
+                               f"at most {MAX_SOURCE:,} characters", "split or shorten it")
             return _parse_template(rel, file.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError) as exc:
             return f"cannot read template '{rel}': {exc}"
@@ -88,7 +98,7 @@ def _json_error_line(tpl: RequestTemplate, ctx: Mapping[str, Any]) -> int | None
     """The template line behind a JSON syntax error in its output, when exactly one template line
     reads like the output line the parser stopped at (``}`` after a trailing comma, ...)."""
     try:
-        text = tpl.render(**ctx)
+        text = tpl.render(COMPILE_CHECK, **ctx)
         json.loads(text)
     except json.JSONDecodeError as exc:
         out = text.splitlines()

@@ -225,3 +225,22 @@ def test_counts_are_singular_when_one(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["check", str(path)]) == 0
     assert capsys.readouterr().out.endswith(": ok (1 provider, 1 group, 1 route; 0 warnings)\n")
 
+
+N = 40_000  # ruamel's C composer overflowed the C stack (a segfault) at some 20,000-40,000 levels
+
+
+@pytest.mark.parametrize("text, line, col", [
+    ("version: 1\nproviders: " + "[" * N + "]" * N + "\n", 2, 61),
+    ("version: 1\nproviders: " + "{a: " * N + "1" + "}" * N + "\n", 2, 208),
+    ("version: 1\nroutes:\n  " + "- " * N + "to: x\n", 3, 101),
+], ids=["flow sequence", "flow mapping", "block sequence"])
+def test_check_of_a_config_nested_40000_deep_exits_1_not_with_a_segfault(
+        text: str, line: int, col: int, tmp_path: Path) -> None:
+    (tmp_path / "deep.yaml").write_text(text)
+    proc = subprocess.run([sys.executable, "-m", "engine", "check", str(tmp_path / "deep.yaml")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={"PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 1, (proc.returncode, proc.stderr[-2000:])  # -11 was the segfault
+    assert f"deep.yaml:{line}:{col}: error: the document nests more than 50 levels deep here" \
+        in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from engine.compiler import compile_text
+from engine.errors import ConfigError
 from engine.loader import Loc, load, load_text, merge
 from engine.values import Secret, format_duration, format_size, parse_duration, parse_size
 
@@ -110,9 +112,47 @@ def test_alias_bomb_is_capped_quickly() -> None:
     assert "too large" in p.message
 
 
-def test_deep_nesting_is_a_problem_not_a_crash() -> None:
-    (p,) = load_text("a: " + "[" * 600 + "]" * 600 + "\n").problems
-    assert (p.line, p.col, p.message) == (1, 1, "the document is nested too deeply to read")
+DEEP_MESSAGE = "the document nests more than 50 levels deep here"
+
+
+def test_deep_nesting_is_a_located_problem_not_a_crash() -> None:
+    (p,) = load_text("a: " + "[" * 60 + "]" * 60 + "\n", "r.yaml").problems
+    assert (p.file, p.line, p.col, p.message) == ("r.yaml", 1, 53, DEEP_MESSAGE)
+    assert p.snippet.startswith("a: [[[")  # a line too long to show has no caret display:
+    (p,) = load_text("a: " + "[" * 6000 + "]" * 6000 + "\n", "r.yaml").problems
+    assert (p.line, p.col, p.snippet) == (1, 53, "")
+
+
+def test_nesting_the_scan_counts_once_is_located_by_the_converter() -> None:
+    # a [k: v] pair is a mapping inside the sequence: 60 levels, of which the scan counts 31
+    (p,) = load_text("a: " + "[a: " * 30 + "1" + "]" * 30 + "\n", "r.yaml").problems
+    assert (p.line, p.col, p.message) == (1, 104, DEEP_MESSAGE)
+
+
+def test_an_alias_inside_its_own_anchor_is_a_problem_not_a_crash() -> None:
+    (p,) = load_text("a: &x [*x]\n").problems
+    assert (p.line, p.col, p.message) == (1, 4, DEEP_MESSAGE)
+    (p,) = load_text("a: &x {<<: *x}\n").problems
+    assert p.message == "the document nests too deeply to read" and "alias" in p.hint
+
+
+# ~40,000 levels overflow the C stack of ruamel's composer (a segfault, not an exception)
+N = 40_000
+TOO_DEEP = {
+    "flow sequence": ("version: 1\nproviders: " + "[" * N + "]" * N + "\n", 2, 61),
+    "flow mapping": ("version: 1\nproviders: " + "{a: " * N + "1" + "}" * N + "\n", 2, 208),
+    "block sequence": ("version: 1\nroutes:\n  " + "- " * N + "to: x\n", 3, 101),
+}
+
+
+@pytest.mark.parametrize("name", TOO_DEEP)
+def test_a_config_nested_40000_deep_is_refused_where_it_goes_too_deep(name: str) -> None:
+    text, line, col = TOO_DEEP[name]
+    with pytest.raises(ConfigError) as info:
+        compile_text(text, file="deep.yaml", env={})
+    (p,) = info.value.problems
+    assert (p.file, p.line, p.col, p.message) == ("deep.yaml", line, col, DEEP_MESSAGE)
+    assert "levels" in p.hint
 
 
 # -- profiles ---------------------------------------------------------------------------------

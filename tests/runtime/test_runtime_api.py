@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -15,6 +16,7 @@ import aiohttp
 import pytest
 from rawhttp import Handler, read_request
 
+import engine.api as api
 from engine.api import Engine
 from engine.errors import AllTargetsFailed, ConfigError, NoRouteError
 from engine.fake import FakeServer, refused_port
@@ -95,6 +97,66 @@ async def test_a_broken_reload_keeps_the_current_graph(tmp_path: Path, fake: Fak
             eng.reload()
         assert eng.graph is before
         assert (await eng.route(ask("x"))).provider == "a"
+
+
+@pytest.mark.parametrize("deep", [
+    "routes: " + "[" * 40_000 + "]" * 40_000 + "\n",
+    "routes: " + "{a: " * 40_000 + "1" + "}" * 40_000 + "\n",
+    "routes:\n  " + "- " * 40_000 + "to: a/m\n",
+], ids=["flow sequence", "flow mapping", "block sequence"])
+async def test_a_reload_of_a_config_nested_40000_deep_keeps_the_current_graph(
+        deep: str, tmp_path: Path, fake: FakeServer, ask: Ask) -> None:
+    # it used to kill the process: ruamel's C composer overflowed the C stack
+    path = write(tmp_path, fake, ROUTES)
+    async with Engine.from_file(path) as eng:
+        before = eng.graph
+        path.write_text("version: 1\n" + deep)
+        with pytest.raises(ConfigError) as info:
+            eng.reload()
+        (problem,) = info.value.problems
+        assert problem.line in (2, 3) and "nests more than 50 levels deep" in problem.message
+        assert eng.graph is before
+        assert (await eng.route(ask("x"))).provider == "a"
+
+
+async def test_areload_compiles_off_the_loop_while_requests_are_answered(
+        tmp_path: Path, fake: FakeServer, ask: Ask, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, fake, ROUTES)
+    compiling, answered, released = threading.Event(), threading.Event(), []
+    real = api.compile_file
+
+    def slow_compile(*args: Any, **kwargs: Any) -> Any:
+        compiling.set()
+        # held until the loop has answered requests meanwhile; compiled on the loop thread, it
+        # would wait the whole 30 s in vain (nothing could be answered) and the test fail
+        released.append(answered.wait(30))
+        return real(*args, **kwargs)
+
+    async with Engine.from_file(path) as eng:
+        monkeypatch.setattr(api, "compile_file", slow_compile)
+        path.write_text(ROUTES.replace("{fake}", fake.url).replace("to: a/m", "to: b/m"))
+        reload = asyncio.ensure_future(eng.areload())
+        while not compiling.is_set():
+            await asyncio.sleep(0.001)
+        providers = [(await eng.route(ask("x"))).provider for _ in range(3)]  # meanwhile
+        answered.set()
+        graph = await reload
+        assert released == [True] and providers == ["a", "a", "a"]
+        assert eng.graph is graph and (await eng.route(ask("x"))).provider == "b"
+
+
+async def test_a_failing_areload_raises_and_keeps_the_current_graph(
+        tmp_path: Path, fake: FakeServer, ask: Ask) -> None:
+    path = write(tmp_path, fake, ROUTES)
+    async with Engine.from_file(path) as eng:
+        before = eng.graph
+        path.write_text(ROUTES.replace("{fake}", fake.url).replace("to: a/m", "to: nope/m"))
+        with pytest.raises(ConfigError, match="nope"):
+            await eng.areload()
+        assert eng.graph is before
+        assert (await eng.route(ask("x"))).provider == "a"
+        graph = await eng.areload(graph=before)  # a graph given: nothing to compile
+        assert graph is before and eng.graph is before
 
 
 async def test_reload_needs_a_source(make: Make) -> None:
