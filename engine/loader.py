@@ -247,9 +247,9 @@ def load_text(text: str, file: str = "routes.yaml") -> Loaded:
         line, col = (mark.line, mark.column) if mark is not None else (0, 0)
         src = lines[line] if 0 <= line < len(lines) else ""
         msg = (exc.problem or exc.context or "invalid YAML").strip()
+        message, hint = _plain_syntax(exc, msg, src)
         return Loaded(None, Locations(), [Problem(
-            file, line + 1, col + 1, "", f"YAML syntax: {msg}", _syntax_hint(exc, msg, src),
-            snippet=src)], [file])
+            file, line + 1, col + 1, "", message, hint, snippet=src)], [file])
     except RecursionError:
         return _too_deep(file, lines, None)
     except (YAMLError, ValueError) as exc:
@@ -275,6 +275,46 @@ def load_text(text: str, file: str = "routes.yaml") -> Loaded:
                                          snippet=lines[0] if lines else ""))
         data = None
     return Loaded(data, conv.locs, conv.problems, [file])
+
+
+def _plain_syntax(exc: MarkedYAMLError, msg: str, src: str) -> tuple[str, str]:
+    """The parser's message in a user's words, and what to do: the parser speaks of tokens
+    (``expected <block end>, but found '<block mapping start>'``), a user of lines and quotes."""
+    ctx, cm = exc.context or "", exc.context_mark
+    if "alias" in ctx or "alias" in msg:  # `*` starts an alias: model: * or model: *-mini
+        return ("YAML syntax: '*' at the start of a value is a YAML alias here",
+                'quote it, as in model: "*" or model: "*-mini": a glob that starts with * '
+                "needs quotes")
+    if "expected <block end>" in msg and cm is not None:
+        return ("YAML syntax: this line's indentation does not fit the block around it",
+                f"the block that starts at line {cm.line + 1} is indented {cm.column} "
+                f"space{'s' if cm.column != 1 else ''}: indent this line the same as the keys "
+                "beside it, or deeper under its parent key")
+    if "flow" in ctx and ("expected ','" in msg or "expected ',' or" in msg):
+        opener, closer = ("{", "}") if "mapping" in ctx else ("[", "]")
+        pm = exc.problem_mark
+        if cm is not None and pm is not None and pm.line != cm.line:
+            return (f"YAML syntax: the '{opener}' at line {cm.line + 1}, column {cm.column + 1} "
+                    "is not closed", f"close it with '{closer}'; quote a value in it that "
+                    "contains ':' or ','")
+        return (f"YAML syntax: inside {opener} {closer}, an item goes on past where it should end",
+                f"quote a value that contains ':' or ',' (\"a: b\"), and close with '{closer}'"
+                if "${" not in src else 'quote a ${...} value: "${NAME}"')
+    if "could not find expected ':'" in msg:
+        return ("YAML syntax: a line without 'key: value' inside a mapping",
+                "add the ':' or quote the text; check the indentation of the line above")
+    if "mapping values are not allowed" in msg:
+        pm = exc.problem_mark
+        if pm is not None and pm.line > 0 and ": " not in src[:pm.column]:  # its first ':'
+            # the line above's value went on to this line, deeper indented
+            return ("YAML syntax: this line is indented deeper than the key above it, so it "
+                    "reads as part of that key's value",
+                    "indent it like the keys beside it, or quote a value that contains ': '")
+        return ("YAML syntax: a value that contains ': '",
+                "quote the value, or check the indentation of this line")
+    if "'\\t'" in msg:
+        return "YAML syntax: a tab character in the indentation", "indent with spaces, not tabs"
+    return f"YAML syntax: {msg}", _syntax_hint(exc, msg, src)
 
 
 def _syntax_hint(exc: MarkedYAMLError, msg: str, src: str) -> str:

@@ -337,3 +337,23 @@ def test_bad_sizes(text: object) -> None:
 def test_format_size(size: int, text: str) -> None:
     assert format_size(size) == text
     assert parse_size(text) == size
+
+
+@pytest.mark.parametrize(("text", "line", "words", "jargon"), [
+    ("version: 1\nproviders:\n  a: {kind: openai}\n routes:\n  - to: a\n", 4,
+     "indentation does not fit", "<block end>"),
+    ("version: 1\nproviders:\n  a: {kind: openai}\nroutes:\n  - match: {model: *}\n    to: a\n",
+     5, "'*' at the start of a value is a YAML alias", "alphabetic or numeric"),
+    ("version: 1\nproviders:\n  a: {kind: openai}\nroutes:\n  - match: {model: *-mini}\n"
+     "    to: a\n", 5, "'*' at the start of a value is a YAML alias", "undefined alias"),
+    ("version: 1\nproviders:\n  a: {kind: openai, api_key: a: b}\nroutes:\n  - to: a\n", 3,
+     "an item goes on past where it should end", "expected ','"),
+])
+def test_yaml_syntax_errors_speak_of_lines_and_quotes(text: str, line: int, words: str,
+                                                      jargon: str) -> None:
+    from engine.loader import load_text
+
+    [problem] = load_text(text).problems
+    assert problem.line == line and words in problem.message
+    assert jargon not in problem.message and jargon not in problem.hint
+    assert problem.hint
