@@ -24,7 +24,7 @@ CONFIG = """\
 version: 1
 defaults: {speed: test, retry: quick, breaker: none, deadline: 3s}
 speeds:
-  test: {connect: 300ms, read: 1s, pool: 300ms, retries: 0, backoff: {base: 10ms}}
+  test: {connect: 1s, read: 1s, pool: 1s, retries: 0, backoff: {base: 10ms}}
 retry:
   quick: {retry_on: {status: [], errors: []}}
 providers:
@@ -70,7 +70,8 @@ async def test_priority_always_starts_with_the_first(eng: Engine, fake: FakeServ
 
 async def test_round_robin_rotates_the_first_target(eng: Engine, fake: FakeServer,
                                                     ask: Ask) -> None:
-    assert providers([await eng.route(ask("rr")) for _ in range(6)]) == ["a", "b", "c"] * 2
+    resps = [await eng.route(ask("rr")) for _ in range(6)]
+    assert providers(resps) == ["a", "b", "c"] * 2, [r.attempts for r in resps]
 
 
 async def test_weighted_follows_the_weights_and_the_seed(make: Make, fake: FakeServer,
