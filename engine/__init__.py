@@ -28,7 +28,17 @@ from engine.errors import (
     RouteError,
     StreamInterrupted,
 )
-from engine.result import Attempt, Done, Response, TextDelta, ToolCall, ToolCallDelta, Usage
+from engine.result import (
+    Attempt,
+    Done,
+    ReasoningBlock,
+    ReasoningDelta,
+    Response,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
 
 if TYPE_CHECKING:
     from engine.api import Engine
@@ -49,6 +59,8 @@ __all__ = [
     "Plan",
     "Problem",
     "ProviderError",
+    "ReasoningBlock",
+    "ReasoningDelta",
     "Request",
     "RequestError",
     "Response",

@@ -442,7 +442,8 @@ class _Compiler:
                 max_response=(spec.max_response if spec.max_response is not None
                               else DEFAULT_MAX_RESPONSE),
                 models=frozen_map({
-                    m: Model(m, ms.context, Price(ms.price.input, ms.price.output)
+                    m: Model(m, ms.context, Price(ms.price.input, ms.price.output,
+                                                  ms.price.cache_read, ms.price.cache_write)
                              if ms.price else None)
                     for m, ms in spec.models.items()
                 }),

@@ -11,11 +11,14 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from engine.errors import Problem
 from engine.templates import RequestTemplate
 from engine.values import MASK, Secret, format_size
+
+if TYPE_CHECKING:
+    from engine.result import Usage
 from engine.values import format_duration as fd
 
 __all__ = [
@@ -107,12 +110,32 @@ class Breaker:
 
 @dataclass(frozen=True, slots=True)
 class Price:
-    input: float  # USD per 1M input tokens
-    output: float  # USD per 1M output tokens
+    """USD per 1M tokens. Cached prompt tokens cost ``cache_read`` (read from the provider's
+    prompt cache) and ``cache_write`` (written to it); without those prices, ``input``."""
 
-    def cost(self, input_tokens: int, output_tokens: int) -> float:
+    input: float  # USD per 1M input tokens
+    output: float  # USD per 1M output tokens, reasoning included
+    cache_read: float | None = None
+    cache_write: float | None = None
+
+    def cost(self, usage: Usage) -> float:
         """USD, rounded to 15 decimal places (1.35e-06, not 1.3499999999999998e-06)."""
-        return round((input_tokens * self.input + output_tokens * self.output) / 1_000_000, 15)
+        read, write = usage.cache_read_tokens, usage.cache_write_tokens
+        uncached = max(usage.input_tokens - read - write, 0)
+        read_price = self.input if self.cache_read is None else self.cache_read
+        write_price = self.input if self.cache_write is None else self.cache_write
+        total = (uncached * self.input + read * read_price + write * write_price
+                 + usage.output_tokens * self.output)
+        return round(total / 1_000_000, 15)
+
+    def describe(self) -> str:
+        """``in/out``, then the cache prices that are set."""
+        out = f"{self.input:g}/{self.output:g}"
+        if self.cache_read is not None:
+            out += f" cache_read={self.cache_read:g}"
+        if self.cache_write is not None:
+            out += f" cache_write={self.cache_write:g}"
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,7 +416,7 @@ class RoutingGraph:
             for name in sorted(p.headers):
                 out.append(f"    header {name}: {_secret(p.headers[name])}")
             for m in sorted(p.models.values(), key=lambda m: m.name):
-                price = (f" price={m.price.input:g}/{m.price.output:g}" if m.price else "")
+                price = f" price={m.price.describe()}" if m.price else ""
                 ctx = f" context={m.context}" if m.context else ""
                 out.append(f"    model {m.name}{ctx}{price}")
         out.append("groups")

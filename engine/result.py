@@ -9,12 +9,15 @@ __all__ = [
     "Attempt",
     "Done",
     "Outcome",
+    "ReasoningBlock",
+    "ReasoningDelta",
     "Response",
     "StreamEvent",
     "TextDelta",
     "ToolCall",
     "ToolCallDelta",
     "Usage",
+    "reasoning_text",
 ]
 
 Outcome = Literal[
@@ -32,8 +35,17 @@ Outcome = Literal[
 
 @dataclass(frozen=True, slots=True)
 class Usage:
+    """Token counts, the same meaning for every kind. ``input_tokens`` is the whole prompt, the
+    cached part included: ``cache_read_tokens`` of it were read from the provider's prompt cache,
+    ``cache_write_tokens`` written to it (Anthropic). ``output_tokens`` is everything billed as
+    output, reasoning included: ``reasoning_tokens`` of it were spent thinking (Gemini reports
+    thoughts apart from the answer; they are added here, as OpenAI and Anthropic count them)."""
+
     input_tokens: int = 0
     output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -71,7 +83,49 @@ class Attempt:
 
 
 @dataclass(frozen=True, slots=True)
+class ReasoningBlock:
+    """One block of a model's reasoning, as its provider returned it. ``text`` is the reasoning
+    (empty for a redacted block or a bare signature); ``signature`` the opaque signature the
+    provider wants back with it (Anthropic ``thinking.signature``, Gemini ``thoughtSignature``);
+    ``redacted`` the encrypted data of an Anthropic ``redacted_thinking`` block; ``kind`` the wire
+    format it came from (a signature is only valid at the kind, and model, that issued it)."""
+
+    kind: str
+    text: str = ""
+    signature: str | None = None
+    redacted: str | None = None
+
+    def wire(self) -> dict[str, Any]:
+        """The block in a following request's assistant message (see ``Response.message``)."""
+        if self.redacted is not None:
+            return {"type": "redacted_thinking", "data": self.redacted, "kind": self.kind}
+        out: dict[str, Any] = {"type": "thinking", "thinking": self.text, "kind": self.kind}
+        if self.signature is not None:
+            out["signature"] = self.signature
+        return out
+
+
+def reasoning_text(blocks: tuple[ReasoningBlock, ...]) -> str | None:
+    """The text of ``blocks`` joined (as the stream's ``ReasoningDelta`` texts join); None if none."""
+    return "".join(b.text for b in blocks) if blocks else None
+
+
+@dataclass(frozen=True, slots=True)
 class Response:
+    """A routed request's answer. ``text`` is the answer only: the model's reasoning, when the
+    provider returns it (Anthropic ``thinking`` / ``redacted_thinking`` blocks, OpenAI-compatible
+    ``reasoning_content`` / ``reasoning``, Gemini ``thought`` parts and ``thoughtSignature``,
+    Ollama ``message.thinking``), is in ``reasoning`` (its text) and ``reasoning_blocks`` (with
+    the signatures needed to hand it back), never in ``text``.
+
+    To continue the conversation, append ``message()``: the OpenAI-style assistant message with
+    ``content``, ``tool_calls`` and, when there was reasoning, ``reasoning_content`` (the text)
+    and ``reasoning_blocks`` (``ReasoningBlock.wire()`` of each: ``{"type": "thinking",
+    "thinking", "signature"?, "kind"}`` or ``{"type": "redacted_thinking", "data", "kind"}``).
+    A kind sends back what its API requires and drops the blocks of other kinds. Gemini: a
+    block with a signature and no text carries the ``thoughtSignature`` of an answer part (the
+    first function call's, else the text's)."""
+
     text: str
     provider: str
     model: str
@@ -83,12 +137,40 @@ class Response:
     latency: float = 0.0  # seconds, whole request
     attempts: tuple[Attempt, ...] = ()
     raw: Any = field(default=None, repr=False, compare=False)
+    reasoning: str | None = None
+    reasoning_blocks: tuple[ReasoningBlock, ...] = ()
+
+    def message(self) -> dict[str, Any]:
+        """The assistant message that hands this answer back in a following request."""
+        out: dict[str, Any] = {"role": "assistant", "content": self.text or None}
+        if self.tool_calls:
+            out["tool_calls"] = [
+                {"id": c.id, "type": "function",
+                 "function": {"name": c.name, "arguments": c.arguments}}
+                for c in self.tool_calls
+            ]
+        if self.reasoning_blocks:
+            out["reasoning_content"] = self.reasoning
+            out["reasoning_blocks"] = [b.wire() for b in self.reasoning_blocks]
+        return out
 
 
 @dataclass(frozen=True, slots=True)
 class TextDelta:
     text: str
     type: Literal["text"] = "text"
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningDelta:
+    """A piece of the model's reasoning, never part of the answer's text. ``signature`` (with
+    empty ``text``) is the opaque signature that closes a reasoning block; ``redacted`` the data
+    of a redacted block. ``Done`` carries the whole reasoning at the end."""
+
+    text: str
+    signature: str | None = None
+    redacted: str | None = None
+    type: Literal["reasoning"] = "reasoning"
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +184,7 @@ class ToolCallDelta:
 
 @dataclass(frozen=True, slots=True)
 class Done:
-    """The final stream event."""
+    """The final stream event; ``reasoning`` and ``reasoning_blocks`` as in ``Response``."""
 
     provider: str
     model: str
@@ -113,7 +195,9 @@ class Done:
     latency: float = 0.0
     ttft: float | None = None  # time to first token, seconds
     cached: bool = False
+    reasoning: str | None = None
+    reasoning_blocks: tuple[ReasoningBlock, ...] = ()
     type: Literal["done"] = "done"
 
 
-StreamEvent = TextDelta | ToolCallDelta | Done
+StreamEvent = TextDelta | ReasoningDelta | ToolCallDelta | Done

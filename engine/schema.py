@@ -218,7 +218,13 @@ class PriceSpec(Spec):
     """Price of a model, for Response.cost."""
 
     input: float = Field(ge=0, description="USD per 1M input tokens.")
-    output: float = Field(ge=0, description="USD per 1M output tokens.")
+    output: float = Field(ge=0, description="USD per 1M output tokens (reasoning included).")
+    cache_read: float | None = Field(
+        None, ge=0, description="USD per 1M input tokens read from the provider's prompt cache "
+                                "(default: the input price).")
+    cache_write: float | None = Field(
+        None, ge=0, description="USD per 1M input tokens written to the provider's prompt cache "
+                                "(default: the input price).")
 
 
 class ModelSpec(Spec):

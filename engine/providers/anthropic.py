@@ -29,7 +29,7 @@ from engine.providers._wire import (
     tokens,
 )
 from engine.providers.base import Kind, Parsed, StreamParser
-from engine.result import TextDelta, ToolCall, ToolCallDelta, Usage
+from engine.result import ReasoningBlock, TextDelta, ToolCall, ToolCallDelta, Usage
 
 __all__ = ["DEFAULT_MAX_TOKENS", "KIND", "AnthropicKind"]
 
@@ -163,11 +163,38 @@ def _finish(reason: Any) -> str | None:
     return _FINISH.get(reason, "stop")
 
 
-def _input_tokens(usage: dict[str, Any]) -> int:
-    """Prompt size: uncached input plus what was written to and read from the prompt cache."""
-    return (tokens(usage, "input_tokens", "usage")
-            + tokens(usage, "cache_creation_input_tokens", "usage")
-            + tokens(usage, "cache_read_input_tokens", "usage"))
+_COUNTS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+
+
+def _counts(usage: dict[str, Any]) -> dict[str, int]:
+    """The token counts ``usage`` carries (absent or null ones left out), thinking tokens too."""
+    out = {key: tokens(usage, key, "usage") for key in _COUNTS if usage.get(key) is not None}
+    details = usage.get("output_tokens_details")
+    if details is not None:
+        details = as_dict(details, "usage.output_tokens_details")
+        if details.get("thinking_tokens") is not None:
+            out["thinking_tokens"] = tokens(details, "thinking_tokens", "usage.output_tokens_details")
+    return out
+
+
+def _usage(counts: dict[str, int]) -> Usage:
+    """Prompt size is the uncached input plus what was read from and written to the cache."""
+    read = counts.get("cache_read_input_tokens", 0)
+    write = counts.get("cache_creation_input_tokens", 0)
+    return Usage(counts.get("input_tokens", 0) + read + write, counts.get("output_tokens", 0),
+                 read, write, counts.get("thinking_tokens", 0))
+
+
+def _thought(block: dict[str, Any], i: int) -> ReasoningBlock:
+    """A ``thinking`` or ``redacted_thinking`` block."""
+    if block.get("type") == "redacted_thinking":
+        return ReasoningBlock("anthropic", redacted=opt_str(
+            block.get("data"), f"content[{i}].data") or "")
+    return ReasoningBlock(
+        "anthropic",
+        opt_str(block.get("thinking"), f"content[{i}].thinking") or "",
+        opt_str(block.get("signature"), f"content[{i}].signature"),
+    )
 
 
 class AnthropicKind(Kind):
@@ -234,6 +261,7 @@ class AnthropicKind(Kind):
             fail(error_text(body))
         texts: list[str] = []
         calls: list[ToolCall] = []
+        thoughts: list[ReasoningBlock] = []
         for i, raw in enumerate(as_list(body.get("content"), "content")):
             block = as_dict(raw, f"content[{i}]")
             kind = block.get("type")
@@ -245,14 +273,16 @@ class AnthropicKind(Kind):
                     opt_str(block.get("name"), f"content[{i}].name") or "",
                     dump_args(as_dict(block.get("input", {}), f"content[{i}].input")),
                 ))
-            # thinking, redacted_thinking and server-tool blocks are not part of the answer
-        usage = opt_dict(body.get("usage"), "usage")
+            elif kind in ("thinking", "redacted_thinking"):
+                thoughts.append(_thought(block, i))
+            # server-tool blocks are not part of the answer
         return Parsed(
             text="".join(texts),
             finish_reason=_finish(body.get("stop_reason")),
-            usage=Usage(_input_tokens(usage), tokens(usage, "output_tokens", "usage")),
+            usage=_usage(_counts(opt_dict(body.get("usage"), "usage"))),
             tool_calls=tuple(calls),
             model=opt_str(body.get("model"), "model"),
+            reasoning=tuple(thoughts),
         )
 
     def stream_parser(self) -> StreamParser:
@@ -269,14 +299,16 @@ class AnthropicStream(SSEParser):
     """message_start, content_block_start/delta/stop per block, message_delta, message_stop.
 
     Tool calls are numbered in the order their ``tool_use`` blocks start (OpenAI's ``index``),
-    not by content-block index, which also counts text and thinking blocks.
+    not by content-block index, which also counts text and thinking blocks. ``thinking`` blocks
+    become ``ReasoningDelta`` events (``signature_delta`` as a delta with the signature).
     """
+
+    kind = "anthropic"
 
     def __init__(self) -> None:
         super().__init__()
         self._tools: dict[int, int] = {}  # content block index -> tool call index
-        self._input = 0
-        self._output = 0
+        self._counts: dict[str, int] = {}
 
     def event(self, data: dict[str, Any]) -> Deltas:
         kind = data.get("type")
@@ -293,7 +325,13 @@ class AnthropicStream(SSEParser):
                 if index is None or not part:
                     return []
                 return [ToolCallDelta(index, arguments=part)]
-            return []  # thinking_delta, signature_delta, citations_delta
+            if dtype == "thinking_delta":
+                text = opt_str(delta.get("thinking"), "thinking_delta.thinking")
+                return [self.thoughts.text(text)] if text else []
+            if dtype == "signature_delta":
+                sig = opt_str(delta.get("signature"), "signature_delta.signature")
+                return [self.thoughts.sign(sig)] if sig else []
+            return []  # citations_delta, unknown future deltas
         if kind == "content_block_start":
             return self._block_start(data)
         if kind == "message_start":
@@ -315,6 +353,13 @@ class AnthropicStream(SSEParser):
     def _block_start(self, data: dict[str, Any]) -> Deltas:
         block = as_dict(data.get("content_block"), "content_block_start.content_block")
         kind = block.get("type")
+        self.thoughts.close()  # a new block ends any thinking before it
+        if kind == "thinking":
+            text = opt_str(block.get("thinking"), "thinking.thinking")
+            return [self.thoughts.text(text)] if text else []
+        if kind == "redacted_thinking":
+            return [self.thoughts.redact(opt_str(block.get("data"), "redacted_thinking.data")
+                                         or "")]
         if kind == "tool_use":
             index = data.get("index")
             if type(index) is not int:
@@ -333,12 +378,10 @@ class AnthropicStream(SSEParser):
     def _usage(self, raw: Any) -> None:
         if raw is None:
             return
-        usage = as_dict(raw, "usage")
-        # Counts are cumulative (message_delta repeats them; newer API versions add input counts
-        # there too), so the largest seen is the latest; a proxy's zeros do not erase them.
-        self._input = max(self._input, _input_tokens(usage))
-        self._output = max(self._output, tokens(usage, "output_tokens", "usage"))
-        self.usage = Usage(self._input, self._output)
+        # message_delta's counts are cumulative and final: each one it carries replaces
+        # message_start's, the ones it leaves out keep theirs (as the anthropic SDK does)
+        self._counts.update(_counts(as_dict(raw, "usage")))
+        self.usage = _usage(self._counts)
 
 
 KIND = AnthropicKind()

@@ -12,9 +12,19 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from engine.result import TextDelta, ToolCall, ToolCallDelta, Usage
+from engine.result import (
+    ReasoningBlock,
+    ReasoningDelta,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
 
-__all__ = ["ERROR_TEXT_MAX", "Kind", "Parsed", "StreamParser", "WireError", "error_text", "loads"]
+__all__ = [
+    "ERROR_TEXT_MAX", "Kind", "Parsed", "Reasoning", "StreamParser", "WireError", "error_text",
+    "loads",
+]
 
 
 def loads(text: str | bytes) -> Any:
@@ -64,24 +74,75 @@ class Parsed:
     usage: Usage
     tool_calls: tuple[ToolCall, ...] = ()
     model: str | None = None  # the model the provider says answered, when it says
+    reasoning: tuple[ReasoningBlock, ...] = ()  # never part of ``text``
+
+
+class Reasoning:
+    """The reasoning blocks of one stream, built up from its deltas as they are parsed (only
+    streams that reason pay for it). A delta goes to the open block; ``close`` ends it."""
+
+    __slots__ = ("_blocks", "_kind", "_signature", "_texts")
+
+    def __init__(self, kind: str) -> None:
+        self._kind = kind
+        self._blocks: list[ReasoningBlock] = []
+        self._texts: list[str] = []
+        self._signature: str | None = None
+
+    def text(self, text: str) -> ReasoningDelta:
+        self._texts.append(text)
+        return ReasoningDelta(text)
+
+    def sign(self, signature: str) -> ReasoningDelta:
+        """The open block's signature; a signature ends its block."""
+        self._signature = signature
+        self.close(empty=True)
+        return ReasoningDelta("", signature=signature)
+
+    def redact(self, data: str) -> ReasoningDelta:
+        self.close()
+        self._blocks.append(ReasoningBlock(self._kind, redacted=data))
+        return ReasoningDelta("", redacted=data)
+
+    def close(self, empty: bool = False) -> None:
+        """End the open block (kept if it has text, or ``empty`` is allowed: a bare signature)."""
+        if self._texts or (empty and self._signature is not None):
+            self._blocks.append(ReasoningBlock(self._kind, "".join(self._texts), self._signature))
+        self._texts = []
+        self._signature = None
+
+    def blocks(self) -> tuple[ReasoningBlock, ...]:
+        """Every block so far, the open one included."""
+        if not self._texts:
+            return tuple(self._blocks)
+        last = ReasoningBlock(self._kind, "".join(self._texts), self._signature)
+        return (*self._blocks, last)
 
 
 class StreamParser(ABC):
     """Fed one decoded line at a time (SSE or NDJSON, as the kind speaks); yields unified deltas.
 
-    After the stream ends, ``finish_reason`` and ``usage`` hold what the provider reported, and
-    ``done`` tells whether the provider's own end-of-stream marker was seen (a stream that ends
-    without it was truncated).
+    After the stream ends, ``finish_reason`` and ``usage`` hold what the provider reported,
+    ``reasoning`` the reasoning blocks its ``ReasoningDelta`` events carried, and ``done`` tells
+    whether the provider's own end-of-stream marker was seen (a stream that ends without it was
+    truncated).
     """
+
+    kind = ""  # the kind's name, for the reasoning blocks
 
     def __init__(self) -> None:
         self.finish_reason: str | None = None
         self.usage = Usage()
         self.done = False
         self.model: str | None = None
+        self.thoughts = Reasoning(self.kind)
+
+    @property
+    def reasoning(self) -> tuple[ReasoningBlock, ...]:
+        return self.thoughts.blocks()
 
     @abstractmethod
-    def feed(self, line: str) -> list[TextDelta | ToolCallDelta]:
+    def feed(self, line: str) -> list[TextDelta | ReasoningDelta | ToolCallDelta]:
         """Parse one line; raise ``WireError`` on a malformed line or an in-band error event."""
 
 

@@ -30,8 +30,8 @@ from engine.providers._wire import (
     text_of,
     tokens,
 )
-from engine.providers.base import Kind, Parsed, StreamParser, loads
-from engine.result import TextDelta, ToolCall, ToolCallDelta, Usage
+from engine.providers.base import Kind, Parsed, Reasoning, StreamParser, loads
+from engine.result import ReasoningDelta, TextDelta, ToolCall, ToolCallDelta, Usage
 
 __all__ = ["KIND", "SKIP_SIGNATURE", "GeminiKind"]
 
@@ -192,40 +192,59 @@ def _finish(reason: Any, tool_calls: bool) -> str | None:
 
 
 def _usage(raw: Any) -> Usage:
+    """promptTokenCount includes the cached tokens; thoughts are billed as output, apart from
+    candidatesTokenCount, so they are added to it."""
     usage = as_dict(raw, "usageMetadata")
     what = "usageMetadata"
+    thoughts = tokens(usage, "thoughtsTokenCount", what)
     return Usage(
         tokens(usage, "promptTokenCount", what) + tokens(usage, "toolUsePromptTokenCount", what),
-        # thinking tokens are billed as output
-        tokens(usage, "candidatesTokenCount", what) + tokens(usage, "thoughtsTokenCount", what),
+        tokens(usage, "candidatesTokenCount", what) + thoughts,
+        cache_read_tokens=tokens(usage, "cachedContentTokenCount", what),
+        reasoning_tokens=thoughts,
     )
 
 
-def _read(candidate: dict[str, Any]) -> tuple[list[str], list[ToolCall]]:
-    """The answer's text pieces and function calls (thought summaries are not the answer)."""
-    texts: list[str] = []
-    calls: list[ToolCall] = []
+Piece = str | ToolCall | ReasoningDelta
+
+
+def _read(candidate: dict[str, Any], thoughts: Reasoning) -> list[Piece]:
+    """The candidate's parts in order: answer text, function calls and reasoning. A ``thought``
+    part is reasoning; a ``thoughtSignature`` on an answer part is a reasoning block of its own
+    (a bare signature), closing the thoughts before it."""
+    out: list[Piece] = []
     content = candidate.get("content")
     if content is None:
-        return texts, calls
+        return out
     parts = as_dict(content, "candidates[0].content").get("parts")
     for i, raw in enumerate(opt_list(parts, "candidates[0].content.parts")):
         part = as_dict(raw, f"parts[{i}]")
+        signature = part.get("thoughtSignature")
         if part.get("thought"):
-            continue
-        if "text" in part:
-            texts.append(opt_str(part["text"], f"parts[{i}].text") or "")
-        elif "functionCall" in part:
-            call = as_dict(part["functionCall"], f"parts[{i}].functionCall")
-            name = opt_str(call.get("name"), f"parts[{i}].functionCall.name")
-            if not name:
-                fail(f"parts[{i}].functionCall.name: missing")
-            calls.append(ToolCall(
-                opt_str(call.get("id"), f"parts[{i}].functionCall.id") or new_call_id(),
-                name,
-                dump_args(opt_dict(call.get("args"), f"parts[{i}].functionCall.args")),
-            ))
-    return texts, calls
+            text = opt_str(part.get("text"), f"parts[{i}].text")
+            if text:
+                out.append(thoughts.text(text))
+        else:
+            thoughts.close()
+            if "text" in part:
+                out.append(opt_str(part["text"], f"parts[{i}].text") or "")
+            elif "functionCall" in part:
+                out.append(_call(part["functionCall"], i))
+        if signature:
+            out.append(thoughts.sign(opt_str(signature, f"parts[{i}].thoughtSignature") or ""))
+    return out
+
+
+def _call(raw: Any, i: int) -> ToolCall:
+    call = as_dict(raw, f"parts[{i}].functionCall")
+    name = opt_str(call.get("name"), f"parts[{i}].functionCall.name")
+    if not name:
+        fail(f"parts[{i}].functionCall.name: missing")
+    return ToolCall(
+        opt_str(call.get("id"), f"parts[{i}].functionCall.id") or new_call_id(),
+        name,
+        dump_args(opt_dict(call.get("args"), f"parts[{i}].functionCall.args")),
+    )
 
 
 def _first_candidate(body: dict[str, Any]) -> dict[str, Any] | None:
@@ -312,14 +331,17 @@ class GeminiKind(Kind):
             fail(error_text(body))
         usage = body.get("usageMetadata")
         candidate = _first_candidate(body)
-        texts, calls = _read(candidate) if candidate is not None else ([], [])
+        thoughts = Reasoning("gemini")
+        pieces = _read(candidate, thoughts) if candidate is not None else []
+        calls = tuple(p for p in pieces if isinstance(p, ToolCall))
         return Parsed(
-            text="".join(texts),
+            text="".join(p for p in pieces if isinstance(p, str)),
             finish_reason=_finish(candidate.get("finishReason"), bool(calls))
             if candidate is not None else "content_filter",
             usage=_usage(usage) if usage is not None else Usage(),
-            tool_calls=tuple(calls),
+            tool_calls=calls,
             model=opt_str(body.get("modelVersion"), "modelVersion"),
+            reasoning=thoughts.blocks(),
         )
 
     def stream_parser(self) -> StreamParser:
@@ -342,7 +364,10 @@ class GeminiKind(Kind):
 
 class GeminiStream(SSEParser):
     """``data: {GenerateContentResponse}`` chunks; there is no end marker, so the stream is
-    done when a chunk carries a finishReason (or the prompt was blocked)."""
+    done when a chunk carries a finishReason (or the prompt was blocked). Thought parts and
+    thought signatures become ``ReasoningDelta`` events."""
+
+    kind = "gemini"
 
     def __init__(self) -> None:
         super().__init__()
@@ -364,11 +389,16 @@ class GeminiStream(SSEParser):
             self.finish_reason = "content_filter"
             self.done = True
             return []
-        texts, calls = _read(candidate)
-        out: Deltas = [TextDelta(t) for t in texts if t]
-        for call in calls:
-            out.append(ToolCallDelta(self._calls, call.id, call.name, call.arguments))
-            self._calls += 1
+        out: Deltas = []
+        for piece in _read(candidate, self.thoughts):
+            if isinstance(piece, str):
+                if piece:
+                    out.append(TextDelta(piece))
+            elif isinstance(piece, ToolCall):
+                out.append(ToolCallDelta(self._calls, piece.id, piece.name, piece.arguments))
+                self._calls += 1
+            else:
+                out.append(piece)
         reason = candidate.get("finishReason")
         if reason is not None:
             self.finish_reason = _finish(reason, self._calls > 0)

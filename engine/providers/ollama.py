@@ -28,7 +28,7 @@ from engine.providers._wire import (
     tokens,
 )
 from engine.providers.base import Kind, Parsed, StreamParser
-from engine.result import TextDelta, ToolCall, ToolCallDelta, Usage
+from engine.result import ReasoningBlock, TextDelta, ToolCall, ToolCallDelta, Usage
 
 __all__ = ["KIND", "OllamaKind"]
 
@@ -196,12 +196,14 @@ class OllamaKind(Kind):
             fail(error_text(body))
         message = as_dict(body.get("message"), "message")
         calls = _calls(message)
+        thought = opt_str(message.get("thinking"), "message.thinking")
         return Parsed(
             text=opt_str(message.get("content"), "message.content") or "",
             finish_reason=_finish(body, bool(calls)),
             usage=_usage(body),
             tool_calls=tuple(calls),
             model=opt_str(body.get("model"), "model"),
+            reasoning=(ReasoningBlock("ollama", thought),) if thought else (),
         )
 
     def stream_parser(self) -> StreamParser:
@@ -224,7 +226,10 @@ class OllamaKind(Kind):
 
 class OllamaStream(NDJSONParser):
     """One chat object per line, each with a ``message`` fragment; the last has ``done: true``,
-    ``done_reason`` and the token counts. Tool calls arrive whole, in one line."""
+    ``done_reason`` and the token counts. Tool calls arrive whole, in one line; ``thinking``
+    fragments become ``ReasoningDelta`` events."""
+
+    kind = "ollama"
 
     def __init__(self) -> None:
         super().__init__()
@@ -240,6 +245,9 @@ class OllamaStream(NDJSONParser):
         message = data.get("message")
         if message is not None:
             message = as_dict(message, "message")
+            thought = message.get("thinking")
+            if thought:
+                out.append(self.thoughts.text(opt_str(thought, "message.thinking") or ""))
             content = opt_str(message.get("content"), "message.content")
             if content:
                 out.append(TextDelta(content))

@@ -25,7 +25,7 @@ from engine.providers._wire import (
     tokens,
 )
 from engine.providers.base import Kind, Parsed, StreamParser
-from engine.result import TextDelta, ToolCall, ToolCallDelta, Usage
+from engine.result import ReasoningBlock, TextDelta, ToolCall, ToolCallDelta, Usage
 
 __all__ = ["KIND", "OpenAIKind"]
 
@@ -55,8 +55,30 @@ def _finish(reason: Any, tool_calls: bool) -> str | None:
 
 
 def _usage(data: Any) -> Usage:
+    """prompt_tokens includes the cached ones, completion_tokens the reasoning ones."""
     usage = as_dict(data, "usage")
-    return Usage(tokens(usage, "prompt_tokens", "usage"), tokens(usage, "completion_tokens", "usage"))
+    prompt = opt_dict(usage.get("prompt_tokens_details"), "usage.prompt_tokens_details")
+    completion = opt_dict(usage.get("completion_tokens_details"),
+                          "usage.completion_tokens_details")
+    return Usage(
+        tokens(usage, "prompt_tokens", "usage"),
+        tokens(usage, "completion_tokens", "usage"),
+        cache_read_tokens=tokens(prompt, "cached_tokens", "usage.prompt_tokens_details"),
+        reasoning_tokens=tokens(completion, "reasoning_tokens", "usage.completion_tokens_details"),
+    )
+
+
+def _reasoning(message: dict[str, Any], what: str) -> str | None:
+    """The reasoning text of a message or delta: ``reasoning_content`` (DeepSeek, vLLM) or
+    ``reasoning`` (OpenRouter, Groq)."""
+    key = "reasoning_content"
+    value = message.get(key)
+    if value is None:
+        key = "reasoning"
+        value = message.get(key)
+    if value is None or type(value) is str:
+        return value
+    fail(f"{what}.{key}: expected a string, got {type(value).__name__}")
 
 
 def _content(content: Any, what: str) -> str:
@@ -157,12 +179,14 @@ class OpenAIKind(Kind):
         if legacy is not None and not calls:
             calls.append(_tool_call({"function": legacy}, "choices[0].message.function_call"))
         usage = body.get("usage")
+        thought = _reasoning(message, "choices[0].message")
         return Parsed(
             text=_content(message.get("content"), "choices[0].message.content"),
             finish_reason=_finish(choice.get("finish_reason"), bool(calls)),
             usage=_usage(usage) if usage is not None else Usage(),
             tool_calls=tuple(calls),
             model=opt_str(body.get("model"), "model"),
+            reasoning=(ReasoningBlock("openai", thought),) if thought else (),
         )
 
     def stream_parser(self) -> StreamParser:
@@ -176,7 +200,10 @@ class OpenAIKind(Kind):
 
 
 class OpenAIStream(SSEParser):
-    """``data: {chat.completion.chunk}`` lines, then a usage-only chunk, then ``data: [DONE]``."""
+    """``data: {chat.completion.chunk}`` lines, then a usage-only chunk, then ``data: [DONE]``.
+    A delta's ``reasoning_content`` (or ``reasoning``) becomes a ``ReasoningDelta``."""
+
+    kind = "openai"
 
     def __init__(self) -> None:
         super().__init__()
@@ -200,6 +227,9 @@ class OpenAIStream(SSEParser):
             if choice.get("index", 0) != 0:  # n > 1: the first choice is the answer
                 continue
             delta = opt_dict(choice.get("delta"), "choices[].delta")
+            thought = _reasoning(delta, "delta")
+            if thought:
+                out.append(self.thoughts.text(thought))
             content = delta.get("content")
             if content:
                 out.append(TextDelta(_content(content, "delta.content")))

@@ -17,7 +17,7 @@ from typing import Any, Literal, TypeVar
 from aiocache.backends.redis import RedisCache
 from aiocache.base import BaseCache
 
-from engine.result import Response, ToolCall, Usage
+from engine.result import ReasoningBlock, Response, ToolCall, Usage, reasoning_text
 from engine.values import Scrubber
 
 __all__ = [
@@ -269,6 +269,7 @@ class ResponseCache:
             text=response.text, provider=response.provider, model=response.model,
             finish_reason=response.finish_reason, tool_calls=response.tool_calls,
             usage=response.usage, cost=response.cost, cached=True,
+            reasoning=response.reasoning, reasoning_blocks=response.reasoning_blocks,
         )
         await self._store.set(key, encode_response(stored) if self._store.shared else stored,
                               self.ttl)
@@ -281,21 +282,35 @@ class ResponseCache:
 
 
 def encode_response(r: Response) -> dict[str, Any]:
-    """The JSON form kept in a shared store (version 1)."""
-    return {
+    """The JSON form kept in a shared store (version 1; the usage details and ``reasoning``
+    were added later: entries without them read as none)."""
+    u = r.usage
+    out = {
         "v": 1, "text": r.text, "provider": r.provider, "model": r.model,
         "finish_reason": r.finish_reason,
         "tool_calls": [[c.id, c.name, c.arguments] for c in r.tool_calls],
-        "usage": [r.usage.input_tokens, r.usage.output_tokens], "cost": r.cost,
+        "usage": [u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens,
+                  u.reasoning_tokens],
+        "cost": r.cost,
     }
+    if r.reasoning_blocks:
+        out["reasoning"] = [[b.kind, b.text, b.signature, b.redacted] for b in r.reasoning_blocks]
+    return out
 
 
 def decode_response(d: dict[str, Any]) -> Response:
     if d.get("v") != 1:
         raise ValueError("unknown cache entry version")
+    blocks = tuple(ReasoningBlock(str(k), str(t), _opt(s), _opt(r))
+                   for k, t, s, r in d.get("reasoning") or ())
     return Response(
         text=d["text"], provider=d["provider"], model=d["model"],
         finish_reason=d["finish_reason"],
         tool_calls=tuple(ToolCall(str(i), str(n), str(a)) for i, n, a in d["tool_calls"]),
-        usage=Usage(int(d["usage"][0]), int(d["usage"][1])), cost=d["cost"], cached=True,
+        usage=Usage(*(int(n) for n in d["usage"][:5])), cost=d["cost"], cached=True,
+        reasoning=reasoning_text(blocks), reasoning_blocks=blocks,
     )
+
+
+def _opt(value: Any) -> str | None:
+    return None if value is None else str(value)

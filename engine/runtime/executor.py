@@ -17,7 +17,7 @@ from engine.errors import AllTargetsFailed, DeadlineExceeded, NoRouteError, Prov
 from engine.graph import Group, Node, Route, RoutingGraph, Target
 from engine.providers import get_kind
 from engine.providers.base import WireError, loads
-from engine.result import Attempt, Outcome, Response
+from engine.result import Attempt, Outcome, Response, reasoning_text
 from engine.runtime.backends import Fault, error_detail
 from engine.runtime.breakers import Token
 from engine.runtime.context import (
@@ -129,8 +129,9 @@ class Runtime:
         return Response(
             text=parsed.text, provider=ep.provider, model=name,
             finish_reason=parsed.finish_reason, tool_calls=parsed.tool_calls, usage=usage,
-            cost=price.cost(usage.input_tokens, usage.output_tokens) if price else None,
+            cost=price.cost(usage) if price else None,
             latency=perf() - ctx.start, attempts=tuple(ctx.attempts), raw=result.data,
+            reasoning=reasoning_text(parsed.reasoning), reasoning_blocks=parsed.reasoning,
         )
 
     # -- graph walk -----------------------------------------------------------------------------
@@ -526,7 +527,8 @@ def answer_of(win: Win) -> Response:
     return Response(
         text=parsed.text, provider=ep.provider, model=win.model,
         finish_reason=parsed.finish_reason, tool_calls=parsed.tool_calls, usage=usage,
-        cost=price.cost(usage.input_tokens, usage.output_tokens) if price else None,
+        cost=price.cost(usage) if price else None,
+        reasoning=reasoning_text(parsed.reasoning), reasoning_blocks=parsed.reasoning,
     )
 
 

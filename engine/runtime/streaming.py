@@ -22,7 +22,7 @@ from typing import Any
 from engine.errors import AllTargetsFailed, DeadlineExceeded, StreamInterrupted
 from engine.graph import Route
 from engine.providers.base import StreamParser, WireError
-from engine.result import Attempt, Done, StreamEvent, TextDelta
+from engine.result import Attempt, Done, StreamEvent, TextDelta, reasoning_text
 from engine.runtime.backends import Fault, Streamed, error_detail, line_batches
 from engine.runtime.breakers import Token
 from engine.runtime.context import FAILED, Answer, Ctx, Endpoint, Miss, Try, perf
@@ -218,11 +218,12 @@ class EventStream:
         rt.shared.tally.ok(ep.provider, latency)
         rt.record(ctx, Attempt(live.label, "ok", live.response.status, None, latency))
         price = ep.price_for(live.model)
+        thoughts = parser.reasoning
         yield [Done(
             provider=ep.provider, model=live.model, finish_reason=parser.finish_reason,
             usage=usage, attempts=tuple(ctx.attempts), latency=perf() - ctx.start,
-            cost=price.cost(usage.input_tokens, usage.output_tokens) if price else None,
-            ttft=live.ttft,
+            cost=price.cost(usage) if price else None,
+            ttft=live.ttft, reasoning=reasoning_text(thoughts), reasoning_blocks=thoughts,
         )]
 
     async def _interrupted(self, live: Live, ctx: Ctx, error: str, detail: str) -> None:

@@ -13,6 +13,7 @@ from engine.cli import main
 from engine.compiler import compile_file, compile_text
 from engine.errors import ConfigError, Problem
 from engine.graph import Group, RoutingGraph, Target
+from engine.result import Usage
 
 MINIMAL = """\
 version: 1
@@ -604,4 +605,4 @@ def test_a_zero_ttl_is_an_error(cfg: Any, cache: str) -> None:
 
 def test_cost_is_rounded(good: RoutingGraph) -> None:
     price = good.providers["openai"].models["gpt-4o-mini"].price
-    assert price is not None and repr(price.cost(5, 1)) == "1.35e-06"
+    assert price is not None and repr(price.cost(Usage(5, 1))) == "1.35e-06"

@@ -11,7 +11,7 @@ import pytest
 
 from engine.providers import WireError, get_kind
 from engine.providers.base import StreamParser
-from engine.result import TextDelta, ToolCall, ToolCallDelta, Usage
+from engine.result import ReasoningBlock, ReasoningDelta, TextDelta, ToolCall, ToolCallDelta, Usage
 
 KIND = get_kind("anthropic")
 
@@ -155,7 +155,7 @@ def test_parse_text() -> None:
     assert parsed.model == "claude-sonnet-4-20250514"
 
 
-def test_parse_tool_use_skips_thinking_and_counts_cached_input() -> None:
+def test_parse_tool_use_keeps_thinking_apart_and_counts_cached_input() -> None:
     parsed = KIND.parse(TOOL_USE)
     assert parsed.text == "I'll check the weather in San Francisco for you."
     assert parsed.finish_reason == "tool_calls"
@@ -164,7 +164,9 @@ def test_parse_tool_use_skips_thinking_and_counts_cached_input() -> None:
                  '{"location":"San Francisco, CA","unit":"celsius"}'),
         ToolCall("toolu_02", "get_time", "{}"),
     )
-    assert parsed.usage == Usage(1110, 57)
+    assert parsed.usage == Usage(1110, 57, cache_read_tokens=1000, cache_write_tokens=100)
+    assert parsed.reasoning == (
+        ReasoningBlock("anthropic", "The user wants weather.", "EqQBCgIYAhIM"),)
 
 
 @pytest.mark.parametrize(("given", "expected"), [
@@ -203,6 +205,8 @@ def test_stream_text_usage_and_done() -> None:
 def test_stream_tool_use_numbers_calls_not_blocks() -> None:
     parser = KIND.stream_parser()
     assert feed(parser, TOOL_STREAM) == [
+        ReasoningDelta("I need the weather."),
+        ReasoningDelta("", signature="EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds"),
         TextDelta("Okay, let's check."),
         ToolCallDelta(0, "toolu_01T1x1fJ34qAmk2tNTrN7Up6", "get_weather", ""),
         ToolCallDelta(0, None, None, '{"location":'),
@@ -211,15 +215,23 @@ def test_stream_tool_use_numbers_calls_not_blocks() -> None:
         ToolCallDelta(1, None, None, "{}"),
     ]
     assert parser.finish_reason == "tool_calls"
-    assert parser.usage == Usage(502, 89)
+    assert parser.usage == Usage(502, 89, cache_read_tokens=30)
+    assert parser.reasoning == (ReasoningBlock(
+        "anthropic", "I need the weather.", "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds"),)
     assert parser.done is True
 
 
-def test_stream_usage_is_not_erased_by_zeros() -> None:
+def test_stream_usage_of_message_delta_replaces_message_start() -> None:
+    # message_delta's counts are cumulative and final, even when smaller (as a real stream with
+    # prompt caching sends them); the counts it leaves out keep message_start's
+    start = ('"usage": {"input_tokens": 25, "output_tokens": 1}',
+             '"usage": {"input_tokens": 100, "cache_read_input_tokens": 55096, '
+             '"cache_creation_input_tokens": 7, "output_tokens": 1}')
     parser = KIND.stream_parser()
-    feed(parser, STREAM.replace('"usage": {"output_tokens": 15}',
-                                '"usage": {"input_tokens": 0, "output_tokens": 15}'))
-    assert parser.usage == Usage(25, 15)
+    feed(parser, STREAM.replace(*start).replace(
+        '"usage": {"output_tokens": 15}',
+        '"usage": {"input_tokens": 181, "cache_read_input_tokens": 0, "output_tokens": 8}'))
+    assert parser.usage == Usage(188, 8, cache_read_tokens=0, cache_write_tokens=7)
 
 
 def test_truncated_stream_is_not_done() -> None:

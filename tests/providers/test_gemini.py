@@ -13,7 +13,7 @@ import pytest
 
 from engine.providers import WireError, get_kind
 from engine.providers.base import StreamParser
-from engine.result import TextDelta, ToolCall, ToolCallDelta, Usage
+from engine.result import ReasoningBlock, ReasoningDelta, TextDelta, ToolCall, ToolCallDelta, Usage
 
 KIND = get_kind("gemini")
 
@@ -95,11 +95,12 @@ def test_url_and_headers() -> None:
     assert KIND.auth_headers(None) == {"content-type": "application/json"}
 
 
-def test_parse_text_skips_thoughts_and_bills_them_as_output() -> None:
+def test_parse_text_keeps_thoughts_apart_and_bills_them_as_output() -> None:
     parsed = KIND.parse(RESPONSE)
     assert parsed.text == "AI learns patterns from data."
     assert parsed.finish_reason == "stop"
-    assert parsed.usage == Usage(4, 40)
+    assert parsed.usage == Usage(4, 40, reasoning_tokens=30)
+    assert parsed.reasoning == (ReasoningBlock("gemini", "The user asks about AI."),)
     assert parsed.model == "gemini-2.5-flash"
 
 
@@ -111,6 +112,9 @@ def test_parse_function_calls() -> None:
     assert (first.name, first.arguments) == ("get_weather", '{"location":"Paris"}')
     assert second == ToolCall("fc_2", "get_time", "{}")
     assert parsed.usage == Usage(50, 12)
+    # the first call's signature, to be handed back on it
+    assert parsed.reasoning == (
+        ReasoningBlock("gemini", "", "CiQBVKhc7ppmBXTBt2XbqBXIqm+3w6IWYVUA"),)
 
 
 def test_parse_blocked_prompt() -> None:
@@ -162,7 +166,9 @@ def test_stream_text_usage_and_done() -> None:
 
 def test_stream_function_calls() -> None:
     parser = KIND.stream_parser()
-    first, second = feed(parser, TOOL_STREAM)
+    events = feed(parser, TOOL_STREAM)
+    assert events[1] == ReasoningDelta("", signature="CiQB")
+    first, second = (e for e in events if isinstance(e, ToolCallDelta))
     assert isinstance(first, ToolCallDelta) and isinstance(second, ToolCallDelta)
     assert (first.index, first.name, first.arguments) == (0, "get_weather", '{"location":"Paris"}')
     assert (second.index, second.name, second.arguments) == (1, "get_time", "{}")
