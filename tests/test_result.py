@@ -1,0 +1,47 @@
+"""``Response.message()``: the assistant message that hands an answer, its tool calls and its
+reasoning back in a following request; and the response cache's stored form keeps all of it."""
+
+from __future__ import annotations
+
+from engine.result import ReasoningBlock, Response, ToolCall, Usage, reasoning_text
+from engine.runtime.cache import decode_response, encode_response
+
+BLOCKS = (ReasoningBlock("anthropic", "Let me", "sig-1"),
+          ReasoningBlock("anthropic", redacted="EmwK"),
+          ReasoningBlock("anthropic", " think.", "sig-2"))
+RESP = Response(text="", provider="anth", model="claude", finish_reason="tool_calls",
+                tool_calls=(ToolCall("toolu_1", "get_weather", '{"city":"Paris"}'),),
+                usage=Usage(50, 9, 40, 5, 3), reasoning=reasoning_text(BLOCKS),
+                reasoning_blocks=BLOCKS)
+
+
+def test_message_carries_content_tool_calls_and_reasoning() -> None:
+    assert RESP.reasoning == "Let me think."
+    assert RESP.message() == {
+        "role": "assistant", "content": None,
+        "tool_calls": [{"id": "toolu_1", "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}],
+        "reasoning_content": "Let me think.",
+        "reasoning_blocks": [
+            {"type": "thinking", "thinking": "Let me", "signature": "sig-1", "kind": "anthropic"},
+            {"type": "redacted_thinking", "data": "EmwK", "kind": "anthropic"},
+            {"type": "thinking", "thinking": " think.", "signature": "sig-2", "kind": "anthropic"},
+        ],
+    }
+
+
+def test_message_without_reasoning_or_tools_is_plain() -> None:
+    plain = Response(text="hi", provider="a", model="m")
+    assert plain.message() == {"role": "assistant", "content": "hi"}
+    assert reasoning_text(()) is None
+
+
+def test_the_shared_cache_form_keeps_usage_details_and_reasoning() -> None:
+    back = decode_response(encode_response(RESP))
+    assert back.usage == RESP.usage and back.reasoning_blocks == BLOCKS
+    assert back.reasoning == "Let me think." and back.cached
+    # an entry written before these fields existed still reads (as none of them)
+    old = {"v": 1, "text": "x", "provider": "a", "model": "m", "finish_reason": "stop",
+           "tool_calls": [], "usage": [3, 4], "cost": None}
+    entry = decode_response(old)
+    assert entry.usage == Usage(3, 4) and entry.reasoning_blocks == () and entry.reasoning is None
