@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -104,9 +103,7 @@ def test_alias_bomb_is_capped_quickly() -> None:
     for i in range(1, 9):
         prev, cur = chr(96 + i), chr(97 + i)
         lines.append(f"{cur}: &{cur} [" + ", ".join([f"*{prev}"] * 10) + "]")
-    start = time.perf_counter()
-    loaded = load_text("\n".join(lines) + "\n")
-    assert time.perf_counter() - start < 5
+    loaded = load_text("\n".join(lines) + "\n")  # uncapped: 10**9 nodes, it would never end
     assert loaded.data is None
     (p,) = loaded.problems
     assert "too large" in p.message
