@@ -24,7 +24,7 @@ from typing import Any
 from engine.errors import AllTargetsFailed, DeadlineExceeded, StreamInterrupted
 from engine.graph import Route
 from engine.providers.base import StreamParser, WireError
-from engine.result import Attempt, Done, StreamEvent, TextDelta
+from engine.result import Attempt, Done, ErrorKind, StreamEvent, TextDelta
 from engine.runtime.backends import Fault, Streamed, error_detail, line_batches
 from engine.runtime.breakers import Token
 from engine.runtime.context import FAILED, Answer, Ctx, Endpoint, Miss, Try, perf
@@ -54,7 +54,8 @@ class Live(Answer):
     def discard(self, ctx: Ctx) -> None:
         """Lost a hedge race: recorded as cancelled, its connection released in the background."""
         ctx.attempts.append(Attempt(self.label, "cancelled", self.response.status,
-                                    "hedge lost (answered late)", perf() - self.start))
+                                    latency=perf() - self.start, kind="cancelled",
+                                    detail="hedge lost (answered late)"))
         task = asyncio.ensure_future(self.close())
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
@@ -200,13 +201,14 @@ class EventStream:
                     if not parser.done:
                         raise Fault("reset", "stream ended before its end marker")
         except (Fault, WireError) as exc:
+            error: ErrorKind
             error, detail = ((exc.kind, exc.detail) if isinstance(exc, Fault)
                              else ("protocol", str(exc)))
             await self._interrupted(live, ctx, error, detail)
         except (asyncio.CancelledError, GeneratorExit) as exc:
             why = ctx.why_cancelled(exc)
-            rt.record(ctx, Attempt(live.label, why, live.response.status, why,
-                                   perf() - live.start))
+            rt.record(ctx, Attempt(live.label, why, live.response.status,
+                                   latency=perf() - live.start, kind=why))
             raise
         finally:
             await live.close()
@@ -227,16 +229,17 @@ class EventStream:
             ttft=live.ttft,
         )]
 
-    async def _interrupted(self, live: Live, ctx: Ctx, error: str, detail: str) -> None:
+    async def _interrupted(self, live: Live, ctx: Ctx, error: ErrorKind, detail: str) -> None:
         rt = self._rt
         if live.ep.conn.closed:  # the engine was closed under the stream: not the provider's fault
             error, detail = "closed", "the engine was closed"
         if live.token is not None:
             await rt.circuits.leave(live.token, error != "closed" and breaker_failure(None, error))
         rt.shared.tally.failed(live.ep.provider)
-        text = f"{error}: {live.ep.conn.scrub(detail)}"
+        detail = live.ep.conn.scrub(detail)
+        text = f"{error}: {detail}"
         rt.record(ctx, Attempt(live.label, "fatal", live.response.status, text,
-                               perf() - live.start))
+                               perf() - live.start, kind=error, detail=detail))
         raise StreamInterrupted(f"{live.label} stream broke after the first event ({text})",
                                 ctx.attempts, received="".join(self._received), route=ctx.where())
 
@@ -253,7 +256,7 @@ class EventStream:
         try:
             body = ep.body(ctx, model, True)
         except Exception as exc:
-            rt.record(ctx, Attempt(label, "failover", None, f"template: {exc}"[:300]))
+            rt.record(ctx, Attempt(label, "failover", kind="template", detail=str(exc)[:290]))
             return FAILED
         return await rt.tries(ep, ctx, model, label, body, wait, self._first)
 
