@@ -25,7 +25,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from engine.compiler import compile_file
-from engine.errors import ProviderError
+from engine.errors import ListingError
 from engine.graph import CacheConfig, Provider, RoutingGraph
 from engine.plan import Plan, build_plan
 from engine.providers.base import WireError
@@ -291,9 +291,10 @@ class Engine:
     async def list_models(self, provider: str, *, refresh: bool = False) -> ModelListing:
         """``provider``'s models: its listing endpoint (each kind's own) merged with the models
         routes.yaml declares, cached for ``cache.models.ttl`` (``refresh`` skips the cache).
-        Raises ``ProviderError`` when the listing cannot be fetched or read, or does not arrive
-        whole within the provider's pool + connect + read timeouts (the message says it timed
-        out), ``ValueError`` for a provider the config does not name."""
+        Raises ``ListingError`` (a ``ProviderError``: its ``attempts`` hold the GET's ``kind``
+        and ``detail``) when the listing cannot be fetched or read, or does not arrive whole
+        within the provider's pool + connect + read timeouts (kind ``timeout``),
+        ``ValueError`` for a provider the config does not name."""
         p = self._provider(provider)
         try:
             return await self._shared.state.registry.list_models(p, refresh=refresh)
@@ -305,7 +306,8 @@ class Engine:
                                ) -> dict[str, ModelListing | Exception]:
         """Many listings at once (default: every provider), at most ``max_concurrency`` fetches
         at a time, each bounded by ``timeout`` seconds. A provider that fails maps to its error
-        (``ProviderError``, or ``TimeoutError``) and does not stop the others."""
+        (``ListingError``, or ``TimeoutError`` past ``timeout``) and does not stop the
+        others."""
         names = list(self.graph.providers) if providers is None else list(providers)
         ps = [self._provider(n) for n in names]
         out = await self._shared.state.registry.list_models_many(
@@ -338,12 +340,13 @@ class Engine:
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ValueError(f"unknown provider {name!r}{hint}") from None
 
-    def _unreadable(self, provider: Provider, exc: WireError) -> ProviderError:
+    def _unreadable(self, provider: Provider, exc: WireError) -> ListingError:
         """A listing the kind could not parse, its text masked of the provider's secrets."""
         conn = self._rt.by_provider.get(provider.name)
         detail = conn.scrub(str(exc)) if conn is not None else "unreadable listing"
-        return ProviderError(f"{provider.name}: model listing could not be read: {detail}",
-                             body=detail)
+        return ListingError.of(provider.name,
+                               f"{provider.name}: model listing could not be read: {detail}",
+                               "protocol", detail)
 
     async def _fetch_json(self, provider: Provider, url: str) -> Any:
         """The registry's fetch: a GET with the provider's own connection and auth."""

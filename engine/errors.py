@@ -9,6 +9,7 @@ EngineError
    ├─ AllTargetsFailed        every attempt, in order
    ├─ DeadlineExceeded        the route's deadline ran out
    ├─ ProviderError           a non-failover client error (e.g. 400), with its attempt
+   │  └─ ListingError         a model listing that could not be fetched or read
    └─ StreamInterrupted       a stream broke after its first event; carries what was received
 ```
 """
@@ -19,13 +20,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from engine.result import Attempt
+from engine.result import Attempt, ErrorKind
 
 __all__ = [
     "AllTargetsFailed",
     "ConfigError",
     "DeadlineExceeded",
     "EngineError",
+    "ListingError",
     "NoRouteError",
     "Problem",
     "ProviderError",
@@ -161,6 +163,30 @@ class ProviderError(RouteError):
         self.status = status
         self.body = body
         super().__init__(message, attempts, route=route)
+
+
+class ListingError(ProviderError):
+    """A provider's model listing could not be fetched or read (``Engine.list_models``).
+
+    ``provider`` names it; ``status`` is the HTTP status when one came; ``attempts`` holds the
+    one GET, its ``kind`` (timeout, connect, reset, protocol, status, closed) and ``detail``;
+    ``body`` is the detail as it always was. Nothing in it holds the URL or a secret. A
+    ``ProviderError``, as listing failures were before it existed.
+    """
+
+    def __init__(self, message: str, attempts: Sequence[Attempt] = (), *, provider: str = "",
+                 status: int | None = None, body: str = "") -> None:
+        self.provider = provider
+        super().__init__(message, attempts, status=status, body=body)
+
+    @classmethod
+    def of(cls, provider: str, message: str, kind: ErrorKind, detail: str, *,
+           status: int | None = None, body: str | None = None,
+           latency: float = 0.0) -> ListingError:
+        """The error of one failed listing GET (``detail`` already masked of secrets)."""
+        attempt = Attempt(provider, "fatal", status, latency=latency, kind=kind, detail=detail)
+        return cls(message, [attempt], provider=provider, status=status,
+                   body=detail if body is None else body)
 
 
 class StreamInterrupted(RouteError):

@@ -8,6 +8,7 @@ from typing import Any, Literal
 __all__ = [
     "Attempt",
     "Done",
+    "ErrorKind",
     "Outcome",
     "ReasoningBlock",
     "ReasoningDelta",
@@ -59,11 +60,43 @@ class ToolCall:
     arguments: str  # JSON text, as the OpenAI wire format carries it
 
 
+ErrorKind = Literal[
+    "timeout",       # no answer (or no whole answer) in time
+    "connect",       # the connection could not be made
+    "reset",         # the connection broke, or a stream ended before its end marker
+    "protocol",      # an answer the kind cannot read: not JSON, wrong shape, an in-band error event
+    "status",        # an HTTP error status (4xx, 5xx)
+    "template",      # the target's template could not render the request: nothing was sent
+    "circuit_open",  # skipped: the target's circuit is open
+    "rate_limited",  # skipped: the target's rate limit had no room
+    "cancelled",     # a hedge that lost, or the caller cancelled
+    "deadline",      # the route's deadline cut the try short
+    "closed",        # the engine was closed under the try
+]
+"""What went wrong in a failed (or skipped, or cut short) attempt."""
+
+_PREFIXED: frozenset[str] = frozenset({"timeout", "connect", "reset", "protocol", "status",
+                                       "template"})
+# attempts built with only ``error`` (as before ``kind`` existed): the runtime's own phrases
+_PHRASES: dict[str, ErrorKind] = {
+    "circuit open": "circuit_open", "rate limited": "rate_limited",
+    "the engine was closed": "closed", "cancelled": "cancelled", "deadline": "deadline",
+}
+_SAID: dict[str, str] = {kind: phrase for phrase, kind in _PHRASES.items()}  # kind's own detail
+
+
 @dataclass(frozen=True, slots=True)
 class Attempt:
-    """One try against one target. ``error`` is a short kind (timeout, connect, reset, protocol,
-    status, parse) plus detail; it never contains a secret. ``cached`` and ``coalesced`` attempts
-    sent nothing: their latency is the time spent waiting for the shared answer."""
+    """One try against one target. ``kind`` says what went wrong (``ErrorKind``; ``None`` for
+    an attempt that answered), ``detail`` says it for a human, and ``error`` is the two as one
+    line: ``"kind: detail"`` for a failure on the wire (timeout, connect, reset, protocol,
+    status, template), the detail alone otherwise (``"circuit open"``, ``"cancelled"``). None of
+    them contains a secret. ``cached`` and ``coalesced`` attempts sent nothing: their latency is
+    the time spent waiting for the shared answer.
+
+    Built with ``kind`` (and ``detail``), ``error`` is derived; built with ``error`` alone, as
+    before ``kind`` existed, ``kind`` and ``detail`` are read back from it.
+    """
 
     target: str
     outcome: Outcome
@@ -71,6 +104,23 @@ class Attempt:
     error: str | None = None
     latency: float = 0.0  # seconds
     retry_after: float | None = None
+    kind: ErrorKind | None = None
+    detail: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind is not None:
+            if self.error is None:
+                detail = self.detail if self.detail is not None else _SAID.get(self.kind,
+                                                                               self.kind)
+                error = f"{self.kind}: {detail}" if self.kind in _PREFIXED else detail
+                object.__setattr__(self, "error", error)
+            if self.detail is None:
+                object.__setattr__(self, "detail", _detail_of(self.kind, self.error))
+        elif self.error is not None:
+            kind, detail = _split(self.error, self.outcome)
+            object.__setattr__(self, "kind", kind)
+            if self.detail is None:
+                object.__setattr__(self, "detail", detail)
 
     def __str__(self) -> str:
         bits = [self.target, self.outcome]
@@ -80,6 +130,28 @@ class Attempt:
             bits.append(self.error)
         bits.append(f"{self.latency * 1000:.1f}ms")
         return " ".join(bits)
+
+
+def _detail_of(kind: str, error: str | None) -> str | None:
+    if error is None:
+        return None
+    prefix = kind + ": "
+    return error[len(prefix):] if error.startswith(prefix) else error
+
+
+def _split(error: str, outcome: str) -> tuple[ErrorKind | None, str]:
+    """An ``error`` text's kind and detail (``None``: a text of no form the runtime writes)."""
+    head, sep, rest = error.partition(": ")
+    if sep and head in _PREFIXED:
+        return head, rest  # type: ignore[return-value]
+    phrase = _PHRASES.get(error)
+    if phrase is not None:
+        return phrase, error
+    if outcome == "cancelled":
+        return "cancelled", error
+    if outcome == "deadline":
+        return "deadline", error
+    return None, error
 
 
 @dataclass(frozen=True, slots=True)

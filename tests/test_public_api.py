@@ -14,7 +14,7 @@ def test_error_tree() -> None:
     assert issubclass(engine.RequestError, engine.EngineError)
     assert not issubclass(engine.RequestError, engine.RouteError)
     for cls in (engine.NoRouteError, engine.AllTargetsFailed, engine.DeadlineExceeded,
-                engine.ProviderError, engine.StreamInterrupted):
+                engine.ProviderError, engine.StreamInterrupted, engine.ListingError):
         assert issubclass(cls, engine.RouteError)
         assert issubclass(cls, engine.EngineError)
 
@@ -29,6 +29,8 @@ def _errors() -> list[engine.EngineError]:
         engine.DeadlineExceeded("deadline 5s exceeded", [attempt]),
         engine.ProviderError("a/m answered 400", [attempt], status=400, body="bad"),
         engine.StreamInterrupted("broke", [attempt], received="hel"),
+        engine.ListingError.of("a", "a: model listing answered HTTP 401: no", "status", "no",
+                               status=401),
     ]
 
 

@@ -34,6 +34,7 @@ from yarl import URL
 
 from engine.graph import Provider
 from engine.providers.base import ERROR_TEXT_MAX, Kind, loads
+from engine.result import ErrorKind
 from engine.values import format_size
 
 __all__ = [
@@ -63,7 +64,7 @@ class Fault(Exception):
     """A try that failed below HTTP: ``kind`` is timeout, connect, reset or protocol; ``detail``
     never contains a URL, header or secret."""
 
-    def __init__(self, kind: str, detail: str) -> None:
+    def __init__(self, kind: ErrorKind, detail: str) -> None:
         super().__init__(f"{kind}: {detail}")
         self.kind = kind
         self.detail = detail

@@ -17,7 +17,7 @@ from engine.errors import AllTargetsFailed, DeadlineExceeded, NoRouteError, Prov
 from engine.graph import Group, Node, Route, RoutingGraph, Target
 from engine.providers import get_kind
 from engine.providers.base import WireError, loads
-from engine.result import Attempt, Outcome, Response, reasoning_text
+from engine.result import Attempt, ErrorKind, Response, reasoning_text
 from engine.runtime.backends import Fault, error_detail
 from engine.runtime.breakers import Token
 from engine.runtime.context import (
@@ -50,7 +50,7 @@ from engine.values import format_duration
 __all__ = ["Exchange", "Failure", "Runtime", "closed_error"]
 
 # a failed try: (status, error, detail, retry_after), as ``Runtime.failed`` classifies it
-Failure = tuple[int | None, str | None, str, float | None]
+Failure = tuple[int | None, ErrorKind | None, str, float | None]
 A = TypeVar("A", bound=Answer)
 # one try's send (endpoint, context, model, body, try): an answer, or a failure
 Exchange = Callable[[Endpoint, Ctx, str, bytes, Try], Awaitable[A | Failure]]
@@ -264,7 +264,8 @@ class Runtime:
                 entry = live.pop(task, None)
                 if entry is not None:
                     label, start = entry
-                    self.record(ctx, Attempt(label, "cancelled", None, "cancelled", now - start))
+                    self.record(ctx, Attempt(label, "cancelled", latency=now - start,
+                                             kind="cancelled"))
             self.shared.stragglers.add(task)
             task.add_done_callback(self.shared.stragglers.discard)
 
@@ -281,7 +282,7 @@ class Runtime:
         try:
             body = ep.body(ctx, model, False)
         except Exception as exc:  # a template that cannot render this request: no network cost
-            self.record(ctx, Attempt(label, "failover", None, f"template: {exc}"[:300]))
+            self.record(ctx, Attempt(label, "failover", kind="template", detail=str(exc)[:290]))
             return FAILED
         if ctx.cache != "off":
             return await self._shared(ep, ctx, model, label, body, wait)
@@ -319,7 +320,8 @@ class Runtime:
                 raise
             last = exc.attempts[-1] if exc.attempts else None
             self.record(ctx, Attempt(label, "fatal", exc.status, _shared_text(last),
-                                     perf() - start))
+                                     perf() - start, kind=last.kind if last else "status",
+                                     detail=_shared_text(last)))
             raise ProviderError(str(exc.args[0]).split("\n", 1)[0], ctx.attempts,
                                 status=exc.status, body=exc.body, route=ctx.where()) from None
         except asyncio.CancelledError as exc:
@@ -339,10 +341,13 @@ class Runtime:
         """The identical request we waited for got no answer: so do we, without trying again."""
         last = exc.last
         if exc.miss is SKIPPED:
-            self.record(ctx, Attempt(label, "skipped", None, last.error if last else None))
+            self.record(ctx, Attempt(label, "skipped", None, last.error if last else None,
+                                     kind=last.kind if last else None,
+                                     detail=last.detail if last else None))
             return SKIPPED
         self.record(ctx, Attempt(label, "failover", last.status if last else None,
-                                 _shared_text(last), waited))
+                                 _shared_text(last), waited, kind=last.kind if last else None,
+                                 detail=_shared_text(last)))
         return FAILED
 
     async def admit(self, ep: Endpoint, ctx: Ctx, wait: bool, token: Token | None,
@@ -355,7 +360,7 @@ class Runtime:
         if await self.state.limiter.acquire(ep.limited, ctx.tokens, key=ep.limit_key,
                                             wait_until=ctx.deadline if wait else None):
             return True
-        self.record(ctx, Attempt(label, "skipped", None, "rate limited"))
+        self.record(ctx, Attempt(label, "skipped", kind="rate_limited"))
         return False
 
     async def settle_tokens(self, ep: Endpoint, ctx: Ctx, actual: int) -> None:
@@ -384,7 +389,7 @@ class Runtime:
                 token = await self.circuits.enter(circuit, ep.breaker,  # type: ignore[arg-type]
                                                   ep.scope, ep.fold)
                 if token is None:
-                    self.record(ctx, Attempt(label, "skipped", None, "circuit open"))
+                    self.record(ctx, Attempt(label, "skipped", kind="circuit_open"))
                     return SKIPPED if n == 1 else FAILED
             if ep.limited is not None and not await self.admit(ep, ctx, wait, token, label):
                 return SKIPPED if n == 1 else FAILED
@@ -416,15 +421,15 @@ class Runtime:
     def _closed(self, ctx: Ctx, t: Try) -> None:
         """Record a try the engine's ``aclose()`` cut short (nothing counts against a circuit;
         ``route`` raises ``AllTargetsFailed`` saying so)."""
-        self.record(ctx, Attempt(t.label, "cancelled", t.status, "the engine was closed",
-                                 perf() - t.start))
+        self.record(ctx, Attempt(t.label, "cancelled", t.status, latency=perf() - t.start,
+                                 kind="closed"))
 
     def cancelled(self, ctx: Ctx, t: Try, exc: BaseException) -> None:
         """Record a try cancelled on the wire (a hedge that lost was recorded by the winner's
         side already)."""
         if t.off():
-            outcome: Outcome = ctx.why_cancelled(exc)
-            self.record(ctx, Attempt(t.label, outcome, t.status, outcome, perf() - t.start))
+            why = ctx.why_cancelled(exc)
+            self.record(ctx, Attempt(t.label, why, t.status, latency=perf() - t.start, kind=why))
 
     async def _post(self, ep: Endpoint, ctx: Ctx, model: str, body: bytes,
                     t: Try) -> Win | Failure:
@@ -455,7 +460,7 @@ class Runtime:
             parse_retry_after(response.headers)
 
     async def failed(self, ep: Endpoint, ctx: Ctx, token: Any, n: int, label: str,
-                     status: int | None, error: str | None, detail: str,
+                     status: int | None, error: ErrorKind | None, detail: str,
                      retry_after: float | None, latency: float) -> bool:
         """Record failed try ``n``: ``True`` after sleeping the backoff (retry the same target),
         ``False`` to fail over; raise ``ProviderError`` when the classifier allows neither.
@@ -465,25 +470,28 @@ class Runtime:
             await self.circuits.leave(token, breaker_failure(status, error))
         self.shared.tally.failed(ep.provider)
         hooks = self.hooks
-        text = f"{error}: {detail}" if error is not None else f"status: {detail}"
+        kind: ErrorKind = error if error is not None else "status"
         classifier = ep.classifier
         if n < ep.tries and can_retry(classifier, status, error):
             wait = retry_delay(ep.backoff, n, self.shared.rng.random(),
                                retry_after if ep.honor else None)
             if ctx.loop.time() + wait < ctx.deadline:  # never sleep past the deadline
-                attempt = Attempt(label, "retry", status, text, latency, retry_after)
+                attempt = Attempt(label, "retry", status, None, latency, retry_after, kind,
+                                  detail)
                 self.record(ctx, attempt)
                 if hooks.retry:
                     hooks.fire(hooks.retry, Retrying(label, n + 1, wait, attempt, perf()))
                 await asyncio.sleep(wait)
                 return True
         if can_fail_over(classifier, status, error):
-            attempt = Attempt(label, "failover", status, text, latency, retry_after)
+            attempt = Attempt(label, "failover", status, None, latency, retry_after, kind,
+                              detail)
             self.record(ctx, attempt)
             if hooks.failover:
                 hooks.fire(hooks.failover, FailingOver(label, attempt, perf()))
             return False
-        self.record(ctx, Attempt(label, "fatal", status, text, latency, retry_after))
+        self.record(ctx, Attempt(label, "fatal", status, None, latency, retry_after, kind,
+                                 detail))
         raise ProviderError(
             f"{label} answered {status if status is not None else error}, which "
             f"{classifier.name!r} neither retries nor fails over", ctx.attempts,

@@ -6,7 +6,9 @@ work as for ``route()`` (the group strategies are shared; hedged groups race to 
 After the first event has been yielded a broken stream raises ``StreamInterrupted`` carrying the
 text received, never mixing two providers' output. The route's deadline bounds the whole stream:
 every wait on the network runs under it (the consumer's own time between events is never
-cancelled). The events of one network read are handed out from a buffer, without a timeout each.
+cancelled). The events of one network read are handed out from a buffer, without a timeout each;
+an in-band error event (or a malformed line) ends the stream only after the events its read
+carried before it have been handed out, and they are part of ``StreamInterrupted.received``.
 Nothing is read after the kind's end marker (``[DONE]``, ``message_stop``, ...): a body that
 never ends after it is a finished stream, its connection dropped rather than reused.
 """
@@ -22,7 +24,7 @@ from typing import Any
 from engine.errors import AllTargetsFailed, DeadlineExceeded, StreamInterrupted
 from engine.graph import Route
 from engine.providers.base import StreamParser, WireError
-from engine.result import Attempt, Done, StreamEvent, TextDelta, reasoning_text
+from engine.result import Attempt, Done, ErrorKind, StreamEvent, TextDelta, reasoning_text
 from engine.runtime.backends import Fault, Streamed, error_detail, line_batches
 from engine.runtime.breakers import Token
 from engine.runtime.context import FAILED, Answer, Ctx, Endpoint, Miss, Try, perf
@@ -36,23 +38,24 @@ __all__ = ["EventStream"]
 class Live(Answer):
     """A stream whose first events have arrived: the rest is read by ``EventStream``."""
 
-    __slots__ = ("ended", "ep", "first", "label", "lines", "model", "n", "parser", "response",
-                 "rest", "start", "token", "ttft")
+    __slots__ = ("broke", "ended", "ep", "first", "label", "lines", "model", "n", "parser",
+                 "response", "start", "token", "ttft")
 
     def __init__(self, ep: Endpoint, model: str, label: str, n: int, token: Token | None,
                  response: Streamed, stream: AsyncGenerator[list[str], None],
                  parser: StreamParser,
-                 first: list[StreamEvent], rest: list[str], start: float, ttft: float,
+                 first: list[StreamEvent], broke: WireError | None, start: float, ttft: float,
                  ended: bool) -> None:
         self.ep, self.model, self.label, self.n, self.token = ep, model, label, n, token
         self.response, self.lines, self.parser = response, stream, parser
         self.first, self.start, self.ttft, self.ended = first, start, ttft, ended
-        self.rest = rest  # lines of the first event's read after the line that made it
+        self.broke = broke  # an error later in the first events' read: raised after them
 
     def discard(self, ctx: Ctx) -> None:
         """Lost a hedge race: recorded as cancelled, its connection released in the background."""
         ctx.attempts.append(Attempt(self.label, "cancelled", self.response.status,
-                                    "hedge lost (answered late)", perf() - self.start))
+                                    latency=perf() - self.start, kind="cancelled",
+                                    detail="hedge lost (answered late)"))
         task = asyncio.ensure_future(self.close())
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
@@ -173,38 +176,39 @@ class EventStream:
             if live.first:  # (empty for a complete stream that carried no text)
                 _note(received, live.first)
                 yield live.first
+            if live.broke is not None:  # after the first event: no failover
+                raise live.broke
             if not live.ended:
-                if live.rest:  # the first read's later lines: after the first event (no failover)
+                async for lines in live.lines:
                     events: list[StreamEvent] = []
-                    for line in live.rest:
-                        events += feed(line)
+                    broke: WireError | None = None
+                    try:
+                        for line in lines:
+                            events += feed(line)
+                    except WireError as exc:  # the events before it are the caller's first
+                        broke = exc
                     if events:
                         _note(received, events)
                         yield events
-                if not parser.done:
-                    async for lines in live.lines:
-                        events = []
-                        for line in lines:
-                            events += feed(line)
-                        if events:
-                            _note(received, events)
-                            yield events
-                        if parser.done:  # the end marker: whatever follows is not read
-                            break
-                    else:
-                        tail: list[StreamEvent] = [*feed("")]  # an event the body ended inside
-                        if tail:
-                            yield tail
-                        if not parser.done:
-                            raise Fault("reset", "stream ended before its end marker")
+                    if broke is not None:
+                        raise broke
+                    if parser.done:  # the end marker: whatever follows is not read
+                        break
+                else:
+                    tail: list[StreamEvent] = [*feed("")]  # an event the body ended inside
+                    if tail:
+                        yield tail
+                    if not parser.done:
+                        raise Fault("reset", "stream ended before its end marker")
         except (Fault, WireError) as exc:
+            error: ErrorKind
             error, detail = ((exc.kind, exc.detail) if isinstance(exc, Fault)
                              else ("protocol", str(exc)))
             await self._interrupted(live, ctx, error, detail)
         except (asyncio.CancelledError, GeneratorExit) as exc:
             why = ctx.why_cancelled(exc)
-            rt.record(ctx, Attempt(live.label, why, live.response.status, why,
-                                   perf() - live.start))
+            rt.record(ctx, Attempt(live.label, why, live.response.status,
+                                   latency=perf() - live.start, kind=why))
             raise
         finally:
             await live.close()
@@ -226,16 +230,17 @@ class EventStream:
             ttft=live.ttft, reasoning=reasoning_text(thoughts), reasoning_blocks=thoughts,
         )]
 
-    async def _interrupted(self, live: Live, ctx: Ctx, error: str, detail: str) -> None:
+    async def _interrupted(self, live: Live, ctx: Ctx, error: ErrorKind, detail: str) -> None:
         rt = self._rt
         if live.ep.conn.closed:  # the engine was closed under the stream: not the provider's fault
             error, detail = "closed", "the engine was closed"
         if live.token is not None:
             await rt.circuits.leave(live.token, error != "closed" and breaker_failure(None, error))
         rt.shared.tally.failed(live.ep.provider)
-        text = f"{error}: {live.ep.conn.scrub(detail)}"
+        detail = live.ep.conn.scrub(detail)
+        text = f"{error}: {detail}"
         rt.record(ctx, Attempt(live.label, "fatal", live.response.status, text,
-                               perf() - live.start))
+                               perf() - live.start, kind=error, detail=detail))
         raise StreamInterrupted(f"{live.label} stream broke after the first event ({text})",
                                 ctx.attempts, received="".join(self._received), route=ctx.where())
 
@@ -252,7 +257,7 @@ class EventStream:
         try:
             body = ep.body(ctx, model, True)
         except Exception as exc:
-            rt.record(ctx, Attempt(label, "failover", None, f"template: {exc}"[:300]))
+            rt.record(ctx, Attempt(label, "failover", kind="template", detail=str(exc)[:290]))
             return FAILED
         return await rt.tries(ep, ctx, model, label, body, wait, self._first)
 
@@ -269,7 +274,7 @@ class EventStream:
                 parser = ep.kind.stream_parser()
                 stream = lines_of = line_batches(response)
                 first: list[StreamEvent] = []
-                rest: list[str] = []
+                broke: WireError | None = None
                 ended = False
                 while not first:
                     try:
@@ -280,17 +285,19 @@ class EventStream:
                             raise Fault("reset", "stream ended before its end marker") from None
                         ended = True  # a complete stream (with no or few events)
                         break
-                    for i, line in enumerate(lines):
-                        first = [*parser.feed(line)]
-                        if first:  # answered: the rest of the read is after the answer
-                            rest = lines[i + 1:]
-                            break
+                    try:
+                        for line in lines:
+                            first += parser.feed(line)
+                    except WireError as exc:
+                        if not first:
+                            raise  # before any event: this try failed (fail over)
+                        broke = exc  # after the first event: the stream is interrupted
                     if parser.done:  # the end marker came in this read: nothing more is read
                         ended = True
                         break
                 answered = True
                 return Live(ep, model, t.label, t.n, t.token, response, lines_of, parser, first,
-                            rest, t.start, perf() - ctx.start, ended)
+                            broke, t.start, perf() - ctx.start, ended)
             try:
                 content = await response.read()
             except Fault:

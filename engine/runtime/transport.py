@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import Callable, Hashable
 from typing import Any, Final
 
-from engine.errors import ProviderError
+from engine.errors import ListingError
 from engine.graph import Provider
 from engine.providers.base import Kind, loads
 from engine.runtime.backends import (
@@ -154,32 +155,38 @@ class Connection:
 
     async def get_json(self, url: str, what: str = "model listing") -> Any:
         """GET ``url`` with this provider's headers (its auth) and decode the JSON answer, the
-        whole GET bounded by ``budget``. Raises ``ProviderError``: ``status`` set for an answer
-        of 400 or more, ``None`` below HTTP, past the budget or for a body that is not JSON.
-        No message holds the URL or a secret."""
+        whole GET bounded by ``budget``. Raises ``ListingError`` (its attempt says the kind):
+        ``status`` set for an answer of 400 or more, ``None`` below HTTP, past the budget or for
+        a body that is not JSON. No message holds the URL or a secret."""
+        name, start = self.name, time.perf_counter()
         try:
             async with asyncio.timeout(self.budget):
                 reply = await self.backend().get(self._prepare(url, self._headers))
         except TimeoutError:
-            took = format_duration(self.budget)
-            raise ProviderError(f"{self.name}: {what} timed out: no whole answer within {took}",
-                                body=f"timeout: no whole answer within {took}") from None
+            took = f"no whole answer within {format_duration(self.budget)}"
+            raise ListingError.of(name, f"{name}: {what} timed out: {took}", "timeout", took,
+                                  body=f"timeout: {took}",
+                                  latency=time.perf_counter() - start) from None
         except Fault as fault:
             detail = self.scrub(str(fault))
-            raise ProviderError(f"{self.name}: {what} failed: {detail}", body=detail) from None
+            raise ListingError.of(name, f"{name}: {what} failed: {detail}", fault.kind,
+                                  self.scrub(fault.detail), body=detail,
+                                  latency=time.perf_counter() - start) from None
         except Closed as exc:
-            raise ProviderError(f"{self.name}: {what} failed: the engine was closed",
-                                body=str(exc)) from None
+            raise ListingError.of(name, f"{name}: {what} failed: the engine was closed",
+                                  "closed", "the engine was closed", body=str(exc),
+                                  latency=time.perf_counter() - start) from None
+        latency = time.perf_counter() - start
         if reply.status >= 400:
             detail = self.scrub(error_detail(reply.content, self.kind))
-            raise ProviderError(f"{self.name}: {what} answered HTTP {reply.status}: {detail}",
-                                status=reply.status, body=detail)
+            raise ListingError.of(name, f"{name}: {what} answered HTTP {reply.status}: {detail}",
+                                  "status", detail, status=reply.status, latency=latency)
         try:
             return loads(reply.content)
         except ValueError as exc:
             detail = self.scrub(f"not JSON: {exc}")
-            raise ProviderError(f"{self.name}: {what} answered {detail}", status=reply.status,
-                                body=detail) from None
+            raise ListingError.of(name, f"{name}: {what} answered {detail}", "protocol", detail,
+                                  status=reply.status, latency=latency) from None
 
     def scrub(self, text: str, limit: int | None = 300) -> str:
         """``text`` with every secret this provider was configured with masked (an error body may

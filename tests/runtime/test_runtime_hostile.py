@@ -382,5 +382,7 @@ async def test_a_trickled_listing_times_out_as_a_whole(raw: Raw, make: Make,
     with pytest.raises(ProviderError, match="up: model listing timed out") as info:
         await asyncio.wait_for(eng.list_models("up"), 30)  # (a bound for the test itself)
     assert info.value.status is None and "timeout" in info.value.body
+    assert info.value.attempts[0].kind == "timeout"
+    assert info.value.attempts[0].detail == "no whole answer within 450ms"
     result = await asyncio.wait_for(eng.warmup(), 30)
     assert result["up"] == "timeout: no whole answer within 450ms"  # pool + connect + read

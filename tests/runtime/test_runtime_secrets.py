@@ -126,7 +126,7 @@ async def test_an_echoed_secret_never_reaches_a_listing_error(eng: Engine) -> No
         with pytest.raises(ProviderError) as caught:
             await eng.list_models(name)
         assert caught.value.status == 401
-        _clean(caught.value, caught.value.body)
+        _clean(caught.value, caught.value.body, caught.value.attempts)
     many = await eng.list_models_many()
     assert all(isinstance(v, ProviderError) for v in many.values())
     _clean(*many.values())
