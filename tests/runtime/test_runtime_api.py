@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
+import re
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -184,11 +186,16 @@ def test_a_route_sync_one_liner_leaks_nothing_at_exit(tmp_path: Path, fake: Fake
               "r = Engine.from_file('routes.yaml').route_sync("
               "{'model': 'g', 'messages': [{'role': 'user', 'content': 'hi'}]})\n"
               "print(r.text)\n")
-    out = subprocess.run([sys.executable, "-X", "dev", "-c", script], cwd=tmp_path,
+    repo = str(Path(__file__).resolve().parents[2])  # this checkout's engine, not an installed one
+    env = {**os.environ, "PYTHONPATH": repo}
+    out = subprocess.run([sys.executable, "-X", "dev", "-c", script], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout == "echo: hi\n"
-    assert "Unclosed" not in out.stderr and out.stderr == "", out.stderr
+    # -X dev also reports callbacks slower than 0.1 s: a loaded machine's, not a leak
+    stderr = [line for line in out.stderr.splitlines()
+              if not re.fullmatch(r"Executing <.*> took [\d.]+ seconds", line)]
+    assert stderr == [], out.stderr
 
 
 async def test_route_sync_refuses_to_run_inside_a_loop(make: Make, ask: Ask) -> None:
