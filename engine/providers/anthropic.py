@@ -194,13 +194,23 @@ def _thinking(request: dict[str, Any], limit: Any) -> dict[str, Any] | None:
     if type(native) is dict:
         return native
     budget = _BUDGET.get(str(request.get("reasoning_effort")))
-    if budget is None:
+    if budget is None or _forces_tool(request):
         return None
     if limit is not None:
         budget = min(budget, max(_MIN_BUDGET, limit // 2))
         if budget >= limit:
             return None
     return {"type": "enabled", "budget_tokens": budget}
+
+
+def _forces_tool(request: dict[str, Any]) -> bool:
+    """A tool_choice that forces a call (Anthropic refuses thinking with one)."""
+    choice = request.get("tool_choice")
+    if not request.get("tools"):
+        return False
+    if type(choice) is dict:
+        return choice.get("type") in ("function", "any", "tool")
+    return choice == "required"
 
 
 def _thinks(thinking: dict[str, Any] | None) -> bool:
@@ -240,6 +250,9 @@ def _thinking_notes(request: dict[str, Any]) -> list[str]:
         if thinking is not None:
             out.append(f"reasoning_effort {effort!r} is sent as thinking budget_tokens "
                        f"{thinking['budget_tokens']}")
+        elif effort in _BUDGET and _forces_tool(request):
+            out.append(f"reasoning_effort {effort!r} is not sent: Anthropic refuses thinking "
+                       "with a tool_choice that forces a tool call")
         elif effort in _BUDGET:
             out.append(f"reasoning_effort {effort!r} is not sent: thinking needs max_tokens "
                        f"above {_MIN_BUDGET} (the request asks {limit})")
