@@ -48,6 +48,7 @@ from engine.graph import (
     frozen_map,
 )
 from engine.loader import Loaded, Loc, Path_, format_path, load
+from engine.providers.base import DEFAULT_WIRE, WireOptions
 from engine.reach import Shadows, flatten, groups_in, worst_case
 from engine.template_check import TemplateCheck
 from engine.templates import RequestTemplate
@@ -55,6 +56,8 @@ from engine.values import Secret, TargetRef
 from engine.values import format_duration as fd
 
 __all__ = ["compile_file", "compile_loaded", "compile_text", "did_you_mean"]
+
+_WIRE_KEYS = ("max_tokens_field", "send_reasoning_content")  # provider and model: WireOptions
 
 _SECTION_OF = {"speed": "speeds", "retry classifier": "retry", "breaker": "breakers"}
 
@@ -444,11 +447,27 @@ class _Compiler:
                 models=frozen_map({
                     m: Model(m, ms.context, Price(ms.price.input, ms.price.output,
                                                   ms.price.cache_read, ms.price.cache_write)
-                             if ms.price else None)
+                             if ms.price else None, wire=self._wire((*path, "models", m), spec, ms))
                     for m, ms in spec.models.items()
                 }),
+                wire=self._wire(path, spec) or DEFAULT_WIRE,
             )
         return out
+
+    def _wire(self, path: Path_, spec: S.ProviderSpec,
+              model: S.ModelSpec | None = None) -> WireOptions | None:
+        """The wire options written for the provider (``model`` None: always an object) or for
+        one of its models (None when the model writes none)."""
+        own = model if model is not None else spec
+        written = [k for k in _WIRE_KEYS if k in own.model_fields_set]
+        if written and spec.kind != "openai":
+            self.report((*path, written[0]), f"{written[0]} applies to kind openai only, not "
+                        f"{spec.kind}", "remove it: this kind has one field for it", key=True)
+        if model is not None and not written:
+            return None
+        values = {k: getattr(spec, k) for k in _WIRE_KEYS}
+        values.update({k: getattr(own, k) for k in written if getattr(own, k) is not None})
+        return WireOptions(**values)
 
     def _check_url(self, path: Path_, url: str | Secret) -> None:
         text = url.reveal() if isinstance(url, Secret) else url

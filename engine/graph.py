@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
 from engine.errors import Problem
+from engine.providers.base import DEFAULT_WIRE, WireOptions
 from engine.templates import RequestTemplate
 from engine.values import MASK, Secret, format_size
 
@@ -143,6 +144,7 @@ class Model:
     name: str
     context: int | None = None
     price: Price | None = None
+    wire: WireOptions | None = None  # the provider's wire options with this model's own over them
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,9 +176,20 @@ class Provider:
     limits: Limits | None
     models: Mapping[str, Model]
     max_response: int = DEFAULT_MAX_RESPONSE  # largest answer body, decompressed, in bytes
+    wire: WireOptions = DEFAULT_WIRE  # written wire options (max_tokens_field, ...)
 
     def __repr__(self) -> str:
         return f"Provider({self.name!r}, kind={self.kind!r})"
+
+    @property
+    def custom_wire(self) -> bool:
+        """Whether routes.yaml set wire options here or on one of the models."""
+        return self.wire != DEFAULT_WIRE or any(m.wire is not None for m in self.models.values())
+
+    def wire_for(self, model: str) -> WireOptions:
+        """The wire options a call of ``model`` uses."""
+        info = self.models.get(model)
+        return info.wire if info is not None and info.wire is not None else self.wire
 
 
 @dataclass(frozen=True, slots=True)

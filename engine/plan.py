@@ -1,7 +1,8 @@
 """A routing graph and a request in, a dry-run ``Plan`` out: what the engine would do, no network.
 
 The plan names the matched route and why, the ordered targets with strategy, timeouts, retries,
-classifier, breaker and price, the cache decision, the worst-case time and the body the first target
+classifier, breaker, price and notes (what each target's kind drops or changes in this request),
+the cache decision, the worst-case time and the body the first target
 (or any other it names) would receive. Nothing secret is shown. For random strategies it shows the
 policy and the weights.
 """
@@ -100,7 +101,7 @@ def build_plan(graph: RoutingGraph, request: Request | Mapping[str, Any], *,
         "worst_case": fd(route.worst_case),
         "worst_case_exceeds_deadline": route.worst_case > route.deadline,
         "tree": _tree(route.to, model, open_circuits),
-        "targets": [_target(t, model, open_circuits) for t in order],
+        "targets": [_target(t, req, model, open_circuits) for t in order],
         "cache": {"cacheable": cacheable, "reason": why},
         "first_target": first.key if first else None,
         "body": _body(first, req, model) if first else None,
@@ -148,7 +149,16 @@ def _tree(node: Node, model: str, open_circuits: Collection[str]) -> dict[str, A
     return out
 
 
-def _target(t: Target, model: str, open_circuits: Collection[str]) -> dict[str, Any]:
+def _notes(t: Target, req: dict[str, Any], name: str) -> list[str]:
+    """What the target's kind drops or changes in this request (a custom template may send
+    more than the kind's variables: the notes are about the built-in mapping)."""
+    from engine.providers import get_kind
+
+    return get_kind(t.provider.kind).notes(req, name, t.provider.wire_for(name))
+
+
+def _target(t: Target, req: dict[str, Any], model: str,
+            open_circuits: Collection[str]) -> dict[str, Any]:
     p = t.provider
     s = p.speed
     k = p.retry
@@ -171,6 +181,7 @@ def _target(t: Target, model: str, open_circuits: Collection[str]) -> dict[str, 
                      "state": "open" if _circuit(t, model) in open_circuits else "closed"}
                     if p.breaker else None),
         "price": {"input": price.input, "output": price.output} if price else None,
+        "notes": _notes(t, req, name),
     }
 
 
@@ -181,7 +192,8 @@ def _body(t: Target, req: dict[str, Any], model: str) -> Any:
     name = t.model_for(model)
     stream = bool(req.get("stream"))
     try:
-        text = t.provider.template.render(**kind.context(req, name, stream))
+        text = t.provider.template.render(
+            **kind.context(req, name, stream, t.provider.wire_for(name)))
     except Exception as exc:  # a template that cannot render this request: the try fails over
         return f"(the template {t.provider.template_path} cannot render this request: " \
                f"{type(exc).__name__}: {exc}; this target would fail over)"
@@ -250,6 +262,7 @@ def _text(d: Mapping[str, Any]) -> str:
         if t["price"]:
             lines.append(f"      price ${t['price']['input']:g} in / ${t['price']['output']:g} "
                          "out per 1M tokens")
+        lines += [f"      note {n}" for n in t["notes"]]
     body = d["body"]
     lines += ["", f"request body for {d['first_target'] or '(no target: all circuits open)'}"]
     if isinstance(body, dict):

@@ -20,7 +20,13 @@ MAX_MODEL_LENGTH = 256  # a longer model name is refused upstream, so it is refu
 
 
 class Message(BaseModel):
-    """An OpenAI-style chat message."""
+    """An OpenAI-style chat message.
+
+    An assistant message may hand back the reasoning of the answer it was: ``reasoning_content``
+    (the text) and ``reasoning_signature`` (Anthropic's signature of it); a tool call may carry
+    ``extra_content: {"google": {"thought_signature": ...}}`` (Gemini). ``Response.message()``
+    makes such a message from an answer.
+    """
 
     model_config = ConfigDict(extra="allow")
 
@@ -29,6 +35,8 @@ class Message(BaseModel):
     name: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
     tool_call_id: str | None = None
+    reasoning_content: str | None = None
+    reasoning_signature: str | None = None
 
 
 class Request(BaseModel):
@@ -42,6 +50,9 @@ class Request(BaseModel):
     temperature: float | None = None
     top_p: float | None = None
     max_tokens: int | None = None
+    max_completion_tokens: int | None = Field(None, description="OpenAI's newer max_tokens.")
+    reasoning_effort: str | None = Field(None, description="none, minimal, low, medium, high or "
+                                         "xhigh; mapped onto each provider's thinking control.")
     stop: str | list[str] | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
@@ -157,7 +168,7 @@ def _role(i: int, role: Any) -> None:
 
 
 def _message_extras(i: int, m: dict[str, Any]) -> None:
-    for key in ("name", "tool_call_id"):
+    for key in _MESSAGE_TEXT:
         text = m.get(key)
         if text is not None and not isinstance(text, str):
             raise _wrong(f"messages[{i}].{key}", "a string", text)
@@ -197,7 +208,24 @@ def _tool_calls(field: str, value: Any) -> list[dict[str, Any]]:
         fn = call.get("function")
         if fn is not None and not isinstance(fn, dict):
             raise _wrong(f"{field}[{j}].function", "a dict", fn)
+        extra = call.get("extra_content")
+        if extra is not None:
+            _extra_content(f"{field}[{j}].extra_content", extra)
     return calls
+
+
+def _extra_content(field: str, extra: Any) -> None:
+    """``{"google": {"thought_signature": str}}``: Gemini's signature of one function call."""
+    if not isinstance(extra, dict):
+        raise _wrong(field, "a dict", extra)
+    google = extra.get("google")
+    if google is None:
+        return
+    if not isinstance(google, dict):
+        raise _wrong(f"{field}.google", "a dict", google)
+    signature = google.get("thought_signature")
+    if signature is not None and not isinstance(signature, str):
+        raise _wrong(f"{field}.google.thought_signature", "a string", signature)
 
 
 def _dicts(field: str, value: Any, expected: str) -> list[dict[str, Any]]:
@@ -226,11 +254,11 @@ def _temperature(value: object) -> float:
     return number
 
 
-def _max_tokens(value: object) -> int:
+def _max_tokens(field: str, value: object) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
-        raise _wrong("max_tokens", "an integer", value)
+        raise _wrong(field, "an integer", value)
     if value < 1:
-        raise RequestError("max_tokens", f"must be at least 1, got {value!r}")
+        raise RequestError(field, f"must be at least 1, got {value!r}")
     return value
 
 
@@ -281,13 +309,16 @@ def _stream(value: Any) -> bool:
 
 
 _ROLES = frozenset(ROLES)
+_MESSAGE_TEXT = ("name", "tool_call_id", "reasoning_content", "reasoning_signature")
 _CHECKS: dict[str, Callable[[Any], Any]] = {
     "model": _model,
     "messages": _messages,
     "system": _string("system"),
     "temperature": _temperature,
     "top_p": partial(_number, "top_p"),
-    "max_tokens": _max_tokens,
+    "max_tokens": partial(_max_tokens, "max_tokens"),
+    "max_completion_tokens": partial(_max_tokens, "max_completion_tokens"),
+    "reasoning_effort": _string("reasoning_effort"),
     "stop": _stop,
     "tools": lambda value: _dicts("tools", value, "a list of tools"),
     "tool_choice": _tool_choice,

@@ -89,6 +89,7 @@ SecretText = Annotated[
                     "environment and make the value a secret (masked everywhere)."}),
 ]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
+MaxTokensField = Literal["max_tokens", "max_completion_tokens"]
 
 
 class Spec(BaseModel):
@@ -232,6 +233,10 @@ class ModelSpec(Spec):
 
     context: int | None = Field(None, ge=1, description="Context window in tokens.")
     price: PriceSpec | None = Field(None, description="USD per 1M tokens, for Response.cost.")
+    max_tokens_field: MaxTokensField | None = Field(
+        None, description="kind openai: as the provider's max_tokens_field, for this model.")
+    send_reasoning_content: bool | None = Field(
+        None, description="kind openai: as the provider's send_reasoning_content, for this model.")
 
 
 class PoolSpec(Spec):
@@ -281,6 +286,13 @@ class ProviderSpec(Spec):
     models: Annotated[dict[str, ModelSpec], BeforeValidator(
         _models, json_schema_input_type=list[str] | dict[str, ModelSpec | None])] = Field(
         default_factory=dict, description="Models this provider serves, with context and price.")
+    max_tokens_field: MaxTokensField | None = Field(
+        None, description="kind openai: the field a request's token limit is sent as "
+        "(max_tokens or max_completion_tokens). Unset: max_completion_tokens for the o-series "
+        "and gpt-5 reasoning models, which refuse max_tokens; the request's own field otherwise.")
+    send_reasoning_content: bool = Field(
+        False, description="kind openai: send assistant messages' reasoning_content back "
+        "(vLLM, DeepSeek thinking with tools); off, it is dropped, as some models refuse it.")
 
 
 def _member(value: Any) -> Any:

@@ -41,6 +41,7 @@ _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 _VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _FIRST_VERSION = datetime.date(2023, 1, 1)
 _DOCS = "https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
+_EFFORTS = ("low", "medium", "high", "xhigh", "max")
 
 
 def _wrong_type(path: str, expected: str, value: Any) -> BadRequest:
@@ -74,6 +75,36 @@ def _check(body: dict[str, Any]) -> None:
             raise BadRequest(f"{key}: Input should be greater than or equal to 0")
     _check_tools(body)
     _check_thinking(body)
+    _check_output(body.get("output_config"))
+
+
+def _check_output(config: dict[str, Any] | None) -> None:
+    """``output_config``: ``effort`` and a ``json_schema`` ``format`` with an object schema."""
+    if config is None:
+        return
+    for key in config:
+        if key not in ("effort", "format"):
+            raise BadRequest(f"output_config.{key}: Extra inputs are not permitted")
+    effort = config.get("effort")
+    if effort is not None and effort not in _EFFORTS:
+        raise BadRequest("output_config.effort: Input should be 'low', 'medium', 'high', 'xhigh' "
+                         "or 'max'")
+    fmt = config.get("format")
+    if fmt is None:
+        return
+    if not isinstance(fmt, dict):
+        raise _wrong_type("output_config.format", "object", fmt)
+    if fmt.get("type") != "json_schema":
+        raise BadRequest(f"output_config.format: Input tag '{fmt.get('type')}' found using "
+                         "'type' does not match any of the expected tags: 'json_schema'")
+    if "schema" not in fmt:
+        raise BadRequest("output_config.format.json_schema.schema: Field required")
+    if not isinstance(fmt["schema"], dict):
+        raise _wrong_type("output_config.format.json_schema.schema", "object", fmt["schema"])
+    for key in fmt:
+        if key not in ("type", "schema"):
+            raise BadRequest(f"output_config.format.json_schema.{key}: Extra inputs are not "
+                             "permitted")
 
 
 def _check_messages(msgs: list[Any]) -> None:
@@ -195,6 +226,10 @@ def _check_thinking(body: dict[str, Any]) -> None:
     if body.get("top_k") is not None:
         raise BadRequest("`top_k` must be unset when thinking is enabled. Please consult our "
                          f"documentation at {_DOCS}#feature-compatibility")
+    if body.get("top_p") is not None and body["top_p"] < 0.95:
+        raise BadRequest("`top_p` must be greater than or equal to 0.95 or unset when thinking "
+                         f"is enabled. Please consult our documentation at {_DOCS}"
+                         "#feature-compatibility")
     if (body.get("tool_choice") or {}).get("type") in ("any", "tool"):
         raise BadRequest("Thinking may not be enabled when tool_choice forces tool use.")
     _check_thinking_kept(body["messages"])

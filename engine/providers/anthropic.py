@@ -3,7 +3,13 @@
 The mapping: system messages and the ``system`` prompt are hoisted into ``system``; tool results
 become ``tool_result`` blocks in a user turn; assistant tool calls become ``tool_use`` blocks;
 consecutive turns of one role are merged (parallel tool results must share one user turn);
-``max_tokens`` is required, so it defaults to 1024.
+``max_tokens`` is required, so it defaults to 1024. Stop sequences of whitespace only are left
+out (Anthropic refuses them); ``response_format`` json_schema becomes
+``output_config.format`` (``json_object`` has no equivalent and is left out); ``reasoning_effort``
+becomes ``thinking: {type: enabled, budget_tokens}`` (a request's own ``thinking`` goes as
+written), without the sampling settings thinking refuses; an assistant message's
+``reasoning_content`` with its ``reasoning_signature`` goes back as a ``thinking`` block before
+its text and tool calls; ``notes`` names what is left out.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from engine.providers._wire import (
     text_of,
     tokens,
 )
-from engine.providers.base import Kind, Parsed, StreamParser
+from engine.providers.base import DEFAULT_WIRE, Kind, Parsed, StreamParser, WireOptions, unsent
 from engine.result import ReasoningBlock, TextDelta, ToolCall, ToolCallDelta, Usage
 
 __all__ = ["DEFAULT_MAX_TOKENS", "KIND", "AnthropicKind"]
@@ -51,6 +57,12 @@ _TOOL_CHOICE: dict[str, dict[str, Any]] = {
     "required": {"type": "any"},
     "none": {"type": "none"},
 }
+
+
+# reasoning_effort -> thinking budget (Anthropic's minimum is 1024; the budget stays under max_tokens)
+_BUDGET = {"minimal": 1024, "low": 1024, "medium": 2048, "high": 4096, "xhigh": 8192}
+_MIN_BUDGET = 1024
+_MAPPED: frozenset[str] = frozenset()  # of base.OPENAI_ONLY
 
 
 # -- request ---------------------------------------------------------------------------------------
@@ -101,13 +113,24 @@ def _append(turns: list[dict[str, Any]], role: str, content: Any) -> None:
         turns.append({"role": role, "content": content})
 
 
+def _thinking_block(message: dict[str, Any]) -> dict[str, Any] | None:
+    """The signed thinking block an assistant message hands back, if it carries one."""
+    text, signature = message.get("reasoning_content"), message.get("reasoning_signature")
+    if text is None or not signature:
+        return None
+    return {"type": "thinking", "thinking": text, "signature": signature}
+
+
 def _assistant(message: dict[str, Any]) -> Any:
     content = _content(message.get("content"))
     calls = message.get("tool_calls")
-    if not calls:
+    thinking = _thinking_block(message)
+    if not calls and thinking is None:
         return content
     blocks = _blocks(content)
-    for call in calls:
+    if thinking is not None:  # before the text and the tool calls, as the API requires
+        blocks.insert(0, thinking)
+    for call in calls or ():
         fn = call.get("function") or {}
         blocks.append({
             "type": "tool_use",
@@ -146,11 +169,104 @@ def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
     return out
 
 
+def _stops(stop: Any) -> list[str] | None:
+    """Stop sequences without the whitespace-only ones Anthropic refuses."""
+    kept = [s for s in stop_list(stop) or () if type(s) is not str or s.strip()]
+    return kept or None
+
+
+def _output_config(fmt: Any) -> dict[str, Any] | None:
+    """``response_format`` json_schema as ``output_config`` (structured outputs; no beta header
+    since the API made it generally available). json_object has no equivalent: None."""
+    if type(fmt) is not dict or fmt.get("type") != "json_schema":
+        return None
+    spec = fmt.get("json_schema")
+    schema = spec.get("schema") if type(spec) is dict else None
+    if type(schema) is not dict:
+        return None
+    return {"format": {"type": "json_schema", "schema": schema}}
+
+
+def _thinking(request: dict[str, Any], limit: Any) -> dict[str, Any] | None:
+    """The request's own ``thinking``, or its ``reasoning_effort`` as a budget under ``limit``
+    (None: no limit was asked, so max_tokens makes room for it)."""
+    native = request.get("thinking")
+    if type(native) is dict:
+        return native
+    budget = _BUDGET.get(str(request.get("reasoning_effort")))
+    if budget is None or _forces_tool(request):
+        return None
+    if limit is not None:
+        budget = min(budget, max(_MIN_BUDGET, limit // 2))
+        if budget >= limit:
+            return None
+    return {"type": "enabled", "budget_tokens": budget}
+
+
+def _forces_tool(request: dict[str, Any]) -> bool:
+    """A tool_choice that forces a call (Anthropic refuses thinking with one)."""
+    choice = request.get("tool_choice")
+    if not request.get("tools"):
+        return False
+    if type(choice) is dict:
+        return choice.get("type") in ("function", "any", "tool")
+    return choice == "required"
+
+
+def _thinks(thinking: dict[str, Any] | None) -> bool:
+    return thinking is not None and thinking.get("type") in ("enabled", "adaptive")
+
+
+def _limit(request: dict[str, Any]) -> Any:
+    limit = request.get("max_tokens")
+    return request.get("max_completion_tokens") if limit is None else limit
+
+
 def _clamp(temperature: Any) -> Any:
     """Anthropic accepts 0..1 where OpenAI accepts 0..2: cap it rather than fail the attempt."""
     if temperature is not None and temperature > 1:
         return 1.0
     return temperature
+
+
+def _format_notes(fmt: Any) -> list[str]:
+    if type(fmt) is not dict or fmt.get("type") in (None, "text"):
+        return []
+    if fmt.get("type") == "json_object":
+        return ["response_format json_object is not sent (Anthropic has no JSON mode; use "
+                "json_schema, which becomes output_config.format)"]
+    if _output_config(fmt) is None:
+        return [f"response_format {fmt.get('type')!r} is not sent (only json_schema with a "
+                "schema maps to output_config.format)"]
+    return []
+
+
+def _thinking_notes(request: dict[str, Any]) -> list[str]:
+    effort = request.get("reasoning_effort")
+    limit = _limit(request)
+    thinking = _thinking(request, limit)
+    out = []
+    if effort is not None and type(request.get("thinking")) is not dict:
+        if thinking is not None:
+            out.append(f"reasoning_effort {effort!r} is sent as thinking budget_tokens "
+                       f"{thinking['budget_tokens']}")
+        elif effort in _BUDGET and _forces_tool(request):
+            out.append(f"reasoning_effort {effort!r} is not sent: Anthropic refuses thinking "
+                       "with a tool_choice that forces a tool call")
+        elif effort in _BUDGET:
+            out.append(f"reasoning_effort {effort!r} is not sent: thinking needs max_tokens "
+                       f"above {_MIN_BUDGET} (the request asks {limit})")
+        elif effort != "none":
+            out.append(f"reasoning_effort {effort!r} is not sent (unknown effort)")
+    if _thinks(thinking):
+        temperature, top_p = _clamp(request.get("temperature")), request.get("top_p")
+        dropped = [k for k, bad in (
+            ("temperature", temperature is not None and temperature != 1),
+            ("top_p", top_p is not None and top_p < 0.95),
+            ("top_k", request.get("top_k") is not None)) if bad]
+        if dropped:
+            out.append(f"not sent with thinking on (Anthropic refuses them): {', '.join(dropped)}")
+    return out
 
 
 # -- response --------------------------------------------------------------------------------------
@@ -211,7 +327,8 @@ class AnthropicKind(Kind):
             headers["x-api-key"] = api_key
         return headers
 
-    def context(self, request: dict[str, Any], model: str, stream: bool) -> dict[str, Any]:
+    def context(self, request: dict[str, Any], model: str, stream: bool,
+                options: WireOptions = DEFAULT_WIRE) -> dict[str, Any]:
         get = request.get
         system: list[str] = []
         if get("system"):
@@ -236,9 +353,15 @@ class AnthropicKind(Kind):
                 if text:
                     system.append(text)
         tools = get("tools") or None
-        max_tokens = get("max_tokens")
+        limit = _limit(request)
+        thinking = _thinking(request, limit)
+        thinks = _thinks(thinking)
+        max_tokens = limit
         if max_tokens is None:
-            max_tokens = get("max_completion_tokens") or DEFAULT_MAX_TOKENS
+            budget = thinking.get("budget_tokens") if thinks and thinking else None
+            max_tokens = DEFAULT_MAX_TOKENS + (budget if type(budget) is int else 0)
+        top_p = get("top_p")
+        temperature = _clamp(get("temperature"))
         return {
             "request": request,
             "model": model,
@@ -246,14 +369,37 @@ class AnthropicKind(Kind):
             "system": "\n\n".join(system) or None,
             "messages": turns,
             "max_tokens": max_tokens,
-            "temperature": _clamp(get("temperature")),
-            "top_p": get("top_p"),
-            "top_k": get("top_k"),
-            "stop_sequences": stop_list(get("stop")),
+            # thinking takes temperature 1 only, no top_k, top_p from 0.95
+            "temperature": None if thinks and temperature != 1 else temperature,
+            "top_p": None if thinks and top_p is not None and top_p < 0.95 else top_p,
+            "top_k": None if thinks else get("top_k"),
+            "stop_sequences": _stops(get("stop")),
             "tools": [_tool(t) for t in tools] if tools else None,
             "tool_choice": _tool_choice(get("tool_choice"), get("parallel_tool_calls"))
             if tools else None,
+            "thinking": thinking,
+            "output_config": _output_config(get("response_format")),
         }
+
+    def notes(self, request: dict[str, Any], model: str,
+              options: WireOptions = DEFAULT_WIRE) -> list[str]:
+        get = request.get
+        out = []
+        stops = stop_list(get("stop")) or []
+        blank = [s for s in stops if type(s) is str and not s.strip()]
+        if blank:
+            out.append(f"stop sequences of whitespace only are not sent (Anthropic refuses "
+                       f"them): {', '.join(repr(s) for s in blank)}")
+        temperature = get("temperature")
+        if temperature is not None and temperature > 1:
+            out.append(f"temperature {temperature:g} is sent as 1 (Anthropic's maximum)")
+        out += _format_notes(get("response_format"))
+        out += _thinking_notes(request)
+        for i, m in enumerate(get("messages") or ()):
+            if m.get("reasoning_content") is not None and not m.get("reasoning_signature"):
+                out.append(f"messages[{i}].reasoning_content is not sent (Anthropic takes "
+                           "thinking back only with its reasoning_signature)")
+        return out + unsent(request, "anthropic", _MAPPED)
 
     def parse(self, data: Any) -> Parsed:
         body = as_dict(data, "response")

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from engine.result import (
     ReasoningBlock,
@@ -21,10 +22,11 @@ from engine.result import (
     Usage,
 )
 
-__all__ = [
-    "ERROR_TEXT_MAX", "Kind", "Parsed", "Reasoning", "StreamParser", "WireError", "error_text",
-    "loads",
-]
+__all__ = ["DEFAULT_WIRE", "EFFORTS", "ERROR_TEXT_MAX", "OPENAI_ONLY", "ContextFn", "Kind",
+           "Parsed", "Reasoning", "StreamParser", "WireError", "WireOptions", "error_text", "loads",
+           "unsent"]
+
+EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")  # OpenAI's reasoning_effort values
 
 
 def loads(text: str | bytes) -> Any:
@@ -146,8 +148,56 @@ class StreamParser(ABC):
         """Parse one line; raise ``WireError`` on a malformed line or an in-band error event."""
 
 
+@dataclass(frozen=True, slots=True)
+class WireOptions:
+    """Settings of one provider's (or one of its models') wire format, from routes.yaml.
+
+    ``max_tokens_field`` (kind openai): the field the request's token limit goes out as; None
+    chooses by model name (``max_completion_tokens`` for the o-series and gpt-5 reasoning models,
+    which refuse ``max_tokens``). ``send_reasoning_content`` (kind openai): replay an assistant
+    message's ``reasoning_content`` (vLLM, DeepSeek with tools); off, it is dropped, as DeepSeek
+    refuses it on some models.
+    """
+
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] | None = None
+    send_reasoning_content: bool = False
+
+
+DEFAULT_WIRE = WireOptions()
+
+# OpenAI request fields that only some kinds can send; each kind names those it maps
+OPENAI_ONLY = (
+    "n", "seed", "logprobs", "top_logprobs", "logit_bias", "presence_penalty",
+    "frequency_penalty", "service_tier", "store", "user", "prediction", "modalities", "audio",
+    "verbosity", "web_search_options", "prompt_cache_key", "safety_identifier",
+)
+
+
+def unsent(request: dict[str, Any], kind: str, mapped: frozenset[str]) -> list[str]:
+    """A note naming the OpenAI-only fields of ``request`` that ``kind`` does not send."""
+    left = [k for k in OPENAI_ONLY if k not in mapped and request.get(k) is not None]
+    return [f"not sent (no {kind} equivalent): {', '.join(left)}"] if left else []
+
+ContextFn = Callable[[dict[str, Any], str, bool], dict[str, Any]]
+
+
 class Kind(ABC):
-    """One wire protocol. Instances are stateless singletons registered by ``name``."""
+    """One wire protocol. Instances are stateless singletons registered by ``name``.
+
+    The unified request is OpenAI's Chat Completions request, plus what a conversation needs to
+    hand a provider's reasoning back in a following turn:
+
+    - an assistant message's ``reasoning_content: str`` (its reasoning text, as DeepSeek and vLLM
+      send it) and ``reasoning_signature: str`` (Anthropic's ``thinking`` block signature; with
+      it, the pair is replayed to Anthropic as a signed ``thinking`` block);
+    - a tool call's ``extra_content: {"google": {"thought_signature": str}}`` (Gemini's
+      ``thoughtSignature`` of that functionCall, spelled as Gemini's OpenAI endpoint spells it);
+    - Anthropic-native ``thinking`` / ``redacted_thinking`` blocks in a list ``content``, which
+      go to Anthropic as written.
+
+    ``reasoning_effort`` (OpenAI's values, ``EFFORTS``) is mapped onto each kind's own control.
+    What a kind cannot send as asked, it says in ``notes`` (shown by ``engine plan``).
+    """
 
     name: ClassVar[str]
     default_template: ClassVar[str]  # relative to the templates directory, e.g. "openai/chat.json.j2"
@@ -162,9 +212,25 @@ class Kind(ABC):
         """Headers that carry the key (and any fixed protocol headers such as anthropic-version)."""
 
     @abstractmethod
-    def context(self, request: dict[str, Any], model: str, stream: bool) -> dict[str, Any]:
+    def context(self, request: dict[str, Any], model: str, stream: bool,
+                options: WireOptions = DEFAULT_WIRE) -> dict[str, Any]:
         """The variables the kind's template renders; always includes ``request``, ``model``
         and ``stream``."""
+
+    def notes(self, request: dict[str, Any], model: str,
+              options: WireOptions = DEFAULT_WIRE) -> list[str]:
+        """What ``context`` drops or changes in this request for ``model`` (for ``engine plan``;
+        never called on the request path)."""
+        return []
+
+    def context_for(self, options_for: Callable[[str], WireOptions]) -> ContextFn:
+        """``context`` with the options of the model being called (``options_for(model)``)."""
+        context = self.context
+
+        def bound(request: dict[str, Any], model: str, stream: bool) -> dict[str, Any]:
+            return context(request, model, stream, options_for(model))
+
+        return bound
 
     @abstractmethod
     def parse(self, data: Any) -> Parsed:

@@ -3,12 +3,17 @@
 The mapping: turns become ``contents`` with roles user/model and ``parts``; system messages and
 the ``system`` prompt become ``systemInstruction``; sampling settings go in ``generationConfig``;
 OpenAI tools become ``functionDeclarations`` (their JSON Schema as ``parametersJsonSchema``); tool
-calls and results become ``functionCall`` / ``functionResponse`` parts.
+calls and results become ``functionCall`` / ``functionResponse`` parts; a tool call's
+``extra_content.google.thought_signature`` goes back as its part's ``thoughtSignature``;
+``reasoning_effort`` becomes ``thinkingConfig`` (``thinkingLevel`` for Gemini 3, a
+``thinkingBudget`` before); ``n``, ``logprobs`` and ``top_logprobs`` become ``candidateCount``,
+``responseLogprobs`` and ``logprobs``. ``notes`` names what is left out.
 """
 
 from __future__ import annotations
 
 import mimetypes
+import re
 from typing import Any
 
 from engine.providers._wire import (
@@ -30,14 +35,23 @@ from engine.providers._wire import (
     text_of,
     tokens,
 )
-from engine.providers.base import Kind, Parsed, Reasoning, StreamParser, loads
+from engine.providers.base import (
+    DEFAULT_WIRE,
+    Kind,
+    Parsed,
+    Reasoning,
+    StreamParser,
+    WireOptions,
+    loads,
+    unsent,
+)
 from engine.result import ReasoningDelta, TextDelta, ToolCall, ToolCallDelta, Usage
 
 __all__ = ["KIND", "SKIP_SIGNATURE", "GeminiKind"]
 
-# Gemini 3 rejects a replayed functionCall without the thought signature it was issued with; the
-# OpenAI shape has nowhere to keep one, so replays carry the sentinel Google documents for
-# histories that were not produced by Gemini itself.
+# Gemini 3 rejects a replayed functionCall without the thought signature it was issued with. A tool
+# call carries it as extra_content.google.thought_signature; a step whose calls carry none (a
+# history Gemini did not make) gets the sentinel Google documents for that.
 SKIP_SIGNATURE = "skip_thought_signature_validator"
 
 _FILTERED = frozenset({
@@ -47,6 +61,15 @@ _FILTERED = frozenset({
 
 _MODES = {"auto": "AUTO", "required": "ANY", "none": "NONE"}
 
+# reasoning_effort -> thinkingConfig: Gemini 3 takes a level (and always thinks), 2.5 a budget
+_LEVELS = re.compile(r"gemini-[3-9]")
+_THINKS = re.compile(r"gemini-(?:2\.5|[3-9])")  # older models take no thinkingConfig
+_LEVEL = {"none": "low", "minimal": "low", "low": "low", "medium": "high", "high": "high",
+          "xhigh": "high"}
+_BUDGET = {"none": 0, "minimal": 512, "low": 1024, "medium": 8192, "high": 24576, "xhigh": 32768}
+_MAPPED = frozenset({"seed", "presence_penalty", "frequency_penalty", "n", "logprobs",
+                     "top_logprobs"})  # of base.OPENAI_ONLY
+
 # generationConfig fields taken from request keys of the same meaning
 _SAMPLING = (
     ("temperature", "temperature"),
@@ -55,6 +78,9 @@ _SAMPLING = (
     ("seed", "seed"),
     ("presence_penalty", "presencePenalty"),
     ("frequency_penalty", "frequencyPenalty"),
+    ("n", "candidateCount"),
+    ("logprobs", "responseLogprobs"),
+    ("top_logprobs", "logprobs"),
 )
 
 
@@ -157,7 +183,7 @@ def _tool_config(choice: Any) -> dict[str, Any] | None:
     return None
 
 
-def _generation_config(request: dict[str, Any]) -> dict[str, Any]:
+def _generation_config(request: dict[str, Any], model: str) -> dict[str, Any]:
     get = request.get
     config = {out: get(key) for key, out in _SAMPLING if get(key) is not None}
     max_tokens = get("max_tokens")
@@ -174,7 +200,48 @@ def _generation_config(request: dict[str, Any]) -> dict[str, Any]:
         schema = fmt.get("json_schema")
         if type(schema) is dict and schema.get("schema") is not None:
             config["responseJsonSchema"] = schema["schema"]
+    thinking = _thinking_config(get("reasoning_effort"), model)
+    if thinking is not None:
+        config["thinkingConfig"] = thinking
     return config
+
+
+def _thinking_config(effort: Any, model: str) -> dict[str, Any] | None:
+    if type(effort) is not str or effort not in _BUDGET or not _THINKS.search(model):
+        return None
+    if _LEVELS.search(model):
+        return {"thinkingLevel": _LEVEL[effort]}
+    budget = _BUDGET[effort]
+    if budget == 0 and "-pro" in model:  # 2.5 Pro cannot stop thinking: its least budget
+        budget = 128
+    return {"thinkingBudget": budget}
+
+
+def _signature(call: dict[str, Any]) -> str | None:
+    """A tool call's ``extra_content.google.thought_signature`` (Gemini's OpenAI spelling)."""
+    extra = call.get("extra_content")
+    google = extra.get("google") if type(extra) is dict else None
+    signature = google.get("thought_signature") if type(google) is dict else None
+    return signature if type(signature) is str and signature else None
+
+
+def _calls(calls: list[dict[str, Any]], called: dict[str, str]) -> list[dict[str, Any]]:
+    """functionCall parts, each with the signature it came with; with none at all (a history
+    Gemini did not make), the first of the step carries the documented skip sentinel."""
+    parts = []
+    signed = any(_signature(c) for c in calls)
+    for i, call in enumerate(calls):
+        fn = call.get("function") or {}
+        name = fn.get("name") or ""
+        called[call.get("id") or ""] = name
+        part: dict[str, Any] = {
+            "functionCall": {"name": name, "args": args_object(fn.get("arguments"))},
+        }
+        signature = _signature(call) if signed else SKIP_SIGNATURE if i == 0 else None
+        if signature is not None:
+            part["thoughtSignature"] = signature
+        parts.append(part)
+    return parts
 
 
 # -- response --------------------------------------------------------------------------------------
@@ -278,7 +345,8 @@ class GeminiKind(Kind):
             headers["x-goog-api-key"] = api_key
         return headers
 
-    def context(self, request: dict[str, Any], model: str, stream: bool) -> dict[str, Any]:
+    def context(self, request: dict[str, Any], model: str, stream: bool,
+                options: WireOptions = DEFAULT_WIRE) -> dict[str, Any]:
         get = request.get
         system: list[str] = []
         if get("system"):
@@ -290,17 +358,7 @@ class GeminiKind(Kind):
             if role == "user":
                 _append(contents, "user", _parts(m.get("content")))
             elif role == "assistant":
-                parts = _parts(m.get("content"))
-                for i, call in enumerate(m.get("tool_calls") or ()):
-                    fn = call.get("function") or {}
-                    name = fn.get("name") or ""
-                    called[call.get("id") or ""] = name
-                    part: dict[str, Any] = {
-                        "functionCall": {"name": name, "args": args_object(fn.get("arguments"))},
-                    }
-                    if i == 0:  # a signature goes on the first call of a step only
-                        part["thoughtSignature"] = SKIP_SIGNATURE
-                    parts.append(part)
+                parts = _parts(m.get("content")) + _calls(m.get("tool_calls") or [], called)
                 if parts:
                     _append(contents, "model", parts)
             elif role == "tool":
@@ -320,10 +378,33 @@ class GeminiKind(Kind):
             "stream": stream,
             "contents": contents,
             "system_instruction": {"parts": [{"text": "\n\n".join(system)}]} if system else None,
-            "generation_config": _generation_config(request),
+            "generation_config": _generation_config(request, model),
             "tools": _tools(tools) if tools else None,
             "tool_config": _tool_config(get("tool_choice")) if tools else None,
         }
+
+    def notes(self, request: dict[str, Any], model: str,
+              options: WireOptions = DEFAULT_WIRE) -> list[str]:
+        get = request.get
+        out = []
+        effort = get("reasoning_effort")
+        thinking = _thinking_config(effort, model)
+        if effort is not None and thinking is None:
+            why = "unknown effort" if effort not in _BUDGET else f"{model} does not think"
+            out.append(f"reasoning_effort {effort!r} is not sent ({why})")
+        elif thinking is not None:
+            (key, value), = thinking.items()
+            out.append(f"reasoning_effort {effort!r} is sent as thinkingConfig.{key} {value!r}")
+        if get("tools") and get("parallel_tool_calls") is False:
+            out.append("parallel_tool_calls false is not sent (Gemini has no such setting)")
+        if get("tools") and get("tool_choice") is not None \
+                and _tool_config(get("tool_choice")) is None:
+            out.append(f"tool_choice {get('tool_choice')!r} is not sent (not a choice Gemini has)")
+        fmt = get("response_format")
+        if type(fmt) is dict and fmt.get("type") not in (None, "text", "json_object",
+                                                        "json_schema"):
+            out.append(f"response_format {fmt.get('type')!r} is not sent")
+        return out + unsent(request, "gemini", _MAPPED)
 
     def parse(self, data: Any) -> Parsed:
         body = as_dict(data, "response")

@@ -3,6 +3,10 @@
 The mapping: content is plain text with images as base64 ``images``; tool-call arguments are
 objects, not JSON text; sampling settings go in ``options`` (max_tokens -> num_predict);
 ``response_format`` becomes ``format``; ``stream`` is always sent (Ollama streams by default).
+Ollama has no ``tool_choice``: "none" sends no tools, a named function sends that tool alone
+(not forced), "required" is not sent. ``reasoning_effort`` becomes ``think`` (a level for gpt-oss,
+which takes levels, else true/false); an assistant message's ``reasoning_content`` goes back as
+``thinking``. ``notes`` names what is left out.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from engine.providers._wire import (
     text_of,
     tokens,
 )
-from engine.providers.base import Kind, Parsed, StreamParser
+from engine.providers.base import DEFAULT_WIRE, Kind, Parsed, StreamParser, WireOptions, unsent
 from engine.result import ReasoningBlock, TextDelta, ToolCall, ToolCallDelta, Usage
 
 __all__ = ["KIND", "OllamaKind"]
@@ -41,6 +45,10 @@ _OPTIONS = (
     ("presence_penalty", "presence_penalty"),
     ("frequency_penalty", "frequency_penalty"),
 )
+
+
+_LEVEL = {"minimal": "low", "low": "low", "medium": "medium", "high": "high", "xhigh": "high"}
+_MAPPED = frozenset({"seed", "presence_penalty", "frequency_penalty"})  # of base.OPENAI_ONLY
 
 
 # -- request ---------------------------------------------------------------------------------------
@@ -69,6 +77,9 @@ def _message(m: dict[str, Any], called: dict[str, str]) -> dict[str, Any] | None
             if images:
                 out["images"] = images
     elif role == "assistant":
+        thinking = m.get("reasoning_content")
+        if type(thinking) is str and thinking:
+            out["thinking"] = thinking
         calls = m.get("tool_calls")
         if calls:
             out["tool_calls"] = [_tool_call(c, called) for c in calls]
@@ -105,6 +116,33 @@ def _options(request: dict[str, Any]) -> dict[str, Any]:
     if stop is not None:
         options["stop"] = stop
     return options
+
+
+def _tools(tools: list[Any] | None, choice: Any) -> list[Any] | None:
+    """The tools to send: none for "none", the named one alone for a named function."""
+    if not tools or choice == "none":
+        return None
+    if type(choice) is dict:
+        fn = choice.get("function")
+        name = fn.get("name") if type(fn) is dict else None
+        named = [t for t in tools if type(t) is dict and type(t.get("function")) is dict
+                 and t["function"].get("name") == name]
+        return named or tools
+    return tools
+
+
+def _think(request: dict[str, Any], model: str) -> Any:
+    """``think`` as the request gave it, or from its ``reasoning_effort``."""
+    think = request.get("think")
+    effort = request.get("reasoning_effort")
+    if think is not None or type(effort) is not str:
+        return think
+    if effort == "none":
+        return False
+    level = _LEVEL.get(effort)
+    if level is None:
+        return None
+    return level if "gpt-oss" in model else True
 
 
 def _format(fmt: Any) -> Any:
@@ -165,7 +203,8 @@ class OllamaKind(Kind):
             headers["Authorization"] = f"Bearer {api_key}"
         return headers
 
-    def context(self, request: dict[str, Any], model: str, stream: bool) -> dict[str, Any]:
+    def context(self, request: dict[str, Any], model: str, stream: bool,
+                options: WireOptions = DEFAULT_WIRE) -> dict[str, Any]:
         get = request.get
         messages: list[dict[str, Any]] = []
         if get("system"):
@@ -175,9 +214,6 @@ class OllamaKind(Kind):
             out = _message(m, called)
             if out is not None:
                 messages.append(out)
-        tools = get("tools") or None
-        if get("tool_choice") == "none":  # Ollama has no tool_choice; "none" means no tools
-            tools = None
         return {
             "request": request,
             "model": model,
@@ -185,10 +221,29 @@ class OllamaKind(Kind):
             "messages": messages,
             "options": _options(request),
             "format": _format(get("response_format")),
-            "tools": tools,
+            "tools": _tools(get("tools"), get("tool_choice")),
             "keep_alive": get("keep_alive"),
-            "think": get("think"),
+            "think": _think(request, model),
         }
+
+    def notes(self, request: dict[str, Any], model: str,
+              options: WireOptions = DEFAULT_WIRE) -> list[str]:
+        get = request.get
+        out = []
+        choice = get("tool_choice")
+        if get("tools") and choice not in (None, "auto", "none"):
+            shown = choice if type(choice) is str else "a named function"
+            forced = " (its tool is sent alone)" if type(choice) is dict else ""
+            out.append(f"tool_choice {shown!r} is not sent: Ollama has no tool_choice, the model "
+                       f"may answer without a tool call{forced}")
+        if get("tools") and get("parallel_tool_calls") is False:
+            out.append("parallel_tool_calls false is not sent (Ollama has no such setting)")
+        effort = get("reasoning_effort")
+        if effort is not None and get("think") is None:
+            think = _think(request, model)
+            out.append(f"reasoning_effort {effort!r} is not sent (unknown effort)" if think is None
+                       else f"reasoning_effort {effort!r} is sent as think {think!r}")
+        return out + unsent(request, "ollama", _MAPPED)
 
     def parse(self, data: Any) -> Parsed:
         body = as_dict(data, "response")

@@ -2,11 +2,20 @@
 
 Also the wire of Groq, Together, Fireworks, Mistral, DeepSeek, vLLM, LM Studio, OpenRouter and
 Ollama's /v1. The request is passed through; request keys this kind does not name (seed, user,
-logprobs, ...) are passed through too, as ``extra``.
+logprobs, ...) are passed through too, as ``extra``. Two things are shaped: the token limit goes
+out as ``max_completion_tokens`` to the o-series and gpt-5 reasoning models (they refuse
+``max_tokens``; ``max_tokens_field`` in routes.yaml overrides), and assistant messages lose
+``reasoning_content`` (DeepSeek refuses it on some models; ``send_reasoning_content`` keeps it)
+and ``reasoning_signature`` (Anthropic's, meaningless here).
+
+System messages are not rewritten as ``developer`` for reasoning models: OpenAI takes ``system``
+on every current one (it is treated as ``developer`` there), while o1-mini and o1-preview, which
+refuse ``system``, refuse ``developer`` too; ``notes`` says so for those.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from engine.providers._wire import (
@@ -24,16 +33,56 @@ from engine.providers._wire import (
     opt_str,
     tokens,
 )
-from engine.providers.base import Kind, Parsed, StreamParser
+from engine.providers.base import DEFAULT_WIRE, Kind, Parsed, StreamParser, WireOptions
 from engine.result import ReasoningBlock, TextDelta, ToolCall, ToolCallDelta, Usage
 
-__all__ = ["KIND", "OpenAIKind"]
+__all__ = ["KIND", "OpenAIKind", "is_reasoning_model"]
 
 # Request keys with a place of their own in the template; everything else goes out as ``extra``.
 _NAMED = frozenset({
-    "model", "messages", "system", "temperature", "top_p", "max_tokens", "stop", "tools",
-    "tool_choice", "parallel_tool_calls", "response_format", "metadata", "stream", "stream_options",
+    "model", "messages", "system", "temperature", "top_p", "max_tokens", "max_completion_tokens",
+    "stop", "tools", "tool_choice", "parallel_tool_calls", "response_format", "metadata", "stream",
+    "stream_options",
 })
+
+# OpenAI's reasoning models, which take max_completion_tokens only (a name with a "/" is a
+# gateway's, e.g. OpenRouter's "openai/o3", which speaks its own dialect: not matched)
+_REASONING = re.compile(r"(?:o[1-9]|gpt-5)(?:$|[-.])")
+_NO_SYSTEM = re.compile(r"o1-(?:mini|preview)")  # they refuse system and developer messages
+_UNIFIED = ("reasoning_content", "reasoning_signature")  # assistant fields this kind may drop
+
+
+def is_reasoning_model(model: str) -> bool:
+    """True for OpenAI's o-series and gpt-5 models, which refuse ``max_tokens``."""
+    return _REASONING.match(model) is not None
+
+
+def _limit_field(model: str, options: WireOptions) -> str | None:
+    """The one field the token limit goes out as, or None to send what the request wrote."""
+    if options.max_tokens_field is not None:
+        return options.max_tokens_field
+    return "max_completion_tokens" if is_reasoning_model(model) else None
+
+
+def _limits(request: dict[str, Any], model: str,
+            options: WireOptions) -> tuple[Any, Any]:
+    """``(max_tokens, max_completion_tokens)`` as sent."""
+    given, newer = request.get("max_tokens"), request.get("max_completion_tokens")
+    field = _limit_field(model, options)
+    if field == "max_completion_tokens":
+        return None, newer if newer is not None else given
+    if field == "max_tokens":
+        return given if given is not None else newer, None
+    return given, newer
+
+
+def _messages(messages: list[dict[str, Any]], options: WireOptions) -> list[dict[str, Any]]:
+    """The messages without the unified reasoning fields this provider must not receive (copied
+    only when one has them)."""
+    drop = _UNIFIED[1:] if options.send_reasoning_content else _UNIFIED
+    if not any(k in m for m in messages for k in drop):
+        return messages
+    return [{k: v for k, v in m.items() if k not in drop} for m in messages]
 
 _FINISH = {
     "stop": "stop",
@@ -131,9 +180,10 @@ class OpenAIKind(Kind):
             headers["Authorization"] = f"Bearer {api_key}"
         return headers
 
-    def context(self, request: dict[str, Any], model: str, stream: bool) -> dict[str, Any]:
+    def context(self, request: dict[str, Any], model: str, stream: bool,
+                options: WireOptions = DEFAULT_WIRE) -> dict[str, Any]:
         get = request.get
-        messages = get("messages") or []
+        messages = _messages(get("messages") or [], options)
         system = get("system")
         if system:
             messages = [{"role": "system", "content": system}, *messages]
@@ -144,6 +194,7 @@ class OpenAIKind(Kind):
             stream_options = (
                 {**given, "include_usage": True} if type(given) is dict else {"include_usage": True}
             )
+        max_tokens, max_completion_tokens = _limits(request, model, options)
         return {
             "request": request,
             "model": model,
@@ -151,7 +202,8 @@ class OpenAIKind(Kind):
             "messages": messages,
             "temperature": get("temperature"),
             "top_p": get("top_p"),
-            "max_tokens": get("max_tokens"),
+            "max_tokens": max_tokens,
+            "max_completion_tokens": max_completion_tokens,
             "stop": get("stop") or None,
             "tools": tools,
             "tool_choice": get("tool_choice") if tools else None,
@@ -160,6 +212,26 @@ class OpenAIKind(Kind):
             "stream_options": stream_options,
             "extra": {k: v for k, v in request.items() if k not in _NAMED and v is not None},
         }
+
+    def notes(self, request: dict[str, Any], model: str,
+              options: WireOptions = DEFAULT_WIRE) -> list[str]:
+        out = []
+        get = request.get
+        field = _limit_field(model, options)
+        why = "max_tokens_field" if options.max_tokens_field else "a reasoning model"
+        if field == "max_completion_tokens" and get("max_tokens") is not None:
+            out.append(f"max_tokens is sent as max_completion_tokens ({why})")
+        if field == "max_tokens" and get("max_completion_tokens") is not None:
+            out.append(f"max_completion_tokens is sent as max_tokens ({why})")
+        messages = get("messages") or []
+        if not options.send_reasoning_content and any("reasoning_content" in m for m in messages):
+            out.append("reasoning_content of assistant messages is not sent "
+                       "(send_reasoning_content: true sends it)")
+        if _NO_SYSTEM.match(model) and (get("system") or any(
+                m.get("role") in ("system", "developer") for m in messages)):
+            out.append(f"{model} refuses system and developer messages: this request will be "
+                       "refused (put the instructions in the first user message)")
+        return out
 
     def parse(self, data: Any) -> Parsed:
         body = as_dict(data, "response")

@@ -140,7 +140,8 @@ class Endpoint:
         self.provider = p.name
         self.conn = conn
         self.kind = conn.kind
-        self.context = self.kind.context
+        # the kind's context, bound to the model's wire options when routes.yaml wrote some
+        self.context = self.kind.context_for(p.wire_for) if p.custom_wire else self.kind.context
         self.render = p.template.render
         self.model = target.model
         self.classifier = p.retry

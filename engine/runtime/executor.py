@@ -83,7 +83,8 @@ class Runtime:
             ep = by_key.get(target.key)
             if ep is None:
                 p = target.provider
-                rk = (id(p.template), p.kind)
+                # wire options make a provider's bodies its own
+                rk = (id(p.template), f"{p.kind}@{p.name}" if p.custom_wire else p.kind)
                 ep = by_key[target.key] = Endpoint(target, by_provider[p.name],
                                                    renders.setdefault(rk, rk))
             self.endpoints[id(target)] = ep
