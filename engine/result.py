@@ -167,11 +167,11 @@ class ReasoningBlock:
     signature: str | None = None
     redacted: str | None = None
 
-    def wire(self) -> dict[str, Any]:
-        """The block in a following request's assistant message (see ``Response.message``)."""
+    def native(self) -> dict[str, Any]:
+        """The block as Anthropic's own content block (``thinking`` or ``redacted_thinking``)."""
         if self.redacted is not None:
-            return {"type": "redacted_thinking", "data": self.redacted, "kind": self.kind}
-        out: dict[str, Any] = {"type": "thinking", "thinking": self.text, "kind": self.kind}
+            return {"type": "redacted_thinking", "data": self.redacted}
+        out: dict[str, Any] = {"type": "thinking", "thinking": self.text}
         if self.signature is not None:
             out["signature"] = self.signature
         return out
@@ -190,13 +190,10 @@ class Response:
     Ollama ``message.thinking``), is in ``reasoning`` (its text) and ``reasoning_blocks`` (with
     the signatures needed to hand it back), never in ``text``.
 
-    To continue the conversation, append ``message()``: the OpenAI-style assistant message with
-    ``content``, ``tool_calls`` and, when there was reasoning, ``reasoning_content`` (the text)
-    and ``reasoning_blocks`` (``ReasoningBlock.wire()`` of each: ``{"type": "thinking",
-    "thinking", "signature"?, "kind"}`` or ``{"type": "redacted_thinking", "data", "kind"}``).
-    A kind sends back what its API requires and drops the blocks of other kinds. Gemini: a
-    block with a signature and no text carries the ``thoughtSignature`` of an answer part (the
-    first function call's, else the text's)."""
+    To continue the conversation, append ``message()``: the assistant message in the request's
+    own fields (``engine.request.Message``), which each kind sends back as its API requires.
+    Gemini: a block with a signature and no text carries the ``thoughtSignature`` of an answer
+    part (the first function call's, else the text's)."""
 
     text: str
     provider: str
@@ -213,17 +210,30 @@ class Response:
     reasoning_blocks: tuple[ReasoningBlock, ...] = ()
 
     def message(self) -> dict[str, Any]:
-        """The assistant message that hands this answer back in a following request."""
+        """The assistant message that hands this answer back in a following request: ``content``
+        and ``tool_calls``; the reasoning as ``reasoning_content`` with Anthropic's
+        ``reasoning_signature``, or, for several or redacted Anthropic blocks, as Anthropic's own
+        blocks before the text; Gemini's signature as the first tool call's
+        ``extra_content.google.thought_signature``."""
         out: dict[str, Any] = {"role": "assistant", "content": self.text or None}
-        if self.tool_calls:
-            out["tool_calls"] = [
-                {"id": c.id, "type": "function",
-                 "function": {"name": c.name, "arguments": c.arguments}}
-                for c in self.tool_calls
-            ]
-        if self.reasoning_blocks:
+        calls: list[dict[str, Any]] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in self.tool_calls
+        ]
+        signed = [b for b in self.reasoning_blocks if b.kind == "anthropic"]
+        if len(signed) > 1 or any(b.redacted is not None for b in signed):
+            blocks = [b.native() for b in signed]
+            out["content"] = blocks + ([{"type": "text", "text": self.text}] if self.text else [])
+        elif self.reasoning:
             out["reasoning_content"] = self.reasoning
-            out["reasoning_blocks"] = [b.wire() for b in self.reasoning_blocks]
+            if signed and signed[0].signature:
+                out["reasoning_signature"] = signed[0].signature
+        gemini = next((b.signature for b in self.reasoning_blocks
+                       if b.kind == "gemini" and b.signature and not b.text), None)
+        if gemini is not None and calls:
+            calls[0]["extra_content"] = {"google": {"thought_signature": gemini}}
+        if calls:
+            out["tool_calls"] = calls
         return out
 
 

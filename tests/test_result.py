@@ -18,16 +18,33 @@ RESP = Response(text="", provider="anth", model="claude", finish_reason="tool_ca
 def test_message_carries_content_tool_calls_and_reasoning() -> None:
     assert RESP.reasoning == "Let me think."
     assert RESP.message() == {
-        "role": "assistant", "content": None,
+        "role": "assistant",
+        "content": [  # several (or redacted) thinking blocks: Anthropic's own, in order
+            {"type": "thinking", "thinking": "Let me", "signature": "sig-1"},
+            {"type": "redacted_thinking", "data": "EmwK"},
+            {"type": "thinking", "thinking": " think.", "signature": "sig-2"},
+        ],
         "tool_calls": [{"id": "toolu_1", "type": "function",
                         "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}],
-        "reasoning_content": "Let me think.",
-        "reasoning_blocks": [
-            {"type": "thinking", "thinking": "Let me", "signature": "sig-1", "kind": "anthropic"},
-            {"type": "redacted_thinking", "data": "EmwK", "kind": "anthropic"},
-            {"type": "thinking", "thinking": " think.", "signature": "sig-2", "kind": "anthropic"},
-        ],
     }
+
+
+def test_one_signed_thought_goes_back_in_the_request_fields() -> None:
+    one = (ReasoningBlock("anthropic", "Hmm.", "sig"),)
+    resp = Response(text="ok", provider="a", model="m", reasoning="Hmm.", reasoning_blocks=one)
+    assert resp.message() == {"role": "assistant", "content": "ok",
+                              "reasoning_content": "Hmm.", "reasoning_signature": "sig"}
+
+
+def test_a_gemini_signature_rides_on_the_first_tool_call() -> None:
+    blocks = (ReasoningBlock("gemini", "plan"), ReasoningBlock("gemini", signature="c2ln"))
+    resp = Response(text="", provider="g", model="m", reasoning="plan", reasoning_blocks=blocks,
+                    tool_calls=(ToolCall("c1", "f", "{}"), ToolCall("c2", "g", "{}")))
+    msg = resp.message()
+    assert msg["reasoning_content"] == "plan" and "reasoning_signature" not in msg
+    first, second = msg["tool_calls"]
+    assert first["extra_content"] == {"google": {"thought_signature": "c2ln"}}
+    assert "extra_content" not in second
 
 
 def test_message_without_reasoning_or_tools_is_plain() -> None:

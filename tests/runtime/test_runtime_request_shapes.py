@@ -202,3 +202,21 @@ def test_max_tokens_field_on_another_kind_is_an_error(where: str) -> None:
     with pytest.raises(ConfigError) as err:
         compile_text(text)
     assert "max_tokens_field applies to kind openai only, not anthropic" in str(err.value)
+
+
+async def test_a_thinking_tool_turn_continues_with_response_message(make: Make,
+                                                                   fake: FakeServer) -> None:
+    # the answer's own message() is what the next turn sends: the strict fake checks the signature
+    eng = make(ROUTES)
+    first = [{"role": "user", "content": "Weather in Paris? tool"}]
+    ask = {"model": "claude", "tools": [WEATHER], "reasoning_effort": "low"}
+    resp = await eng.route({**ask, "messages": first})
+    assert resp.finish_reason == "tool_calls" and resp.reasoning
+    (call,) = resp.tool_calls
+    turn = [*first, resp.message(),
+            {"role": "tool", "tool_call_id": call.id, "content": "sunny, 21 degrees"}]
+    again = await eng.route({**ask, "messages": turn})
+    assert again.text
+    sent = _sent(fake)["messages"][1]["content"]
+    assert sent[0]["type"] == "thinking" and sent[0]["signature"] == sign(resp.reasoning)
+    assert sent[-1]["type"] == "tool_use" and sent[-1]["id"] == call.id
