@@ -46,13 +46,22 @@ class Cheapest(Strategy):
         reach = [targets(m.node) for m in group.members]
         if not any(_may_be_priced(t) for ts in reach for t in ts):
             return in_order(len(reach))
+        # per member: the prices of its fixed-model targets, and its pass-through targets
+        fixed = [[p for t in ts if t.model is not None and (p := t.price(t.model))]
+                 for ts in reach]
+        through = [[t for t in ts if t.model is None] for ts in reach]
+        members = list(zip(fixed, through, strict=True))
         estimate = env.input_tokens
         indexes = range(len(reach))
 
         def order(model: str, request: Mapping[str, Any]) -> Sequence[int]:
             n_in, n_out = estimate(request), output_tokens(request)
-            costs = [min((p.cost(n_in, n_out) for t in ts if (p := price_of(t, model))),
-                         default=_UNPRICED) for ts in reach]
+            costs = []
+            for prices, passing in members:
+                if passing:
+                    prices = prices + [p for t in passing if (p := t.price(model))]
+                costs.append(min((p.input * n_in + p.output * n_out for p in prices),
+                                 default=_UNPRICED))
             return sorted(indexes, key=costs.__getitem__)  # stable: ties and unpriced as written
 
         return order
