@@ -50,6 +50,7 @@ from engine.graph import (
 from engine.loader import Loaded, Loc, Path_, format_path, load
 from engine.providers.base import DEFAULT_WIRE, WireOptions
 from engine.reach import Shadows, flatten, groups_in, worst_case
+from engine.strategies import STRATEGIES
 from engine.template_check import TemplateCheck
 from engine.templates import RequestTemplate
 from engine.values import Secret, TargetRef
@@ -506,13 +507,7 @@ class _Compiler:
                 self.report(("groups", name), f"group name '{name}' contains '/'",
                             "'/' separates provider and model in targets", key=True)
         for name, spec in specs.items():
-            if spec.strategy == "hedged" and spec.hedge_after is None:
-                self.report(("groups", name, "strategy"), "strategy hedged needs hedge_after",
-                            "add hedge_after: 400ms (when to start the next target)")
-            if spec.strategy != "hedged" and spec.hedge_after is not None:
-                self.report(("groups", name, "hedge_after"),
-                            f"hedge_after is ignored by strategy {spec.strategy}",
-                            "remove it, or use strategy: hedged", severity="warning")
+            STRATEGIES[spec.strategy].check(spec, ("groups", name), self.report)
             if spec.max_attempts is not None and spec.max_attempts > len(spec.targets):
                 self.report(("groups", name, "max_attempts"),
                             f"max_attempts {spec.max_attempts} exceeds the group's "
@@ -541,7 +536,9 @@ class _Compiler:
             return g
 
         for name in specs:
-            build(name)
+            group = build(name)
+            if group is not None:
+                STRATEGIES[group.strategy].check_group(group, ("groups", name), self.report)
         return built
 
     def _cycles(self, specs: Mapping[str, S.GroupSpec]) -> bool:

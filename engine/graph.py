@@ -48,8 +48,7 @@ __all__ = [
 _MEMO_MAX = 4096  # distinct requested models remembered by RoutingGraph.match
 _MEMO_NAME_MAX = 256  # longer model names are matched each time, never remembered
 
-Strategy = Literal["priority", "round_robin", "weighted", "least_latency", "hedged"]
-ERROR_KINDS = ("timeout", "connect", "reset", "protocol")
+Strategy = str  # a name in engine.strategies.STRATEGIES (the schema admits no other)
 DEFAULT_MAX_RESPONSE = 32 * 1024 * 1024  # providers.NAME.max_response: bytes, after decompression
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from engine.graph import Group, Node, RoutingGraph, Target
-from engine.values import format_duration as fd
+from engine.graph import Node, RoutingGraph, Target
+from engine.strategies import STRATEGIES
 
 __all__ = ["to_mermaid"]
 
@@ -48,10 +48,10 @@ def to_mermaid(graph: RoutingGraph) -> str:
             return nid
         nid = _id("g_", n.name)
         if nid not in nodes:
-            extra = f" after {fd(n.hedge_after)}" if n.hedge_after is not None else ""
-            nodes[nid] = f'{nid}{{{{"{_label(n.name)}<br/>{n.strategy}{extra}"}}}}'
+            strategy = STRATEGIES[n.strategy]
+            nodes[nid] = f'{nid}{{{{"{_label(n.name)}<br/>{_label(strategy.node_label(n))}"}}}}'
             for i, m in enumerate(n.members, 1):
-                label = _edge_label(n, i, m.weight)
+                label = _label(strategy.edge_label(n, i, m))
                 edges.append(f"  {nid} -->|{label}| {node(m.node)}")
         return nid
 
@@ -63,10 +63,3 @@ def to_mermaid(graph: RoutingGraph) -> str:
     lines += edges
     return "\n".join(lines) + "\n"
 
-
-def _edge_label(group: Group, position: int, weight: float) -> str:
-    if group.strategy == "weighted":
-        return f"w={weight:g}"
-    if group.strategy == "priority" or group.strategy == "hedged":
-        return str(position)
-    return group.strategy

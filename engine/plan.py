@@ -17,19 +17,11 @@ from typing import Any
 from engine.errors import NoRouteError
 from engine.graph import CacheConfig, Group, Node, Route, RoutingGraph, Target
 from engine.request import Request, normalize_request
+from engine.strategies import STRATEGIES
 from engine.values import MASK, Secret
 from engine.values import format_duration as fd
 
 __all__ = ["Plan", "build_plan", "cache_decision"]
-
-_POLICY = {
-    "priority": "in the order written",
-    "round_robin": "rotating: each request starts one target further along",
-    "weighted": "random draw by weight, then the rest by weight",
-    "least_latency": "fastest moving-average latency first; untried or recovered targets are "
-                     "explored now and then",
-    "hedged": "in order; the next starts if the current has not answered after hedge_after",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,13 +127,12 @@ def _tree(node: Node, model: str, open_circuits: Collection[str]) -> dict[str, A
     if isinstance(node, Target):
         return {"target": node.key, "model": node.model_for(model),
                 "circuit": "open" if _circuit(node, model) in open_circuits else "closed"}
-    total = sum(m.weight for m in node.members)
+    strategy = STRATEGIES[node.strategy]
     out: dict[str, Any] = {
-        "group": node.name, "strategy": node.strategy, "order": _POLICY[node.strategy],
+        "group": node.name, "strategy": node.strategy, "order": strategy.policy,
         "max_attempts": node.max_attempts,
         "members": [{**_tree(m.node, model, open_circuits),
-                     **({"weight": m.weight, "share": round(m.weight / total, 4)}
-                        if node.strategy == "weighted" else {})}
+                     **strategy.plan_member(node, m, model)}
                     for m in node.members],
     }
     if node.hedge_after is not None:
@@ -277,18 +268,28 @@ def _text(d: Mapping[str, Any]) -> str:
 
 def _tree_text(node: Mapping[str, Any], pad: str) -> list[str]:
     if "target" in node:
-        extra = f" weight {node['weight']:g} ({node['share']:.0%})" if "weight" in node else ""
         circuit = "  [circuit open: skipped]" if node["circuit"] == "open" else ""
-        return [f"{pad}- {node['target']}{extra}{circuit}"]
+        return [f"{pad}- {node['target']}{_member_text(node)}{circuit}"]
     head = f"{pad}{node['group']}: {node['strategy']}, max {node['max_attempts']} targets"
     if "hedge_after" in node:
         head += f", hedge after {node['hedge_after']}"
-    if "weight" in node:
-        head += f"  weight {node['weight']:g} ({node['share']:.0%})"
+    extra = _member_text(node)
+    if extra:
+        head += " " + extra
     out = [head, f"{pad}  order: {node['order']}"]
     for m in node["members"]:
         out += _tree_text(m, pad + "  ")
     return out
+
+
+def _member_text(node: Mapping[str, Any]) -> str:
+    """What a group's strategy adds to a member's line: its weight, or its price."""
+    if "weight" in node:
+        return f" weight {node['weight']:g} ({node['share']:.0%})"
+    if "price" in node:
+        p = node["price"]
+        return f" ${p['input']:g} in / ${p['output']:g} out per 1M" if p else " no price: tried last"
+    return ""
 
 
 def _codes(items: list[Any]) -> str:

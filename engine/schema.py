@@ -23,6 +23,7 @@ from pydantic import (
     field_validator,
 )
 
+from engine.strategies import STRATEGIES
 from engine.values import Secret, TargetRef, parse_duration, parse_size
 
 __all__ = [
@@ -45,9 +46,10 @@ __all__ = [
     "validate",
 ]
 
-KINDS = ("openai", "anthropic", "gemini", "ollama")
-ERROR_KINDS = ("timeout", "connect", "reset", "protocol")
-STRATEGIES = ("priority", "round_robin", "weighted", "least_latency", "hedged")
+if typing.TYPE_CHECKING:
+    StrategyName = str
+else:  # the registry's names, in its order: the JSON Schema's enum
+    StrategyName = Literal[tuple(STRATEGIES)]
 
 Duration = Annotated[
     float,
@@ -309,8 +311,9 @@ class MemberSpec(Spec):
 class GroupSpec(Spec):
     """A failover group."""
 
-    strategy: Literal["priority", "round_robin", "weighted", "least_latency", "hedged"] = Field(
-        "priority", description="How targets are ordered for each request.")
+    strategy: StrategyName = Field(
+        "priority", description="How targets are ordered for each request. " + "; ".join(
+            f"{s.name}: {s.description}" for s in STRATEGIES.values()) + ".")
     targets: list[Annotated[MemberSpec, BeforeValidator(
         _member, json_schema_input_type=str | MemberSpec)]] = Field(
         min_length=1, description="provider/model, provider, or group names; or "

@@ -143,18 +143,19 @@ class Runtime:
         a used-up rate limit waits for room, within the deadline, instead of skipping."""
         if isinstance(node, Target):
             return await ctx.try_target(self.endpoints[id(node)], ctx, wait)
-        if node.strategy == "hedged" and node.hedge_after is not None:
+        if node.hedge_after is not None and self.orders[node.name].races:
             return await self._hedged(node, ctx, wait)
         return await self._group(node, ctx, wait)
 
     async def _group(self, group: Group, ctx: Ctx, wait: bool) -> Answer | Miss:
         order = self.orders[group.name]
-        timed = group.strategy == "least_latency"
+        timed = order.timed
+        busy = self.shared.latencies if order.counts_busy else None
         members = group.members
         limit_wait = group.on_limit == "wait"
         tried = 0
         skipped_only = True
-        indexes = order.order()
+        indexes = order.order(ctx.model, ctx.request)
         last = len(indexes) - 1
         for k, i in enumerate(indexes):
             if tried >= group.max_attempts:
@@ -166,7 +167,14 @@ class Runtime:
                     continue  # reached already through another group of this route
                 final = final or limit_wait
             start = perf() if timed else 0.0
-            result = await self.run(node, ctx, final)
+            if busy is None:
+                result = await self.run(node, ctx, final)
+            else:
+                busy.enter(order.key(i))
+                try:
+                    result = await self.run(node, ctx, final)
+                finally:
+                    busy.leave(order.key(i))
             if timed and result is not SKIPPED:
                 self.shared.latencies.observe(order.key(i), perf() - start,
                                               isinstance(result, Answer))

@@ -1,21 +1,22 @@
-"""A group and what the engine has observed in, the order to try its members out: priority,
-round robin, weighted (seedable) and least latency (moving average, with exploration). Hedged
-groups are ordered as written; the executor races them."""
+"""A group and what the engine has observed in, the order to try its members out. The ordering
+itself is the group's strategy's (``engine.strategies``); this module keeps the observations it
+reads (latency and failure moving averages, requests in flight) and binds a strategy to a group
+once per graph."""
 
 from __future__ import annotations
 
-import itertools
 import random
 import time
-from collections.abc import Sequence
-from typing import Final
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
 
 from engine.graph import Group, Member, Node
+from engine.runtime.limits import estimate_tokens
+from engine.strategies import STRATEGIES, Env, Order
 
-__all__ = ["EXPLORE", "FAILURE_PENALTY", "GroupOrder", "Latencies", "node_name"]
+__all__ = ["FAILURE_PENALTY", "GroupOrder", "Latencies", "input_tokens", "node_name"]
 
 ALPHA: Final = 0.3  # weight of the newest sample in the moving averages
-EXPLORE: Final = 0.1  # least_latency: share of requests that put the stalest member first
 FAILURE_PENALTY: Final = 1.0  # seconds added to a member's score per unit of recent failure rate
 
 
@@ -23,15 +24,24 @@ def node_name(node: Node) -> str:
     return node.name if isinstance(node, Group) else node.key
 
 
-class Latencies:
-    """Moving averages per key: latency of answers, and the rate of recent failures."""
+def input_tokens(request: Mapping[str, Any]) -> int:
+    """The rate limiter's estimate of a request's tokens, less its answer's (``max_tokens``)."""
+    out = request.get("max_tokens")
+    return estimate_tokens(request, 0) - (out if isinstance(out, int) and out > 0 else 0)
 
-    __slots__ = ("failure", "latency", "seen")
+
+class Latencies:
+    """Observations per member key (``group>member``), shared by every graph of one engine:
+    moving averages of answer latency and recent failure rate, when each was last heard from,
+    and how many requests each has in flight (``enter``/``leave``)."""
+
+    __slots__ = ("busy", "failure", "latency", "seen")
 
     def __init__(self) -> None:
         self.latency: dict[str, float] = {}
         self.failure: dict[str, float] = {}
         self.seen: dict[str, float] = {}
+        self.busy: dict[str, int] = {}
 
     def observe(self, key: str, latency: float, ok: bool) -> None:
         if ok:
@@ -49,52 +59,44 @@ class Latencies:
             return failure * FAILURE_PENALTY
         return latency + failure * FAILURE_PENALTY
 
+    def enter(self, key: str) -> None:
+        busy = self.busy
+        busy[key] = busy.get(key, 0) + 1
+
+    def leave(self, key: str) -> None:
+        busy = self.busy
+        left = busy[key] - 1
+        if left:
+            busy[key] = left
+        else:
+            del busy[key]  # idle members leave no entry behind
+
 
 class GroupOrder:
-    """Precomputed per group and graph; ``order()`` is called once per request that reaches it."""
+    """A group bound to its strategy, once per group and graph: ``order(model, request)`` is
+    called once per request that reaches the group; ``timed``, ``counts_busy`` and ``races``
+    say what the executor does around the members' runs."""
 
-    __slots__ = ("_counter", "_keys", "_rng", "_stats", "_weights", "group", "members")
+    __slots__ = ("_keys", "counts_busy", "group", "members", "order", "races", "timed")
 
     def __init__(self, group: Group, rng: random.Random, stats: Latencies) -> None:
+        strategy = STRATEGIES[group.strategy]
         self.group = group
         self.members: tuple[Member, ...] = group.members
-        self._rng = rng
-        self._stats = stats
-        self._counter = itertools.count()
-        self._weights = [max(m.weight, 0.0) for m in group.members]
-        self._keys = [f"{group.name}>{node_name(m.node)}" for m in group.members]
+        self._keys = tuple(f"{group.name}>{node_name(m.node)}" for m in group.members)
+        self.timed = strategy.timed
+        self.counts_busy = strategy.counts_busy
+        self.races = strategy.races
+        self.order: Order = _only if len(self.members) == 1 else strategy.prepare(
+            group, Env(self._keys, rng, stats, input_tokens))
 
     def key(self, index: int) -> str:
-        """The latency-statistics key of member ``index`` (least_latency groups)."""
+        """The observation key of member ``index``."""
         return self._keys[index]
 
-    def order(self) -> Sequence[int]:
-        """Member indexes in the order to try them."""
-        n = len(self.members)
-        strategy = self.group.strategy
-        if strategy == "priority" or strategy == "hedged" or n == 1:
-            return range(n)
-        if strategy == "round_robin":
-            start = next(self._counter) % n
-            return [*range(start, n), *range(start)]
-        if strategy == "weighted":
-            return self._weighted()
-        return self._least_latency()
 
-    def _weighted(self) -> list[int]:
-        """Weighted sampling without replacement (Efraimidis-Spirakis): each member draws
-        ``u ** (1 / weight)`` and the highest goes first; weight 0 goes last."""
-        rand = self._rng.random
-        keyed = [(rand() ** (1.0 / w) if w > 0 else -1.0, i) for i, w in enumerate(self._weights)]
-        keyed.sort(reverse=True)
-        return [i for _, i in keyed]
+_ONE: Final = range(1)
 
-    def _least_latency(self) -> list[int]:
-        score = self._stats.score
-        order = sorted(range(len(self.members)), key=lambda i: score(self._keys[i]))
-        if self._rng.random() < EXPLORE:  # try the member heard from least recently first
-            seen = self._stats.seen
-            stalest = min(order, key=lambda i: seen.get(self._keys[i], 0.0))
-            order.remove(stalest)
-            order.insert(0, stalest)
-        return order
+
+def _only(model: str, request: Mapping[str, Any]) -> Sequence[int]:
+    return _ONE
