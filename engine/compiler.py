@@ -45,6 +45,7 @@ from engine.graph import (
     RoutingGraph,
     Speed,
     Target,
+    TelemetryConfig,
     frozen_map,
 )
 from engine.loader import Loaded, Loc, Path_, format_path, load
@@ -241,6 +242,7 @@ class _Compiler:
                                     breakers)
         groups = self._groups(data.get("groups"), providers)
         routes = self._routes(data.get("routes"), providers, groups, defaults.deadline)
+        telemetry = self._telemetry(data.get("telemetry"), providers)
         if not top or any(p.severity == "error" for p in self.problems):
             return None
         self._unused(providers, groups, routes)
@@ -251,8 +253,20 @@ class _Compiler:
             routes=tuple(routes), speeds=frozen_map(speeds), classifiers=frozen_map(classifiers),
             breakers=frozen_map(breakers), cache=cache, deadline=defaults.deadline,
             problems=tuple(sort_problems(warnings)),
-            sources=tuple(self.loaded.files), profile=profile,
+            sources=tuple(self.loaded.files), profile=profile, telemetry=telemetry,
         )
+
+    def _telemetry(self, raw: Any, providers: Mapping[str, Provider]) -> TelemetryConfig:
+        spec = self.validate(S.TelemetrySpec, {} if raw is None else raw, ("telemetry",))
+        if spec is None:
+            return TelemetryConfig()
+        for name in spec.provider_names:
+            if name not in providers:
+                self.report(("telemetry", "provider_names", name), f"unknown provider '{name}'",
+                            did_you_mean(name, providers) or "name a provider of this file",
+                            key=True)
+        return TelemetryConfig(spec.metrics, spec.traces, spec.capture_content, spec.logs.format,
+                               spec.logs.level, frozen_map(spec.provider_names))
 
     def _secret_placement(self, node: Any, path: Path_) -> Any:
         """Environment values are secrets, so only fields that are never shown (api_key,

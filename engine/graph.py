@@ -42,6 +42,7 @@ __all__ = [
     "Speed",
     "Strategy",
     "Target",
+    "TelemetryConfig",
     "frozen_map",
 ]
 
@@ -311,6 +312,27 @@ class CacheConfig:
                 f"namespace={self.namespace!r})")
 
 
+@dataclass(frozen=True, slots=True)
+class TelemetryConfig:
+    """The ``telemetry:`` section: what the engine records (engine.telemetry reads it)."""
+
+    metrics: bool = True
+    traces: bool = False
+    capture_content: bool = False
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    provider_names: Mapping[str, str] = field(default_factory=frozen_map)  # explicit gen_ai names
+
+    def describe(self) -> str:
+        """One line: every switch, then the explicit provider names."""
+        on = {True: "on", False: "off"}
+        out = (f"telemetry metrics={on[self.metrics]} traces={on[self.traces]} "
+               f"capture_content={on[self.capture_content]} "
+               f"logs={self.log_format}/{self.log_level}")
+        names = ",".join(f"{k}:{v}" for k, v in sorted(self.provider_names.items()))
+        return out + (f" provider_names={names}" if names else "")
+
+
 def _node_name(node: Node) -> str:
     return node.name if isinstance(node, Group) else node.key
 
@@ -349,6 +371,7 @@ class RoutingGraph:
     problems: tuple[Problem, ...] = ()  # warnings kept from compilation
     sources: tuple[str, ...] = ()
     profile: str | None = None
+    telemetry: TelemetryConfig = field(default_factory=lambda: TelemetryConfig())
 
     _by_model: _Memo = field(default_factory=lambda: _Memo(), init=False, repr=False,
                              compare=False)
@@ -394,6 +417,8 @@ class RoutingGraph:
             + (f"ttl={fd(c.responses_ttl)} max_temperature={c.max_temperature:g}"
                if c.responses_ttl is not None else "off")
         )
+        if self.telemetry != TelemetryConfig():  # the default is not shown: snapshots stay
+            out.append(self.telemetry.describe())
         out.append("speeds")
         for s in sorted(self.speeds.values(), key=lambda s: s.name):
             b = s.backoff

@@ -41,6 +41,7 @@ __all__ = [
     "SchemaError",
     "Spec",
     "SpeedSpec",
+    "TelemetrySpec",
     "allowed_keys",
     "json_schema",
     "validate",
@@ -364,6 +365,31 @@ class RouteSpec(Spec):
         return value
 
 
+class LogsSpec(Spec):
+    """The access log: one line per routed request on the logger ``engine.access``."""
+
+    format: Literal["text", "json"] = Field("text", description="text (key=value pairs) or json "
+                                            "(one object per line).")
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="The level each line is logged at; nothing is written unless the "
+        "engine.access logger is enabled for it.")
+
+
+class TelemetrySpec(Spec):
+    """What the engine records about each request: metrics, traces and the access log."""
+
+    metrics: bool = Field(True, description="Prometheus metrics (engine.metrics(), the gateway's "
+                          "/metrics).")
+    traces: bool = Field(False, description="OpenTelemetry spans on the GenAI semantic "
+                         "conventions (needs the engine[otel] extra).")
+    capture_content: bool = Field(False, description="Put prompts and answers on spans "
+                                  "(gen_ai.input.messages, gen_ai.output.messages).")
+    logs: LogsSpec = Field(default_factory=LogsSpec, description="The access log line.")
+    provider_names: dict[Name, Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=dict, description="gen_ai.provider.name per provider, over the one read "
+        "from its kind and base_url (e.g. {local: vllm}).")
+
+
 class RoutesSpec(Spec):
     """routes.yaml: providers, how fast they are, what is retried, failover groups and routes."""
 
@@ -381,6 +407,8 @@ class RoutesSpec(Spec):
     providers: dict[Name, ProviderSpec] = Field(description="Upstream APIs by name.")
     groups: dict[Name, GroupSpec] = Field(default_factory=dict, description="Failover groups.")
     routes: list[RouteSpec] = Field(min_length=1, description="Request routing; first match wins.")
+    telemetry: TelemetrySpec = Field(default_factory=TelemetrySpec,
+                                     description="Metrics, traces and the access log.")
 
 
 SECTIONS: dict[str, type[Spec]] = {
