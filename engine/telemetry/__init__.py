@@ -56,8 +56,7 @@ from engine.telemetry.names import (
 )
 
 if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry
-
+    from engine.telemetry.metrics import CollectorRegistry
     from engine.telemetry.traces import Tracing
 
 __all__ = ["NULL", "ProviderInfo", "Recorder", "RequestRec", "Telemetry"]

@@ -28,7 +28,7 @@ from prometheus_client import (
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.multiprocess import MultiProcessCollector
 
-__all__ = ["CIRCUIT_STATES", "GENAI_LABELS", "Metrics", "snapshot_of"]
+__all__ = ["CIRCUIT_STATES", "GENAI_LABELS", "CollectorRegistry", "Metrics", "snapshot_of"]
 
 GENAI_LABELS: Final = ("gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model",
                        "gen_ai_response_model", "error_type")

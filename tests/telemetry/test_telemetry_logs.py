@@ -1,0 +1,84 @@
+"""The access log: one line per request on ``engine.access``, text or JSON, no secret, no text."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from conftest import CONFIG, Clock
+
+from engine.compiler import compile_text
+from engine.errors import ProviderError
+from engine.result import Attempt, Done, Response, Usage
+from engine.telemetry import NULL, Telemetry
+from engine.telemetry.logs import LOGGER, AccessLog
+
+SECRETS = ("sk-secret-openai-123", "gsk-secret-456", "sk-ant-secret-789", "gem-secret-000")
+REQUEST = {"model": "chat", "messages": [{"role": "user", "content": "tell no one: PINEAPPLE"}]}
+
+
+def _tel(fmt: str = "text", metrics: bool = True) -> Telemetry:
+    text = CONFIG + f"telemetry: {{metrics: {str(metrics).lower()}, logs: {{format: {fmt}}}}}\n"
+    return Telemetry.for_graph(compile_text(text), clock=Clock())
+
+
+def _answered(tel: Telemetry) -> None:
+    graph_route = compile_text(CONFIG).routes[0]
+    rec = tel.request_started(graph_route, "chat", REQUEST, request_id="req-7", stream=True)
+    tel.clock.now = 0.05  # type: ignore[attr-defined]
+    rec.first_chunk()
+    tel.clock.now = 0.25  # type: ignore[attr-defined]
+    tries = (Attempt("oa/gpt-4o-mini", "failover", 500, latency=0.1, kind="status"),
+             Attempt("anth/claude-3-5-haiku-latest", "ok", 200, latency=0.15))
+    for a in tries:
+        rec.try_ended(a)
+    rec.ended(Done("anth", "claude-3-5-haiku-20241022", usage=Usage(9, 3), cost=0.0012,
+                   attempts=tries), chunks=3)
+
+
+def test_a_text_line_holds_the_fields(caplog: pytest.LogCaptureFixture) -> None:
+    tel = _tel()
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        _answered(tel)
+    [record] = [r for r in caplog.records if r.name == LOGGER]
+    assert record.levelno == logging.INFO
+    assert record.getMessage() == (
+        "request_id=req-7 route=0 target=anth/claude-3-5-haiku-latest "
+        "model=claude-3-5-haiku-20241022 tries=2 outcome=ok status=200 latency_ms=250 "
+        "ttfc_ms=50 input_tokens=9 output_tokens=3 cost=0.0012 cache=none")
+
+
+def test_a_json_line_and_an_error(caplog: pytest.LogCaptureFixture) -> None:
+    tel = _tel("json")
+    route = compile_text(CONFIG).routes[0]
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        _answered(tel)
+        rec = tel.request_started(route, "chat", REQUEST)
+        bad = Attempt("oa/gpt-4o-mini", "fatal", 400, latency=0.01, kind="status",
+                      detail="sk-secret-openai-123 is not a valid key: PINEAPPLE")
+        rec.try_ended(bad)
+        rec.ended(ProviderError("bad request: sk-secret-openai-123", (bad,), status=400,
+                                body="PINEAPPLE"))
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == LOGGER]
+    assert lines[0]["request_id"] == "req-7" and lines[0]["cost"] == 0.0012
+    assert lines[1]["outcome"] == "provider_error" and lines[1]["status"] == 400
+    assert lines[1]["tries"] == 1 and "target" not in lines[1]
+    assert lines[1]["request_id"] != lines[0]["request_id"]  # one made up when none was given
+    text = caplog.text
+    assert "PINEAPPLE" not in text
+    assert not [s for s in SECRETS if s in text]
+
+
+def test_nothing_is_built_while_the_logger_is_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
+    logging.getLogger(LOGGER).setLevel(logging.WARNING)
+    try:
+        tel = _tel(metrics=False)
+        monkeypatch.setattr(AccessLog, "write", lambda self, f: pytest.fail("formatted a line"))
+        assert tel.request_started(None, "chat") is NULL
+        metered = _tel()
+        rec = metered.request_started(None, "chat")
+        assert rec is not NULL
+        rec.ended(Response("x", "oa", "gpt-4o-mini"))
+    finally:
+        logging.getLogger(LOGGER).setLevel(logging.NOTSET)
