@@ -53,6 +53,7 @@ class State:
         self.guard = Guard(on_warning, timeout=timeout, cooldown=cooldown,
                            scrubber=Scrubber.of([config.backend]))
         self.storage = open_backend(config, self.guard, window=window, lock_ttl=lock_ttl)
+        self.limiter: RateLimiter = self.storage.limiter  # an attribute: read on every request
         self.flights = SingleFlight()
         self.responses = ResponseCache(self.storage.store("resp"), config.responses_ttl)
         self.registry = ModelRegistry(self.storage.store("models"), fetch, ttl=config.models_ttl)
@@ -76,10 +77,6 @@ class State:
     def remote(self) -> bool:
         """Whether the state is shared with other instances (and its operations yield)."""
         return self.storage.remote
-
-    @property
-    def limiter(self) -> RateLimiter:
-        return self.storage.limiter
 
     def configure(self, config: CacheConfig) -> bool:
         """Adopt a reloaded config's TTLs. ``False`` if the backend or the namespace changed:
