@@ -33,13 +33,11 @@ from engine.request import Request, normalize_request
 from engine.result import Response
 from engine.runtime.backends import Fault, TransportOption, resolve_backend
 from engine.runtime.breakers import CLOSED, HALF_OPEN, OPEN, Circuits
-from engine.runtime.cache import StateWarning
 from engine.runtime.context import Shared, perf
 from engine.runtime.events import BreakerChanged, Hooks, StateChanged
 from engine.runtime.executor import Runtime
 from engine.runtime.health import ProviderHealth
-from engine.runtime.registry import ModelListing, RegistryStats
-from engine.runtime.state import State
+from engine.runtime.state import ModelListing, RegistryStats, State, StateWarning
 from engine.runtime.streaming import EventStream
 from engine.runtime.transport import Closed, Connection, ConnectionPool
 

@@ -31,8 +31,9 @@ RUNTIME_FORBIDDEN = {"engine.loader", "engine.schema", "engine.compiler", "engin
 FOREIGN = {
     "ruamel": {"loader"},
     "jinja2": {"templates"},
-    "purgatory": {"runtime/breakers", "runtime/state"},
-    "aiocache": {"runtime/cache"},
+    "purgatory": {"runtime/breakers", "runtime/state/base", "runtime/state/core",
+                  "runtime/state/memory", "runtime/state/redis"},
+    "aiocache": {"runtime/state/redis"},
     "pydantic": {"schema", "request"},
 }
 

@@ -4,7 +4,7 @@ reasoning back in a following request; and the response cache's stored form keep
 from __future__ import annotations
 
 from engine.result import ReasoningBlock, Response, ToolCall, Usage, reasoning_text
-from engine.runtime.cache import decode_response, encode_response
+from engine.runtime.state.responses import decode_response, encode_response
 
 BLOCKS = (ReasoningBlock("anthropic", "Let me", "sig-1"),
           ReasoningBlock("anthropic", redacted="EmwK"),

@@ -12,6 +12,10 @@ Both built-in transports pool connections in ``_Connector``, which never hands o
 connection that received bytes while idle. httpx's own pool (``transport="httpx"``) was removed:
 an upstream that sends an answer twice made the copy the next caller's answer there, and under
 1,000 concurrent requests it failed every one, blocked the loop for seconds and overran deadlines.
+
+aiohttp, httpx and httpx-aiohttp through their public APIs only: ``TCPConnector.connect`` (the
+one method ``_Connector`` overrides), ``Connection.protocol``/``add_callback``, the transports'
+``handle_async_request``; httpx-aiohttp's transport gets its session from our factory.
 """
 
 from __future__ import annotations
@@ -201,24 +205,35 @@ class AiohttpBackend(Backend):
 
     def in_use(self) -> int:
         """Connections checked out of the pool right now (for tests and diagnostics)."""
-        if self.session is None:
-            return 0
-        acquired = getattr(self.session.connector, "_acquired", ())
-        return len(acquired)
+        connector = self.session.connector if self.session is not None else None
+        return connector.in_use if isinstance(connector, _Connector) else 0
 
 
 class _Connector(aiohttp.TCPConnector):
     """aiohttp's pool, except that a kept-alive connection holding bytes nobody asked for (an
     upstream that sent an answer twice, the copy arriving while the connection was idle) is
-    closed instead of reused: aiohttp would hand the copy to the next request as its answer."""
+    closed instead of reused: aiohttp would hand the copy to the next request as its answer.
+
+    ``in_use`` counts the connections handed out and not yet given back, through aiohttp's
+    public ``Connection.add_callback`` (called once, on release or close): the pool's own
+    bookkeeping is private."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.in_use = 0
 
     async def connect(self, req: Any, traces: Any, timeout: Any) -> aiohttp.connector.Connection:
         while True:
             conn = await super().connect(req, traces, timeout)
             proto = conn.protocol
             if proto is None or not proto.should_close:  # unread data, a parse error, ...
+                self.in_use += 1
+                conn.add_callback(self._given_back)
                 return conn
             conn.close()
+
+    def _given_back(self) -> None:
+        self.in_use -= 1
 
 
 async def _aiohttp_whole(response: aiohttp.ClientResponse, limit: int) -> bytes:
@@ -289,6 +304,7 @@ class HttpxBackend(Backend):
                                  "pool": s.pool}}
         self._max = provider.max_response
         self.transport = transport
+        self.pool: _Connector | None = None  # set by the transport's session factory, if ours
 
     @staticmethod
     def prepare(url: str, headers: HeaderList) -> tuple[httpx.URL, list[tuple[bytes, bytes]]]:
@@ -331,8 +347,9 @@ class HttpxBackend(Backend):
         await self.transport.aclose()
 
     def in_use(self) -> int:
-        client = getattr(self.transport, "client", None)  # httpx-aiohttp's
-        return len(getattr(getattr(client, "connector", None), "_acquired", ()))
+        """Connections checked out of the pool right now: known when the pool is ours
+        (``httpx-aiohttp``), else 0 (a caller's transport keeps its own count)."""
+        return self.pool.in_use if self.pool is not None else 0
 
 
 async def _httpx_whole(response: httpx.Response, limit: int) -> bytes:
@@ -498,16 +515,18 @@ async def _collect(chunks: AsyncIterator[bytes]) -> bytes:
 # -- choosing -----------------------------------------------------------------------------------
 
 def _httpx_aiohttp(provider: Provider) -> HttpxBackend:
-    """httpx over httpx-aiohttp's transport, on a session of our ``_Connector``."""
+    """httpx over httpx-aiohttp's transport, on a session of our ``_Connector`` (the backend
+    keeps it, for ``in_use``)."""
     limits = _httpx_limits(provider)
 
     def session() -> aiohttp.ClientSession:  # called by the transport in the running loop
-        return aiohttp.ClientSession(connector=_Connector(
-            limit=provider.pool.max_connections, keepalive_timeout=limits.keepalive_expiry,
-            ssl=_tls()), trust_env=False)
+        backend.pool = _Connector(limit=provider.pool.max_connections,
+                                  keepalive_timeout=limits.keepalive_expiry, ssl=_tls())
+        return aiohttp.ClientSession(connector=backend.pool, trust_env=False)
 
-    return HttpxBackend(provider, AiohttpTransport(verify=_tls(), limits=limits,
-                                                   trust_env=False, client=session))
+    backend = HttpxBackend(provider, AiohttpTransport(verify=_tls(), limits=limits,
+                                                      trust_env=False, client=session))
+    return backend
 
 
 _NAMED: Final[dict[str, BackendFactory]] = {

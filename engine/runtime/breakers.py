@@ -1,6 +1,10 @@
 """Circuit names and try outcomes in, allow/skip decisions and state changes out: the engine's circuit
 breakers, kept by purgatory (in memory by default; the factory, and so its unit of work, is
-injectable, e.g. to share circuits through Redis)."""
+injectable, e.g. to share circuits through Redis: ``State.breaker_factory``).
+
+purgatory through its public API only: the factory's ``get_breaker`` and listeners, a breaker's
+``context`` read (never written) and its async context-manager methods, and for a reload that
+changes a circuit's settings a new ``Context`` registered in the unit of work's repository."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from purgatory import AsyncCircuitBreakerFactory, AsyncInMemoryUnitOfWork
+from purgatory.domain.model import Context
 
 from engine.graph import Breaker
 
@@ -103,12 +108,32 @@ class Circuits:
         self._current[name] = key
         ctx = brk.context
         if ctx.threshold != breaker.failures or ctx.ttl != breaker.recovery:  # a reload changed it
-            ctx.threshold, ctx.ttl = breaker.failures, breaker.recovery
-            self._ttl[key] = breaker.recovery
+            brk = await self._reconfigure(key, brk, breaker)
+            if brk is _NO_TOKEN:
+                return _NO_TOKEN
         try:
             await brk.__aenter__()
         except Exception:  # purgatory raises its OpenedState: the circuit is open
             return None
+        return brk
+
+    async def _reconfigure(self, key: str, brk: Any, breaker: Breaker) -> Any:
+        """The circuit under the reloaded settings, its state kept: registered anew in the
+        store (purgatory's repository API; a context's fields are not for writing)."""
+        old = brk.context
+        ctx = Context(key, breaker.failures, breaker.recovery, state=old.state,
+                      failure_count=old.failure_count or 0, opened_at=old.opened_at)
+        self._ttl[key] = breaker.recovery
+        try:
+            async with self.factory.uow as uow:
+                await uow.contexts.register(ctx)
+            brk = await self.factory.get_breaker(key, breaker.failures, breaker.recovery)
+        except Exception:
+            self._store_failed(f"circuit store failed for {self._names.get(key, key)}; tries go "
+                               "unguarded")
+            return _NO_TOKEN
+        if self._cache is not None:
+            self._cache[key] = brk
         return brk
 
     def _adopt(self, key: str, ctx: Any) -> None:

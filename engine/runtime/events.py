@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from engine.result import Attempt
 
 if TYPE_CHECKING:
-    from engine.runtime.cache import StateWarning
+    from engine.runtime.state import StateWarning
 
 __all__ = [
     "EVENT_NAMES",

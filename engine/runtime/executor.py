@@ -35,7 +35,6 @@ from engine.runtime.context import (
     perf,
 )
 from engine.runtime.events import AttemptEnded, AttemptStarted, FailingOver, Retrying
-from engine.runtime.limits import estimate_tokens
 from engine.runtime.retry import (
     breaker_failure,
     can_fail_over,
@@ -43,6 +42,7 @@ from engine.runtime.retry import (
     parse_retry_after,
     retry_delay,
 )
+from engine.runtime.state import estimate_tokens
 from engine.runtime.strategies import GroupOrder
 from engine.runtime.transport import Closed, Connection
 from engine.values import format_duration
@@ -378,7 +378,7 @@ class Runtime:
         waits for it)."""
         assert ep.limited is not None
         record = self.state.limiter.record(ep.limited, actual, ctx.tokens, key=ep.limit_key)
-        if self.state.redis is None:
+        if not self.state.remote:
             await record
             return
         task = asyncio.ensure_future(record)

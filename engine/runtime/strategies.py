@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from engine.graph import Group, Member, Node
-from engine.runtime.limits import estimate_tokens
+from engine.runtime.state import estimate_tokens
 from engine.strategies import STRATEGIES, Env, Order
 
 __all__ = ["FAILURE_PENALTY", "GroupOrder", "Latencies", "input_tokens", "node_name"]

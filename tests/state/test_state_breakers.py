@@ -8,11 +8,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from purgatory import AsyncInMemoryUnitOfWork, AsyncRedisUnitOfWork
+from purgatory import AsyncInMemoryUnitOfWork
 
 from engine.graph import Breaker
 from engine.runtime.breakers import Circuits
 from engine.runtime.state import State
+from engine.runtime.state.redis import RedisCircuits
 
 BREAKER = Breaker("test", failures=3, recovery=0.3)
 
@@ -28,7 +29,7 @@ def test_the_backend_picks_the_unit_of_work(cache_config: Callable[..., Any]) ->
     memory = State.create(cache_config("memory")).breaker_factory()
     assert isinstance(memory.uow, AsyncInMemoryUnitOfWork)
     redis = State.create(cache_config("redis://127.0.0.1:1/0")).breaker_factory(3, 0.3)
-    assert isinstance(redis.uow, AsyncRedisUnitOfWork)
+    assert isinstance(redis.uow, RedisCircuits)
     assert (redis.default_threshold, redis.default_ttl) == (3, 0.3)
 
 
@@ -79,5 +80,29 @@ async def test_redis_down_lets_tries_through_quickly(refused_url: str,
         assert time.perf_counter() - start < 0.5
         assert state.guard.failures == 1  # one connect attempt, then the cool-down skips Redis
         assert [w.operation for w in warned] == ["breakers.get"]
+    finally:
+        await state.aclose()
+
+
+async def test_a_reload_that_changes_the_threshold_keeps_the_circuit_state(
+        backend: str, cache_config: Callable[..., Any]) -> None:
+    """Two failures under ``failures: 5``; reloaded to ``failures: 3``, the third opens it (the
+    count survived the new settings: a fresh circuit would need three more)."""
+    loose, strict = Breaker("loose", failures=5, recovery=30), Breaker("strict", failures=3,
+                                                                        recovery=30)
+    state = State.create(cache_config(backend))
+    try:
+        circuits = Circuits(state.breaker_factory())
+        for _ in range(2):
+            token = await circuits.enter("openai", loose)
+            assert token is not None
+            await circuits.leave(token, True)
+        token = await circuits.enter("openai", strict)
+        assert token is not None
+        await circuits.leave(token, True)
+        assert await circuits.enter("openai", strict) is None
+        assert circuits.state("openai") == "open"
+        again = await circuits.factory.get_breaker("openai")  # what the store now holds
+        assert (again.context.threshold, again.context.ttl) == (3, 30)
     finally:
         await state.aclose()

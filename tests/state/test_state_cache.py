@@ -8,8 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.result import Attempt, Response, ToolCall, Usage
-from engine.runtime.cache import Guard, MemoryStore, ResponseCache, StateWarning
-from engine.runtime.state import State
+from engine.runtime.state import Guard, ResponseCache, State, StateWarning
+from engine.runtime.state.memory import MemoryStore
 
 RESP = Response(
     text="hello", provider="openai", model="gpt-4o-mini", finish_reason="stop",

@@ -9,8 +9,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from engine.graph import Provider
-from engine.runtime.limits import MemoryLimiter, RedisLimiter, estimate_tokens
-from engine.runtime.state import State
+from engine.runtime.state import State, estimate_tokens
+from engine.runtime.state.memory import MemoryLimiter
+from engine.runtime.state.redis import RedisLimiter
 
 WINDOW = 0.4
 

@@ -15,8 +15,7 @@ from engine.fake import FakeServer
 from engine.graph import Provider, RoutingGraph
 from engine.providers import get_kind
 from engine.providers.base import WireError
-from engine.runtime.registry import Fetch, ModelListing
-from engine.runtime.state import State
+from engine.runtime.state import Fetch, ModelListing, State
 from engine.values import Secret
 
 KEY = "sk-registry-test"

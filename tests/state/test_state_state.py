@@ -9,19 +9,20 @@ from typing import Any
 import pytest
 
 from engine.plan import cache_decision
-from engine.runtime.limits import MemoryLimiter, RedisLimiter
 from engine.runtime.state import State
+from engine.runtime.state.memory import MemoryLimiter
+from engine.runtime.state.redis import RedisLimiter
 
 
 def test_memory_backend(cache_config: Callable[..., Any]) -> None:
     s = State.create(cache_config("memory"))
-    assert s.backend == "memory" and s.redis is None and s.remote is None
+    assert s.backend == "memory" and not s.remote
     assert isinstance(s.limiter, MemoryLimiter)
 
 
 def test_redis_backend_connects_lazily(cache_config: Callable[..., Any]) -> None:
     s = State.create(cache_config("redis://127.0.0.1:1/0"))  # nothing listens: no error yet
-    assert s.backend == "redis" and s.redis is not None and s.remote is not None
+    assert s.backend == "redis" and s.remote
     assert isinstance(s.limiter, RedisLimiter)
 
 

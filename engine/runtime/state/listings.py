@@ -12,8 +12,8 @@ from typing import Any
 
 from engine.graph import Price, Provider
 from engine.providers import Kind, get_kind
-from engine.runtime.cache import Store
-from engine.runtime.coalesce import SingleFlight
+from engine.runtime.state.base import Store
+from engine.runtime.state.flight import SingleFlight
 from engine.runtime.transport import identity
 from engine.values import Secret
 
