@@ -289,7 +289,7 @@ def _plan(args: argparse.Namespace, graph: RoutingGraph) -> int:
         print(f"engine: no route: {exc}", file=sys.stderr)
         return CONFIG_ERROR
     if args.json:
-        print(json.dumps(plan.as_dict(), indent=2, ensure_ascii=False))
+        print(json.dumps(plan.to_dict(), indent=2, ensure_ascii=False))
     else:
         sys.stdout.write(plan.text())
     return OK
