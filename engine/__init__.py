@@ -6,8 +6,10 @@ async with Engine.from_file("routes.yaml") as eng:
     resp = await eng.route({"model": "chat", "messages": [{"role": "user", "content": "hi"}]})
 ```
 
-The error and result types load with the package; everything else on first use, so that the
-compile half (``engine check``, the pytest plugin) never loads the runtime's HTTP, Redis and
+Every type a caller receives is exported here: the results and stream events, the errors, the
+``Plan`` and its parts, the event classes ``Engine.on`` delivers, health and model listings. The
+error and result types load with the package; everything else on first use (PEP 562), so that
+the compile half (``engine check``, the pytest plugin) never loads the runtime's HTTP, Redis and
 breaker libraries.
 """
 
@@ -35,6 +37,7 @@ from engine.result import (
     ReasoningBlock,
     ReasoningDelta,
     Response,
+    StreamEvent,
     TextDelta,
     ToolCall,
     ToolCallDelta,
@@ -44,30 +47,86 @@ from engine.result import (
 if TYPE_CHECKING:
     from engine.api import Engine
     from engine.compiler import compile_file, compile_text
-    from engine.graph import RoutingGraph
-    from engine.plan import Plan
+    from engine.graph import Price, RoutingGraph
+    from engine.plan import (
+        Plan,
+        PlanBody,
+        PlanBreaker,
+        PlanCache,
+        PlanPrice,
+        PlanRequest,
+        PlanRetry,
+        PlanRoute,
+        PlanSpeed,
+        PlanTarget,
+        PlanTreeGroup,
+        PlanTreeNode,
+        PlanTreeTarget,
+    )
     from engine.request import Request
+    from engine.runtime.cache import StateWarning
+    from engine.runtime.events import (
+        AttemptEnded,
+        AttemptStarted,
+        BreakerChanged,
+        Event,
+        EventName,
+        FailingOver,
+        Retrying,
+        StateChanged,
+    )
+    from engine.runtime.health import ProviderHealth
+    from engine.runtime.registry import ListedModel, ModelListing, RegistryStats
+    from engine.runtime.streaming import EventStream
 
 __all__ = [
     "AllTargetsFailed",
     "Attempt",
+    "AttemptEnded",
+    "AttemptStarted",
+    "BreakerChanged",
     "ConfigError",
     "DeadlineExceeded",
     "Done",
     "Engine",
     "EngineError",
+    "Event",
+    "EventName",
+    "EventStream",
+    "FailingOver",
+    "ListedModel",
     "ListingError",
+    "ModelListing",
     "NoRouteError",
     "Plan",
+    "PlanBody",
+    "PlanBreaker",
+    "PlanCache",
+    "PlanPrice",
+    "PlanRequest",
+    "PlanRetry",
+    "PlanRoute",
+    "PlanSpeed",
+    "PlanTarget",
+    "PlanTreeGroup",
+    "PlanTreeNode",
+    "PlanTreeTarget",
+    "Price",
     "Problem",
     "ProviderError",
+    "ProviderHealth",
     "ReasoningBlock",
     "ReasoningDelta",
+    "RegistryStats",
     "Request",
     "RequestError",
     "Response",
+    "Retrying",
     "RouteError",
     "RoutingGraph",
+    "StateChanged",
+    "StateWarning",
+    "StreamEvent",
     "StreamInterrupted",
     "TextDelta",
     "ToolCall",
@@ -77,13 +136,27 @@ __all__ = [
     "compile_text",
 ]
 
+_PLAN = ("Plan", "PlanBody", "PlanBreaker", "PlanCache", "PlanPrice", "PlanRequest", "PlanRetry",
+         "PlanRoute", "PlanSpeed", "PlanTarget", "PlanTreeGroup", "PlanTreeNode", "PlanTreeTarget")
+_EVENTS = ("AttemptEnded", "AttemptStarted", "BreakerChanged", "Event", "EventName", "FailingOver",
+           "Retrying", "StateChanged")
+
+# name -> the module it loads from on first use
 _LAZY = {
     "Engine": "engine.api",
-    "Plan": "engine.plan",
+    "EventStream": "engine.runtime.streaming",
+    "ListedModel": "engine.runtime.registry",
+    "ModelListing": "engine.runtime.registry",
+    "Price": "engine.graph",
+    "ProviderHealth": "engine.runtime.health",
+    "RegistryStats": "engine.runtime.registry",
     "Request": "engine.request",
     "RoutingGraph": "engine.graph",
+    "StateWarning": "engine.runtime.cache",
     "compile_file": "engine.compiler",
     "compile_text": "engine.compiler",
+    **dict.fromkeys(_PLAN, "engine.plan"),
+    **dict.fromkeys(_EVENTS, "engine.runtime.events"),
 }
 
 

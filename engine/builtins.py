@@ -1,11 +1,12 @@
 """The names that exist even when routes.yaml does not write them: speeds, classifiers, breaker,
-and each kind's default base URL."""
+and each kind's default base URL (from the kind registry, engine/providers)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
 from engine.graph import Backoff, Breaker, Classifier, Speed, frozen_map
+from engine.providers import KINDS
 
 __all__ = ["BUILTIN_BREAKERS", "BUILTIN_CLASSIFIERS", "BUILTIN_SPEEDS", "DEFAULT_BASE_URLS",
            "NO_BREAKER", "TRANSIENT"]
@@ -30,10 +31,6 @@ BUILTIN_CLASSIFIERS: Mapping[str, Classifier] = frozen_map({
 BUILTIN_BREAKERS: Mapping[str, Breaker] = frozen_map({
     "standard": Breaker("standard", 5, 60.0, "provider"),
 })
-DEFAULT_BASE_URLS = {
-    "openai": "https://api.openai.com/v1",
-    "anthropic": "https://api.anthropic.com/v1",
-    "gemini": "https://generativelanguage.googleapis.com",
-    "ollama": "http://localhost:11434",
-}
+# each kind's default base URL, as its module declares it
+DEFAULT_BASE_URLS: Mapping[str, str] = frozen_map({k.name: k.default_base_url for k in KINDS.values()})
 NO_BREAKER = "none"

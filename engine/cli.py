@@ -35,40 +35,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"engine {_version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def with_file(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("file", nargs="?", default="routes.yaml",
-                        help="config file (default: ./routes.yaml)")
-        sp.add_argument("--profile", default=os.environ.get("ENGINE_PROFILE") or None,
-                        help="overlay profiles/NAME.yaml (default: $ENGINE_PROFILE)")
-
     i = sub.add_parser("init", help="write a starter routes.yaml and profiles/ci.yaml (wired to "
                        "`engine fake`)")
     i.add_argument("dir", nargs="?", default=".", help="where to write them (default: here)")
     i.add_argument("--force", action="store_true", help="overwrite files that exist")
 
     c = sub.add_parser("check", help="validate a config; print every located problem")
-    with_file(c)
+    _with_file(c)
     c.add_argument("--strict", action="store_true", help="warnings fail too")
     c.add_argument("--quiet", "-q", action="store_true", help="print problems only")
 
-    pl = sub.add_parser("plan", help="dry run: what the engine would do with a request")
-    with_file(pl)
-    pl.add_argument("--model", "-m", help="requested model (or route name)")
-    pl.add_argument("--request", "-r", help="a JSON file with the request (OpenAI style)")
-    pl.add_argument("--metadata", action="append", default=[], metavar="KEY=VALUE",
-                    help="request metadata (repeatable)")
-    pl.add_argument("--temperature", type=float, help="request temperature")
-    pl.add_argument("--stream", action="store_true", help="plan a streaming request")
-    pl.add_argument("--target", "-t", metavar="TARGET",
-                    help="show the request body of this target (provider/model or provider) "
-                    "instead of the first one's")
-    pl.add_argument("--json", action="store_true", help="machine-readable output")
+    _plan_parser(sub.add_parser("plan", help="dry run: what the engine would do with a request"))
 
     s = sub.add_parser("schema", help="print the JSON Schema of routes.yaml (for editors)")
     s.add_argument("--output", "-o", help="write to a file instead of stdout")
 
-    g = sub.add_parser("graph", help="print the routing graph as Mermaid")
-    with_file(g)
+    _with_file(sub.add_parser("graph", help="print the routing graph as Mermaid"))
 
     # its options are engine.fake.run's, parsed in _fake (importing them here would load aiohttp
     # for every command)
@@ -82,8 +64,29 @@ def _parser() -> argparse.ArgumentParser:
                      "at (a config that would call anything else is refused) and tells what the "
                      "engine's events and attempts say. Without --profile or $ENGINE_PROFILE, "
                      "profiles/ci.yaml beside the config is used when it exists.")
-    with_file(d)
+    _with_file(d)
     return p
+
+
+def _with_file(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("file", nargs="?", default="routes.yaml",
+                    help="config file (default: ./routes.yaml)")
+    sp.add_argument("--profile", default=os.environ.get("ENGINE_PROFILE") or None,
+                    help="overlay profiles/NAME.yaml (default: $ENGINE_PROFILE)")
+
+
+def _plan_parser(pl: argparse.ArgumentParser) -> None:
+    _with_file(pl)
+    pl.add_argument("--model", "-m", help="requested model (or route name)")
+    pl.add_argument("--request", "-r", help="a JSON file with the request (OpenAI style)")
+    pl.add_argument("--metadata", action="append", default=[], metavar="KEY=VALUE",
+                    help="request metadata (repeatable)")
+    pl.add_argument("--temperature", type=float, help="request temperature")
+    pl.add_argument("--stream", action="store_true", help="plan a streaming request")
+    pl.add_argument("--target", "-t", metavar="TARGET",
+                    help="show the request body of this target (provider/model or provider) "
+                    "instead of the first one's")
+    pl.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -289,7 +292,7 @@ def _plan(args: argparse.Namespace, graph: RoutingGraph) -> int:
         print(f"engine: no route: {exc}", file=sys.stderr)
         return CONFIG_ERROR
     if args.json:
-        print(json.dumps(plan.as_dict(), indent=2, ensure_ascii=False))
+        print(json.dumps(plan.to_dict(), indent=2, ensure_ascii=False))
     else:
         sys.stdout.write(plan.text())
     return OK

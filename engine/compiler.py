@@ -49,6 +49,7 @@ from engine.graph import (
     frozen_map,
 )
 from engine.loader import Loaded, Loc, Path_, format_path, load
+from engine.providers import KINDS, get_kind
 from engine.providers.base import DEFAULT_WIRE, WireOptions
 from engine.reach import Shadows, flatten, groups_in, worst_case
 from engine.strategies import STRATEGIES
@@ -79,21 +80,8 @@ _ELSEWHERE: dict[tuple[type[S.Spec], str], str] = {
     (S.GroupSpec, "to"): "a group lists its members under targets: [...]",
 }
 
-# OpenAI-compatible vendors people write as a kind, and the base_url to use instead
-_OPENAI_COMPATIBLE = {
-    "groq": "https://api.groq.com/openai/v1",
-    "together": "https://api.together.xyz/v1",
-    "fireworks": "https://api.fireworks.ai/inference/v1",
-    "mistral": "https://api.mistral.ai/v1",
-    "deepseek": "https://api.deepseek.com/v1",
-    "openrouter": "https://openrouter.ai/api/v1",
-    "perplexity": "https://api.perplexity.ai",
-    "xai": "https://api.x.ai/v1",
-    "cerebras": "https://api.cerebras.ai/v1",
-    "vllm": "http://localhost:8000/v1",
-    "lmstudio": "http://localhost:1234/v1",
-    "azure": "https://YOUR-RESOURCE.openai.azure.com/openai/v1",
-}
+# vendors people write as a kind -> (the kind whose protocol they speak, their base_url)
+_COMPATIBLE = {vendor: (k.name, url) for k in KINDS.values() for vendor, url in k.compatible.items()}
 
 
 def compile_text(
@@ -192,11 +180,11 @@ class _Compiler:
                 f"allowed keys: {', '.join(sorted(allowed))}" if allowed else "remove it")
             self.report(full, f"unknown key '{name}'", hint, key=True, shown=full[:-1])
         elif kind == "literal_error" and model is S.ProviderSpec and loc == ("kind",) \
-                and str(err.input).lower() in _OPENAI_COMPATIBLE:
+                and str(err.input).lower() in _COMPATIBLE:
             vendor = str(err.input)
+            kind, url = _COMPATIBLE[vendor.lower()]
             self.report(full, f"invalid value {vendor!r}",
-                        f"{vendor} speaks the OpenAI protocol: write kind: openai, base_url: "
-                        f"{_OPENAI_COMPATIBLE[vendor.lower()]}")
+                        f"{vendor} speaks the {kind} protocol: write kind: {kind}, base_url: {url}")
         elif model is S.RouteSpec and loc == ("to",) and isinstance(err.input, list):
             self.report(full, "expected one target, got a list",
                         "to try several targets in turn, name them in a group: groups: {NAME: "
@@ -475,8 +463,10 @@ class _Compiler:
         one of its models (None when the model writes none)."""
         own = model if model is not None else spec
         written = [k for k in _WIRE_KEYS if k in own.model_fields_set]
-        if written and spec.kind != "openai":
-            self.report((*path, written[0]), f"{written[0]} applies to kind openai only, not "
+        foreign = [k for k in written if k not in get_kind(spec.kind).wire_keys]
+        if foreign:
+            readers = " or ".join(k.name for k in KINDS.values() if foreign[0] in k.wire_keys)
+            self.report((*path, foreign[0]), f"{foreign[0]} applies to kind {readers} only, not "
                         f"{spec.kind}", "remove it: this kind has one field for it", key=True)
         if model is not None and not written:
             return None

@@ -24,12 +24,12 @@ from engine.mermaid import to_mermaid
 from engine.plan import build_plan
 from engine.result import Attempt, Done, Response, TextDelta
 from engine.runtime.events import BreakerChanged, FailingOver, Retrying
+from engine.strategies import STRATEGIES
 from engine.values import Secret
 
 __all__ = ["Refused", "run"]
 
 _LOOPBACK = ("127.0.0.1", "localhost")  # where FakeServer listens (IPv4)
-_DETERMINISTIC = ("priority", "hedged")  # strategies whose first target is known in advance
 _STATUSES = (503, 502, 500, 504, 429, 408)  # preferred order when programming a failure
 
 
@@ -77,7 +77,7 @@ class Pick:
         to = self.route.to
         if isinstance(to, Target):
             return to
-        if to.strategy in _DETERMINISTIC and isinstance(to.members[0].node, Target):
+        if STRATEGIES[to.strategy].fixed_order and isinstance(to.members[0].node, Target):
             return to.members[0].node
         return None
 
@@ -114,8 +114,9 @@ def picks(graph: RoutingGraph) -> tuple[Pick | None, Pick | None]:
     Preferred: a fixed order over the most targets."""
     found = [Pick(r, req) for r in graph.routes if (req := _request_for(graph, r)) is not None]
     ranked = sorted(found, key=lambda p: (p.first is None, -len(p.route.targets), p.route.index))
-    hedged = [p for p in found if isinstance(p.route.to, Group) and p.route.to.strategy == "hedged"
-              and p.first is not None and len(p.route.to.members) > 1]
+    hedged = [p for p in found if isinstance(p.route.to, Group)
+              and STRATEGIES[p.route.to.strategy].races and p.first is not None
+              and len(p.route.to.members) > 1]
     return (ranked[0] if ranked else None), (hedged[0] if hedged else None)
 
 

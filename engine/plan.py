@@ -11,31 +11,212 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
 
 from engine.errors import NoRouteError
-from engine.graph import CacheConfig, Group, Node, Route, RoutingGraph, Target
+from engine.graph import CacheConfig, Classifier, Group, Node, Route, RoutingGraph, Speed, Target
 from engine.request import Request, normalize_request
 from engine.strategies import STRATEGIES
 from engine.values import MASK, Secret
 from engine.values import format_duration as fd
 
-__all__ = ["Plan", "build_plan", "cache_decision"]
+__all__ = [
+    "Plan",
+    "PlanBody",
+    "PlanBreaker",
+    "PlanCache",
+    "PlanPrice",
+    "PlanRequest",
+    "PlanRetry",
+    "PlanRoute",
+    "PlanSpeed",
+    "PlanTarget",
+    "PlanTreeGroup",
+    "PlanTreeNode",
+    "PlanTreeTarget",
+    "build_plan",
+    "cache_decision",
+]
+
+
+JSONValue = Any  # what json.loads returns
+
+
+def _plain(value: Any) -> Any:
+    """A plan part as JSON-ready builtins: fresh dicts and lists, parts through ``to_dict``."""
+    if isinstance(value, _Part):
+        return value.to_dict()
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 @dataclass(frozen=True, slots=True)
-class Plan:
-    """The dry run. ``data`` is JSON-ready; ``text()`` is the human form."""
+class _Part:
+    """A frozen part of a plan; ``to_dict`` is its JSON form (its fields in order)."""
 
-    data: Mapping[str, Any]
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
 
-    def as_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads(json.dumps(self.data))
-        return data
+
+@dataclass(frozen=True, slots=True)
+class PlanRequest(_Part):
+    """The request planned: its model, the names of its metadata keys, whether it streams."""
+
+    model: str
+    metadata: tuple[str, ...]
+    stream: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PlanRoute(_Part):
+    """The matched route: its index, match and place in routes.yaml, why it matched, its target."""
+
+    index: int
+    match: str
+    where: str
+    why: str
+    to: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlanTreeTarget(_Part):
+    """A target in the order tree; ``extra`` is what the parent group's strategy shows of it
+    (``Strategy.plan_member``: a weight and share, a price)."""
+
+    target: str
+    model: str
+    circuit: Literal["open", "closed"]
+    extra: Mapping[str, JSONValue] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"target": self.target, "model": self.model, "circuit": self.circuit,
+                **_plain(self.extra)}
+
+
+@dataclass(frozen=True, slots=True)
+class PlanTreeGroup(_Part):
+    """A group in the order tree: its strategy, its ordering policy (the strategy's ``policy``),
+    its members in the order written; ``extra`` as for ``PlanTreeTarget``."""
+
+    group: str
+    strategy: str
+    order: str
+    max_attempts: int
+    members: tuple[PlanTreeNode, ...]
+    hedge_after: str | None = None
+    extra: Mapping[str, JSONValue] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"group": self.group, "strategy": self.strategy,
+                               "order": self.order, "max_attempts": self.max_attempts,
+                               "members": _plain(self.members)}
+        if self.hedge_after is not None:
+            out["hedge_after"] = self.hedge_after
+        return {**out, **_plain(self.extra)}
+
+
+PlanTreeNode = PlanTreeTarget | PlanTreeGroup
+
+
+@dataclass(frozen=True, slots=True)
+class PlanSpeed(_Part):
+    """A target's speed category, durations as written (``1.5s``)."""
+
+    name: str
+    connect: str
+    read: str
+    pool: str
+    retries: int
+    backoff: str
+    worst_case: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlanRetry(_Part):
+    """A target's retry classifier: statuses, then error kinds, it retries and fails over on."""
+
+    classifier: str
+    retry_on: tuple[int | str, ...]
+    failover_on: tuple[int | str, ...]
+    retry_after: Literal["honor", "ignore"]
+
+
+@dataclass(frozen=True, slots=True)
+class PlanBreaker(_Part):
+    """A target's circuit breaker and the state of its circuit now."""
+
+    name: str
+    failures: int
+    recovery: str
+    scope: str
+    state: Literal["open", "closed"]
+
+
+@dataclass(frozen=True, slots=True)
+class PlanPrice(_Part):
+    """USD per 1M tokens."""
+
+    input: float
+    output: float
+
+
+@dataclass(frozen=True, slots=True)
+class PlanTarget(_Part):
+    """One target the route can reach, with its settings and ``notes``: what its kind drops or
+    changes in this request."""
+
+    target: str
+    provider: str
+    kind: str
+    model: str
+    base_url: str
+    speed: PlanSpeed
+    retry: PlanRetry
+    breaker: PlanBreaker | None
+    price: PlanPrice | None
+    notes: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PlanCache(_Part):
+    """Whether the answer may be cached, and why (or why not)."""
+
+    cacheable: bool
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlanBody(_Part):
+    """The HTTP request a target would receive (secrets masked)."""
+
+    url: str
+    headers: Mapping[str, str]
+    json: JSONValue
+
+
+@dataclass(frozen=True, slots=True)
+class Plan(_Part):
+    """The dry run. ``to_dict()`` is JSON-ready (``engine plan --json``); ``text()`` is the
+    human form. ``body`` is the first target's request, or the template's failure as text,
+    or None when every circuit is open."""
+
+    request: PlanRequest
+    route: PlanRoute
+    deadline: str
+    worst_case: str
+    worst_case_exceeds_deadline: bool
+    tree: PlanTreeNode
+    targets: tuple[PlanTarget, ...]
+    cache: PlanCache
+    first_target: str | None
+    body: PlanBody | str | None
 
     def text(self) -> str:
-        return _text(self.data)
+        return _text(self)
 
     def __str__(self) -> str:
         return self.text()
@@ -85,20 +266,19 @@ def build_plan(graph: RoutingGraph, request: Request | Mapping[str, Any], *,
         if first is None:
             raise ValueError(f"route {route.index} cannot reach target {target!r}; it reaches: "
                              + ", ".join(t.key for t in order))
-    data: dict[str, Any] = {
-        "request": {"model": model, "metadata": sorted(meta), "stream": bool(req.get("stream"))},
-        "route": {"index": route.index, "match": route.match.describe(), "where": route.where,
-                  "why": _why(route, model, meta), "to": _name(route.to)},
-        "deadline": fd(route.deadline),
-        "worst_case": fd(route.worst_case),
-        "worst_case_exceeds_deadline": route.worst_case > route.deadline,
-        "tree": _tree(route.to, model, open_circuits),
-        "targets": [_target(t, req, model, open_circuits) for t in order],
-        "cache": {"cacheable": cacheable, "reason": why},
-        "first_target": first.key if first else None,
-        "body": _body(first, req, model) if first else None,
-    }
-    return Plan(data)
+    return Plan(
+        request=PlanRequest(model, tuple(sorted(meta)), bool(req.get("stream"))),
+        route=PlanRoute(route.index, route.match.describe(), route.where,
+                        _why(route, model, meta), _name(route.to)),
+        deadline=fd(route.deadline),
+        worst_case=fd(route.worst_case),
+        worst_case_exceeds_deadline=route.worst_case > route.deadline,
+        tree=_tree(route.to, model, open_circuits),
+        targets=tuple(_target(t, req, model, open_circuits) for t in order),
+        cache=PlanCache(cacheable, why),
+        first_target=first.key if first else None,
+        body=_body(first, req, model) if first else None,
+    )
 
 
 def _circuit(t: Target, model: str) -> str:
@@ -123,60 +303,59 @@ def _why(route: Route, model: str, meta: Mapping[str, Any]) -> str:
     return first + ": " + ("; ".join(parts) if parts else "catch-all")
 
 
-def _tree(node: Node, model: str, open_circuits: Collection[str]) -> dict[str, Any]:
+def _tree(node: Node, model: str, open_circuits: Collection[str],
+          extra: Mapping[str, Any] | None = None) -> PlanTreeNode:
     if isinstance(node, Target):
-        return {"target": node.key, "model": node.model_for(model),
-                "circuit": "open" if _circuit(node, model) in open_circuits else "closed"}
+        return PlanTreeTarget(node.key, node.model_for(model),
+                              "open" if _circuit(node, model) in open_circuits else "closed",
+                              extra or {})
     strategy = STRATEGIES[node.strategy]
-    out: dict[str, Any] = {
-        "group": node.name, "strategy": node.strategy, "order": strategy.policy,
-        "max_attempts": node.max_attempts,
-        "members": [{**_tree(m.node, model, open_circuits),
-                     **strategy.plan_member(node, m, model)}
-                    for m in node.members],
-    }
-    if node.hedge_after is not None:
-        out["hedge_after"] = fd(node.hedge_after)
-    return out
+    return PlanTreeGroup(
+        node.name, node.strategy, strategy.policy, node.max_attempts,
+        tuple(_tree(m.node, model, open_circuits, strategy.plan_member(node, m, model))
+              for m in node.members),
+        fd(node.hedge_after) if node.hedge_after is not None else None,
+        extra or {},
+    )
 
 
-def _notes(t: Target, req: dict[str, Any], name: str) -> list[str]:
+def _notes(t: Target, req: dict[str, Any], name: str) -> tuple[str, ...]:
     """What the target's kind drops or changes in this request (a custom template may send
     more than the kind's variables: the notes are about the built-in mapping)."""
     from engine.providers import get_kind
 
-    return get_kind(t.provider.kind).notes(req, name, t.provider.wire_for(name))
+    return tuple(get_kind(t.provider.kind).notes(req, name, t.provider.wire_for(name)))
 
 
 def _target(t: Target, req: dict[str, Any], model: str,
-            open_circuits: Collection[str]) -> dict[str, Any]:
+            open_circuits: Collection[str]) -> PlanTarget:
     p = t.provider
-    s = p.speed
-    k = p.retry
     name = t.model_for(model)
     price = t.price(name)
-    return {
-        "target": t.key, "provider": p.name, "kind": p.kind, "model": name,
-        "base_url": _mask(p.base_url),
-        "speed": {"name": s.name, "connect": fd(s.connect), "read": fd(s.read),
-                  "pool": fd(s.pool), "retries": s.retries,
-                  "backoff": f"{fd(s.backoff.base)} x{s.backoff.factor:g} max {fd(s.backoff.max)}"
-                             f" jitter {fd(s.backoff.jitter)}",
-                  "worst_case": fd(s.worst_case())},
-        "retry": {"classifier": k.name,
-                  "retry_on": sorted(k.retry_status) + sorted(k.retry_errors),
-                  "failover_on": sorted(k.failover_status) + sorted(k.failover_errors),
-                  "retry_after": "honor" if k.honor_retry_after else "ignore"},
-        "breaker": ({"name": p.breaker.name, "failures": p.breaker.failures,
-                     "recovery": fd(p.breaker.recovery), "scope": p.breaker.scope,
-                     "state": "open" if _circuit(t, model) in open_circuits else "closed"}
-                    if p.breaker else None),
-        "price": {"input": price.input, "output": price.output} if price else None,
-        "notes": _notes(t, req, name),
-    }
+    return PlanTarget(
+        t.key, p.name, p.kind, name, _mask(p.base_url), _speed(p.speed), _retry(p.retry),
+        (PlanBreaker(p.breaker.name, p.breaker.failures, fd(p.breaker.recovery), p.breaker.scope,
+                     "open" if _circuit(t, model) in open_circuits else "closed")
+         if p.breaker else None),
+        PlanPrice(price.input, price.output) if price else None,
+        _notes(t, req, name),
+    )
 
 
-def _body(t: Target, req: dict[str, Any], model: str) -> Any:
+def _speed(s: Speed) -> PlanSpeed:
+    backoff = (f"{fd(s.backoff.base)} x{s.backoff.factor:g} max {fd(s.backoff.max)}"
+               f" jitter {fd(s.backoff.jitter)}")
+    return PlanSpeed(s.name, fd(s.connect), fd(s.read), fd(s.pool), s.retries, backoff,
+                     fd(s.worst_case()))
+
+
+def _retry(k: Classifier) -> PlanRetry:
+    return PlanRetry(k.name, (*sorted(k.retry_status), *sorted(k.retry_errors)),
+                     (*sorted(k.failover_status), *sorted(k.failover_errors)),
+                     "honor" if k.honor_retry_after else "ignore")
+
+
+def _body(t: Target, req: dict[str, Any], model: str) -> PlanBody | str:
     from engine.providers import get_kind
 
     kind = get_kind(t.provider.kind)
@@ -192,11 +371,11 @@ def _body(t: Target, req: dict[str, Any], model: str) -> Any:
         body = json.loads(text)
     except json.JSONDecodeError:
         return text
-    return {"url": _mask_url(kind.url(_reveal_for_url(t.provider.base_url), name, stream),
-                             t.provider.base_url),
-            "headers": _headers(kind.auth_headers(_PROBE if t.provider.api_key else None),
-                                t.provider.headers),
-            "json": body}
+    return PlanBody(_mask_url(kind.url(_reveal_for_url(t.provider.base_url), name, stream),
+                              t.provider.base_url),
+                    _headers(kind.auth_headers(_PROBE if t.provider.api_key else None),
+                             t.provider.headers),
+                    body)
 
 
 _PROBE = "\x00key\x00"
@@ -221,76 +400,80 @@ def _mask(value: str | Secret) -> str:
     return MASK if isinstance(value, Secret) else value
 
 
-def _text(d: Mapping[str, Any]) -> str:
-    r = d["route"]
-    lines = [
-        f"request  model={d['request']['model']}"
-        + (f" metadata={','.join(d['request']['metadata'])}" if d['request']['metadata'] else "")
-        + (" stream" if d["request"]["stream"] else ""),
-        f"route    #{r['index']} [{r['match']}] -> {r['to']}   ({r['where']})",
-        f"why      {r['why']}",
-        f"deadline {d['deadline']}   worst case {d['worst_case']}"
-        + ("   WARNING: worst case exceeds the deadline" if d["worst_case_exceeds_deadline"]
+def _text(plan: Plan) -> str:
+    return "\n".join([*_head(plan), "", "order", *_tree_text(plan.tree, "  "), "", "targets",
+                      *(line for t in plan.targets for line in _target_text(t)),
+                      *_body_text(plan)]) + "\n"
+
+
+def _head(plan: Plan) -> list[str]:
+    q, r = plan.request, plan.route
+    return [
+        f"request  model={q.model}" + (f" metadata={','.join(q.metadata)}" if q.metadata else "")
+        + (" stream" if q.stream else ""),
+        f"route    #{r.index} [{r.match}] -> {r.to}   ({r.where})",
+        f"why      {r.why}",
+        f"deadline {plan.deadline}   worst case {plan.worst_case}"
+        + ("   WARNING: worst case exceeds the deadline" if plan.worst_case_exceeds_deadline
            else ""),
-        f"cache    {'cacheable' if d['cache']['cacheable'] else 'not cached'}: "
-        f"{d['cache']['reason']}",
-        "",
-        "order",
+        f"cache    {'cacheable' if plan.cache.cacheable else 'not cached'}: {plan.cache.reason}",
     ]
-    lines += _tree_text(d["tree"], "  ")
-    lines += ["", "targets"]
-    for t in d["targets"]:
-        s, k, b = t["speed"], t["retry"], t["breaker"]
-        lines.append(f"  {t['target']}  ({t['kind']} model={t['model']} {t['base_url']})")
-        lines.append(f"      speed {s['name']}: connect {s['connect']} read {s['read']} pool "
-                     f"{s['pool']}, {s['retries']} retries, backoff {s['backoff']}, worst "
-                     f"{s['worst_case']}")
-        lines.append(f"      retry {k['classifier']}: retry_on {_codes(k['retry_on'])} "
-                     f"failover_on {_codes(k['failover_on'])} retry_after {k['retry_after']}")
-        lines.append("      breaker " + (f"{b['name']}: {b['failures']} failures, recovery "
-                                         f"{b['recovery']}, scope {b['scope']}, {b['state']}"
-                                         if b else "none"))
-        if t["price"]:
-            lines.append(f"      price ${t['price']['input']:g} in / ${t['price']['output']:g} "
-                         "out per 1M tokens")
-        lines += [f"      note {n}" for n in t["notes"]]
-    body = d["body"]
-    lines += ["", f"request body for {d['first_target'] or '(no target: all circuits open)'}"]
-    if isinstance(body, dict):
-        lines.append(f"  POST {body['url']}")
-        lines += [f"  {h}: {v}" for h, v in body["headers"].items()]
-        lines += ["  " + x for x in json.dumps(body["json"], indent=2, ensure_ascii=False)
+
+
+def _target_text(t: PlanTarget) -> list[str]:
+    s, k, b = t.speed, t.retry, t.breaker
+    lines = [
+        f"  {t.target}  ({t.kind} model={t.model} {t.base_url})",
+        f"      speed {s.name}: connect {s.connect} read {s.read} pool {s.pool}, {s.retries} "
+        f"retries, backoff {s.backoff}, worst {s.worst_case}",
+        f"      retry {k.classifier}: retry_on {_codes(k.retry_on)} failover_on "
+        f"{_codes(k.failover_on)} retry_after {k.retry_after}",
+        "      breaker " + (f"{b.name}: {b.failures} failures, recovery {b.recovery}, scope "
+                            f"{b.scope}, {b.state}" if b else "none"),
+    ]
+    if t.price:
+        lines.append(f"      price ${t.price.input:g} in / ${t.price.output:g} out per 1M tokens")
+    return lines + [f"      note {n}" for n in t.notes]
+
+
+def _body_text(plan: Plan) -> list[str]:
+    body = plan.body
+    lines = ["", f"request body for {plan.first_target or '(no target: all circuits open)'}"]
+    if isinstance(body, PlanBody):
+        lines.append(f"  POST {body.url}")
+        lines += [f"  {h}: {v}" for h, v in body.headers.items()]
+        lines += ["  " + x for x in json.dumps(body.json, indent=2, ensure_ascii=False)
                   .splitlines()]
     elif body is not None:
-        lines.append("  " + str(body))
-    return "\n".join(lines) + "\n"
+        lines.append("  " + body)
+    return lines
 
 
-def _tree_text(node: Mapping[str, Any], pad: str) -> list[str]:
-    if "target" in node:
-        circuit = "  [circuit open: skipped]" if node["circuit"] == "open" else ""
-        return [f"{pad}- {node['target']}{_member_text(node)}{circuit}"]
-    head = f"{pad}{node['group']}: {node['strategy']}, max {node['max_attempts']} targets"
-    if "hedge_after" in node:
-        head += f", hedge after {node['hedge_after']}"
-    extra = _member_text(node)
+def _tree_text(node: PlanTreeNode, pad: str) -> list[str]:
+    if isinstance(node, PlanTreeTarget):
+        circuit = "  [circuit open: skipped]" if node.circuit == "open" else ""
+        return [f"{pad}- {node.target}{_member_text(node.extra)}{circuit}"]
+    head = f"{pad}{node.group}: {node.strategy}, max {node.max_attempts} targets"
+    if node.hedge_after is not None:
+        head += f", hedge after {node.hedge_after}"
+    extra = _member_text(node.extra)
     if extra:
         head += " " + extra
-    out = [head, f"{pad}  order: {node['order']}"]
-    for m in node["members"]:
+    out = [head, f"{pad}  order: {node.order}"]
+    for m in node.members:
         out += _tree_text(m, pad + "  ")
     return out
 
 
-def _member_text(node: Mapping[str, Any]) -> str:
+def _member_text(extra: Mapping[str, Any]) -> str:
     """What a group's strategy adds to a member's line: its weight, or its price."""
-    if "weight" in node:
-        return f" weight {node['weight']:g} ({node['share']:.0%})"
-    if "price" in node:
-        p = node["price"]
+    if "weight" in extra:
+        return f" weight {extra['weight']:g} ({extra['share']:.0%})"
+    if "price" in extra:
+        p = extra["price"]
         return f" ${p['input']:g} in / ${p['output']:g} out per 1M" if p else " no price: tried last"
     return ""
 
 
-def _codes(items: list[Any]) -> str:
+def _codes(items: tuple[int | str, ...]) -> str:
     return "[" + ",".join(str(i) for i in items) + "]"

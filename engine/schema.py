@@ -23,6 +23,7 @@ from pydantic import (
     field_validator,
 )
 
+from engine.providers import KINDS
 from engine.strategies import STRATEGIES
 from engine.values import Secret, TargetRef, parse_duration, parse_size
 
@@ -48,8 +49,10 @@ __all__ = [
 ]
 
 if typing.TYPE_CHECKING:
+    KindName = str
     StrategyName = str
-else:  # the registry's names, in its order: the JSON Schema's enum
+else:  # the registries' names, in their order: the JSON Schema's enums
+    KindName = Literal[tuple(KINDS)]
     StrategyName = Literal[tuple(STRATEGIES)]
 
 Duration = Annotated[
@@ -269,10 +272,10 @@ def _models(value: Any) -> Any:
 class ProviderSpec(Spec):
     """An upstream API."""
 
-    kind: Literal["openai", "anthropic", "gemini", "ollama"] = Field(
-        description="Wire protocol. openai also covers Groq, Together, Fireworks, Mistral, "
-        "DeepSeek, vLLM, LM Studio, OpenRouter via base_url.")
-    base_url: SecretText | None = Field(None, description="API root; each kind has a default.")
+    kind: KindName = Field(description="Wire protocol: " + "; ".join(
+        f"{k.name}: {k.description}" for k in KINDS.values()) + ".")
+    base_url: SecretText | None = Field(None, description="API root (default: " + ", ".join(
+        f"{k.name} {k.default_base_url}" for k in KINDS.values()) + ").")
     api_key: SecretText | None = Field(None, description="Usually ${SOME_API_KEY}.")
     speed: Name | None = Field(None, description="Speed category (default: defaults.speed).")
     retry: Name | None = Field(None, description="Retry classifier (default: defaults.retry).")

@@ -19,9 +19,10 @@ message (see ``DIRECTIVES``). Over HTTP: ``POST /_fake/program``, ``POST /_fake/
 ``GET /_fake/stats``. As a process: ``python -m engine.fake --port N``.
 """
 
-from engine.fake.faults import DIRECTIVES, KINDS, Fault
+from engine.fake.faults import DIRECTIVES, Fault
 from engine.fake.run import main, refused_port, serve_in_thread
-from engine.fake.server import DEFAULT_MODELS, FakeServer
+from engine.fake.server import FakeServer
+from engine.fake.wires import DEFAULT_MODELS, KINDS
 
 __all__ = [
     "DEFAULT_MODELS",

@@ -16,9 +16,7 @@ from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["DIRECTIVES", "KINDS", "NO_FAULT", "Fault", "Program", "Programs", "parse", "seconds"]
-
-KINDS = ("openai", "anthropic", "gemini", "ollama")
+__all__ = ["DIRECTIVES", "NO_FAULT", "Fault", "Program", "Programs", "parse", "seconds"]
 
 DIRECTIVES = {
     "ok": "no fault (a program entry that lets the request through)",
@@ -173,7 +171,7 @@ class _Scope:
     def matches(self, kind: str, path: str, model: str | None, chat: bool) -> bool:
         if self.model is not None and self.model != model:
             return False
-        if self.where is None or self.where in KINDS:
+        if self.where is None or not self.where.startswith("/"):  # a kind
             return chat and self.where in (None, kind)
         return path.startswith(self.where)
 

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import itertools
 import json
-import re
 import socket
 import struct
 import threading
@@ -23,48 +22,12 @@ from typing import Any
 from aiohttp import web
 
 from engine.fake.answer import BadRequest, Chat, answer
-from engine.fake.faults import KINDS, NO_FAULT, Fault, Program, Programs, parse
+from engine.fake.faults import NO_FAULT, Fault, Program, Programs, parse
 from engine.fake.stats import Stats
 from engine.fake.wire import MALFORMED, Wire, dumps
-from engine.fake.wire_anthropic import Anthropic
-from engine.fake.wire_gemini import Gemini
-from engine.fake.wire_ollama import Ollama
-from engine.fake.wire_openai import OpenAI
+from engine.fake.wires import DEFAULT_MODELS, KINDS, WIRES, route
 
-__all__ = ["DEFAULT_MODELS", "WIRES", "FakeServer"]
-
-WIRES: dict[str, Wire] = {w.name: w for w in (OpenAI(), Anthropic(), Gemini(), Ollama())}
-DEFAULT_MODELS: dict[str, list[str]] = {
-    "openai": ["gpt-4o-mini", "gpt-4o"],
-    "anthropic": ["claude-3-5-haiku-latest", "claude-3-5-sonnet-latest"],
-    "gemini": ["gemini-1.5-flash", "gemini-1.5-pro"],
-    "ollama": ["llama3.2:latest", "qwen2.5:0.5b"],
-}
-_GEMINI = re.compile(r"/models/(.+):(generateContent|streamGenerateContent)$")
-
-
-def _route(method: str, path: str, headers: Any) -> tuple[str, str, str | None] | None:
-    """(kind, op, model named in the path) where op is "chat", "stream" or "models"."""
-    if method == "POST":
-        if path.endswith("/chat/completions"):
-            return "openai", "chat", None
-        if path.endswith("/messages"):
-            return "anthropic", "chat", None
-        if path.endswith("/api/chat"):
-            return "ollama", "chat", None
-        m = _GEMINI.search(path)
-        if m is not None:
-            return "gemini", "stream" if m.group(2).startswith("stream") else "chat", m.group(1)
-    elif method == "GET":
-        if path.endswith("/api/tags"):
-            return "ollama", "models", None
-        if path.endswith("/models"):
-            if path.endswith("v1beta/models") or "x-goog-api-key" in headers:
-                return "gemini", "models", None
-            if "anthropic-version" in headers or "x-api-key" in headers:
-                return "anthropic", "models", None
-            return "openai", "models", None
-    return None
+__all__ = ["FakeServer"]
 
 
 def _phrase(status: int) -> str:
@@ -121,7 +84,7 @@ class FakeServer:
         if kind not in KINDS:
             raise ValueError(f"unknown kind {kind!r} (known: {', '.join(KINDS)})")
         root = self.url + ("/" + prefix.strip("/") if prefix.strip("/") else "")
-        return root + "/v1" if kind in ("openai", "anthropic") else root
+        return root + WIRES[kind].base_path
 
     def program(
         self, kind_or_path: str | None = None, faults: Iterable[str | Fault] = (), *,
@@ -235,12 +198,12 @@ class FakeServer:
         path = request.path
         if path.startswith("/_fake/"):
             return await self._admin(request)
-        route = _route(request.method, path, request.headers)
-        if route is None:
+        found = route(request.method, path, request.headers)
+        if found is None:
             msg = f"fake provider: no route for {request.method} {path}"
             return web.json_response({"error": msg}, status=404)
-        kind, op, path_model = route
-        wire = WIRES[kind]
+        wire, op, path_model = found
+        kind = wire.name
         entry = self._stats.record(request.method, path, kind, request.headers, request.query)
         header = request.headers.get("x-fake")
         fault, chat = NO_FAULT, None
@@ -276,8 +239,7 @@ class FakeServer:
         if not isinstance(body, dict):
             raise BadRequest("the request body must be a JSON object")
         chat = wire.parse(body, path_model)
-        if wire.name == "gemini":
-            chat.stream, chat.sse = op == "stream", request.query.get("alt") == "sse"
+        wire.streams(chat, op, request.query)
         entry["stream"] = chat.stream
         return chat
 
@@ -307,7 +269,7 @@ class FakeServer:
         if status >= 400:
             message = f"fake provider: {status} {_phrase(status)} (injected)"
             return self._json(entry, status, wire.error(status, message, rid), headers)
-        if wire.name != "ollama":
+        if wire.keyed:
             key = wire.key(request.headers, request.query)
             if not key or (self.require_key is not None and key != self.require_key):
                 refused = wire.auth_failure(request.headers, not key)

@@ -98,9 +98,21 @@ def typecheck(body: Mapping[str, Any], fields: Mapping[str, str],
 
 
 class Wire:
-    """One wire format; stateless."""
+    """One wire format; stateless. The class attributes and ``route`` declare it to the server
+    (``engine.fake.wires`` is the registry)."""
 
     name: ClassVar[str]
+    base_path: ClassVar[str] = ""  # what an engine's base_url adds to the server's URL
+    default_models: ClassVar[tuple[str, ...]]  # what the model listing names by default
+    keyed: ClassVar[bool] = True  # requests must carry an API key
+
+    def route(self, method: str, path: str, headers: Any) -> tuple[str, str | None] | None:
+        """(op, model named in the path) for a request this format serves, else None; op is
+        "chat", "stream" or "models"."""
+        raise NotImplementedError
+
+    def streams(self, chat: Chat, op: str, query: Any) -> None:
+        """Set what the path and query say of streaming (most formats say it in the body)."""
 
     def stream_type(self, chat: Chat) -> str:
         return "text/event-stream"

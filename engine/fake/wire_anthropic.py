@@ -257,6 +257,8 @@ def _check_thinking_kept(msgs: list[dict[str, Any]]) -> None:
 
 class Anthropic(Wire):
     name = "anthropic"
+    base_path = "/v1"
+    default_models = ("claude-3-5-haiku-latest", "claude-3-5-sonnet-latest")
     _TYPES: ClassVar[dict[int, str]] = {
         400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
         404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
@@ -264,6 +266,14 @@ class Anthropic(Wire):
     _STOP: ClassVar[dict[str, str]] = {
         "stop": "end_turn", "length": "max_tokens", "tool": "tool_use",
         "stop_sequence": "stop_sequence"}
+
+    def route(self, method: str, path: str, headers: Any) -> tuple[str, str | None] | None:
+        if method == "POST" and path.endswith("/messages"):
+            return "chat", None
+        if method == "GET" and path.endswith("/models") and (
+                "anthropic-version" in headers or "x-api-key" in headers):
+            return "models", None
+        return None
 
     def key(self, headers: Any, query: Any) -> str | None:
         key: str | None = headers.get("x-api-key") or None

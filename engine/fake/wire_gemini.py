@@ -45,6 +45,7 @@ _PROTO = {"string": "TYPE_STRING", "integer": "TYPE_INT32", "number": "TYPE_FLOA
           "boolean": "TYPE_BOOL", "array": "list", "object": "message"}
 _FUNCTION_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_.:-]{0,63}$")
 _THINKS = re.compile(r"gemini-(?:2\.5|[3-9])")  # thinking models: they think unless told not to
+_CALL = re.compile(r"/models/(.+):(generateContent|streamGenerateContent)$")
 _SIGNED = re.compile(r"gemini-[3-9]")  # these require their function calls' thought signatures
 
 
@@ -141,10 +142,22 @@ def _get(body: dict[str, Any], camel: str) -> Any:
 
 class Gemini(Wire):
     name = "gemini"
+    default_models = ("gemini-1.5-flash", "gemini-1.5-pro")
     _STATUS: ClassVar[dict[int, str]] = {
         400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
         404: "NOT_FOUND", 409: "ABORTED", 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED",
         500: "INTERNAL", 501: "NOT_IMPLEMENTED", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+
+    def route(self, method: str, path: str, headers: Any) -> tuple[str, str | None] | None:
+        if method == "POST" and (m := _CALL.search(path)) is not None:
+            return "stream" if m.group(2).startswith("stream") else "chat", m.group(1)
+        if method == "GET" and path.endswith("/models") and (
+                path.endswith("v1beta/models") or "x-goog-api-key" in headers):
+            return "models", None
+        return None
+
+    def streams(self, chat: Chat, op: str, query: Any) -> None:
+        chat.stream, chat.sse = op == "stream", query.get("alt") == "sse"
 
     def key(self, headers: Any, query: Any) -> str | None:
         key: str | None = headers.get("x-goog-api-key") or query.get("key")

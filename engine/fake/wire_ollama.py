@@ -32,8 +32,17 @@ def _unmarshal(field: str, value: Any, go_type: str) -> BadRequest:
 
 class Ollama(Wire):
     name = "ollama"
+    default_models = ("llama3.2:latest", "qwen2.5:0.5b")
+    keyed = False
     _TIMINGS: ClassVar[dict[str, int]] = {
         "total_duration": 5_000_000, "load_duration": 1_000_000}
+
+    def route(self, method: str, path: str, headers: Any) -> tuple[str, str | None] | None:
+        if method == "POST" and path.endswith("/api/chat"):
+            return "chat", None
+        if method == "GET" and path.endswith("/api/tags"):
+            return "models", None
+        return None
 
     def key(self, headers: Any, query: Any) -> str | None:
         return None

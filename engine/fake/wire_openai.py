@@ -226,10 +226,19 @@ def _unsupported(key: str) -> BadRequest:
 
 class OpenAI(Wire):
     name = "openai"
+    base_path = "/v1"
+    default_models = ("gpt-4o-mini", "gpt-4o")
     _TYPES: ClassVar[dict[int, str]] = {401: "invalid_request_error", 429: "requests"}
     _CODES: ClassVar[dict[int, str]] = {
         401: "invalid_api_key", 404: "model_not_found", 429: "rate_limit_exceeded"}
     _FINISH: ClassVar[dict[str, str]] = {"length": "length", "tool": "tool_calls"}
+
+    def route(self, method: str, path: str, headers: Any) -> tuple[str, str | None] | None:
+        if method == "POST" and path.endswith("/chat/completions"):
+            return "chat", None
+        if method == "GET" and path.endswith("/models"):  # the registry asks this format last
+            return "models", None
+        return None
 
     def parse(self, body: Any, model: str | None) -> Chat:
         _check(body)

@@ -315,6 +315,8 @@ def _thought(block: dict[str, Any], i: int) -> ReasoningBlock:
 
 class AnthropicKind(Kind):
     name = "anthropic"
+    description = "Anthropic Messages (/v1/messages)"
+    default_base_url = "https://api.anthropic.com/v1"
     default_template = "anthropic/chat.json.j2"
     stream_format = "sse"
 

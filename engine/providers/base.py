@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -22,12 +22,9 @@ from engine.result import (
     Usage,
 )
 
-__all__ = ["DEFAULT_WIRE", "EFFORTS", "ERROR_TEXT_MAX", "OPENAI_ONLY", "ContextFn", "Kind",
+__all__ = ["DEFAULT_WIRE", "ERROR_TEXT_MAX", "OPENAI_ONLY", "ContextFn", "Kind",
            "Parsed", "Reasoning", "StreamParser", "WireError", "WireOptions", "error_text", "loads",
            "unsent"]
-
-EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")  # OpenAI's reasoning_effort values
-
 
 def loads(text: str | bytes) -> Any:
     """``json.loads`` whose every failure is a ``ValueError`` (too-deep nesting included), so an
@@ -195,13 +192,23 @@ class Kind(ABC):
     - Anthropic-native ``thinking`` / ``redacted_thinking`` blocks in a list ``content``, which
       go to Anthropic as written.
 
-    ``reasoning_effort`` (OpenAI's values, ``EFFORTS``) is mapped onto each kind's own control.
-    What a kind cannot send as asked, it says in ``notes`` (shown by ``engine plan``).
+    ``reasoning_effort`` (OpenAI's values: none, minimal, low, medium, high, xhigh) is mapped
+    onto each kind's own control. What a kind cannot send as asked, it says in ``notes``
+    (shown by ``engine plan``).
+
+    The declaration (class attributes) is what the compile half reads from the registry: the
+    schema's enum and descriptions, the default base URL, the default template, the hints.
     """
 
     name: ClassVar[str]
+    description: ClassVar[str]  # one line for the schema and the reference
+    default_base_url: ClassVar[str]  # a provider's base_url when routes.yaml writes none
     default_template: ClassVar[str]  # relative to the templates directory, e.g. "openai/chat.json.j2"
     stream_format: ClassVar[str]  # "sse" or "ndjson"
+    # the provider settings of routes.yaml (WireOptions fields) this kind reads
+    wire_keys: ClassVar[frozenset[str]] = frozenset()
+    # vendors that speak this protocol, as people write them for a kind, and their base_url
+    compatible: ClassVar[Mapping[str, str]] = {}
 
     @abstractmethod
     def url(self, base_url: str, model: str, stream: bool) -> str:

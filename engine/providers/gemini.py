@@ -331,6 +331,8 @@ def _root(base_url: str) -> str:
 
 class GeminiKind(Kind):
     name = "gemini"
+    description = "Google Gemini (generateContent of the generativelanguage API)"
+    default_base_url = "https://generativelanguage.googleapis.com"
     default_template = "gemini/chat.json.j2"
     stream_format = "sse"
 

@@ -191,6 +191,8 @@ def _usage(body: dict[str, Any]) -> Usage:
 
 class OllamaKind(Kind):
     name = "ollama"
+    description = "Ollama's native /api/chat (NDJSON streams)"
+    default_base_url = "http://localhost:11434"
     default_template = "ollama/chat.json.j2"
     stream_format = "ndjson"
 

@@ -16,6 +16,7 @@ refuse ``system``, refuse ``developer`` too; ``notes`` says so for those.
 from __future__ import annotations
 
 import re
+from types import MappingProxyType
 from typing import Any
 
 from engine.providers._wire import (
@@ -168,8 +169,26 @@ def _tool_call(raw: Any, what: str) -> ToolCall:
 
 class OpenAIKind(Kind):
     name = "openai"
+    description = ("OpenAI Chat Completions, and every server that speaks it (Groq, Together, "
+                   "Fireworks, Mistral, DeepSeek, vLLM, LM Studio, OpenRouter) via base_url")
+    default_base_url = "https://api.openai.com/v1"
     default_template = "openai/chat.json.j2"
     stream_format = "sse"
+    wire_keys = frozenset({"max_tokens_field", "send_reasoning_content"})
+    compatible = MappingProxyType({
+        "groq": "https://api.groq.com/openai/v1",
+        "together": "https://api.together.xyz/v1",
+        "fireworks": "https://api.fireworks.ai/inference/v1",
+        "mistral": "https://api.mistral.ai/v1",
+        "deepseek": "https://api.deepseek.com/v1",
+        "openrouter": "https://openrouter.ai/api/v1",
+        "perplexity": "https://api.perplexity.ai",
+        "xai": "https://api.x.ai/v1",
+        "cerebras": "https://api.cerebras.ai/v1",
+        "vllm": "http://localhost:8000/v1",
+        "lmstudio": "http://localhost:1234/v1",
+        "azure": "https://YOUR-RESOURCE.openai.azure.com/openai/v1",
+    })
 
     def url(self, base_url: str, model: str, stream: bool) -> str:
         return base_url.rstrip("/") + "/chat/completions"

@@ -73,6 +73,7 @@ class Strategy:
     name: ClassVar[str]
     description: ClassVar[str]  # one line for the schema and the reference
     policy: ClassVar[str]  # the plan's "order:" line
+    fixed_order: ClassVar[bool] = False  # every request tries the members in the order written
     races: ClassVar[bool] = False  # the executor races the members (hedged)
     timed: ClassVar[bool] = False  # the executor observes each member's latency
     counts_busy: ClassVar[bool] = False  # the executor counts each member's requests in flight

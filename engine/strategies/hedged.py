@@ -16,6 +16,7 @@ class Hedged(Strategy):
     name = "hedged"
     description = "in the order written, racing: the next starts after hedge_after"
     policy = "in order; the next starts if the current has not answered after hedge_after"
+    fixed_order = True
     races = True
 
     def prepare(self, group: Group, env: Env) -> Order:

@@ -14,6 +14,7 @@ class Priority(Strategy):
     name = "priority"
     description = "in the order written"
     policy = "in the order written"
+    fixed_order = True
 
     def prepare(self, group: Group, env: Env) -> Order:
         return in_order(len(group.members))

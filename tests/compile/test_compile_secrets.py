@@ -69,10 +69,10 @@ def test_plans_never_show_a_secret(secret_graph: RoutingGraph) -> None:
     for request in REQUESTS:
         plan = build_plan(secret_graph, request)
         assert MARK not in plan.text()
-        assert MARK not in json.dumps(plan.as_dict())
+        assert MARK not in json.dumps(plan.to_dict())
         assert MARK not in repr(plan) and MARK not in str(plan)
     plan = build_plan(secret_graph, REQUESTS[0])
-    assert plan.as_dict()["body"]["url"].startswith("***")
+    assert plan.to_dict()["body"]["url"].startswith("***")
 
 
 def test_plan_with_open_circuits_never_shows_a_secret(secret_graph: RoutingGraph) -> None:

@@ -114,6 +114,20 @@ def test_priority_and_hedged_keep_the_written_order(cfg: Any) -> None:
     assert list(order_of(hedged.groups["G"])("m", {})) == [0, 1, 2]
 
 
+@pytest.mark.parametrize("strategy", list(STRATEGIES))
+def test_fixed_order_says_whether_the_written_order_is_always_kept(cfg: Any,
+                                                                   strategy: str) -> None:
+    text = CONFIG.replace("    targets: [a", "    hedge_after: 1s\n    targets: [a")
+    group = graph(cfg, strategy, text).groups["G"]
+    observations = [Seen(), Seen({"G>0": 9.0, "G>1": 1.0}), Seen(busy={"G>0": 3, "G>2": 1})]
+    orders = set()
+    for seen in observations:
+        for seed in range(8):
+            order = order_of(group, seen, seed)
+            orders |= {tuple(order("m", {"messages": HI})) for _ in range(3)}
+    assert (orders == {(0, 1, 2)}) is STRATEGIES[strategy].fixed_order
+
+
 def test_round_robin_rotates(cfg: Any) -> None:
     order = order_of(graph(cfg, "round_robin").groups["G"])
     assert [list(order("m", {})) for _ in range(4)] == [[0, 1, 2], [1, 2, 0], [2, 0, 1], [0, 1, 2]]
@@ -212,20 +226,20 @@ def test_cheapest_warns_when_no_member_has_a_price(cfg: Any) -> None:
 @pytest.mark.parametrize("strategy", [s for s in STRATEGIES if s != "hedged"])
 def test_the_plan_says_the_strategy_policy(cfg: Any, strategy: str) -> None:
     plan = build_plan(graph(cfg, strategy), {"model": "m", "messages": HI})
-    assert plan.as_dict()["tree"]["order"] == STRATEGIES[strategy].policy
+    assert plan.to_dict()["tree"]["order"] == STRATEGIES[strategy].policy
     assert f"  G: {strategy}, max 3 targets\n    order: {STRATEGIES[strategy].policy}\n" \
         in plan.text()
 
 
 def test_the_plan_of_a_cheapest_group_shows_each_members_price(cfg: Any) -> None:
     plan = build_plan(graph(cfg, "cheapest"), {"model": "m", "messages": HI})
-    members = plan.as_dict()["tree"]["members"]
+    members = plan.to_dict()["tree"]["members"]
     assert [m["price"] for m in members] == [{"input": 1.0, "output": 10.0},
                                              {"input": 5.0, "output": 1.0}, None]
     text = plan.text()
     assert "    - a/m $1 in / $10 out per 1M\n" in text
     assert "    - c/m no price: tried last\n" in text
-    least_busy = build_plan(graph(cfg, "least_busy"), {"model": "m", "messages": HI}).as_dict()
+    least_busy = build_plan(graph(cfg, "least_busy"), {"model": "m", "messages": HI}).to_dict()
     assert all(set(m) == {"target", "model", "circuit"} for m in least_busy["tree"]["members"])
 
 

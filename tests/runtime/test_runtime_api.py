@@ -317,7 +317,7 @@ routes:
     err = info.value
     printable = [str(err), repr(err), *map(str, err.attempts), *map(repr, err.attempts),
                  repr(eng), repr(eng.graph), eng.graph.describe(), str(eng.health()),
-                 eng.plan(ask("m")).text(), str(eng.plan(ask("m")).as_dict()),
+                 eng.plan(ask("m")).text(), str(eng.plan(ask("m")).to_dict()),
                  *map(repr, eng._rt.connections), repr(eng._rt.graph.providers["p"])]
     for value in (*secrets.values(), "secret-path", str(port)):
         assert not any(value in p for p in printable), value

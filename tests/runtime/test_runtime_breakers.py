@@ -69,7 +69,7 @@ async def test_a_circuit_opens_skips_then_half_opens_and_closes(
     await open_a(eng, fake, ask)
     assert changes == [("a", "open")]
     assert eng.health()["a"].circuit == "open"
-    plan = eng.plan(ask("g")).as_dict()
+    plan = eng.plan(ask("g")).to_dict()
     assert plan["first_target"] == "b/m"
     assert plan["targets"][0]["breaker"]["state"] == "open"
 
@@ -80,7 +80,7 @@ async def test_a_circuit_opens_skips_then_half_opens_and_closes(
 
     await asyncio.sleep(0.35)
     assert eng.health()["a"].circuit == "half_open"
-    assert eng.plan(ask("g")).as_dict()["first_target"] == "a/m"
+    assert eng.plan(ask("g")).to_dict()["first_target"] == "a/m"
     resp = await eng.route(ask("g"))  # the probe succeeds
     assert resp.provider == "a"
     assert changes == [("a", "open"), ("a", "half_open"), ("a", "closed")]
@@ -150,8 +150,8 @@ async def test_scope_model_keeps_one_circuit_per_model(eng: Engine, fake: FakeSe
     assert (await eng.route(ask("m2"))).model == "m2"
     health = eng.health()["d"]
     assert health.circuit == "open" and dict(health.circuits) == {"d/m1": "open", "d/m2": "closed"}
-    assert eng.plan(ask("m1")).as_dict()["tree"]["circuit"] == "open"
-    assert eng.plan(ask("m2")).as_dict()["tree"]["circuit"] == "closed"
+    assert eng.plan(ask("m1")).to_dict()["tree"]["circuit"] == "open"
+    assert eng.plan(ask("m2")).to_dict()["tree"]["circuit"] == "closed"
 
 
 async def test_the_circuit_factory_is_injectable(make: Make, fake: FakeServer, ask: Ask) -> None:

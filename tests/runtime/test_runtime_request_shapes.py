@@ -159,21 +159,21 @@ def _graph() -> Any:
 def test_plan_notes_what_a_kind_drops_or_changes(model: str, request_: dict[str, Any],
                                                  note: str) -> None:
     plan = build_plan(_graph(), _ask(model, **request_))
-    (target,) = plan.as_dict()["targets"]
+    (target,) = plan.to_dict()["targets"]
     assert any(note in n for n in target["notes"]), target["notes"]
     assert any(line.startswith("      note ") and note in line
                for line in plan.text().splitlines())
-    assert json.loads(json.dumps(plan.as_dict()))["targets"][0]["notes"] == target["notes"]
+    assert json.loads(json.dumps(plan.to_dict()))["targets"][0]["notes"] == target["notes"]
 
 
 def test_plan_has_no_notes_for_a_request_sent_as_written() -> None:
-    (target,) = build_plan(_graph(), _ask("reasoner", max_completion_tokens=64)).as_dict()[
+    (target,) = build_plan(_graph(), _ask("reasoner", max_completion_tokens=64)).to_dict()[
         "targets"]
     assert target["notes"] == []
 
 
 def test_plan_body_uses_the_providers_wire_options() -> None:
-    body = build_plan(_graph(), _ask("overridden", max_tokens=64)).as_dict()["body"]["json"]
+    body = build_plan(_graph(), _ask("overridden", max_tokens=64)).to_dict()["body"]["json"]
     assert body["max_tokens"] == 64 and "max_completion_tokens" not in body
 
 

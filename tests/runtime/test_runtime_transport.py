@@ -123,7 +123,7 @@ async def test_a_secret_echoed_by_the_provider_is_masked_everywhere(
     assert err.status == 400
     texts = [str(err), repr(err), err.body, *map(str, err.attempts), *map(repr, err.attempts),
              repr(eng), repr(eng.graph), eng.plan(ask("m")).text(),
-             json.dumps(eng.plan(ask("m")).as_dict())]
+             json.dumps(eng.plan(ask("m")).to_dict())]
     assert all("sk-secret-a" not in t for t in texts)
     assert "***" in err.attempts[0].error  # type: ignore[operator]
 

@@ -18,6 +18,7 @@ from engine.api import Engine
 from engine.compiler import compile_text
 from engine.errors import AllTargetsFailed, ProviderError
 from engine.fake import FakeServer, refused_port
+from engine.plan import PlanTreeGroup
 from engine.runtime.events import StateChanged
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -175,9 +176,9 @@ async def test_streams_are_not_cached(backend: str, engine_for: Callable[..., En
 
 async def test_plan_reports_the_cache_decision(engine_for: Callable[..., Engine]) -> None:
     eng = engine_for(CONFIG)
-    assert eng.plan(ask()).data["cache"]["cacheable"] is True
-    assert eng.plan(ask(temperature=0.5)).data["cache"]["cacheable"] is False
-    assert eng.plan(ask(metadata={"cache": False})).data["cache"]["cacheable"] is False
+    assert eng.plan(ask()).cache.cacheable is True
+    assert eng.plan(ask(temperature=0.5)).cache.cacheable is False
+    assert eng.plan(ask(metadata={"cache": False})).cache.cacheable is False
 
 
 # -- single-flight --------------------------------------------------------------------------------
@@ -324,9 +325,10 @@ async def test_a_circuit_opened_by_one_engine_is_skipped_by_another_on_redis(
             "brk/m", "skipped", "circuit open")
         assert calls(upstream, "brk") == 2
         assert two.health()["brk"].circuit == "open"  # learned from the shared store
-        plan = two.plan(ask("guarded", temperature=1)).data
-        assert plan["tree"]["members"][0]["circuit"] == "open"
-        assert plan["first_target"] == "b/m"
+        plan = two.plan(ask("guarded", temperature=1))
+        assert isinstance(plan.tree, PlanTreeGroup)
+        assert plan.tree.members[0].to_dict()["circuit"] == "open"
+        assert plan.first_target == "b/m"
 
 
 # -- a Redis that is down -----------------------------------------------------------------------

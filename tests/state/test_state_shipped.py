@@ -44,7 +44,7 @@ async def test_the_shipped_config_shares_state_on_redis(tmp_path: Path, redis_ur
         second = await two.route(ask)
         assert second.cached and second.text == first.text
         assert _chat_calls(upstream) == 1
-        assert one.plan(ask).data["cache"]["cacheable"] is True
+        assert one.plan(ask).cache.cacheable is True
 
         # openai's circuit (ci: 3 failures) opened by one is skipped by two
         upstream.program("openai", ["503"] * 3)
