@@ -64,7 +64,6 @@ if TYPE_CHECKING:
         PlanTreeTarget,
     )
     from engine.request import Request
-    from engine.runtime.cache import StateWarning
     from engine.runtime.events import (
         AttemptEnded,
         AttemptStarted,
@@ -76,7 +75,8 @@ if TYPE_CHECKING:
         StateChanged,
     )
     from engine.runtime.health import ProviderHealth
-    from engine.runtime.registry import ListedModel, ModelListing, RegistryStats
+    from engine.runtime.state.base import StateWarning
+    from engine.runtime.state.listings import ListedModel, ModelListing, RegistryStats
     from engine.runtime.streaming import EventStream
 
 __all__ = [
@@ -145,14 +145,14 @@ _EVENTS = ("AttemptEnded", "AttemptStarted", "BreakerChanged", "Event", "EventNa
 _LAZY = {
     "Engine": "engine.api",
     "EventStream": "engine.runtime.streaming",
-    "ListedModel": "engine.runtime.registry",
-    "ModelListing": "engine.runtime.registry",
+    "ListedModel": "engine.runtime.state.listings",
+    "ModelListing": "engine.runtime.state.listings",
     "Price": "engine.graph",
     "ProviderHealth": "engine.runtime.health",
-    "RegistryStats": "engine.runtime.registry",
+    "RegistryStats": "engine.runtime.state.listings",
     "Request": "engine.request",
     "RoutingGraph": "engine.graph",
-    "StateWarning": "engine.runtime.cache",
+    "StateWarning": "engine.runtime.state.base",
     "compile_file": "engine.compiler",
     "compile_text": "engine.compiler",
     **dict.fromkeys(_PLAN, "engine.plan"),
