@@ -26,7 +26,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +51,15 @@ _READ = re.compile(
     re.IGNORECASE)
 
 
-def engine_env_names(environ: dict[str, str] | os._Environ[str]) -> list[str]:
+def engine_env_names(environ: Iterable[str]) -> list[str]:
     """The names in ``environ`` the engine, its configs or the SDKs would read."""
     return [name for name in environ if _READ.fullmatch(name)]
+
+
+@pytest.fixture(scope="session")
+def env_names_read() -> Callable[[Iterable[str]], list[str]]:
+    """``env_names_read(names)``: those the clean environment removes."""
+    return engine_env_names
 
 
 @pytest.fixture(scope="session", autouse=True)
