@@ -5,6 +5,7 @@ group, without breakers, or with providers it must not call."""
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,11 @@ import pytest
 
 from engine import demo
 from engine.cli import main
+from engine.compiler import compile_file
 from engine.fake import refused_port
 from engine.runtime.events import BreakerChanged, FailingOver, Retrying
+
+ROOT = Path(__file__).resolve().parent.parent
 
 NO_HEDGE = """\
 version: 1
@@ -100,9 +104,21 @@ def _only_what_happened(out: str, events: list[Any]) -> None:
         assert "circuit=open" not in out
 
 
+def _shipped_on_a_free_port(tmp_path: Path) -> Path:
+    """The shipped routes.yaml and its ci profile, the profile's fake-provider port (8400, where
+    ``engine fake`` and ``.ci/demo`` listen) swapped for a free one: the demo starts its fake there."""
+    shutil.copy(ROOT / "routes.yaml", tmp_path / "routes.yaml")
+    ci = (ROOT / "profiles" / "ci.yaml").read_text(encoding="utf-8")
+    assert ci.count("http://127.0.0.1:8400") == len(compile_file(ROOT / "routes.yaml").providers)
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "ci.yaml").write_text(
+        ci.replace("http://127.0.0.1:8400", f"http://127.0.0.1:{refused_port()}"), encoding="utf-8")
+    return tmp_path / "routes.yaml"
+
+
 def test_demo_shows_retry_failover_breaker_stream_and_hedge(
-        capsys: pytest.CaptureFixture[str], heard: list[Any]) -> None:
-    assert main(["demo", "routes.yaml", "--profile", "ci"]) == 0
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], heard: list[Any]) -> None:
+    assert main(["demo", str(_shipped_on_a_free_port(tmp_path)), "--profile", "ci"]) == 0
     out = capsys.readouterr().out
     _only_what_happened(out, heard)
     assert "flowchart LR" in out  # the graph

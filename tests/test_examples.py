@@ -9,31 +9,12 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from engine.fake import FakeServer
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
-
-
-@pytest.fixture(scope="module")
-def fake_server() -> Iterator[FakeServer]:
-    srv = FakeServer().run_in_thread()
-    try:
-        yield srv
-    finally:
-        srv.stop_thread()
-
-
-@pytest.fixture
-def fake(fake_server: FakeServer) -> Iterator[FakeServer]:
-    fake_server.reset()
-    yield fake_server
-    fake_server.reset()
 
 
 def _env(fake: FakeServer, **extra: str) -> dict[str, str]:

@@ -1,5 +1,6 @@
-"""Fixtures for the fake provider's tests: a server per test, an httpx client, and helpers that
-call each wire format the way a real client would and decode its streams."""
+"""Fixtures for the fake provider's tests: an httpx client and helpers that call each wire format
+the way a real client would and decode its streams. The server is the session's (``fake``, reset
+for every test, from tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -93,12 +94,6 @@ def sse_json(text: str) -> list[Any]:
             break
         out.append(json.loads(data))
     return out
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeServer]:
-    async with FakeServer() as srv:
-        yield srv
 
 
 @pytest.fixture

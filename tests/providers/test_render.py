@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
 
 from engine.providers import KINDS, get_kind
 from engine.request import SAMPLE_REQUEST
@@ -129,19 +130,34 @@ def _nulls(value: Any, path: str = "$") -> list[str]:
     return []
 
 
-@pytest.mark.parametrize(("kind", "case", "stream"), CASES)
-def test_rendered_body(kind: str, case: str, stream: bool, snapshot: Any) -> None:
-    request = SAMPLE_REQUEST if case == "sample" else REQUESTS[case]
+class JSONLines(SingleFileSnapshotExtension):
+    """A text snapshot in its own ``.jsonl`` file: one kind's rendered bodies, one per line."""
+
+    file_extension = "jsonl"
+    _write_mode = WriteMode.TEXT
+
+
+def line(value: Any) -> str:
+    """One JSON line as the provider receives it (template key order, non-ASCII kept)."""
+    text = json.dumps(value, ensure_ascii=False)
+    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_rendered_bodies(kind: str, snapshot: Any) -> None:
+    """Every request of ``REQUESTS`` (and the streaming ones) rendered by ``kind``'s built-in
+    template: __snapshots__/test_render/test_rendered_bodies[KIND].jsonl, one case per line."""
     model = "gemini-2.0-flash" if kind == "gemini" else "m-1"
     k = get_kind(kind)
-    body = render(kind, request, stream, model)
-    assert pretty({"url": k.url("https://example.test/", model, stream), "body": body}) == snapshot
-
-
-def pretty(value: Any) -> str:
-    """JSON as the provider receives it (template key order), readable in the snapshot file."""
-    text = json.dumps(value, indent=2, ensure_ascii=False)
-    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    lines = []
+    for case_kind, case, stream in CASES:
+        if case_kind != kind:
+            continue
+        request = SAMPLE_REQUEST if case == "sample" else REQUESTS[case]
+        lines.append(line({"case": case, "stream": stream,
+                           "url": k.url("https://example.test/", model, stream),
+                           "body": render(kind, request, stream, model)}))
+    assert "\n".join(lines) + "\n" == snapshot(extension_class=JSONLines)
 
 
 @pytest.mark.parametrize("kind", KINDS)

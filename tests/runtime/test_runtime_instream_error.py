@@ -2,9 +2,9 @@
 caller, in order, and ``StreamInterrupted.received``, whether the error arrived in the same network
 read as those deltas or in a later one; before any delta it is a failed try that fails over.
 
-The fake's ``stream_error`` writes its events back to back (one read); with ``chunk_delay`` the
-same events arrive one read each, which gives the text expected. Raw upstreams send each kind's
-own error event shape, in the read of the deltas or after the first of them was received."""
+Raw upstreams send each kind's own error event shape, in the read of the deltas or after the
+first of them was received. (The fake's ``stream_error``, in one read and in one read per event,
+is every kind's contract: tests/providers/test_contract.py.)"""
 
 from __future__ import annotations
 
@@ -41,25 +41,6 @@ async def interrupted(eng: Engine, request: dict[str, Any]) -> tuple[list[Stream
     assert not any(isinstance(e, Done) for e in got)
     assert info.value.attempts[-1].outcome == "fatal"
     return got, info.value.received
-
-
-# -- the fake's stream_error, every kind --------------------------------------------------------
-
-
-@pytest.mark.parametrize("kind", KINDS)
-async def test_the_fake_stream_error_keeps_every_delta_sent_before_it(
-    make: Make, fake: FakeServer, ask: Ask, kind: str,
-) -> None:
-    eng, model = make(), KINDS[kind]
-    words = "a b c d e f g h"
-    apart, apart_text = await interrupted(
-        eng, ask(model, f"{words} [[fake: stream_error chunk_delay=2ms]]"))
-    together, together_text = await interrupted(eng, ask(model, f"{words} [[fake: stream_error]]"))
-    # the events before the error: several deltas, the whole text not (it was cut short)
-    assert apart_text.startswith("echo: a b") and apart_text != f"echo: {words}"
-    assert together_text == apart_text == text(together) == text(apart)
-    assert [e for e in together if isinstance(e, TextDelta)] == [
-        e for e in apart if isinstance(e, TextDelta)]
 
 
 # -- raw upstreams, each kind's own error event ------------------------------------------------

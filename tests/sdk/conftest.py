@@ -1,5 +1,5 @@
-"""Fixtures for the official-SDK tests: one fake provider on a loopback thread for the session
-(reset before every test) and a client of each SDK pointed at it, with the SDK's retries off so an
+"""Fixtures for the official-SDK tests: a client of each SDK pointed at the session's fake provider
+(``sdk_server`` and ``fake``, from tests/conftest.py), with the SDK's retries off so an
 injected fault surfaces at once.
 
 Directives reach the fake the way a user of each SDK would send an extra header: ``extra_headers``
@@ -18,7 +18,7 @@ import pytest
 from google import genai
 from google.genai import types
 
-from engine.fake import FakeServer, serve_in_thread
+from engine.fake import FakeServer
 
 WEATHER = {  # a tool's parameters: the fake fills the required ones from this schema
     "type": "object",
@@ -34,20 +34,6 @@ TIMEOUT = 5.0
 def weather() -> dict[str, Any]:
     """The parameters schema of a get_weather tool (city, unit enum, days 1..7, all required)."""
     return WEATHER
-
-
-@pytest.fixture(scope="session")
-def sdk_server() -> Iterator[FakeServer]:
-    with serve_in_thread() as srv:
-        yield srv
-
-
-@pytest.fixture
-def fake(sdk_server: FakeServer) -> Iterator[FakeServer]:
-    sdk_server.reset()
-    yield sdk_server
-    sdk_server.require_key = None
-    sdk_server.reset()
 
 
 @pytest.fixture(scope="session")

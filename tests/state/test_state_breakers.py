@@ -4,7 +4,6 @@ circuit opened by one instance is open for another, and a probe after recovery c
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -72,12 +71,10 @@ async def test_redis_down_lets_tries_through_quickly(refused_url: str,
     state = State.create(cache_config(refused_url), on_warning=warned.append)
     try:
         circuits = Circuits(state.breaker_factory())
-        start = time.perf_counter()
         for _ in range(10):
             token = await circuits.enter("openai", BREAKER)
             assert token is not None  # unguarded, not skipped
             await circuits.leave(token, True)
-        assert time.perf_counter() - start < 0.5
         assert state.guard.failures == 1  # one connect attempt, then the cool-down skips Redis
         assert [w.operation for w in warned] == ["breakers.get"]
     finally:

@@ -111,11 +111,10 @@ async def test_redis_down_degrades_to_a_quick_miss(refused_url: str,
     state = State.create(cache_config(refused_url), on_warning=warnings.append)
     try:
         key = state.responses.key("t", "b")
-        start = time.perf_counter()
         assert await state.responses.get(key) is None
         await state.responses.set(key, RESP)  # no raise
         assert await state.responses.get(key) is None
-        assert time.perf_counter() - start < 0.5
+        assert state.guard.failures == 1  # one connect tried; the cool-down skips the rest
         assert [w.event for w in warnings] == ["degraded"]  # once per outage, not per call
         assert warnings[0].operation == "cache.get"
         assert "Connection" in warnings[0].error or "connect" in warnings[0].error.lower()

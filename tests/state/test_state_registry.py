@@ -41,9 +41,10 @@ def make_fetch(client: httpx.AsyncClient, log: list[str] | None = None) -> Fetch
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeServer]:
-    async with FakeServer(require_key=KEY) as srv:
-        yield srv
+def fake(fake: FakeServer) -> FakeServer:
+    """The session's fake provider, refusing any key but ``KEY`` for this test."""
+    fake.require_key = KEY
+    return fake
 
 
 @pytest.fixture
