@@ -92,6 +92,11 @@ class State:
         return cls(config, fetch=fetch, on_warning=on_warning, timeout=timeout, cooldown=cooldown,
                    lock_ttl=lock_ttl, window=window)
 
+    @property
+    def shared(self) -> bool:
+        """Whether the state lives outside this process (every call is a round trip)."""
+        return self.backend != "memory"
+
     def configure(self, config: CacheConfig) -> bool:
         """Adopt a reloaded config's TTLs. ``False`` if the backend or the namespace changed:
         build a new State."""

@@ -24,12 +24,13 @@ from typing import Any
 from engine.errors import AllTargetsFailed, DeadlineExceeded, StreamInterrupted
 from engine.graph import Route
 from engine.providers.base import StreamParser, WireError
-from engine.result import Attempt, Done, ErrorKind, StreamEvent, TextDelta, reasoning_text
+from engine.result import Attempt, ErrorKind, StreamEvent, TextDelta
 from engine.runtime.backends import Fault, Streamed, error_detail, line_batches
 from engine.runtime.breakers import Token
-from engine.runtime.context import FAILED, Answer, Ctx, Endpoint, Miss, Try, perf
-from engine.runtime.executor import Failure, Runtime, closed_error
-from engine.runtime.retry import breaker_failure, parse_retry_after
+from engine.runtime.context import Answer, Ctx, Endpoint, Failure, Try, perf
+from engine.runtime.executor import Runtime, closed_error
+from engine.runtime.lifecycle import done_of
+from engine.runtime.retry import parse_retry_after
 from engine.runtime.transport import Closed
 from engine.values import format_duration
 
@@ -111,7 +112,7 @@ class EventStream:
         ctx = self._ctx
         if ctx is None:
             ctx = self._ctx = Ctx(self._request, self._model, self._route,
-                                  asyncio.get_running_loop(), self._open)
+                                  asyncio.get_running_loop(), self._first, True)
             self._gen = self._events(ctx)
         assert self._gen is not None
         try:
@@ -161,6 +162,7 @@ class EventStream:
     async def _events(self, ctx: Ctx) -> AsyncIterator[list[StreamEvent]]:
         """The stream's events, one list (never empty) per network read that produced any."""
         rt = self._rt
+        life = rt.life
         try:
             live = await rt.run(ctx.route.to, ctx)
         except Closed:
@@ -204,66 +206,27 @@ class EventStream:
             error: ErrorKind
             error, detail = ((exc.kind, exc.detail) if isinstance(exc, Fault)
                              else ("protocol", str(exc)))
-            await self._interrupted(live, ctx, error, detail)
+            text = await life.broke(live.ep, ctx, live.label, live.token, live.response.status,
+                                    live.start, error, detail)
+            raise StreamInterrupted(f"{live.label} stream broke after the first event ({text})",
+                                    ctx.attempts, received="".join(received),
+                                    route=ctx.where()) from exc
         except (asyncio.CancelledError, GeneratorExit) as exc:
-            why = ctx.why_cancelled(exc)
-            rt.record(ctx, Attempt(live.label, why, live.response.status,
-                                   latency=perf() - live.start, kind=why))
+            life.cut(ctx, live.label, live.response.status, live.start, exc)
             raise
         finally:
             await live.close()
-        ep = live.ep
-        latency = perf() - live.start
-        if live.token is not None:
-            await rt.circuits.leave(live.token, False)
-        usage = parser.usage
-        if ep.tpm:
-            await rt.settle_tokens(ep, ctx, usage.total_tokens)
-        rt.shared.tally.ok(ep.provider, latency)
-        rt.record(ctx, Attempt(live.label, "ok", live.response.status, None, latency))
-        price = ep.price_for(live.model)
-        thoughts = parser.reasoning
-        yield [Done(
-            provider=ep.provider, model=live.model, finish_reason=parser.finish_reason,
-            usage=usage, attempts=tuple(ctx.attempts), latency=perf() - ctx.start,
-            cost=price.cost(usage) if price else None,
-            ttft=live.ttft, reasoning=reasoning_text(thoughts), reasoning_blocks=thoughts,
-        )]
-
-    async def _interrupted(self, live: Live, ctx: Ctx, error: ErrorKind, detail: str) -> None:
-        rt = self._rt
-        if live.ep.conn.closed:  # the engine was closed under the stream: not the provider's fault
-            error, detail = "closed", "the engine was closed"
-        if live.token is not None:
-            await rt.circuits.leave(live.token, error != "closed" and breaker_failure(None, error))
-        rt.shared.tally.failed(live.ep.provider)
-        detail = live.ep.conn.scrub(detail)
-        text = f"{error}: {detail}"
-        rt.record(ctx, Attempt(live.label, "fatal", live.response.status, text,
-                               perf() - live.start, kind=error, detail=detail))
-        raise StreamInterrupted(f"{live.label} stream broke after the first event ({text})",
-                                ctx.attempts, received="".join(self._received), route=ctx.where())
+        await life.settle(live.ep, ctx, live.label, live.token, live.response.status,
+                          live.start, parser.usage)
+        yield [done_of(live.ep, live.model, parser, tuple(ctx.attempts), perf() - ctx.start,
+                       live.ttft)]
 
     # -- up to the first event ------------------------------------------------------------------
 
-    async def _open(self, ep: Endpoint, ctx: Ctx, wait: bool = True) -> Answer | Miss:
-        """Try one target until its first event arrives, retrying per its classifier; ``FAILED``
-        means fail over, a non-failover error raises ``ProviderError``. Streams are rate limited
-        like routed requests, and never cached."""
-        rt = self._rt
-        model = ep.model if ep.model is not None else ctx.model
-        label = ep.label(model)
-        ctx.seen.add(ep.key)
-        try:
-            body = ep.body(ctx, model, True)
-        except Exception as exc:
-            rt.record(ctx, Attempt(label, "failover", kind="template", detail=str(exc)[:290]))
-            return FAILED
-        return await rt.tries(ep, ctx, model, label, body, wait, self._first)
-
     async def _first(self, ep: Endpoint, ctx: Ctx, model: str, body: bytes,
                      t: Try) -> Live | Failure:
-        """One streamed try, up to its first event: the live stream, or a failure."""
+        """The streamed exchange: one try up to its first event (the live stream), or a failure.
+        Streams are rate limited like routed requests, and never cached."""
         response: Streamed | None = None
         stream: AsyncGenerator[list[str], None] | None = None
         answered = False
@@ -304,13 +267,13 @@ class EventStream:
                 detail = f"HTTP {status}"
             else:
                 detail = error_detail(content, ep.kind)
-            return status, None, detail, parse_retry_after(response.headers)
+            return Failure(status, None, detail, parse_retry_after(response.headers))
         except Fault as fault:
-            return t.status, fault.kind, fault.detail, None
+            return Failure(t.status, fault.kind, fault.detail)
         except WireError as exc:
-            return t.status, "protocol", str(exc), None
+            return Failure(t.status, "protocol", str(exc))
         except asyncio.CancelledError as exc:
-            self._rt.cancelled(ctx, t, exc)  # recorded before the response is closed
+            self._rt.life.cancelled(ctx, t, exc)  # recorded before the response is closed
             raise
         finally:
             t.off()
