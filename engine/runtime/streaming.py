@@ -137,6 +137,18 @@ class EventStream:
         self._buffer = batch
         return batch.pop()
 
+    async def batch(self) -> list[StreamEvent]:
+        """The events of the next network read, in order (empty at the end): for a reader that
+        pays per call, like the sync stream's hop to the loop thread."""
+        try:
+            first = await self.__anext__()
+        except StopAsyncIteration:
+            return []
+        rest, self._buffer = self._buffer, []
+        rest.append(first)
+        rest.reverse()  # (the buffer is kept last event first)
+        return rest
+
     async def aclose(self) -> None:
         if self._closed:
             return
