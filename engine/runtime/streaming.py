@@ -173,15 +173,8 @@ class EventStream:
 
     async def _events(self, ctx: Ctx) -> AsyncIterator[list[StreamEvent]]:
         """The stream's events, one list (never empty) per network read that produced any."""
-        rt = self._rt
-        life = rt.life
-        try:
-            live = await rt.run(ctx.route.to, ctx)
-        except Closed:
-            raise closed_error(ctx) from None
-        if not isinstance(live, Live):
-            raise AllTargetsFailed(f"every target failed on {ctx.where()}", ctx.attempts,
-                                   route=ctx.where())
+        life = self._rt.life
+        live = await self._live(ctx)
         received = self._received
         parser = live.parser
         feed = parser.feed
@@ -215,14 +208,7 @@ class EventStream:
                     if not parser.done:
                         raise Fault("reset", "stream ended before its end marker")
         except (Fault, WireError) as exc:
-            error: ErrorKind
-            error, detail = ((exc.kind, exc.detail) if isinstance(exc, Fault)
-                             else ("protocol", str(exc)))
-            text = await life.broke(live.ep, ctx, live.label, live.token, live.response.status,
-                                    live.start, error, detail)
-            raise StreamInterrupted(f"{live.label} stream broke after the first event ({text})",
-                                    ctx.attempts, received="".join(received),
-                                    route=ctx.where()) from exc
+            raise await self._broke(live, ctx, exc) from exc
         except (asyncio.CancelledError, GeneratorExit) as exc:
             life.cut(ctx, live.label, live.response.status, live.start, exc)
             raise
@@ -232,6 +218,28 @@ class EventStream:
                           live.start, parser.usage)
         yield [done_of(live.ep, live.model, parser, tuple(ctx.attempts), perf() - ctx.start,
                        live.ttft)]
+
+    async def _live(self, ctx: Ctx) -> Live:
+        """The route's first target to answer with its first events."""
+        try:
+            live = await self._rt.run(ctx.route.to, ctx)
+        except Closed:
+            raise closed_error(ctx) from None
+        if not isinstance(live, Live):
+            raise AllTargetsFailed(f"every target failed on {ctx.where()}", ctx.attempts,
+                                   route=ctx.where())
+        return live
+
+    async def _broke(self, live: Live, ctx: Ctx, exc: Fault | WireError) -> StreamInterrupted:
+        """A stream that broke after its first event: recorded; the error to raise."""
+        error: ErrorKind
+        error, detail = ((exc.kind, exc.detail) if isinstance(exc, Fault)
+                         else ("protocol", str(exc)))
+        text = await self._rt.life.broke(live.ep, ctx, live.label, live.token,
+                                         live.response.status, live.start, error, detail)
+        return StreamInterrupted(f"{live.label} stream broke after the first event ({text})",
+                                 ctx.attempts, received="".join(self._received),
+                                 route=ctx.where())
 
     # -- up to the first event ------------------------------------------------------------------
 
@@ -248,38 +256,12 @@ class EventStream:
             if 200 <= status < 300:
                 parser = ep.kind.stream_parser()
                 stream = lines_of = line_batches(response)
-                first: list[StreamEvent] = []
-                broke: WireError | None = None
-                ended = False
-                while not first:
-                    try:
-                        lines = await anext(lines_of)
-                    except StopAsyncIteration:
-                        first = [*parser.feed("")]
-                        if not parser.done:
-                            raise Fault("reset", "stream ended before its end marker") from None
-                        ended = True  # a complete stream (with no or few events)
-                        break
-                    try:
-                        for line in lines:
-                            first += parser.feed(line)
-                    except WireError as exc:
-                        if not first:
-                            raise  # before any event: this try failed (fail over)
-                        broke = exc  # after the first event: the stream is interrupted
-                    if parser.done:  # the end marker came in this read: nothing more is read
-                        ended = True
-                        break
+                first, broke, ended = await _first_events(parser, lines_of)
                 answered = True
                 return Live(ep, model, t.label, t.n, t.token, response, lines_of, parser, first,
                             broke, t.start, perf() - ctx.start, ended)
-            try:
-                content = await response.read()
-            except Fault:
-                detail = f"HTTP {status}"
-            else:
-                detail = error_detail(content, ep.kind)
-            return Failure(status, None, detail, parse_retry_after(response.headers))
+            return Failure(status, None, await _error_detail(response, ep),
+                           parse_retry_after(response.headers))
         except Fault as fault:
             return Failure(t.status, fault.kind, fault.detail)
         except WireError as exc:
@@ -295,3 +277,38 @@ class EventStream:
                         await stream.aclose()
                 finally:
                     await response.close()
+
+
+async def _first_events(parser: StreamParser, lines_of: AsyncGenerator[list[str], None]
+                        ) -> tuple[list[StreamEvent], WireError | None, bool]:
+    """Read up to the first events: (the events, an error later in their read, whether the
+    stream ended). A malformed line or an in-band error before any event fails the try."""
+    first: list[StreamEvent] = []
+    broke: WireError | None = None
+    while not first:
+        try:
+            lines = await anext(lines_of)
+        except StopAsyncIteration:
+            first = [*parser.feed("")]
+            if not parser.done:
+                raise Fault("reset", "stream ended before its end marker") from None
+            return first, broke, True  # a complete stream (with no or few events)
+        try:
+            for line in lines:
+                first += parser.feed(line)
+        except WireError as exc:
+            if not first:
+                raise  # before any event: this try failed (fail over)
+            broke = exc  # after the first event: the stream is interrupted
+        if parser.done:  # the end marker came in this read: nothing more is read
+            return first, broke, True
+    return first, broke, False
+
+
+async def _error_detail(response: Streamed, ep: Endpoint) -> str:
+    """What a streamed try's error answer says (its status, when the body cannot be read)."""
+    try:
+        content = await response.read()
+    except Fault:
+        return f"HTTP {response.status}"
+    return error_detail(content, ep.kind)
