@@ -98,8 +98,7 @@ def test_a_sync_stream_dropped_unclosed_is_closed_on_the_loop(compile_yaml: Comp
         del stream
         gc.collect()
         rt = eng.aio._core.runtime
-        eng.health()  # any call: then wait for the loop to have run the close
-        for _ in range(200):
+        for _ in range(200):  # the close runs on the loop thread: wait for it
             if rt.inflight == 0:
                 break
             threading.Event().wait(0.01)
