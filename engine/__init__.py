@@ -75,9 +75,11 @@ if TYPE_CHECKING:
         StateChanged,
     )
     from engine.runtime.health import ProviderHealth
+    from engine.runtime.loop import SyncStream
     from engine.runtime.state.base import StateWarning
     from engine.runtime.state.listings import ListedModel, ModelListing, RegistryStats
     from engine.runtime.streaming import EventStream
+    from engine.sync import SyncEngine
 
 __all__ = [
     "AllTargetsFailed",
@@ -128,6 +130,8 @@ __all__ = [
     "StateWarning",
     "StreamEvent",
     "StreamInterrupted",
+    "SyncEngine",
+    "SyncStream",
     "TextDelta",
     "ToolCall",
     "ToolCallDelta",
@@ -144,6 +148,8 @@ _EVENTS = ("AttemptEnded", "AttemptStarted", "BreakerChanged", "Event", "EventNa
 # name -> the module it loads from on first use
 _LAZY = {
     "Engine": "engine.api",
+    "SyncEngine": "engine.sync",
+    "SyncStream": "engine.runtime.loop",
     "EventStream": "engine.runtime.streaming",
     "ListedModel": "engine.runtime.state.listings",
     "ModelListing": "engine.runtime.state.listings",

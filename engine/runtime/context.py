@@ -1,6 +1,6 @@
 """A graph's targets and one request's state: endpoints precomputed per target (connection,
 template, classifier, circuit, price), the per-request context with its attempts and budget, and
-the outcomes a try reports (``Win``, or ``FAILED`` / ``SKIPPED``)."""
+the outcomes a try reports (``Win``, a ``Failure``, or ``FAILED`` / ``SKIPPED``)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Final, Literal
+from dataclasses import dataclass
+from typing import Any, Final, Literal, TypeVar
 
 from engine.graph import Price, Provider, Route, Target
 from engine.providers.base import Parsed
-from engine.result import Attempt, Response
+from engine.result import Attempt, ErrorKind, Response
 from engine.runtime.breakers import Circuits, Token
 from engine.runtime.events import Hooks
 from engine.runtime.health import Tally
@@ -20,15 +21,13 @@ from engine.runtime.state import CachePolicy, State
 from engine.runtime.strategies import Latencies
 from engine.runtime.transport import Connection, ConnectionPool
 
-__all__ = ["FAILED", "HEDGE_LOST", "SKIPPED", "Answer", "Ctx", "Endpoint", "Hit", "Miss",
-           "Shared", "Try", "TryTarget", "Win", "perf"]
+__all__ = ["FAILED", "HEDGE_LOST", "SKIPPED", "Answer", "Ctx", "Endpoint", "Exchange", "Failure",
+           "Hit", "Miss", "Shared", "Try", "Win", "perf"]
 
 HEDGE_LOST: Final = "hedge lost"  # cancel message for hedge losers
 
 perf = time.perf_counter
-# (endpoint, context, wait): ``wait`` says a rate-limited target waits for room (within the
-# deadline) instead of failing over: its group says ``on_limit: wait``, or nothing is left after it
-TryTarget = Callable[["Endpoint", "Ctx", bool], Awaitable["Answer | Miss"]]
+A = TypeVar("A", bound="Answer")
 
 
 class Shared:
@@ -118,6 +117,22 @@ class Hit(Answer):
         _cancel(ctx, self.attempt)
 
 
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A failed try as its exchange saw it: the status (``None`` when no answer came), the error
+    kind (``None`` for a plain HTTP status), the provider's detail and its Retry-After."""
+
+    status: int | None
+    error: ErrorKind | None
+    detail: str
+    retry_after: float | None = None
+
+
+# one try's send (endpoint, context, model, body, try): an answer (routed: a ``Win``; streamed:
+# a stream past its first event), or a ``Failure``
+Exchange = Callable[["Endpoint", "Ctx", str, bytes, "Try"], Awaitable[A | Failure]]
+
+
 def _cancel(ctx: Ctx, a: Attempt) -> None:
     for i, seen in enumerate(ctx.attempts):
         if seen is a:
@@ -193,13 +208,15 @@ class Endpoint:
 class Ctx:
     """One request's state: what was asked, the budget, and every attempt so far."""
 
-    __slots__ = ("attempts", "body", "cache", "deadline", "live", "loop", "model", "request",
-                 "route", "seen", "start", "tokens", "try_target")
+    __slots__ = ("attempts", "body", "cache", "deadline", "exchange", "live", "loop", "model",
+                 "request", "route", "seen", "start", "stream", "tokens")
 
     def __init__(self, request: dict[str, Any], model: str, route: Route,
-                 loop: asyncio.AbstractEventLoop, try_target: TryTarget) -> None:
+                 loop: asyncio.AbstractEventLoop, exchange: Exchange[Answer],
+                 stream: bool = False) -> None:
         self.request = request
-        self.try_target = try_target  # routed: a whole answer; streamed: up to the first event
+        self.exchange = exchange  # routed: a whole answer; streamed: up to the first event
+        self.stream = stream
         self.model = model
         self.route = route
         self.loop = loop

@@ -10,23 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Final, TypeVar
+from collections.abc import Mapping
+from typing import Any, Final
 
 from engine.errors import AllTargetsFailed, DeadlineExceeded, NoRouteError, ProviderError
 from engine.graph import Group, Node, Route, RoutingGraph, Target
 from engine.providers import get_kind
 from engine.providers.base import WireError, loads
-from engine.result import Attempt, ErrorKind, Response, reasoning_text
+from engine.result import Attempt, Response
 from engine.runtime.backends import Fault, error_detail
-from engine.runtime.breakers import Token
 from engine.runtime.context import (
     FAILED,
-    HEDGE_LOST,
     SKIPPED,
     Answer,
     Ctx,
     Endpoint,
+    Failure,
     Hit,
     Miss,
     Shared,
@@ -34,26 +33,15 @@ from engine.runtime.context import (
     Win,
     perf,
 )
-from engine.runtime.events import AttemptEnded, AttemptStarted, FailingOver, Retrying
-from engine.runtime.retry import (
-    breaker_failure,
-    can_fail_over,
-    can_retry,
-    parse_retry_after,
-    retry_delay,
-)
-from engine.runtime.state import estimate_tokens
+from engine.runtime.events import FailingOver
+from engine.runtime.hedge import Race
+from engine.runtime.lifecycle import Lifecycle, response_of
+from engine.runtime.retry import parse_retry_after
 from engine.runtime.strategies import GroupOrder
 from engine.runtime.transport import Closed, Connection
 from engine.values import format_duration
 
-__all__ = ["Exchange", "Failure", "Runtime", "closed_error"]
-
-# a failed try: (status, error, detail, retry_after), as ``Runtime.failed`` classifies it
-Failure = tuple[int | None, ErrorKind | None, str, float | None]
-A = TypeVar("A", bound=Answer)
-# one try's send (endpoint, context, model, body, try): an answer, or a failure
-Exchange = Callable[[Endpoint, Ctx, str, bytes, Try], Awaitable[A | Failure]]
+__all__ = ["Runtime", "closed_error"]
 
 
 class Runtime:
@@ -67,6 +55,8 @@ class Runtime:
         self.circuits = shared.circuits
         self.state = shared.state
         self.caching = graph.cache.responses_ttl is not None
+        self.life = Lifecycle(shared)
+        self.record = self.life.record
         self.inflight = 0
         self.retired = False
         self.connections: list[Connection] = []
@@ -104,7 +94,7 @@ class Runtime:
 
     async def route(self, request: dict[str, Any]) -> Response:
         model, route = self.match(request)
-        ctx = Ctx(request, model, route, asyncio.get_running_loop(), self.attempt)
+        ctx = Ctx(request, model, route, asyncio.get_running_loop(), self.post)
         if self.caching:
             ctx.cache = self.state.cache_policy(request)
         try:
@@ -116,24 +106,15 @@ class Runtime:
                 ctx.attempts, route=ctx.where()) from None
         except Closed:
             raise closed_error(ctx) from None
-        if not isinstance(result, Win):
-            if isinstance(result, Hit):  # nothing was spent on this answer: cost 0
-                return dataclasses.replace(result.response, provider=result.ep.provider,
-                                           cached=True, cost=0.0,
-                                           latency=perf() - ctx.start,
-                                           attempts=tuple(ctx.attempts))
-            raise AllTargetsFailed(f"every target failed on {ctx.where()}", ctx.attempts,
-                                   route=ctx.where())
-        ep, parsed, name = result.ep, result.parsed, result.model
-        usage = parsed.usage
-        price = ep.price_for(name)
-        return Response(
-            text=parsed.text, provider=ep.provider, model=name,
-            finish_reason=parsed.finish_reason, tool_calls=parsed.tool_calls, usage=usage,
-            cost=price.cost(usage) if price else None,
-            latency=perf() - ctx.start, attempts=tuple(ctx.attempts), raw=result.data,
-            reasoning=reasoning_text(parsed.reasoning), reasoning_blocks=parsed.reasoning,
-        )
+        if isinstance(result, Win):
+            return response_of(result.ep, result.model, result.parsed, tuple(ctx.attempts),
+                               perf() - ctx.start, result.data)
+        if isinstance(result, Hit):  # nothing was spent on this answer: cost 0
+            return dataclasses.replace(result.response, provider=result.ep.provider,
+                                       cached=True, cost=0.0, latency=perf() - ctx.start,
+                                       attempts=tuple(ctx.attempts))
+        raise AllTargetsFailed(f"every target failed on {ctx.where()}", ctx.attempts,
+                               route=ctx.where())
 
     # -- graph walk -----------------------------------------------------------------------------
 
@@ -142,9 +123,9 @@ class Runtime:
         ``wait``: nothing is left to fail over to after ``node`` (the route's last resort), so
         a used-up rate limit waits for room, within the deadline, instead of skipping."""
         if isinstance(node, Target):
-            return await ctx.try_target(self.endpoints[id(node)], ctx, wait)
+            return await self.attempt(self.endpoints[id(node)], ctx, wait)
         if node.hedge_after is not None and self.orders[node.name].races:
-            return await self._hedged(node, ctx, wait)
+            return await Race(self, node, ctx, wait).run()
         return await self._group(node, ctx, wait)
 
     async def _group(self, group: Group, ctx: Ctx, wait: bool) -> Answer | Miss:
@@ -187,115 +168,25 @@ class Runtime:
                     self.hooks.fire(self.hooks.failover, FailingOver(node.name, None, perf()))
         return SKIPPED if skipped_only else FAILED
 
-    async def _hedged(self, group: Group, ctx: Ctx, wait: bool) -> Answer | Miss:
-        """Start the first member; start the next whenever ``hedge_after`` passes without an answer
-        or a running member fails; the first answer wins and the others are cancelled."""
-        members = group.members
-        limit_wait = group.on_limit == "wait"
-        hedge_after = group.hedge_after
-        pending: set[asyncio.Task[Answer | Miss]] = set()
-        next_i = 0
-        launched = 0
-        failed = False
-
-        def launch() -> None:
-            nonlocal next_i, launched
-            while next_i < len(members):
-                node = members[next_i].node
-                next_i += 1
-                final = wait and (next_i == len(members) or launched + 1 >= group.max_attempts)
-                if isinstance(node, Target):
-                    if self.endpoints[id(node)].key in ctx.seen:
-                        continue
-                    final = final or limit_wait
-                pending.add(asyncio.ensure_future(self.run(node, ctx, final)))
-                launched += 1
-                return
-
-        def more() -> bool:
-            return launched < group.max_attempts and next_i < len(members)
-
-        if ctx.live is None:
-            ctx.live = {}
-        cancel_reason: str | None = HEDGE_LOST
-        try:
-            launch()
-            while pending:
-                done, _ = await asyncio.wait(pending, timeout=hedge_after if more() else None,
-                                             return_when=asyncio.FIRST_COMPLETED)
-                if not done:
-                    launch()
-                    continue
-                pending -= done
-                results = [t.result() for t in done if t.exception() is None]
-                wins = [r for r in results if isinstance(r, Answer)]
-                if wins:
-                    for late in wins[1:]:  # answered in the same instant: one answer is used
-                        late.discard(ctx)
-                    return wins[0]
-                for task in done:
-                    error = task.exception()
-                    if error is not None:
-                        raise error  # a ProviderError: the route stops
-                for result in results:
-                    if result is SKIPPED:
-                        launched -= 1  # an open circuit costs nothing and does not count
-                    else:
-                        failed = True
-                    if more():
-                        launch()
-            return FAILED if failed else SKIPPED
-        except asyncio.CancelledError as exc:
-            cancel_reason = HEDGE_LOST if HEDGE_LOST in exc.args else None  # deadline (or caller)
-            raise
-        finally:
-            if pending:
-                self._stop_hedges(ctx, pending, cancel_reason)
-                if cancel_reason is None:  # cut by the deadline: let each record its own try
-                    await asyncio.wait(pending)
-
-    def _stop_hedges(self, ctx: Ctx, tasks: set[asyncio.Task[Answer | Miss]],
-                     reason: str | None) -> None:
-        """Cancel the hedges still running. When an answer won, their tries are recorded as
-        cancelled here and now, and the route returns without waiting for them to unwind (their
-        connections are closed as the cancellation reaches them, within a loop iteration)."""
-        live = ctx.live
-        now = perf()
-        for task in tasks:
-            if task.done():  # finished before the cancel reached it: not an answer
-                if not task.cancelled() and task.exception() is None:
-                    answer = task.result()
-                    if isinstance(answer, Answer):
-                        answer.discard(ctx)
-                continue
-            task.cancel(reason)
-            if reason is not None and live is not None:
-                entry = live.pop(task, None)
-                if entry is not None:
-                    label, start = entry
-                    self.record(ctx, Attempt(label, "cancelled", latency=now - start,
-                                             kind="cancelled"))
-            self.shared.stragglers.add(task)
-            task.add_done_callback(self.shared.stragglers.discard)
-
     # -- one target -----------------------------------------------------------------------------
 
     async def attempt(self, ep: Endpoint, ctx: Ctx, wait: bool = True) -> Answer | Miss:
-        """Try one target, retrying per its classifier (or answer from the response cache, or
-        share an identical request in flight); ``FAILED`` means fail over, ``SKIPPED`` that the
-        target was passed over at no network cost, and a non-failover error raises
-        ``ProviderError``."""
+        """Try one target (routed: up to a whole answer; streamed: up to its first event),
+        retrying per its classifier, or answer from the response cache or share an identical
+        request in flight; ``FAILED`` means fail over, ``SKIPPED`` that the target was passed
+        over at no network cost, and a non-failover error raises ``ProviderError``. ``wait``:
+        a rate-limited target waits for room (within the deadline) instead of failing over."""
         model = ep.model if ep.model is not None else ctx.model
         label = ep.label(model)
         ctx.seen.add(ep.key)
         try:
-            body = ep.body(ctx, model, False)
+            body = ep.body(ctx, model, ctx.stream)
         except Exception as exc:  # a template that cannot render this request: no network cost
             self.record(ctx, Attempt(label, "failover", kind="template", detail=str(exc)[:290]))
             return FAILED
-        if ctx.cache != "off":
+        if ctx.cache != "off":  # (never for a stream)
             return await self._shared(ep, ctx, model, label, body, wait)
-        return await self.tries(ep, ctx, model, label, body, wait, self._post)
+        return await self.life.tries(ep, ctx, model, label, body, wait, ctx.exchange)
 
     async def _shared(self, ep: Endpoint, ctx: Ctx, model: str, label: str, body: bytes,
                       wait: bool) -> Answer | Miss:
@@ -308,11 +199,11 @@ class Runtime:
         async def call() -> Response:
             nonlocal ran
             ran = True
-            result = await self.tries(ep, ctx, model, label, body, wait, self._post)
+            result = await self.life.tries(ep, ctx, model, label, body, wait, self.post)
             mine.append(result)
             if not isinstance(result, Win):
                 raise _NoAnswer(result, ctx.attempts[-1] if ctx.attempts else None)
-            return answer_of(result)
+            return response_of(result.ep, result.model, result.parsed)
 
         t = Try(ctx, label)  # a hedge waiting for a shared answer can be cancelled
         start = t.start
@@ -335,7 +226,7 @@ class Runtime:
                                 status=exc.status, body=exc.body, route=ctx.where()) from None
         except asyncio.CancelledError as exc:
             if not ran:
-                self.cancelled(ctx, t, exc)
+                self.life.cancelled(ctx, t, exc)
             raise
         finally:
             t.off()
@@ -359,95 +250,14 @@ class Runtime:
                                  detail=_shared_text(last)))
         return FAILED
 
-    async def admit(self, ep: Endpoint, ctx: Ctx, wait: bool, token: Token | None,
-                    label: str) -> bool:
-        """Take one request (and the request's estimated tokens) from the target's rate limit,
-        waiting for room until the deadline when ``wait``; on refusal record a skipped try."""
-        if ctx.tokens < 0:
-            ctx.tokens = estimate_tokens(ctx.request)
-        assert ep.limited is not None
-        if await self.state.limiter.acquire(ep.limited, ctx.tokens, key=ep.limit_key,
-                                            wait_until=ctx.deadline if wait else None):
-            return True
-        self.record(ctx, Attempt(label, "skipped", kind="rate_limited"))
-        return False
-
-    async def settle_tokens(self, ep: Endpoint, ctx: Ctx, actual: int) -> None:
-        """Correct the rate limiter's token count with what the answer reported. On Redis that
-        is a round trip the answer need not wait for: it runs in the background (``aclose``
-        waits for it)."""
-        assert ep.limited is not None
-        record = self.state.limiter.record(ep.limited, actual, ctx.tokens, key=ep.limit_key)
-        if not self.state.remote:
-            await record
-            return
-        task = asyncio.ensure_future(record)
-        self.shared.stragglers.add(task)
-        task.add_done_callback(self.shared.stragglers.discard)
-
-    async def tries(self, ep: Endpoint, ctx: Ctx, model: str, label: str, body: bytes,
-                    wait: bool, exchange: Exchange[A]) -> A | Miss:
-        """Try one target up to its tries: enter its circuit (skip it while open), take its rate
-        limit, then ``exchange`` (the send: an answer, or a failure for ``failed`` to classify);
-        a try cancelled on the wire is recorded (unless a winning hedge recorded it already)."""
-        circuit = ep.circuit_for(model)
-        hooks = self.hooks
-        for n in range(1, ep.tries + 1):
-            token = None
-            if circuit is not None:
-                token = await self.circuits.enter(circuit, ep.breaker,  # type: ignore[arg-type]
-                                                  ep.scope, ep.fold)
-                if token is None:
-                    self.record(ctx, Attempt(label, "skipped", kind="circuit_open"))
-                    return SKIPPED if n == 1 else FAILED
-            if ep.limited is not None and not await self.admit(ep, ctx, wait, token, label):
-                return SKIPPED if n == 1 else FAILED
-            if hooks.attempt_start:
-                hooks.fire(hooks.attempt_start, AttemptStarted(label, n, perf()))
-            t = Try(ctx, label, n, token)
-            try:
-                result = await exchange(ep, ctx, model, body, t)
-            except asyncio.CancelledError as exc:
-                self.cancelled(ctx, t, exc)
-                raise
-            except Closed:
-                self._closed(ctx, t)
-                raise
-            finally:
-                t.off()
-            if not isinstance(result, tuple):
-                return result
-            if ep.conn.closed:  # failed because the engine closed under it: not the provider's
-                self._closed(ctx, t)
-                raise Closed(ep.conn.name)
-            status, error, detail, retry_after = result
-            if await self.failed(ep, ctx, token, n, label, status, error, detail, retry_after,
-                                 perf() - t.start):
-                continue
-            return FAILED
-        raise AssertionError("unreachable: the last try always returns or raises")
-
-    def _closed(self, ctx: Ctx, t: Try) -> None:
-        """Record a try the engine's ``aclose()`` cut short (nothing counts against a circuit;
-        ``route`` raises ``AllTargetsFailed`` saying so)."""
-        self.record(ctx, Attempt(t.label, "cancelled", t.status, latency=perf() - t.start,
-                                 kind="closed"))
-
-    def cancelled(self, ctx: Ctx, t: Try, exc: BaseException) -> None:
-        """Record a try cancelled on the wire (a hedge that lost was recorded by the winner's
-        side already)."""
-        if t.off():
-            why = ctx.why_cancelled(exc)
-            self.record(ctx, Attempt(t.label, why, t.status, latency=perf() - t.start, kind=why))
-
-    async def _post(self, ep: Endpoint, ctx: Ctx, model: str, body: bytes,
-                    t: Try) -> Win | Failure:
-        """One routed try: the whole answer, or a failure."""
+    async def post(self, ep: Endpoint, ctx: Ctx, model: str, body: bytes,
+                   t: Try) -> Win | Failure:
+        """The routed exchange: one try's whole answer, or a failure."""
         try:
             response = await ep.conn.post(model, body)
         except Fault as fault:
             t.off()
-            return None, fault.kind, fault.detail, None
+            return Failure(None, fault.kind, fault.detail)
         t.off()
         status = response.status
         if 200 <= status < 300:
@@ -455,61 +265,12 @@ class Runtime:
                 data = loads(response.content)
                 parsed = ep.kind.parse(data)
             except (ValueError, WireError) as exc:
-                return status, "protocol", str(exc), None
-            latency = perf() - t.start
-            if t.token is not None:
-                await self.circuits.leave(t.token, False)
-            if ep.tpm:
-                await self.settle_tokens(ep, ctx, parsed.usage.total_tokens)
-            self.shared.tally.ok(ep.provider, latency)
-            attempt = Attempt(t.label, "ok", status, None, latency)
-            self.record(ctx, attempt)
+                return Failure(status, "protocol", str(exc))
+            attempt = await self.life.settle(ep, ctx, t.label, t.token, status, t.start,
+                                             parsed.usage)
             return Win(ep, model, parsed, data, attempt)
-        return status, None, error_detail(response.content, ep.kind), \
-            parse_retry_after(response.headers)
-
-    async def failed(self, ep: Endpoint, ctx: Ctx, token: Any, n: int, label: str,
-                     status: int | None, error: ErrorKind | None, detail: str,
-                     retry_after: float | None, latency: float) -> bool:
-        """Record failed try ``n``: ``True`` after sleeping the backoff (retry the same target),
-        ``False`` to fail over; raise ``ProviderError`` when the classifier allows neither.
-        ``detail`` is masked of the provider's secrets here, then cut short."""
-        detail = ep.conn.scrub(detail)
-        if token is not None:
-            await self.circuits.leave(token, breaker_failure(status, error))
-        self.shared.tally.failed(ep.provider)
-        hooks = self.hooks
-        kind: ErrorKind = error if error is not None else "status"
-        classifier = ep.classifier
-        if n < ep.tries and can_retry(classifier, status, error):
-            wait = retry_delay(ep.backoff, n, self.shared.rng.random(),
-                               retry_after if ep.honor else None)
-            if ctx.loop.time() + wait < ctx.deadline:  # never sleep past the deadline
-                attempt = Attempt(label, "retry", status, None, latency, retry_after, kind,
-                                  detail)
-                self.record(ctx, attempt)
-                if hooks.retry:
-                    hooks.fire(hooks.retry, Retrying(label, n + 1, wait, attempt, perf()))
-                await asyncio.sleep(wait)
-                return True
-        if can_fail_over(classifier, status, error):
-            attempt = Attempt(label, "failover", status, None, latency, retry_after, kind,
-                              detail)
-            self.record(ctx, attempt)
-            if hooks.failover:
-                hooks.fire(hooks.failover, FailingOver(label, attempt, perf()))
-            return False
-        self.record(ctx, Attempt(label, "fatal", status, None, latency, retry_after, kind,
-                                 detail))
-        raise ProviderError(
-            f"{label} answered {status if status is not None else error}, which "
-            f"{classifier.name!r} neither retries nor fails over", ctx.attempts,
-            status=status, body=detail, route=ctx.where())
-
-    def record(self, ctx: Ctx, attempt: Attempt) -> None:
-        ctx.attempts.append(attempt)
-        if self.hooks.attempt_end:
-            self.hooks.fire(self.hooks.attempt_end, AttemptEnded(attempt, perf()))
+        return Failure(status, None, error_detail(response.content, ep.kind),
+                       parse_retry_after(response.headers))
 
 
 _EMPTY: Final[Mapping[str, Any]] = {}
@@ -534,19 +295,6 @@ def closed_error(ctx: Ctx) -> AllTargetsFailed:
 def _shared_text(last: Attempt | None) -> str:
     why = f": {last.error}" if last is not None and last.error else ""
     return f"shared an identical request in flight, which failed{why}"
-
-
-def answer_of(win: Win) -> Response:
-    """The answer a win carries, as the response cache keeps it (no attempts, no raw body)."""
-    parsed, ep = win.parsed, win.ep
-    usage = parsed.usage
-    price = ep.price_for(win.model)
-    return Response(
-        text=parsed.text, provider=ep.provider, model=win.model,
-        finish_reason=parsed.finish_reason, tool_calls=parsed.tool_calls, usage=usage,
-        cost=price.cost(usage) if price else None,
-        reasoning=reasoning_text(parsed.reasoning), reasoning_blocks=parsed.reasoning,
-    )
 
 
 def _all_targets(graph: RoutingGraph) -> list[Target]:

@@ -24,12 +24,13 @@ from typing import Any
 from engine.errors import AllTargetsFailed, DeadlineExceeded, StreamInterrupted
 from engine.graph import Route
 from engine.providers.base import StreamParser, WireError
-from engine.result import Attempt, Done, ErrorKind, StreamEvent, TextDelta, reasoning_text
+from engine.result import Attempt, ErrorKind, StreamEvent, TextDelta
 from engine.runtime.backends import Fault, Streamed, error_detail, line_batches
 from engine.runtime.breakers import Token
-from engine.runtime.context import FAILED, Answer, Ctx, Endpoint, Miss, Try, perf
-from engine.runtime.executor import Failure, Runtime, closed_error
-from engine.runtime.retry import breaker_failure, parse_retry_after
+from engine.runtime.context import Answer, Ctx, Endpoint, Failure, Try, perf
+from engine.runtime.executor import Runtime, closed_error
+from engine.runtime.lifecycle import done_of
+from engine.runtime.retry import parse_retry_after
 from engine.runtime.transport import Closed
 from engine.values import format_duration
 
@@ -111,7 +112,7 @@ class EventStream:
         ctx = self._ctx
         if ctx is None:
             ctx = self._ctx = Ctx(self._request, self._model, self._route,
-                                  asyncio.get_running_loop(), self._open)
+                                  asyncio.get_running_loop(), self._first, True)
             self._gen = self._events(ctx)
         assert self._gen is not None
         try:
@@ -135,6 +136,18 @@ class EventStream:
         batch.reverse()
         self._buffer = batch
         return batch.pop()
+
+    async def batch(self) -> list[StreamEvent]:
+        """The events of the next network read, in order (empty at the end): for a reader that
+        pays per call, like the sync stream's hop to the loop thread."""
+        try:
+            first = await self.__anext__()
+        except StopAsyncIteration:
+            return []
+        rest, self._buffer = self._buffer, []
+        rest.append(first)
+        rest.reverse()  # (the buffer is kept last event first)
+        return rest
 
     async def aclose(self) -> None:
         if self._closed:
@@ -160,14 +173,8 @@ class EventStream:
 
     async def _events(self, ctx: Ctx) -> AsyncIterator[list[StreamEvent]]:
         """The stream's events, one list (never empty) per network read that produced any."""
-        rt = self._rt
-        try:
-            live = await rt.run(ctx.route.to, ctx)
-        except Closed:
-            raise closed_error(ctx) from None
-        if not isinstance(live, Live):
-            raise AllTargetsFailed(f"every target failed on {ctx.where()}", ctx.attempts,
-                                   route=ctx.where())
+        life = self._rt.life
+        live = await self._live(ctx)
         received = self._received
         parser = live.parser
         feed = parser.feed
@@ -201,69 +208,45 @@ class EventStream:
                     if not parser.done:
                         raise Fault("reset", "stream ended before its end marker")
         except (Fault, WireError) as exc:
-            error: ErrorKind
-            error, detail = ((exc.kind, exc.detail) if isinstance(exc, Fault)
-                             else ("protocol", str(exc)))
-            await self._interrupted(live, ctx, error, detail)
+            raise await self._broke(live, ctx, exc) from exc
         except (asyncio.CancelledError, GeneratorExit) as exc:
-            why = ctx.why_cancelled(exc)
-            rt.record(ctx, Attempt(live.label, why, live.response.status,
-                                   latency=perf() - live.start, kind=why))
+            life.cut(ctx, live.label, live.response.status, live.start, exc)
             raise
         finally:
             await live.close()
-        ep = live.ep
-        latency = perf() - live.start
-        if live.token is not None:
-            await rt.circuits.leave(live.token, False)
-        usage = parser.usage
-        if ep.tpm:
-            await rt.settle_tokens(ep, ctx, usage.total_tokens)
-        rt.shared.tally.ok(ep.provider, latency)
-        rt.record(ctx, Attempt(live.label, "ok", live.response.status, None, latency))
-        price = ep.price_for(live.model)
-        thoughts = parser.reasoning
-        yield [Done(
-            provider=ep.provider, model=live.model, finish_reason=parser.finish_reason,
-            usage=usage, attempts=tuple(ctx.attempts), latency=perf() - ctx.start,
-            cost=price.cost(usage) if price else None,
-            ttft=live.ttft, reasoning=reasoning_text(thoughts), reasoning_blocks=thoughts,
-        )]
+        await life.settle(live.ep, ctx, live.label, live.token, live.response.status,
+                          live.start, parser.usage)
+        yield [done_of(live.ep, live.model, parser, tuple(ctx.attempts), perf() - ctx.start,
+                       live.ttft)]
 
-    async def _interrupted(self, live: Live, ctx: Ctx, error: ErrorKind, detail: str) -> None:
-        rt = self._rt
-        if live.ep.conn.closed:  # the engine was closed under the stream: not the provider's fault
-            error, detail = "closed", "the engine was closed"
-        if live.token is not None:
-            await rt.circuits.leave(live.token, error != "closed" and breaker_failure(None, error))
-        rt.shared.tally.failed(live.ep.provider)
-        detail = live.ep.conn.scrub(detail)
-        text = f"{error}: {detail}"
-        rt.record(ctx, Attempt(live.label, "fatal", live.response.status, text,
-                               perf() - live.start, kind=error, detail=detail))
-        raise StreamInterrupted(f"{live.label} stream broke after the first event ({text})",
-                                ctx.attempts, received="".join(self._received), route=ctx.where())
+    async def _live(self, ctx: Ctx) -> Live:
+        """The route's first target to answer with its first events."""
+        try:
+            live = await self._rt.run(ctx.route.to, ctx)
+        except Closed:
+            raise closed_error(ctx) from None
+        if not isinstance(live, Live):
+            raise AllTargetsFailed(f"every target failed on {ctx.where()}", ctx.attempts,
+                                   route=ctx.where())
+        return live
+
+    async def _broke(self, live: Live, ctx: Ctx, exc: Fault | WireError) -> StreamInterrupted:
+        """A stream that broke after its first event: recorded; the error to raise."""
+        error: ErrorKind
+        error, detail = ((exc.kind, exc.detail) if isinstance(exc, Fault)
+                         else ("protocol", str(exc)))
+        text = await self._rt.life.broke(live.ep, ctx, live.label, live.token,
+                                         live.response.status, live.start, error, detail)
+        return StreamInterrupted(f"{live.label} stream broke after the first event ({text})",
+                                 ctx.attempts, received="".join(self._received),
+                                 route=ctx.where())
 
     # -- up to the first event ------------------------------------------------------------------
 
-    async def _open(self, ep: Endpoint, ctx: Ctx, wait: bool = True) -> Answer | Miss:
-        """Try one target until its first event arrives, retrying per its classifier; ``FAILED``
-        means fail over, a non-failover error raises ``ProviderError``. Streams are rate limited
-        like routed requests, and never cached."""
-        rt = self._rt
-        model = ep.model if ep.model is not None else ctx.model
-        label = ep.label(model)
-        ctx.seen.add(ep.key)
-        try:
-            body = ep.body(ctx, model, True)
-        except Exception as exc:
-            rt.record(ctx, Attempt(label, "failover", kind="template", detail=str(exc)[:290]))
-            return FAILED
-        return await rt.tries(ep, ctx, model, label, body, wait, self._first)
-
     async def _first(self, ep: Endpoint, ctx: Ctx, model: str, body: bytes,
                      t: Try) -> Live | Failure:
-        """One streamed try, up to its first event: the live stream, or a failure."""
+        """The streamed exchange: one try up to its first event (the live stream), or a failure.
+        Streams are rate limited like routed requests, and never cached."""
         response: Streamed | None = None
         stream: AsyncGenerator[list[str], None] | None = None
         answered = False
@@ -273,44 +256,18 @@ class EventStream:
             if 200 <= status < 300:
                 parser = ep.kind.stream_parser()
                 stream = lines_of = line_batches(response)
-                first: list[StreamEvent] = []
-                broke: WireError | None = None
-                ended = False
-                while not first:
-                    try:
-                        lines = await anext(lines_of)
-                    except StopAsyncIteration:
-                        first = [*parser.feed("")]
-                        if not parser.done:
-                            raise Fault("reset", "stream ended before its end marker") from None
-                        ended = True  # a complete stream (with no or few events)
-                        break
-                    try:
-                        for line in lines:
-                            first += parser.feed(line)
-                    except WireError as exc:
-                        if not first:
-                            raise  # before any event: this try failed (fail over)
-                        broke = exc  # after the first event: the stream is interrupted
-                    if parser.done:  # the end marker came in this read: nothing more is read
-                        ended = True
-                        break
+                first, broke, ended = await _first_events(parser, lines_of)
                 answered = True
                 return Live(ep, model, t.label, t.n, t.token, response, lines_of, parser, first,
                             broke, t.start, perf() - ctx.start, ended)
-            try:
-                content = await response.read()
-            except Fault:
-                detail = f"HTTP {status}"
-            else:
-                detail = error_detail(content, ep.kind)
-            return status, None, detail, parse_retry_after(response.headers)
+            return Failure(status, None, await _error_detail(response, ep),
+                           parse_retry_after(response.headers))
         except Fault as fault:
-            return t.status, fault.kind, fault.detail, None
+            return Failure(t.status, fault.kind, fault.detail)
         except WireError as exc:
-            return t.status, "protocol", str(exc), None
+            return Failure(t.status, "protocol", str(exc))
         except asyncio.CancelledError as exc:
-            self._rt.cancelled(ctx, t, exc)  # recorded before the response is closed
+            self._rt.life.cancelled(ctx, t, exc)  # recorded before the response is closed
             raise
         finally:
             t.off()
@@ -320,3 +277,38 @@ class EventStream:
                         await stream.aclose()
                 finally:
                     await response.close()
+
+
+async def _first_events(parser: StreamParser, lines_of: AsyncGenerator[list[str], None]
+                        ) -> tuple[list[StreamEvent], WireError | None, bool]:
+    """Read up to the first events: (the events, an error later in their read, whether the
+    stream ended). A malformed line or an in-band error before any event fails the try."""
+    first: list[StreamEvent] = []
+    broke: WireError | None = None
+    while not first:
+        try:
+            lines = await anext(lines_of)
+        except StopAsyncIteration:
+            first = [*parser.feed("")]
+            if not parser.done:
+                raise Fault("reset", "stream ended before its end marker") from None
+            return first, broke, True  # a complete stream (with no or few events)
+        try:
+            for line in lines:
+                first += parser.feed(line)
+        except WireError as exc:
+            if not first:
+                raise  # before any event: this try failed (fail over)
+            broke = exc  # after the first event: the stream is interrupted
+        if parser.done:  # the end marker came in this read: nothing more is read
+            return first, broke, True
+    return first, broke, False
+
+
+async def _error_detail(response: Streamed, ep: Endpoint) -> str:
+    """What a streamed try's error answer says (its status, when the body cannot be read)."""
+    try:
+        content = await response.read()
+    except Fault:
+        return f"HTTP {response.status}"
+    return error_detail(content, ep.kind)

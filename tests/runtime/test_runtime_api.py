@@ -71,8 +71,8 @@ async def test_reload_swaps_the_graph_while_requests_in_flight_finish_on_theirs(
     path = write(tmp_path, fake, ROUTES)
     async with Engine.from_file(path) as eng:
         await eng.route(ask("x"))
-        old_a = next(c for c in eng._rt.connections if c.name == "a")
-        old_b = next(c for c in eng._rt.connections if c.name == "b")
+        old_a = next(c for c in eng._core.runtime.connections if c.name == "a")
+        old_b = next(c for c in eng._core.runtime.connections if c.name == "b")
         fake.program("/a/", ["latency=300ms"])
         in_flight = asyncio.ensure_future(eng.route(ask("x")))
         await asyncio.sleep(0.05)
@@ -85,8 +85,8 @@ async def test_reload_swaps_the_graph_while_requests_in_flight_finish_on_theirs(
         resp = await in_flight
         assert resp.provider == "a"  # finished on the graph it started with
         await asyncio.sleep(0)  # the retired connection closes in the background
-        assert old_a._backend is None and old_a not in eng._rt.connections
-        assert old_b in eng._rt.connections  # unchanged provider: connection kept
+        assert old_a._backend is None and old_a not in eng._core.runtime.connections
+        assert old_b in eng._core.runtime.connections  # unchanged provider: connection kept
 
 
 async def test_a_broken_reload_keeps_the_current_graph(tmp_path: Path, fake: FakeServer,
@@ -318,7 +318,8 @@ routes:
     printable = [str(err), repr(err), *map(str, err.attempts), *map(repr, err.attempts),
                  repr(eng), repr(eng.graph), eng.graph.describe(), str(eng.health()),
                  eng.plan(ask("m")).text(), str(eng.plan(ask("m")).to_dict()),
-                 *map(repr, eng._rt.connections), repr(eng._rt.graph.providers["p"])]
+                 *map(repr, eng._core.runtime.connections),
+                 repr(eng._core.runtime.graph.providers["p"])]
     for value in (*secrets.values(), "secret-path", str(port)):
         assert not any(value in p for p in printable), value
     assert [a.error for a in err.attempts] == ["connect: Connection refused"] * 2
@@ -360,11 +361,11 @@ async def test_a_reload_that_only_changes_prices_keeps_the_connection_and_uses_n
 ) -> None:
     eng = make()
     first = await eng.route(ask("m"))  # the catch-all passes the model through to a
-    conn = next(c for c in eng._rt.connections if c.name == "a")
+    conn = next(c for c in eng._core.runtime.connections if c.name == "a")
     eng.reload(graph=compile_yaml(base.replace("input: 1.0, output: 2.0",
                                                "input: 10.0, output: 20.0")))
     second = await eng.route(ask("m"))
-    assert next(c for c in eng._rt.connections if c.name == "a") is conn
+    assert next(c for c in eng._core.runtime.connections if c.name == "a") is conn
     assert second.cost == pytest.approx(first.cost * 10)  # type: ignore[operator]
 
 
@@ -437,7 +438,7 @@ async def test_a_stream_dropped_without_aclose_releases_its_graph_when_collected
     path = write(tmp_path, fake, ROUTES)
     async with Engine.from_file(path) as eng:
         fake.program("/a/", ["chunk_delay=20ms"])
-        old_rt = eng._rt
+        old_rt = eng._core.runtime
         old_a = next(c for c in old_rt.connections if c.name == "a")
         async for event in eng.stream(ask("x", "one two three four five six")):
             assert isinstance(event, TextDelta)

@@ -159,6 +159,6 @@ async def test_the_circuit_factory_is_injectable(make: Make, fake: FakeServer, a
     eng = make(CONFIG, circuit_factory=factory)
     await open_a(eng, fake, ask)
     # stored under the circuit's name and its endpoint's identity (see Circuits)
-    scope = eng._rt.by_provider["a"].identity[:16]
+    scope = eng._core.runtime.by_provider["a"].identity[:16]
     breaker = await factory.get_breaker(f"a@{scope}")
     assert breaker.context.state == "opened"

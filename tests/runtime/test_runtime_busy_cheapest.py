@@ -83,10 +83,10 @@ async def test_least_busy_sends_a_new_request_to_the_idle_member(
     assert resp.provider == "c"
     assert [a.target for a in resp.attempts] == ["c/m"]
     assert not first.done() and not second.done()
-    assert eng._rt.shared.latencies.busy == {"busy>a/m": 1, "busy>b/m": 1}
+    assert eng._core.runtime.shared.latencies.busy == {"busy>a/m": 1, "busy>b/m": 1}
     await _cancel(first)
     await _cancel(second)
-    assert eng._rt.shared.latencies.busy == {}  # a cancelled request leaves no count behind
+    assert eng._core.runtime.shared.latencies.busy == {}  # a cancelled request leaves no count behind
     assert [(await eng.route(ask("busy"))).provider for _ in range(3)] == ["a"] * 3
     assert await settled() == []
 
@@ -97,7 +97,7 @@ async def test_least_busy_releases_the_count_of_a_failed_member(
     fake.program("/a/", ["503"])
     resp = await eng.route(ask("busy"))
     assert [(a.target, a.outcome) for a in resp.attempts] == [("a/m", "failover"), ("b/m", "ok")]
-    assert eng._rt.shared.latencies.busy == {}
+    assert eng._core.runtime.shared.latencies.busy == {}
     assert (await eng.route(ask("busy"))).provider == "a"
 
 
@@ -107,7 +107,7 @@ async def test_least_busy_counts_a_stream_until_its_first_event(
     async with eng.stream(ask("busy", "one two three")) as stream:
         iterator = aiter(stream)
         await anext(iterator)  # the group's run ends at the first event, and so does the count
-        assert eng._rt.shared.latencies.busy == {}
+        assert eng._core.runtime.shared.latencies.busy == {}
         rest = [e async for e in iterator]
     assert rest and fake.requests[0]["path"].startswith("/a/")
 

@@ -29,7 +29,7 @@ async def test_in_use_counts_an_open_stream_until_it_ends(
         transport: str) -> None:
     eng = make(ONE, transport=transport)
     fake.program("/a/", ["chunk_delay=20ms"])
-    conn = next(iter(eng._rt.connections))
+    conn = next(iter(eng._core.runtime.connections))
     async with eng.stream(ask("m", "one two three four five")) as stream:
         async for event in stream:
             assert isinstance(event, TextDelta)

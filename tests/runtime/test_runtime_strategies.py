@@ -126,7 +126,7 @@ async def test_hedged_starts_the_next_after_hedge_after_and_cancels_the_loser(
     assert sorted((a.target, a.outcome) for a in resp.attempts) == [
         ("a/m", "cancelled"), ("b/m", "ok")]
     assert await settled() == []
-    conn = next(c for c in eng._rt.connections if c.name == "a")
+    conn = next(c for c in eng._core.runtime.connections if c.name == "a")
     assert conn._backend.in_use() == 0  # type: ignore[union-attr]
 
 

@@ -162,9 +162,9 @@ async def test_a_consumer_that_stops_early_releases_the_connection(
         async for event in stream:
             assert isinstance(event, TextDelta)
             break
-    conn = next(c for c in eng._rt.connections if c.name == "a")
+    conn = next(c for c in eng._core.runtime.connections if c.name == "a")
     assert conn._backend.in_use() == 0  # type: ignore[union-attr]
-    assert eng._rt.inflight == 0
+    assert eng._core.runtime.inflight == 0
     assert await settled() == []
 
 
@@ -187,7 +187,7 @@ async def test_hedged_groups_race_to_the_first_event(settled: Settled, eng: Engi
     assert sorted((a.target, a.outcome) for a in done.attempts) == [
         ("a/m", "cancelled"), ("b/m", "ok")]
     assert await settled() == []
-    conn = next(c for c in eng._rt.connections if c.name == "a")
+    conn = next(c for c in eng._core.runtime.connections if c.name == "a")
     assert conn._backend.in_use() == 0  # type: ignore[union-attr]
 
 

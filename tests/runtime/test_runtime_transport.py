@@ -133,13 +133,13 @@ async def test_connections_are_created_once_per_provider_and_reused(
 ) -> None:
     eng = make()
     await eng.route(ask("g"))
-    conn = next(c for c in eng._rt.connections if c.name == "a")
+    conn = next(c for c in eng._core.runtime.connections if c.name == "a")
     backend = conn._backend
     assert backend is not None
     for _ in range(5):
         await eng.route(ask("g"))
     assert conn._backend is backend
-    assert [c.name for c in eng._rt.connections if c._backend is not None] == ["a"]
+    assert [c.name for c in eng._core.runtime.connections if c._backend is not None] == ["a"]
 
 
 async def test_the_httpx_aiohttp_transport_routes_and_streams_too(
@@ -172,4 +172,4 @@ async def test_warmup_opens_a_connection_to_every_provider(
     eng = make()
     result = await eng.warmup()
     assert result == {name: "200" for name in ("a", "anth", "b", "c", "gem", "oll")}
-    assert all(c._backend is not None for c in eng._rt.connections)
+    assert all(c._backend is not None for c in eng._core.runtime.connections)

@@ -231,7 +231,7 @@ async def test_a_hedge_answered_from_the_cache_wins_and_the_slow_one_is_cancelle
     assert sorted((a.target, a.outcome) for a in second.attempts) == [
         ("a/m", "cancelled"), ("b/m", "cached")]
     await asyncio.sleep(0.1)  # the cancelled hedges unwind
-    state = eng._shared.state  # type: ignore[attr-defined]
+    state = eng._core.shared.state  # type: ignore[attr-defined]
     assert len(state.flights) == 0
     assert calls(upstream, "b") == 1
 
@@ -259,7 +259,7 @@ async def test_a_used_up_rate_limit_fails_over(backend: str, engine_for: Callabl
 async def test_a_group_with_on_limit_wait_waits_for_room(
         backend: str, engine_for: Callable[..., Engine], upstream: FakeServer) -> None:
     eng = engine_for(CONFIG, backend)
-    eng._shared.state.limiter.window = 0.5  # type: ignore[attr-defined]  # a short window
+    eng._core.shared.state.limiter.window = 0.5  # type: ignore[attr-defined]  # a short window
     start = time.perf_counter()
     out = [await eng.route(ask("limited_wait", temperature=1)) for _ in range(3)]
     assert [r.provider for r in out] == ["lim", "lim", "lim"]
@@ -270,7 +270,7 @@ async def test_a_group_with_on_limit_wait_waits_for_room(
 async def test_the_last_target_of_a_route_waits_within_its_deadline(
         backend: str, engine_for: Callable[..., Engine], upstream: FakeServer) -> None:
     eng = engine_for(CONFIG, backend)
-    limiter = eng._shared.state.limiter  # type: ignore[attr-defined]
+    limiter = eng._core.shared.state.limiter  # type: ignore[attr-defined]
     for _ in range(2):
         assert (await eng.route(ask("lim", temperature=1))).provider == "lim"
     start = time.perf_counter()  # room only in 60 s, after the deadline: refused at once
@@ -355,7 +355,7 @@ async def test_redis_down_degrades_to_no_shared_state_with_one_warning(
 async def test_redis_coming_back_is_reported(redis_url: str, engine_for: Callable[..., Engine],
                                              upstream: FakeServer) -> None:
     eng = engine_for(CONFIG, redis_url)
-    state = eng._shared.state  # type: ignore[attr-defined]
+    state = eng._core.shared.state  # type: ignore[attr-defined]
     events: list[StateChanged] = []
     eng.on("state", events.append)
     state.guard.timeout, state.guard.cooldown = 0.00001, 0.05  # Redis too slow: degraded
@@ -421,18 +421,18 @@ async def test_list_models_is_shared_between_engines_on_redis(
 async def test_a_reload_to_another_backend_starts_a_new_state(
         redis_url: str, engine_for: Callable[..., Engine], upstream: FakeServer) -> None:
     eng = engine_for(CONFIG, "memory")
-    old = eng._shared.state  # type: ignore[attr-defined]
+    old = eng._core.shared.state  # type: ignore[attr-defined]
     await eng.route(ask())
     assert (await eng.route(ask())).cached
     same = compile_text(CONFIG.replace("{fake}", upstream.url).replace("{backend}", "memory")
                         .replace("ttl: 10m", "ttl: 20m"), base_dir=ROOT, env={})
     eng.reload(graph=same)  # same backend: TTLs change, the cache stays
-    assert eng._shared.state is old and old.responses.ttl == 1200  # type: ignore[attr-defined]
+    assert eng._core.shared.state is old and old.responses.ttl == 1200  # type: ignore[attr-defined]
     assert (await eng.route(ask())).cached
     other = compile_text(CONFIG.replace("{fake}", upstream.url).replace("{backend}", redis_url),
                          base_dir=ROOT, env={})
     eng.reload(graph=other)
-    assert eng._shared.state is not old  # type: ignore[attr-defined]
+    assert eng._core.shared.state is not old  # type: ignore[attr-defined]
     assert not (await eng.route(ask())).cached  # a new, empty (Redis) cache
     assert (await eng.route(ask())).cached
     client = redis.Redis.from_url(redis_url)
