@@ -62,8 +62,9 @@ class EngineState(Client):
     async def __aenter__(self) -> Call:
         url = self.env.routes or "memory"  # the Redis URL travels in env.routes
         backend = url if self.backend == "redis" else "memory"
-        text = ROUTES.format(backend=backend, responses=RESPONSES if self.responses else "",
-                             url=self.env.up.url, model=MODEL)
+        text = ROUTES.format(
+            backend=backend, responses=RESPONSES if self.responses else "", url=self.env.up.url, model=MODEL
+        )
         self.engine = Engine.from_graph(compile_text(text))
         route = self.engine.route
         base = {**REQUEST, "model": self.model, "temperature": self.temperature}
@@ -84,7 +85,8 @@ class EngineState(Client):
         second = await call()
         # nginx answers one fixed text; the fake echoes the message (unique: with its number)
         if second.cached != self.expect_cached or not (
-                first.text == self.env.up.answer or first.text.startswith(f"echo: {TEXT}")):
+            first.text == self.env.up.answer or first.text.startswith(f"echo: {TEXT}")
+        ):
             raise AssertionError(f"{self.label}: unexpected answer {second!r}")
         return call
 
@@ -146,38 +148,47 @@ REDIS: list[type[EngineState]] = [MissRedis, LimitedRedis]
 def bench(env: Env, n: int, rounds: int, rep: Report) -> None:
     clients: list[type[Client]] = [RawAiohttp, *UNCACHED, *HITS, *REDIS]
     progress("sequential, interleaved")
-    seq, _ = run("asyncio", measure(env, Group([(c, n) for c in clients], warmup=200,
-                                               rounds=rounds)))
+    seq, _ = run("asyncio", measure(env, Group([(c, n) for c in clients], warmup=200, rounds=rounds)))
     off = seq["off"]
     w = 48
     rep.out("")
-    rep.out(f"engine.route(), sequential: {n} calls per row after a warm-up, {rounds} interleaved "
-            "rounds, in microseconds")
-    rep.out(f"{'row':<{w}} {'median':>8} {'p99':>8} {'cpu/req':>8} {'vs off':>7} "
-            f"{'cpu vs off':>11}")
+    rep.out(
+        f"engine.route(), sequential: {n} calls per row after a warm-up, {rounds} interleaved "
+        "rounds, in microseconds"
+    )
+    rep.out(f"{'row':<{w}} {'median':>8} {'p99':>8} {'cpu/req':>8} {'vs off':>7} {'cpu vs off':>11}")
     for cls in clients:
         s = seq[cls.key]
-        rep.out(f"{cls.label:<{w}} {s.median:>8,.1f} {_us(s.p99):>8} {_us(s.cpu):>8} "
-                f"{_x(s.median, off.median):>7} {_x(s.cpu, off.cpu):>11}")
-    rep.out("  uncached rows send a new message every call (same length); hit rows the same "
-            "request every call")
-    rep.out("  'state off' is the engine with nothing of the state layer configured: what the "
-            "state layer adds on the request path is then two attribute tests")
+        rep.out(
+            f"{cls.label:<{w}} {s.median:>8,.1f} {_us(s.p99):>8} {_us(s.cpu):>8} "
+            f"{_x(s.median, off.median):>7} {_x(s.cpu, off.cpu):>11}"
+        )
+    rep.out(
+        "  uncached rows send a new message every call (same length); hit rows the same request every call"
+    )
+    rep.out(
+        "  'state off' is the engine with nothing of the state layer configured: what the "
+        "state layer adds on the request path is then two attribute tests"
+    )
 
     hit = seq["hit_memory"].median
     rep.out("")
-    rep.out("Targets (issue 4, item 7): a memory hit < 50 us inside route(); the uncached path pays "
-            "< 5 % for the state layer (memory)")
-    rep.out(f"  {'PASS' if hit < 50 else 'FAIL'}  {'memory cache hit inside route()':<58} "
-            f"{hit:.1f} us")
-    for name, rows in (("not cacheable, with cache.responses and limits configured",
-                        [NotCacheable, Limited]),
-                       ("cacheable but a miss (lookup, single-flight, store)", [Miss, MissLimited])):
+    rep.out(
+        "Targets (issue 4, item 7): a memory hit < 50 us inside route(); the uncached path pays "
+        "< 5 % for the state layer (memory)"
+    )
+    rep.out(f"  {'PASS' if hit < 50 else 'FAIL'}  {'memory cache hit inside route()':<58} {hit:.1f} us")
+    for name, rows in (
+        ("not cacheable, with cache.responses and limits configured", [NotCacheable, Limited]),
+        ("cacheable but a miss (lookup, single-flight, store)", [Miss, MissLimited]),
+    ):
         worst = max(rows, key=lambda c: seq[c.key].median)
         ratio = seq[worst.key].median / off.median - 1
         cpu = max((seq[c.key].cpu or 0) for c in rows) / (off.cpu or 1) - 1
-        rep.out(f"  {'PASS' if ratio < 0.05 else 'FAIL'}  {name:<58} {100 * ratio:+.1f} % "
-                f"(cpu {100 * cpu:+.1f} %)")
+        rep.out(
+            f"  {'PASS' if ratio < 0.05 else 'FAIL'}  {name:<58} {100 * ratio:+.1f} % "
+            f"(cpu {100 * cpu:+.1f} %)"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -197,11 +208,15 @@ def main(argv: list[str] | None = None) -> int:
         pinned = pin(avail[0])
         try:
             rep = Report()
-            rep.out(f"state layer in engine.route(): Python {platform.python_version()}, "
-                    f"{len(avail)} cores, load {os.getloadavg()[0]:.2f}")
-            rep.out(f"upstream: {up.describe()}; client "
-                    f"{'pinned to core ' + str(avail[0]) if pinned else 'not pinned'}; "
-                    "Redis: loopback redis-server (not pinned)")
+            rep.out(
+                f"state layer in engine.route(): Python {platform.python_version()}, "
+                f"{len(avail)} cores, load {os.getloadavg()[0]:.2f}"
+            )
+            rep.out(
+                f"upstream: {up.describe()}; client "
+                f"{'pinned to core ' + str(avail[0]) if pinned else 'not pinned'}; "
+                "Redis: loopback redis-server (not pinned)"
+            )
             bench(Env(up, 0, redis_url), n, rounds, rep)
             rep.out(f"\n(run took {time.perf_counter() - t0:.0f} s)")
         finally:

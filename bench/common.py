@@ -43,43 +43,87 @@ MODEL = "gpt-4o-mini"
 STREAM_CHUNKS = 50
 
 # What every client sends (raw clients send these exact bytes; the engine renders its own).
-REQUEST = {"model": MODEL, "messages": [{"role": "user", "content": "Say hello."}],
-           "temperature": 0, "max_tokens": 64}
+REQUEST = {
+    "model": MODEL,
+    "messages": [{"role": "user", "content": "Say hello."}],
+    "temperature": 0,
+    "max_tokens": 64,
+}
 BODY = json.dumps(REQUEST, separators=(",", ":")).encode()
-STREAM_BODY = json.dumps({**REQUEST, "stream": True,
-                          "stream_options": {"include_usage": True}},
-                         separators=(",", ":")).encode()
+STREAM_BODY = json.dumps(
+    {**REQUEST, "stream": True, "stream_options": {"include_usage": True}}, separators=(",", ":")
+).encode()
 HEADERS = {"content-type": "application/json", "authorization": "Bearer sk-bench"}
 
 # What the upstream answers. No "$" or "'" in it: it is written into nginx.conf verbatim.
-COMPLETION = json.dumps({
-    "id": "chatcmpl-bench", "object": "chat.completion", "created": 1700000000, "model": MODEL,
-    "system_fingerprint": "fp_bench",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content":
-                 "Hello! How can I help you today?", "refusal": None},
-                 "logprobs": None, "finish_reason": "stop"}],
-    "usage": {"prompt_tokens": 11, "completion_tokens": 9, "total_tokens": 20},
-}, separators=(",", ":"))
+COMPLETION = json.dumps(
+    {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": MODEL,
+        "system_fingerprint": "fp_bench",
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": "Hello! How can I help you today?",
+                    "refusal": None,
+                },
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 11, "completion_tokens": 9, "total_tokens": 20},
+    },
+    separators=(",", ":"),
+)
 
 
 def _sse() -> bytes:
     """50 text-delta chunks, a finish chunk, a usage chunk and ``[DONE]``, as OpenAI sends them."""
-    words = ("lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor "
-             "incididunt ut labore et dolore magna aliqua").split()
-    head = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1700000000,
-            "model": MODEL, "system_fingerprint": "fp_bench"}
+    words = (
+        "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor "
+        "incididunt ut labore et dolore magna aliqua"
+    ).split()
+    head = {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": MODEL,
+        "system_fingerprint": "fp_bench",
+    }
     events = []
     for i in range(STREAM_CHUNKS):
         delta = {"content": words[i % len(words)] + " "}
         if i == 0:
             delta["role"] = "assistant"
-        events.append({**head, "choices": [{"index": 0, "delta": delta, "logprobs": None,
-                                            "finish_reason": None}], "usage": None})
-    events.append({**head, "choices": [{"index": 0, "delta": {}, "logprobs": None,
-                                        "finish_reason": "stop"}], "usage": None})
-    events.append({**head, "choices": [], "usage": {"prompt_tokens": 11,
-                                                    "completion_tokens": STREAM_CHUNKS,
-                                                    "total_tokens": 11 + STREAM_CHUNKS}})
+        events.append(
+            {
+                **head,
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}],
+                "usage": None,
+            }
+        )
+    events.append(
+        {
+            **head,
+            "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}],
+            "usage": None,
+        }
+    )
+    events.append(
+        {
+            **head,
+            "choices": [],
+            "usage": {
+                "prompt_tokens": 11,
+                "completion_tokens": STREAM_CHUNKS,
+                "total_tokens": 11 + STREAM_CHUNKS,
+            },
+        }
+    )
     text = "".join(f"data: {json.dumps(e, separators=(',', ':'))}\n\n" for e in events)
     return (text + "data: [DONE]\n\n").encode()
 
@@ -88,6 +132,7 @@ SSE = _sse()
 
 
 # -- statistics ---------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Stats:
@@ -107,6 +152,7 @@ class Stats:
 
 
 # -- processes and cores ------------------------------------------------------------------------
+
 
 def cores() -> list[int]:
     try:
@@ -247,6 +293,7 @@ def nginx_conf(directory: Path, port: int) -> str:
 def _preexec(core: int | None):  # type: ignore[no-untyped-def]
     def run() -> None:
         pin(core)
+
     return run
 
 
@@ -260,10 +307,12 @@ def start_upstream(core: int | None, *, prefer: str = "nginx") -> Upstream:
         (workdir / "sse.txt").write_bytes(SSE)
         conf = workdir / "nginx.conf"
         conf.write_text(nginx_conf(workdir, port))
-        proc = subprocess.Popen([binary, "-c", str(conf), "-p", str(workdir), "-e",
-                                 str(workdir / "error.log")],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                preexec_fn=_preexec(core))
+        proc = subprocess.Popen(
+            [binary, "-c", str(conf), "-p", str(workdir), "-e", str(workdir / "error.log")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            preexec_fn=_preexec(core),
+        )
         url = f"http://127.0.0.1:{port}"
         up = Upstream("nginx", url, url + "/stream", core, {}, proc, workdir)
         try:
@@ -273,14 +322,23 @@ def start_upstream(core: int | None, *, prefer: str = "nginx") -> Upstream:
             err = proc.stderr.read().decode() if proc.stderr else ""
             raise RuntimeError(f"nginx did not start: {err.strip()}") from None
         return up
-    proc = subprocess.Popen([sys.executable, "-m", "engine.fake", "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            preexec_fn=_preexec(core))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine.fake", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=_preexec(core),
+    )
     url = f"http://127.0.0.1:{port}"
     # The fake streams one word per chunk: ask for exactly 50 words in 50 chunks.
-    up = Upstream("fake", url, url, core,
-                  {"x-fake": f"words={STREAM_CHUNKS} chunks={STREAM_CHUNKS}"}, proc,
-                  answer="echo: " + REQUEST["messages"][0]["content"])  # type: ignore[index]
+    up = Upstream(
+        "fake",
+        url,
+        url,
+        core,
+        {"x-fake": f"words={STREAM_CHUNKS} chunks={STREAM_CHUNKS}"},
+        proc,
+        answer="echo: " + REQUEST["messages"][0]["content"],
+    )  # type: ignore[index]
     _wait_http(url + "/v1/chat/completions")
     return up
 

@@ -27,8 +27,13 @@ from engine.loader import load
 from engine.plan import build_plan
 
 ROOT = Path(__file__).resolve().parents[1]
-ENV = {"OPENAI_API_KEY": "k", "ANTHROPIC_API_KEY": "k", "GROQ_API_KEY": "k",
-       "TOGETHER_API_KEY": "k", "GEMINI_API_KEY": "k"}
+ENV = {
+    "OPENAI_API_KEY": "k",
+    "ANTHROPIC_API_KEY": "k",
+    "GROQ_API_KEY": "k",
+    "TOGETHER_API_KEY": "k",
+    "GEMINI_API_KEY": "k",
+}
 HI = [{"role": "user", "content": "Say hello."}]
 PLAN_REQUESTS = {
     "chat (priority group)": {"model": "chat", "messages": HI, "temperature": 0},
@@ -42,21 +47,36 @@ KINDS = ("openai", "anthropic", "gemini", "ollama")
 def large_config(providers: int = 1000, groups: int = 1000, routes: int = 5000) -> str:
     """A valid config: each provider serves two models; each group mixes provider models and
     (for half of them) an earlier group; routes match models, globs and metadata."""
-    out = ["version: 1", "defaults: {deadline: 30m}", "speeds:",
-           "  snappy: {connect: 1s, read: 5s, retries: 1, backoff: {base: 100ms}}",
-           "retry:", "  impatient: {retry_on: {status: [], errors: [reset]}}",
-           "breakers:", "  tight: {failures: 2, recovery: 5s, scope: model}",
-           "cache: {responses: {ttl: 5m, max_temperature: 0.2}}", "providers:"]
+    out = [
+        "version: 1",
+        "defaults: {deadline: 30m}",
+        "speeds:",
+        "  snappy: {connect: 1s, read: 5s, retries: 1, backoff: {base: 100ms}}",
+        "retry:",
+        "  impatient: {retry_on: {status: [], errors: [reset]}}",
+        "breakers:",
+        "  tight: {failures: 2, recovery: 5s, scope: model}",
+        "cache: {responses: {ttl: 5m, max_temperature: 0.2}}",
+        "providers:",
+    ]
     for i in range(providers):
         kind = KINDS[i % 4]
-        out += [f"  p{i}:", f"    kind: {kind}", f"    base_url: https://p{i}.example.com/v1",
-                f"    api_key: ${{P{i}_KEY:-k{i}}}", f"    speed: {('fast', 'snappy', 'medium')[i % 3]}"]
+        out += [
+            f"  p{i}:",
+            f"    kind: {kind}",
+            f"    base_url: https://p{i}.example.com/v1",
+            f"    api_key: ${{P{i}_KEY:-k{i}}}",
+            f"    speed: {('fast', 'snappy', 'medium')[i % 3]}",
+        ]
         if i % 5 == 0:
             out.append("    retry: impatient")
         if i % 7 == 0:
             out.append("    breaker: tight")
-        out += ["    models:", f"      m{i}-a: {{context: 128000, price: {{input: 0.1, output: 0.4}}}}",
-                f"      m{i}-b: {{}}"]
+        out += [
+            "    models:",
+            f"      m{i}-a: {{context: 128000, price: {{input: 0.1, output: 0.4}}}}",
+            f"      m{i}-b: {{}}",
+        ]
     out.append("groups:")
     strategies = ("priority", "weighted", "round_robin", "least_latency", "hedged")
     for g in range(groups):
@@ -65,8 +85,12 @@ def large_config(providers: int = 1000, groups: int = 1000, routes: int = 5000) 
         targets = [f"p{a}/m{a}-a", f"{{target: p{b}/m{b}-b, weight: 2}}", f"p{(a + 1) % providers}"]
         if g % 2 and g > 0:
             targets.append(f"g{g - 1}")
-        out += [f"  g{g}:", f"    strategy: {s}", f"    targets: [{', '.join(targets)}]",
-                "    max_attempts: 2"]
+        out += [
+            f"  g{g}:",
+            f"    strategy: {s}",
+            f"    targets: [{', '.join(targets)}]",
+            "    max_attempts: 2",
+        ]
         if s == "hedged":
             out.append("    hedge_after: 300ms")
     out.append("routes:")
@@ -75,10 +99,13 @@ def large_config(providers: int = 1000, groups: int = 1000, routes: int = 5000) 
         if r % 3 == 0:
             out += [f"  - match: {{model: route-{r}}}", f"    to: g{g}"]
         elif r % 3 == 1:
-            out += [f"  - match: {{model: \"fam{r}-*\"}}", f"    to: p{r % providers}"]
+            out += [f'  - match: {{model: "fam{r}-*"}}', f"    to: p{r % providers}"]
         else:
-            out += [f"  - match: {{model: m{r}, metadata: {{tier: t{r}}}}}",
-                    f"    to: p{r % providers}/m{r % providers}-a", "    deadline: 10m"]
+            out += [
+                f"  - match: {{model: m{r}, metadata: {{tier: t{r}}}}}",
+                f"    to: p{r % providers}/m{r % providers}-a",
+                "    deadline: 10m",
+            ]
     out += ["  - match: {}", "    to: g0"]
     return "\n".join(out) + "\n"
 
@@ -134,8 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     text = large_config()
     lines = text.count("\n")
     t = _median(lambda: compile_text(text, base_dir=ROOT, env={}), args.large_runs)
-    rows.append((f"compile 1000 providers/1000 groups/5000 routes ({lines} lines)", t * 1e3,
-                 2000.0, "ms"))
+    rows.append((f"compile 1000 providers/1000 groups/5000 routes ({lines} lines)", t * 1e3, 2000.0, "ms"))
     t = _median(lambda: load(text, env={}), args.large_runs)
     rows.append(("  of which: load (ruamel parse, positions, ${ENV})", t * 1e3, None, "ms"))
     loaded = load(text, env={})  # compile_loaded only reads it
@@ -161,10 +187,14 @@ def main(argv: list[str] | None = None) -> int:
             continue
         ok = value < target
         failed += not ok
-        print(f"{name:<{width}}  {value:>8.1f}{unit:>2}  {'< ' + f'{target:g}' + unit:>10}  "
-              f"{'PASS' if ok else 'FAIL'}")
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
-          f"{os.getloadavg()[0]:.1f}; {len(targets) - failed}/{len(targets)} targets met")
+        print(
+            f"{name:<{width}}  {value:>8.1f}{unit:>2}  {'< ' + f'{target:g}' + unit:>10}  "
+            f"{'PASS' if ok else 'FAIL'}"
+        )
+    print(
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
+        f"{os.getloadavg()[0]:.1f}; {len(targets) - failed}/{len(targets)} targets met"
+    )
 
     if args.profile:
         _profile(lambda: compile_file(shipped, env=ENV), "shipped routes.yaml")

@@ -87,6 +87,7 @@ routes:
 
 # -- configuration ------------------------------------------------------------------------------
 
+
 @dataclass
 class Plan:
     warmup: int = 200
@@ -104,9 +105,18 @@ class Plan:
 
     @classmethod
     def quick(cls) -> Plan:
-        return cls(warmup=100, n=400, seconds=0.3, stream_n=150, litellm_n=100,
-                   litellm_failover_n=40, uvloop_n=400, uvloop_seconds=0.3, rounds=2,
-                   litellm_rates=False)
+        return cls(
+            warmup=100,
+            n=400,
+            seconds=0.3,
+            stream_n=150,
+            litellm_n=100,
+            litellm_failover_n=40,
+            uvloop_n=400,
+            uvloop_seconds=0.3,
+            rounds=2,
+            litellm_rates=False,
+        )
 
 
 @dataclass
@@ -141,6 +151,7 @@ def run(name: str, coro: Awaitable[Any]) -> Any:
 
 
 # -- clients: each an async context manager yielding ``call`` (one complete request) -----------
+
 
 class Client:
     label = ""
@@ -287,8 +298,7 @@ class LiteLLMRouter(Client):
 
     async def __aenter__(self) -> Call:
         litellm = self.env.litellm
-        params = {"model": f"openai/{MODEL}", "api_base": self.env.up.url + "/v1",
-                  "api_key": "sk-bench"}
+        params = {"model": f"openai/{MODEL}", "api_base": self.env.up.url + "/v1", "api_key": "sk-bench"}
         dead = {**params, "api_base": f"http://127.0.0.1:{self.env.refused}/v1"}
         model_list = [{"model_name": "live", "litellm_params": params}]
         kwargs: dict[str, Any] = {}
@@ -301,8 +311,7 @@ class LiteLLMRouter(Client):
         router, messages = self.router, REQUEST["messages"]
 
         async def call() -> Any:
-            return await router.acompletion(model=name, messages=messages, temperature=0,
-                                            max_tokens=64)
+            return await router.acompletion(model=name, messages=messages, temperature=0, max_tokens=64)
 
         resp = await call()
         if resp.choices[0].message.content != self.env.up.answer:
@@ -316,6 +325,7 @@ class LiteLLMFailover(LiteLLMRouter):
 
 
 # -- streams: each call reads one whole 50-chunk stream ---------------------------------------
+
 
 class StreamHttpx(Client):
     label, key = "raw httpx: aiter_lines + json.loads", "httpx"
@@ -401,18 +411,23 @@ class StreamLiteLLM(LiteLLMRouter):
 
     async def __aenter__(self) -> Call:
         litellm = self.env.litellm
-        params = {"model": f"openai/{MODEL}", "api_base": self.env.up.stream_url + "/v1",
-                  "api_key": "sk-bench"}
+        params = {
+            "model": f"openai/{MODEL}",
+            "api_base": self.env.up.stream_url + "/v1",
+            "api_key": "sk-bench",
+        }
         if self.env.up.stream_headers:
             params["extra_headers"] = self.env.up.stream_headers
-        self.router = litellm.Router(model_list=[{"model_name": "live", "litellm_params": params}],
-                                     num_retries=0)
+        self.router = litellm.Router(
+            model_list=[{"model_name": "live", "litellm_params": params}], num_retries=0
+        )
         router, messages = self.router, REQUEST["messages"]
 
         async def call() -> int:
             n = 0
-            resp = await router.acompletion(model="live", messages=messages, temperature=0,
-                                            max_tokens=64, stream=True)
+            resp = await router.acompletion(
+                model="live", messages=messages, temperature=0, max_tokens=64, stream=True
+            )
             async for chunk in resp:
                 if chunk.choices and chunk.choices[0].delta.content:
                     n += 1
@@ -425,6 +440,7 @@ class StreamLiteLLM(LiteLLMRouter):
 
 
 # -- measurements -------------------------------------------------------------------------------
+
 
 async def _seq_chunk(call: Call, n: int, out: list[int]) -> int:
     """``n`` sequential calls, each timed into ``out``; returns the thread's CPU time spent."""
@@ -478,8 +494,9 @@ class Group:
     no_rate: frozenset[str] = frozenset()  # clients whose throughput is not measured
 
 
-async def measure(env: Env, group: Group) -> tuple[dict[str, Stats], dict[tuple[str, int],
-                                                                            tuple[float, int]]]:
+async def measure(
+    env: Env, group: Group
+) -> tuple[dict[str, Stats], dict[tuple[str, int], tuple[float, int]]]:
     from contextlib import AsyncExitStack
 
     seq: dict[str, list[int]] = {}
@@ -496,7 +513,7 @@ async def measure(env: Env, group: Group) -> tuple[dict[str, Stats], dict[tuple[
                 await call()
         order = list(range(len(calls)))
         for r in range(group.rounds):
-            rot = order[r % len(order):] + order[:r % len(order)]
+            rot = order[r % len(order) :] + order[: r % len(order)]
             for i in rot:
                 key, call, n = calls[i]
                 if n:
@@ -504,7 +521,7 @@ async def measure(env: Env, group: Group) -> tuple[dict[str, Stats], dict[tuple[
                     cpu[key] = cpu.get(key, 0) + spent
         for c in group.levels:
             for r in range(group.rounds):
-                rot = order[r % len(order):] + order[:r % len(order)]
+                rot = order[r % len(order) :] + order[: r % len(order)]
                 for i in rot:
                     key, call, _ = calls[i]
                     if key in group.no_rate:
@@ -517,6 +534,7 @@ async def measure(env: Env, group: Group) -> tuple[dict[str, Stats], dict[tuple[
 
 
 # -- the table ----------------------------------------------------------------------------------
+
 
 def _x(value: float | None, base: float | None) -> str:
     if value is None or not base:
@@ -553,23 +571,44 @@ def progress(text: str) -> None:
 def bench(env: Env, plan: Plan, rep: Report) -> None:
     lp = plan.loop
     lite = env.litellm is not None
-    seq_clients: list[type[Client]] = [RawHttpx, RawAiohttp, HttpxAiohttp, EngineRoute,
-                                       EngineRouteBreaker, EngineRouteHttpxAiohttp]
+    seq_clients: list[type[Client]] = [
+        RawHttpx,
+        RawAiohttp,
+        HttpxAiohttp,
+        EngineRoute,
+        EngineRouteBreaker,
+        EngineRouteHttpxAiohttp,
+    ]
     seq_clients += [LiteLLMRouter] if lite else []
-    main = Group([(c, plan.litellm_n if c is LiteLLMRouter else plan.n) for c in seq_clients],
-                 plan.levels, plan.seconds, plan.warmup, plan.rounds,
-                 frozenset() if plan.litellm_rates else frozenset({"litellm"}))
+    main = Group(
+        [(c, plan.litellm_n if c is LiteLLMRouter else plan.n) for c in seq_clients],
+        plan.levels,
+        plan.seconds,
+        plan.warmup,
+        plan.rounds,
+        frozenset() if plan.litellm_rates else frozenset({"litellm"}),
+    )
     progress("sequential and throughput")
     seq, thr = run(lp, measure(env, main))
 
     fo_clients: list[type[Client]] = [RawAiohttpFailover, EngineFailover, EngineFailoverBreaker]
-    fo_group = Group([(RawAiohttp, plan.n), (RawAiohttpFailover, plan.n), (EngineRoute, plan.n),
-                      (EngineFailover, plan.n), (EngineFailoverBreaker, plan.n)],
-                     warmup=plan.warmup, rounds=plan.rounds)
+    fo_group = Group(
+        [
+            (RawAiohttp, plan.n),
+            (RawAiohttpFailover, plan.n),
+            (EngineRoute, plan.n),
+            (EngineFailover, plan.n),
+            (EngineFailoverBreaker, plan.n),
+        ],
+        warmup=plan.warmup,
+        rounds=plan.rounds,
+    )
     if lite:
         fo_clients.append(LiteLLMFailover)
-        fo_group.clients += [(LiteLLMRouter, plan.litellm_failover_n),
-                             (LiteLLMFailover, plan.litellm_failover_n)]
+        fo_group.clients += [
+            (LiteLLMRouter, plan.litellm_failover_n),
+            (LiteLLMFailover, plan.litellm_failover_n),
+        ]
     progress("failover")
     fo, _ = run(lp, measure(env, fo_group))
 
@@ -577,18 +616,36 @@ def bench(env: Env, plan: Plan, rep: Report) -> None:
     if lite and plan.litellm_rates:
         st_clients.append(StreamLiteLLM)
     progress("streams")
-    st, _ = run(lp, measure(env, Group(
-        [(c, plan.stream_n // 8 if c is StreamLiteLLM else plan.stream_n) for c in st_clients],
-        warmup=plan.warmup // 4, rounds=plan.rounds)))
+    st, _ = run(
+        lp,
+        measure(
+            env,
+            Group(
+                [(c, plan.stream_n // 8 if c is StreamLiteLLM else plan.stream_n) for c in st_clients],
+                warmup=plan.warmup // 4,
+                rounds=plan.rounds,
+            ),
+        ),
+    )
 
     other = "uvloop" if lp == "asyncio" else "asyncio"
     uv: dict[tuple[str, str], tuple[float, float]] = {}
     uv_clients: list[type[Client]] = [RawHttpx, RawAiohttp, HttpxAiohttp, EngineRoute]
     if uvloop is not None:
         progress(other)
-        useq, uthr = run(other, measure(env, Group(
-            [(c, plan.uvloop_n) for c in uv_clients], (50,), plan.uvloop_seconds, plan.warmup,
-            plan.rounds)))
+        useq, uthr = run(
+            other,
+            measure(
+                env,
+                Group(
+                    [(c, plan.uvloop_n) for c in uv_clients],
+                    (50,),
+                    plan.uvloop_seconds,
+                    plan.warmup,
+                    plan.rounds,
+                ),
+            ),
+        )
         for cls in uv_clients:
             uv[cls.key, other] = (useq[cls.key].median, uthr[cls.key, 50][0])
             uv[cls.key, lp] = (seq[cls.key].median, thr[cls.key, 50][0])
@@ -597,21 +654,31 @@ def bench(env: Env, plan: Plan, rep: Report) -> None:
     h, a = seq["httpx"].median, seq["aiohttp"].median
     w = 42
     rep.out("")
-    rep.out(f"Sequential latency, {plan.n} requests after {plan.warmup} warm-up "
-            f"(LiteLLM: {plan.litellm_n}), {plan.rounds} interleaved rounds, in microseconds")
-    rep.out(f"{'client':<{w}} {'median':>8} {'p99':>8} {'vs httpx':>9} {'vs aiohttp':>11} "
-            f"{'cpu/req':>8} {'cpu vs aiohttp':>15}")
+    rep.out(
+        f"Sequential latency, {plan.n} requests after {plan.warmup} warm-up "
+        f"(LiteLLM: {plan.litellm_n}), {plan.rounds} interleaved rounds, in microseconds"
+    )
+    rep.out(
+        f"{'client':<{w}} {'median':>8} {'p99':>8} {'vs httpx':>9} {'vs aiohttp':>11} "
+        f"{'cpu/req':>8} {'cpu vs aiohttp':>15}"
+    )
     ca = seq["aiohttp"].cpu
     for cls in seq_clients:
         s = seq[cls.key]
-        rep.out(f"{cls.label:<{w}} {_us(s.median):>8} {_us(s.p99):>8} {_x(s.median, h):>9} "
-                f"{_x(s.median, a):>11} {_us(s.cpu):>8} {_x(s.cpu, ca):>15}")
-    rep.out("  cpu/req: the client thread's CPU time (user + system) per request, a mean; less "
-            "sensitive than wall time to other load on the machine")
+        rep.out(
+            f"{cls.label:<{w}} {_us(s.median):>8} {_us(s.p99):>8} {_x(s.median, h):>9} "
+            f"{_x(s.median, a):>11} {_us(s.cpu):>8} {_x(s.cpu, ca):>15}"
+        )
+    rep.out(
+        "  cpu/req: the client thread's CPU time (user + system) per request, a mean; less "
+        "sensitive than wall time to other load on the machine"
+    )
 
     rep.out("")
-    rep.out(f"Throughput, requests/s: best of {plan.rounds} rounds of {plan.seconds:g} s; "
-            "% of raw httpx / raw aiohttp")
+    rep.out(
+        f"Throughput, requests/s: best of {plan.rounds} rounds of {plan.seconds:g} s; "
+        "% of raw httpx / raw aiohttp"
+    )
     head = "".join(f" {'c=' + str(c):>8} {'%httpx':>7} {'%aiohttp':>9}" for c in plan.levels)
     rep.out(f"{'client':<{w}}{head} {'errors':>7}")
     for cls in seq_clients:
@@ -623,59 +690,81 @@ def bench(env: Env, plan: Plan, rep: Report) -> None:
                 continue
             r, e = thr[cls.key, c]
             errs += e
-            cells += (f" {r:>8,.0f} {_pct(r, thr['httpx', c][0]):>7} "
-                      f"{_pct(r, thr['aiohttp', c][0]):>9}")
+            cells += f" {r:>8,.0f} {_pct(r, thr['httpx', c][0]):>7} {_pct(r, thr['aiohttp', c][0]):>9}"
         rep.out(f"{cls.label:<{w}}{cells} {errs:>7}")
     if not plan.litellm_rates and lite:
         rep.out("  LiteLLM's throughput and stream rows are skipped in --quick")
 
     plain = fo["engine"].median
     rep.out("")
-    rep.out("Failover: a priority group whose first target refuses connections (no retries on "
-            "it), in microseconds")
-    rep.out(f"{'client':<{w}} {'median':>8} {'p99':>8} {'added':>8} {'vs httpx':>9} "
-            f"{'vs aiohttp':>11}")
+    rep.out(
+        "Failover: a priority group whose first target refuses connections (no retries on "
+        "it), in microseconds"
+    )
+    rep.out(f"{'client':<{w}} {'median':>8} {'p99':>8} {'added':>8} {'vs httpx':>9} {'vs aiohttp':>11}")
     refs = {"aiohttp_failover": "aiohttp", "litellm_failover": "litellm"}
-    for key, label in (("aiohttp", "raw aiohttp, plain"), ("engine", "engine.route(), plain"),
-                       ("litellm", "LiteLLM Router, plain")):
+    for key, label in (
+        ("aiohttp", "raw aiohttp, plain"),
+        ("engine", "engine.route(), plain"),
+        ("litellm", "LiteLLM Router, plain"),
+    ):
         if key in fo:
             s = fo[key]
-            rep.out(f"{label:<{w}} {_us(s.median):>8} {_us(s.p99):>8} {'':>8} "
-                    f"{_x(s.median, h):>9} {_x(s.median, a):>11}")
+            rep.out(
+                f"{label:<{w}} {_us(s.median):>8} {_us(s.p99):>8} {'':>8} "
+                f"{_x(s.median, h):>9} {_x(s.median, a):>11}"
+            )
     for cls in fo_clients:
         s = fo[cls.key]
         base = fo[refs.get(cls.key, "engine")].median
-        rep.out(f"{cls.label:<{w}} {_us(s.median):>8} {_us(s.p99):>8} "
-                f"{'+' + _us(s.median - base):>8} {_x(s.median, h):>9} {_x(s.median, a):>11}")
-    rep.out("  added = median minus the same client's plain median, measured interleaved with "
-            "it; vs httpx / vs aiohttp: against the main table's raw medians")
+        rep.out(
+            f"{cls.label:<{w}} {_us(s.median):>8} {_us(s.p99):>8} "
+            f"{'+' + _us(s.median - base):>8} {_x(s.median, h):>9} {_x(s.median, a):>11}"
+        )
+    rep.out(
+        "  added = median minus the same client's plain median, measured interleaved with "
+        "it; vs httpx / vs aiohttp: against the main table's raw medians"
+    )
 
     rep.out("")
-    rep.out(f"Streaming, one {STREAM_CHUNKS}-chunk SSE stream per call, {plan.stream_n} streams "
-            f"(LiteLLM: {plan.stream_n // 8}), in microseconds")
-    rep.out(f"{'client':<{w}} {'median':>8} {'p99':>8} {'/chunk':>7} {'+/chunk httpx':>14} "
-            f"{'+/chunk aiohttp':>16}")
+    rep.out(
+        f"Streaming, one {STREAM_CHUNKS}-chunk SSE stream per call, {plan.stream_n} streams "
+        f"(LiteLLM: {plan.stream_n // 8}), in microseconds"
+    )
+    rep.out(
+        f"{'client':<{w}} {'median':>8} {'p99':>8} {'/chunk':>7} {'+/chunk httpx':>14} "
+        f"{'+/chunk aiohttp':>16}"
+    )
     sh, sa = st["httpx"].median, st["aiohttp"].median
     for cls in st_clients:
         s = st[cls.key]
-        rep.out(f"{cls.label:<{w}} {_us(s.median):>8} {_us(s.p99):>8} "
-                f"{s.median / STREAM_CHUNKS:>7.1f} {(s.median - sh) / STREAM_CHUNKS:>+14.1f} "
-                f"{(s.median - sa) / STREAM_CHUNKS:>+16.1f}")
+        rep.out(
+            f"{cls.label:<{w}} {_us(s.median):>8} {_us(s.p99):>8} "
+            f"{s.median / STREAM_CHUNKS:>7.1f} {(s.median - sh) / STREAM_CHUNKS:>+14.1f} "
+            f"{(s.median - sa) / STREAM_CHUNKS:>+16.1f}"
+        )
 
     if uv:
         rep.out("")
-        rep.out(f"Event loop: sequential median (us) and throughput at c=50 (req/s); uvloop "
-                f"{uvloop.__version__}")  # type: ignore[union-attr]
-        rep.out(f"{'client':<{w}} {'asyncio':>8} {'uvloop':>8} {'gain':>6} {'asyncio':>8} "
-                f"{'uvloop':>8} {'gain':>6}")
+        rep.out(
+            f"Event loop: sequential median (us) and throughput at c=50 (req/s); uvloop {uvloop.__version__}"
+        )  # type: ignore[union-attr]
+        rep.out(
+            f"{'client':<{w}} {'asyncio':>8} {'uvloop':>8} {'gain':>6} {'asyncio':>8} "
+            f"{'uvloop':>8} {'gain':>6}"
+        )
         for cls in uv_clients:
             (sa_, ra_), (su, ru) = uv[cls.key, "asyncio"], uv[cls.key, "uvloop"]
-            rep.out(f"{cls.label:<{w}} {sa_:>8,.0f} {su:>8,.0f} {_x(sa_, su):>6} {ra_:>8,.0f} "
-                    f"{ru:>8,.0f} {_x(ru, ra_):>6}")
+            rep.out(
+                f"{cls.label:<{w}} {sa_:>8,.0f} {su:>8,.0f} {_x(sa_, su):>6} {ra_:>8,.0f} "
+                f"{ru:>8,.0f} {_x(ru, ra_):>6}"
+            )
         eu = uv["engine", "uvloop"]
-        rep.out(f"  under uvloop: engine.route() sequential {_x(eu[0], uv['httpx', 'uvloop'][0])} "
-                f"raw httpx, {_x(eu[0], uv['aiohttp', 'uvloop'][0])} raw aiohttp; c=50 "
-                f"{_pct(eu[1], uv['aiohttp', 'uvloop'][1])} of raw aiohttp")
+        rep.out(
+            f"  under uvloop: engine.route() sequential {_x(eu[0], uv['httpx', 'uvloop'][0])} "
+            f"raw httpx, {_x(eu[0], uv['aiohttp', 'uvloop'][0])} raw aiohttp; c=50 "
+            f"{_pct(eu[1], uv['aiohttp', 'uvloop'][1])} of raw aiohttp"
+        )
     else:
         rep.out("")
         rep.out("Event loop: uvloop is not installed; asyncio only")
@@ -692,8 +781,7 @@ def bench(env: Env, plan: Plan, rep: Report) -> None:
         ("throughput at c=50 >= 40% of raw aiohttp", c50 >= 0.40, f"{100 * c50:.0f}%"),
         ("failover adds < 300 us (breaker: none)", fo_none < 300, f"+{fo_none:.0f} us"),
         ("failover adds < 300 us (breaker on)", fo_brk < 300, f"+{fo_brk:.0f} us"),
-        ("streaming adds < 20 us per chunk (vs raw httpx)", per_chunk < 20,
-         f"{per_chunk:+.1f} us"),
+        ("streaming adds < 20 us per chunk (vs raw httpx)", per_chunk < 20, f"{per_chunk:+.1f} us"),
     ]
     rep.out("")
     rep.out(f"Targets (issue 3, item 11), loop: {lp}")
@@ -703,10 +791,22 @@ def bench(env: Env, plan: Plan, rep: Report) -> None:
 
 # -- profile ------------------------------------------------------------------------------------
 
+
 def _bucket(path: str) -> str:
     p = path.replace("\\", "/")
-    for name in ("httpx_aiohttp", "httpx", "httpcore", "aiohttp", "yarl", "multidict", "jinja2",
-                 "purgatory", "pydantic", "h11", "uvloop"):
+    for name in (
+        "httpx_aiohttp",
+        "httpx",
+        "httpcore",
+        "aiohttp",
+        "yarl",
+        "multidict",
+        "jinja2",
+        "purgatory",
+        "pydantic",
+        "h11",
+        "uvloop",
+    ):
         if f"/{name}/" in p:
             return name
     if "/engine/" in p:
@@ -722,6 +822,7 @@ def _bucket(path: str) -> str:
 
 def spin(env: Env, plan: Plan, seconds: float) -> None:
     """Sequential ``engine.route()`` for ``seconds`` with no profiler: for py-spy."""
+
     async def go() -> None:
         async with EngineRoute(env) as call:
             end = time.perf_counter() + seconds
@@ -749,8 +850,10 @@ def profile(env: Env, plan: Plan, seconds: float, top: int) -> None:
                 await call()
                 n += 1
             session = profiler.stop()
-        print(f"\nprofiled {n} sequential engine.route() calls "
-              f"({1e6 * seconds / n:.0f} us each, profiler on), loop: {plan.loop}")
+        print(
+            f"\nprofiled {n} sequential engine.route() calls "
+            f"({1e6 * seconds / n:.0f} us each, profiler on), loop: {plan.loop}"
+        )
         root = session.root_frame()
         assert root is not None
         total = root.time
@@ -785,12 +888,14 @@ def profile(env: Env, plan: Plan, seconds: float, top: int) -> None:
 def session_text(profiler: Any) -> str:
     from pyinstrument.renderers import ConsoleRenderer
 
-    renderer = ConsoleRenderer(unicode=True, color=False, time="percent_of_total",
-                               processor_options={"filter_threshold": 0.01})
+    renderer = ConsoleRenderer(
+        unicode=True, color=False, time="percent_of_total", processor_options={"filter_threshold": 0.01}
+    )
     return str(profiler.output(renderer))
 
 
 # -- main ---------------------------------------------------------------------------------------
+
 
 def import_litellm(notes: list[str]) -> Any:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network at import
@@ -798,8 +903,10 @@ def import_litellm(notes: list[str]) -> Any:
     try:
         import litellm
     except ImportError:
-        notes.append("LiteLLM is not installed: its rows are skipped "
-                     "(pip install 'engine[bench]' or pip install litellm)")
+        notes.append(
+            "LiteLLM is not installed: its rows are skipped "
+            "(pip install 'engine[bench]' or pip install litellm)"
+        )
         return None
     # Cancelling LiteLLM calls at the end of a throughput round leaves coroutines unawaited.
     warnings.filterwarnings("ignore", message="coroutine .* was never awaited")
@@ -811,16 +918,30 @@ def import_litellm(notes: list[str]) -> Any:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="a ~30 s run with fewer samples")
-    p.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
-                   help="event loop of the main table (the other one is measured too)")
-    p.add_argument("--upstream", choices=("nginx", "fake"), default="nginx",
-                   help="nginx when installed (default), or the bundled fake provider")
+    p.add_argument(
+        "--loop",
+        choices=("asyncio", "uvloop"),
+        default="asyncio",
+        help="event loop of the main table (the other one is measured too)",
+    )
+    p.add_argument(
+        "--upstream",
+        choices=("nginx", "fake"),
+        default="nginx",
+        help="nginx when installed (default), or the bundled fake provider",
+    )
     p.add_argument("--no-litellm", action="store_true", help="skip LiteLLM even when installed")
-    p.add_argument("--profile", action="store_true",
-                   help="instead of the table: profile sequential engine.route() (pyinstrument)")
-    p.add_argument("--spin", action="store_true",
-                   help="instead of the table: sequential engine.route() for --profile-seconds "
-                   "with no profiler (run it under py-spy)")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="instead of the table: profile sequential engine.route() (pyinstrument)",
+    )
+    p.add_argument(
+        "--spin",
+        action="store_true",
+        help="instead of the table: sequential engine.route() for --profile-seconds "
+        "with no profiler (run it under py-spy)",
+    )
     p.add_argument("--profile-seconds", type=float, default=5.0)
     p.add_argument("--top", type=int, default=25, help="rows per profile listing")
     args = p.parse_args(argv)
@@ -836,25 +957,36 @@ def main(argv: list[str] | None = None) -> int:
     upstream_core = avail[1] if len(avail) > 1 else None
     up = start_upstream(upstream_core, prefer=args.upstream)
     if up.kind != "nginx" and args.upstream == "nginx":
-        notes.append("nginx is not installed: the upstream is the bundled fake provider in its "
-                     "own process (slower than nginx: absolute numbers are not comparable)")
+        notes.append(
+            "nginx is not installed: the upstream is the bundled fake provider in its "
+            "own process (slower than nginx: absolute numbers are not comparable)"
+        )
     pinned = pin(client_core)
     if upstream_core is None:
         notes.append("one core only: client and upstream share it")
     try:
         refused = refused_port()
-        routes = ROUTES.format(url=up.url, stream_url=up.stream_url, model=MODEL, refused=refused,
-                               stream_headers=json.dumps(up.stream_headers))
+        routes = ROUTES.format(
+            url=up.url,
+            stream_url=up.stream_url,
+            model=MODEL,
+            refused=refused,
+            stream_headers=json.dumps(up.stream_headers),
+        )
         skip = args.no_litellm or args.profile or args.spin
         litellm = None if skip else import_litellm(notes)
         env = Env(up, refused, routes, litellm, notes)
         rep = Report()
-        rep.out(f"engine overhead: Python {platform.python_version()}, {platform.machine()}, "
-                f"{len(avail)} cores, load {os.getloadavg()[0]:.2f}")
+        rep.out(
+            f"engine overhead: Python {platform.python_version()}, {platform.machine()}, "
+            f"{len(avail)} cores, load {os.getloadavg()[0]:.2f}"
+        )
         rep.out(f"upstream: {up.describe()}")
-        rep.out(f"client: {'pinned to core ' + str(client_core) if pinned else 'not pinned'}; "
-                f"loop: {plan.loop}; engine transport: the default unless noted"
-                + (f"; LiteLLM {_litellm_version()}" if litellm is not None else ""))
+        rep.out(
+            f"client: {'pinned to core ' + str(client_core) if pinned else 'not pinned'}; "
+            f"loop: {plan.loop}; engine transport: the default unless noted"
+            + (f"; LiteLLM {_litellm_version()}" if litellm is not None else "")
+        )
         for note in notes:
             rep.out(f"note: {note}")
         if args.spin:

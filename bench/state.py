@@ -33,15 +33,26 @@ from engine.runtime.state import State
 from engine.values import Secret
 
 ROOT = Path(__file__).resolve().parent.parent
-BODY = json.dumps({
-    "model": "gpt-4o-mini", "temperature": 0, "max_tokens": 256,
-    "messages": [{"role": "system", "content": "You are terse."},
-                 {"role": "user", "content": "Summarise this paragraph. " * 30}],
-}).encode()
-ANSWER = Response(text="a short answer " * 10, provider="openai", model="gpt-4o-mini",
-                  finish_reason="stop", usage=Usage(200, 40), cost=0.00005)
-REQUEST = {"model": "chat", "temperature": 0, "messages": [{"role": "user", "content": "hi"}],
-           "metadata": {}}
+BODY = json.dumps(
+    {
+        "model": "gpt-4o-mini",
+        "temperature": 0,
+        "max_tokens": 256,
+        "messages": [
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": "Summarise this paragraph. " * 30},
+        ],
+    }
+).encode()
+ANSWER = Response(
+    text="a short answer " * 10,
+    provider="openai",
+    model="gpt-4o-mini",
+    finish_reason="stop",
+    usage=Usage(200, 40),
+    cost=0.00005,
+)
+REQUEST = {"model": "chat", "temperature": 0, "messages": [{"role": "user", "content": "hi"}], "metadata": {}}
 
 ns = time.perf_counter_ns
 
@@ -83,12 +94,19 @@ async def cache_rows(label: str, backend: str, n: int) -> list[str]:
         await state.responses.clear()
         key = state.responses.key("openai/gpt-4o-mini", BODY)
         await state.responses.set(key, ANSWER)
-        rows.append(row(f"{label}: cache get (hit)", await timed(
-            n, lambda i: state.responses.get(key))))
-        rows.append(row(f"{label}: respond() hit: sha256 key + get", await timed(
-            n, lambda i: state.respond("openai/gpt-4o-mini", BODY, upstream))))
-        rows.append(row(f"{label}: respond() miss: get+flight+set, no-op call", await timed(
-            n, lambda i: state.respond(f"openai/{i}", BODY, upstream))))
+        rows.append(row(f"{label}: cache get (hit)", await timed(n, lambda i: state.responses.get(key))))
+        rows.append(
+            row(
+                f"{label}: respond() hit: sha256 key + get",
+                await timed(n, lambda i: state.respond("openai/gpt-4o-mini", BODY, upstream)),
+            )
+        )
+        rows.append(
+            row(
+                f"{label}: respond() miss: get+flight+set, no-op call",
+                await timed(n, lambda i: state.respond(f"openai/{i}", BODY, upstream)),
+            )
+        )
         await state.responses.clear()
     finally:
         await state.aclose()
@@ -98,8 +116,12 @@ async def cache_rows(label: str, backend: str, n: int) -> list[str]:
 async def limiter_rows(label: str, backend: str, n: int, provider: Provider) -> list[str]:
     state = State.create(CacheConfig(backend=backend))
     try:
-        return [row(f"{label}: limiter acquire (admitted)", await timed(
-            n, lambda i: state.limiter.acquire(provider, 100)))]
+        return [
+            row(
+                f"{label}: limiter acquire (admitted)",
+                await timed(n, lambda i: state.limiter.acquire(provider, 100)),
+            )
+        ]
     finally:
         await state.aclose()
 
@@ -112,8 +134,12 @@ async def registry_rows(backend: str, rounds: int) -> list[str]:
     async with FakeServer() as fake, httpx.AsyncClient(timeout=5) as client:
         lines = ["version: 1", "providers:"]
         for i in range(20):
-            lines += [f"  p{i}:", "    kind: openai",
-                      f"    base_url: {fake.base_url('openai', f'p{i}')}", "    api_key: ${K}"]
+            lines += [
+                f"  p{i}:",
+                "    kind: openai",
+                f"    base_url: {fake.base_url('openai', f'p{i}')}",
+                "    api_key: ${K}",
+            ]
         lines += ["routes:", "  - match: {}", "    to: p0"]
         graph = compile_text("\n".join(lines) + "\n", base_dir=ROOT, env={"K": "sk-bench"})
         providers = list(graph.providers.values())
@@ -139,20 +165,25 @@ async def registry_rows(backend: str, rounds: int) -> list[str]:
         finally:
             await state.registry.clear()
             await state.aclose()
-        return [row(f"{label}: registry 20 providers cold", cold),
-                row(f"{label}: registry 20 providers warm", warm)]
+        return [
+            row(f"{label}: registry 20 providers cold", cold),
+            row(f"{label}: registry 20 providers warm", warm),
+        ]
 
 
 async def main(args: argparse.Namespace, redis_url: str) -> None:
     graph = compile_text(
         "version: 1\nproviders:\n  big:\n    kind: openai\n    base_url: http://127.0.0.1:9/v1\n"
         "    limits: {rpm: 1000000000, tpm: 1000000000000}\nroutes:\n  - match: {}\n    to: big\n",
-        base_dir=ROOT, env={})
+        base_dir=ROOT,
+        env={},
+    )
     big = graph.providers["big"]
     state = State.create(CacheConfig(backend="memory", responses_ttl=600, max_temperature=0.1))
     print(f"{'operation':<46} {'median us':>9} {'p99 us':>9} {'n':>8}")
-    print(row("cache_policy() on a cacheable request",
-              sync_timed(args.n, lambda: state.cache_policy(REQUEST))))
+    print(
+        row("cache_policy() on a cacheable request", sync_timed(args.n, lambda: state.cache_policy(REQUEST)))
+    )
     n_redis = max(args.n // 10, 500)
     for line in await cache_rows("memory", "memory", args.n):
         print(line)
@@ -182,8 +213,10 @@ def redis_server(url: str | None) -> Iterator[str]:
     if exe is None:
         sys.exit("redis-server is not installed (bash .ci/setup dev installs it), or pass --redis URL")
     port = _free_port()
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
     try:
         end = time.monotonic() + 10
         while time.monotonic() < end:

@@ -140,10 +140,31 @@ __all__ = [
     "compile_text",
 ]
 
-_PLAN = ("Plan", "PlanBody", "PlanBreaker", "PlanCache", "PlanPrice", "PlanRequest", "PlanRetry",
-         "PlanRoute", "PlanSpeed", "PlanTarget", "PlanTreeGroup", "PlanTreeNode", "PlanTreeTarget")
-_EVENTS = ("AttemptEnded", "AttemptStarted", "BreakerChanged", "Event", "EventName", "FailingOver",
-           "Retrying", "StateChanged")
+_PLAN = (
+    "Plan",
+    "PlanBody",
+    "PlanBreaker",
+    "PlanCache",
+    "PlanPrice",
+    "PlanRequest",
+    "PlanRetry",
+    "PlanRoute",
+    "PlanSpeed",
+    "PlanTarget",
+    "PlanTreeGroup",
+    "PlanTreeNode",
+    "PlanTreeTarget",
+)
+_EVENTS = (
+    "AttemptEnded",
+    "AttemptStarted",
+    "BreakerChanged",
+    "Event",
+    "EventName",
+    "FailingOver",
+    "Retrying",
+    "StateChanged",
+)
 
 # name -> the module it loads from on first use
 _LAZY = {

@@ -53,22 +53,21 @@ class Subscribable:
     _core: Supervisor
 
     @overload
-    def on(self, event: Literal["attempt_start"],
-           callback: Callable[[AttemptStarted], object]) -> Unsubscribe: ...
+    def on(
+        self, event: Literal["attempt_start"], callback: Callable[[AttemptStarted], object]
+    ) -> Unsubscribe: ...
     @overload
-    def on(self, event: Literal["attempt_end"],
-           callback: Callable[[AttemptEnded], object]) -> Unsubscribe: ...
+    def on(
+        self, event: Literal["attempt_end"], callback: Callable[[AttemptEnded], object]
+    ) -> Unsubscribe: ...
     @overload
     def on(self, event: Literal["retry"], callback: Callable[[Retrying], object]) -> Unsubscribe: ...
     @overload
-    def on(self, event: Literal["failover"],
-           callback: Callable[[FailingOver], object]) -> Unsubscribe: ...
+    def on(self, event: Literal["failover"], callback: Callable[[FailingOver], object]) -> Unsubscribe: ...
     @overload
-    def on(self, event: Literal["breaker"],
-           callback: Callable[[BreakerChanged], object]) -> Unsubscribe: ...
+    def on(self, event: Literal["breaker"], callback: Callable[[BreakerChanged], object]) -> Unsubscribe: ...
     @overload
-    def on(self, event: Literal["state"],
-           callback: Callable[[StateChanged], object]) -> Unsubscribe: ...
+    def on(self, event: Literal["state"], callback: Callable[[StateChanged], object]) -> Unsubscribe: ...
 
     def on(self, event: EventName, callback: Callable[[Any], object]) -> Unsubscribe:
         """Subscribe to ``attempt_start``, ``attempt_end``, ``retry``, ``failover``, ``breaker``
@@ -93,28 +92,52 @@ class Engine(Subscribable):
     no shared state (a ``state`` event says so), never a failed request.
     """
 
-    def __init__(self, graph: RoutingGraph, *, transport: TransportOption = None,
-                 seed: int | None = None, circuit_factory: Any = None,
-                 source: str | Path | None = None, profile: str | None = None) -> None:
-        self._core = Supervisor(graph, transport=transport, seed=seed,
-                                circuit_factory=circuit_factory)
+    def __init__(
+        self,
+        graph: RoutingGraph,
+        *,
+        transport: TransportOption = None,
+        seed: int | None = None,
+        circuit_factory: Any = None,
+        source: str | Path | None = None,
+        profile: str | None = None,
+    ) -> None:
+        self._core = Supervisor(graph, transport=transport, seed=seed, circuit_factory=circuit_factory)
         self._source = Path(source) if source is not None else None
         self._profile = profile
         self._sync_view: SyncEngine | None = None
 
     @classmethod
-    def from_file(cls, path: str | Path, profile: str | None = None, *,
-                  transport: TransportOption = None, seed: int | None = None,
-                  circuit_factory: Any = None) -> Engine:
+    def from_file(
+        cls,
+        path: str | Path,
+        profile: str | None = None,
+        *,
+        transport: TransportOption = None,
+        seed: int | None = None,
+        circuit_factory: Any = None,
+    ) -> Engine:
         """Compile ``path`` (with ``profiles/PROFILE.yaml`` beside it; default profile:
         ``$ENGINE_PROFILE``). Raises ``ConfigError``."""
         profile = profile if profile is not None else os.environ.get("ENGINE_PROFILE") or None
-        return cls(compile_file(path, profile=profile), source=path, profile=profile,
-                   transport=transport, seed=seed, circuit_factory=circuit_factory)
+        return cls(
+            compile_file(path, profile=profile),
+            source=path,
+            profile=profile,
+            transport=transport,
+            seed=seed,
+            circuit_factory=circuit_factory,
+        )
 
     @classmethod
-    def from_graph(cls, graph: RoutingGraph, *, transport: TransportOption = None,
-                   seed: int | None = None, circuit_factory: Any = None) -> Engine:
+    def from_graph(
+        cls,
+        graph: RoutingGraph,
+        *,
+        transport: TransportOption = None,
+        seed: int | None = None,
+        circuit_factory: Any = None,
+    ) -> Engine:
         return cls(graph, transport=transport, seed=seed, circuit_factory=circuit_factory)
 
     @property
@@ -128,6 +151,7 @@ class Engine(Subscribable):
         engine's own loop thread)."""
         if self._sync_view is None:
             from engine.sync import SyncEngine
+
             self._sync_view = SyncEngine.of(self)
         return self._sync_view
 
@@ -151,13 +175,13 @@ class Engine(Subscribable):
 
     def route_sync(self, request: RequestLike) -> Response:
         """``engine.sync.route(request)``: for scripts, on the engine's own loop thread."""
-        return self._core.run_sync("route_sync()", "await route()",
-                                   functools.partial(self.route, request))
+        return self._core.run_sync("route_sync()", "await route()", functools.partial(self.route, request))
 
     # -- graphs ---------------------------------------------------------------------------------
 
-    def reload(self, path: str | Path | None = None, profile: str | None = None, *,
-               graph: RoutingGraph | None = None) -> RoutingGraph:
+    def reload(
+        self, path: str | Path | None = None, profile: str | None = None, *, graph: RoutingGraph | None = None
+    ) -> RoutingGraph:
         """Compile ``path`` (default: the file this engine was built from, with its profile) or
         take ``graph``, and swap it in atomically. Requests in flight finish on the graph they
         started with; connections of unchanged providers are kept. On ``ConfigError`` the
@@ -166,8 +190,9 @@ class Engine(Subscribable):
         the calling thread: inside async code, ``await areload()``."""
         return self._core.swap(graph if graph is not None else self._compile(path, profile))
 
-    async def areload(self, path: str | Path | None = None, profile: str | None = None, *,
-                      graph: RoutingGraph | None = None) -> RoutingGraph:
+    async def areload(
+        self, path: str | Path | None = None, profile: str | None = None, *, graph: RoutingGraph | None = None
+    ) -> RoutingGraph:
         """``reload`` for async code: the compile runs in a worker thread, so the event loop
         keeps answering requests meanwhile; the swap then happens on the loop."""
         if graph is None:
@@ -205,9 +230,13 @@ class Engine(Subscribable):
         ``ValueError`` for a provider the config does not name."""
         return await self._core.list_models(provider, refresh)
 
-    async def list_models_many(self, providers: Iterable[str] | None = None, *,
-                               max_concurrency: int = 10, timeout: float | None = None
-                               ) -> dict[str, ModelListing | Exception]:
+    async def list_models_many(
+        self,
+        providers: Iterable[str] | None = None,
+        *,
+        max_concurrency: int = 10,
+        timeout: float | None = None,
+    ) -> dict[str, ModelListing | Exception]:
         """Many listings at once (default: every provider), at most ``max_concurrency`` fetches
         at a time, each bounded by ``timeout`` seconds. A provider that fails maps to its error
         (``ListingError``, or ``TimeoutError`` past ``timeout``) and does not stop the
@@ -238,15 +267,17 @@ class Engine(Subscribable):
     async def __aenter__(self) -> Engine:
         return self
 
-    async def __aexit__(self, et: type[BaseException] | None, ev: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.aclose()
 
     def __enter__(self) -> Engine:
         return self
 
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def __repr__(self) -> str:

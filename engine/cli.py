@@ -30,13 +30,16 @@ class _Usage(Exception):
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="engine", description="Declarative routing for LLM API "
-                                "requests: check, plan and run routes.yaml.")
+    p = argparse.ArgumentParser(
+        prog="engine",
+        description="Declarative routing for LLM API requests: check, plan and run routes.yaml.",
+    )
     p.add_argument("--version", action="version", version=f"engine {_version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    i = sub.add_parser("init", help="write a starter routes.yaml and profiles/ci.yaml (wired to "
-                       "`engine fake`)")
+    i = sub.add_parser(
+        "init", help="write a starter routes.yaml and profiles/ci.yaml (wired to `engine fake`)"
+    )
     i.add_argument("dir", nargs="?", default=".", help="where to write them (default: here)")
     i.add_argument("--force", action="store_true", help="overwrite files that exist")
 
@@ -54,38 +57,53 @@ def _parser() -> argparse.ArgumentParser:
 
     # its options are engine.fake.run's, parsed in _fake (importing them here would load aiohttp
     # for every command)
-    sub.add_parser("fake", add_help=False, help="run the bundled fake provider (all four wire "
-                   "formats, faults on demand; `engine fake --help` lists them)")
+    sub.add_parser(
+        "fake",
+        add_help=False,
+        help="run the bundled fake provider (all four wire "
+        "formats, faults on demand; `engine fake --help` lists them)",
+    )
 
-    d = sub.add_parser("demo", help="start the fake provider, route real requests through the "
-                       "config (retry, failover, breaker, stream, hedge, cache) and tell what "
-                       "happened")
-    d.description = ("Starts the bundled fake provider on the port the config's providers point "
-                     "at (a config that would call anything else is refused) and tells what the "
-                     "engine's events and attempts say. Without --profile or $ENGINE_PROFILE, "
-                     "profiles/ci.yaml beside the config is used when it exists.")
+    d = sub.add_parser(
+        "demo",
+        help="start the fake provider, route real requests through the "
+        "config (retry, failover, breaker, stream, hedge, cache) and tell what "
+        "happened",
+    )
+    d.description = (
+        "Starts the bundled fake provider on the port the config's providers point "
+        "at (a config that would call anything else is refused) and tells what the "
+        "engine's events and attempts say. Without --profile or $ENGINE_PROFILE, "
+        "profiles/ci.yaml beside the config is used when it exists."
+    )
     _with_file(d)
     return p
 
 
 def _with_file(sp: argparse.ArgumentParser) -> None:
-    sp.add_argument("file", nargs="?", default="routes.yaml",
-                    help="config file (default: ./routes.yaml)")
-    sp.add_argument("--profile", default=os.environ.get("ENGINE_PROFILE") or None,
-                    help="overlay profiles/NAME.yaml (default: $ENGINE_PROFILE)")
+    sp.add_argument("file", nargs="?", default="routes.yaml", help="config file (default: ./routes.yaml)")
+    sp.add_argument(
+        "--profile",
+        default=os.environ.get("ENGINE_PROFILE") or None,
+        help="overlay profiles/NAME.yaml (default: $ENGINE_PROFILE)",
+    )
 
 
 def _plan_parser(pl: argparse.ArgumentParser) -> None:
     _with_file(pl)
     pl.add_argument("--model", "-m", help="requested model (or route name)")
     pl.add_argument("--request", "-r", help="a JSON file with the request (OpenAI style)")
-    pl.add_argument("--metadata", action="append", default=[], metavar="KEY=VALUE",
-                    help="request metadata (repeatable)")
+    pl.add_argument(
+        "--metadata", action="append", default=[], metavar="KEY=VALUE", help="request metadata (repeatable)"
+    )
     pl.add_argument("--temperature", type=float, help="request temperature")
     pl.add_argument("--stream", action="store_true", help="plan a streaming request")
-    pl.add_argument("--target", "-t", metavar="TARGET",
-                    help="show the request body of this target (provider/model or provider) "
-                    "instead of the first one's")
+    pl.add_argument(
+        "--target",
+        "-t",
+        metavar="TARGET",
+        help="show the request body of this target (provider/model or provider) instead of the first one's",
+    )
     pl.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -206,16 +224,17 @@ def _init(folder: str, force: bool) -> int:
         written = write_starter(folder, force=force)
     except StarterExists as exc:
         for path in exc.paths:
-            print(f"engine init: {path} exists; nothing written (--force overwrites)",
-                  file=sys.stderr)
+            print(f"engine init: {path} exists; nothing written (--force overwrites)", file=sys.stderr)
         return CONFIG_ERROR
     except OSError as exc:
         raise _Usage(f"cannot write the starter files: {exc}") from None
     for path in written:
         print(f"wrote {path}")
     where = "" if Path(folder).resolve() == Path.cwd() else f"cd {folder} && "
-    print(f"next: {where}engine check --strict --profile ci && engine demo   (the demo starts the "
-          "fake provider and routes requests through routes.yaml)")
+    print(
+        f"next: {where}engine check --strict --profile ci && engine demo   (the demo starts the "
+        "fake provider and routes requests through routes.yaml)"
+    )
     return OK
 
 
@@ -238,9 +257,11 @@ def _check(args: argparse.Namespace, graph: RoutingGraph) -> int:
         return CONFIG_ERROR
     if not args.quiet:
         files = " + ".join(graph.sources)
-        print(f"{files}: ok ({_n(len(graph.providers), 'provider')}, "
-              f"{_n(len(graph.groups), 'group')}, {_n(len(graph.routes), 'route')}; "
-              f"{_n(len(warnings), 'warning')})")
+        print(
+            f"{files}: ok ({_n(len(graph.providers), 'provider')}, "
+            f"{_n(len(graph.groups), 'group')}, {_n(len(graph.routes), 'route')}; "
+            f"{_n(len(warnings), 'warning')})"
+        )
     return OK
 
 

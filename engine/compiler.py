@@ -65,16 +65,16 @@ _WIRE_KEYS = ("max_tokens_field", "send_reasoning_content")  # provider and mode
 _SECTION_OF = {"speed": "speeds", "retry classifier": "retry", "breaker": "breakers"}
 
 # keys written in the wrong place: what to write instead
-_SPEED_KEY = ("'{0}' is set per speed category: speeds: {{NAME: {{{0}: ...}}}}, then speed: NAME "
-              "here (or in defaults)")
+_SPEED_KEY = (
+    "'{0}' is set per speed category: speeds: {{NAME: {{{0}: ...}}}}, then speed: NAME here (or in defaults)"
+)
 _ELSEWHERE: dict[tuple[type[S.Spec], str], str] = {
-    **{(S.ProviderSpec, k): _SPEED_KEY.format(k) for k in ("retries", "connect", "read",
-                                                          "backoff")},
+    **{(S.ProviderSpec, k): _SPEED_KEY.format(k) for k in ("retries", "connect", "read", "backoff")},
     (S.ProviderSpec, "timeout"): "timeouts are set per speed category: speeds: {NAME: {connect: "
-                                 "5s, read: 30s}}, then speed: NAME here (or in defaults)",
+    "5s, read: 30s}}, then speed: NAME here (or in defaults)",
     (S.ProviderSpec, "deadline"): "a deadline is per route (routes[].deadline) or in defaults",
     (S.ProviderSpec, "strategy"): "a strategy belongs to a group: groups: {NAME: {strategy: ..., "
-                                  "targets: [...]}}",
+    "targets: [...]}}",
     (S.ProviderSpec, "model"): "write the models it serves under models: [a, b]",
     (S.RouteSpec, "targets"): "a route goes to one target (to:); name several in a group",
     (S.GroupSpec, "to"): "a group lists its members under targets: [...]",
@@ -85,19 +85,25 @@ _COMPATIBLE = {vendor: (k.name, url) for k in KINDS.values() for vendor, url in 
 
 
 def compile_text(
-    text: str, *, file: str = "routes.yaml", base_dir: Path | None = None,
-    profile: str | None = None, profiles_dir: Path | None = None,
+    text: str,
+    *,
+    file: str = "routes.yaml",
+    base_dir: Path | None = None,
+    profile: str | None = None,
+    profiles_dir: Path | None = None,
     env: Mapping[str, str] | None = None,
 ) -> RoutingGraph:
     """Compile YAML text. ``base_dir`` resolves template paths and ``profiles/`` (default: cwd)."""
     base = base_dir or Path.cwd()
-    loaded = load(text, file, profile=profile, profiles_dir=profiles_dir or base / "profiles",
-                  env=env)
+    loaded = load(text, file, profile=profile, profiles_dir=profiles_dir or base / "profiles", env=env)
     return compile_loaded(loaded, base_dir=base, profile=profile)
 
 
 def compile_file(
-    path: str | Path, *, profile: str | None = None, env: Mapping[str, str] | None = None,
+    path: str | Path,
+    *,
+    profile: str | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> RoutingGraph:
     """Compile a routes.yaml file (profiles from ``profiles/`` beside it)."""
     p = Path(path)
@@ -105,12 +111,14 @@ def compile_file(
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError([Problem(name, 0, 0, "", "file not found",
-                                   "pass the path of your routes.yaml")]) from None
+        raise ConfigError(
+            [Problem(name, 0, 0, "", "file not found", "pass the path of your routes.yaml")]
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([Problem(name, 0, 0, "", f"cannot read file: {exc}", "")]) from None
-    return compile_text(text, file=name, base_dir=p.parent, profile=profile,
-                        profiles_dir=p.parent / "profiles", env=env)
+    return compile_text(
+        text, file=name, base_dir=p.parent, profile=profile, profiles_dir=p.parent / "profiles", env=env
+    )
 
 
 def _display(path: Path) -> str:
@@ -148,18 +156,34 @@ class _Compiler:
 
     # -- reporting -----------------------------------------------------------------------------
 
-    def report(self, path: Path_, message: str, hint: str = "", *, key: bool = False,
-               severity: typing.Literal["error", "warning"] = "error",
-               shown: Path_ | None = None) -> None:
+    def report(
+        self,
+        path: Path_,
+        message: str,
+        hint: str = "",
+        *,
+        key: bool = False,
+        severity: typing.Literal["error", "warning"] = "error",
+        shown: Path_ | None = None,
+    ) -> None:
         """Record a problem located at ``path`` (its key with ``key=True``); the message names
         ``shown`` (default: ``path``). A document-level problem points at line 1."""
         text = format_path(path)
         if any(text == d or text.startswith((d + ".", d + "[")) for d in self._dropped):
             return  # a consequence of a refused secret, already reported
         loc = self.loaded.locations.find(path, key=key) or Loc(self.loaded.files[0], 1, 1)
-        self.problems.append(Problem(loc.file, loc.line, loc.col,
-                                     format_path(path if shown is None else shown), message,
-                                     hint, severity, loc.source))
+        self.problems.append(
+            Problem(
+                loc.file,
+                loc.line,
+                loc.col,
+                format_path(path if shown is None else shown),
+                message,
+                hint,
+                severity,
+                loc.source,
+            )
+        )
 
     def validate(self, model: type[S.Spec], data: Any, path: Path_) -> Any:
         spec, errors = S.validate(model, data)
@@ -176,24 +200,41 @@ class _Compiler:
         if kind == "extra_forbidden":
             allowed = S.allowed_keys(model, loc[:-1])
             name = str(loc[-1])
-            hint = _ELSEWHERE.get((model, name)) or did_you_mean(name, allowed) or (
-                f"allowed keys: {', '.join(sorted(allowed))}" if allowed else "remove it")
+            hint = (
+                _ELSEWHERE.get((model, name))
+                or did_you_mean(name, allowed)
+                or (f"allowed keys: {', '.join(sorted(allowed))}" if allowed else "remove it")
+            )
             self.report(full, f"unknown key '{name}'", hint, key=True, shown=full[:-1])
-        elif kind == "literal_error" and model is S.ProviderSpec and loc == ("kind",) \
-                and str(err.input).lower() in _COMPATIBLE:
+        elif (
+            kind == "literal_error"
+            and model is S.ProviderSpec
+            and loc == ("kind",)
+            and str(err.input).lower() in _COMPATIBLE
+        ):
             vendor = str(err.input)
             kind, url = _COMPATIBLE[vendor.lower()]
-            self.report(full, f"invalid value {vendor!r}",
-                        f"{vendor} speaks the {kind} protocol: write kind: {kind}, base_url: {url}")
+            self.report(
+                full,
+                f"invalid value {vendor!r}",
+                f"{vendor} speaks the {kind} protocol: write kind: {kind}, base_url: {url}",
+            )
         elif model is S.RouteSpec and loc == ("to",) and isinstance(err.input, list):
-            self.report(full, "expected one target, got a list",
-                        "to try several targets in turn, name them in a group: groups: {NAME: "
-                        "{targets: [...]}}, and write to: NAME")
+            self.report(
+                full,
+                "expected one target, got a list",
+                "to try several targets in turn, name them in a group: groups: {NAME: "
+                "{targets: [...]}}, and write to: NAME",
+            )
         elif kind == "too_short" and isinstance(err.input, list) and not err.input:
             self.report(full, f"'{loc[-1]}' is empty", "write at least one item")
         elif kind == "missing":
-            self.report(full[:-1] if len(full) > 1 else full,
-                        f"missing required key '{loc[-1]}'", f"add '{loc[-1]}:'", key=True)
+            self.report(
+                full[:-1] if len(full) > 1 else full,
+                f"missing required key '{loc[-1]}'",
+                f"add '{loc[-1]}:'",
+                key=True,
+            )
         elif kind == "literal_error":
             got = err.input
             expected = [x.strip(" '") for x in err.expected.replace(" or ", ", ").split(",")]
@@ -226,8 +267,7 @@ class _Compiler:
         defaults = defaults or S.DefaultsSpec()
         self._check_defaults(defaults, speeds, classifiers, breakers)
         cache_spec = self.validate(S.CacheSpec, data.get("cache") or {}, ("cache",))
-        providers = self._providers(data.get("providers"), defaults, speeds, classifiers,
-                                    breakers)
+        providers = self._providers(data.get("providers"), defaults, speeds, classifiers, breakers)
         groups = self._groups(data.get("groups"), providers)
         routes = self._routes(data.get("routes"), providers, groups, defaults.deadline)
         telemetry = self._telemetry(data.get("telemetry"), providers)
@@ -237,11 +277,19 @@ class _Compiler:
         cache = _cache(cache_spec or S.CacheSpec())
         warnings = [p for p in self.problems if p.severity == "warning"]
         return RoutingGraph(
-            version=1, providers=frozen_map(providers), groups=frozen_map(groups),
-            routes=tuple(routes), speeds=frozen_map(speeds), classifiers=frozen_map(classifiers),
-            breakers=frozen_map(breakers), cache=cache, deadline=defaults.deadline,
+            version=1,
+            providers=frozen_map(providers),
+            groups=frozen_map(groups),
+            routes=tuple(routes),
+            speeds=frozen_map(speeds),
+            classifiers=frozen_map(classifiers),
+            breakers=frozen_map(breakers),
+            cache=cache,
+            deadline=defaults.deadline,
             problems=tuple(sort_problems(warnings)),
-            sources=tuple(self.loaded.files), profile=profile, telemetry=telemetry,
+            sources=tuple(self.loaded.files),
+            profile=profile,
+            telemetry=telemetry,
         )
 
     def _telemetry(self, raw: Any, providers: Mapping[str, Provider]) -> TelemetryConfig:
@@ -250,20 +298,32 @@ class _Compiler:
             return TelemetryConfig()
         for name in spec.provider_names:
             if name not in providers:
-                self.report(("telemetry", "provider_names", name), f"unknown provider '{name}'",
-                            did_you_mean(name, providers) or "name a provider of this file",
-                            key=True)
-        return TelemetryConfig(spec.metrics, spec.traces, spec.capture_content, spec.logs.format,
-                               spec.logs.level, frozen_map(spec.provider_names))
+                self.report(
+                    ("telemetry", "provider_names", name),
+                    f"unknown provider '{name}'",
+                    did_you_mean(name, providers) or "name a provider of this file",
+                    key=True,
+                )
+        return TelemetryConfig(
+            spec.metrics,
+            spec.traces,
+            spec.capture_content,
+            spec.logs.format,
+            spec.logs.level,
+            frozen_map(spec.provider_names),
+        )
 
     def _secret_placement(self, node: Any, path: Path_) -> Any:
         """Environment values are secrets, so only fields that are never shown (api_key,
         base_url, headers, cache.backend) may hold one. Elsewhere it is an error, and the value is
         dropped so that no later message can quote it. Returns the node, cleaned."""
         if isinstance(node, Secret) and not _secret_capable(path) and _known_field(path):
-            self.report(path, "an environment value (${...}) is a secret and cannot be used "
-                        "here", "only api_key, base_url, headers and cache.backend read the "
-                        "environment; put per-environment values in a profile")
+            self.report(
+                path,
+                "an environment value (${...}) is a secret and cannot be used here",
+                "only api_key, base_url, headers and cache.backend read the "
+                "environment; put per-environment values in a profile",
+            )
             self._dropped.append(format_path(path))
             return None
         if isinstance(node, dict):
@@ -278,9 +338,13 @@ class _Compiler:
         for key in list(data):
             if key not in allowed:
                 ok = False
-                self.report((key,), f"unknown top-level key '{key}'",
-                            did_you_mean(key, allowed) or f"allowed keys: "
-                            f"{', '.join(sorted(allowed))}", key=True, shown=())
+                self.report(
+                    (key,),
+                    f"unknown top-level key '{key}'",
+                    did_you_mean(key, allowed) or f"allowed keys: {', '.join(sorted(allowed))}",
+                    key=True,
+                    shown=(),
+                )
                 meant = difflib.get_close_matches(key, list(allowed), n=1, cutoff=0.6)
                 if meant and meant[0] not in data:  # read it as what it meant: no cascade
                     data[meant[0]] = data.pop(key)
@@ -291,21 +355,27 @@ class _Compiler:
                 self.report((), f"missing required key '{key}'", f"add '{key}:' at the top level")
         if "version" in data and data["version"] != 1:
             ok = False
-            self.report(("version",), f"unsupported version {data['version']!r}",
-                        "this engine reads version: 1")
+            self.report(
+                ("version",), f"unsupported version {data['version']!r}", "this engine reads version: 1"
+            )
         for key in ("speeds", "retry", "breakers", "providers", "groups"):
             if key in data and data[key] is not None and not isinstance(data[key], dict):
                 ok = False
-                self.report((key,), f"'{key}' must be a mapping of names",
-                            f"write {key}: {{name: ...}}")
+                self.report((key,), f"'{key}' must be a mapping of names", f"write {key}: {{name: ...}}")
         if "routes" in data and not isinstance(data["routes"], list):
             ok = False
-            self.report(("routes",), "'routes' must be a list",
-                        "write each route as a '- match: ...' / 'to: ...' item")
+            self.report(
+                ("routes",),
+                "'routes' must be a list",
+                "write each route as a '- match: ...' / 'to: ...' item",
+            )
         elif data.get("routes") == []:
             ok = False
-            self.report(("routes",), "'routes' is empty: no request could be routed",
-                        "add at least one route, e.g. '- to: <provider>'")
+            self.report(
+                ("routes",),
+                "'routes' is empty: no request could be routed",
+                "add at least one route, e.g. '- to: <provider>'",
+            )
         return ok
 
     def _alias(self, written: Path_, meant: Path_) -> None:
@@ -349,16 +419,22 @@ class _Compiler:
             if parent_name is None or parent_name == name:
                 parent = BUILTIN_SPEEDS.get(name, BUILTIN_SPEEDS["medium"])
             elif parent_name in active:
-                self.report(("speeds", name, "extends"), f"speed '{name}' extends itself "
-                            f"through '{parent_name}'", "make one of them stand alone")
+                self.report(
+                    ("speeds", name, "extends"),
+                    f"speed '{name}' extends itself through '{parent_name}'",
+                    "make one of them stand alone",
+                )
                 parent = BUILTIN_SPEEDS["medium"]
             elif parent_name in specs:
                 parent = resolve(parent_name)
             elif parent_name in BUILTIN_SPEEDS:
                 parent = BUILTIN_SPEEDS[parent_name]
             else:
-                self.report(("speeds", name, "extends"), f"unknown speed '{parent_name}'",
-                            did_you_mean(parent_name, {*BUILTIN_SPEEDS, *specs}))
+                self.report(
+                    ("speeds", name, "extends"),
+                    f"unknown speed '{parent_name}'",
+                    did_you_mean(parent_name, {*BUILTIN_SPEEDS, *specs}),
+                )
                 parent = BUILTIN_SPEEDS["medium"]
             active.discard(name)
             done[name] = _speed(name, spec, parent)
@@ -389,13 +465,22 @@ class _Compiler:
         out = dict(BUILTIN_BREAKERS)
         for name, spec in specs.items():
             if name == NO_BREAKER:
-                self.report(("breakers", name), f"'{NO_BREAKER}' is reserved",
-                            "it means 'no breaker'; pick another name", key=True)
+                self.report(
+                    ("breakers", name),
+                    f"'{NO_BREAKER}' is reserved",
+                    "it means 'no breaker'; pick another name",
+                    key=True,
+                )
             out[name] = Breaker(name, spec.failures, spec.recovery, spec.scope)
         return out
 
-    def _check_defaults(self, d: S.DefaultsSpec, speeds: Mapping[str, Any],
-                        classifiers: Mapping[str, Any], breakers: Mapping[str, Any]) -> None:
+    def _check_defaults(
+        self,
+        d: S.DefaultsSpec,
+        speeds: Mapping[str, Any],
+        classifiers: Mapping[str, Any],
+        breakers: Mapping[str, Any],
+    ) -> None:
         self._ref(("defaults", "speed"), d.speed, speeds, "speed")
         self._ref(("defaults", "retry"), d.retry, classifiers, "retry classifier")
         if d.breaker != NO_BREAKER:
@@ -406,31 +491,52 @@ class _Compiler:
             return table[name]
         if name in self._raw(_SECTION_OF[what]):
             return None  # written but invalid: reported where it is written
-        self.report(path, f"unknown {what} '{name}'",
-                    did_you_mean(name, table) or f"known: {', '.join(sorted(table))}")
+        self.report(
+            path,
+            f"unknown {what} '{name}'",
+            did_you_mean(name, table) or f"known: {', '.join(sorted(table))}",
+        )
         return None
 
     # -- providers -----------------------------------------------------------------------------
 
-    def _providers(self, raw: Any, d: S.DefaultsSpec, speeds: Mapping[str, Speed],
-                   classifiers: Mapping[str, Classifier],
-                   breakers: Mapping[str, Breaker]) -> dict[str, Provider]:
+    def _providers(
+        self,
+        raw: Any,
+        d: S.DefaultsSpec,
+        speeds: Mapping[str, Speed],
+        classifiers: Mapping[str, Classifier],
+        breakers: Mapping[str, Breaker],
+    ) -> dict[str, Provider]:
         specs: dict[str, S.ProviderSpec] = self._entries("providers", raw)
         out: dict[str, Provider] = {}
         for name, spec in specs.items():
             path: Path_ = ("providers", name)
             if "/" in name:
-                self.report(path, f"provider name '{name}' contains '/'",
-                            "'/' separates provider and model in targets", key=True)
-            speed = self._ref((*path, "speed"), spec.speed or d.speed, speeds, "speed") \
-                if spec.speed else speeds.get(d.speed)
-            retry = self._ref((*path, "retry"), spec.retry, classifiers, "retry classifier") \
-                if spec.retry else classifiers.get(d.retry)
+                self.report(
+                    path,
+                    f"provider name '{name}' contains '/'",
+                    "'/' separates provider and model in targets",
+                    key=True,
+                )
+            speed = (
+                self._ref((*path, "speed"), spec.speed or d.speed, speeds, "speed")
+                if spec.speed
+                else speeds.get(d.speed)
+            )
+            retry = (
+                self._ref((*path, "retry"), spec.retry, classifiers, "retry classifier")
+                if spec.retry
+                else classifiers.get(d.retry)
+            )
             bname = spec.breaker or d.breaker
             breaker = None
             if bname != NO_BREAKER:
-                breaker = (self._ref((*path, "breaker"), bname, breakers, "breaker")
-                           if spec.breaker else breakers.get(bname))
+                breaker = (
+                    self._ref((*path, "breaker"), bname, breakers, "breaker")
+                    if spec.breaker
+                    else breakers.get(bname)
+                )
             template = self._template(name, spec)
             if speed is None or retry is None or template is None:
                 continue
@@ -438,27 +544,39 @@ class _Compiler:
             self._check_url(path, base_url)
             self._check_env(path, spec)
             out[name] = Provider(
-                name=name, kind=spec.kind, base_url=base_url, api_key=spec.api_key,
-                speed=speed, retry=retry, breaker=breaker,
-                pool=Pool(spec.pool.max_connections, spec.pool.max_keepalive,
-                          spec.pool.keepalive_expiry),
-                headers=frozen_map(spec.headers), template=template[0],
+                name=name,
+                kind=spec.kind,
+                base_url=base_url,
+                api_key=spec.api_key,
+                speed=speed,
+                retry=retry,
+                breaker=breaker,
+                pool=Pool(spec.pool.max_connections, spec.pool.max_keepalive, spec.pool.keepalive_expiry),
+                headers=frozen_map(spec.headers),
+                template=template[0],
                 template_path=template[1],
                 limits=Limits(spec.limits.rpm, spec.limits.tpm) if spec.limits else None,
-                max_response=(spec.max_response if spec.max_response is not None
-                              else DEFAULT_MAX_RESPONSE),
-                models=frozen_map({
-                    m: Model(m, ms.context, Price(ms.price.input, ms.price.output,
-                                                  ms.price.cache_read, ms.price.cache_write)
-                             if ms.price else None, wire=self._wire((*path, "models", m), spec, ms))
-                    for m, ms in spec.models.items()
-                }),
+                max_response=(spec.max_response if spec.max_response is not None else DEFAULT_MAX_RESPONSE),
+                models=frozen_map(
+                    {
+                        m: Model(
+                            m,
+                            ms.context,
+                            Price(ms.price.input, ms.price.output, ms.price.cache_read, ms.price.cache_write)
+                            if ms.price
+                            else None,
+                            wire=self._wire((*path, "models", m), spec, ms),
+                        )
+                        for m, ms in spec.models.items()
+                    }
+                ),
                 wire=self._wire(path, spec) or DEFAULT_WIRE,
             )
         return out
 
-    def _wire(self, path: Path_, spec: S.ProviderSpec,
-              model: S.ModelSpec | None = None) -> WireOptions | None:
+    def _wire(
+        self, path: Path_, spec: S.ProviderSpec, model: S.ModelSpec | None = None
+    ) -> WireOptions | None:
         """The wire options written for the provider (``model`` None: always an object) or for
         one of its models (None when the model writes none)."""
         own = model if model is not None else spec
@@ -466,8 +584,12 @@ class _Compiler:
         foreign = [k for k in written if k not in get_kind(spec.kind).wire_keys]
         if foreign:
             readers = " or ".join(k.name for k in KINDS.values() if foreign[0] in k.wire_keys)
-            self.report((*path, foreign[0]), f"{foreign[0]} applies to kind {readers} only, not "
-                        f"{spec.kind}", "remove it: this kind has one field for it", key=True)
+            self.report(
+                (*path, foreign[0]),
+                f"{foreign[0]} applies to kind {readers} only, not {spec.kind}",
+                "remove it: this kind has one field for it",
+                key=True,
+            )
         if model is not None and not written:
             return None
         values = {k: getattr(spec, k) for k in _WIRE_KEYS}
@@ -478,22 +600,32 @@ class _Compiler:
         text = url.reveal() if isinstance(url, Secret) else url
         if not text.startswith(("http://", "https://")):
             shown = "the value" if isinstance(url, Secret) else f"'{text}'"
-            self.report((*path, "base_url"), f"{shown} is not an http(s) URL",
-                        "write http://host:port/... or https://...")
+            self.report(
+                (*path, "base_url"),
+                f"{shown} is not an http(s) URL",
+                "write http://host:port/... or https://...",
+            )
 
     def _check_env(self, path: Path_, spec: S.ProviderSpec) -> None:
         if isinstance(spec.api_key, Secret) and not spec.api_key.reveal():
-            self.report((*path, "api_key"), "api_key is empty (its environment variable is "
-                        "not set)", "set it before routing requests to this provider",
-                        severity="warning")
+            self.report(
+                (*path, "api_key"),
+                "api_key is empty (its environment variable is not set)",
+                "set it before routing requests to this provider",
+                severity="warning",
+            )
 
     def _template(self, name: str, spec: S.ProviderSpec) -> tuple[RequestTemplate, str] | None:
-        rel, tpl, failure = self.template_check.check(spec.kind, spec.template,
-                                                      next(iter(spec.models), "sample-model"))
+        rel, tpl, failure = self.template_check.check(
+            spec.kind, spec.template, next(iter(spec.models), "sample-model")
+        )
         path: Path_ = ("providers", name, "template")
         if isinstance(failure, str):
-            self.report(path, failure, f"looked in {self.base_dir} and the built-in templates"
-                        if "not found" in failure else "")
+            self.report(
+                path,
+                failure,
+                f"looked in {self.base_dir} and the built-in templates" if "not found" in failure else "",
+            )
         elif failure is not None:
             self.problems.append(dataclasses.replace(failure, path=format_path(path)))
         return (tpl, rel) if tpl is not None else None
@@ -505,17 +637,28 @@ class _Compiler:
         known_providers = set(providers) | set(self._raw("providers"))
         for name in specs:
             if name in known_providers:
-                self.report(("groups", name), f"group '{name}' has the same name as a provider",
-                            "rename one of them: a target name must be unambiguous", key=True)
+                self.report(
+                    ("groups", name),
+                    f"group '{name}' has the same name as a provider",
+                    "rename one of them: a target name must be unambiguous",
+                    key=True,
+                )
             if "/" in name:
-                self.report(("groups", name), f"group name '{name}' contains '/'",
-                            "'/' separates provider and model in targets", key=True)
+                self.report(
+                    ("groups", name),
+                    f"group name '{name}' contains '/'",
+                    "'/' separates provider and model in targets",
+                    key=True,
+                )
         for name, spec in specs.items():
             STRATEGIES[spec.strategy].check(spec, ("groups", name), self.report)
             if spec.max_attempts is not None and spec.max_attempts > len(spec.targets):
-                self.report(("groups", name, "max_attempts"),
-                            f"max_attempts {spec.max_attempts} exceeds the group's "
-                            f"{len(spec.targets)} targets", "it is capped", severity="warning")
+                self.report(
+                    ("groups", name, "max_attempts"),
+                    f"max_attempts {spec.max_attempts} exceeds the group's {len(spec.targets)} targets",
+                    "it is capped",
+                    severity="warning",
+                )
         cycle_free = self._cycles(specs)
         built: dict[str, Group] = {}
         failed: set[str] = set()  # built once, reported once
@@ -526,16 +669,26 @@ class _Compiler:
             spec = specs[name]
             members: list[Member] = []
             for i, m in enumerate(spec.targets):
-                node = self._node((*("groups", name, "targets"), i), m.target, providers, specs,
-                                  build if cycle_free else None)
+                node = self._node(
+                    (*("groups", name, "targets"), i),
+                    m.target,
+                    providers,
+                    specs,
+                    build if cycle_free else None,
+                )
                 if node is not None:
                     members.append(Member(node, m.weight))
             if len(members) != len(spec.targets):
                 failed.add(name)
                 return None
-            g = Group(name, spec.strategy, tuple(members),
-                      min(spec.max_attempts or len(members), len(members)), spec.hedge_after,
-                      spec.on_limit)
+            g = Group(
+                name,
+                spec.strategy,
+                tuple(members),
+                min(spec.max_attempts or len(members), len(members)),
+                spec.hedge_after,
+                spec.on_limit,
+            )
             built[name] = g
             return g
 
@@ -557,10 +710,12 @@ class _Compiler:
                 if TargetRef.parse(m.target).model is not None or head not in specs:
                     continue
                 if state.get(head) == 1:
-                    cyc = [*stack[stack.index(head):], head] if head in stack else [name, head]
-                    self.report(("groups", name, "targets", i),
-                                "group cycle: " + " -> ".join(cyc),
-                                "a group may not reach itself; remove one of these edges")
+                    cyc = [*stack[stack.index(head) :], head] if head in stack else [name, head]
+                    self.report(
+                        ("groups", name, "targets", i),
+                        "group cycle: " + " -> ".join(cyc),
+                        "a group may not reach itself; remove one of these edges",
+                    )
                     found = True
                 elif head not in state:
                     visit(head, [*stack, head])
@@ -571,8 +726,9 @@ class _Compiler:
                 visit(name, [name])
         return not found
 
-    def _node(self, path: Path_, text: str, providers: Mapping[str, Provider],
-              groups: Mapping[str, Any], build: Any) -> Node | None:
+    def _node(
+        self, path: Path_, text: str, providers: Mapping[str, Provider], groups: Mapping[str, Any], build: Any
+    ) -> Node | None:
         ref = TargetRef.parse(text)
         raw_providers = self._raw("providers")
         if ref.model is None and ref.head in groups:
@@ -580,9 +736,11 @@ class _Compiler:
         if ref.head in providers:
             prov = providers[ref.head]
             if ref.model is not None and prov.models and ref.model not in prov.models:
-                self.report(path, f"unknown model '{ref.model}' for provider '{ref.head}'",
-                            did_you_mean(ref.model, prov.models) or
-                            f"declare it under providers.{ref.head}.models")
+                self.report(
+                    path,
+                    f"unknown model '{ref.model}' for provider '{ref.head}'",
+                    did_you_mean(ref.model, prov.models) or f"declare it under providers.{ref.head}.models",
+                )
                 return None
             if ref.model == "":
                 self.report(path, f"'{text}' has an empty model name", "write provider/model")
@@ -593,16 +751,23 @@ class _Compiler:
         if ref.model is None and ref.head in self._raw("groups"):
             return None  # the group itself is broken; that is reported already
         if ref.model is not None and ref.head in groups:
-            self.report(path, f"'{ref.head}' is a group: a group takes no '/model'",
-                        f"write '{ref.head}'")
+            self.report(path, f"'{ref.head}' is a group: a group takes no '/model'", f"write '{ref.head}'")
             return None
         what = "provider" if ref.model is not None else "provider or group"
-        self.report(path, f"unknown {what} '{ref.head}'",
-                    did_you_mean(ref.head, [*raw_providers, *([] if ref.model else groups)]))
+        self.report(
+            path,
+            f"unknown {what} '{ref.head}'",
+            did_you_mean(ref.head, [*raw_providers, *([] if ref.model else groups)]),
+        )
         return None
 
-    def _routes(self, raw: Any, providers: Mapping[str, Provider], groups: Mapping[str, Group],
-                default_deadline: float) -> list[Route]:
+    def _routes(
+        self,
+        raw: Any,
+        providers: Mapping[str, Provider],
+        groups: Mapping[str, Group],
+        default_deadline: float,
+    ) -> list[Route]:
         if not isinstance(raw, list):
             return []
         out: list[Route] = []
@@ -612,43 +777,66 @@ class _Compiler:
             spec = self.validate(S.RouteSpec, body if body is not None else {}, path)
             if spec is None:
                 continue
-            node = self._node((*path, "to"), spec.to, providers, self._raw("groups"),
-                              groups.get)
+            node = self._node((*path, "to"), spec.to, providers, self._raw("groups"), groups.get)
             if node is None:
                 continue
             deadline = spec.deadline if spec.deadline is not None else default_deadline
             written = spec.deadline is not None or self._written("defaults", "deadline")
             worst = worst_case(node)
             loc = self.loaded.locations.find(path)
-            route = Route(i, Match.build(spec.match.model, spec.match.metadata), node, deadline,
-                          worst, tuple(flatten(node)),
-                          f"{loc.file}:{loc.line}" if loc else "")
+            route = Route(
+                i,
+                Match.build(spec.match.model, spec.match.metadata),
+                node,
+                deadline,
+                worst,
+                tuple(flatten(node)),
+                f"{loc.file}:{loc.line}" if loc else "",
+            )
             if worst > deadline and written:  # the built-in deadline cuts retries by design
-                self.report((*path, "to"), f"worst case {fd(worst)} exceeds the deadline "
-                            f"{fd(deadline)}", "the deadline cuts retries short; raise it or "
-                            "trim retries/timeouts", severity="warning")
+                self.report(
+                    (*path, "to"),
+                    f"worst case {fd(worst)} exceeds the deadline {fd(deadline)}",
+                    "the deadline cuts retries short; raise it or trim retries/timeouts",
+                    severity="warning",
+                )
             shadow = shadows.first(route.match)
             if shadow is not None:
-                self.report(path, f"route {i} can never match: route {shadow} matches "
-                            "everything it does", "reorder the routes", severity="warning")
+                self.report(
+                    path,
+                    f"route {i} can never match: route {shadow} matches everything it does",
+                    "reorder the routes",
+                    severity="warning",
+                )
             shadows.add(route)
             out.append(route)
         return out
 
-    def _unused(self, providers: Mapping[str, Provider], groups: Mapping[str, Group],
-                routes: list[Route]) -> None:
+    def _unused(
+        self, providers: Mapping[str, Provider], groups: Mapping[str, Group], routes: list[Route]
+    ) -> None:
         used = {t.provider.name for r in routes for t in r.targets}
         for name in providers:
             if name not in used:
-                self.report(("providers", name), f"provider '{name}' is not reachable from any "
-                            "route", "route to it or remove it", key=True, severity="warning")
+                self.report(
+                    ("providers", name),
+                    f"provider '{name}' is not reachable from any route",
+                    "route to it or remove it",
+                    key=True,
+                    severity="warning",
+                )
         reached: set[str] = set()
         for r in routes:
             groups_in(r.to, reached)
         for name in groups:
             if name not in reached:
-                self.report(("groups", name), f"group '{name}' is not reachable from any route",
-                            "route to it or remove it", key=True, severity="warning")
+                self.report(
+                    ("groups", name),
+                    f"group '{name}' is not reachable from any route",
+                    "route to it or remove it",
+                    key=True,
+                    severity="warning",
+                )
 
 
 # -- pure helpers -----------------------------------------------------------------------------
@@ -677,17 +865,25 @@ def _speed(name: str, spec: S.SpeedSpec, parent: Speed) -> Speed:
         return default if value is None else value
 
     return Speed(
-        name, pick(spec.connect, parent.connect), pick(spec.read, parent.read),
-        pick(spec.pool, parent.pool), pick(spec.retries, parent.retries),
-        Backoff(pick(b and b.base, pb.base), pick(b and b.factor, pb.factor),
-                pick(b and b.max, pb.max), pick(b and b.jitter, pb.jitter)),
+        name,
+        pick(spec.connect, parent.connect),
+        pick(spec.read, parent.read),
+        pick(spec.pool, parent.pool),
+        pick(spec.retries, parent.retries),
+        Backoff(
+            pick(b and b.base, pb.base),
+            pick(b and b.factor, pb.factor),
+            pick(b and b.max, pb.max),
+            pick(b and b.jitter, pb.jitter),
+        ),
     )
 
 
 def _cache(spec: S.CacheSpec) -> CacheConfig:
     r = spec.responses
-    return CacheConfig(spec.backend, spec.models.ttl, r.ttl if r else None,
-                       r.max_temperature if r else 0.0, spec.namespace)
+    return CacheConfig(
+        spec.backend, spec.models.ttl, r.ttl if r else None, r.max_temperature if r else 0.0, spec.namespace
+    )
 
 
 def _yaml_type(value: Any) -> str:
@@ -703,5 +899,3 @@ def _yaml_type(value: Any) -> str:
     if isinstance(value, Secret):
         return "a string (from the environment)"
     return "a list" if isinstance(value, list) else "a mapping"
-
-

@@ -57,11 +57,16 @@ def fake_port(graph: RoutingGraph) -> int:
         else:
             elsewhere.append(p.name)
     if elsewhere or len(ports) != 1:
-        where = (f"{', '.join(elsewhere)} point{'s' if len(elsewhere) == 1 else ''} elsewhere"
-                 if elsewhere else "the providers point at ports " + ", ".join(map(str, ports)))
-        raise Refused("demo: every provider must point at the one fake provider the demo starts "
-                      f"(http://127.0.0.1:PORT), but {where}; use a profile that does "
-                      "(--profile ci)")
+        where = (
+            f"{', '.join(elsewhere)} point{'s' if len(elsewhere) == 1 else ''} elsewhere"
+            if elsewhere
+            else "the providers point at ports " + ", ".join(map(str, ports))
+        )
+        raise Refused(
+            "demo: every provider must point at the one fake provider the demo starts "
+            f"(http://127.0.0.1:PORT), but {where}; use a profile that does "
+            "(--profile ci)"
+        )
     return next(iter(ports))
 
 
@@ -83,8 +88,11 @@ class Pick:
 
     def title(self) -> str:
         to = self.route.to
-        where = (f"group '{to.name}' ({to.strategy}, {len(self.route.targets)} targets)"
-                 if isinstance(to, Group) else to.key)
+        where = (
+            f"group '{to.name}' ({to.strategy}, {len(self.route.targets)} targets)"
+            if isinstance(to, Group)
+            else to.key
+        )
         return f"route #{self.route.index} [{self.route.match.describe()}] -> {where}"
 
 
@@ -98,8 +106,10 @@ def _request_for(graph: RoutingGraph, route: Route) -> dict[str, Any] | None:
         return None
     else:
         declared = [m for t in route.targets for m in t.provider.models]
-        model = next((m for m in declared if route.match.accepts_model(m)),
-                     pattern.replace("*", "demo").replace("?", "x"))
+        model = next(
+            (m for m in declared if route.match.accepts_model(m)),
+            pattern.replace("*", "demo").replace("?", "x"),
+        )
     metadata = dict(route.match.metadata)
     if graph.match(model, metadata) is not route:
         return None
@@ -114,9 +124,14 @@ def picks(graph: RoutingGraph) -> tuple[Pick | None, Pick | None]:
     Preferred: a fixed order over the most targets."""
     found = [Pick(r, req) for r in graph.routes if (req := _request_for(graph, r)) is not None]
     ranked = sorted(found, key=lambda p: (p.first is None, -len(p.route.targets), p.route.index))
-    hedged = [p for p in found if isinstance(p.route.to, Group)
-              and STRATEGIES[p.route.to.strategy].races and p.first is not None
-              and len(p.route.to.members) > 1]
+    hedged = [
+        p
+        for p in found
+        if isinstance(p.route.to, Group)
+        and STRATEGIES[p.route.to.strategy].races
+        and p.first is not None
+        and len(p.route.to.members) > 1
+    ]
     return (ranked[0] if ranked else None), (hedged[0] if hedged else None)
 
 
@@ -164,11 +179,16 @@ class Narrator:
             _say(f"   {type(result).__name__}: {str(result).splitlines()[0]}")
         else:
             cost = f"${result.cost:.8f}" if result.cost is not None else "n/a"
-            extra = (f"ttft {result.ttft * 1000:.1f}ms, " if isinstance(result, Done)
-                     and result.ttft is not None else f"{result.latency * 1000:.1f}ms, ")
+            extra = (
+                f"ttft {result.ttft * 1000:.1f}ms, "
+                if isinstance(result, Done) and result.ttft is not None
+                else f"{result.latency * 1000:.1f}ms, "
+            )
             shown = text if isinstance(result, Done) else getattr(result, "text", "")
-            _say(f"   {result.provider}/{result.model}: {shown!r}  ({extra}"
-                 f"{result.usage.input_tokens}+{result.usage.output_tokens} tokens, cost {cost})")
+            _say(
+                f"   {result.provider}/{result.model}: {shown!r}  ({extra}"
+                f"{result.usage.input_tokens}+{result.usage.output_tokens} tokens, cost {cost})"
+            )
         for a in result.attempts:
             _say(f"      attempt  {a}")
         _say(f"   what happened: {summary(result, events)}")
@@ -186,8 +206,11 @@ class Narrator:
     def program(self, target: Target, model: str, faults: list[str]) -> None:
         """Faults for the chat calls of one target: its kind (or its own path) and its model."""
         path = urlsplit(_url(target.provider)).path.rstrip("/")
-        shared = [p for p in self.graph.providers.values() if p.name != target.provider.name
-                  and urlsplit(_url(p)).path.rstrip("/") == path]
+        shared = [
+            p
+            for p in self.graph.providers.values()
+            if p.name != target.provider.name and urlsplit(_url(p)).path.rstrip("/") == path
+        ]
         where = target.provider.kind if shared or not path else path + "/"
         self.srv.program(where, faults, model=model)
 
@@ -239,8 +262,10 @@ async def _steps(n: Narrator, pick: Pick | None, hedged: Pick | None) -> None:
     await n.ask(_with(req, "Hello there"))
     first = pick.first
     if first is None:
-        n.skip(f"retries, failover and circuits: the order of {pick.title()} is drawn per "
-               "request, so the demo cannot aim a fault at its first target")
+        n.skip(
+            f"retries, failover and circuits: the order of {pick.title()} is drawn per "
+            "request, so the demo cannot aim a fault at its first target"
+        )
     else:
         await _failures(n, pick, first)
     n.srv.reset()
@@ -257,8 +282,9 @@ async def _steps(n: Narrator, pick: Pick | None, hedged: Pick | None) -> None:
         n.skip("the response cache: this config has no cache.responses")
     else:
         cached = _with(req, "Cache me", temperature=0)
-        n.heading(f"temperature 0 (cache.responses.max_temperature is "
-                  f"{g.cache.max_temperature:g}): asked once")
+        n.heading(
+            f"temperature 0 (cache.responses.max_temperature is {g.cache.max_temperature:g}): asked once"
+        )
         await n.ask(cached)
         n.heading("...and the same request again")
         await n.ask(cached)
@@ -271,12 +297,16 @@ async def _failures(n: Narrator, pick: Pick, first: Target) -> None:
     if p.speed.retries == 0:
         n.skip(f"a retry: {p.name}'s speed '{p.speed.name}' allows no retries")
     elif retry_on is None:
-        n.skip(f"a retry: classifier '{p.retry.name}' of {p.name} retries none of the statuses "
-               f"{', '.join(map(str, _STATUSES))}")
+        n.skip(
+            f"a retry: classifier '{p.retry.name}' of {p.name} retries none of the statuses "
+            f"{', '.join(map(str, _STATUSES))}"
+        )
     else:
         n.program(first, model, [str(retry_on)])
-        n.heading(f"{first.key} answers {retry_on} once (programmed in the fake; classifier "
-                  f"'{p.retry.name}' retries {retry_on})")
+        n.heading(
+            f"{first.key} answers {retry_on} once (programmed in the fake; classifier "
+            f"'{p.retry.name}' retries {retry_on})"
+        )
         await n.ask(_with(req, "Retry me"))
     status = next((s for s in _STATUSES if s in p.retry.failover_status), None)
     if status is None:
@@ -284,8 +314,10 @@ async def _failures(n: Narrator, pick: Pick, first: Target) -> None:
         return
     tries = p.speed.tries
     n.program(first, model, [str(status)] * tries)
-    n.heading(f"{first.key} answers {status} to {_n(tries, 'try', 'tries')} in a row (speed "
-              f"'{p.speed.name}' allows {_n(p.speed.retries, 'retry', 'retries')})")
+    n.heading(
+        f"{first.key} answers {status} to {_n(tries, 'try', 'tries')} in a row (speed "
+        f"'{p.speed.name}' allows {_n(p.speed.retries, 'retry', 'retries')})"
+    )
     _, events = await n.ask(_with(req, "Fail over"))
     brk = p.breaker
     if brk is None:
@@ -296,8 +328,10 @@ async def _failures(n: Narrator, pick: Pick, first: Target) -> None:
         if opened:
             break
         n.program(first, model, [str(status)] * tries)
-        n.heading(f"{first.key} keeps answering {status} (breaker '{brk.name}': {brk.failures} "
-                  f"failures open the circuit) — request {i + 1}")
+        n.heading(
+            f"{first.key} keeps answering {status} (breaker '{brk.name}': {brk.failures} "
+            f"failures open the circuit) — request {i + 1}"
+        )
         _, events = await n.ask(_with(req, "Still failing"))
         opened = any(isinstance(e, BreakerChanged) and e.state == "open" for e in events)
     if not opened:
@@ -326,8 +360,10 @@ async def _hedge(n: Narrator, pick: Pick) -> None:
     after = group.hedge_after or 0.0
     slow = after + 0.6
     n.program(first, first.model_for(pick.request["model"]), [f"latency={slow:g}s"])
-    n.heading(f"hedged group '{group.name}' (hedge_after {after * 1000:.0f}ms): {first.key} takes "
-              f"{slow * 1000:.0f}ms to answer (programmed in the fake)")
+    n.heading(
+        f"hedged group '{group.name}' (hedge_after {after * 1000:.0f}ms): {first.key} takes "
+        f"{slow * 1000:.0f}ms to answer (programmed in the fake)"
+    )
     await n.ask(_with(pick.request, "Race"))
 
 
@@ -345,16 +381,17 @@ async def _main(path: str, profile: str | None) -> int:
     except OSError as exc:
         _say(f"demo: cannot listen on 127.0.0.1:{port} ({exc}); stop what uses it and retry")
         return 1
-    _say(f"== fake provider listening on {server.url} (openai, anthropic, gemini, ollama wire "
-         "formats)\n")
+    _say(f"== fake provider listening on {server.url} (openai, anthropic, gemini, ollama wire formats)\n")
     try:
         async with Engine.from_graph(graph, seed=7) as eng:
             await _steps(Narrator(eng, server, graph), pick, hedged)
             _say("\n== health")
             for name, h in eng.health().items():
                 lat = f"{h.latency * 1000:.1f}ms" if h.latency is not None else "-"
-                _say(f"   {name:10} circuit={h.circuit:9} latency={lat:>8} tries={h.tries} "
-                     f"failures={h.failures}")
+                _say(
+                    f"   {name:10} circuit={h.circuit:9} latency={lat:>8} tries={h.tries} "
+                    f"failures={h.failures}"
+                )
     finally:
         await server.stop()
     return 0

@@ -157,8 +157,13 @@ class ProviderError(RouteError):
     """A provider answered with an error that neither retries nor fails over (e.g. 400)."""
 
     def __init__(
-        self, message: str, attempts: Sequence[Attempt] = (), *, status: int | None = None,
-        body: str = "", route: str = "",
+        self,
+        message: str,
+        attempts: Sequence[Attempt] = (),
+        *,
+        status: int | None = None,
+        body: str = "",
+        route: str = "",
     ) -> None:
         self.status = status
         self.body = body
@@ -174,19 +179,35 @@ class ListingError(ProviderError):
     ``ProviderError``, as listing failures were before it existed.
     """
 
-    def __init__(self, message: str, attempts: Sequence[Attempt] = (), *, provider: str = "",
-                 status: int | None = None, body: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        attempts: Sequence[Attempt] = (),
+        *,
+        provider: str = "",
+        status: int | None = None,
+        body: str = "",
+    ) -> None:
         self.provider = provider
         super().__init__(message, attempts, status=status, body=body)
 
     @classmethod
-    def of(cls, provider: str, message: str, kind: ErrorKind, detail: str, *,
-           status: int | None = None, body: str | None = None,
-           latency: float = 0.0) -> ListingError:
+    def of(
+        cls,
+        provider: str,
+        message: str,
+        kind: ErrorKind,
+        detail: str,
+        *,
+        status: int | None = None,
+        body: str | None = None,
+        latency: float = 0.0,
+    ) -> ListingError:
         """The error of one failed listing GET (``detail`` already masked of secrets)."""
         attempt = Attempt(provider, "fatal", status, latency=latency, kind=kind, detail=detail)
-        return cls(message, [attempt], provider=provider, status=status,
-                   body=detail if body is None else body)
+        return cls(
+            message, [attempt], provider=provider, status=status, body=detail if body is None else body
+        )
 
 
 class StreamInterrupted(RouteError):
@@ -195,7 +216,8 @@ class StreamInterrupted(RouteError):
     ``received`` is the text received before the break.
     """
 
-    def __init__(self, message: str, attempts: Sequence[Attempt] = (), *, received: str = "",
-                 route: str = "") -> None:
+    def __init__(
+        self, message: str, attempts: Sequence[Attempt] = (), *, received: str = "", route: str = ""
+    ) -> None:
         self.received = received
         super().__init__(message, attempts, route=route)

@@ -125,8 +125,12 @@ class Price:
         uncached = max(usage.input_tokens - read - write, 0)
         read_price = self.input if self.cache_read is None else self.cache_read
         write_price = self.input if self.cache_write is None else self.cache_write
-        total = (uncached * self.input + read * read_price + write * write_price
-                 + usage.output_tokens * self.output)
+        total = (
+            uncached * self.input
+            + read * read_price
+            + write * write_price
+            + usage.output_tokens * self.output
+        )
         return round(total / 1_000_000, 15)
 
     def describe(self) -> str:
@@ -307,9 +311,11 @@ class CacheConfig:
         return _mask_url(b.masked() if isinstance(b, Secret) else b)
 
     def __repr__(self) -> str:
-        return (f"CacheConfig(backend={self.shown!r}, models_ttl={self.models_ttl}, "
-                f"responses_ttl={self.responses_ttl}, max_temperature={self.max_temperature}, "
-                f"namespace={self.namespace!r})")
+        return (
+            f"CacheConfig(backend={self.shown!r}, models_ttl={self.models_ttl}, "
+            f"responses_ttl={self.responses_ttl}, max_temperature={self.max_temperature}, "
+            f"namespace={self.namespace!r})"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,9 +332,11 @@ class TelemetryConfig:
     def describe(self) -> str:
         """One line: every switch, then the explicit provider names."""
         on = {True: "on", False: "off"}
-        out = (f"telemetry metrics={on[self.metrics]} traces={on[self.traces]} "
-               f"capture_content={on[self.capture_content]} "
-               f"logs={self.log_format}/{self.log_level}")
+        out = (
+            f"telemetry metrics={on[self.metrics]} traces={on[self.traces]} "
+            f"capture_content={on[self.capture_content]} "
+            f"logs={self.log_format}/{self.log_level}"
+        )
         names = ",".join(f"{k}:{v}" for k, v in sorted(self.provider_names.items()))
         return out + (f" provider_names={names}" if names else "")
 
@@ -373,8 +381,7 @@ class RoutingGraph:
     profile: str | None = None
     telemetry: TelemetryConfig = field(default_factory=lambda: TelemetryConfig())
 
-    _by_model: _Memo = field(default_factory=lambda: _Memo(), init=False, repr=False,
-                             compare=False)
+    _by_model: _Memo = field(default_factory=lambda: _Memo(), init=False, repr=False, compare=False)
 
     def match(self, model: str, metadata: Mapping[str, Any]) -> Route | None:
         """The first route whose match accepts the request, or ``None``.
@@ -400,8 +407,10 @@ class RoutingGraph:
         return tuple(p for p in self.problems if p.severity == "warning")
 
     def __repr__(self) -> str:
-        return (f"RoutingGraph({len(self.providers)} providers, {len(self.groups)} groups, "
-                f"{len(self.routes)} routes)")
+        return (
+            f"RoutingGraph({len(self.providers)} providers, {len(self.groups)} groups, "
+            f"{len(self.routes)} routes)"
+        )
 
     def describe(self) -> str:
         """Canonical, deterministic text: stable across runs, secrets masked. For snapshots."""
@@ -414,8 +423,11 @@ class RoutingGraph:
             f"cache backend={c.shown}"
             + (f" namespace={c.namespace}" if c.namespace != "engine" else "")
             + f" models_ttl={fd(c.models_ttl)} responses="
-            + (f"ttl={fd(c.responses_ttl)} max_temperature={c.max_temperature:g}"
-               if c.responses_ttl is not None else "off")
+            + (
+                f"ttl={fd(c.responses_ttl)} max_temperature={c.max_temperature:g}"
+                if c.responses_ttl is not None
+                else "off"
+            )
         )
         if self.telemetry != TelemetryConfig():  # the default is not shown: snapshots stay
             out.append(self.telemetry.describe())
@@ -436,8 +448,7 @@ class RoutingGraph:
             )
         out.append("breakers")
         for br in sorted(self.breakers.values(), key=lambda b: b.name):
-            out.append(f"  {br.name}: failures={br.failures} recovery={fd(br.recovery)} "
-                       f"scope={br.scope}")
+            out.append(f"  {br.name}: failures={br.failures} recovery={fd(br.recovery)} scope={br.scope}")
         out.append("providers")
         for p in sorted(self.providers.values(), key=lambda p: p.name):
             out.append(
@@ -445,8 +456,11 @@ class RoutingGraph:
                 f"speed={p.speed.name} retry={p.retry.name} "
                 f"breaker={p.breaker.name if p.breaker else 'none'} "
                 f"pool={p.pool.max_connections}/{p.pool.max_keepalive} template={p.template_path}"
-                + (f" max_response={format_size(p.max_response)}"
-                   if p.max_response != DEFAULT_MAX_RESPONSE else "")
+                + (
+                    f" max_response={format_size(p.max_response)}"
+                    if p.max_response != DEFAULT_MAX_RESPONSE
+                    else ""
+                )
             )
             if p.limits is not None:
                 out.append(f"    limits rpm={p.limits.rpm} tpm={p.limits.tpm}")

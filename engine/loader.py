@@ -95,8 +95,7 @@ def format_path(path: Path_) -> str:
 
 
 _STD = "tag:yaml.org,2002:"
-_PLAIN_TAGS = frozenset(_STD + t for t in ("str", "int", "float", "bool", "null", "map", "seq",
-                                           "timestamp"))
+_PLAIN_TAGS = frozenset(_STD + t for t in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp"))
 _MERGE = _STD + "merge"
 
 
@@ -163,18 +162,33 @@ class _Converter:
             if not isinstance(knode, ScalarNode) or knode.tag != _STD + "str":
                 loc = self.loc(*kl)
                 shown = knode.value if isinstance(knode, ScalarNode) else "(a collection)"
-                self.problems.append(Problem(
-                    self.file, loc.line, loc.col, format_path(path),
-                    f"mapping key {shown} is not a string", "quote it", snippet=loc.source))
+                self.problems.append(
+                    Problem(
+                        self.file,
+                        loc.line,
+                        loc.col,
+                        format_path(path),
+                        f"mapping key {shown} is not a string",
+                        "quote it",
+                        snippet=loc.source,
+                    )
+                )
                 continue
             key = str(knode.value)
             sub = (*path, key)
             if key in out and key not in merged:
                 loc = self.loc(*kl)
-                self.problems.append(Problem(
-                    self.file, loc.line, loc.col, "", f'YAML syntax: found duplicate key "{key}"',
-                    "a key may appear only once in a mapping; remove or rename one of them",
-                    snippet=loc.source))
+                self.problems.append(
+                    Problem(
+                        self.file,
+                        loc.line,
+                        loc.col,
+                        "",
+                        f'YAML syntax: found duplicate key "{key}"',
+                        "a key may appear only once in a mapping; remove or rename one of them",
+                        snippet=loc.source,
+                    )
+                )
                 continue
             merged.discard(key)
             self.locs.keys[sub] = self.loc(*kl)
@@ -184,10 +198,17 @@ class _Converter:
 
     def tag_problem(self, path: Path_, tag: str) -> None:
         loc = self.locs.find(path) or self.loc(0, 0)
-        self.problems.append(Problem(
-            loc.file, loc.line, loc.col, format_path(path),
-            f"tag {tag.replace(_STD, '!!')} is not allowed",
-            "remove the tag: only plain YAML is read", snippet=loc.source))
+        self.problems.append(
+            Problem(
+                loc.file,
+                loc.line,
+                loc.col,
+                format_path(path),
+                f"tag {tag.replace(_STD, '!!')} is not allowed",
+                "remove the tag: only plain YAML is read",
+                snippet=loc.source,
+            )
+        )
 
 
 class _TooBig(Exception):
@@ -206,13 +227,38 @@ def _too_deep(file: str, lines: list[str], at: tuple[int, int] | None) -> Loaded
     """The problem of a document nested deeper than ``MAX_DEPTH`` at ``at`` (0-based line and
     column; None: Python's recursion limit stopped the reading somewhere)."""
     if at is None:
-        return Loaded(None, Locations(), [Problem(
-            file, 1, 1, "", "the document nests too deeply to read",
-            _DEEP_HINT + ", or an alias (*name) inside its own anchor (&name)")], [file])
+        return Loaded(
+            None,
+            Locations(),
+            [
+                Problem(
+                    file,
+                    1,
+                    1,
+                    "",
+                    "the document nests too deeply to read",
+                    _DEEP_HINT + ", or an alias (*name) inside its own anchor (&name)",
+                )
+            ],
+            [file],
+        )
     src = lines[at[0]] if 0 <= at[0] < len(lines) else ""
-    return Loaded(None, Locations(), [Problem(
-        file, at[0] + 1, at[1] + 1, "", f"the document nests more than {MAX_DEPTH} levels deep here",
-        _DEEP_HINT, snippet=src if len(src) <= 200 else "")], [file])
+    return Loaded(
+        None,
+        Locations(),
+        [
+            Problem(
+                file,
+                at[0] + 1,
+                at[1] + 1,
+                "",
+                f"the document nests more than {MAX_DEPTH} levels deep here",
+                _DEEP_HINT,
+                snippet=src if len(src) <= 200 else "",
+            )
+        ],
+        [file],
+    )
 
 
 def _yaml(pure: bool) -> YAML:
@@ -248,13 +294,15 @@ def load_text(text: str, file: str = "routes.yaml") -> Loaded:
         src = lines[line] if 0 <= line < len(lines) else ""
         msg = (exc.problem or exc.context or "invalid YAML").strip()
         message, hint = _plain_syntax(exc, msg, src)
-        return Loaded(None, Locations(), [Problem(
-            file, line + 1, col + 1, "", message, hint, snippet=src)], [file])
+        return Loaded(
+            None, Locations(), [Problem(file, line + 1, col + 1, "", message, hint, snippet=src)], [file]
+        )
     except RecursionError:
         return _too_deep(file, lines, None)
     except (YAMLError, ValueError) as exc:
-        return Loaded(None, Locations(), [Problem(file, 1, 1, "", f"YAML syntax: {exc}",
-                                                  "fix the YAML syntax")], [file])
+        return Loaded(
+            None, Locations(), [Problem(file, 1, 1, "", f"YAML syntax: {exc}", "fix the YAML syntax")], [file]
+        )
     if root is None:
         return Loaded(None, Locations(), [], [file])
     conv = _Converter(file, lines, yaml)
@@ -265,14 +313,34 @@ def load_text(text: str, file: str = "routes.yaml") -> Loaded:
     except RecursionError:  # a merge key (<<: *name) inside its own anchor
         return _too_deep(file, lines, None)
     except _TooBig:
-        return Loaded(None, Locations(), [Problem(
-            file, 1, 1, "", "document is too large (an alias bomb?)",
-            f"keep the document under {MAX_NODES} values")], [file])
+        return Loaded(
+            None,
+            Locations(),
+            [
+                Problem(
+                    file,
+                    1,
+                    1,
+                    "",
+                    "document is too large (an alias bomb?)",
+                    f"keep the document under {MAX_NODES} values",
+                )
+            ],
+            [file],
+        )
     if not isinstance(data, dict):
         if root.tag in _PLAIN_TAGS:
-            conv.problems.append(Problem(file, 1, 1, "", "the document must be a mapping",
-                                         "start with 'version: 1'",
-                                         snippet=lines[0] if lines else ""))
+            conv.problems.append(
+                Problem(
+                    file,
+                    1,
+                    1,
+                    "",
+                    "the document must be a mapping",
+                    "start with 'version: 1'",
+                    snippet=lines[0] if lines else "",
+                )
+            )
         data = None
     return Loaded(data, conv.locs, conv.problems, [file])
 
@@ -282,36 +350,49 @@ def _plain_syntax(exc: MarkedYAMLError, msg: str, src: str) -> tuple[str, str]:
     (``expected <block end>, but found '<block mapping start>'``), a user of lines and quotes."""
     ctx, cm = exc.context or "", exc.context_mark
     if "alias" in ctx or "alias" in msg:  # `*` starts an alias: model: * or model: *-mini
-        return ("YAML syntax: '*' at the start of a value is a YAML alias here",
-                'quote it, as in model: "*" or model: "*-mini": a glob that starts with * '
-                "needs quotes")
+        return (
+            "YAML syntax: '*' at the start of a value is a YAML alias here",
+            'quote it, as in model: "*" or model: "*-mini": a glob that starts with * needs quotes',
+        )
     if "expected <block end>" in msg and cm is not None:
-        return ("YAML syntax: this line's indentation does not fit the block around it",
-                f"the block that starts at line {cm.line + 1} is indented {cm.column} "
-                f"space{'s' if cm.column != 1 else ''}: indent this line the same as the keys "
-                "beside it, or deeper under its parent key")
+        return (
+            "YAML syntax: this line's indentation does not fit the block around it",
+            f"the block that starts at line {cm.line + 1} is indented {cm.column} "
+            f"space{'s' if cm.column != 1 else ''}: indent this line the same as the keys "
+            "beside it, or deeper under its parent key",
+        )
     if "flow" in ctx and ("expected ','" in msg or "expected ',' or" in msg):
         opener, closer = ("{", "}") if "mapping" in ctx else ("[", "]")
         pm = exc.problem_mark
         if cm is not None and pm is not None and pm.line != cm.line:
-            return (f"YAML syntax: the '{opener}' at line {cm.line + 1}, column {cm.column + 1} "
-                    "is not closed", f"close it with '{closer}'; quote a value in it that "
-                    "contains ':' or ','")
-        return (f"YAML syntax: inside {opener} {closer}, an item goes on past where it should end",
-                f"quote a value that contains ':' or ',' (\"a: b\"), and close with '{closer}'"
-                if "${" not in src else 'quote a ${...} value: "${NAME}"')
+            return (
+                f"YAML syntax: the '{opener}' at line {cm.line + 1}, column {cm.column + 1} is not closed",
+                f"close it with '{closer}'; quote a value in it that contains ':' or ','",
+            )
+        return (
+            f"YAML syntax: inside {opener} {closer}, an item goes on past where it should end",
+            f"quote a value that contains ':' or ',' (\"a: b\"), and close with '{closer}'"
+            if "${" not in src
+            else 'quote a ${...} value: "${NAME}"',
+        )
     if "could not find expected ':'" in msg:
-        return ("YAML syntax: a line without 'key: value' inside a mapping",
-                "add the ':' or quote the text; check the indentation of the line above")
+        return (
+            "YAML syntax: a line without 'key: value' inside a mapping",
+            "add the ':' or quote the text; check the indentation of the line above",
+        )
     if "mapping values are not allowed" in msg:
         pm = exc.problem_mark
-        if pm is not None and pm.line > 0 and ": " not in src[:pm.column]:  # its first ':'
+        if pm is not None and pm.line > 0 and ": " not in src[: pm.column]:  # its first ':'
             # the line above's value went on to this line, deeper indented
-            return ("YAML syntax: this line is indented deeper than the key above it, so it "
-                    "reads as part of that key's value",
-                    "indent it like the keys beside it, or quote a value that contains ': '")
-        return ("YAML syntax: a value that contains ': '",
-                "quote the value, or check the indentation of this line")
+            return (
+                "YAML syntax: this line is indented deeper than the key above it, so it "
+                "reads as part of that key's value",
+                "indent it like the keys beside it, or quote a value that contains ': '",
+            )
+        return (
+            "YAML syntax: a value that contains ': '",
+            "quote the value, or check the indentation of this line",
+        )
     if "'\\t'" in msg:
         return "YAML syntax: a tab character in the indentation", "indent with spaces, not tabs"
     return f"YAML syntax: {msg}", _syntax_hint(exc, msg, src)
@@ -394,7 +475,7 @@ def interpolate(loaded: Loaded, env: Mapping[str, str]) -> None:
         for m in _VAR.finditer(text):
             start = m.start()
             if start > 0 and text[start - 1] == "$":
-                out.append(text[pos:start - 1] + m.group(0))
+                out.append(text[pos : start - 1] + m.group(0))
                 pos = m.end()
                 continue
             out.append(text[pos:start])
@@ -402,11 +483,17 @@ def interpolate(loaded: Loaded, env: Mapping[str, str]) -> None:
             name, sep, default = m.group(1).partition(":-")
             if not _NAME.match(name):
                 loc = loaded.locations.find(path) or Loc(loaded.files[0], 0, 0)
-                loaded.problems.append(Problem(
-                    loc.file, loc.line, loc.col, format_path(path),
-                    f"bad variable reference '${{{m.group(1)}}}'",
-                    "write ${NAME} or ${NAME:-default} with NAME of letters, digits and _",
-                    snippet=loc.source))
+                loaded.problems.append(
+                    Problem(
+                        loc.file,
+                        loc.line,
+                        loc.col,
+                        format_path(path),
+                        f"bad variable reference '${{{m.group(1)}}}'",
+                        "write ${NAME} or ${NAME:-default} with NAME of letters, digits and _",
+                        snippet=loc.source,
+                    )
+                )
                 continue
             touched = True
             value = env.get(name)
@@ -417,9 +504,17 @@ def interpolate(loaded: Loaded, env: Mapping[str, str]) -> None:
         out.append(text[pos:])
         if _unclosed(text):
             loc = loaded.locations.find(path) or Loc(loaded.files[0], 0, 0)
-            loaded.problems.append(Problem(
-                loc.file, loc.line, loc.col, format_path(path), "unclosed '${' in string",
-                "close it with '}' or write '$${' for a literal", snippet=loc.source))
+            loaded.problems.append(
+                Problem(
+                    loc.file,
+                    loc.line,
+                    loc.col,
+                    format_path(path),
+                    "unclosed '${' in string",
+                    "close it with '}' or write '$${' for a literal",
+                    snippet=loc.source,
+                )
+            )
         joined = "".join(out)
         return Secret(joined, tuple(parts)) if touched else joined
 
@@ -446,11 +541,13 @@ def read(path: Path) -> Loaded:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return Loaded(None, Locations(), [Problem(name, 0, 0, "", "file not found",
-                                                  "check the path")], [name])
+        return Loaded(
+            None, Locations(), [Problem(name, 0, 0, "", "file not found", "check the path")], [name]
+        )
     except (OSError, UnicodeDecodeError) as exc:
-        return Loaded(None, Locations(), [Problem(name, 0, 0, "", f"cannot read file: {exc}",
-                                                  "check the file")], [name])
+        return Loaded(
+            None, Locations(), [Problem(name, 0, 0, "", f"cannot read file: {exc}", "check the file")], [name]
+        )
     return load_text(text, name)
 
 
@@ -462,8 +559,12 @@ def _display(path: Path) -> str:
 
 
 def load(
-    text: str, file: str = "routes.yaml", *, profile: str | None = None,
-    profiles_dir: Path | None = None, env: Mapping[str, str] | None = None,
+    text: str,
+    file: str = "routes.yaml",
+    *,
+    profile: str | None = None,
+    profiles_dir: Path | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Loaded:
     """Load ``text``, overlay ``profiles_dir/<profile>.yaml`` if given, then interpolate ``env``."""
     loaded = load_text(text, file)
@@ -471,10 +572,18 @@ def load(
         ppath = (profiles_dir or Path("profiles")) / f"{profile}.yaml"
         if not ppath.is_file():
             available = sorted(p.stem for p in ppath.parent.glob("*.yaml")) if ppath.parent.is_dir() else []
-            loaded.problems.append(Problem(
-                _display(ppath), 0, 0, "", f"profile '{profile}' not found",
-                f"available profiles: {', '.join(available)}" if available
-                else f"create {_display(ppath)}"))
+            loaded.problems.append(
+                Problem(
+                    _display(ppath),
+                    0,
+                    0,
+                    "",
+                    f"profile '{profile}' not found",
+                    f"available profiles: {', '.join(available)}"
+                    if available
+                    else f"create {_display(ppath)}",
+                )
+            )
         else:
             overlay = read(ppath)
             if overlay.data is not None and not isinstance(overlay.data, dict):

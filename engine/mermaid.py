@@ -62,4 +62,3 @@ def to_mermaid(graph: RoutingGraph) -> str:
     lines += [f"  {text}" for text in nodes.values()]
     lines += edges
     return "\n".join(lines) + "\n"
-

@@ -62,11 +62,15 @@ def _patterns() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
     nxt = rf"(?:\n({skip})( *+)(?=[^ \t\n#]))?"
     end = rf"[ \t]*+(?:{comment})?\n{skip}"  # the end of a line, and blank and comment lines
     return (
-        re.compile(rf"((?:-[ ]++)*+)({key})?(?:({flow})|({plain})|{quoted})?[ \t]*+({comment})?"
-                   rf"(?=\n|\Z){nxt}"),
+        re.compile(
+            rf"((?:-[ ]++)*+)({key})?(?:({flow})|({plain})|{quoted})?[ \t]*+({comment})?"
+            rf"(?=\n|\Z){nxt}"
+        ),
         re.compile(rf"(?=( *+))(?:\1(?:{key}{value}?|-[ ]++{value}){end}(?=\1[^ \t\n#]))*+"),
-        re.compile(rf"(?=( *+)-( ++))[^\n]*+\n{skip}"
-                   rf"(?:(?:\1-\2|\1 \2){key}{value}?{end}(?=\1-\2{start}|\1 \2{start}))*+"),
+        re.compile(
+            rf"(?=( *+)-( ++))[^\n]*+\n{skip}"
+            rf"(?:(?:\1-\2|\1 \2){key}{value}?{end}(?=\1-\2{start}|\1 \2{start}))*+"
+        ),
     )
 
 
@@ -81,7 +85,7 @@ def too_deep(text: str, limit: int) -> tuple[int, int] | None:
 
 def _is_marker(text: str, i: int) -> bool:
     """A ``---`` or ``...`` document marker at ``i`` (the start of a line)."""
-    return text.startswith(("---", "..."), i) and text[i + 3:i + 4] in ("", " ", "\t", "\n")
+    return text.startswith(("---", "..."), i) and text[i + 3 : i + 4] in ("", " ", "\t", "\n")
 
 
 def _scan(text: str, limit: int, whole_lines: bool) -> tuple[int, int] | None:
@@ -124,8 +128,7 @@ def _scan(text: str, limit: int, whole_lines: bool) -> tuple[int, int] | None:
                     line, start = _where(text, j, i, line, start)
                     continue
             if first and whole_lines and not marker and len(indents) + 5 <= limit:
-                i, line, start, col, plain_from = _whole_lines(text, i, line, start, col, indents,
-                                                               limit - 4)
+                i, line, start, col, plain_from = _whole_lines(text, i, line, start, col, indents, limit - 4)
                 if i >= n or text[i] == "\n" or plain_from >= 0:
                     continue  # at the end of a line, or at one that may continue a plain scalar
                 j = i  # at the first token of a line _LINE does not read
@@ -154,7 +157,7 @@ def _scan(text: str, limit: int, whole_lines: bool) -> tuple[int, int] | None:
                 flow -= 1
             i += 1
             continue
-        if ch in "-?:" and (text[i + 1:i + 2] in ("", " ", "\t", "\n") or (flow and ch != "-")):
+        if ch in "-?:" and (text[i + 1 : i + 2] in ("", " ", "\t", "\n") or (flow and ch != "-")):
             if not flow:
                 # '- ' and '? ' open a collection at their column; ':' a mapping at its key's
                 at = key_col if ch == ":" and key_line == line else col
@@ -187,8 +190,9 @@ def _where(text: str, j: int, i: int, line: int, start: int) -> tuple[int, int]:
     return line, start
 
 
-def _whole_lines(text: str, i: int, line: int, start: int, col: int, indents: list[int],
-                 room: int) -> tuple[int, int, int, int, int]:
+def _whole_lines(
+    text: str, i: int, line: int, start: int, col: int, indents: list[int], room: int
+) -> tuple[int, int, int, int, int]:
     """Read the lines from ``i`` (the first token of a line, at ``col``) that ``_LINE`` reads whole,
     pushing their ``- `` and ``key:`` columns onto ``indents`` while it holds at most ``room``
     entries, and stop at the first line it does not read, at a line that may continue a plain
@@ -266,9 +270,16 @@ def _plain(text: str, i: int, flow: int, indent: int) -> int:
         lead = _LEAD.match(text, k + 1)
         nxt = lead.end()  # type: ignore[union-attr]
         line_start = lead.start(1)  # type: ignore[union-attr]
-        if (nxt >= n or text[nxt] == "#" or (not flow and nxt - line_start < indent)
-                or (nxt == line_start and text.startswith(("---", "..."), nxt)
-                    and text[nxt + 3:nxt + 4] in ("", " ", "\t", "\n"))):
+        if (
+            nxt >= n
+            or text[nxt] == "#"
+            or (not flow and nxt - line_start < indent)
+            or (
+                nxt == line_start
+                and text.startswith(("---", "..."), nxt)
+                and text[nxt + 3 : nxt + 4] in ("", " ", "\t", "\n")
+            )
+        ):
             return j
         i = nxt
 

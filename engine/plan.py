@@ -93,8 +93,7 @@ class PlanTreeTarget(_Part):
     extra: Mapping[str, JSONValue] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"target": self.target, "model": self.model, "circuit": self.circuit,
-                **_plain(self.extra)}
+        return {"target": self.target, "model": self.model, "circuit": self.circuit, **_plain(self.extra)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,9 +110,13 @@ class PlanTreeGroup(_Part):
     extra: Mapping[str, JSONValue] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"group": self.group, "strategy": self.strategy,
-                               "order": self.order, "max_attempts": self.max_attempts,
-                               "members": _plain(self.members)}
+        out: dict[str, Any] = {
+            "group": self.group,
+            "strategy": self.strategy,
+            "order": self.order,
+            "max_attempts": self.max_attempts,
+            "members": _plain(self.members),
+        }
         if self.hedge_after is not None:
             out["hedge_after"] = self.hedge_after
         return {**out, **_plain(self.extra)}
@@ -236,14 +239,20 @@ def cache_decision(cache: CacheConfig, request: Mapping[str, Any]) -> tuple[bool
         return False, "the request sets no temperature"
     if temp > cache.max_temperature:
         return False, f"temperature {temp:g} is above max_temperature {cache.max_temperature:g}"
-    refresh = " (metadata refresh: the cached answer is replaced)" if meta.get("cache") == \
-        "refresh" else ""
-    return True, (f"temperature {temp:g} <= max_temperature {cache.max_temperature:g}; "
-                  f"cached for {fd(cache.responses_ttl)}{refresh}")
+    refresh = " (metadata refresh: the cached answer is replaced)" if meta.get("cache") == "refresh" else ""
+    return True, (
+        f"temperature {temp:g} <= max_temperature {cache.max_temperature:g}; "
+        f"cached for {fd(cache.responses_ttl)}{refresh}"
+    )
 
 
-def build_plan(graph: RoutingGraph, request: Request | Mapping[str, Any], *,
-               open_circuits: Collection[str] = frozenset(), target: str | None = None) -> Plan:
+def build_plan(
+    graph: RoutingGraph,
+    request: Request | Mapping[str, Any],
+    *,
+    open_circuits: Collection[str] = frozenset(),
+    target: str | None = None,
+) -> Plan:
     """Plan ``request`` on ``graph``; ``open_circuits`` holds circuit keys that are open now
     (``provider`` or ``provider/model``). The body shown is the first target's (with a closed
     circuit), or ``target``'s: any target the route can reach, as the plan names it
@@ -261,15 +270,17 @@ def build_plan(graph: RoutingGraph, request: Request | Mapping[str, Any], *,
     if target is None:
         first = next((t for t in order if _circuit(t, model) not in open_circuits), None)
     else:
-        first = next((t for t in order if target in (t.key, f"{t.provider.name}/{model}")),
-                     None)
+        first = next((t for t in order if target in (t.key, f"{t.provider.name}/{model}")), None)
         if first is None:
-            raise ValueError(f"route {route.index} cannot reach target {target!r}; it reaches: "
-                             + ", ".join(t.key for t in order))
+            raise ValueError(
+                f"route {route.index} cannot reach target {target!r}; it reaches: "
+                + ", ".join(t.key for t in order)
+            )
     return Plan(
         request=PlanRequest(model, tuple(sorted(meta)), bool(req.get("stream"))),
-        route=PlanRoute(route.index, route.match.describe(), route.where,
-                        _why(route, model, meta), _name(route.to)),
+        route=PlanRoute(
+            route.index, route.match.describe(), route.where, _why(route, model, meta), _name(route.to)
+        ),
         deadline=fd(route.deadline),
         worst_case=fd(route.worst_case),
         worst_case_exceeds_deadline=route.worst_case > route.deadline,
@@ -296,24 +307,35 @@ def _why(route: Route, model: str, meta: Mapping[str, Any]) -> str:
     m = route.match
     parts = []
     if m.model is not None:
-        parts.append(f"model {model!r} equals {m.model!r}" if m.model == model
-                     else f"model {model!r} matches glob {m.model!r}")
+        parts.append(
+            f"model {model!r} equals {m.model!r}"
+            if m.model == model
+            else f"model {model!r} matches glob {m.model!r}"
+        )
     parts += [f"metadata.{k} == {v!r}" for k, v in sorted(m.metadata.items())]
     first = f"first match (route {route.index})"
     return first + ": " + ("; ".join(parts) if parts else "catch-all")
 
 
-def _tree(node: Node, model: str, open_circuits: Collection[str],
-          extra: Mapping[str, Any] | None = None) -> PlanTreeNode:
+def _tree(
+    node: Node, model: str, open_circuits: Collection[str], extra: Mapping[str, Any] | None = None
+) -> PlanTreeNode:
     if isinstance(node, Target):
-        return PlanTreeTarget(node.key, node.model_for(model),
-                              "open" if _circuit(node, model) in open_circuits else "closed",
-                              extra or {})
+        return PlanTreeTarget(
+            node.key,
+            node.model_for(model),
+            "open" if _circuit(node, model) in open_circuits else "closed",
+            extra or {},
+        )
     strategy = STRATEGIES[node.strategy]
     return PlanTreeGroup(
-        node.name, node.strategy, strategy.policy, node.max_attempts,
-        tuple(_tree(m.node, model, open_circuits, strategy.plan_member(node, m, model))
-              for m in node.members),
+        node.name,
+        node.strategy,
+        strategy.policy,
+        node.max_attempts,
+        tuple(
+            _tree(m.node, model, open_circuits, strategy.plan_member(node, m, model)) for m in node.members
+        ),
         fd(node.hedge_after) if node.hedge_after is not None else None,
         extra or {},
     )
@@ -327,32 +349,48 @@ def _notes(t: Target, req: dict[str, Any], name: str) -> tuple[str, ...]:
     return tuple(get_kind(t.provider.kind).notes(req, name, t.provider.wire_for(name)))
 
 
-def _target(t: Target, req: dict[str, Any], model: str,
-            open_circuits: Collection[str]) -> PlanTarget:
+def _target(t: Target, req: dict[str, Any], model: str, open_circuits: Collection[str]) -> PlanTarget:
     p = t.provider
     name = t.model_for(model)
     price = t.price(name)
     return PlanTarget(
-        t.key, p.name, p.kind, name, _mask(p.base_url), _speed(p.speed), _retry(p.retry),
-        (PlanBreaker(p.breaker.name, p.breaker.failures, fd(p.breaker.recovery), p.breaker.scope,
-                     "open" if _circuit(t, model) in open_circuits else "closed")
-         if p.breaker else None),
+        t.key,
+        p.name,
+        p.kind,
+        name,
+        _mask(p.base_url),
+        _speed(p.speed),
+        _retry(p.retry),
+        (
+            PlanBreaker(
+                p.breaker.name,
+                p.breaker.failures,
+                fd(p.breaker.recovery),
+                p.breaker.scope,
+                "open" if _circuit(t, model) in open_circuits else "closed",
+            )
+            if p.breaker
+            else None
+        ),
         PlanPrice(price.input, price.output) if price else None,
         _notes(t, req, name),
     )
 
 
 def _speed(s: Speed) -> PlanSpeed:
-    backoff = (f"{fd(s.backoff.base)} x{s.backoff.factor:g} max {fd(s.backoff.max)}"
-               f" jitter {fd(s.backoff.jitter)}")
-    return PlanSpeed(s.name, fd(s.connect), fd(s.read), fd(s.pool), s.retries, backoff,
-                     fd(s.worst_case()))
+    backoff = (
+        f"{fd(s.backoff.base)} x{s.backoff.factor:g} max {fd(s.backoff.max)} jitter {fd(s.backoff.jitter)}"
+    )
+    return PlanSpeed(s.name, fd(s.connect), fd(s.read), fd(s.pool), s.retries, backoff, fd(s.worst_case()))
 
 
 def _retry(k: Classifier) -> PlanRetry:
-    return PlanRetry(k.name, (*sorted(k.retry_status), *sorted(k.retry_errors)),
-                     (*sorted(k.failover_status), *sorted(k.failover_errors)),
-                     "honor" if k.honor_retry_after else "ignore")
+    return PlanRetry(
+        k.name,
+        (*sorted(k.retry_status), *sorted(k.retry_errors)),
+        (*sorted(k.failover_status), *sorted(k.failover_errors)),
+        "honor" if k.honor_retry_after else "ignore",
+    )
 
 
 def _body(t: Target, req: dict[str, Any], model: str) -> PlanBody | str:
@@ -362,20 +400,21 @@ def _body(t: Target, req: dict[str, Any], model: str) -> PlanBody | str:
     name = t.model_for(model)
     stream = bool(req.get("stream"))
     try:
-        text = t.provider.template.render(
-            **kind.context(req, name, stream, t.provider.wire_for(name)))
+        text = t.provider.template.render(**kind.context(req, name, stream, t.provider.wire_for(name)))
     except Exception as exc:  # a template that cannot render this request: the try fails over
-        return f"(the template {t.provider.template_path} cannot render this request: " \
-               f"{type(exc).__name__}: {exc}; this target would fail over)"
+        return (
+            f"(the template {t.provider.template_path} cannot render this request: "
+            f"{type(exc).__name__}: {exc}; this target would fail over)"
+        )
     try:
         body = json.loads(text)
     except json.JSONDecodeError:
         return text
-    return PlanBody(_mask_url(kind.url(_reveal_for_url(t.provider.base_url), name, stream),
-                              t.provider.base_url),
-                    _headers(kind.auth_headers(_PROBE if t.provider.api_key else None),
-                             t.provider.headers),
-                    body)
+    return PlanBody(
+        _mask_url(kind.url(_reveal_for_url(t.provider.base_url), name, stream), t.provider.base_url),
+        _headers(kind.auth_headers(_PROBE if t.provider.api_key else None), t.provider.headers),
+        body,
+    )
 
 
 _PROBE = "\x00key\x00"
@@ -401,21 +440,33 @@ def _mask(value: str | Secret) -> str:
 
 
 def _text(plan: Plan) -> str:
-    return "\n".join([*_head(plan), "", "order", *_tree_text(plan.tree, "  "), "", "targets",
-                      *(line for t in plan.targets for line in _target_text(t)),
-                      *_body_text(plan)]) + "\n"
+    return (
+        "\n".join(
+            [
+                *_head(plan),
+                "",
+                "order",
+                *_tree_text(plan.tree, "  "),
+                "",
+                "targets",
+                *(line for t in plan.targets for line in _target_text(t)),
+                *_body_text(plan),
+            ]
+        )
+        + "\n"
+    )
 
 
 def _head(plan: Plan) -> list[str]:
     q, r = plan.request, plan.route
     return [
-        f"request  model={q.model}" + (f" metadata={','.join(q.metadata)}" if q.metadata else "")
+        f"request  model={q.model}"
+        + (f" metadata={','.join(q.metadata)}" if q.metadata else "")
         + (" stream" if q.stream else ""),
         f"route    #{r.index} [{r.match}] -> {r.to}   ({r.where})",
         f"why      {r.why}",
         f"deadline {plan.deadline}   worst case {plan.worst_case}"
-        + ("   WARNING: worst case exceeds the deadline" if plan.worst_case_exceeds_deadline
-           else ""),
+        + ("   WARNING: worst case exceeds the deadline" if plan.worst_case_exceeds_deadline else ""),
         f"cache    {'cacheable' if plan.cache.cacheable else 'not cached'}: {plan.cache.reason}",
     ]
 
@@ -428,8 +479,12 @@ def _target_text(t: PlanTarget) -> list[str]:
         f"retries, backoff {s.backoff}, worst {s.worst_case}",
         f"      retry {k.classifier}: retry_on {_codes(k.retry_on)} failover_on "
         f"{_codes(k.failover_on)} retry_after {k.retry_after}",
-        "      breaker " + (f"{b.name}: {b.failures} failures, recovery {b.recovery}, scope "
-                            f"{b.scope}, {b.state}" if b else "none"),
+        "      breaker "
+        + (
+            f"{b.name}: {b.failures} failures, recovery {b.recovery}, scope {b.scope}, {b.state}"
+            if b
+            else "none"
+        ),
     ]
     if t.price:
         lines.append(f"      price ${t.price.input:g} in / ${t.price.output:g} out per 1M tokens")
@@ -442,8 +497,7 @@ def _body_text(plan: Plan) -> list[str]:
     if isinstance(body, PlanBody):
         lines.append(f"  POST {body.url}")
         lines += [f"  {h}: {v}" for h, v in body.headers.items()]
-        lines += ["  " + x for x in json.dumps(body.json, indent=2, ensure_ascii=False)
-                  .splitlines()]
+        lines += ["  " + x for x in json.dumps(body.json, indent=2, ensure_ascii=False).splitlines()]
     elif body is not None:
         lines.append("  " + body)
     return lines

@@ -12,8 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from engine.errors import RequestError
 
-__all__ = ["MAX_MODEL_LENGTH", "ROLES", "SAMPLE_REQUEST", "Message", "Request",
-           "normalize_request"]
+__all__ = ["MAX_MODEL_LENGTH", "ROLES", "SAMPLE_REQUEST", "Message", "Request", "normalize_request"]
 
 ROLES = ("system", "user", "assistant", "tool", "developer")  # as in ``Message.role``
 MAX_MODEL_LENGTH = 256  # a longer model name is refused upstream, so it is refused here
@@ -51,8 +50,11 @@ class Request(BaseModel):
     top_p: float | None = None
     max_tokens: int | None = None
     max_completion_tokens: int | None = Field(None, description="OpenAI's newer max_tokens.")
-    reasoning_effort: str | None = Field(None, description="none, minimal, low, medium, high or "
-                                         "xhigh; mapped onto each provider's thinking control.")
+    reasoning_effort: str | None = Field(
+        None,
+        description="none, minimal, low, medium, high or "
+        "xhigh; mapped onto each provider's thinking control.",
+    )
     stop: str | list[str] | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
@@ -128,8 +130,11 @@ def _model(value: Any) -> str:
     if not value:
         raise RequestError("model", "must not be empty")
     if len(value) > MAX_MODEL_LENGTH:
-        raise RequestError("model", f"is {len(value)} characters long; at most "
-                           f"{MAX_MODEL_LENGTH} (providers refuse longer model names)")
+        raise RequestError(
+            "model",
+            f"is {len(value)} characters long; at most "
+            f"{MAX_MODEL_LENGTH} (providers refuse longer model names)",
+        )
     return value
 
 
@@ -162,8 +167,13 @@ def _message(i: int, message: Any) -> dict[str, Any]:
 def _role(i: int, role: Any) -> None:
     if isinstance(role, str) and role in _ROLES:  # a str subclass, e.g. a StrEnum member
         return
-    reason = ("missing" if role is None else f"unknown role {role!r}" if isinstance(role, str)
-              else f"expected a string, got {_got(role)}")
+    reason = (
+        "missing"
+        if role is None
+        else f"unknown role {role!r}"
+        if isinstance(role, str)
+        else f"expected a string, got {_got(role)}"
+    )
     raise RequestError(f"messages[{i}].role", f"{reason} (expected one of: {', '.join(ROLES)})")
 
 
@@ -189,13 +199,11 @@ def _content(i: int, value: Any) -> Any:
         elif isinstance(part, Mapping):
             p = dict(part)
         else:
-            raise _wrong(f"messages[{i}].content[{j}]", "a content part (a dict with a 'type')",
-                         part)
+            raise _wrong(f"messages[{i}].content[{j}]", "a content part (a dict with a 'type')", part)
         kind = p.get("type")
         if type(kind) is not str and not isinstance(kind, str):
             field = f"messages[{i}].content[{j}].type"
-            raise RequestError(field, "missing") if kind is None else _wrong(field, "a string",
-                                                                             kind)
+            raise RequestError(field, "missing") if kind is None else _wrong(field, "a string", kind)
         if kind == "text" and not isinstance(p.get("text"), str):
             raise _wrong(f"messages[{i}].content[{j}].text", "a string", p.get("text"))
         parts.append(p)
@@ -267,6 +275,7 @@ def _string(field: str) -> Callable[[Any], str]:
         if not isinstance(value, str):
             raise _wrong(field, "a string", value)
         return value
+
     return check
 
 
@@ -332,14 +341,20 @@ SAMPLE_REQUEST: dict[str, Any] = {
     "model": "sample",
     "messages": [
         {"role": "system", "content": "You are terse."},
-        {"role": "user", "content": "Say \"hi\" \\ and <b>bye</b>\n"},
+        {"role": "user", "content": 'Say "hi" \\ and <b>bye</b>\n'},
     ],
     "temperature": 0.0,
     "max_tokens": 16,
     "stop": ["\n\n"],
-    "tools": [{"type": "function", "function": {
-        "name": "lookup", "description": "Look a thing up",
-        "parameters": {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]},
-    }}],
+    "tools": [
+        {
+            "type": "function",
+            "function": {
+                "name": "lookup",
+                "description": "Look a thing up",
+                "parameters": {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]},
+            },
+        }
+    ],
     "metadata": {"sample": True},
 }

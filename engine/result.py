@@ -22,15 +22,15 @@ __all__ = [
 ]
 
 Outcome = Literal[
-    "ok",            # answered
-    "retry",         # failed, retried on the same target
-    "failover",      # failed, moved on to the next target
-    "fatal",         # non-failover client error: raised at once
-    "skipped",       # circuit open or rate limited: no network cost
-    "cancelled",     # hedge loser or deadline
-    "deadline",      # ran out of time
-    "cached",        # answered from the response cache: no network
-    "coalesced",     # answered by an identical request in flight (single-flight): no network
+    "ok",  # answered
+    "retry",  # failed, retried on the same target
+    "failover",  # failed, moved on to the next target
+    "fatal",  # non-failover client error: raised at once
+    "skipped",  # circuit open or rate limited: no network cost
+    "cancelled",  # hedge loser or deadline
+    "deadline",  # ran out of time
+    "cached",  # answered from the response cache: no network
+    "coalesced",  # answered by an identical request in flight (single-flight): no network
 ]
 
 
@@ -61,26 +61,28 @@ class ToolCall:
 
 
 ErrorKind = Literal[
-    "timeout",       # no answer (or no whole answer) in time
-    "connect",       # the connection could not be made
-    "reset",         # the connection broke, or a stream ended before its end marker
-    "protocol",      # an answer the kind cannot read: not JSON, wrong shape, an in-band error event
-    "status",        # an HTTP error status (4xx, 5xx)
-    "template",      # the target's template could not render the request: nothing was sent
+    "timeout",  # no answer (or no whole answer) in time
+    "connect",  # the connection could not be made
+    "reset",  # the connection broke, or a stream ended before its end marker
+    "protocol",  # an answer the kind cannot read: not JSON, wrong shape, an in-band error event
+    "status",  # an HTTP error status (4xx, 5xx)
+    "template",  # the target's template could not render the request: nothing was sent
     "circuit_open",  # skipped: the target's circuit is open
     "rate_limited",  # skipped: the target's rate limit had no room
-    "cancelled",     # a hedge that lost, or the caller cancelled
-    "deadline",      # the route's deadline cut the try short
-    "closed",        # the engine was closed under the try
+    "cancelled",  # a hedge that lost, or the caller cancelled
+    "deadline",  # the route's deadline cut the try short
+    "closed",  # the engine was closed under the try
 ]
 """What went wrong in a failed (or skipped, or cut short) attempt."""
 
-_PREFIXED: frozenset[str] = frozenset({"timeout", "connect", "reset", "protocol", "status",
-                                       "template"})
+_PREFIXED: frozenset[str] = frozenset({"timeout", "connect", "reset", "protocol", "status", "template"})
 # attempts built with only ``error`` (as before ``kind`` existed): the runtime's own phrases
 _PHRASES: dict[str, ErrorKind] = {
-    "circuit open": "circuit_open", "rate limited": "rate_limited",
-    "the engine was closed": "closed", "cancelled": "cancelled", "deadline": "deadline",
+    "circuit open": "circuit_open",
+    "rate limited": "rate_limited",
+    "the engine was closed": "closed",
+    "cancelled": "cancelled",
+    "deadline": "deadline",
 }
 _SAID: dict[str, str] = {kind: phrase for phrase, kind in _PHRASES.items()}  # kind's own detail
 
@@ -110,8 +112,7 @@ class Attempt:
     def __post_init__(self) -> None:
         if self.kind is not None:
             if self.error is None:
-                detail = self.detail if self.detail is not None else _SAID.get(self.kind,
-                                                                               self.kind)
+                detail = self.detail if self.detail is not None else _SAID.get(self.kind, self.kind)
                 error = f"{self.kind}: {detail}" if self.kind in _PREFIXED else detail
                 object.__setattr__(self, "error", error)
             if self.detail is None:
@@ -136,7 +137,7 @@ def _detail_of(kind: str, error: str | None) -> str | None:
     if error is None:
         return None
     prefix = kind + ": "
-    return error[len(prefix):] if error.startswith(prefix) else error
+    return error[len(prefix) :] if error.startswith(prefix) else error
 
 
 def _split(error: str, outcome: str) -> tuple[ErrorKind | None, str]:
@@ -228,8 +229,10 @@ class Response:
             out["reasoning_content"] = self.reasoning
             if signed and signed[0].signature:
                 out["reasoning_signature"] = signed[0].signature
-        gemini = next((b.signature for b in self.reasoning_blocks
-                       if b.kind == "gemini" and b.signature and not b.text), None)
+        gemini = next(
+            (b.signature for b in self.reasoning_blocks if b.kind == "gemini" and b.signature and not b.text),
+            None,
+        )
         if gemini is not None and calls:
             calls[0]["extra_content"] = {"google": {"thought_signature": gemini}}
         if calls:

@@ -58,27 +58,30 @@ else:  # the registries' names, in their order: the JSON Schema's enums
 Duration = Annotated[
     float,
     BeforeValidator(parse_duration),
-    WithJsonSchema({
-        "anyOf": [
-            {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?|\.\d+)\s*(ms|s|m|h)?\s*$"},
-            {"type": "number", "minimum": 0},
-        ],
-        "description": "A duration: 250ms, 5s, 1.5s, 10m, 1h, or a bare number of seconds.",
-    }),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?|\.\d+)\s*(ms|s|m|h)?\s*$"},
+                {"type": "number", "minimum": 0},
+            ],
+            "description": "A duration: 250ms, 5s, 1.5s, 10m, 1h, or a bare number of seconds.",
+        }
+    ),
 ]
 
 Size = Annotated[
     int,
     BeforeValidator(parse_size),
-    WithJsonSchema({
-        "anyOf": [
-            {"type": "string",
-             "pattern": r"^\s*(\d+(\.\d+)?|\.\d+)\s*([kKmMgG][iI]?[bB]|[bB])?\s*$"},
-            {"type": "integer", "minimum": 1},
-        ],
-        "description": "A size: 512KB, 16MiB, 1GB (KB/MB/GB are powers of 1000, KiB/MiB/GiB of "
-                       "1024), or a bare number of bytes.",
-    }),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?|\.\d+)\s*([kKmMgG][iI]?[bB]|[bB])?\s*$"},
+                {"type": "integer", "minimum": 1},
+            ],
+            "description": "A size: 512KB, 16MiB, 1GB (KB/MB/GB are powers of 1000, KiB/MiB/GiB of "
+            "1024), or a bare number of bytes.",
+        }
+    ),
 ]
 
 
@@ -91,8 +94,13 @@ def _secret_text(value: Any) -> Any:
 SecretText = Annotated[
     Any,
     BeforeValidator(_secret_text),
-    WithJsonSchema({"type": "string", "description": "Text; ${NAME} / ${NAME:-default} read the "
-                    "environment and make the value a secret (masked everywhere)."}),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "description": "Text; ${NAME} / ${NAME:-default} read the "
+            "environment and make the value a secret (masked everywhere).",
+        }
+    ),
 ]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 MaxTokensField = Literal["max_tokens", "max_completion_tokens"]
@@ -101,8 +109,9 @@ MaxTokensField = Literal["max_tokens", "max_completion_tokens"]
 class Spec(BaseModel):
     """Base: strict (unknown keys are errors) and frozen."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True,
-                              validate_default=False)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, arbitrary_types_allowed=True, validate_default=False
+    )
 
 
 class BackoffSpec(Spec):
@@ -117,13 +126,17 @@ class BackoffSpec(Spec):
 class SpeedSpec(Spec):
     """A speed category: timeouts, retries and backoff for the providers that use it."""
 
-    extends: Name | None = Field(None, description="Speed whose values fill the ones omitted here "
-                                 "(default: the built-in of the same name, else 'medium').")
+    extends: Name | None = Field(
+        None,
+        description="Speed whose values fill the ones omitted here "
+        "(default: the built-in of the same name, else 'medium').",
+    )
     connect: Duration | None = Field(None, description="TCP/TLS connect timeout.")
     read: Duration | None = Field(None, description="Read timeout: longest wait for response bytes.")
     pool: Duration | None = Field(None, description="Longest wait for a free pooled connection.")
-    retries: int | None = Field(None, ge=0, le=20, description="Retries on the same target after "
-                                "the first try.")
+    retries: int | None = Field(
+        None, ge=0, le=20, description="Retries on the same target after the first try."
+    )
     backoff: BackoffSpec | None = Field(None, description="Sleep between retries.")
 
 
@@ -131,21 +144,25 @@ class CodesSpec(Spec):
     """HTTP statuses and transport error kinds."""
 
     status: list[Annotated[int, Field(ge=100, le=599)]] = Field(
-        default_factory=list, description="HTTP status codes, e.g. [429, 500, 502, 503, 504].")
+        default_factory=list, description="HTTP status codes, e.g. [429, 500, 502, 503, 504]."
+    )
     errors: list[Literal["timeout", "connect", "reset", "protocol"]] = Field(
-        default_factory=list, description="Transport errors: timeout, connect (refused/DNS), "
-        "reset (connection dropped), protocol (malformed or truncated response).")
+        default_factory=list,
+        description="Transport errors: timeout, connect (refused/DNS), "
+        "reset (connection dropped), protocol (malformed or truncated response).",
+    )
 
 
 class ClassifierSpec(Spec):
     """A retry classifier: which failures retry on the same target and which fail over."""
 
-    retry_on: CodesSpec | None = Field(None, description="Retried on the same target "
-                                       "(default: transient's).")
-    failover_on: CodesSpec | None = Field(None, description="Move on to the next target "
-                                          "(default: transient's). Other 4xx raise ProviderError.")
+    retry_on: CodesSpec | None = Field(None, description="Retried on the same target (default: transient's).")
+    failover_on: CodesSpec | None = Field(
+        None, description="Move on to the next target (default: transient's). Other 4xx raise ProviderError."
+    )
     retry_after: Literal["honor", "ignore"] | None = Field(
-        None, description="Honour Retry-After / retry-after-ms (never beyond the deadline).")
+        None, description="Honour Retry-After / retry-after-ms (never beyond the deadline)."
+    )
 
 
 class BreakerSpec(Spec):
@@ -154,13 +171,13 @@ class BreakerSpec(Spec):
     failures: int = Field(5, ge=1, le=10_000, description="Consecutive failures that open it.")
     recovery: Duration = Field(60.0, description="How long it stays open before a half-open probe.")
     scope: Literal["provider", "model"] = Field(
-        "provider", description="One circuit per provider, or per provider/model.")
+        "provider", description="One circuit per provider, or per provider/model."
+    )
 
 
 def _positive_ttl(value: float) -> float:
     if value <= 0:
-        raise ValueError("ttl must be more than 0; write a duration such as 10m, or leave this "
-                         "cache out")
+        raise ValueError("ttl must be more than 0; write a duration such as 10m, or leave this cache out")
     return value
 
 
@@ -184,24 +201,34 @@ class ResponsesCacheSpec(Spec):
     @classmethod
     def _ttl(cls, value: float) -> float:
         return _positive_ttl(value)
-    max_temperature: float = Field(0.0, ge=0, le=2, description="Only requests at or below this "
-                                   "temperature are cached (a request without one is not).")
+
+    max_temperature: float = Field(
+        0.0,
+        ge=0,
+        le=2,
+        description="Only requests at or below this temperature are cached (a request without one is not).",
+    )
 
 
 class CacheSpec(Spec):
     """Response and model-listing caches, and where shared state lives."""
 
     backend: SecretText = Field("memory", description="memory | redis://host:port/db")
-    models: ModelsCacheSpec = Field(default_factory=ModelsCacheSpec,
-                                    description="Model listings per provider (default ttl 1h).")
-    responses: ResponsesCacheSpec | None = Field(None, description="Response caching; off unless "
-                                                 "written.")
-    namespace: str = Field("engine", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$",
-                           description="Prefix of every shared key (cache, single-flight, "
-                           "circuits, rate limits, listings): deployments that share one Redis "
-                           "but must not share state each take their own. Keys also hold a "
-                           "digest of each endpoint (URL and credentials), so unrelated configs "
-                           "never share answers even in one namespace.")
+    models: ModelsCacheSpec = Field(
+        default_factory=ModelsCacheSpec, description="Model listings per provider (default ttl 1h)."
+    )
+    responses: ResponsesCacheSpec | None = Field(None, description="Response caching; off unless written.")
+    namespace: str = Field(
+        "engine",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="Prefix of every shared key (cache, single-flight, "
+        "circuits, rate limits, listings): deployments that share one Redis "
+        "but must not share state each take their own. Keys also hold a "
+        "digest of each endpoint (URL and credentials), so unrelated configs "
+        "never share answers even in one namespace.",
+    )
 
     @field_validator("backend")
     @classmethod
@@ -227,11 +254,17 @@ class PriceSpec(Spec):
     input: float = Field(ge=0, description="USD per 1M input tokens.")
     output: float = Field(ge=0, description="USD per 1M output tokens (reasoning included).")
     cache_read: float | None = Field(
-        None, ge=0, description="USD per 1M input tokens read from the provider's prompt cache "
-                                "(default: the input price).")
+        None,
+        ge=0,
+        description="USD per 1M input tokens read from the provider's prompt cache "
+        "(default: the input price).",
+    )
     cache_write: float | None = Field(
-        None, ge=0, description="USD per 1M input tokens written to the provider's prompt cache "
-                                "(default: the input price).")
+        None,
+        ge=0,
+        description="USD per 1M input tokens written to the provider's prompt cache "
+        "(default: the input price).",
+    )
 
 
 class ModelSpec(Spec):
@@ -240,17 +273,18 @@ class ModelSpec(Spec):
     context: int | None = Field(None, ge=1, description="Context window in tokens.")
     price: PriceSpec | None = Field(None, description="USD per 1M tokens, for Response.cost.")
     max_tokens_field: MaxTokensField | None = Field(
-        None, description="kind openai: as the provider's max_tokens_field, for this model.")
+        None, description="kind openai: as the provider's max_tokens_field, for this model."
+    )
     send_reasoning_content: bool | None = Field(
-        None, description="kind openai: as the provider's send_reasoning_content, for this model.")
+        None, description="kind openai: as the provider's send_reasoning_content, for this model."
+    )
 
 
 class PoolSpec(Spec):
     """HTTP connection pool of one provider."""
 
     max_connections: int = Field(100, ge=1, le=100_000, description="Most open connections.")
-    max_keepalive: int = Field(20, ge=0, le=100_000, description="Most idle connections kept "
-                               "open for reuse.")
+    max_keepalive: int = Field(20, ge=0, le=100_000, description="Most idle connections kept open for reuse.")
     keepalive_expiry: Duration = Field(30.0, description="Idle keep-alive connections close after.")
 
 
@@ -272,33 +306,46 @@ def _models(value: Any) -> Any:
 class ProviderSpec(Spec):
     """An upstream API."""
 
-    kind: KindName = Field(description="Wire protocol: " + "; ".join(
-        f"{k.name}: {k.description}" for k in KINDS.values()) + ".")
-    base_url: SecretText | None = Field(None, description="API root (default: " + ", ".join(
-        f"{k.name} {k.default_base_url}" for k in KINDS.values()) + ").")
+    kind: KindName = Field(
+        description="Wire protocol: " + "; ".join(f"{k.name}: {k.description}" for k in KINDS.values()) + "."
+    )
+    base_url: SecretText | None = Field(
+        None,
+        description="API root (default: "
+        + ", ".join(f"{k.name} {k.default_base_url}" for k in KINDS.values())
+        + ").",
+    )
     api_key: SecretText | None = Field(None, description="Usually ${SOME_API_KEY}.")
     speed: Name | None = Field(None, description="Speed category (default: defaults.speed).")
     retry: Name | None = Field(None, description="Retry classifier (default: defaults.retry).")
-    breaker: Name | None = Field(None, description="Breaker, or 'none' (default: "
-                                 "defaults.breaker).")
+    breaker: Name | None = Field(None, description="Breaker, or 'none' (default: defaults.breaker).")
     pool: PoolSpec = Field(default_factory=PoolSpec, description="Connection pool limits.")
     headers: dict[str, SecretText] = Field(default_factory=dict, description="Extra headers.")
-    template: str | None = Field(None, description="Override the kind's request template (path "
-                                 "relative to routes.yaml).")
+    template: str | None = Field(
+        None, description="Override the kind's request template (path relative to routes.yaml)."
+    )
     limits: LimitsSpec | None = Field(None, description="Client-side rate limits.")
-    max_response: Size | None = Field(None, description="Largest answer body accepted, after "
-                                      "decompression, whole or streamed (default 32MiB); a "
-                                      "larger one is a protocol error, which fails over.")
-    models: Annotated[dict[str, ModelSpec], BeforeValidator(
-        _models, json_schema_input_type=list[str] | dict[str, ModelSpec | None])] = Field(
-        default_factory=dict, description="Models this provider serves, with context and price.")
+    max_response: Size | None = Field(
+        None,
+        description="Largest answer body accepted, after "
+        "decompression, whole or streamed (default 32MiB); a "
+        "larger one is a protocol error, which fails over.",
+    )
+    models: Annotated[
+        dict[str, ModelSpec],
+        BeforeValidator(_models, json_schema_input_type=list[str] | dict[str, ModelSpec | None]),
+    ] = Field(default_factory=dict, description="Models this provider serves, with context and price.")
     max_tokens_field: MaxTokensField | None = Field(
-        None, description="kind openai: the field a request's token limit is sent as "
+        None,
+        description="kind openai: the field a request's token limit is sent as "
         "(max_tokens or max_completion_tokens). Unset: max_completion_tokens for the o-series "
-        "and gpt-5 reasoning models, which refuse max_tokens; the request's own field otherwise.")
+        "and gpt-5 reasoning models, which refuse max_tokens; the request's own field otherwise.",
+    )
     send_reasoning_content: bool = Field(
-        False, description="kind openai: send assistant messages' reasoning_content back "
-        "(vLLM, DeepSeek thinking with tools); off, it is dropped, as some models refuse it.")
+        False,
+        description="kind openai: send assistant messages' reasoning_content back "
+        "(vLLM, DeepSeek thinking with tools); off, it is dropped, as some models refuse it.",
+    )
 
 
 def _member(value: Any) -> Any:
@@ -316,20 +363,24 @@ class GroupSpec(Spec):
     """A failover group."""
 
     strategy: StrategyName = Field(
-        "priority", description="How targets are ordered for each request. " + "; ".join(
-            f"{s.name}: {s.description}" for s in STRATEGIES.values()) + ".")
-    targets: list[Annotated[MemberSpec, BeforeValidator(
-        _member, json_schema_input_type=str | MemberSpec)]] = Field(
-        min_length=1, description="provider/model, provider, or group names; or "
-        "{target, weight}.")
-    max_attempts: int | None = Field(None, ge=1, description="Distinct targets tried at most "
-                                     "(default: all).")
-    hedge_after: Duration | None = Field(None, description="hedged only: start the next target "
-                                         "if the current one has not answered by then.")
+        "priority",
+        description="How targets are ordered for each request. "
+        + "; ".join(f"{s.name}: {s.description}" for s in STRATEGIES.values())
+        + ".",
+    )
+    targets: list[
+        Annotated[MemberSpec, BeforeValidator(_member, json_schema_input_type=str | MemberSpec)]
+    ] = Field(min_length=1, description="provider/model, provider, or group names; or {target, weight}.")
+    max_attempts: int | None = Field(None, ge=1, description="Distinct targets tried at most (default: all).")
+    hedge_after: Duration | None = Field(
+        None, description="hedged only: start the next target if the current one has not answered by then."
+    )
     on_limit: Literal["failover", "wait"] = Field(
-        "failover", description="When a target's client-side rate limit (providers.*.limits) is "
+        "failover",
+        description="When a target's client-side rate limit (providers.*.limits) is "
         "used up: move on to the next target at once, or wait for room within the deadline. The "
-        "last target of a route always waits.")
+        "last target of a route always waits.",
+    )
 
 
 def _scalar(value: Any) -> Any:
@@ -347,8 +398,7 @@ class MatchSpec(Spec):
     """Which requests a route takes; every condition written must hold."""
 
     model: str | None = Field(None, description="Glob on the requested model (gpt-*).")
-    metadata: dict[str, Scalar] = Field(default_factory=dict,
-                                        description="Equality on request metadata.")
+    metadata: dict[str, Scalar] = Field(default_factory=dict, description="Equality on request metadata.")
 
 
 class RouteSpec(Spec):
@@ -356,8 +406,7 @@ class RouteSpec(Spec):
 
     match: MatchSpec = Field(default_factory=MatchSpec, description="{} matches everything.")
     to: Name = Field(description="A group, provider/model, or provider.")
-    deadline: Duration | None = Field(None, description="This route's budget (default: "
-                                      "defaults.deadline).")
+    deadline: Duration | None = Field(None, description="This route's budget (default: defaults.deadline).")
 
     @field_validator("to")
     @classmethod
@@ -371,52 +420,70 @@ class RouteSpec(Spec):
 class LogsSpec(Spec):
     """The access log: one line per routed request on the logger ``engine.access``."""
 
-    format: Literal["text", "json"] = Field("text", description="text (key=value pairs) or json "
-                                            "(one object per line).")
+    format: Literal["text", "json"] = Field(
+        "text", description="text (key=value pairs) or json (one object per line)."
+    )
     level: Literal["debug", "info", "warning", "error"] = Field(
-        "info", description="The level each line is logged at; nothing is written unless the "
-        "engine.access logger is enabled for it.")
+        "info",
+        description="The level each line is logged at; nothing is written unless the "
+        "engine.access logger is enabled for it.",
+    )
 
 
 class TelemetrySpec(Spec):
     """What the engine records about each request: metrics, traces and the access log."""
 
-    metrics: bool = Field(True, description="Prometheus metrics (engine.metrics(), the gateway's "
-                          "/metrics).")
-    traces: bool = Field(False, description="OpenTelemetry spans on the GenAI semantic "
-                         "conventions (needs the engine[otel] extra).")
-    capture_content: bool = Field(False, description="Put prompts and answers on spans "
-                                  "(gen_ai.input.messages, gen_ai.output.messages).")
+    metrics: bool = Field(True, description="Prometheus metrics (engine.metrics(), the gateway's /metrics).")
+    traces: bool = Field(
+        False,
+        description="OpenTelemetry spans on the GenAI semantic conventions (needs the engine[otel] extra).",
+    )
+    capture_content: bool = Field(
+        False, description="Put prompts and answers on spans (gen_ai.input.messages, gen_ai.output.messages)."
+    )
     logs: LogsSpec = Field(default_factory=LogsSpec, description="The access log line.")
     provider_names: dict[Name, Annotated[str, Field(min_length=1, max_length=64)]] = Field(
-        default_factory=dict, description="gen_ai.provider.name per provider, over the one read "
-        "from its kind and base_url (e.g. {local: vllm}).")
+        default_factory=dict,
+        description="gen_ai.provider.name per provider, over the one read "
+        "from its kind and base_url (e.g. {local: vllm}).",
+    )
 
 
 class RoutesSpec(Spec):
     """routes.yaml: providers, how fast they are, what is retried, failover groups and routes."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True,
-                              json_schema_extra={"title": "engine routes.yaml"})
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        arbitrary_types_allowed=True,
+        json_schema_extra={"title": "engine routes.yaml"},
+    )
     version: Literal[1] = Field(description="Language version; always 1.")
     defaults: DefaultsSpec = Field(default_factory=DefaultsSpec)
-    speeds: dict[Name, SpeedSpec] = Field(default_factory=dict, description="Speed categories "
-                                          "(built-in: fast, medium, slow).")
-    retry: dict[Name, ClassifierSpec] = Field(default_factory=dict, description="Retry "
-                                              "classifiers (built-in: transient, never).")
-    breakers: dict[Name, BreakerSpec] = Field(default_factory=dict, description="Circuit "
-                                              "breakers (built-in: standard).")
+    speeds: dict[Name, SpeedSpec] = Field(
+        default_factory=dict, description="Speed categories (built-in: fast, medium, slow)."
+    )
+    retry: dict[Name, ClassifierSpec] = Field(
+        default_factory=dict, description="Retry classifiers (built-in: transient, never)."
+    )
+    breakers: dict[Name, BreakerSpec] = Field(
+        default_factory=dict, description="Circuit breakers (built-in: standard)."
+    )
     cache: CacheSpec = Field(default_factory=CacheSpec)
     providers: dict[Name, ProviderSpec] = Field(description="Upstream APIs by name.")
     groups: dict[Name, GroupSpec] = Field(default_factory=dict, description="Failover groups.")
     routes: list[RouteSpec] = Field(min_length=1, description="Request routing; first match wins.")
-    telemetry: TelemetrySpec = Field(default_factory=TelemetrySpec,
-                                     description="Metrics, traces and the access log.")
+    telemetry: TelemetrySpec = Field(
+        default_factory=TelemetrySpec, description="Metrics, traces and the access log."
+    )
 
 
 SECTIONS: dict[str, type[Spec]] = {
-    "speeds": SpeedSpec, "retry": ClassifierSpec, "breakers": BreakerSpec,
-    "providers": ProviderSpec, "groups": GroupSpec,
+    "speeds": SpeedSpec,
+    "retry": ClassifierSpec,
+    "breakers": BreakerSpec,
+    "providers": ProviderSpec,
+    "groups": GroupSpec,
 }
 
 
@@ -443,9 +510,13 @@ def validate(model: type[Spec], data: Any) -> tuple[Any, list[SchemaError]]:
         return model.model_validate(data), []
     except ValidationError as exc:
         return None, [
-            SchemaError(tuple(p for p in e["loc"] if isinstance(p, str | int)), e["type"],
-                        str(e["msg"]), e.get("input"),
-                        str((e.get("ctx") or {}).get("expected", "")))
+            SchemaError(
+                tuple(p for p in e["loc"] if isinstance(p, str | int)),
+                e["type"],
+                str(e["msg"]),
+                e.get("input"),
+                str((e.get("ctx") or {}).get("expected", "")),
+            )
             for e in exc.errors()
         ]
 

@@ -28,7 +28,9 @@ def load_requests(path: str | Path) -> dict[str, dict[str, Any]]:
 
 
 def config_report(
-    path: str | Path = "routes.yaml", *, profile: str | None = None,
+    path: str | Path = "routes.yaml",
+    *,
+    profile: str | None = None,
     requests: Mapping[str, Mapping[str, Any]] | str | Path = (),  # type: ignore[assignment]
     env: Mapping[str, str] | None = None,
 ) -> str:

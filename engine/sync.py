@@ -40,11 +40,26 @@ T = TypeVar("T")
 class SyncEngine(Subscribable):
     """Routes requests through a compiled routing graph, blocking; options as ``Engine``'s."""
 
-    def __init__(self, graph: RoutingGraph, *, transport: TransportOption = None,
-                 seed: int | None = None, circuit_factory: Any = None,
-                 source: str | Path | None = None, profile: str | None = None) -> None:
-        self._bind(Engine(graph, transport=transport, seed=seed, circuit_factory=circuit_factory,
-                          source=source, profile=profile))
+    def __init__(
+        self,
+        graph: RoutingGraph,
+        *,
+        transport: TransportOption = None,
+        seed: int | None = None,
+        circuit_factory: Any = None,
+        source: str | Path | None = None,
+        profile: str | None = None,
+    ) -> None:
+        self._bind(
+            Engine(
+                graph,
+                transport=transport,
+                seed=seed,
+                circuit_factory=circuit_factory,
+                source=source,
+                profile=profile,
+            )
+        )
 
     @classmethod
     def of(cls, engine: Engine) -> SyncEngine:
@@ -59,16 +74,29 @@ class SyncEngine(Subscribable):
         engine._sync_view = self
 
     @classmethod
-    def from_file(cls, path: str | Path, profile: str | None = None, *,
-                  transport: TransportOption = None, seed: int | None = None,
-                  circuit_factory: Any = None) -> SyncEngine:
+    def from_file(
+        cls,
+        path: str | Path,
+        profile: str | None = None,
+        *,
+        transport: TransportOption = None,
+        seed: int | None = None,
+        circuit_factory: Any = None,
+    ) -> SyncEngine:
         """``Engine.from_file``, blocking. Raises ``ConfigError``."""
-        return cls.of(Engine.from_file(path, profile, transport=transport, seed=seed,
-                                       circuit_factory=circuit_factory))
+        return cls.of(
+            Engine.from_file(path, profile, transport=transport, seed=seed, circuit_factory=circuit_factory)
+        )
 
     @classmethod
-    def from_graph(cls, graph: RoutingGraph, *, transport: TransportOption = None,
-                   seed: int | None = None, circuit_factory: Any = None) -> SyncEngine:
+    def from_graph(
+        cls,
+        graph: RoutingGraph,
+        *,
+        transport: TransportOption = None,
+        seed: int | None = None,
+        circuit_factory: Any = None,
+    ) -> SyncEngine:
         return cls(graph, transport=transport, seed=seed, circuit_factory=circuit_factory)
 
     @property
@@ -91,8 +119,9 @@ class SyncEngine(Subscribable):
     def plan(self, request: RequestLike) -> Plan:
         return self.aio.plan(request)
 
-    def reload(self, path: str | Path | None = None, profile: str | None = None, *,
-               graph: RoutingGraph | None = None) -> RoutingGraph:
+    def reload(
+        self, path: str | Path | None = None, profile: str | None = None, *, graph: RoutingGraph | None = None
+    ) -> RoutingGraph:
         """``Engine.reload``: compiles on the calling thread, never on the engine's loop, which
         keeps answering meanwhile; the swap then happens on the loop."""
         if graph is None:
@@ -107,15 +136,21 @@ class SyncEngine(Subscribable):
         return self.aio.health()
 
     def list_models(self, provider: str, *, refresh: bool = False) -> ModelListing:
-        return self._run("list_models",
-                         functools.partial(self.aio.list_models, provider, refresh=refresh))
+        return self._run("list_models", functools.partial(self.aio.list_models, provider, refresh=refresh))
 
-    def list_models_many(self, providers: Iterable[str] | None = None, *,
-                         max_concurrency: int = 10, timeout: float | None = None
-                         ) -> dict[str, ModelListing | Exception]:
-        return self._run("list_models_many", functools.partial(
-            self.aio.list_models_many, providers, max_concurrency=max_concurrency,
-            timeout=timeout))
+    def list_models_many(
+        self,
+        providers: Iterable[str] | None = None,
+        *,
+        max_concurrency: int = 10,
+        timeout: float | None = None,
+    ) -> dict[str, ModelListing | Exception]:
+        return self._run(
+            "list_models_many",
+            functools.partial(
+                self.aio.list_models_many, providers, max_concurrency=max_concurrency, timeout=timeout
+            ),
+        )
 
     def invalidate_models(self, provider: str | None = None) -> None:
         self._run("invalidate_models", functools.partial(self.aio.invalidate_models, provider))
@@ -130,8 +165,9 @@ class SyncEngine(Subscribable):
     def __enter__(self) -> SyncEngine:
         return self
 
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def __repr__(self) -> str:

@@ -20,11 +20,31 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["COMPILE_CHECK", "COMPILING", "MAX_ARG", "MAX_BITS", "RUNTIME", "SIZED", "SIZED_FILTERS",
-           "SMALL",
-           "Budget", "Folding", "Limits", "OverLimit", "budget", "expect", "local", "produced",
-           "size_filter", "size_format", "size_method", "spend", "too_much_text", "weigh_args",
-           "weigh_binop"]
+__all__ = [
+    "COMPILE_CHECK",
+    "COMPILING",
+    "MAX_ARG",
+    "MAX_BITS",
+    "RUNTIME",
+    "SIZED",
+    "SIZED_FILTERS",
+    "SMALL",
+    "Budget",
+    "Folding",
+    "Limits",
+    "OverLimit",
+    "budget",
+    "expect",
+    "local",
+    "produced",
+    "size_filter",
+    "size_format",
+    "size_method",
+    "spend",
+    "too_much_text",
+    "weigh_args",
+    "weigh_binop",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +105,10 @@ def spend(work: int = 0, chars: int = 0) -> None:
     b.chars += chars
     limits = b.limits
     if b.work > limits.work:
-        raise OverLimit(f"the render took more than {limits.work:,} steps (loop iterations, "
-                        "calls, range items): a loop or recursion without bound?")
+        raise OverLimit(
+            f"the render took more than {limits.work:,} steps (loop iterations, "
+            "calls, range items): a loop or recursion without bound?"
+        )
     if b.chars > limits.chars:
         raise too_much_text(limits)
 
@@ -102,8 +124,10 @@ def expect(n: int, what: str) -> None:
         b = budget()
         left = b.limits.chars - b.chars
         if n > left:
-            raise OverLimit(f"{what} would make {n:,} characters, more than the "
-                            f"{_size(max(left, 0))} this render has left")
+            raise OverLimit(
+                f"{what} would make {n:,} characters, more than the "
+                f"{_size(max(left, 0))} this render has left"
+            )
 
 
 def _size(n: int) -> str:
@@ -136,8 +160,13 @@ def weigh_args(args: tuple[Any, ...], kwargs: Mapping[str, Any], first: int) -> 
 def weigh_binop(operator: str, left: Any, right: Any) -> None:
     """Refuse ``left operator right`` (``**``, ``*``, ``%``, ``+``) before it makes too much."""
     if operator == "**":
-        if (type(left) is int and type(right) is int and right > 0 and abs(left) > 1
-                and left.bit_length() * right > MAX_BITS):
+        if (
+            type(left) is int
+            and type(right) is int
+            and right > 0
+            and abs(left) > 1
+            and left.bit_length() * right > MAX_BITS
+        ):
             raise OverLimit(f"** would make an integer of more than {MAX_BITS} bits")
     elif operator == "*":
         if type(left) is int and type(right) is int:
@@ -162,12 +191,13 @@ _formatter_parse = string.Formatter().parse
 
 
 def _number(digits: str) -> int:
-    return int(digits) if len(digits) <= 18 else 10 ** 18
+    return int(digits) if len(digits) <= 18 else 10**18
 
 
 def _printf_size(fmt: str, args: Any) -> int:
-    values = tuple(args.values()) if isinstance(args, Mapping) else (
-        args if isinstance(args, tuple) else (args,))
+    values = (
+        tuple(args.values()) if isinstance(args, Mapping) else (args if isinstance(args, tuple) else (args,))
+    )
     star = max((abs(v) for v in values if type(v) is int), default=0)
     size = len(fmt) + sum(len(v) for v in values if type(v) is str)
     for m in _PRINTF.finditer(fmt):
@@ -199,10 +229,11 @@ def _replace_size(s: str, old: str, new: str, count: int = -1) -> int:
     return len(s) + hits * max(len(new) - len(old), 0)
 
 
-def _named(args: tuple[Any, ...], kwargs: Mapping[str, Any], names: tuple[str, ...],
-           defaults: tuple[Any, ...]) -> list[Any]:
+def _named(
+    args: tuple[Any, ...], kwargs: Mapping[str, Any], names: tuple[str, ...], defaults: tuple[Any, ...]
+) -> list[Any]:
     """A filter's arguments after the value, by name."""
-    out = list(args[:len(names)]) + list(defaults[len(args):])
+    out = list(args[: len(names)]) + list(defaults[len(args) :])
     for i, name in enumerate(names):
         if name in kwargs:
             out[i] = kwargs[name]
@@ -235,15 +266,13 @@ def size_filter(name: str, value: Any, args: tuple[Any, ...], kwargs: Mapping[st
     if name == "replace":
         old, new, count = _named(args, kwargs, ("old", "new", "count"), ("", "", None))
         if type(old) is str and type(new) is str:
-            expect(_replace_size(value, old, new, count if type(count) is int else -1),
-                   "replace")
+            expect(_replace_size(value, old, new, count if type(count) is int else -1), "replace")
     elif name == "indent":
         (width,) = _named(args, kwargs, ("width",), (4,))
         per = len(width) if type(width) is str else width if type(width) is int else 0
         expect(len(value) + (value.count("\n") + 1) * per, "indent")
     elif name == "wordwrap":
-        width, _, wrap = _named(args, kwargs, ("width", "break_long_words", "wrapstring"),
-                                (79, True, None))
+        width, _, wrap = _named(args, kwargs, ("width", "break_long_words", "wrapstring"), (79, True, None))
         lines = len(value) // max(width if type(width) is int else 1, 1) + 1
         expect(len(value) + lines * (len(wrap) if type(wrap) is str else 1), "wordwrap")
     elif name == "format":
@@ -251,8 +280,7 @@ def size_filter(name: str, value: Any, args: tuple[Any, ...], kwargs: Mapping[st
     return value
 
 
-def size_method(s: str, name: str, args: tuple[Any, ...],
-                kwargs: Mapping[str, Any]) -> tuple[Any, ...]:
+def size_method(s: str, name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> tuple[Any, ...]:
     """Refuse method ``name`` of the str ``s`` that would make too much; returns its arguments
     (``join``'s items read into a list, counted once)."""
     if name == "join" and len(args) == 1:

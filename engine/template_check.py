@@ -31,8 +31,9 @@ class TemplateCheck:
         self.base_dir = base_dir
         self._parsed: dict[Path, RequestTemplate | Failure] = {}
 
-    def check(self, kind_name: str, written: str | None,
-              model: str) -> tuple[str, RequestTemplate | None, Failure | None]:
+    def check(
+        self, kind_name: str, written: str | None, model: str
+    ) -> tuple[str, RequestTemplate | None, Failure | None]:
         """``(relative path, template or None, failure or None)`` for a provider of ``kind_name``
         whose config wrote ``template: written`` (None: the kind's built-in)."""
         from engine.providers import get_kind  # the kinds know their default templates
@@ -69,8 +70,14 @@ class TemplateCheck:
         try:
             size = file.stat().st_size
             if size > 4 * MAX_SOURCE:  # not read at all: a template is at most MAX_SOURCE chars
-                return Problem(rel, 1, 1, "", f"template error: the template is {size:,} bytes; "
-                               f"at most {MAX_SOURCE:,} characters", "split or shorten it")
+                return Problem(
+                    rel,
+                    1,
+                    1,
+                    "",
+                    f"template error: the template is {size:,} bytes; at most {MAX_SOURCE:,} characters",
+                    "split or shorten it",
+                )
             return _parse_template(rel, file.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError) as exc:
             return f"cannot read template '{rel}': {exc}"
@@ -82,9 +89,15 @@ class TemplateCheck:
         lines = file.read_text(encoding="utf-8").splitlines() if file else []
         line = exc.line if exc.line and exc.line <= max(len(lines), 1) else 1
         src = lines[line - 1] if 0 < line <= len(lines) else ""
-        return Problem(rel, line, 1, "", f"template error: {exc}",
-                       "fix the template; it is rendered with a sample request at compile time",
-                       snippet=src)
+        return Problem(
+            rel,
+            line,
+            1,
+            "",
+            f"template error: {exc}",
+            "fix the template; it is rendered with a sample request at compile time",
+            snippet=src,
+        )
 
 
 @functools.lru_cache(maxsize=256)
@@ -118,6 +131,6 @@ def _stop_line(text: str, exc: json.JSONDecodeError) -> int:
     the template (a comma ends a line that holds a rendered value)."""
     pos = exc.pos
     if exc.msg.startswith("Illegal trailing comma"):
-        rest = text[pos + 1:]
+        rest = text[pos + 1 :]
         pos += 1 + len(rest) - len(rest.lstrip())
     return text.count("\n", 0, pos) + 1

@@ -56,8 +56,17 @@ from engine.template_budget import (
     weigh_binop,
 )
 
-__all__ = ["BUILTIN_DIR", "COMPILE_CHECK", "MAX_SOURCE", "RUNTIME", "Limits", "OverLimit",
-           "RequestTemplate", "TemplateFailure", "compile_template"]
+__all__ = [
+    "BUILTIN_DIR",
+    "COMPILE_CHECK",
+    "MAX_SOURCE",
+    "RUNTIME",
+    "Limits",
+    "OverLimit",
+    "RequestTemplate",
+    "TemplateFailure",
+    "compile_template",
+]
 
 BUILTIN_DIR = Path(__file__).parent / "templates"
 MAX_SOURCE = 64 << 10  # characters in one template
@@ -73,8 +82,12 @@ _dumps_str = json.encoder.encode_basestring  # what ``_dumps`` does with a str (
 
 # -- the sandbox ---------------------------------------------------------------------------------
 
-_BUILTIN_CALLABLES = (types.BuiltinFunctionType, types.MethodWrapperType,
-                      types.MethodDescriptorType, types.WrapperDescriptorType)
+_BUILTIN_CALLABLES = (
+    types.BuiltinFunctionType,
+    types.MethodWrapperType,
+    types.MethodDescriptorType,
+    types.WrapperDescriptorType,
+)
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
@@ -143,7 +156,7 @@ def _guarded(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
             spend(work=len(value) >> 12)
         if sized:
             value = size_filter(name, value, args[first:], kwargs)
-            args = (*args[:first - 1], value, *args[first:])
+            args = (*args[: first - 1], value, *args[first:])
         result = func(*args, **kwargs)
         if result is not value and type(result) in SIZED and len(result) > SMALL:
             spend(chars=len(result))
@@ -160,8 +173,7 @@ def _lazy(func: Callable[..., Any]) -> bool:
     and makes nothing itself, and what takes its items is charged for them — left unwrapped."""
     if not inspect.isgeneratorfunction(func):
         return False
-    params = list(inspect.signature(func).parameters.values())[
-        1 if hasattr(func, "jinja_pass_arg") else 0:]
+    params = list(inspect.signature(func).parameters.values())[1 if hasattr(func, "jinja_pass_arg") else 0 :]
     return len(params) == 1 and params[0].kind is params[0].POSITIONAL_OR_KEYWORD
 
 
@@ -257,8 +269,7 @@ class _Budgeted(NodeTransformer):
 
 def _nodes(body: list[nodes.Node], kind: type[Any]) -> list[Any]:
     """Every node of ``kind`` in ``body``, the body's own nodes included."""
-    return [n for top in body for n in ([top] if isinstance(top, kind) else []) +
-            list(top.find_all(kind))]
+    return [n for top in body for n in ([top] if isinstance(top, kind) else []) + list(top.find_all(kind))]
 
 
 def _iteration_cost(body: list[nodes.Node]) -> int:
@@ -272,8 +283,9 @@ def _iteration_cost(body: list[nodes.Node]) -> int:
 
 
 def _wrap(node: nodes.Node, name: str, *args: int) -> nodes.Filter:
-    return nodes.Filter(node, name, [nodes.Const(a, lineno=node.lineno) for a in args], [], None,
-                        None, lineno=node.lineno)
+    return nodes.Filter(
+        node, name, [nodes.Const(a, lineno=node.lineno) for a in args], [], None, None, lineno=node.lineno
+    )
 
 
 def _read(node: nodes.Expr) -> nodes.Expr:
@@ -283,16 +295,14 @@ def _read(node: nodes.Expr) -> nodes.Expr:
 # -- compiling -----------------------------------------------------------------------------------
 
 _OPENERS = frozenset({"for", "if", "macro", "call", "filter", "with", "block", "autoescape"})
-_OPEN, _CLOSE = frozenset({"lparen", "lbracket", "lbrace"}), frozenset(
-    {"rparen", "rbracket", "rbrace"})
+_OPEN, _CLOSE = frozenset({"lparen", "lbracket", "lbrace"}), frozenset({"rparen", "rbracket", "rbrace"})
 
 
 def _check_shape(source: str) -> None:
     """Refuse, with its line, a template too big or too deeply nested to compile safely: read
     on its tokens (Jinja's lexer does not recurse)."""
     if len(source) > MAX_SOURCE:
-        raise TemplateFailure(f"the template is {len(source):,} characters long; at most "
-                              f"{MAX_SOURCE:,}", 1)
+        raise TemplateFailure(f"the template is {len(source):,} characters long; at most {MAX_SOURCE:,}", 1)
     blocks = depth = count = 0
     keyword: str | None = None
     assigns = in_tag = False
@@ -308,8 +318,7 @@ def _check_shape(source: str) -> None:
                 if keyword in _OPENERS or (keyword == "set" and not assigns):
                     blocks += 1
                     if blocks > MAX_BLOCKS:
-                        raise TemplateFailure(f"blocks nest more than {MAX_BLOCKS} deep here",
-                                              token.lineno)
+                        raise TemplateFailure(f"blocks nest more than {MAX_BLOCKS} deep here", token.lineno)
                 elif keyword and keyword.startswith("end"):
                     blocks -= 1
                 continue
@@ -317,15 +326,13 @@ def _check_shape(source: str) -> None:
                 continue
             count += 1
             if count > MAX_TAG_TOKENS:
-                raise TemplateFailure(f"a tag of more than {MAX_TAG_TOKENS} tokens; split it",
-                                      token.lineno)
+                raise TemplateFailure(f"a tag of more than {MAX_TAG_TOKENS} tokens; split it", token.lineno)
             if keyword == "":
                 keyword = token.value if kind == "name" else None
             if kind in _OPEN:
                 depth += 1
                 if depth > MAX_BRACKETS:
-                    raise TemplateFailure(f"brackets nest more than {MAX_BRACKETS} deep here",
-                                          token.lineno)
+                    raise TemplateFailure(f"brackets nest more than {MAX_BRACKETS} deep here", token.lineno)
             elif kind in _CLOSE:
                 depth -= 1
             elif kind == "assign" and depth == 0:
@@ -404,8 +411,7 @@ class RequestTemplate:
             return json.loads(text)
         except json.JSONDecodeError as exc:
             raise TemplateFailure(
-                f"does not render valid JSON: {exc.msg} at output line {exc.lineno} "
-                f"column {exc.colno}", None
+                f"does not render valid JSON: {exc.msg} at output line {exc.lineno} column {exc.colno}", None
             ) from None
 
     def __repr__(self) -> str:

@@ -8,16 +8,32 @@ from dataclasses import dataclass
 from typing import Final
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["MASK", "Scrubber", "Secret", "TargetRef", "format_duration", "format_size",
-           "parse_duration", "parse_size"]
+__all__ = [
+    "MASK",
+    "Scrubber",
+    "Secret",
+    "TargetRef",
+    "format_duration",
+    "format_size",
+    "parse_duration",
+    "parse_size",
+]
 
 MASK: Final = "***"
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h)?\s*$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*([kmg]i?b|b)?\s*$", re.IGNORECASE)
-_BYTES = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3,
-          "kib": 1024, "mib": 1024**2, "gib": 1024**3, None: 1}
+_BYTES = {
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    None: 1,
+}
 
 
 def parse_duration(value: object) -> float:

@@ -1,7 +1,7 @@
 """Route one request, look at what happened, plan another: the async API in twenty lines.
 
-    engine fake &                                  # the bundled fake provider, no API keys
-    ENGINE_PROFILE=ci python examples/quickstart.py
+engine fake &                                  # the bundled fake provider, no API keys
+ENGINE_PROFILE=ci python examples/quickstart.py
 """
 
 import asyncio
@@ -14,8 +14,12 @@ CONFIG = Path(__file__).parent / "routes.yaml"  # the profile comes from $ENGINE
 
 async def main() -> None:
     async with Engine.from_file(CONFIG) as eng:
-        request = {"model": "chat", "messages": [{"role": "user", "content": "Hello!"}],
-                   "temperature": 0, "max_tokens": 64}
+        request = {
+            "model": "chat",
+            "messages": [{"role": "user", "content": "Hello!"}],
+            "temperature": 0,
+            "max_tokens": 64,
+        }
         try:
             resp = await eng.route(request)
         except RouteError as exc:  # AllTargetsFailed, DeadlineExceeded, ProviderError, ...
@@ -24,8 +28,10 @@ async def main() -> None:
                 print("  attempt", attempt)
             raise SystemExit(1) from None
         print(f"{resp.provider}/{resp.model} said {resp.text!r}")
-        print(f"tokens {resp.usage.input_tokens}+{resp.usage.output_tokens}, cost ${resp.cost:.8f}, "
-              f"cached {resp.cached}")
+        print(
+            f"tokens {resp.usage.input_tokens}+{resp.usage.output_tokens}, cost ${resp.cost:.8f}, "
+            f"cached {resp.cached}"
+        )
         for attempt in resp.attempts:  # every try: target, outcome, status, error, latency
             print("  attempt", attempt)
         again = await eng.route(request)  # temperature 0: answered from the response cache

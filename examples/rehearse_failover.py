@@ -24,8 +24,9 @@ FAKE = os.environ.get("ENGINE_FAKE_URL", "http://127.0.0.1:8400")
 
 def program(faults: list[str]) -> None:
     """Every chat call of the openai kind for gpt-4o-mini gets the next fault of the list."""
-    httpx.post(f"{FAKE}/_fake/program", json={"scope": "openai", "model": "gpt-4o-mini",
-                                              "faults": faults}).raise_for_status()
+    httpx.post(
+        f"{FAKE}/_fake/program", json={"scope": "openai", "model": "gpt-4o-mini", "faults": faults}
+    ).raise_for_status()
 
 
 async def main() -> None:
@@ -37,8 +38,7 @@ async def main() -> None:
         for text in ("first request: openai is down", "second request: its circuit is open"):
             print(f"-- {text}")
             try:
-                resp = await eng.route({"model": "chat",
-                                        "messages": [{"role": "user", "content": text}]})
+                resp = await eng.route({"model": "chat", "messages": [{"role": "user", "content": text}]})
             except RouteError as exc:
                 print(f"  {type(exc).__name__}: {exc}")
                 continue

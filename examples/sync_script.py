@@ -16,8 +16,7 @@ CONFIG = Path(__file__).parent / "routes.yaml"
 
 with Engine.from_file(CONFIG) as eng:
     for question in ("What is a circuit breaker?", "And a failover group?"):
-        resp = eng.route_sync({"model": "chat",
-                               "messages": [{"role": "user", "content": question}]})
+        resp = eng.route_sync({"model": "chat", "messages": [{"role": "user", "content": question}]})
         print(f"{resp.provider}: {resp.text}  ({resp.latency * 1000:.0f}ms)")
     print("health:", {name: h.circuit for name, h in eng.health().items()})
 print("closed: no connection left open")

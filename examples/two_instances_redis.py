@@ -19,18 +19,24 @@ CONFIG = Path(__file__).parent / "routes.yaml"  # cache.backend: ${REDIS_URL:-me
 
 
 async def main(redis_url: str) -> None:
-    graph = compile_file(CONFIG, profile=os.environ.get("ENGINE_PROFILE") or None,
-                         env={**os.environ, "REDIS_URL": redis_url})
-    request = {"model": "chat", "temperature": 0,
-               "messages": [{"role": "user", "content": "Shared between instances"}]}
+    graph = compile_file(
+        CONFIG, profile=os.environ.get("ENGINE_PROFILE") or None, env={**os.environ, "REDIS_URL": redis_url}
+    )
+    request = {
+        "model": "chat",
+        "temperature": 0,
+        "messages": [{"role": "user", "content": "Shared between instances"}],
+    }
     async with Engine.from_graph(graph) as one, Engine.from_graph(graph) as two:
         # metadata cache=refresh: go upstream and replace the entry (so a second run shows the
         # same thing); the answer is written to Redis
         first = await one.route({**request, "metadata": {"cache": "refresh"}})
         print(f"instance one: {first.text!r} from {first.provider} (cached {first.cached})")
         second = await two.route(request)
-        print(f"instance two: {second.text!r} (cached {second.cached}: "
-              f"{second.attempts[0].outcome}, nothing sent upstream)")
+        print(
+            f"instance two: {second.text!r} (cached {second.cached}: "
+            f"{second.attempts[0].outcome}, nothing sent upstream)"
+        )
 
 
 if __name__ == "__main__":

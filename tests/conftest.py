@@ -48,7 +48,8 @@ ROOT = Path(__file__).resolve().parent.parent
 _READ = re.compile(
     r"ENGINE_\w*|\w+_API_KEY|\w+_BASE_URL|REDIS_URL|OLLAMA_(URL|HOST)|OPENAI_(ORG|ORG_ID|PROJECT)"
     r"|GOOGLE_\w+|GEMINI_\w+|ANTHROPIC_\w+|OPENAI_\w+|(HTTPS?|ALL|NO|WS|WSS)_PROXY|SSL_CERT_\w+",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 
 
 def engine_env_names(environ: Iterable[str]) -> list[str]:
@@ -163,8 +164,7 @@ def base() -> str:
     return BASE
 
 
-def _compile(fake: FakeServer, text: str, env: dict[str, str], backend: str = "memory"
-             ) -> RoutingGraph:
+def _compile(fake: FakeServer, text: str, env: dict[str, str], backend: str = "memory") -> RoutingGraph:
     text = text.replace("{fake}", fake.url).replace("{backend}", backend)
     return compile_text(text, base_dir=ROOT, env=env)
 
@@ -291,9 +291,22 @@ def _start(exe: str) -> tuple[subprocess.Popen[bytes], int]:
     for _ in range(3):  # the free port may be taken between probe and bind: try another
         port = _free_port()
         proc = subprocess.Popen(
-            [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--protected-mode", "no"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            [
+                exe,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "no",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         end = time.monotonic() + 10
         while time.monotonic() < end:
             if proc.poll() is not None:
@@ -313,9 +326,11 @@ def redis_server() -> Iterator[str]:
     """``redis://127.0.0.1:PORT/0`` of a redis-server started for this session."""
     exe = shutil.which("redis-server")
     if exe is None:
-        pytest.fail("redis-server is not installed, and the state tests need a real one. "
-                    "Install it with `bash .ci/setup dev` (or `apt-get install redis-server`).",
-                    pytrace=False)
+        pytest.fail(
+            "redis-server is not installed, and the state tests need a real one. "
+            "Install it with `bash .ci/setup dev` (or `apt-get install redis-server`).",
+            pytrace=False,
+        )
     proc, port = _start(exe)
     try:
         yield f"redis://127.0.0.1:{port}/0"

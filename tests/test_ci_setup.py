@@ -42,9 +42,14 @@ def project(tmp_path: Path) -> Path:
 def setup(project: Path) -> tuple[str, list[str]]:
     log = project / "log"
     log.write_text("")
-    proc = subprocess.run(["bash", ".ci/setup"], cwd=project, capture_output=True, text=True,
-                          timeout=60, env={**os.environ, "PYTHON": str(project / "bin" / "python3"),
-                                           "LOG": str(log)})
+    proc = subprocess.run(
+        ["bash", ".ci/setup"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHON": str(project / "bin" / "python3"), "LOG": str(log)},
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout, log.read_text().splitlines()
 
@@ -56,11 +61,14 @@ def test_a_fresh_checkout_gets_a_venv_and_an_install(project: Path) -> None:
     assert setup(project) == ("", [])  # done already: nothing to do
 
 
-@pytest.mark.parametrize(("spoil", "told"), [
-    ("missing", "it has no working python"),
-    ("broken", "it has no working python"),
-    ("other minor", "it has 3.10"),
-])
+@pytest.mark.parametrize(
+    ("spoil", "told"),
+    [
+        ("missing", "it has no working python"),
+        ("broken", "it has no working python"),
+        ("other minor", "it has 3.10"),
+    ],
+)
 def test_a_venv_that_cannot_serve_is_rebuilt(project: Path, spoil: str, told: str) -> None:
     setup(project)
     venv_python = project / ".venv" / "bin" / "python"

@@ -27,8 +27,9 @@ def _help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     return capsys.readouterr().out
 
 
-def test_engine_fake_help_is_the_fakes_own(capsys: pytest.CaptureFixture[str],
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_engine_fake_help_is_the_fakes_own(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from engine.fake import main as fake_main
 
     # a directive added to engine.fake.faults shows up in both (the list is not copied)
@@ -42,8 +43,7 @@ def test_engine_fake_help_is_the_fakes_own(capsys: pytest.CaptureFixture[str],
         assert option in ours
     for directive, meaning in faults.DIRECTIVES.items():
         assert f"  {directive}" in ours and meaning in ours
-    for admin in ("POST /_fake/program", "POST /_fake/reset", "GET  /_fake/stats", "x-fake",
-                  "[[fake: 503]]"):
+    for admin in ("POST /_fake/program", "POST /_fake/reset", "GET  /_fake/stats", "x-fake", "[[fake: 503]]"):
         assert admin in ours
 
 
@@ -67,9 +67,15 @@ def test_a_closed_pipe_ends_quietly(argv: list[str]) -> None:
     read, write = os.pipe()
     os.close(read)
     try:
-        proc = subprocess.run([sys.executable, "-m", "engine", *argv], stdout=write,
-                              stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=60,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+        proc = subprocess.run(
+            [sys.executable, "-m", "engine", *argv],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            timeout=60,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
     finally:
         os.close(write)
     assert proc.stderr == ""  # no BrokenPipeError traceback, no "Exception ignored"

@@ -27,8 +27,7 @@ def _at_the_project_root(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize("profile", [None, "ci", "local", "production"])
-def test_config_snapshot(engine_report: Callable[..., str], snapshot: Any,
-                         profile: str | None) -> None:
+def test_config_snapshot(engine_report: Callable[..., str], snapshot: Any, profile: str | None) -> None:
     assert engine_report("routes.yaml", profile=profile, requests=REQUESTS) == snapshot
 
 

@@ -112,12 +112,14 @@ def _shipped_on_a_free_port(tmp_path: Path) -> Path:
     assert ci.count("http://127.0.0.1:8400") == len(compile_file(ROOT / "routes.yaml").providers)
     (tmp_path / "profiles").mkdir()
     (tmp_path / "profiles" / "ci.yaml").write_text(
-        ci.replace("http://127.0.0.1:8400", f"http://127.0.0.1:{refused_port()}"), encoding="utf-8")
+        ci.replace("http://127.0.0.1:8400", f"http://127.0.0.1:{refused_port()}"), encoding="utf-8"
+    )
     return tmp_path / "routes.yaml"
 
 
 def test_demo_shows_retry_failover_breaker_stream_and_hedge(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], heard: list[Any]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], heard: list[Any]
+) -> None:
     assert main(["demo", str(_shipped_on_a_free_port(tmp_path)), "--profile", "ci"]) == 0
     out = capsys.readouterr().out
     _only_what_happened(out, heard)
@@ -135,8 +137,9 @@ def test_demo_shows_retry_failover_breaker_stream_and_hedge(
     assert "skipped:" not in out  # the shipped config has something for every step
 
 
-def test_a_config_without_a_hedged_group_or_cache(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                  heard: list[Any]) -> None:
+def test_a_config_without_a_hedged_group_or_cache(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], heard: list[Any]
+) -> None:
     out = _run(tmp_path, NO_HEDGE, capsys)
     _only_what_happened(out, heard)
     assert "skipped: hedging: no route leads to a hedged group" in out
@@ -147,35 +150,48 @@ def test_a_config_without_a_hedged_group_or_cache(tmp_path: Path, capsys: pytest
     assert "alpha/m1 skipped circuit open" in out
 
 
-def test_a_config_without_breakers(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                   heard: list[Any]) -> None:
+def test_a_config_without_breakers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], heard: list[Any]
+) -> None:
     out = _run(tmp_path, NO_BREAKER, capsys)
     _only_what_happened(out, heard)
     assert not any(isinstance(e, BreakerChanged) for e in heard)
     assert "skipped: circuit breaking: provider one has no breaker" in out
-    assert [line for line in out.splitlines() if "circuit" in line and "circuit=none" not in line
-            and "circuit breaking" not in line] == []
+    assert [
+        line
+        for line in out.splitlines()
+        if "circuit" in line and "circuit=none" not in line and "circuit breaking" not in line
+    ] == []
     assert "event: failover from one/m" in out  # the hedged group fails over too
     assert "from the response cache" in out
 
 
 def test_a_config_that_would_call_real_providers_is_refused(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "routes.yaml"
-    path.write_text(NO_HEDGE.replace("http://127.0.0.1:PORT/v1", "https://api.example.com/v1", 1)
-                    .replace("PORT", str(refused_port())), encoding="utf-8")
+    path.write_text(
+        NO_HEDGE.replace("http://127.0.0.1:PORT/v1", "https://api.example.com/v1", 1).replace(
+            "PORT", str(refused_port())
+        ),
+        encoding="utf-8",
+    )
     assert main(["demo", str(path)]) == 2
     out, err = capsys.readouterr()
     assert out == ""
     assert "alpha points elsewhere" in err and "--profile ci" in err
 
 
-def test_redis_that_is_down_is_one_line_per_warning(tmp_path: Path,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_redis_that_is_down_is_one_line_per_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "routes.yaml"
-    path.write_text(NO_HEDGE.replace("PORT", str(refused_port())).replace(
-        "version: 1\n", f"version: 1\ncache: {{backend: 'redis://127.0.0.1:{refused_port()}/0'}}\n"),
-        encoding="utf-8")
+    path.write_text(
+        NO_HEDGE.replace("PORT", str(refused_port())).replace(
+            "version: 1\n", f"version: 1\ncache: {{backend: 'redis://127.0.0.1:{refused_port()}/0'}}\n"
+        ),
+        encoding="utf-8",
+    )
     assert main(["demo", str(path)]) == 0
     out, err = capsys.readouterr()
     assert "answered by alpha/m1" in out  # Redis trouble never fails a request
@@ -185,8 +201,9 @@ def test_redis_that_is_down_is_one_line_per_warning(tmp_path: Path,
     assert any("circuit store failed" in line for line in lines)
 
 
-def test_warnings_logged_with_a_traceback_print_one_line(capsys: pytest.CaptureFixture[str],
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_warnings_logged_with_a_traceback_print_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import logging
 
     def check(argv: Any) -> int:
@@ -199,6 +216,7 @@ def test_warnings_logged_with_a_traceback_print_one_line(capsys: pytest.CaptureF
     monkeypatch.setattr("engine.cli._main", check)
     assert main(["check"]) == 0
     err = capsys.readouterr().err
-    assert err == ("engine: warning: circuit store failed: ConnectionError: shared state "
-                   "unavailable (Redis)\n")
+    assert err == (
+        "engine: warning: circuit store failed: ConnectionError: shared state unavailable (Redis)\n"
+    )
     assert not logging.getLogger("engine").handlers  # removed again when the command ends

@@ -18,16 +18,26 @@ EXAMPLES = ROOT / "examples"
 
 
 def _env(fake: FakeServer, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.endswith("_API_KEY") and k not in ("REDIS_URL", "ENGINE_PROFILE")}
-    env.update(PYTHONPATH=str(ROOT), ENGINE_PROFILE="ci", ENGINE_FAKE_URL=fake.url,
-               PYTHONWARNINGS="default", PYTHONDONTWRITEBYTECODE="1", **extra)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.endswith("_API_KEY") and k not in ("REDIS_URL", "ENGINE_PROFILE")
+    }
+    env.update(
+        PYTHONPATH=str(ROOT),
+        ENGINE_PROFILE="ci",
+        ENGINE_FAKE_URL=fake.url,
+        PYTHONWARNINGS="default",
+        PYTHONDONTWRITEBYTECODE="1",
+        **extra,
+    )
     return env
 
 
 def run(script: Path, *args: str, env: dict[str, str], cwd: Path = ROOT) -> str:
-    proc = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True,
-                          env=env, cwd=cwd, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=60
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Unclosed" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr == "", proc.stderr
@@ -85,14 +95,33 @@ def test_snapshot_test_in_a_users_repo(tmp_path: Path) -> None:
     routes = changed / "routes.yaml"
     routes.write_text(routes.read_text().replace("read: 8s", "read: 9s"))
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--import-mode=importlib",
-         "--rootdir", str(tmp_path), "-W", "ignore::DeprecationWarning", "-rA", "same", "changed"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"})
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "--import-mode=importlib",
+            "--rootdir",
+            str(tmp_path),
+            "-W",
+            "ignore::DeprecationWarning",
+            "-rA",
+            "same",
+            "changed",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"},
+    )
     out = proc.stdout
     assert proc.returncode == 1, out + proc.stderr
     assert re.findall(r"^PASSED same/tests/test_routes.py::test_routes\[(\w+)\]", out, re.M) == [
-        "None", "production"], out
+        "None",
+        "production",
+    ], out
     assert "2 failed, 2 passed" in out
     assert "FAILED changed/tests/test_routes.py::test_routes[None]" in out
     # the diff shows what the engine would now do differently

@@ -41,8 +41,7 @@ FORBIDDEN_INTERNAL = {
 # package prefix -> engine modules nothing in it may import (the layers)
 FORBIDDEN_BY_PACKAGE = {
     "providers": {"engine.runtime", "engine.fake", "engine.strategies", *ENTRY, *COMPILE_STAGES},
-    "runtime": {"engine.fake", "engine.snapshots", "engine.pytest_plugin", *ENTRY,
-                *COMPILE_STAGES},
+    "runtime": {"engine.fake", "engine.snapshots", "engine.pytest_plugin", *ENTRY, *COMPILE_STAGES},
     "fake": {"engine"},  # the fake stands alone: a tool users run against any client
 }
 # everything outside runtime/, fake/ and the facade is the compile half (stages, graph, plan,
@@ -68,8 +67,19 @@ FOREIGN = {
     "uvloop": {"api", "runtime", "fake"},
     "pytest": {"pytest_plugin"},
 }
-RUNTIME_LIBRARIES = ("aiohttp", "httpx", "httpx_aiohttp", "redis", "purgatory", "aiocache", "yarl",
-                     "multidict", "uvloop", "prometheus_client", "opentelemetry")
+RUNTIME_LIBRARIES = (
+    "aiohttp",
+    "httpx",
+    "httpx_aiohttp",
+    "redis",
+    "purgatory",
+    "aiocache",
+    "yarl",
+    "multidict",
+    "uvloop",
+    "prometheus_client",
+    "opentelemetry",
+)
 
 
 def _module_name(path: Path, root: Path = ROOT) -> str:
@@ -89,7 +99,7 @@ def _imports(path: Path, root: Path = ROOT) -> set[str]:
         if isinstance(node, ast.Import):
             names.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
-            base = package[:len(package) - node.level + 1] if node.level else []
+            base = package[: len(package) - node.level + 1] if node.level else []
             module = ".".join([*base, *([node.module] if node.module else [])])
             names.add(module)
             names.update(f"{module}.{a.name}" for a in node.names)
@@ -97,8 +107,7 @@ def _imports(path: Path, root: Path = ROOT) -> set[str]:
 
 
 def _modules(root: Path = ROOT) -> dict[str, set[str]]:
-    return {p.relative_to(root).with_suffix("").as_posix(): _imports(p, root)
-            for p in root.rglob("*.py")}
+    return {p.relative_to(root).with_suffix("").as_posix(): _imports(p, root) for p in root.rglob("*.py")}
 
 
 def _under(name: str, prefix: str, sep: str) -> bool:
@@ -118,9 +127,11 @@ def _banned_for(mod: str) -> set[str]:
 def _violations(mod: str, imports: set[str]) -> list[str]:
     top = mod.split("/")[0]
     own = f"engine.{top}" if "/" in mod else None  # a package may import itself
-    return [f"{mod} imports {i}" for i in sorted(imports)
-            if not (own and _under(i, own, "."))
-            and any(_under(i, b, ".") for b in _banned_for(mod))]
+    return [
+        f"{mod} imports {i}"
+        for i in sorted(imports)
+        if not (own and _under(i, own, ".")) and any(_under(i, b, ".") for b in _banned_for(mod))
+    ]
 
 
 def test_internal_import_direction() -> None:
@@ -135,12 +146,14 @@ def test_the_rules_bite(tmp_path: Path) -> None:
     assert _under("runtime/state/redis", "runtime/state", "/")
     assert not _under("runtime/statement", "runtime/state", "/")
     # each layer would be caught reaching up, relative imports included
-    code = {"providers/x": "from ..runtime.executor import Runtime\n",
-            "runtime/state/x": "from ...api import Engine\n",
-            "runtime/y": "from engine.compiler import compile_text\n",
-            "strategies/x": "from engine.runtime import limits\n",
-            "plan2": "import engine.runtime.state\n",
-            "fake/x": "from engine.result import Usage\nfrom . import wire\n"}
+    code = {
+        "providers/x": "from ..runtime.executor import Runtime\n",
+        "runtime/state/x": "from ...api import Engine\n",
+        "runtime/y": "from engine.compiler import compile_text\n",
+        "strategies/x": "from engine.runtime import limits\n",
+        "plan2": "import engine.runtime.state\n",
+        "fake/x": "from engine.result import Usage\nfrom . import wire\n",
+    }
     root = tmp_path / "engine"
     for mod, text in code.items():
         path = root / f"{mod}.py"
@@ -156,29 +169,40 @@ def test_foreign_libraries_stay_in_their_modules() -> None:
     for mod, imports in _modules().items():
         for lib, allowed in FOREIGN.items():
             if any(_under(i, lib, ".") for i in imports) and not any(
-                    _under(mod, prefix, "/") for prefix in allowed):
+                _under(mod, prefix, "/") for prefix in allowed
+            ):
                 bad.append(f"{mod} imports {lib}")
     assert bad == []
 
 
 def test_every_foreign_library_is_placed() -> None:
-    unplaced = sorted({f"{mod}: {i.split('.')[0]}" for mod, imports in _modules().items()
-                       for i in imports
-                       if i.split(".")[0] not in {"engine", "", *sys.stdlib_module_names}
-                       and i.split(".")[0] not in FOREIGN})
+    unplaced = sorted(
+        {
+            f"{mod}: {i.split('.')[0]}"
+            for mod, imports in _modules().items()
+            for i in imports
+            if i.split(".")[0] not in {"engine", "", *sys.stdlib_module_names}
+            and i.split(".")[0] not in FOREIGN
+        }
+    )
     assert unplaced == [], "declare these in FOREIGN with the modules that may import them"
 
 
 def test_every_module_opens_with_a_docstring() -> None:
-    missing = [str(p.relative_to(ROOT)) for p in ROOT.rglob("*.py")
-               if p.stat().st_size and ast.get_docstring(ast.parse(p.read_text())) is None]
+    missing = [
+        str(p.relative_to(ROOT))
+        for p in ROOT.rglob("*.py")
+        if p.stat().st_size and ast.get_docstring(ast.parse(p.read_text())) is None
+    ]
     assert missing == []
 
 
 def test_the_compile_half_and_the_plugin_never_load_the_runtime() -> None:
     # a fresh interpreter: what `engine check` and every pytest session (the plugin) pay
-    code = ("import sys, engine, engine.cli, engine.compiler, engine.plan, engine.snapshots, "
-            "engine.pytest_plugin, engine.mermaid\n"
-            f"print(sorted(m for m in {RUNTIME_LIBRARIES!r} if m in sys.modules))")
+    code = (
+        "import sys, engine, engine.cli, engine.compiler, engine.plan, engine.snapshots, "
+        "engine.pytest_plugin, engine.mermaid\n"
+        f"print(sorted(m for m in {RUNTIME_LIBRARIES!r} if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout

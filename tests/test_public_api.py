@@ -18,8 +18,14 @@ def test_error_tree() -> None:
     assert issubclass(engine.ConfigError, engine.EngineError)
     assert issubclass(engine.RequestError, engine.EngineError)
     assert not issubclass(engine.RequestError, engine.RouteError)
-    for cls in (engine.NoRouteError, engine.AllTargetsFailed, engine.DeadlineExceeded,
-                engine.ProviderError, engine.StreamInterrupted, engine.ListingError):
+    for cls in (
+        engine.NoRouteError,
+        engine.AllTargetsFailed,
+        engine.DeadlineExceeded,
+        engine.ProviderError,
+        engine.StreamInterrupted,
+        engine.ListingError,
+    ):
         assert issubclass(cls, engine.RouteError)
         assert issubclass(cls, engine.EngineError)
 
@@ -34,8 +40,7 @@ def _errors() -> list[engine.EngineError]:
         engine.DeadlineExceeded("deadline 5s exceeded", [attempt]),
         engine.ProviderError("a/m answered 400", [attempt], status=400, body="bad"),
         engine.StreamInterrupted("broke", [attempt], received="hel"),
-        engine.ListingError.of("a", "a: model listing answered HTTP 401: no", "status", "no",
-                               status=401),
+        engine.ListingError.of("a", "a: model listing answered HTTP 401: no", "status", "no", status=401),
     ]
 
 
@@ -64,6 +69,7 @@ def test_a_route_error_is_one_line_with_its_attempts_as_notes() -> None:
 
 # -- every type a caller receives is exported ------------------------------------------------------
 
+
 def _received() -> set[type]:
     """Classes of engine reachable from what ``Engine`` and ``EventStream`` return, the events
     ``Engine.on`` delivers and the errors, through type hints: dataclass fields, the return types
@@ -85,8 +91,11 @@ def _received() -> set[type]:
         return typing.get_type_hints(obj, {**vars(module), **exported})
 
     seen: set[type] = set()
-    todo: list[object] = [engine.Engine, Event, *(getattr(engine, n) for n in engine.__all__
-                                                 if n.endswith("Error"))]
+    todo: list[object] = [
+        engine.Engine,
+        Event,
+        *(getattr(engine, n) for n in engine.__all__ if n.endswith("Error")),
+    ]
     while todo:
         hint = todo.pop()
         if typing.get_args(hint):
@@ -102,18 +111,33 @@ def _received() -> set[type]:
         for name, member in inspect.getmembers(hint):
             fn = getattr(member, "fget", member)
             public = not name.startswith("_") or name in ("__aiter__", "__anext__")
-            if public and callable(fn) and not isinstance(fn, type) \
-                    and getattr(fn, "__module__", "").startswith("engine"):
+            if (
+                public
+                and callable(fn)
+                and not isinstance(fn, type)
+                and getattr(fn, "__module__", "").startswith("engine")
+            ):
                 todo.append(hints(fn).get("return"))
     return seen
 
 
 def test_every_type_a_caller_receives_is_exported() -> None:
     received = _received()
-    assert {engine.EventStream, engine.ProviderHealth, engine.ModelListing, engine.Plan,
-            engine.PlanTarget, engine.AttemptEnded, engine.Response, engine.Usage} <= received
-    missing = sorted(c.__name__ for c in received
-                     if c.__name__ not in engine.__all__ or getattr(engine, c.__name__) is not c)
+    assert {
+        engine.EventStream,
+        engine.ProviderHealth,
+        engine.ModelListing,
+        engine.Plan,
+        engine.PlanTarget,
+        engine.AttemptEnded,
+        engine.Response,
+        engine.Usage,
+    } <= received
+    missing = sorted(
+        c.__name__
+        for c in received
+        if c.__name__ not in engine.__all__ or getattr(engine, c.__name__) is not c
+    )
     assert missing == []
 
 
@@ -124,8 +148,12 @@ def test_the_plan_parts_and_event_classes_are_all_exported() -> None:
     assert {n for n in engine.plan.__all__ if n.startswith("Plan")} <= set(engine.__all__)
     events = {n for n in engine.runtime.events.__all__ if n not in ("EVENT_NAMES", "Hooks")}
     assert events <= set(engine.__all__)
-    assert set(typing_args(engine.StreamEvent)) == {engine.TextDelta, engine.ReasoningDelta,
-                                                     engine.ToolCallDelta, engine.Done}
+    assert set(typing_args(engine.StreamEvent)) == {
+        engine.TextDelta,
+        engine.ReasoningDelta,
+        engine.ToolCallDelta,
+        engine.Done,
+    }
 
 
 def typing_args(hint: object) -> tuple[object, ...]:
@@ -138,8 +166,10 @@ def test_import_engine_stays_light() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, engine\n"
-            "print(sorted(m for m in sys.modules if m.startswith(('engine.', 'pydantic', 'aiohttp',"
-            " 'httpx', 'redis', 'jinja2', 'ruamel'))))")
+    code = (
+        "import sys, engine\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('engine.', 'pydantic', 'aiohttp',"
+        " 'httpx', 'redis', 'jinja2', 'ruamel'))))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "['engine.errors', 'engine.result']", out.stdout

@@ -41,9 +41,11 @@ def _schema_enums() -> set[str]:
 
 def _mentioned(text: str, word: str) -> bool:
     """As code (`word`, `word: ...` inside a backtick span) or as a YAML key in an example."""
-    return bool(re.search(rf"`{re.escape(word)}[`:\s=]", text)
-                or re.search(rf"^\s*(- )?{re.escape(word)}:", text, re.M)
-                or re.search(rf"[{{,]\s*{re.escape(word)}:", text))
+    return bool(
+        re.search(rf"`{re.escape(word)}[`:\s=]", text)
+        or re.search(rf"^\s*(- )?{re.escape(word)}:", text, re.M)
+        or re.search(rf"[{{,]\s*{re.escape(word)}:", text)
+    )
 
 
 def test_every_schema_key_is_in_the_reference() -> None:

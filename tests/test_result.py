@@ -6,13 +6,21 @@ from __future__ import annotations
 from engine.result import ReasoningBlock, Response, ToolCall, Usage, reasoning_text
 from engine.runtime.state.responses import decode_response, encode_response
 
-BLOCKS = (ReasoningBlock("anthropic", "Let me", "sig-1"),
-          ReasoningBlock("anthropic", redacted="EmwK"),
-          ReasoningBlock("anthropic", " think.", "sig-2"))
-RESP = Response(text="", provider="anth", model="claude", finish_reason="tool_calls",
-                tool_calls=(ToolCall("toolu_1", "get_weather", '{"city":"Paris"}'),),
-                usage=Usage(50, 9, 40, 5, 3), reasoning=reasoning_text(BLOCKS),
-                reasoning_blocks=BLOCKS)
+BLOCKS = (
+    ReasoningBlock("anthropic", "Let me", "sig-1"),
+    ReasoningBlock("anthropic", redacted="EmwK"),
+    ReasoningBlock("anthropic", " think.", "sig-2"),
+)
+RESP = Response(
+    text="",
+    provider="anth",
+    model="claude",
+    finish_reason="tool_calls",
+    tool_calls=(ToolCall("toolu_1", "get_weather", '{"city":"Paris"}'),),
+    usage=Usage(50, 9, 40, 5, 3),
+    reasoning=reasoning_text(BLOCKS),
+    reasoning_blocks=BLOCKS,
+)
 
 
 def test_message_carries_content_tool_calls_and_reasoning() -> None:
@@ -24,22 +32,37 @@ def test_message_carries_content_tool_calls_and_reasoning() -> None:
             {"type": "redacted_thinking", "data": "EmwK"},
             {"type": "thinking", "thinking": " think.", "signature": "sig-2"},
         ],
-        "tool_calls": [{"id": "toolu_1", "type": "function",
-                        "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}],
+        "tool_calls": [
+            {
+                "id": "toolu_1",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
+            }
+        ],
     }
 
 
 def test_one_signed_thought_goes_back_in_the_request_fields() -> None:
     one = (ReasoningBlock("anthropic", "Hmm.", "sig"),)
     resp = Response(text="ok", provider="a", model="m", reasoning="Hmm.", reasoning_blocks=one)
-    assert resp.message() == {"role": "assistant", "content": "ok",
-                              "reasoning_content": "Hmm.", "reasoning_signature": "sig"}
+    assert resp.message() == {
+        "role": "assistant",
+        "content": "ok",
+        "reasoning_content": "Hmm.",
+        "reasoning_signature": "sig",
+    }
 
 
 def test_a_gemini_signature_rides_on_the_first_tool_call() -> None:
     blocks = (ReasoningBlock("gemini", "plan"), ReasoningBlock("gemini", signature="c2ln"))
-    resp = Response(text="", provider="g", model="m", reasoning="plan", reasoning_blocks=blocks,
-                    tool_calls=(ToolCall("c1", "f", "{}"), ToolCall("c2", "g", "{}")))
+    resp = Response(
+        text="",
+        provider="g",
+        model="m",
+        reasoning="plan",
+        reasoning_blocks=blocks,
+        tool_calls=(ToolCall("c1", "f", "{}"), ToolCall("c2", "g", "{}")),
+    )
     msg = resp.message()
     assert msg["reasoning_content"] == "plan" and "reasoning_signature" not in msg
     first, second = msg["tool_calls"]
@@ -58,7 +81,15 @@ def test_the_shared_cache_form_keeps_usage_details_and_reasoning() -> None:
     assert back.usage == RESP.usage and back.reasoning_blocks == BLOCKS
     assert back.reasoning == "Let me think." and back.cached
     # an entry written before these fields existed still reads (as none of them)
-    old = {"v": 1, "text": "x", "provider": "a", "model": "m", "finish_reason": "stop",
-           "tool_calls": [], "usage": [3, 4], "cost": None}
+    old = {
+        "v": 1,
+        "text": "x",
+        "provider": "a",
+        "model": "m",
+        "finish_reason": "stop",
+        "tool_calls": [],
+        "usage": [3, 4],
+        "cost": None,
+    }
     entry = decode_response(old)
     assert entry.usage == Usage(3, 4) and entry.reasoning_blocks == () and entry.reasoning is None

@@ -47,19 +47,24 @@ def _documents() -> list[tuple[str, object]]:
     for profile in sorted((ROOT / "profiles").glob("*.yaml")):
         merged = load(text, profile=profile.stem, profiles_dir=ROOT / "profiles", env={})
         docs.append((f"routes.yaml + {profile.name}", _plain(merged.data)))
-    for example in sorted((ROOT / "examples").rglob("*.yaml")) if (ROOT / "examples").is_dir() \
-            else []:
+    for example in sorted((ROOT / "examples").rglob("*.yaml")) if (ROOT / "examples").is_dir() else []:
         if example.parent.name != "profiles":
             docs.append((str(example.relative_to(ROOT)), load_text(example.read_text()).data))
     for module in sorted((ROOT / "tests").rglob("*.py")):
         for node in ast.walk(ast.parse(module.read_text())):
-            if not (isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
-                    and isinstance(node.value.value, str)
-                    and node.value.value.startswith("version: 1\n")):
+            if not (
+                isinstance(node, ast.Assign)
+                and isinstance(node.value, ast.Constant)
+                and isinstance(node.value.value, str)
+                and node.value.value.startswith("version: 1\n")
+            ):
                 continue
             config = node.value.value
-            for hole, value in (("{fake}", "http://127.0.0.1:1"), ("{backend}", "memory"),
-                                ("{refused}", "1")):
+            for hole, value in (
+                ("{fake}", "http://127.0.0.1:1"),
+                ("{backend}", "memory"),
+                ("{refused}", "1"),
+            ):
                 config = config.replace(hole, value)
             try:
                 compile_text(config, base_dir=ROOT, env={})
@@ -75,6 +80,7 @@ def test_every_valid_config_fits_the_schema() -> None:
     validator = jsonschema.Draft202012Validator(json_schema())
     docs = _documents()
     assert len(docs) >= 10
-    failures = {name: [f"{list(e.path)}: {e.message[:120]}" for e in validator.iter_errors(doc)]
-                for name, doc in docs}
+    failures = {
+        name: [f"{list(e.path)}: {e.message[:120]}" for e in validator.iter_errors(doc)] for name, doc in docs
+    }
     assert {k: v for k, v in failures.items() if v} == {}

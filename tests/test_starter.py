@@ -12,9 +12,9 @@ from engine.compiler import compile_file
 from engine.fake.run import DEFAULT_HOST, DEFAULT_PORT
 
 
-def test_init_writes_a_config_that_passes_check_strict(tmp_path: Path,
-                                                       capsys: pytest.CaptureFixture[str],
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_init_writes_a_config_that_passes_check_strict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert main(["init", str(tmp_path / "proj")]) == 0
     out = capsys.readouterr().out
     routes, ci = tmp_path / "proj" / "routes.yaml", tmp_path / "proj" / "profiles" / "ci.yaml"
@@ -55,8 +55,7 @@ def test_the_demo_runs_on_a_fresh_init(tmp_path: Path, capsys: pytest.CaptureFix
     assert "from the response cache" in out
 
 
-def test_init_refuses_to_overwrite_unless_forced(tmp_path: Path,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_init_refuses_to_overwrite_unless_forced(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "profiles").mkdir()
     (tmp_path / "profiles" / "ci.yaml").write_text("mine\n")
     assert main(["init", str(tmp_path)]) == 1
@@ -69,8 +68,7 @@ def test_init_refuses_to_overwrite_unless_forced(tmp_path: Path,
     assert (tmp_path / "profiles" / "ci.yaml").read_text() != "mine\n"
 
 
-def test_init_defaults_to_the_current_folder(tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_init_defaults_to_the_current_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert main(["init"]) == 0
     assert (tmp_path / "routes.yaml").is_file() and (tmp_path / "profiles" / "ci.yaml").is_file()

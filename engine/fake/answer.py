@@ -30,8 +30,9 @@ class BadRequest(Exception):
     """The request is not one its kind's API accepts: answered with ``status`` (400) in the kind's
     error shape; ``param`` and ``code`` fill the fields of that name where the shape has them."""
 
-    def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
-                 status: int = 400) -> None:
+    def __init__(
+        self, message: str, *, param: str | None = None, code: str | None = None, status: int = 400
+    ) -> None:
         super().__init__(message)
         self.message, self.param, self.code, self.status = message, param, code, status
 
@@ -128,13 +129,20 @@ def answer(chat: Chat, fault: Fault) -> Answer:
     if tool is not None:
         # a tool the request declared gets arguments of its schema; one it did not (tool=NAME),
         # the fake's own {"q": text}
-        args = (arguments(chat.schemas[tool], chat.user_text) if tool in chat.schemas
-                else {"q": chat.user_text})
+        args = (
+            arguments(chat.schemas[tool], chat.user_text) if tool in chat.schemas else {"q": chat.user_text}
+        )
         raw = json.dumps(args)
         n = fault.chunks if fault.chunks is not None else max(1, (len(raw) + 15) // 16)
         ans = Answer(
-            text="", finish="tool", input_tokens=chat.prompt_tokens, output_tokens=words(raw),
-            tool_name=tool, tool_args=args, tool_json=raw, pieces=split(raw, n),
+            text="",
+            finish="tool",
+            input_tokens=chat.prompt_tokens,
+            output_tokens=words(raw),
+            tool_name=tool,
+            tool_args=args,
+            tool_json=raw,
+            pieces=split(raw, n),
         )
         return _finish(ans, chat, fault, thought)
     if fault.words is not None:
@@ -157,9 +165,12 @@ def answer(chat: Chat, fault: Fault) -> Answer:
         if len(ws) > budget:
             text, finish, seq = " ".join(ws[:budget]), "length", None
     ans = Answer(
-        text=text, finish=finish, input_tokens=chat.prompt_tokens,
+        text=text,
+        finish=finish,
+        input_tokens=chat.prompt_tokens,
         output_tokens=words(text) if text else 0,
-        stop_sequence=seq, pieces=split(text, fault.chunks),
+        stop_sequence=seq,
+        pieces=split(text, fault.chunks),
     )
     return _finish(ans, chat, fault, thought)
 

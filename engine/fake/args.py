@@ -16,9 +16,15 @@ from typing import Any
 __all__ = ["arguments", "example"]
 
 _FORMATS = {
-    "date": "2024-01-01", "date-time": "2024-01-01T00:00:00Z", "time": "00:00:00",
-    "email": "user@example.com", "uri": "https://example.com", "url": "https://example.com",
-    "uuid": "00000000-0000-4000-8000-000000000000", "hostname": "example.com", "ipv4": "127.0.0.1",
+    "date": "2024-01-01",
+    "date-time": "2024-01-01T00:00:00Z",
+    "time": "00:00:00",
+    "email": "user@example.com",
+    "uri": "https://example.com",
+    "url": "https://example.com",
+    "uuid": "00000000-0000-4000-8000-000000000000",
+    "hostname": "example.com",
+    "ipv4": "127.0.0.1",
 }
 _MAX_DEPTH = 12  # recursive schemas (a tree node whose children are nodes) stop here
 
@@ -86,8 +92,9 @@ def _resolve(schema: Any, root: Any) -> Any:
             return schema
         target = root
         for part in ref[1:].strip("/").split("/") if ref != "#" else ():
-            target = target.get(part.replace("~1", "/").replace("~0", "~")) \
-                if isinstance(target, dict) else None
+            target = (
+                target.get(part.replace("~1", "/").replace("~0", "~")) if isinstance(target, dict) else None
+            )
         if not isinstance(target, dict):
             return {}
         schema = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
@@ -115,8 +122,7 @@ def _object(schema: dict[str, Any], text: str, root: Any, depth: int) -> dict[st
     if not isinstance(props, dict):
         return {}
     required = schema.get("required")
-    names = [n for n in required if n in props] if isinstance(required, list) and required \
-        else list(props)
+    names = [n for n in required if n in props] if isinstance(required, list) and required else list(props)
     return {name: example(props[name], text, root, depth + 1) for name in names}
 
 
@@ -132,8 +138,7 @@ def _array(schema: dict[str, Any], text: str, root: Any, depth: int) -> list[Any
     n = low if isinstance(low, int) and low > 0 else 1
     if isinstance(high, int):
         n = min(n, high)
-    return [example(items if isinstance(items, dict) else {}, text, root, depth + 1)
-            for _ in range(n)]
+    return [example(items if isinstance(items, dict) else {}, text, root, depth + 1) for _ in range(n)]
 
 
 def _number(schema: dict[str, Any], kind: str) -> int | float:

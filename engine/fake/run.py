@@ -48,8 +48,10 @@ def refused_port(host: str = "127.0.0.1") -> int:
 
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8400
-DESCRIPTION = ("The bundled fake LLM provider: the openai, anthropic, gemini and ollama wire\n"
-               "formats on one port, deterministic answers, and faults on demand.")
+DESCRIPTION = (
+    "The bundled fake LLM provider: the openai, anthropic, gemini and ollama wire\n"
+    "formats on one port, deterministic answers, and faults on demand."
+)
 
 
 def help_epilog() -> str:
@@ -65,17 +67,16 @@ def help_epilog() -> str:
         *(f"  {k:<{width}}{v}" for k, v in DIRECTIVES.items()),
         "",
         "admin calls:",
-        "  POST /_fake/program   {\"scope\": \"openai\", \"model\": \"gpt-4o-mini\", "
-        "\"faults\": [\"503\", \"503\", \"ok\"]}",
+        '  POST /_fake/program   {"scope": "openai", "model": "gpt-4o-mini", "faults": ["503", "503", "ok"]}',
         "                        scope: a kind (openai, anthropic, gemini, ollama), a path prefix",
-        "                        (\"/team-a/\") or null (every chat call); model narrows it; a",
-        "                        program with \"rate\": 0.3 and \"seed\": 7 draws its faults at random",
+        '                        ("/team-a/") or null (every chat call); model narrows it; a',
+        '                        program with "rate": 0.3 and "seed": 7 draws its faults at random',
         "  POST /_fake/reset     forget every program and counter",
         "  GET  /_fake/stats     requests per path, kind, model and status, and a request log",
-        "  GET  /_fake/health    {\"ok\": true}",
+        '  GET  /_fake/health    {"ok": true}',
         "",
         "examples:",
-        "  curl -s localhost:8400/_fake/program -d \'{\"scope\": \"openai\", \"faults\": [\"503\"]}\'",
+        '  curl -s localhost:8400/_fake/program -d \'{"scope": "openai", "faults": ["503"]}\'',
         "  engine fake --require-key sk-test     # anything else gets the kind's 401",
     ]
     return "\n".join(lines)
@@ -87,15 +88,23 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.description = DESCRIPTION
     p.epilog = help_epilog()
     p.formatter_class = argparse.RawDescriptionHelpFormatter
-    p.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default "
-                   f"{DEFAULT_HOST})")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT,
-                   help=f"0 picks a free port (default {DEFAULT_PORT})")
-    p.add_argument("--require-key", default=None, metavar="KEY",
-                   help="accept only this API key (in the header each kind uses); others get "
-                   "the kind's 401")
-    p.add_argument("--chunk-delay", type=float, default=0.0, metavar="SECONDS",
-                   help="seconds between stream events (default 0)")
+    p.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
+    p.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"0 picks a free port (default {DEFAULT_PORT})"
+    )
+    p.add_argument(
+        "--require-key",
+        default=None,
+        metavar="KEY",
+        help="accept only this API key (in the header each kind uses); others get the kind's 401",
+    )
+    p.add_argument(
+        "--chunk-delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="seconds between stream events (default 0)",
+    )
     return p
 
 
@@ -104,8 +113,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    srv = FakeServer(args.host, args.port, require_key=args.require_key,
-                     chunk_delay=args.chunk_delay)
+    srv = FakeServer(args.host, args.port, require_key=args.require_key, chunk_delay=args.chunk_delay)
     await srv.start()
     print(f"fake provider listening on {srv.url}", flush=True)
     stop = asyncio.Event()

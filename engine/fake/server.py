@@ -58,8 +58,13 @@ class FakeServer:
     """The fake provider. ``async with FakeServer() as srv`` or ``with FakeServer() as srv``."""
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, *, require_key: str | None = None,
-        models: Mapping[str, Sequence[str]] | None = None, chunk_delay: float = 0.0,
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        require_key: str | None = None,
+        models: Mapping[str, Sequence[str]] | None = None,
+        chunk_delay: float = 0.0,
         log_size: int = 1000,
     ) -> None:
         self.host, self.port = host, port
@@ -87,8 +92,13 @@ class FakeServer:
         return root + WIRES[kind].base_path
 
     def program(
-        self, kind_or_path: str | None = None, faults: Iterable[str | Fault] = (), *,
-        rate: float | None = None, seed: int | None = None, model: str | None = None,
+        self,
+        kind_or_path: str | None = None,
+        faults: Iterable[str | Fault] = (),
+        *,
+        rate: float | None = None,
+        seed: int | None = None,
+        model: str | None = None,
     ) -> None:
         """Queue ``faults`` (one per request; "ok" lets one through) or, with ``rate``, draw one of
         them at that rate from a ``seed``ed generator. Scope: None = every chat call, a kind =
@@ -168,8 +178,7 @@ class FakeServer:
                 loop.run_until_complete(loop.shutdown_asyncgens())
                 loop.close()
 
-        self._thread = threading.Thread(target=serve, name=f"fake-provider-{id(self):x}",
-                                        daemon=True)
+        self._thread = threading.Thread(target=serve, name=f"fake-provider-{id(self):x}", daemon=True)
         self._thread.start()
         started.wait(30)
         if failed:
@@ -190,8 +199,9 @@ class FakeServer:
     def __enter__(self) -> FakeServer:
         return self.run_in_thread()
 
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop_thread()
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
@@ -219,8 +229,7 @@ class FakeServer:
             except BadRequest as exc:
                 problem = problem or exc
             except ValueError as exc:  # not JSON, or not UTF-8
-                problem = problem or BadRequest(
-                    f"could not parse the JSON body of your request: {exc}")
+                problem = problem or BadRequest(f"could not parse the JSON body of your request: {exc}")
         model = chat.model if chat is not None else path_model
         self._stats.model(entry, model)
         fault = self.programs.next(kind, path, model, op != "models").merge(fault)
@@ -232,8 +241,15 @@ class FakeServer:
         entry["fault"] = fault.label
         return await self._respond(request, wire, op, fault, chat, problem, entry)
 
-    def _chat(self, request: web.BaseRequest, wire: Wire, op: str, path_model: str | None,
-              raw: bytes, entry: dict[str, Any]) -> Chat:
+    def _chat(
+        self,
+        request: web.BaseRequest,
+        wire: Wire,
+        op: str,
+        path_model: str | None,
+        raw: bytes,
+        entry: dict[str, Any],
+    ) -> Chat:
         body = json.loads(raw)
         entry["body"] = body
         if not isinstance(body, dict):
@@ -243,15 +259,23 @@ class FakeServer:
         entry["stream"] = chat.stream
         return chat
 
-    def _json(self, entry: dict[str, Any], status: int, data: Any,
-              headers: Mapping[str, str] | None = None) -> web.Response:
+    def _json(
+        self, entry: dict[str, Any], status: int, data: Any, headers: Mapping[str, str] | None = None
+    ) -> web.Response:
         self._stats.done(entry, status)
-        return web.Response(body=dumps(data).encode(), status=status, headers=headers,
-                            content_type="application/json")
+        return web.Response(
+            body=dumps(data).encode(), status=status, headers=headers, content_type="application/json"
+        )
 
     async def _respond(
-        self, request: web.BaseRequest, wire: Wire, op: str, fault: Fault, chat: Chat | None,
-        problem: BadRequest | None, entry: dict[str, Any],
+        self,
+        request: web.BaseRequest,
+        wire: Wire,
+        op: str,
+        fault: Fault,
+        chat: Chat | None,
+        problem: BadRequest | None,
+        entry: dict[str, Any],
     ) -> web.StreamResponse:
         if fault.latency:
             await asyncio.sleep(fault.latency)
@@ -283,14 +307,16 @@ class FakeServer:
             return self._json(entry, 200, wire.models(self.models.get(wire.name, [])), headers)
         ans = answer(chat, fault)
         if chat.stream:
-            return await self._stream(request, wire, chat, fault, wire.frames(chat, ans, rid),
-                                      headers, entry, rid)
+            return await self._stream(
+                request, wire, chat, fault, wire.frames(chat, ans, rid), headers, entry, rid
+            )
         body = MALFORMED if fault.malformed else dumps(wire.body(chat, ans, rid)).encode()
         if not fault.truncate:
             self._stats.done(entry, 200)
             return web.Response(body=body, headers=headers, content_type="application/json")
-        resp = web.StreamResponse(headers={**headers, "Content-Type": "application/json",
-                                           "Content-Length": str(len(body))})
+        resp = web.StreamResponse(
+            headers={**headers, "Content-Type": "application/json", "Content-Length": str(len(body))}
+        )
         await resp.prepare(request)
         await resp.write(body[: len(body) // 2])
         self._stats.done(entry, "truncated")
@@ -298,8 +324,15 @@ class FakeServer:
         return resp
 
     async def _stream(
-        self, request: web.BaseRequest, wire: Wire, chat: Chat, fault: Fault, frames: list[bytes],
-        headers: dict[str, str], entry: dict[str, Any], rid: str,
+        self,
+        request: web.BaseRequest,
+        wire: Wire,
+        chat: Chat,
+        fault: Fault,
+        frames: list[bytes],
+        headers: dict[str, str],
+        entry: dict[str, Any],
+        rid: str,
     ) -> web.StreamResponse:
         drop = False
         if fault.malformed:
@@ -312,8 +345,9 @@ class FakeServer:
         elif fault.truncate:
             half = len(frames) // 2
             frames, drop = [*frames[:half], frames[half][: len(frames[half]) // 2]], True
-        resp = web.StreamResponse(headers={**headers, "Content-Type": wire.stream_type(chat),
-                                           "Cache-Control": "no-cache"})
+        resp = web.StreamResponse(
+            headers={**headers, "Content-Type": wire.stream_type(chat), "Cache-Control": "no-cache"}
+        )
         delay = self.chunk_delay if fault.chunk_delay is None else fault.chunk_delay
         try:
             await resp.prepare(request)
@@ -331,8 +365,8 @@ class FakeServer:
             self._stats.done(entry, "dropped")
             _close(request)
             return resp
+        self._stats.done(entry, 200)  # before the last chunk: a client may ask for stats on it
         await resp.write_eof()
-        self._stats.done(entry, 200)
         return resp
 
     async def _admin(self, request: web.BaseRequest) -> web.StreamResponse:
@@ -349,14 +383,17 @@ class FakeServer:
                 spec = json.loads(await request.read() or b"{}")
                 if isinstance(spec, list):
                     spec = {"faults": spec}
-                self.program(spec.get("scope", spec.get("kind", spec.get("path"))),
-                             spec.get("faults", ()), rate=spec.get("rate"),
-                             seed=spec.get("seed"), model=spec.get("model"))
+                self.program(
+                    spec.get("scope", spec.get("kind", spec.get("path"))),
+                    spec.get("faults", ()),
+                    rate=spec.get("rate"),
+                    seed=spec.get("seed"),
+                    model=spec.get("model"),
+                )
             except (ValueError, TypeError, AttributeError) as exc:
                 return web.json_response({"error": f"bad program: {exc}"}, status=400)
             return web.json_response({"ok": True})
-        return web.json_response({"error": f"no admin call {request.method} /_fake/{what}"},
-                                 status=404)
+        return web.json_response({"error": f"no admin call {request.method} /_fake/{what}"}, status=404)
 
 
 def _new_loop(use_uvloop: bool) -> asyncio.AbstractEventLoop:

@@ -30,9 +30,16 @@ class Stats:
     def record(self, method: str, path: str, kind: str, headers: Any, query: Any) -> dict[str, Any]:
         """Count a request and log it; the entry returned is completed by ``model``/``done``."""
         entry: dict[str, Any] = {
-            "method": method, "path": path, "kind": kind, "model": None, "stream": False,
-            "headers": sorted({k.lower() for k in headers}), "query": sorted(query),
-            "body": None, "fault": "", "status": None,
+            "method": method,
+            "path": path,
+            "kind": kind,
+            "model": None,
+            "stream": False,
+            "headers": sorted({k.lower() for k in headers}),
+            "query": sorted(query),
+            "body": None,
+            "fault": "",
+            "status": None,
         }
         with self._lock:
             self.total += 1
@@ -57,8 +64,11 @@ class Stats:
         """A JSON-ready copy: ``requests``, ``paths``, ``kinds``, ``models``, ``statuses``, ``log``."""
         with self._lock:
             out: dict[str, Any] = {
-                "requests": self.total, "paths": dict(self.paths), "kinds": dict(self.kinds),
-                "models": dict(self.models), "statuses": dict(self.statuses),
+                "requests": self.total,
+                "paths": dict(self.paths),
+                "kinds": dict(self.kinds),
+                "models": dict(self.models),
+                "statuses": dict(self.statuses),
             }
             if log:
                 out["log"] = [dict(e) for e in self.log]

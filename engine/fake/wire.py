@@ -12,8 +12,17 @@ from typing import Any, ClassVar
 from engine.fake.answer import Answer, BadRequest, Chat, strip_markers
 
 __all__ = [
-    "MALFORMED", "SLOT", "Wire", "dumps", "jtype", "opt_int", "repeat", "stops", "text",
-    "typecheck", "user",
+    "MALFORMED",
+    "SLOT",
+    "Wire",
+    "dumps",
+    "jtype",
+    "opt_int",
+    "repeat",
+    "stops",
+    "text",
+    "typecheck",
+    "user",
 ]
 
 dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -46,7 +55,8 @@ def text(content: Any) -> str:
     if isinstance(content, list):
         found = (
             p["text"] if isinstance(p.get("text"), str) else text(p.get("content"))
-            for p in content if isinstance(p, dict)
+            for p in content
+            if isinstance(p, dict)
         )
         return " ".join(t for t in found if t)
     return ""
@@ -81,8 +91,12 @@ def jtype(value: Any) -> str:
     return "array" if isinstance(value, list) else "object"
 
 
-def typecheck(body: Mapping[str, Any], fields: Mapping[str, str],
-              wrong: Callable[[str, str, Any], BadRequest], prefix: str = "") -> None:
+def typecheck(
+    body: Mapping[str, Any],
+    fields: Mapping[str, str],
+    wrong: Callable[[str, str, Any], BadRequest],
+    prefix: str = "",
+) -> None:
     """Raise ``wrong(path, expected, value)`` for the first field of ``body`` whose JSON type is
     not the one ``fields`` declares ("number" admits integers; "a|b" admits either; null is
     accepted as absent). Fields not declared are not checked here."""

@@ -18,24 +18,60 @@ from engine.fake.wire import MALFORMED, SLOT, Wire, dumps, jtype, repeat, stops,
 __all__ = ["Anthropic"]
 
 _FIELDS = {
-    "model": "string", "messages": "array", "max_tokens": "integer", "system": "string|array",
-    "stop_sequences": "array", "stream": "boolean", "temperature": "number", "top_p": "number",
-    "top_k": "integer", "tools": "array", "tool_choice": "object", "metadata": "object",
-    "thinking": "object", "service_tier": "string", "container": "string|object",
-    "mcp_servers": "array", "context_management": "object", "cache_control": "object",
-    "output_config": "object", "output_format": "object", "inference_geo": "string",
-    "diagnostics": "object", "speed": "string", "user_profile_id": "string",
+    "model": "string",
+    "messages": "array",
+    "max_tokens": "integer",
+    "system": "string|array",
+    "stop_sequences": "array",
+    "stream": "boolean",
+    "temperature": "number",
+    "top_p": "number",
+    "top_k": "integer",
+    "tools": "array",
+    "tool_choice": "object",
+    "metadata": "object",
+    "thinking": "object",
+    "service_tier": "string",
+    "container": "string|object",
+    "mcp_servers": "array",
+    "context_management": "object",
+    "cache_control": "object",
+    "output_config": "object",
+    "output_format": "object",
+    "inference_geo": "string",
+    "diagnostics": "object",
+    "speed": "string",
+    "user_profile_id": "string",
     "workspace_id": "string",
 }
-_VALID = {"string": "a valid string", "integer": "a valid integer", "number": "a valid number",
-          "boolean": "a valid boolean", "array": "a valid list",
-          "object": "a valid dictionary or object to extract fields from"}
+_VALID = {
+    "string": "a valid string",
+    "integer": "a valid integer",
+    "number": "a valid number",
+    "boolean": "a valid boolean",
+    "array": "a valid list",
+    "object": "a valid dictionary or object to extract fields from",
+}
 _BLOCKS = (
-    "text", "image", "document", "search_result", "thinking", "redacted_thinking", "tool_use",
-    "tool_result", "server_tool_use", "web_search_tool_result", "web_fetch_tool_result",
-    "code_execution_tool_result", "bash_code_execution_tool_result",
-    "text_editor_code_execution_tool_result", "tool_search_tool_result", "mcp_tool_use",
-    "mcp_tool_result", "container_upload", "compaction",
+    "text",
+    "image",
+    "document",
+    "search_result",
+    "thinking",
+    "redacted_thinking",
+    "tool_use",
+    "tool_result",
+    "server_tool_use",
+    "web_search_tool_result",
+    "web_fetch_tool_result",
+    "code_execution_tool_result",
+    "bash_code_execution_tool_result",
+    "text_editor_code_execution_tool_result",
+    "tool_search_tool_result",
+    "mcp_tool_use",
+    "mcp_tool_result",
+    "container_upload",
+    "compaction",
 )
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 _VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -87,24 +123,24 @@ def _check_output(config: dict[str, Any] | None) -> None:
             raise BadRequest(f"output_config.{key}: Extra inputs are not permitted")
     effort = config.get("effort")
     if effort is not None and effort not in _EFFORTS:
-        raise BadRequest("output_config.effort: Input should be 'low', 'medium', 'high', 'xhigh' "
-                         "or 'max'")
+        raise BadRequest("output_config.effort: Input should be 'low', 'medium', 'high', 'xhigh' or 'max'")
     fmt = config.get("format")
     if fmt is None:
         return
     if not isinstance(fmt, dict):
         raise _wrong_type("output_config.format", "object", fmt)
     if fmt.get("type") != "json_schema":
-        raise BadRequest(f"output_config.format: Input tag '{fmt.get('type')}' found using "
-                         "'type' does not match any of the expected tags: 'json_schema'")
+        raise BadRequest(
+            f"output_config.format: Input tag '{fmt.get('type')}' found using "
+            "'type' does not match any of the expected tags: 'json_schema'"
+        )
     if "schema" not in fmt:
         raise BadRequest("output_config.format.json_schema.schema: Field required")
     if not isinstance(fmt["schema"], dict):
         raise _wrong_type("output_config.format.json_schema.schema", "object", fmt["schema"])
     for key in fmt:
         if key not in ("type", "schema"):
-            raise BadRequest(f"output_config.format.json_schema.{key}: Extra inputs are not "
-                             "permitted")
+            raise BadRequest(f"output_config.format.json_schema.{key}: Extra inputs are not permitted")
 
 
 def _check_messages(msgs: list[Any]) -> None:
@@ -116,8 +152,10 @@ def _check_messages(msgs: list[Any]) -> None:
             raise _wrong_type(f"messages.{i}", "object", m)
         role = m.get("role")
         if role == "system":
-            raise BadRequest('messages: Unexpected role "system". The Messages API accepts a '
-                             'top-level `system` parameter, not "system" as an input message role.')
+            raise BadRequest(
+                'messages: Unexpected role "system". The Messages API accepts a '
+                'top-level `system` parameter, not "system" as an input message role.'
+            )
         if role not in ("user", "assistant"):
             raise BadRequest(f"messages.{i}.role: Input should be 'user' or 'assistant'")
         if "content" not in m:
@@ -127,8 +165,10 @@ def _check_messages(msgs: list[Any]) -> None:
             raise _wrong_type(f"messages.{i}.content", "string", content)
         last = i == len(msgs) - 1
         if not content and not (last and role == "assistant"):
-            raise BadRequest(f"messages.{i}: all messages must have non-empty content except for "
-                             "the optional final assistant message")
+            raise BadRequest(
+                f"messages.{i}: all messages must have non-empty content except for "
+                "the optional final assistant message"
+            )
         if last and role == "assistant" and text(content) != text(content).rstrip():
             raise BadRequest("messages: final assistant content cannot end with trailing whitespace")
         blocks = content if isinstance(content, list) else []
@@ -137,7 +177,8 @@ def _check_messages(msgs: list[Any]) -> None:
             raise BadRequest(
                 f"messages.{i - 1}: `tool_use` ids were found without `tool_result` blocks "
                 f"immediately after: {', '.join(sorted(asked - answered))}. Each `tool_use` block "
-                "must have a corresponding `tool_result` block in the next message.")
+                "must have a corresponding `tool_result` block in the next message."
+            )
         asked = set()
         if role == "assistant":
             asked = {b["id"] for b in blocks if b["type"] == "tool_use" and "id" in b}
@@ -149,9 +190,11 @@ def _check_blocks(i: int, blocks: list[Any], asked: set[str]) -> set[str]:
     for j, block in enumerate(blocks):
         kind = block.get("type") if isinstance(block, dict) else None
         if kind not in _BLOCKS:
-            raise BadRequest(f"messages.{i}.content.{j}: Input tag '{kind}' found using 'type' "
-                             "does not match any of the expected tags: 'text', 'image', "
-                             "'document', 'tool_use', 'tool_result', 'thinking', ...")
+            raise BadRequest(
+                f"messages.{i}.content.{j}: Input tag '{kind}' found using 'type' "
+                "does not match any of the expected tags: 'text', 'image', "
+                "'document', 'tool_use', 'tool_result', 'thinking', ..."
+            )
         if kind == "text" and not block.get("text"):
             raise BadRequest("messages: text content blocks must be non-empty")
         if kind == "thinking" and block.get("signature") != sign(str(block.get("thinking"))):
@@ -162,7 +205,8 @@ def _check_blocks(i: int, blocks: list[Any], asked: set[str]) -> set[str]:
                 raise BadRequest(
                     f"messages.{i}.content.{j}: unexpected `tool_use_id` found in `tool_result` "
                     f"blocks: {ref}. Each `tool_result` block must have a corresponding "
-                    "`tool_use` block in the previous message.")
+                    "`tool_use` block in the previous message."
+                )
             answered.add(ref)
     return answered
 
@@ -177,23 +221,26 @@ def _check_tools(body: dict[str, Any]) -> None:
             if key not in tool:
                 raise BadRequest(f"tools.{i}.custom.{key}: Field required")
         if not isinstance(tool["name"], str) or not _TOOL_NAME.match(tool["name"]):
-            raise BadRequest(f"tools.{i}.custom.name: String should match pattern "
-                             f"'{_TOOL_NAME.pattern}'")
+            raise BadRequest(f"tools.{i}.custom.name: String should match pattern '{_TOOL_NAME.pattern}'")
         schema = tool["input_schema"]
         if not isinstance(schema, dict):
             raise _wrong_type(f"tools.{i}.custom.input_schema", "object", schema)
         if schema.get("type") != "object":
-            raise BadRequest(f"tools.{i}.custom.input_schema.type: Field required"
-                             if "type" not in schema else
-                             f"tools.{i}.custom.input_schema.type: Input should be 'object'")
+            raise BadRequest(
+                f"tools.{i}.custom.input_schema.type: Field required"
+                if "type" not in schema
+                else f"tools.{i}.custom.input_schema.type: Input should be 'object'"
+            )
     choice = body.get("tool_choice")
     if choice is not None:
         if not body.get("tools") and choice.get("type") != "none":
             raise BadRequest("tool_choice may only be specified while providing tools.")
         if choice.get("type") not in ("auto", "any", "tool", "none"):
-            raise BadRequest(f"tool_choice: Input tag '{choice.get('type')}' found using 'type' "
-                             "does not match any of the expected tags: 'auto', 'any', 'tool', "
-                             "'none'")
+            raise BadRequest(
+                f"tool_choice: Input tag '{choice.get('type')}' found using 'type' "
+                "does not match any of the expected tags: 'auto', 'any', 'tool', "
+                "'none'"
+            )
         if choice["type"] == "tool" and not isinstance(choice.get("name"), str):
             raise BadRequest("tool_choice.tool.name: Field required")
 
@@ -204,8 +251,10 @@ def _check_thinking(body: dict[str, Any]) -> None:
         return
     kind = thinking.get("type")
     if kind not in ("enabled", "disabled", "adaptive"):
-        raise BadRequest(f"thinking: Input tag '{kind}' found using 'type' does not match any of "
-                         "the expected tags: 'adaptive', 'disabled', 'enabled'")
+        raise BadRequest(
+            f"thinking: Input tag '{kind}' found using 'type' does not match any of "
+            "the expected tags: 'adaptive', 'disabled', 'enabled'"
+        )
     if kind == "disabled":
         return
     if kind == "enabled":
@@ -215,21 +264,28 @@ def _check_thinking(body: dict[str, Any]) -> None:
         if jtype(budget) != "integer":
             raise _wrong_type("thinking.enabled.budget_tokens", "integer", budget)
         if budget < 1024:
-            raise BadRequest("thinking.enabled.budget_tokens: Input should be greater than or "
-                             "equal to 1024")
+            raise BadRequest("thinking.enabled.budget_tokens: Input should be greater than or equal to 1024")
         if body["max_tokens"] <= budget:
-            raise BadRequest("`max_tokens` must be greater than `thinking.budget_tokens`. Please "
-                             f"consult our documentation at {_DOCS}#max-tokens-and-context-window-size")
+            raise BadRequest(
+                "`max_tokens` must be greater than `thinking.budget_tokens`. Please "
+                f"consult our documentation at {_DOCS}#max-tokens-and-context-window-size"
+            )
     if body.get("temperature") is not None and body["temperature"] != 1:
-        raise BadRequest("`temperature` may only be set to 1 when thinking is enabled. Please "
-                         f"consult our documentation at {_DOCS}#feature-compatibility")
+        raise BadRequest(
+            "`temperature` may only be set to 1 when thinking is enabled. Please "
+            f"consult our documentation at {_DOCS}#feature-compatibility"
+        )
     if body.get("top_k") is not None:
-        raise BadRequest("`top_k` must be unset when thinking is enabled. Please consult our "
-                         f"documentation at {_DOCS}#feature-compatibility")
+        raise BadRequest(
+            "`top_k` must be unset when thinking is enabled. Please consult our "
+            f"documentation at {_DOCS}#feature-compatibility"
+        )
     if body.get("top_p") is not None and body["top_p"] < 0.95:
-        raise BadRequest("`top_p` must be greater than or equal to 0.95 or unset when thinking "
-                         f"is enabled. Please consult our documentation at {_DOCS}"
-                         "#feature-compatibility")
+        raise BadRequest(
+            "`top_p` must be greater than or equal to 0.95 or unset when thinking "
+            f"is enabled. Please consult our documentation at {_DOCS}"
+            "#feature-compatibility"
+        )
     if (body.get("tool_choice") or {}).get("type") in ("any", "tool"):
         raise BadRequest("Thinking may not be enabled when tool_choice forces tool use.")
     _check_thinking_kept(body["messages"])
@@ -252,7 +308,8 @@ def _check_thinking_kept(msgs: list[dict[str, Any]]) -> None:
             f"`{first}`. When `thinking` is enabled, a final `assistant` message must start with "
             "a thinking block (preceeding the lastmost set of `tool_use` and `tool_result` "
             "blocks). We recommend you include thinking blocks from previous turns. To avoid "
-            f"this requirement, disable `thinking`. Please consult our documentation at {_DOCS}")
+            f"this requirement, disable `thinking`. Please consult our documentation at {_DOCS}"
+        )
 
 
 class Anthropic(Wire):
@@ -260,18 +317,30 @@ class Anthropic(Wire):
     base_path = "/v1"
     default_models = ("claude-3-5-haiku-latest", "claude-3-5-sonnet-latest")
     _TYPES: ClassVar[dict[int, str]] = {
-        400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-        404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
-        500: "api_error", 529: "overloaded_error"}
+        400: "invalid_request_error",
+        401: "authentication_error",
+        403: "permission_error",
+        404: "not_found_error",
+        413: "request_too_large",
+        429: "rate_limit_error",
+        500: "api_error",
+        529: "overloaded_error",
+    }
     _STOP: ClassVar[dict[str, str]] = {
-        "stop": "end_turn", "length": "max_tokens", "tool": "tool_use",
-        "stop_sequence": "stop_sequence"}
+        "stop": "end_turn",
+        "length": "max_tokens",
+        "tool": "tool_use",
+        "stop_sequence": "stop_sequence",
+    }
 
     def route(self, method: str, path: str, headers: Any) -> tuple[str, str | None] | None:
         if method == "POST" and path.endswith("/messages"):
             return "chat", None
-        if method == "GET" and path.endswith("/models") and (
-                "anthropic-version" in headers or "x-api-key" in headers):
+        if (
+            method == "GET"
+            and path.endswith("/models")
+            and ("anthropic-version" in headers or "x-api-key" in headers)
+        ):
             return "models", None
         return None
 
@@ -284,8 +353,7 @@ class Anthropic(Wire):
         if version is None:
             return BadRequest("anthropic-version: header is required")
         try:
-            valid = bool(_VERSION.match(version)) and \
-                datetime.date.fromisoformat(version) >= _FIRST_VERSION
+            valid = bool(_VERSION.match(version)) and datetime.date.fromisoformat(version) >= _FIRST_VERSION
         except ValueError:
             valid = False
         return None if valid else BadRequest(f'anthropic-version: "{version}" is not a valid version')
@@ -300,8 +368,13 @@ class Anthropic(Wire):
     def parse(self, body: Any, model: str | None) -> Chat:
         _check(body)
         msgs = body["messages"]
-        chat = Chat("anthropic", body["model"], stream=bool(body.get("stream")),
-                    max_tokens=body["max_tokens"], stop=stops(body.get("stop_sequences")))
+        chat = Chat(
+            "anthropic",
+            body["model"],
+            stream=bool(body.get("stream")),
+            max_tokens=body["max_tokens"],
+            stop=stops(body.get("stop_sequences")),
+        )
         system = words(text(body.get("system"))) if body.get("system") else 0
         chat.prompt_tokens = system + sum(words(text(m.get("content"))) for m in msgs)
         last = msgs[-1].get("content")
@@ -323,8 +396,7 @@ class Anthropic(Wire):
 
     def error(self, status: int, message: str, rid: str = "") -> dict[str, Any]:
         kind = self._TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
-        return {"type": "error", "error": {"type": kind, "message": message},
-                "request_id": "req_" + rid}
+        return {"type": "error", "error": {"type": kind, "message": message}, "request_id": "req_" + rid}
 
     def headers(self, rid: str) -> dict[str, str]:
         return {"request-id": "req_" + rid}
@@ -334,24 +406,34 @@ class Anthropic(Wire):
         if ans.thinking:
             out.append({"type": "thinking", "thinking": ans.thinking, "signature": ans.signature})
         if ans.tool_name is not None:
-            out.append({"type": "tool_use", "id": "toolu_" + rid, "name": ans.tool_name,
-                        "input": ans.tool_args})
+            out.append(
+                {"type": "tool_use", "id": "toolu_" + rid, "name": ans.tool_name, "input": ans.tool_args}
+            )
         elif ans.text:
             out.append({"type": "text", "text": ans.text})
         return out
 
     def _usage(self, ans: Answer, output: int) -> dict[str, Any]:
-        return {"input_tokens": ans.input_tokens,
-                "cache_creation_input_tokens": ans.cache_write_tokens,
-                "cache_read_input_tokens": ans.cached_tokens,
-                "cache_creation": {"ephemeral_5m_input_tokens": ans.cache_write_tokens,
-                                   "ephemeral_1h_input_tokens": 0},
-                "output_tokens": output, "service_tier": "standard"}
+        return {
+            "input_tokens": ans.input_tokens,
+            "cache_creation_input_tokens": ans.cache_write_tokens,
+            "cache_read_input_tokens": ans.cached_tokens,
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": ans.cache_write_tokens,
+                "ephemeral_1h_input_tokens": 0,
+            },
+            "output_tokens": output,
+            "service_tier": "standard",
+        }
 
     def body(self, chat: Chat, ans: Answer, rid: str) -> dict[str, Any]:
         return {
-            "model": chat.model, "id": "msg_" + rid, "type": "message", "role": "assistant",
-            "content": self._blocks(ans, rid), "stop_reason": self._STOP[ans.finish],
+            "model": chat.model,
+            "id": "msg_" + rid,
+            "type": "message",
+            "role": "assistant",
+            "content": self._blocks(ans, rid),
+            "stop_reason": self._STOP[ans.finish],
             "stop_sequence": ans.stop_sequence,
             "usage": self._usage(ans, ans.output_tokens + ans.thinking_tokens),
         }
@@ -361,8 +443,13 @@ class Anthropic(Wire):
 
     def frames(self, chat: Chat, ans: Answer, rid: str) -> list[bytes]:
         ev = self.event
-        message = {**self.body(chat, ans, rid), "content": [], "stop_reason": None,
-                   "stop_sequence": None, "usage": self._usage(ans, 1)}
+        message = {
+            **self.body(chat, ans, rid),
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": self._usage(ans, 1),
+        }
         out = [ev("message_start", {"type": "message_start", "message": message})]
         for index, block in enumerate(self._blocks(ans, rid)):
             events = self._block_frames(index, block, ans)
@@ -371,12 +458,17 @@ class Anthropic(Wire):
             out += events
         usage = self._usage(ans, ans.output_tokens + ans.thinking_tokens)
         del usage["cache_creation"], usage["service_tier"]
-        out += [ev("message_delta", {
+        out += [
+            ev(
+                "message_delta",
+                {
                     "type": "message_delta",
-                    "delta": {"stop_reason": self._STOP[ans.finish],
-                              "stop_sequence": ans.stop_sequence},
-                    "usage": usage}),
-                ev("message_stop", {"type": "message_stop"})]
+                    "delta": {"stop_reason": self._STOP[ans.finish], "stop_sequence": ans.stop_sequence},
+                    "usage": usage,
+                },
+            ),
+            ev("message_stop", {"type": "message_stop"}),
+        ]
         return out
 
     def _block_frames(self, index: int, block: dict[str, Any], ans: Answer) -> list[bytes]:
@@ -391,14 +483,27 @@ class Anthropic(Wire):
         else:
             start, delta, field = {**block, "text": ""}, "text_delta", "text"
             pieces = [(p,) for p in ans.pieces]
-        out = [ev("content_block_start",
-                  {"type": "content_block_start", "index": index, "content_block": start})]
-        out += repeat(ev("content_block_delta", {"type": "content_block_delta", "index": index,
-                                                 "delta": {"type": delta, field: SLOT}}), pieces)
+        out = [
+            ev("content_block_start", {"type": "content_block_start", "index": index, "content_block": start})
+        ]
+        out += repeat(
+            ev(
+                "content_block_delta",
+                {"type": "content_block_delta", "index": index, "delta": {"type": delta, field: SLOT}},
+            ),
+            pieces,
+        )
         if kind == "thinking":
-            out.append(ev("content_block_delta", {
-                "type": "content_block_delta", "index": index,
-                "delta": {"type": "signature_delta", "signature": ans.signature}}))
+            out.append(
+                ev(
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": index,
+                        "delta": {"type": "signature_delta", "signature": ans.signature},
+                    },
+                )
+            )
         out.append(ev("content_block_stop", {"type": "content_block_stop", "index": index}))
         return out
 
@@ -411,7 +516,18 @@ class Anthropic(Wire):
         return b"event: content_block_delta\ndata: " + MALFORMED + b"\n\n"
 
     def models(self, names: list[str]) -> dict[str, Any]:
-        data = [{"type": "model", "id": n, "display_name": n.replace("-", " ").title(),
-                 "created_at": "2024-10-22T00:00:00Z"} for n in names]
-        return {"data": data, "has_more": False, "first_id": names[0] if names else None,
-                "last_id": names[-1] if names else None}
+        data = [
+            {
+                "type": "model",
+                "id": n,
+                "display_name": n.replace("-", " ").title(),
+                "created_at": "2024-10-22T00:00:00Z",
+            }
+            for n in names
+        ]
+        return {
+            "data": data,
+            "has_more": False,
+            "first_id": names[0] if names else None,
+            "last_id": names[-1] if names else None,
+        }

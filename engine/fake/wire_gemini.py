@@ -18,31 +18,73 @@ __all__ = ["Gemini"]
 
 # field (lowerCamel; snake_case is accepted too) -> proto type of the value
 _REQUEST = {
-    "model": "string", "contents": "array", "tools": "array", "toolConfig": "object",
-    "safetySettings": "array", "systemInstruction": "object", "generationConfig": "object",
+    "model": "string",
+    "contents": "array",
+    "tools": "array",
+    "toolConfig": "object",
+    "safetySettings": "array",
+    "systemInstruction": "object",
+    "generationConfig": "object",
     "cachedContent": "string",
 }
 _GENERATION = {
-    "stopSequences": "array", "responseMimeType": "string", "responseSchema": "object",
-    "responseJsonSchema": "object", "candidateCount": "integer", "maxOutputTokens": "integer",
-    "temperature": "number", "topP": "number", "topK": "integer", "seed": "integer",
-    "presencePenalty": "number", "frequencyPenalty": "number", "responseLogprobs": "boolean",
-    "logprobs": "integer", "enableEnhancedCivicAnswers": "boolean", "responseModalities": "array",
-    "speechConfig": "object", "thinkingConfig": "object", "imageConfig": "object",
-    "mediaResolution": "string", "audioTimestamp": "boolean", "enableAffectiveDialog": "boolean",
-    "routingConfig": "object", "modelSelectionConfig": "object",
+    "stopSequences": "array",
+    "responseMimeType": "string",
+    "responseSchema": "object",
+    "responseJsonSchema": "object",
+    "candidateCount": "integer",
+    "maxOutputTokens": "integer",
+    "temperature": "number",
+    "topP": "number",
+    "topK": "integer",
+    "seed": "integer",
+    "presencePenalty": "number",
+    "frequencyPenalty": "number",
+    "responseLogprobs": "boolean",
+    "logprobs": "integer",
+    "enableEnhancedCivicAnswers": "boolean",
+    "responseModalities": "array",
+    "speechConfig": "object",
+    "thinkingConfig": "object",
+    "imageConfig": "object",
+    "mediaResolution": "string",
+    "audioTimestamp": "boolean",
+    "enableAffectiveDialog": "boolean",
+    "routingConfig": "object",
+    "modelSelectionConfig": "object",
 }
 _THINKING = {"includeThoughts": "boolean", "thinkingBudget": "integer", "thinkingLevel": "string"}
 _PART = {
-    "text": "string", "inlineData": "object", "fileData": "object", "functionCall": "object",
-    "functionResponse": "object", "executableCode": "object", "codeExecutionResult": "object",
-    "thought": "boolean", "thoughtSignature": "string", "videoMetadata": "object",
-    "partMetadata": "object", "mediaResolution": "object",
+    "text": "string",
+    "inlineData": "object",
+    "fileData": "object",
+    "functionCall": "object",
+    "functionResponse": "object",
+    "executableCode": "object",
+    "codeExecutionResult": "object",
+    "thought": "boolean",
+    "thoughtSignature": "string",
+    "videoMetadata": "object",
+    "partMetadata": "object",
+    "mediaResolution": "object",
 }
-_DATA = ("text", "inlineData", "fileData", "functionCall", "functionResponse", "executableCode",
-         "codeExecutionResult")
-_PROTO = {"string": "TYPE_STRING", "integer": "TYPE_INT32", "number": "TYPE_FLOAT",
-          "boolean": "TYPE_BOOL", "array": "list", "object": "message"}
+_DATA = (
+    "text",
+    "inlineData",
+    "fileData",
+    "functionCall",
+    "functionResponse",
+    "executableCode",
+    "codeExecutionResult",
+)
+_PROTO = {
+    "string": "TYPE_STRING",
+    "integer": "TYPE_INT32",
+    "number": "TYPE_FLOAT",
+    "boolean": "TYPE_BOOL",
+    "array": "list",
+    "object": "message",
+}
 _FUNCTION_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_.:-]{0,63}$")
 _THINKS = re.compile(r"gemini-(?:2\.5|[3-9])")  # thinking models: they think unless told not to
 _CALL = re.compile(r"/models/(.+):(generateContent|streamGenerateContent)$")
@@ -64,12 +106,15 @@ def _fields(obj: dict[str, Any], known: dict[str, str], path: str) -> dict[str, 
         name = _camel(key)
         if name not in known:
             at = f" at '{path}'" if path else ""
-            raise BadRequest(f'Invalid JSON payload received. Unknown name "{key}"{at}: Cannot find '
-                             "field.")
+            raise BadRequest(f'Invalid JSON payload received. Unknown name "{key}"{at}: Cannot find field.')
         expected, got = known[name], jtype(value)
         integral = got == "number" and expected == "integer" and float(value).is_integer()
-        if value is not None and got != expected and not integral and not (
-                got == "integer" and expected == "number"):
+        if (
+            value is not None
+            and got != expected
+            and not integral
+            and not (got == "integer" and expected == "number")
+        ):
             where = f"{path}.{_snake(name)}" if path else _snake(name)
             raise BadRequest(f"Invalid value at '{where}' ({_PROTO[expected]}), {dumps(value)}")
         out[name] = value
@@ -86,31 +131,42 @@ def _check_contents(contents: list[Any]) -> None:
     for i, content in enumerate(contents):
         where = f"contents[{i}]"
         if not isinstance(content, dict):
-            raise BadRequest(f"Invalid value at '{where}' (type.googleapis.com/google.ai."
-                             f"generativelanguage.v1beta.Content), {dumps(content)}")
+            raise BadRequest(
+                f"Invalid value at '{where}' (type.googleapis.com/google.ai."
+                f"generativelanguage.v1beta.Content), {dumps(content)}"
+            )
         content = _fields(content, {"role": "string", "parts": "array"}, where)
         if content.get("role", "user") not in ("user", "model", "function", ""):
             raise BadRequest("Please use a valid role: user, model.")
         parts = content.get("parts")
         if not parts:
-            raise BadRequest(f"* GenerateContentRequest.{where}.parts: contents.parts must not be "
-                             "empty.")
+            raise BadRequest(f"* GenerateContentRequest.{where}.parts: contents.parts must not be empty.")
         for j, part in enumerate(parts):
             at = f"{where}.parts[{j}]"
             if not isinstance(part, dict):
-                raise BadRequest(f"Invalid value at '{at}' (type.googleapis.com/google.ai."
-                                 f"generativelanguage.v1beta.Part), {dumps(part)}")
+                raise BadRequest(
+                    f"Invalid value at '{at}' (type.googleapis.com/google.ai."
+                    f"generativelanguage.v1beta.Part), {dumps(part)}"
+                )
             fields = _fields(part, _PART, at)
             if not any(fields.get(k) not in (None, "") for k in _DATA):  # "" is proto3's unset
-                raise BadRequest(f"* GenerateContentRequest.{at}.data: required oneof field 'data' "
-                                 "must have one initialized field")
+                raise BadRequest(
+                    f"* GenerateContentRequest.{at}.data: required oneof field 'data' "
+                    "must have one initialized field"
+                )
 
 
 def _check_signatures(contents: list[dict[str, Any]]) -> None:
     """Gemini 3 refuses a current turn (the contents after the last user text) whose model steps
     hand a function call back without the thoughtSignature it came with."""
-    start = max((i for i, c in enumerate(contents) if c.get("role", "user") == "user"
-                 and any(isinstance(p.get("text"), str) for p in c["parts"])), default=0)
+    start = max(
+        (
+            i
+            for i, c in enumerate(contents)
+            if c.get("role", "user") == "user" and any(isinstance(p.get("text"), str) for p in c["parts"])
+        ),
+        default=0,
+    )
     for i, content in enumerate(contents[start:], start):
         calls = [p for p in content["parts"] if _get(p, "functionCall") is not None]
         if content.get("role") == "model" and calls and not _get(calls[0], "thoughtSignature"):
@@ -120,7 +176,8 @@ def _check_signatures(contents: list[dict[str, Any]]) -> None:
                 "required for tools to work correctly, and missing thought_signature may lead to "
                 f"degraded model performance. Additional data, function call `default_api:{name}` "
                 f", position {i + 1}. Please refer to "
-                "https://ai.google.dev/gemini-api/docs/thought-signatures for more details.")
+                "https://ai.google.dev/gemini-api/docs/thought-signatures for more details."
+            )
 
 
 def _check_tools(tools: list[Any]) -> None:
@@ -132,7 +189,8 @@ def _check_tools(tools: list[Any]) -> None:
                     f"* GenerateContentRequest.tools[{i}].function_declarations[{j}].name: Invalid "
                     "function name. Must start with a letter or an underscore. Must be alphameric "
                     "(a-z, A-Z, 0-9), underscores (_), dots (.), colons (:), or dashes (-), with a "
-                    "maximum length of 64.")
+                    "maximum length of 64."
+                )
 
 
 def _get(body: dict[str, Any], camel: str) -> Any:
@@ -144,15 +202,27 @@ class Gemini(Wire):
     name = "gemini"
     default_models = ("gemini-1.5-flash", "gemini-1.5-pro")
     _STATUS: ClassVar[dict[int, str]] = {
-        400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
-        404: "NOT_FOUND", 409: "ABORTED", 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED",
-        500: "INTERNAL", 501: "NOT_IMPLEMENTED", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+        400: "INVALID_ARGUMENT",
+        401: "UNAUTHENTICATED",
+        403: "PERMISSION_DENIED",
+        404: "NOT_FOUND",
+        409: "ABORTED",
+        429: "RESOURCE_EXHAUSTED",
+        499: "CANCELLED",
+        500: "INTERNAL",
+        501: "NOT_IMPLEMENTED",
+        503: "UNAVAILABLE",
+        504: "DEADLINE_EXCEEDED",
+    }
 
     def route(self, method: str, path: str, headers: Any) -> tuple[str, str | None] | None:
         if method == "POST" and (m := _CALL.search(path)) is not None:
             return "stream" if m.group(2).startswith("stream") else "chat", m.group(1)
-        if method == "GET" and path.endswith("/models") and (
-                path.endswith("v1beta/models") or "x-goog-api-key" in headers):
+        if (
+            method == "GET"
+            and path.endswith("/models")
+            and (path.endswith("v1beta/models") or "x-goog-api-key" in headers)
+        ):
             return "models", None
         return None
 
@@ -171,8 +241,7 @@ class Gemini(Wire):
         if "contents" not in body:
             raise BadRequest("* GenerateContentRequest.contents: contents is not specified")
         cfg = _fields(_dict(body.get("generationConfig")), _GENERATION, "generation_config")
-        thinking = _fields(_dict(cfg.get("thinkingConfig")), _THINKING,
-                           "generation_config.thinking_config")
+        thinking = _fields(_dict(cfg.get("thinkingConfig")), _THINKING, "generation_config.thinking_config")
         contents = body["contents"]
         _check_contents(contents)
         _check_tools(body.get("tools") or [])
@@ -181,11 +250,11 @@ class Gemini(Wire):
         chat = Chat("gemini", model or "")
         system = _dict(body.get("systemInstruction"))
         chat.prompt_tokens = (words(text(system.get("parts"))) if system else 0) + sum(
-            words(text(c.get("parts"))) for c in contents)
+            words(text(c.get("parts"))) for c in contents
+        )
         results = [_get(p, "functionResponse") for p in contents[-1]["parts"]]
         if any(isinstance(r, dict) for r in results):
-            chat.tool_result = " ".join(dumps(r.get("response")) for r in results
-                                        if isinstance(r, dict))
+            chat.tool_result = " ".join(dumps(r.get("response")) for r in results if isinstance(r, dict))
         for c in reversed(contents):
             said = text(c.get("parts"))
             if c.get("role", "user") == "user" and said:
@@ -195,11 +264,13 @@ class Gemini(Wire):
         chat.stop = stops(cfg.get("stopSequences"))
         calling = _dict(_get(_dict(body.get("toolConfig")), "functionCallingConfig"))
         if calling.get("mode") != "NONE":
-            decls = [_dict(d) for t in body.get("tools") or ()
-                     for d in _get(_dict(t), "functionDeclarations") or ()]
+            decls = [
+                _dict(d)
+                for t in body.get("tools") or ()
+                for d in _get(_dict(t), "functionDeclarations") or ()
+            ]
             chat.tools = tuple(d["name"] for d in decls)
-            chat.schemas = {d["name"]: _get(d, "parametersJsonSchema") or d.get("parameters")
-                            for d in decls}
+            chat.schemas = {d["name"]: _get(d, "parametersJsonSchema") or d.get("parameters") for d in decls}
         shown = thinking.get("includeThoughts") is True
         budget = thinking.get("thinkingBudget")
         chat.thinking = budget != 0 and (shown or bool(_THINKS.search(chat.model)))
@@ -214,28 +285,38 @@ class Gemini(Wire):
         body = self.error(exc.status, exc.message, rid)
         if exc.code is not None:  # a reason: Google adds an ErrorInfo and a localized message
             body["error"]["details"] = [
-                {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": exc.code,
-                 "domain": "googleapis.com",
-                 "metadata": {"service": "generativelanguage.googleapis.com"}},
-                {"@type": "type.googleapis.com/google.rpc.LocalizedMessage", "locale": "en-US",
-                 "message": exc.message}]
+                {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": exc.code,
+                    "domain": "googleapis.com",
+                    "metadata": {"service": "generativelanguage.googleapis.com"},
+                },
+                {
+                    "@type": "type.googleapis.com/google.rpc.LocalizedMessage",
+                    "locale": "en-US",
+                    "message": exc.message,
+                },
+            ]
         return body
 
     def auth_failure(self, headers: Any, missing: bool) -> BadRequest:
         if missing:
-            return BadRequest("Method doesn't allow unregistered callers (callers without "
-                              "established identity). Please use API Key or other form of API "
-                              "consumer identity to call this API.", status=403)
-        return BadRequest("API key not valid. Please pass a valid API key.", status=400,
-                          code="API_KEY_INVALID")
+            return BadRequest(
+                "Method doesn't allow unregistered callers (callers without "
+                "established identity). Please use API Key or other form of API "
+                "consumer identity to call this API.",
+                status=403,
+            )
+        return BadRequest(
+            "API key not valid. Please pass a valid API key.", status=400, code="API_KEY_INVALID"
+        )
 
     def _usage(self, ans: Answer, done: Any, thoughts: Any) -> dict[str, Any]:
         prompt = ans.prompt_tokens
         usage: dict[str, Any] = {"promptTokenCount": prompt}
         if done is not None:
             usage["candidatesTokenCount"] = done
-        usage["totalTokenCount"] = SLOT if done is SLOT else (
-            prompt + (done or 0) + (thoughts or 0))
+        usage["totalTokenCount"] = SLOT if done is SLOT else (prompt + (done or 0) + (thoughts or 0))
         if ans.cached_tokens:
             usage["cachedContentTokenCount"] = ans.cached_tokens
         usage["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": prompt}]
@@ -245,14 +326,25 @@ class Gemini(Wire):
             usage["thoughtsTokenCount"] = thoughts
         return usage
 
-    def _response(self, chat: Chat, ans: Answer, rid: str, parts: list[dict[str, Any]],
-                  finish: bool, usage: dict[str, Any]) -> dict[str, Any]:
+    def _response(
+        self,
+        chat: Chat,
+        ans: Answer,
+        rid: str,
+        parts: list[dict[str, Any]],
+        finish: bool,
+        usage: dict[str, Any],
+    ) -> dict[str, Any]:
         candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}}
         if finish:
             candidate["finishReason"] = "MAX_TOKENS" if ans.finish == "length" else "STOP"
         candidate["index"] = 0
-        return {"candidates": [candidate], "usageMetadata": usage, "modelVersion": chat.model,
-                "responseId": rid}
+        return {
+            "candidates": [candidate],
+            "usageMetadata": usage,
+            "modelVersion": chat.model,
+            "responseId": rid,
+        }
 
     def _parts(self, chat: Chat, ans: Answer) -> list[dict[str, Any]]:
         parts: list[dict[str, Any]] = []
@@ -278,9 +370,18 @@ class Gemini(Wire):
             counted = 0
             for piece in ans.thinking_pieces:
                 counted += len(piece.split())
-                encoded.append(dumps(self._response(
-                    chat, ans, rid, [{"text": piece, "thought": True}], False,
-                    self._usage(ans, None, counted))).encode())
+                encoded.append(
+                    dumps(
+                        self._response(
+                            chat,
+                            ans,
+                            rid,
+                            [{"text": piece, "thought": True}],
+                            False,
+                            self._usage(ans, None, counted),
+                        )
+                    ).encode()
+                )
         last_usage = self._usage(ans, ans.output_tokens, thoughts)
         if ans.tool_name is not None:  # gemini sends a function call whole, in one chunk
             parts = [p for p in self._parts(chat, ans) if not p.get("thought")]
@@ -290,11 +391,13 @@ class Gemini(Wire):
             for piece in ans.pieces[:-1]:
                 done += len(piece.split())
                 rows.append((piece, done, ans.prompt_tokens + done + thoughts))
-            template = self._response(chat, ans, rid, [{"text": SLOT}], False,
-                                      self._usage(ans, SLOT, thoughts))
+            template = self._response(
+                chat, ans, rid, [{"text": SLOT}], False, self._usage(ans, SLOT, thoughts)
+            )
             encoded += repeat(dumps(template).encode(), rows)
-            encoded.append(dumps(self._response(chat, ans, rid, [{"text": ans.pieces[-1]}], True,
-                                                last_usage)).encode())
+            encoded.append(
+                dumps(self._response(chat, ans, rid, [{"text": ans.pieces[-1]}], True, last_usage)).encode()
+            )
         if chat.sse:
             return [self.frame(e) for e in encoded]
         return [b"[" + encoded[0], *(b",\r\n" + e for e in encoded[1:]), b"]"]
@@ -303,11 +406,22 @@ class Gemini(Wire):
         return b"data: " + data + b"\r\n\r\n"
 
     def models(self, names: list[str]) -> dict[str, Any]:
-        return {"models": [{
-            "name": "models/" + n, "version": "001", "displayName": n.replace("-", " ").title(),
-            "description": "A model served by the fake provider.", "inputTokenLimit": 1048576,
-            "outputTokenLimit": 8192,
-            "supportedGenerationMethods": ["generateContent", "countTokens"],
-            "temperature": 1.0, "topP": 0.95, "topK": 40, "maxTemperature": 2.0,
-            "thinking": bool(_THINKS.search(n)),
-        } for n in names]}
+        return {
+            "models": [
+                {
+                    "name": "models/" + n,
+                    "version": "001",
+                    "displayName": n.replace("-", " ").title(),
+                    "description": "A model served by the fake provider.",
+                    "inputTokenLimit": 1048576,
+                    "outputTokenLimit": 8192,
+                    "supportedGenerationMethods": ["generateContent", "countTokens"],
+                    "temperature": 1.0,
+                    "topP": 0.95,
+                    "topK": 40,
+                    "maxTemperature": 2.0,
+                    "thinking": bool(_THINKS.search(n)),
+                }
+                for n in names
+            ]
+        }

@@ -19,17 +19,40 @@ from engine.fake.wire import SLOT, Wire, dumps, jtype, opt_int, repeat, stops, t
 __all__ = ["OpenAI", "is_reasoning"]
 
 _FIELDS = {
-    "model": "string", "messages": "array", "max_tokens": "integer",
-    "max_completion_tokens": "integer", "n": "integer", "seed": "integer",
-    "top_logprobs": "integer", "temperature": "number", "top_p": "number",
-    "presence_penalty": "number", "frequency_penalty": "number", "stream": "boolean",
-    "logprobs": "boolean", "parallel_tool_calls": "boolean", "store": "boolean",
-    "stop": "string|array", "tools": "array", "tool_choice": "string|object",
-    "stream_options": "object", "response_format": "object", "user": "string",
-    "reasoning_effort": "string", "service_tier": "string", "prompt_cache_key": "string",
-    "prompt_cache_retention": "string", "safety_identifier": "string", "verbosity": "string",
-    "metadata": "object", "logit_bias": "object", "audio": "object", "prediction": "object",
-    "web_search_options": "object", "modalities": "array", "functions": "array",
+    "model": "string",
+    "messages": "array",
+    "max_tokens": "integer",
+    "max_completion_tokens": "integer",
+    "n": "integer",
+    "seed": "integer",
+    "top_logprobs": "integer",
+    "temperature": "number",
+    "top_p": "number",
+    "presence_penalty": "number",
+    "frequency_penalty": "number",
+    "stream": "boolean",
+    "logprobs": "boolean",
+    "parallel_tool_calls": "boolean",
+    "store": "boolean",
+    "stop": "string|array",
+    "tools": "array",
+    "tool_choice": "string|object",
+    "stream_options": "object",
+    "response_format": "object",
+    "user": "string",
+    "reasoning_effort": "string",
+    "service_tier": "string",
+    "prompt_cache_key": "string",
+    "prompt_cache_retention": "string",
+    "safety_identifier": "string",
+    "verbosity": "string",
+    "metadata": "object",
+    "logit_bias": "object",
+    "audio": "object",
+    "prediction": "object",
+    "web_search_options": "object",
+    "modalities": "array",
+    "functions": "array",
     "function_call": "string|object",
 }
 _ROLES = ("system", "assistant", "user", "function", "tool", "developer")
@@ -39,8 +62,15 @@ _EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 _REASONING = re.compile(r"^(?:o1|o3|o4-mini|gpt-5)(?:$|[-.])")
 _NO_SYSTEM = re.compile(r"^o1-(?:mini|preview)")  # the first o1 models take no system messages
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
-_A = {"string": "a string", "integer": "an integer", "number": "a decimal", "boolean": "a boolean",
-      "array": "an array", "object": "an object", "null": "null"}
+_A = {
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a decimal",
+    "boolean": "a boolean",
+    "array": "an array",
+    "object": "an object",
+    "null": "null",
+}
 
 
 def is_reasoning(model: str) -> bool:
@@ -58,19 +88,25 @@ def _missing(param: str) -> BadRequest:
 
 
 def _wrong_type(param: str, expected: str, value: Any) -> BadRequest:
-    return _bad(f"Invalid type for '{param}': expected {_A[expected]}, but got "
-                f"{_A[jtype(value)]} instead.", param, "invalid_type")
+    return _bad(
+        f"Invalid type for '{param}': expected {_A[expected]}, but got {_A[jtype(value)]} instead.",
+        param,
+        "invalid_type",
+    )
 
 
 def _invalid_value(param: str, value: Any, allowed: tuple[str, ...]) -> BadRequest:
     listed = ", ".join(f"'{a}'" for a in allowed[:-1]) + f", and '{allowed[-1]}'"
-    return _bad(f"Invalid value: '{value}'. Supported values are: {listed}.", param,
-                "invalid_value")
+    return _bad(f"Invalid value: '{value}'. Supported values are: {listed}.", param, "invalid_value")
 
 
 def _empty(param: str) -> BadRequest:
-    return _bad(f"Invalid '{param}': empty array. Expected an array with minimum length 1, but got "
-                "an empty array instead.", param, "empty_array")
+    return _bad(
+        f"Invalid '{param}': empty array. Expected an array with minimum length 1, but got "
+        "an empty array instead.",
+        param,
+        "empty_array",
+    )
 
 
 def _check(body: dict[str, Any]) -> None:
@@ -90,24 +126,40 @@ def _check(body: dict[str, Any]) -> None:
     for key, low, high in (("temperature", 0, 2), ("top_p", 0, 1)):
         value = body.get(key)
         if value is not None and value > high:
-            raise _bad(f"Invalid '{key}': decimal above maximum value. Expected a value <= {high}, "
-                       f"but got {value} instead.", key, "decimal_above_max_value")
+            raise _bad(
+                f"Invalid '{key}': decimal above maximum value. Expected a value <= {high}, "
+                f"but got {value} instead.",
+                key,
+                "decimal_above_max_value",
+            )
         if value is not None and value < low:
-            raise _bad(f"Invalid '{key}': decimal below minimum value. Expected a value >= {low}, "
-                       f"but got {value} instead.", key, "decimal_below_min_value")
+            raise _bad(
+                f"Invalid '{key}': decimal below minimum value. Expected a value >= {low}, "
+                f"but got {value} instead.",
+                key,
+                "decimal_below_min_value",
+            )
     for key in ("max_tokens", "max_completion_tokens", "n"):
         value = body.get(key)
         if value is not None and value < 1:
-            raise _bad(f"Invalid '{key}': integer below minimum value. Expected a value >= 1, but "
-                       f"got {value} instead.", key, "integer_below_min_value")
+            raise _bad(
+                f"Invalid '{key}': integer below minimum value. Expected a value >= 1, but "
+                f"got {value} instead.",
+                key,
+                "integer_below_min_value",
+            )
     stop = body.get("stop")
     if isinstance(stop, list) and len(stop) > 4:
-        raise _bad("Invalid 'stop': array too long. Expected an array with maximum length 4, but "
-                   f"got an array with length {len(stop)} instead.", "stop",
-                   "array_above_max_length")
+        raise _bad(
+            "Invalid 'stop': array too long. Expected an array with maximum length 4, but "
+            f"got an array with length {len(stop)} instead.",
+            "stop",
+            "array_above_max_length",
+        )
     if body.get("stream_options") is not None and not body.get("stream"):
-        raise _bad("The 'stream_options' parameter is only allowed when 'stream' is enabled.",
-                   "stream_options")
+        raise _bad(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.", "stream_options"
+        )
     if body.get("service_tier") is not None and body["service_tier"] not in _TIERS:
         raise _invalid_value("service_tier", body["service_tier"], _TIERS)
     _check_model(body)
@@ -145,17 +197,23 @@ def _check_messages(msgs: list[Any]) -> None:
             if not isinstance(call_id, str):
                 raise _missing(where + ".tool_call_id")
             if call_id not in pending:
-                raise _bad("Invalid parameter: messages with role 'tool' must be a response to a "
-                           "preceeding message with 'tool_calls'.", f"messages.[{i}].role")
+                raise _bad(
+                    "Invalid parameter: messages with role 'tool' must be a response to a "
+                    "preceeding message with 'tool_calls'.",
+                    f"messages.[{i}].role",
+                )
             pending.discard(call_id)
     if pending:
         raise _unanswered(pending, pending_at)
 
 
 def _unanswered(pending: set[str], at: int) -> BadRequest:
-    return _bad("An assistant message with 'tool_calls' must be followed by tool messages "
-                "responding to each 'tool_call_id'. The following tool_call_ids did not have "
-                f"response messages: {', '.join(sorted(pending))}", f"messages.[{at}].role")
+    return _bad(
+        "An assistant message with 'tool_calls' must be followed by tool messages "
+        "responding to each 'tool_call_id'. The following tool_call_ids did not have "
+        f"response messages: {', '.join(sorted(pending))}",
+        f"messages.[{at}].role",
+    )
 
 
 def _check_tools(body: dict[str, Any]) -> None:
@@ -163,8 +221,9 @@ def _check_tools(body: dict[str, Any]) -> None:
     if tools is None:
         for key in ("tool_choice", "parallel_tool_calls"):
             if body.get(key) is not None:
-                raise _bad(f"Invalid value for '{key}': '{key}' is only allowed when 'tools' are "
-                           "specified.", key)
+                raise _bad(
+                    f"Invalid value for '{key}': '{key}' is only allowed when 'tools' are specified.", key
+                )
         return
     if not tools:
         raise _empty("tools")
@@ -183,9 +242,12 @@ def _check_tools(body: dict[str, Any]) -> None:
         if not isinstance(name, str):
             raise _missing(where + ".function.name")
         if not _TOOL_NAME.match(name):
-            raise _bad(f"Invalid '{where}.function.name': string does not match pattern. Expected a "
-                       "string that matches the pattern '^[a-zA-Z0-9_-]+$'.",
-                       where + ".function.name", "invalid_value")
+            raise _bad(
+                f"Invalid '{where}.function.name': string does not match pattern. Expected a "
+                "string that matches the pattern '^[a-zA-Z0-9_-]+$'.",
+                where + ".function.name",
+                "invalid_value",
+            )
         if fn.get("parameters") is not None and not isinstance(fn["parameters"], dict):
             raise _wrong_type(where + ".function.parameters", "object", fn["parameters"])
 
@@ -198,14 +260,21 @@ def _check_model(body: dict[str, Any]) -> None:
             raise _unsupported("reasoning_effort")
         return
     if body.get("max_tokens") is not None:
-        raise _bad("Unsupported parameter: 'max_tokens' is not supported with this model. Use "
-                   "'max_completion_tokens' instead.", "max_tokens", "unsupported_parameter")
-    for key, default in (("temperature", 1), ("top_p", 1), ("presence_penalty", 0),
-                         ("frequency_penalty", 0)):
+        raise _bad(
+            "Unsupported parameter: 'max_tokens' is not supported with this model. Use "
+            "'max_completion_tokens' instead.",
+            "max_tokens",
+            "unsupported_parameter",
+        )
+    for key, default in (("temperature", 1), ("top_p", 1), ("presence_penalty", 0), ("frequency_penalty", 0)):
         value = body.get(key)
         if value is not None and value != default:
-            raise _bad(f"Unsupported value: '{key}' does not support {value} with this model. Only "
-                       f"the default ({default}) value is supported.", key, "unsupported_value")
+            raise _bad(
+                f"Unsupported value: '{key}' does not support {value} with this model. Only "
+                f"the default ({default}) value is supported.",
+                key,
+                "unsupported_value",
+            )
     for key in ("logprobs", "top_logprobs", "logit_bias"):
         if body.get(key):
             raise _unsupported(key)
@@ -214,14 +283,18 @@ def _check_model(body: dict[str, Any]) -> None:
     if _NO_SYSTEM.match(model):
         for i, m in enumerate(body["messages"]):
             if m.get("role") in ("system", "developer"):
-                raise _bad(f"Unsupported value: 'messages[{i}].role' does not support "
-                           f"'{m['role']}' with this model.", f"messages[{i}].role",
-                           "unsupported_value")
+                raise _bad(
+                    f"Unsupported value: 'messages[{i}].role' does not support "
+                    f"'{m['role']}' with this model.",
+                    f"messages[{i}].role",
+                    "unsupported_value",
+                )
 
 
 def _unsupported(key: str) -> BadRequest:
-    return _bad(f"Unsupported parameter: '{key}' is not supported with this model.", key,
-                "unsupported_parameter")
+    return _bad(
+        f"Unsupported parameter: '{key}' is not supported with this model.", key, "unsupported_parameter"
+    )
 
 
 class OpenAI(Wire):
@@ -230,7 +303,10 @@ class OpenAI(Wire):
     default_models = ("gpt-4o-mini", "gpt-4o")
     _TYPES: ClassVar[dict[int, str]] = {401: "invalid_request_error", 429: "requests"}
     _CODES: ClassVar[dict[int, str]] = {
-        401: "invalid_api_key", 404: "model_not_found", 429: "rate_limit_exceeded"}
+        401: "invalid_api_key",
+        404: "model_not_found",
+        429: "rate_limit_exceeded",
+    }
     _FINISH: ClassVar[dict[str, str]] = {"length": "length", "tool": "tool_calls"}
 
     def route(self, method: str, path: str, headers: Any) -> tuple[str, str | None] | None:
@@ -263,14 +339,15 @@ class OpenAI(Wire):
         chat.thinking = is_reasoning(chat.model)
         chat.show_thinking = False  # chat completions never show the reasoning, only count it
         tier = body.get("service_tier")
-        chat.opts = {"service_tier": tier if tier in ("flex", "scale", "priority") else "default",
-                     "obfuscation": opts.get("include_obfuscation") is not False}
+        chat.opts = {
+            "service_tier": tier if tier in ("flex", "scale", "priority") else "default",
+            "obfuscation": opts.get("include_obfuscation") is not False,
+        }
         return chat
 
     def error(self, status: int, message: str, rid: str = "") -> dict[str, Any]:
         kind = self._TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-        return {"error": {"message": message, "type": kind, "param": None,
-                          "code": self._CODES.get(status)}}
+        return {"error": {"message": message, "type": kind, "param": None, "code": self._CODES.get(status)}}
 
     def refuse(self, exc: BadRequest, rid: str = "") -> dict[str, Any]:
         body = self.error(exc.status, exc.message, rid)
@@ -284,9 +361,13 @@ class OpenAI(Wire):
             return BadRequest(
                 "You didn't provide an API key. You need to provide your API key in an "
                 "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
-                status=401)
-        return BadRequest("Incorrect API key provided. You can find your API key at "
-                          "https://platform.openai.com/account/api-keys.", status=401)
+                status=401,
+            )
+        return BadRequest(
+            "Incorrect API key provided. You can find your API key at "
+            "https://platform.openai.com/account/api-keys.",
+            status=401,
+        )
 
     def headers(self, rid: str) -> dict[str, str]:
         return {"x-request-id": "req_" + rid}
@@ -294,17 +375,24 @@ class OpenAI(Wire):
     def _usage(self, ans: Answer) -> dict[str, Any]:
         completion = ans.output_tokens + ans.thinking_tokens
         return {
-            "prompt_tokens": ans.prompt_tokens, "completion_tokens": completion,
+            "prompt_tokens": ans.prompt_tokens,
+            "completion_tokens": completion,
             "total_tokens": ans.prompt_tokens + completion,
             "prompt_tokens_details": {"cached_tokens": ans.cached_tokens, "audio_tokens": 0},
             "completion_tokens_details": {
-                "reasoning_tokens": ans.thinking_tokens, "audio_tokens": 0,
-                "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
+                "reasoning_tokens": ans.thinking_tokens,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            },
         }
 
     def _call(self, ans: Answer, rid: str, args: str) -> dict[str, Any]:
-        return {"id": "call_" + rid, "type": "function",
-                "function": {"name": ans.tool_name, "arguments": args}}
+        return {
+            "id": "call_" + rid,
+            "type": "function",
+            "function": {"name": ans.tool_name, "arguments": args},
+        }
 
     def body(self, chat: Chat, ans: Answer, rid: str) -> dict[str, Any]:
         # a tool call has null content; a reply cut to nothing (reasoning spent the budget) ""
@@ -314,19 +402,32 @@ class OpenAI(Wire):
             msg["tool_calls"] = [self._call(ans, rid, ans.tool_json)]
         msg.update(refusal=None, annotations=[])
         return {
-            "id": "chatcmpl-" + rid, "object": "chat.completion", "created": int(time.time()),
+            "id": "chatcmpl-" + rid,
+            "object": "chat.completion",
+            "created": int(time.time()),
             "model": chat.model,
-            "choices": [{"index": 0, "message": msg, "logprobs": None,
-                         "finish_reason": self._FINISH.get(ans.finish, "stop")}],
-            "usage": self._usage(ans), "service_tier": chat.opts.get("service_tier", "default"),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": msg,
+                    "logprobs": None,
+                    "finish_reason": self._FINISH.get(ans.finish, "stop"),
+                }
+            ],
+            "usage": self._usage(ans),
+            "service_tier": chat.opts.get("service_tier", "default"),
             "system_fingerprint": "fp_fake",
         }
 
     def frames(self, chat: Chat, ans: Answer, rid: str) -> list[bytes]:
-        base: dict[str, Any] = {"id": "chatcmpl-" + rid, "object": "chat.completion.chunk",
-                                "created": int(time.time()), "model": chat.model,
-                                "service_tier": chat.opts.get("service_tier", "default"),
-                                "system_fingerprint": "fp_fake"}
+        base: dict[str, Any] = {
+            "id": "chatcmpl-" + rid,
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": chat.model,
+            "service_tier": chat.opts.get("service_tier", "default"),
+            "system_fingerprint": "fp_fake",
+        }
         tail: dict[str, Any] = {"usage": None} if chat.include_usage else {}
         if chat.opts.get("obfuscation", True):
             tail["obfuscation"] = "fake"
@@ -341,10 +442,8 @@ class OpenAI(Wire):
             out += repeat(chunk({"content": SLOT}), rows)
         else:
             first = {"index": 0, **self._call(ans, rid, "")}
-            out = [chunk({"role": "assistant", "content": None, "tool_calls": [first],
-                          "refusal": None})]
-            out += repeat(chunk({"tool_calls": [{"index": 0, "function": {"arguments": SLOT}}]}),
-                          rows)
+            out = [chunk({"role": "assistant", "content": None, "tool_calls": [first], "refusal": None})]
+            out += repeat(chunk({"tool_calls": [{"index": 0, "function": {"arguments": SLOT}}]}), rows)
         out.append(chunk({}, self._FINISH.get(ans.finish, "stop")))
         if chat.include_usage:
             usage = {**base, "choices": [], **tail, "usage": self._usage(ans)}
@@ -353,6 +452,9 @@ class OpenAI(Wire):
         return out
 
     def models(self, names: list[str]) -> dict[str, Any]:
-        return {"object": "list", "data": [
-            {"id": n, "object": "model", "created": 1715367049, "owned_by": "system"}
-            for n in names]}
+        return {
+            "object": "list",
+            "data": [
+                {"id": n, "object": "model", "created": 1715367049, "owned_by": "system"} for n in names
+            ],
+        }

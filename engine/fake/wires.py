@@ -16,13 +16,11 @@ from engine.fake.wire_openai import OpenAI
 
 __all__ = ["DEFAULT_MODELS", "KINDS", "WIRES", "route"]
 
-WIRES: Mapping[str, Wire] = MappingProxyType({
-    w.name: w for w in (OpenAI(), Anthropic(), Gemini(), Ollama())
-})
+WIRES: Mapping[str, Wire] = MappingProxyType({w.name: w for w in (OpenAI(), Anthropic(), Gemini(), Ollama())})
 KINDS = tuple(WIRES)
-DEFAULT_MODELS: Mapping[str, tuple[str, ...]] = MappingProxyType({
-    w.name: w.default_models for w in WIRES.values()
-})
+DEFAULT_MODELS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {w.name: w.default_models for w in WIRES.values()}
+)
 # the order requests are matched in: a GET /models is told apart by its path and headers (gemini
 # before anthropic), and openai's takes the rest
 _ROUTING = tuple(WIRES[k] for k in ("gemini", "anthropic", "ollama", "openai"))

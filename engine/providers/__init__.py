@@ -13,9 +13,7 @@ from engine.providers.openai import KIND as _OPENAI
 
 __all__ = ["KINDS", "Kind", "Parsed", "StreamParser", "WireError", "get_kind"]
 
-KINDS: Mapping[str, Kind] = MappingProxyType({
-    k.name: k for k in (_OPENAI, _ANTHROPIC, _GEMINI, _OLLAMA)
-})
+KINDS: Mapping[str, Kind] = MappingProxyType({k.name: k for k in (_OPENAI, _ANTHROPIC, _GEMINI, _OLLAMA)})
 
 
 def get_kind(name: str) -> Kind:

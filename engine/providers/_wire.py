@@ -155,7 +155,8 @@ def text_of(content: Any, sep: str = "\n") -> str:
         return ""
     if type(content) is list:
         return sep.join(
-            p["text"] for p in content
+            p["text"]
+            for p in content
             if type(p) is dict and p.get("type") == "text" and type(p.get("text")) is str
         )
     return str(content)

@@ -67,6 +67,7 @@ _MAPPED: frozenset[str] = frozenset()  # of base.OPENAI_ONLY
 
 # -- request ---------------------------------------------------------------------------------------
 
+
 def _part(part: Any) -> Any:
     """One OpenAI content part as an Anthropic content block (unknown parts pass unchanged, so
     Anthropic-native blocks such as ``document`` or ``cache_control`` text work as written)."""
@@ -78,16 +79,14 @@ def _part(part: Any) -> Any:
         if url is not None:
             data = parse_data_url(url)
             if data is not None:
-                return {"type": "image",
-                        "source": {"type": "base64", "media_type": data[0], "data": data[1]}}
+                return {"type": "image", "source": {"type": "base64", "media_type": data[0], "data": data[1]}}
             return {"type": "image", "source": {"type": "url", "url": url}}
     elif kind == "file":
         file = part.get("file")
         data = parse_data_url(file.get("file_data") or "") if type(file) is dict else None
         if data is not None:
             block = "image" if data[0].startswith("image/") else "document"
-            return {"type": block,
-                    "source": {"type": "base64", "media_type": data[0], "data": data[1]}}
+            return {"type": block, "source": {"type": "base64", "media_type": data[0], "data": data[1]}}
     return part
 
 
@@ -132,12 +131,14 @@ def _assistant(message: dict[str, Any]) -> Any:
         blocks.insert(0, thinking)
     for call in calls or ():
         fn = call.get("function") or {}
-        blocks.append({
-            "type": "tool_use",
-            "id": call.get("id") or "",
-            "name": fn.get("name") or "",
-            "input": args_object(fn.get("arguments")),
-        })
+        blocks.append(
+            {
+                "type": "tool_use",
+                "id": call.get("id") or "",
+                "name": fn.get("name") or "",
+                "input": args_object(fn.get("arguments")),
+            }
+        )
     return blocks
 
 
@@ -233,11 +234,15 @@ def _format_notes(fmt: Any) -> list[str]:
     if type(fmt) is not dict or fmt.get("type") in (None, "text"):
         return []
     if fmt.get("type") == "json_object":
-        return ["response_format json_object is not sent (Anthropic has no JSON mode; use "
-                "json_schema, which becomes output_config.format)"]
+        return [
+            "response_format json_object is not sent (Anthropic has no JSON mode; use "
+            "json_schema, which becomes output_config.format)"
+        ]
     if _output_config(fmt) is None:
-        return [f"response_format {fmt.get('type')!r} is not sent (only json_schema with a "
-                "schema maps to output_config.format)"]
+        return [
+            f"response_format {fmt.get('type')!r} is not sent (only json_schema with a "
+            "schema maps to output_config.format)"
+        ]
     return []
 
 
@@ -248,28 +253,39 @@ def _thinking_notes(request: dict[str, Any]) -> list[str]:
     out = []
     if effort is not None and type(request.get("thinking")) is not dict:
         if thinking is not None:
-            out.append(f"reasoning_effort {effort!r} is sent as thinking budget_tokens "
-                       f"{thinking['budget_tokens']}")
+            out.append(
+                f"reasoning_effort {effort!r} is sent as thinking budget_tokens {thinking['budget_tokens']}"
+            )
         elif effort in _BUDGET and _forces_tool(request):
-            out.append(f"reasoning_effort {effort!r} is not sent: Anthropic refuses thinking "
-                       "with a tool_choice that forces a tool call")
+            out.append(
+                f"reasoning_effort {effort!r} is not sent: Anthropic refuses thinking "
+                "with a tool_choice that forces a tool call"
+            )
         elif effort in _BUDGET:
-            out.append(f"reasoning_effort {effort!r} is not sent: thinking needs max_tokens "
-                       f"above {_MIN_BUDGET} (the request asks {limit})")
+            out.append(
+                f"reasoning_effort {effort!r} is not sent: thinking needs max_tokens "
+                f"above {_MIN_BUDGET} (the request asks {limit})"
+            )
         elif effort != "none":
             out.append(f"reasoning_effort {effort!r} is not sent (unknown effort)")
     if _thinks(thinking):
         temperature, top_p = _clamp(request.get("temperature")), request.get("top_p")
-        dropped = [k for k, bad in (
-            ("temperature", temperature is not None and temperature != 1),
-            ("top_p", top_p is not None and top_p < 0.95),
-            ("top_k", request.get("top_k") is not None)) if bad]
+        dropped = [
+            k
+            for k, bad in (
+                ("temperature", temperature is not None and temperature != 1),
+                ("top_p", top_p is not None and top_p < 0.95),
+                ("top_k", request.get("top_k") is not None),
+            )
+            if bad
+        ]
         if dropped:
             out.append(f"not sent with thinking on (Anthropic refuses them): {', '.join(dropped)}")
     return out
 
 
 # -- response --------------------------------------------------------------------------------------
+
 
 def _finish(reason: Any) -> str | None:
     if reason is None:
@@ -297,15 +313,19 @@ def _usage(counts: dict[str, int]) -> Usage:
     """Prompt size is the uncached input plus what was read from and written to the cache."""
     read = counts.get("cache_read_input_tokens", 0)
     write = counts.get("cache_creation_input_tokens", 0)
-    return Usage(counts.get("input_tokens", 0) + read + write, counts.get("output_tokens", 0),
-                 read, write, counts.get("thinking_tokens", 0))
+    return Usage(
+        counts.get("input_tokens", 0) + read + write,
+        counts.get("output_tokens", 0),
+        read,
+        write,
+        counts.get("thinking_tokens", 0),
+    )
 
 
 def _thought(block: dict[str, Any], i: int) -> ReasoningBlock:
     """A ``thinking`` or ``redacted_thinking`` block."""
     if block.get("type") == "redacted_thinking":
-        return ReasoningBlock("anthropic", redacted=opt_str(
-            block.get("data"), f"content[{i}].data") or "")
+        return ReasoningBlock("anthropic", redacted=opt_str(block.get("data"), f"content[{i}].data") or "")
     return ReasoningBlock(
         "anthropic",
         opt_str(block.get("thinking"), f"content[{i}].thinking") or "",
@@ -329,8 +349,9 @@ class AnthropicKind(Kind):
             headers["x-api-key"] = api_key
         return headers
 
-    def context(self, request: dict[str, Any], model: str, stream: bool,
-                options: WireOptions = DEFAULT_WIRE) -> dict[str, Any]:
+    def context(
+        self, request: dict[str, Any], model: str, stream: bool, options: WireOptions = DEFAULT_WIRE
+    ) -> dict[str, Any]:
         get = request.get
         system: list[str] = []
         if get("system"):
@@ -345,11 +366,17 @@ class AnthropicKind(Kind):
                 if content:
                     _append(turns, "assistant", content)
             elif role == "tool":
-                _append(turns, "user", [{
-                    "type": "tool_result",
-                    "tool_use_id": m.get("tool_call_id") or "",
-                    "content": _content(m.get("content")),
-                }])
+                _append(
+                    turns,
+                    "user",
+                    [
+                        {
+                            "type": "tool_result",
+                            "tool_use_id": m.get("tool_call_id") or "",
+                            "content": _content(m.get("content")),
+                        }
+                    ],
+                )
             elif role in ("system", "developer"):
                 text = text_of(m.get("content"))
                 if text:
@@ -377,21 +404,21 @@ class AnthropicKind(Kind):
             "top_k": None if thinks else get("top_k"),
             "stop_sequences": _stops(get("stop")),
             "tools": [_tool(t) for t in tools] if tools else None,
-            "tool_choice": _tool_choice(get("tool_choice"), get("parallel_tool_calls"))
-            if tools else None,
+            "tool_choice": _tool_choice(get("tool_choice"), get("parallel_tool_calls")) if tools else None,
             "thinking": thinking,
             "output_config": _output_config(get("response_format")),
         }
 
-    def notes(self, request: dict[str, Any], model: str,
-              options: WireOptions = DEFAULT_WIRE) -> list[str]:
+    def notes(self, request: dict[str, Any], model: str, options: WireOptions = DEFAULT_WIRE) -> list[str]:
         get = request.get
         out = []
         stops = stop_list(get("stop")) or []
         blank = [s for s in stops if type(s) is str and not s.strip()]
         if blank:
-            out.append(f"stop sequences of whitespace only are not sent (Anthropic refuses "
-                       f"them): {', '.join(repr(s) for s in blank)}")
+            out.append(
+                f"stop sequences of whitespace only are not sent (Anthropic refuses "
+                f"them): {', '.join(repr(s) for s in blank)}"
+            )
         temperature = get("temperature")
         if temperature is not None and temperature > 1:
             out.append(f"temperature {temperature:g} is sent as 1 (Anthropic's maximum)")
@@ -399,8 +426,10 @@ class AnthropicKind(Kind):
         out += _thinking_notes(request)
         for i, m in enumerate(get("messages") or ()):
             if m.get("reasoning_content") is not None and not m.get("reasoning_signature"):
-                out.append(f"messages[{i}].reasoning_content is not sent (Anthropic takes "
-                           "thinking back only with its reasoning_signature)")
+                out.append(
+                    f"messages[{i}].reasoning_content is not sent (Anthropic takes "
+                    "thinking back only with its reasoning_signature)"
+                )
         return out + unsent(request, "anthropic", _MAPPED)
 
     def parse(self, data: Any) -> Parsed:
@@ -416,11 +445,13 @@ class AnthropicKind(Kind):
             if kind == "text":
                 texts.append(opt_str(block.get("text"), f"content[{i}].text") or "")
             elif kind == "tool_use":
-                calls.append(ToolCall(
-                    opt_str(block.get("id"), f"content[{i}].id") or "",
-                    opt_str(block.get("name"), f"content[{i}].name") or "",
-                    dump_args(as_dict(block.get("input", {}), f"content[{i}].input")),
-                ))
+                calls.append(
+                    ToolCall(
+                        opt_str(block.get("id"), f"content[{i}].id") or "",
+                        opt_str(block.get("name"), f"content[{i}].name") or "",
+                        dump_args(as_dict(block.get("input", {}), f"content[{i}].input")),
+                    )
+                )
             elif kind in ("thinking", "redacted_thinking"):
                 thoughts.append(_thought(block, i))
             # server-tool blocks are not part of the answer
@@ -506,18 +537,19 @@ class AnthropicStream(SSEParser):
             text = opt_str(block.get("thinking"), "thinking.thinking")
             return [self.thoughts.text(text)] if text else []
         if kind == "redacted_thinking":
-            return [self.thoughts.redact(opt_str(block.get("data"), "redacted_thinking.data")
-                                         or "")]
+            return [self.thoughts.redact(opt_str(block.get("data"), "redacted_thinking.data") or "")]
         if kind == "tool_use":
             index = data.get("index")
             if type(index) is not int:
                 fail(f"content_block_start.index: expected an integer, got {index!r}")
             ordinal = self._tools[index] = len(self._tools)
-            return [ToolCallDelta(
-                ordinal,
-                id=opt_str(block.get("id"), "tool_use.id"),
-                name=opt_str(block.get("name"), "tool_use.name"),
-            )]
+            return [
+                ToolCallDelta(
+                    ordinal,
+                    id=opt_str(block.get("id"), "tool_use.id"),
+                    name=opt_str(block.get("name"), "tool_use.name"),
+                )
+            ]
         if kind == "text":
             text = opt_str(block.get("text"), "text.text")
             return [TextDelta(text)] if text else []

@@ -22,9 +22,22 @@ from engine.result import (
     Usage,
 )
 
-__all__ = ["DEFAULT_WIRE", "ERROR_TEXT_MAX", "OPENAI_ONLY", "ContextFn", "Kind",
-           "Parsed", "Reasoning", "StreamParser", "WireError", "WireOptions", "error_text", "loads",
-           "unsent"]
+__all__ = [
+    "DEFAULT_WIRE",
+    "ERROR_TEXT_MAX",
+    "OPENAI_ONLY",
+    "ContextFn",
+    "Kind",
+    "Parsed",
+    "Reasoning",
+    "StreamParser",
+    "WireError",
+    "WireOptions",
+    "error_text",
+    "loads",
+    "unsent",
+]
+
 
 def loads(text: str | bytes) -> Any:
     """``json.loads`` whose every failure is a ``ValueError`` (too-deep nesting included), so an
@@ -164,9 +177,23 @@ DEFAULT_WIRE = WireOptions()
 
 # OpenAI request fields that only some kinds can send; each kind names those it maps
 OPENAI_ONLY = (
-    "n", "seed", "logprobs", "top_logprobs", "logit_bias", "presence_penalty",
-    "frequency_penalty", "service_tier", "store", "user", "prediction", "modalities", "audio",
-    "verbosity", "web_search_options", "prompt_cache_key", "safety_identifier",
+    "n",
+    "seed",
+    "logprobs",
+    "top_logprobs",
+    "logit_bias",
+    "presence_penalty",
+    "frequency_penalty",
+    "service_tier",
+    "store",
+    "user",
+    "prediction",
+    "modalities",
+    "audio",
+    "verbosity",
+    "web_search_options",
+    "prompt_cache_key",
+    "safety_identifier",
 )
 
 
@@ -174,6 +201,7 @@ def unsent(request: dict[str, Any], kind: str, mapped: frozenset[str]) -> list[s
     """A note naming the OpenAI-only fields of ``request`` that ``kind`` does not send."""
     left = [k for k in OPENAI_ONLY if k not in mapped and request.get(k) is not None]
     return [f"not sent (no {kind} equivalent): {', '.join(left)}"] if left else []
+
 
 ContextFn = Callable[[dict[str, Any], str, bool], dict[str, Any]]
 
@@ -219,13 +247,13 @@ class Kind(ABC):
         """Headers that carry the key (and any fixed protocol headers such as anthropic-version)."""
 
     @abstractmethod
-    def context(self, request: dict[str, Any], model: str, stream: bool,
-                options: WireOptions = DEFAULT_WIRE) -> dict[str, Any]:
+    def context(
+        self, request: dict[str, Any], model: str, stream: bool, options: WireOptions = DEFAULT_WIRE
+    ) -> dict[str, Any]:
         """The variables the kind's template renders; always includes ``request``, ``model``
         and ``stream``."""
 
-    def notes(self, request: dict[str, Any], model: str,
-              options: WireOptions = DEFAULT_WIRE) -> list[str]:
+    def notes(self, request: dict[str, Any], model: str, options: WireOptions = DEFAULT_WIRE) -> list[str]:
         """What ``context`` drops or changes in this request for ``model`` (for ``engine plan``;
         never called on the request path)."""
         return []

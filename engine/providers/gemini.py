@@ -54,21 +54,29 @@ __all__ = ["KIND", "SKIP_SIGNATURE", "GeminiKind"]
 # history Gemini did not make) gets the sentinel Google documents for that.
 SKIP_SIGNATURE = "skip_thought_signature_validator"
 
-_FILTERED = frozenset({
-    "SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY",
-    "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION",
-})
+_FILTERED = frozenset(
+    {
+        "SAFETY",
+        "RECITATION",
+        "BLOCKLIST",
+        "PROHIBITED_CONTENT",
+        "SPII",
+        "IMAGE_SAFETY",
+        "IMAGE_PROHIBITED_CONTENT",
+        "IMAGE_RECITATION",
+    }
+)
 
 _MODES = {"auto": "AUTO", "required": "ANY", "none": "NONE"}
 
 # reasoning_effort -> thinkingConfig: Gemini 3 takes a level (and always thinks), 2.5 a budget
 _LEVELS = re.compile(r"gemini-[3-9]")
 _THINKS = re.compile(r"gemini-(?:2\.5|[3-9])")  # older models take no thinkingConfig
-_LEVEL = {"none": "low", "minimal": "low", "low": "low", "medium": "high", "high": "high",
-          "xhigh": "high"}
+_LEVEL = {"none": "low", "minimal": "low", "low": "low", "medium": "high", "high": "high", "xhigh": "high"}
 _BUDGET = {"none": 0, "minimal": 512, "low": 1024, "medium": 8192, "high": 24576, "xhigh": 32768}
-_MAPPED = frozenset({"seed", "presence_penalty", "frequency_penalty", "n", "logprobs",
-                     "top_logprobs"})  # of base.OPENAI_ONLY
+_MAPPED = frozenset(
+    {"seed", "presence_penalty", "frequency_penalty", "n", "logprobs", "top_logprobs"}
+)  # of base.OPENAI_ONLY
 
 # generationConfig fields taken from request keys of the same meaning
 _SAMPLING = (
@@ -86,6 +94,7 @@ _SAMPLING = (
 
 # -- request ---------------------------------------------------------------------------------------
 
+
 def _part(part: Any) -> Any:
     """One OpenAI content part as a Gemini part (unknown parts pass unchanged: Gemini-native)."""
     if type(part) is not dict:
@@ -100,8 +109,12 @@ def _part(part: Any) -> Any:
     elif kind == "input_audio":
         audio = part.get("input_audio")
         if type(audio) is dict:
-            return {"inlineData": {"mimeType": f"audio/{audio.get('format') or 'wav'}",
-                                   "data": audio.get("data") or ""}}
+            return {
+                "inlineData": {
+                    "mimeType": f"audio/{audio.get('format') or 'wav'}",
+                    "data": audio.get("data") or "",
+                }
+            }
     elif kind == "file":
         file = part.get("file")
         if type(file) is dict and type(file.get("file_data")) is str:
@@ -178,8 +191,7 @@ def _tool_config(choice: Any) -> dict[str, Any] | None:
     if type(choice) is dict:
         fn = choice.get("function")
         if type(fn) is dict:
-            return {"functionCallingConfig": {"mode": "ANY",
-                                              "allowedFunctionNames": [fn.get("name")]}}
+            return {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": [fn.get("name")]}}
     return None
 
 
@@ -245,6 +257,7 @@ def _calls(calls: list[dict[str, Any]], called: dict[str, str]) -> list[dict[str
 
 
 # -- response --------------------------------------------------------------------------------------
+
 
 def _finish(reason: Any, tool_calls: bool) -> str | None:
     if reason is None:
@@ -347,8 +360,9 @@ class GeminiKind(Kind):
             headers["x-goog-api-key"] = api_key
         return headers
 
-    def context(self, request: dict[str, Any], model: str, stream: bool,
-                options: WireOptions = DEFAULT_WIRE) -> dict[str, Any]:
+    def context(
+        self, request: dict[str, Any], model: str, stream: bool, options: WireOptions = DEFAULT_WIRE
+    ) -> dict[str, Any]:
         get = request.get
         system: list[str] = []
         if get("system"):
@@ -366,9 +380,13 @@ class GeminiKind(Kind):
             elif role == "tool":
                 call_id = m.get("tool_call_id") or ""
                 name = m.get("name") or called.get(call_id) or call_id
-                _append(contents, "user", [
-                    {"functionResponse": {"name": name, "response": _response(m.get("content"))}},
-                ])
+                _append(
+                    contents,
+                    "user",
+                    [
+                        {"functionResponse": {"name": name, "response": _response(m.get("content"))}},
+                    ],
+                )
             elif role in ("system", "developer"):
                 text = text_of(m.get("content"))
                 if text:
@@ -385,8 +403,7 @@ class GeminiKind(Kind):
             "tool_config": _tool_config(get("tool_choice")) if tools else None,
         }
 
-    def notes(self, request: dict[str, Any], model: str,
-              options: WireOptions = DEFAULT_WIRE) -> list[str]:
+    def notes(self, request: dict[str, Any], model: str, options: WireOptions = DEFAULT_WIRE) -> list[str]:
         get = request.get
         out = []
         effort = get("reasoning_effort")
@@ -395,16 +412,14 @@ class GeminiKind(Kind):
             why = "unknown effort" if effort not in _BUDGET else f"{model} does not think"
             out.append(f"reasoning_effort {effort!r} is not sent ({why})")
         elif thinking is not None:
-            (key, value), = thinking.items()
+            ((key, value),) = thinking.items()
             out.append(f"reasoning_effort {effort!r} is sent as thinkingConfig.{key} {value!r}")
         if get("tools") and get("parallel_tool_calls") is False:
             out.append("parallel_tool_calls false is not sent (Gemini has no such setting)")
-        if get("tools") and get("tool_choice") is not None \
-                and _tool_config(get("tool_choice")) is None:
+        if get("tools") and get("tool_choice") is not None and _tool_config(get("tool_choice")) is None:
             out.append(f"tool_choice {get('tool_choice')!r} is not sent (not a choice Gemini has)")
         fmt = get("response_format")
-        if type(fmt) is dict and fmt.get("type") not in (None, "text", "json_object",
-                                                        "json_schema"):
+        if type(fmt) is dict and fmt.get("type") not in (None, "text", "json_object", "json_schema"):
             out.append(f"response_format {fmt.get('type')!r} is not sent")
         return out + unsent(request, "gemini", _MAPPED)
 
@@ -420,7 +435,8 @@ class GeminiKind(Kind):
         return Parsed(
             text="".join(p for p in pieces if isinstance(p, str)),
             finish_reason=_finish(candidate.get("finishReason"), bool(calls))
-            if candidate is not None else "content_filter",
+            if candidate is not None
+            else "content_filter",
             usage=_usage(usage) if usage is not None else Usage(),
             tool_calls=calls,
             model=opt_str(body.get("modelVersion"), "modelVersion"),

@@ -53,6 +53,7 @@ _MAPPED = frozenset({"seed", "presence_penalty", "frequency_penalty"})  # of bas
 
 # -- request ---------------------------------------------------------------------------------------
 
+
 def _images(content: Any) -> list[str]:
     """Base64 images of the content's image parts (Ollama cannot fetch URLs: those are left out)."""
     out = []
@@ -125,8 +126,11 @@ def _tools(tools: list[Any] | None, choice: Any) -> list[Any] | None:
     if type(choice) is dict:
         fn = choice.get("function")
         name = fn.get("name") if type(fn) is dict else None
-        named = [t for t in tools if type(t) is dict and type(t.get("function")) is dict
-                 and t["function"].get("name") == name]
+        named = [
+            t
+            for t in tools
+            if type(t) is dict and type(t.get("function")) is dict and t["function"].get("name") == name
+        ]
         return named or tools
     return tools
 
@@ -158,6 +162,7 @@ def _format(fmt: Any) -> Any:
 
 
 # -- response --------------------------------------------------------------------------------------
+
 
 def _finish(body: dict[str, Any], tool_calls: bool) -> str | None:
     reason = body.get("done_reason")
@@ -205,8 +210,9 @@ class OllamaKind(Kind):
             headers["Authorization"] = f"Bearer {api_key}"
         return headers
 
-    def context(self, request: dict[str, Any], model: str, stream: bool,
-                options: WireOptions = DEFAULT_WIRE) -> dict[str, Any]:
+    def context(
+        self, request: dict[str, Any], model: str, stream: bool, options: WireOptions = DEFAULT_WIRE
+    ) -> dict[str, Any]:
         get = request.get
         messages: list[dict[str, Any]] = []
         if get("system"):
@@ -228,23 +234,27 @@ class OllamaKind(Kind):
             "think": _think(request, model),
         }
 
-    def notes(self, request: dict[str, Any], model: str,
-              options: WireOptions = DEFAULT_WIRE) -> list[str]:
+    def notes(self, request: dict[str, Any], model: str, options: WireOptions = DEFAULT_WIRE) -> list[str]:
         get = request.get
         out = []
         choice = get("tool_choice")
         if get("tools") and choice not in (None, "auto", "none"):
             shown = choice if type(choice) is str else "a named function"
             forced = " (its tool is sent alone)" if type(choice) is dict else ""
-            out.append(f"tool_choice {shown!r} is not sent: Ollama has no tool_choice, the model "
-                       f"may answer without a tool call{forced}")
+            out.append(
+                f"tool_choice {shown!r} is not sent: Ollama has no tool_choice, the model "
+                f"may answer without a tool call{forced}"
+            )
         if get("tools") and get("parallel_tool_calls") is False:
             out.append("parallel_tool_calls false is not sent (Ollama has no such setting)")
         effort = get("reasoning_effort")
         if effort is not None and get("think") is None:
             think = _think(request, model)
-            out.append(f"reasoning_effort {effort!r} is not sent (unknown effort)" if think is None
-                       else f"reasoning_effort {effort!r} is sent as think {think!r}")
+            out.append(
+                f"reasoning_effort {effort!r} is not sent (unknown effort)"
+                if think is None
+                else f"reasoning_effort {effort!r} is sent as think {think!r}"
+            )
         return out + unsent(request, "ollama", _MAPPED)
 
     def parse(self, data: Any) -> Parsed:

@@ -40,11 +40,25 @@ from engine.result import ReasoningBlock, TextDelta, ToolCall, ToolCallDelta, Us
 __all__ = ["KIND", "OpenAIKind", "is_reasoning_model"]
 
 # Request keys with a place of their own in the template; everything else goes out as ``extra``.
-_NAMED = frozenset({
-    "model", "messages", "system", "temperature", "top_p", "max_tokens", "max_completion_tokens",
-    "stop", "tools", "tool_choice", "parallel_tool_calls", "response_format", "metadata", "stream",
-    "stream_options",
-})
+_NAMED = frozenset(
+    {
+        "model",
+        "messages",
+        "system",
+        "temperature",
+        "top_p",
+        "max_tokens",
+        "max_completion_tokens",
+        "stop",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "response_format",
+        "metadata",
+        "stream",
+        "stream_options",
+    }
+)
 
 # OpenAI's reasoning models, which take max_completion_tokens only (a name with a "/" is a
 # gateway's, e.g. OpenRouter's "openai/o3", which speaks its own dialect: not matched)
@@ -65,8 +79,7 @@ def _limit_field(model: str, options: WireOptions) -> str | None:
     return "max_completion_tokens" if is_reasoning_model(model) else None
 
 
-def _limits(request: dict[str, Any], model: str,
-            options: WireOptions) -> tuple[Any, Any]:
+def _limits(request: dict[str, Any], model: str, options: WireOptions) -> tuple[Any, Any]:
     """``(max_tokens, max_completion_tokens)`` as sent."""
     given, newer = request.get("max_tokens"), request.get("max_completion_tokens")
     field = _limit_field(model, options)
@@ -84,6 +97,7 @@ def _messages(messages: list[dict[str, Any]], options: WireOptions) -> list[dict
     if not any(k in m for m in messages for k in drop):
         return messages
     return [{k: v for k, v in m.items() if k not in drop} for m in messages]
+
 
 _FINISH = {
     "stop": "stop",
@@ -108,8 +122,7 @@ def _usage(data: Any) -> Usage:
     """prompt_tokens includes the cached ones, completion_tokens the reasoning ones."""
     usage = as_dict(data, "usage")
     prompt = opt_dict(usage.get("prompt_tokens_details"), "usage.prompt_tokens_details")
-    completion = opt_dict(usage.get("completion_tokens_details"),
-                          "usage.completion_tokens_details")
+    completion = opt_dict(usage.get("completion_tokens_details"), "usage.completion_tokens_details")
     return Usage(
         tokens(usage, "prompt_tokens", "usage"),
         tokens(usage, "completion_tokens", "usage"),
@@ -138,7 +151,8 @@ def _content(content: Any, what: str) -> str:
         return ""
     if type(content) is list:  # some compatible servers answer with content parts
         return "".join(
-            p["text"] for p in content
+            p["text"]
+            for p in content
             if type(p) is dict and p.get("type") == "text" and type(p.get("text")) is str
         )
     fail(f"{what}: expected a string, got {type(content).__name__}")
@@ -169,26 +183,30 @@ def _tool_call(raw: Any, what: str) -> ToolCall:
 
 class OpenAIKind(Kind):
     name = "openai"
-    description = ("OpenAI Chat Completions, and every server that speaks it (Groq, Together, "
-                   "Fireworks, Mistral, DeepSeek, vLLM, LM Studio, OpenRouter) via base_url")
+    description = (
+        "OpenAI Chat Completions, and every server that speaks it (Groq, Together, "
+        "Fireworks, Mistral, DeepSeek, vLLM, LM Studio, OpenRouter) via base_url"
+    )
     default_base_url = "https://api.openai.com/v1"
     default_template = "openai/chat.json.j2"
     stream_format = "sse"
     wire_keys = frozenset({"max_tokens_field", "send_reasoning_content"})
-    compatible = MappingProxyType({
-        "groq": "https://api.groq.com/openai/v1",
-        "together": "https://api.together.xyz/v1",
-        "fireworks": "https://api.fireworks.ai/inference/v1",
-        "mistral": "https://api.mistral.ai/v1",
-        "deepseek": "https://api.deepseek.com/v1",
-        "openrouter": "https://openrouter.ai/api/v1",
-        "perplexity": "https://api.perplexity.ai",
-        "xai": "https://api.x.ai/v1",
-        "cerebras": "https://api.cerebras.ai/v1",
-        "vllm": "http://localhost:8000/v1",
-        "lmstudio": "http://localhost:1234/v1",
-        "azure": "https://YOUR-RESOURCE.openai.azure.com/openai/v1",
-    })
+    compatible = MappingProxyType(
+        {
+            "groq": "https://api.groq.com/openai/v1",
+            "together": "https://api.together.xyz/v1",
+            "fireworks": "https://api.fireworks.ai/inference/v1",
+            "mistral": "https://api.mistral.ai/v1",
+            "deepseek": "https://api.deepseek.com/v1",
+            "openrouter": "https://openrouter.ai/api/v1",
+            "perplexity": "https://api.perplexity.ai",
+            "xai": "https://api.x.ai/v1",
+            "cerebras": "https://api.cerebras.ai/v1",
+            "vllm": "http://localhost:8000/v1",
+            "lmstudio": "http://localhost:1234/v1",
+            "azure": "https://YOUR-RESOURCE.openai.azure.com/openai/v1",
+        }
+    )
 
     def url(self, base_url: str, model: str, stream: bool) -> str:
         return base_url.rstrip("/") + "/chat/completions"
@@ -199,8 +217,9 @@ class OpenAIKind(Kind):
             headers["Authorization"] = f"Bearer {api_key}"
         return headers
 
-    def context(self, request: dict[str, Any], model: str, stream: bool,
-                options: WireOptions = DEFAULT_WIRE) -> dict[str, Any]:
+    def context(
+        self, request: dict[str, Any], model: str, stream: bool, options: WireOptions = DEFAULT_WIRE
+    ) -> dict[str, Any]:
         get = request.get
         messages = _messages(get("messages") or [], options)
         system = get("system")
@@ -232,8 +251,7 @@ class OpenAIKind(Kind):
             "extra": {k: v for k, v in request.items() if k not in _NAMED and v is not None},
         }
 
-    def notes(self, request: dict[str, Any], model: str,
-              options: WireOptions = DEFAULT_WIRE) -> list[str]:
+    def notes(self, request: dict[str, Any], model: str, options: WireOptions = DEFAULT_WIRE) -> list[str]:
         out = []
         get = request.get
         field = _limit_field(model, options)
@@ -244,12 +262,16 @@ class OpenAIKind(Kind):
             out.append(f"max_completion_tokens is sent as max_tokens ({why})")
         messages = get("messages") or []
         if not options.send_reasoning_content and any("reasoning_content" in m for m in messages):
-            out.append("reasoning_content of assistant messages is not sent "
-                       "(send_reasoning_content: true sends it)")
-        if _NO_SYSTEM.match(model) and (get("system") or any(
-                m.get("role") in ("system", "developer") for m in messages)):
-            out.append(f"{model} refuses system and developer messages: this request will be "
-                       "refused (put the instructions in the first user message)")
+            out.append(
+                "reasoning_content of assistant messages is not sent (send_reasoning_content: true sends it)"
+            )
+        if _NO_SYSTEM.match(model) and (
+            get("system") or any(m.get("role") in ("system", "developer") for m in messages)
+        ):
+            out.append(
+                f"{model} refuses system and developer messages: this request will be "
+                "refused (put the instructions in the first user message)"
+            )
         return out
 
     def parse(self, data: Any) -> Parsed:
@@ -263,8 +285,7 @@ class OpenAIKind(Kind):
         message = as_dict(choice.get("message"), "choices[0].message")
         what = "choices[0].message.tool_calls"
         calls = [
-            _tool_call(c, f"{what}[{i}]")
-            for i, c in enumerate(opt_list(message.get("tool_calls"), what))
+            _tool_call(c, f"{what}[{i}]") for i, c in enumerate(opt_list(message.get("tool_calls"), what))
         ]
         legacy = message.get("function_call")
         if legacy is not None and not calls:

@@ -146,8 +146,9 @@ class AiohttpBackend(Backend):
 
     def __init__(self, provider: Provider) -> None:
         s, pool = provider.speed, provider.pool
-        self._timeout = aiohttp.ClientTimeout(total=None, connect=s.pool + s.connect,
-                                              sock_connect=s.connect, sock_read=s.read)
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=s.pool + s.connect, sock_connect=s.connect, sock_read=s.read
+        )
         self._limit = pool.max_connections
         self._keepalive = pool.keepalive_expiry
         self._max = provider.max_response
@@ -160,20 +161,19 @@ class AiohttpBackend(Backend):
     def _session(self) -> aiohttp.ClientSession:
         session = self.session
         if session is None:
-            connector = _Connector(limit=self._limit, keepalive_timeout=self._keepalive,
-                                   ssl=_tls())
+            connector = _Connector(limit=self._limit, keepalive_timeout=self._keepalive, ssl=_tls())
             session = self.session = aiohttp.ClientSession(
-                connector=connector, timeout=self._timeout, trust_env=False,
-                auto_decompress=False)
+                connector=connector, timeout=self._timeout, trust_env=False, auto_decompress=False
+            )
         return session
 
     async def post(self, target: tuple[URL, CIMultiDict[str]], body: bytes) -> Reply:
         session = self.session or self._session()
         try:
-            async with session.post(target[0], data=body, headers=target[1],
-                                    allow_redirects=False) as response:
-                return Reply(response.status, response.headers,
-                             await _aiohttp_whole(response, self._max))
+            async with session.post(
+                target[0], data=body, headers=target[1], allow_redirects=False
+            ) as response:
+                return Reply(response.status, response.headers, await _aiohttp_whole(response, self._max))
         except Fault:
             raise
         except Exception as exc:
@@ -182,8 +182,7 @@ class AiohttpBackend(Backend):
     async def open(self, target: tuple[URL, CIMultiDict[str]], body: bytes) -> Streamed:
         session = self.session or self._session()
         try:
-            response = await session.post(target[0], data=body, headers=target[1],
-                                          allow_redirects=False)
+            response = await session.post(target[0], data=body, headers=target[1], allow_redirects=False)
         except Exception as exc:
             raise translate(exc) from None
         return _AiohttpStreamed(response, self._max)
@@ -289,9 +288,11 @@ class _AiohttpStreamed(Streamed):
 
 def _httpx_limits(provider: Provider) -> httpx.Limits:
     pool = provider.pool
-    return httpx.Limits(max_connections=pool.max_connections,
-                        max_keepalive_connections=pool.max_keepalive,
-                        keepalive_expiry=pool.keepalive_expiry)
+    return httpx.Limits(
+        max_connections=pool.max_connections,
+        max_keepalive_connections=pool.max_keepalive,
+        keepalive_expiry=pool.keepalive_expiry,
+    )
 
 
 class HttpxBackend(Backend):
@@ -300,8 +301,7 @@ class HttpxBackend(Backend):
 
     def __init__(self, provider: Provider, transport: httpx.AsyncBaseTransport) -> None:
         s = provider.speed
-        self._ext = {"timeout": {"connect": s.connect, "read": s.read, "write": s.read,
-                                 "pool": s.pool}}
+        self._ext = {"timeout": {"connect": s.connect, "read": s.read, "write": s.read, "pool": s.pool}}
         self._max = provider.max_response
         self.transport = transport
         self.pool: _Connector | None = None  # set by the transport's session factory, if ours
@@ -309,33 +309,34 @@ class HttpxBackend(Backend):
     @staticmethod
     def prepare(url: str, headers: HeaderList) -> tuple[httpx.URL, list[tuple[bytes, bytes]]]:
         u = httpx.URL(url)
-        return u, [(b"host", u.netloc),
-                   *((k.encode("latin-1"), v.encode("latin-1")) for k, v in headers)]
+        return u, [(b"host", u.netloc), *((k.encode("latin-1"), v.encode("latin-1")) for k, v in headers)]
 
-    def _request(self, method: str, target: tuple[httpx.URL, list[tuple[bytes, bytes]]],
-                 body: bytes | None) -> httpx.Request:
+    def _request(
+        self, method: str, target: tuple[httpx.URL, list[tuple[bytes, bytes]]], body: bytes | None
+    ) -> httpx.Request:
         url, headers = target
         if body is None:
-            return httpx.Request(method, url, headers=httpx.Headers(headers),
-                                 extensions=self._ext)
+            return httpx.Request(method, url, headers=httpx.Headers(headers), extensions=self._ext)
         request = httpx.Request(
-            method, url, stream=httpx.ByteStream(body), extensions=self._ext,
-            headers=httpx.Headers([*headers, (b"content-length", str(len(body)).encode())]))
+            method,
+            url,
+            stream=httpx.ByteStream(body),
+            extensions=self._ext,
+            headers=httpx.Headers([*headers, (b"content-length", str(len(body)).encode())]),
+        )
         request.read()  # sets .content so transports send a sized body, not a chunked one
         return request
 
     async def post(self, target: Any, body: bytes) -> Reply:
         response = await self._send(self._request("POST", target, body))
-        return Reply(response.status_code, response.headers,
-                     await _httpx_whole(response, self._max))
+        return Reply(response.status_code, response.headers, await _httpx_whole(response, self._max))
 
     async def open(self, target: Any, body: bytes) -> Streamed:
         return _HttpxStreamed(await self._send(self._request("POST", target, body)), self._max)
 
     async def get(self, target: Any) -> Reply:
         response = await self._send(self._request("GET", target, None))
-        return Reply(response.status_code, response.headers,
-                     await _httpx_whole(response, self._max))
+        return Reply(response.status_code, response.headers, await _httpx_whole(response, self._max))
 
     async def _send(self, request: httpx.Request) -> httpx.Response:
         try:
@@ -418,8 +419,7 @@ class _Inflate:
 
     def __init__(self, encoding: str) -> None:
         self._encoding = encoding
-        self._d: Any = (zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding != "deflate"
-                        else None)
+        self._d: Any = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding != "deflate" else None
         self._fed = False
 
     async def pieces(self, data: bytes) -> AsyncGenerator[bytes, None]:
@@ -428,16 +428,14 @@ class _Inflate:
         what its encoding says."""
         d = self._d
         if d is None:  # deflate: zlib-wrapped (RFC 9110) or, as some servers send it, raw
-            zlib_header = len(data) >= 2 and data[0] & 0x0F == 8 and (
-                data[0] << 8 | data[1]) % 31 == 0
+            zlib_header = len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
             d = self._d = zlib.decompressobj(zlib.MAX_WBITS if zlib_header else -zlib.MAX_WBITS)
         self._fed = self._fed or bool(data)
         while not d.eof:
             try:
                 piece = d.decompress(data, _STEP)
             except zlib.error as exc:
-                raise Fault("protocol", f"body is not valid {self._encoding}: {exc}"[:200]
-                            ) from None
+                raise Fault("protocol", f"body is not valid {self._encoding}: {exc}"[:200]) from None
             if piece:
                 yield piece
             data = d.unconsumed_tail
@@ -463,8 +461,9 @@ def _inflater(headers: Mapping[str, str]) -> _Inflate | None:
     raise Fault("protocol", f"unsupported content-encoding {encoding[:40]!r}")
 
 
-async def _decoded(raw: AsyncIterator[bytes], headers: Mapping[str, str], limit: int,
-                   cut: bool) -> AsyncGenerator[bytes, None]:
+async def _decoded(
+    raw: AsyncIterator[bytes], headers: Mapping[str, str], limit: int, cut: bool
+) -> AsyncGenerator[bytes, None]:
     """The bytes of a body as sent (decompressed), never more than ``limit`` of them, raw or
     inflated: past it a ``Fault`` (``too_large``), or with ``cut`` the end of the body. A
     ``Content-Length`` over the limit fails before anything is read. Raises only ``Fault``."""
@@ -485,7 +484,7 @@ async def _decoded(raw: AsyncIterator[bytes], headers: Mapping[str, str], limit:
                 if size > limit:
                     if not cut:
                         raise too_large(limit)
-                    yield chunk[:len(chunk) - (size - limit)]
+                    yield chunk[: len(chunk) - (size - limit)]
                     return
                 if chunk:
                     yield chunk
@@ -496,7 +495,7 @@ async def _decoded(raw: AsyncIterator[bytes], headers: Mapping[str, str], limit:
                     if size > limit:
                         if not cut:
                             raise too_large(limit)
-                        yield piece[:len(piece) - (size - limit)]
+                        yield piece[: len(piece) - (size - limit)]
                         return
                     yield piece
     except Fault:
@@ -514,18 +513,21 @@ async def _collect(chunks: AsyncIterator[bytes]) -> bytes:
 
 # -- choosing -----------------------------------------------------------------------------------
 
+
 def _httpx_aiohttp(provider: Provider) -> HttpxBackend:
     """httpx over httpx-aiohttp's transport, on a session of our ``_Connector`` (the backend
     keeps it, for ``in_use``)."""
     limits = _httpx_limits(provider)
 
     def session() -> aiohttp.ClientSession:  # called by the transport in the running loop
-        backend.pool = _Connector(limit=provider.pool.max_connections,
-                                  keepalive_timeout=limits.keepalive_expiry, ssl=_tls())
+        backend.pool = _Connector(
+            limit=provider.pool.max_connections, keepalive_timeout=limits.keepalive_expiry, ssl=_tls()
+        )
         return aiohttp.ClientSession(connector=backend.pool, trust_env=False)
 
-    backend = HttpxBackend(provider, AiohttpTransport(verify=_tls(), limits=limits,
-                                                      trust_env=False, client=session))
+    backend = HttpxBackend(
+        provider, AiohttpTransport(verify=_tls(), limits=limits, trust_env=False, client=session)
+    )
     return backend
 
 
@@ -535,9 +537,9 @@ _NAMED: Final[dict[str, BackendFactory]] = {
 }
 _REMOVED: Final = {
     "httpx": "transport='httpx' (httpx's own connection pool) was removed: an upstream that sends "
-             "an answer twice on a keep-alive connection made the copy the next caller's answer, "
-             "and under load it blocked the event loop and overran deadlines. Use the default "
-             "('aiohttp'), 'httpx-aiohttp', or a callable returning an httpx.AsyncBaseTransport",
+    "an answer twice on a keep-alive connection made the copy the next caller's answer, "
+    "and under load it blocked the event loop and overran deadlines. Use the default "
+    "('aiohttp'), 'httpx-aiohttp', or a callable returning an httpx.AsyncBaseTransport",
 }
 
 
@@ -554,9 +556,11 @@ def resolve_backend(option: TransportOption) -> tuple[BackendFactory, Callable[.
         try:
             factory = _NAMED[option]
         except KeyError:
-            raise ValueError(f"unknown transport {option!r}; expected 'aiohttp', "
-                             "'httpx-aiohttp' or a callable returning an "
-                             "httpx.AsyncBaseTransport") from None
+            raise ValueError(
+                f"unknown transport {option!r}; expected 'aiohttp', "
+                "'httpx-aiohttp' or a callable returning an "
+                "httpx.AsyncBaseTransport"
+            ) from None
         return factory, AiohttpBackend.prepare if option == "aiohttp" else HttpxBackend.prepare
     make = option
     return (lambda p: HttpxBackend(p, make(p))), HttpxBackend.prepare
@@ -595,12 +599,12 @@ async def line_batches(response: Streamed) -> AsyncGenerator[list[str], None]:
                     yield complete.decode("utf-8").split("\n")
                 continue
             end = max(chunk.rfind(b"\n"), chunk.rfind(b"\r"))  # the last line end
-            buffer = chunk[end + 1:]
+            buffer = chunk[end + 1 :]
             if chunk[end] == 0x0D:  # a \r last: its \n, if it has one, starts the next read
                 after_cr = True
                 complete = chunk[:end]
             else:
-                complete = chunk[:end - 1] if end and chunk[end - 1] == 0x0D else chunk[:end]
+                complete = chunk[: end - 1] if end and chunk[end - 1] == 0x0D else chunk[:end]
             text = complete.decode("utf-8")
             yield text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     except Fault:

@@ -53,8 +53,11 @@ class Circuits:
     new name shares its ``fold`` circuit (``provider/*``).
     """
 
-    def __init__(self, factory: AsyncCircuitBreakerFactory | None = None,
-                 on_change: Callable[[str, str], None] | None = None) -> None:
+    def __init__(
+        self,
+        factory: AsyncCircuitBreakerFactory | None = None,
+        on_change: Callable[[str, str], None] | None = None,
+    ) -> None:
         self.factory = factory if factory is not None else AsyncCircuitBreakerFactory()
         self._on_change = on_change
         self._seen: dict[str, tuple[str, float, float]] = {}  # key -> (state, opened_at, ttl)
@@ -65,7 +68,8 @@ class Circuits:
         # In memory, purgatory hands out the same live circuit every time: keep it and skip the
         # per-try lookup. Other units of work (Redis) load the circuit's state on every try.
         self._cache: dict[str, Any] | None = (
-            {} if isinstance(self.factory.uow, AsyncInMemoryUnitOfWork) else None)
+            {} if isinstance(self.factory.uow, AsyncInMemoryUnitOfWork) else None
+        )
         self._store_down = False  # a shared store failed: logged once, until it answers again
         self.factory.add_listener(self._hook)
 
@@ -78,8 +82,9 @@ class Circuits:
         if self._on_change is not None:
             self._on_change(self._names.get(key, key), state)
 
-    async def enter(self, name: str, breaker: Breaker, scope: str = "",
-                    fold: str | None = None) -> Token | None:
+    async def enter(
+        self, name: str, breaker: Breaker, scope: str = "", fold: str | None = None
+    ) -> Token | None:
         """A token for one try, or ``None`` when the circuit is open. If the circuit store itself
         fails (a shared store unreachable), the try goes ahead: breakers must not stop traffic.
         ``fold``: ``name`` is client-chosen, and past ``MAX_DYNAMIC`` such circuits the try
@@ -121,16 +126,21 @@ class Circuits:
         """The circuit under the reloaded settings, its state kept: registered anew in the
         store (purgatory's repository API; a context's fields are not for writing)."""
         old = brk.context
-        ctx = Context(key, breaker.failures, breaker.recovery, state=old.state,
-                      failure_count=old.failure_count or 0, opened_at=old.opened_at)
+        ctx = Context(
+            key,
+            breaker.failures,
+            breaker.recovery,
+            state=old.state,
+            failure_count=old.failure_count or 0,
+            opened_at=old.opened_at,
+        )
         self._ttl[key] = breaker.recovery
         try:
             async with self.factory.uow as uow:
                 await uow.contexts.register(ctx)
             brk = await self.factory.get_breaker(key, breaker.failures, breaker.recovery)
         except Exception:
-            self._store_failed(f"circuit store failed for {self._names.get(key, key)}; tries go "
-                               "unguarded")
+            self._store_failed(f"circuit store failed for {self._names.get(key, key)}; tries go unguarded")
             return _NO_TOKEN
         if self._cache is not None:
             self._cache[key] = brk
@@ -190,4 +200,3 @@ class Circuits:
 
     def open_circuits(self) -> frozenset[str]:
         return frozenset(name for name in self._current if self.state(name) == OPEN)
-

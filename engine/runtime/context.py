@@ -21,8 +21,22 @@ from engine.runtime.state import CachePolicy, State
 from engine.runtime.strategies import Latencies
 from engine.runtime.transport import Connection, ConnectionPool
 
-__all__ = ["FAILED", "HEDGE_LOST", "SKIPPED", "Answer", "Ctx", "Endpoint", "Exchange", "Failure",
-           "Hit", "Miss", "Shared", "Try", "Win", "perf"]
+__all__ = [
+    "FAILED",
+    "HEDGE_LOST",
+    "SKIPPED",
+    "Answer",
+    "Ctx",
+    "Endpoint",
+    "Exchange",
+    "Failure",
+    "Hit",
+    "Miss",
+    "Shared",
+    "Try",
+    "Win",
+    "perf",
+]
 
 HEDGE_LOST: Final = "hedge lost"  # cancel message for hedge losers
 
@@ -36,8 +50,9 @@ class Shared:
 
     __slots__ = ("circuits", "hooks", "latencies", "pool", "rng", "state", "stragglers", "tally")
 
-    def __init__(self, pool: ConnectionPool, circuits: Circuits, hooks: Hooks,
-                 rng: random.Random, state: State) -> None:
+    def __init__(
+        self, pool: ConnectionPool, circuits: Circuits, hooks: Hooks, rng: random.Random, state: State
+    ) -> None:
         self.pool = pool
         self.circuits = circuits
         self.hooks = hooks
@@ -51,8 +66,7 @@ class Shared:
         """The same connections, hooks and observations over another state backend (a reload
         that changed ``cache.backend``); graphs already running keep this one."""
         other = Shared(self.pool, circuits, self.hooks, self.rng, state)
-        other.latencies, other.tally, other.stragglers = self.latencies, self.tally, \
-            self.stragglers
+        other.latencies, other.tally, other.stragglers = self.latencies, self.tally, self.stragglers
         return other
 
 
@@ -88,8 +102,7 @@ class Win(Answer):
 
     __slots__ = ("attempt", "data", "ep", "model", "parsed")
 
-    def __init__(self, ep: Endpoint, model: str, parsed: Parsed, data: Any,
-                 attempt: Attempt) -> None:
+    def __init__(self, ep: Endpoint, model: str, parsed: Parsed, data: Any, attempt: Attempt) -> None:
         self.ep = ep
         self.model = model
         self.parsed = parsed
@@ -136,17 +149,39 @@ Exchange = Callable[["Endpoint", "Ctx", str, bytes, "Try"], Awaitable[A | Failur
 def _cancel(ctx: Ctx, a: Attempt) -> None:
     for i, seen in enumerate(ctx.attempts):
         if seen is a:
-            ctx.attempts[i] = Attempt(a.target, "cancelled", a.status,
-                                      "hedge lost (answered late)", a.latency)
+            ctx.attempts[i] = Attempt(
+                a.target, "cancelled", a.status, "hedge lost (answered late)", a.latency
+            )
             return
 
 
 class Endpoint:
     """One target, precomputed: its connection, template, classifier, circuit and price."""
 
-    __slots__ = ("backoff", "breaker", "circuit", "classifier", "conn", "context", "fold",
-                 "honor", "key", "kind", "limit_key", "limited", "model", "models", "price",
-                 "provider", "render", "renders", "scope", "speed", "tpm", "tries")
+    __slots__ = (
+        "backoff",
+        "breaker",
+        "circuit",
+        "classifier",
+        "conn",
+        "context",
+        "fold",
+        "honor",
+        "key",
+        "kind",
+        "limit_key",
+        "limited",
+        "model",
+        "models",
+        "price",
+        "provider",
+        "render",
+        "renders",
+        "scope",
+        "speed",
+        "tpm",
+        "tries",
+    )
 
     def __init__(self, target: Target, conn: Connection, renders: tuple[int, str]) -> None:
         p = target.provider
@@ -208,12 +243,32 @@ class Endpoint:
 class Ctx:
     """One request's state: what was asked, the budget, and every attempt so far."""
 
-    __slots__ = ("attempts", "body", "cache", "deadline", "exchange", "live", "loop", "model",
-                 "request", "route", "seen", "start", "stream", "tokens")
+    __slots__ = (
+        "attempts",
+        "body",
+        "cache",
+        "deadline",
+        "exchange",
+        "live",
+        "loop",
+        "model",
+        "request",
+        "route",
+        "seen",
+        "start",
+        "stream",
+        "tokens",
+    )
 
-    def __init__(self, request: dict[str, Any], model: str, route: Route,
-                 loop: asyncio.AbstractEventLoop, exchange: Exchange[Answer],
-                 stream: bool = False) -> None:
+    def __init__(
+        self,
+        request: dict[str, Any],
+        model: str,
+        route: Route,
+        loop: asyncio.AbstractEventLoop,
+        exchange: Exchange[Answer],
+        stream: bool = False,
+    ) -> None:
         self.request = request
         self.exchange = exchange  # routed: a whole answer; streamed: up to the first event
         self.stream = stream

@@ -129,7 +129,7 @@ class Hooks:
             current: tuple[Callback, ...] = getattr(self, name)
             if callback in current:
                 i = current.index(callback)
-                setattr(self, name, current[:i] + current[i + 1:])
+                setattr(self, name, current[:i] + current[i + 1 :])
 
         return off
 

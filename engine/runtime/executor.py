@@ -75,12 +75,10 @@ class Runtime:
                 p = target.provider
                 # wire options make a provider's bodies its own
                 rk = (id(p.template), f"{p.kind}@{p.name}" if p.custom_wire else p.kind)
-                ep = by_key[target.key] = Endpoint(target, by_provider[p.name],
-                                                   renders.setdefault(rk, rk))
+                ep = by_key[target.key] = Endpoint(target, by_provider[p.name], renders.setdefault(rk, rk))
             self.endpoints[id(target)] = ep
         self.orders: dict[str, GroupOrder] = {
-            name: GroupOrder(group, shared.rng, shared.latencies)
-            for name, group in graph.groups.items()
+            name: GroupOrder(group, shared.rng, shared.latencies) for name, group in graph.groups.items()
         }
 
     # -- entry ----------------------------------------------------------------------------------
@@ -103,18 +101,25 @@ class Runtime:
         except TimeoutError:
             raise DeadlineExceeded(
                 f"deadline {format_duration(route.deadline)} exceeded on {ctx.where()}",
-                ctx.attempts, route=ctx.where()) from None
+                ctx.attempts,
+                route=ctx.where(),
+            ) from None
         except Closed:
             raise closed_error(ctx) from None
         if isinstance(result, Win):
-            return response_of(result.ep, result.model, result.parsed, tuple(ctx.attempts),
-                               perf() - ctx.start, result.data)
+            return response_of(
+                result.ep, result.model, result.parsed, tuple(ctx.attempts), perf() - ctx.start, result.data
+            )
         if isinstance(result, Hit):  # nothing was spent on this answer: cost 0
-            return dataclasses.replace(result.response, provider=result.ep.provider,
-                                       cached=True, cost=0.0, latency=perf() - ctx.start,
-                                       attempts=tuple(ctx.attempts))
-        raise AllTargetsFailed(f"every target failed on {ctx.where()}", ctx.attempts,
-                               route=ctx.where())
+            return dataclasses.replace(
+                result.response,
+                provider=result.ep.provider,
+                cached=True,
+                cost=0.0,
+                latency=perf() - ctx.start,
+                attempts=tuple(ctx.attempts),
+            )
+        raise AllTargetsFailed(f"every target failed on {ctx.where()}", ctx.attempts, route=ctx.where())
 
     # -- graph walk -----------------------------------------------------------------------------
 
@@ -157,8 +162,7 @@ class Runtime:
                 finally:
                     busy.leave(order.key(i))
             if timed and result is not SKIPPED:
-                self.shared.latencies.observe(order.key(i), perf() - start,
-                                              isinstance(result, Answer))
+                self.shared.latencies.observe(order.key(i), perf() - start, isinstance(result, Answer))
             if isinstance(result, Answer):
                 return result
             if result is FAILED:
@@ -188,8 +192,9 @@ class Runtime:
             return await self._shared(ep, ctx, model, label, body, wait)
         return await self.life.tries(ep, ctx, model, label, body, wait, ctx.exchange)
 
-    async def _shared(self, ep: Endpoint, ctx: Ctx, model: str, label: str, body: bytes,
-                      wait: bool) -> Answer | Miss:
+    async def _shared(
+        self, ep: Endpoint, ctx: Ctx, model: str, label: str, body: bytes, wait: bool
+    ) -> Answer | Miss:
         """A cacheable request: the cached answer, the answer of an identical request in flight
         (here or, with Redis, on another instance), or this request's own tries, whose answer
         is then cached. A caller that shared another's outcome records one attempt saying so."""
@@ -208,9 +213,13 @@ class Runtime:
         t = Try(ctx, label)  # a hedge waiting for a shared answer can be cancelled
         start = t.start
         try:
-            response = await self.state.respond(f"{ep.conn.identity}\x00{model}", body, call,
-                                                refresh=ctx.cache == "refresh",
-                                                deadline=ctx.deadline)
+            response = await self.state.respond(
+                f"{ep.conn.identity}\x00{model}",
+                body,
+                call,
+                refresh=ctx.cache == "refresh",
+                deadline=ctx.deadline,
+            )
         except _NoAnswer as exc:
             if mine:
                 return mine[0]
@@ -219,11 +228,25 @@ class Runtime:
             if ran:
                 raise
             last = exc.attempts[-1] if exc.attempts else None
-            self.record(ctx, Attempt(label, "fatal", exc.status, _shared_text(last),
-                                     perf() - start, kind=last.kind if last else "status",
-                                     detail=_shared_text(last)))
-            raise ProviderError(str(exc.args[0]).split("\n", 1)[0], ctx.attempts,
-                                status=exc.status, body=exc.body, route=ctx.where()) from None
+            self.record(
+                ctx,
+                Attempt(
+                    label,
+                    "fatal",
+                    exc.status,
+                    _shared_text(last),
+                    perf() - start,
+                    kind=last.kind if last else "status",
+                    detail=_shared_text(last),
+                ),
+            )
+            raise ProviderError(
+                str(exc.args[0]).split("\n", 1)[0],
+                ctx.attempts,
+                status=exc.status,
+                body=exc.body,
+                route=ctx.where(),
+            ) from None
         except asyncio.CancelledError as exc:
             if not ran:
                 self.life.cancelled(ctx, t, exc)
@@ -232,8 +255,7 @@ class Runtime:
             t.off()
         if mine:
             return mine[0]  # we asked upstream: the answer as usual (with its raw body)
-        attempt = Attempt(label, "cached" if response.cached else "coalesced", None, None,
-                          perf() - start)
+        attempt = Attempt(label, "cached" if response.cached else "coalesced", None, None, perf() - start)
         self.record(ctx, attempt)
         return Hit(ep, response, attempt)
 
@@ -241,17 +263,33 @@ class Runtime:
         """The identical request we waited for got no answer: so do we, without trying again."""
         last = exc.last
         if exc.miss is SKIPPED:
-            self.record(ctx, Attempt(label, "skipped", None, last.error if last else None,
-                                     kind=last.kind if last else None,
-                                     detail=last.detail if last else None))
+            self.record(
+                ctx,
+                Attempt(
+                    label,
+                    "skipped",
+                    None,
+                    last.error if last else None,
+                    kind=last.kind if last else None,
+                    detail=last.detail if last else None,
+                ),
+            )
             return SKIPPED
-        self.record(ctx, Attempt(label, "failover", last.status if last else None,
-                                 _shared_text(last), waited, kind=last.kind if last else None,
-                                 detail=_shared_text(last)))
+        self.record(
+            ctx,
+            Attempt(
+                label,
+                "failover",
+                last.status if last else None,
+                _shared_text(last),
+                waited,
+                kind=last.kind if last else None,
+                detail=_shared_text(last),
+            ),
+        )
         return FAILED
 
-    async def post(self, ep: Endpoint, ctx: Ctx, model: str, body: bytes,
-                   t: Try) -> Win | Failure:
+    async def post(self, ep: Endpoint, ctx: Ctx, model: str, body: bytes, t: Try) -> Win | Failure:
         """The routed exchange: one try's whole answer, or a failure."""
         try:
             response = await ep.conn.post(model, body)
@@ -266,11 +304,11 @@ class Runtime:
                 parsed = ep.kind.parse(data)
             except (ValueError, WireError) as exc:
                 return Failure(status, "protocol", str(exc))
-            attempt = await self.life.settle(ep, ctx, t.label, t.token, status, t.start,
-                                             parsed.usage)
+            attempt = await self.life.settle(ep, ctx, t.label, t.token, status, t.start, parsed.usage)
             return Win(ep, model, parsed, data, attempt)
-        return Failure(status, None, error_detail(response.content, ep.kind),
-                       parse_retry_after(response.headers))
+        return Failure(
+            status, None, error_detail(response.content, ep.kind), parse_retry_after(response.headers)
+        )
 
 
 _EMPTY: Final[Mapping[str, Any]] = {}
@@ -288,8 +326,9 @@ class _NoAnswer(Exception):
 
 def closed_error(ctx: Ctx) -> AllTargetsFailed:
     """What a request in flight when the engine was closed ends with."""
-    return AllTargetsFailed(f"the engine was closed while routing on {ctx.where()}",
-                            ctx.attempts, route=ctx.where())
+    return AllTargetsFailed(
+        f"the engine was closed while routing on {ctx.where()}", ctx.attempts, route=ctx.where()
+    )
 
 
 def _shared_text(last: Attempt | None) -> str:

@@ -41,8 +41,10 @@ class Race:
             self.launch()
             while pending:
                 done, _ = await asyncio.wait(
-                    pending, timeout=self.group.hedge_after if self.more() else None,
-                    return_when=asyncio.FIRST_COMPLETED)
+                    pending,
+                    timeout=self.group.hedge_after if self.more() else None,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
                 if not done:
                     self.launch()
                     continue
@@ -69,8 +71,7 @@ class Race:
         while self.next_i < len(members):
             node = members[self.next_i].node
             self.next_i += 1
-            final = self.wait and (self.next_i == len(members)
-                                   or self.launched + 1 >= group.max_attempts)
+            final = self.wait and (self.next_i == len(members) or self.launched + 1 >= group.max_attempts)
             if isinstance(node, Target):
                 if rt.endpoints[id(node)].key in self.ctx.seen:
                     continue
@@ -118,7 +119,8 @@ class Race:
                 entry = live.pop(task, None)
                 if entry is not None:
                     label, start = entry
-                    self.rt.life.record(ctx, Attempt(label, "cancelled", latency=now - start,
-                                                     kind="cancelled"))
+                    self.rt.life.record(
+                        ctx, Attempt(label, "cancelled", latency=now - start, kind="cancelled")
+                    )
             stragglers.add(task)
             task.add_done_callback(stragglers.discard)

@@ -58,8 +58,9 @@ class Lifecycle:
 
     # -- start ----------------------------------------------------------------------------------
 
-    async def tries(self, ep: Endpoint, ctx: Ctx, model: str, label: str, body: bytes,
-                    wait: bool, exchange: Exchange[A]) -> A | Miss:
+    async def tries(
+        self, ep: Endpoint, ctx: Ctx, model: str, label: str, body: bytes, wait: bool, exchange: Exchange[A]
+    ) -> A | Miss:
         """Try one target up to its tries: enter its circuit (skip it while open), take its rate
         limit, then ``exchange`` (an answer, or a ``Failure`` for ``failed`` to classify); a try
         cancelled on the wire is recorded (unless a winning hedge recorded it already)."""
@@ -68,8 +69,12 @@ class Lifecycle:
         for n in range(1, ep.tries + 1):
             token = None
             if circuit is not None:
-                token = await self.circuits.enter(circuit, ep.breaker,  # type: ignore[arg-type]
-                                                  ep.scope, ep.fold)
+                token = await self.circuits.enter(
+                    circuit,
+                    ep.breaker,  # type: ignore[arg-type]
+                    ep.scope,
+                    ep.fold,
+                )
                 if token is None:
                     self.record(ctx, Attempt(label, "skipped", kind="circuit_open"))
                     return SKIPPED if n == 1 else FAILED
@@ -103,16 +108,25 @@ class Lifecycle:
         if ctx.tokens < 0:
             ctx.tokens = estimate_tokens(ctx.request)
         assert ep.limited is not None
-        if await self.state.limiter.acquire(ep.limited, ctx.tokens, key=ep.limit_key,
-                                            wait_until=ctx.deadline if wait else None):
+        if await self.state.limiter.acquire(
+            ep.limited, ctx.tokens, key=ep.limit_key, wait_until=ctx.deadline if wait else None
+        ):
             return True
         self.record(ctx, Attempt(label, "skipped", kind="rate_limited"))
         return False
 
     # -- success --------------------------------------------------------------------------------
 
-    async def settle(self, ep: Endpoint, ctx: Ctx, label: str, token: Token | None,
-                     status: int | None, start: float, usage: Usage) -> Attempt:
+    async def settle(
+        self,
+        ep: Endpoint,
+        ctx: Ctx,
+        label: str,
+        token: Token | None,
+        status: int | None,
+        start: float,
+        usage: Usage,
+    ) -> Attempt:
         """An answered try (a whole answer, or a stream read to its end): the circuit hears of
         the success, the rate limiter of the tokens really used; the ``ok`` attempt."""
         latency = perf() - start
@@ -150,15 +164,12 @@ class Lifecycle:
         kind: ErrorKind = error if error is not None else "status"
         classifier = ep.classifier
         if t.n < ep.tries and can_retry(classifier, status, error):
-            wait = retry_delay(ep.backoff, t.n, self.shared.rng.random(),
-                               retry_after if ep.honor else None)
+            wait = retry_delay(ep.backoff, t.n, self.shared.rng.random(), retry_after if ep.honor else None)
             if ctx.loop.time() + wait < ctx.deadline:  # never sleep past the deadline
-                attempt = Attempt(t.label, "retry", status, None, latency, retry_after, kind,
-                                  detail)
+                attempt = Attempt(t.label, "retry", status, None, latency, retry_after, kind, detail)
                 self.record(ctx, attempt)
                 if self.hooks.retry:
-                    self.hooks.fire(self.hooks.retry,
-                                    Retrying(t.label, t.n + 1, wait, attempt, perf()))
+                    self.hooks.fire(self.hooks.retry, Retrying(t.label, t.n + 1, wait, attempt, perf()))
                 await asyncio.sleep(wait)
                 return True
         over = can_fail_over(classifier, status, error)
@@ -171,21 +182,32 @@ class Lifecycle:
             return False
         raise ProviderError(
             f"{t.label} answered {status if status is not None else error}, which "
-            f"{classifier.name!r} neither retries nor fails over", ctx.attempts,
-            status=status, body=detail, route=ctx.where())
+            f"{classifier.name!r} neither retries nor fails over",
+            ctx.attempts,
+            status=status,
+            body=detail,
+            route=ctx.where(),
+        )
 
-    async def broke(self, ep: Endpoint, ctx: Ctx, label: str, token: Token | None,
-                    status: int | None, start: float, error: ErrorKind, detail: str) -> str:
+    async def broke(
+        self,
+        ep: Endpoint,
+        ctx: Ctx,
+        label: str,
+        token: Token | None,
+        status: int | None,
+        start: float,
+        error: ErrorKind,
+        detail: str,
+    ) -> str:
         """A stream that broke after its first event (no failover then): record the fatal try;
         returns its text (``kind: detail``). A stream the engine's close cut is not the
         provider's fault."""
         if ep.conn.closed:
             error, detail = "closed", "the engine was closed"
-        detail = await self._charge(ep, token, error != "closed" and breaker_failure(None, error),
-                                    detail)
+        detail = await self._charge(ep, token, error != "closed" and breaker_failure(None, error), detail)
         text = f"{error}: {detail}"
-        self.record(ctx, Attempt(label, "fatal", status, text, perf() - start, kind=error,
-                                 detail=detail))
+        self.record(ctx, Attempt(label, "fatal", status, text, perf() - start, kind=error, detail=detail))
         return text
 
     async def _charge(self, ep: Endpoint, token: Token | None, counts: bool, detail: str) -> str:
@@ -204,8 +226,7 @@ class Lifecycle:
         if t.off():
             self.cut(ctx, t.label, t.status, t.start, exc)
 
-    def cut(self, ctx: Ctx, label: str, status: int | None, start: float,
-            exc: BaseException) -> None:
+    def cut(self, ctx: Ctx, label: str, status: int | None, start: float, exc: BaseException) -> None:
         """Record a try cancelled (or, past the deadline, timed out) while it ran."""
         why = ctx.why_cancelled(exc)
         self.record(ctx, Attempt(label, why, status, latency=perf() - start, kind=why))
@@ -213,11 +234,11 @@ class Lifecycle:
     def closed(self, ctx: Ctx, t: Try) -> None:
         """Record a try the engine's ``aclose()`` cut short (nothing counts against a circuit;
         the route ends with ``AllTargetsFailed`` saying so)."""
-        self.record(ctx, Attempt(t.label, "cancelled", t.status, latency=perf() - t.start,
-                                 kind="closed"))
+        self.record(ctx, Attempt(t.label, "cancelled", t.status, latency=perf() - t.start, kind="closed"))
 
 
 # -- what a request ends with ------------------------------------------------------------------
+
 
 def cost_of(ep: Endpoint, model: str, usage: Usage) -> float | None:
     """The answer's price in USD from routes.yaml's prices, ``None`` when the model has none."""
@@ -225,22 +246,46 @@ def cost_of(ep: Endpoint, model: str, usage: Usage) -> float | None:
     return price.cost(usage) if price else None
 
 
-def response_of(ep: Endpoint, model: str, parsed: Parsed, attempts: tuple[Attempt, ...] = (),
-                latency: float = 0.0, raw: object = None) -> Response:
+def response_of(
+    ep: Endpoint,
+    model: str,
+    parsed: Parsed,
+    attempts: tuple[Attempt, ...] = (),
+    latency: float = 0.0,
+    raw: object = None,
+) -> Response:
     """The ``Response`` of a routed answer (without attempts and raw body: as cached)."""
     usage = parsed.usage
     return Response(
-        text=parsed.text, provider=ep.provider, model=model, finish_reason=parsed.finish_reason,
-        tool_calls=parsed.tool_calls, usage=usage, cost=cost_of(ep, model, usage),
-        latency=latency, attempts=attempts, raw=raw,
-        reasoning=reasoning_text(parsed.reasoning), reasoning_blocks=parsed.reasoning)
+        text=parsed.text,
+        provider=ep.provider,
+        model=model,
+        finish_reason=parsed.finish_reason,
+        tool_calls=parsed.tool_calls,
+        usage=usage,
+        cost=cost_of(ep, model, usage),
+        latency=latency,
+        attempts=attempts,
+        raw=raw,
+        reasoning=reasoning_text(parsed.reasoning),
+        reasoning_blocks=parsed.reasoning,
+    )
 
 
-def done_of(ep: Endpoint, model: str, parser: StreamParser, attempts: tuple[Attempt, ...],
-            latency: float, ttft: float) -> Done:
+def done_of(
+    ep: Endpoint, model: str, parser: StreamParser, attempts: tuple[Attempt, ...], latency: float, ttft: float
+) -> Done:
     """The ``Done`` that ends a stream read to its end."""
     usage, thoughts = parser.usage, parser.reasoning
     return Done(
-        provider=ep.provider, model=model, finish_reason=parser.finish_reason, usage=usage,
-        cost=cost_of(ep, model, usage), attempts=attempts, latency=latency, ttft=ttft,
-        reasoning=reasoning_text(thoughts), reasoning_blocks=thoughts)
+        provider=ep.provider,
+        model=model,
+        finish_reason=parser.finish_reason,
+        usage=usage,
+        cost=cost_of(ep, model, usage),
+        attempts=attempts,
+        latency=latency,
+        ttft=ttft,
+        reasoning=reasoning_text(thoughts),
+        reasoning_blocks=thoughts,
+    )

@@ -32,11 +32,11 @@ class LoopThread:
     def __init__(self) -> None:
         try:
             import uvloop
+
             self.loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
         except ImportError:  # pragma: no cover - uvloop is optional
             self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="engine-sync",
-                                       daemon=True)
+        self.thread = threading.Thread(target=self.loop.run_forever, name="engine-sync", daemon=True)
         self.thread.start()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -47,6 +47,7 @@ class LoopThread:
 
     def call(self, fn: Callable[[], T]) -> T:
         """``fn()`` on the loop's thread (where the runtime's counters live)."""
+
         async def on_loop() -> T:
             return fn()
 
@@ -104,8 +105,9 @@ class SyncStream:
     def __enter__(self) -> SyncStream:
         return self
 
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def __del__(self) -> None:

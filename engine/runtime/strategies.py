@@ -87,8 +87,11 @@ class GroupOrder:
         self.timed = strategy.timed
         self.counts_busy = strategy.counts_busy
         self.races = strategy.races
-        self.order: Order = _only if len(self.members) == 1 else strategy.prepare(
-            group, Env(self._keys, rng, stats, input_tokens))
+        self.order: Order = (
+            _only
+            if len(self.members) == 1
+            else strategy.prepare(group, Env(self._keys, rng, stats, input_tokens))
+        )
 
     def key(self, index: int) -> str:
         """The observation key of member ``index``."""

@@ -36,17 +36,42 @@ from engine.values import format_duration
 
 __all__ = ["EventStream"]
 
+
 class Live(Answer):
     """A stream whose first events have arrived: the rest is read by ``EventStream``."""
 
-    __slots__ = ("broke", "ended", "ep", "first", "label", "lines", "model", "n", "parser",
-                 "response", "start", "token", "ttft")
+    __slots__ = (
+        "broke",
+        "ended",
+        "ep",
+        "first",
+        "label",
+        "lines",
+        "model",
+        "n",
+        "parser",
+        "response",
+        "start",
+        "token",
+        "ttft",
+    )
 
-    def __init__(self, ep: Endpoint, model: str, label: str, n: int, token: Token | None,
-                 response: Streamed, stream: AsyncGenerator[list[str], None],
-                 parser: StreamParser,
-                 first: list[StreamEvent], broke: WireError | None, start: float, ttft: float,
-                 ended: bool) -> None:
+    def __init__(
+        self,
+        ep: Endpoint,
+        model: str,
+        label: str,
+        n: int,
+        token: Token | None,
+        response: Streamed,
+        stream: AsyncGenerator[list[str], None],
+        parser: StreamParser,
+        first: list[StreamEvent],
+        broke: WireError | None,
+        start: float,
+        ttft: float,
+        ended: bool,
+    ) -> None:
         self.ep, self.model, self.label, self.n, self.token = ep, model, label, n, token
         self.response, self.lines, self.parser = response, stream, parser
         self.first, self.start, self.ttft, self.ended = first, start, ttft, ended
@@ -54,9 +79,16 @@ class Live(Answer):
 
     def discard(self, ctx: Ctx) -> None:
         """Lost a hedge race: recorded as cancelled, its connection released in the background."""
-        ctx.attempts.append(Attempt(self.label, "cancelled", self.response.status,
-                                    latency=perf() - self.start, kind="cancelled",
-                                    detail="hedge lost (answered late)"))
+        ctx.attempts.append(
+            Attempt(
+                self.label,
+                "cancelled",
+                self.response.status,
+                latency=perf() - self.start,
+                kind="cancelled",
+                detail="hedge lost (answered late)",
+            )
+        )
         task = asyncio.ensure_future(self.close())
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
@@ -83,8 +115,14 @@ class EventStream:
     generator, and with it the upstream response, is then closed by the event loop's async
     generator finalizer)."""
 
-    def __init__(self, runtime: Runtime, request: dict[str, Any], model: str, route: Route,
-                 on_close: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        request: dict[str, Any],
+        model: str,
+        route: Route,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
         self._rt = runtime
         self._request = request
         self._model = model
@@ -111,8 +149,9 @@ class EventStream:
             raise StopAsyncIteration
         ctx = self._ctx
         if ctx is None:
-            ctx = self._ctx = Ctx(self._request, self._model, self._route,
-                                  asyncio.get_running_loop(), self._first, True)
+            ctx = self._ctx = Ctx(
+                self._request, self._model, self._route, asyncio.get_running_loop(), self._first, True
+            )
             self._gen = self._events(ctx)
         assert self._gen is not None
         try:
@@ -123,11 +162,15 @@ class EventStream:
             where = ctx.where()
             budget = format_duration(self._route.deadline)
             if self._started:
-                raise StreamInterrupted(f"deadline {budget} exceeded mid-stream on {where}",
-                                        ctx.attempts, received="".join(self._received),
-                                        route=where) from None
-            raise DeadlineExceeded(f"deadline {budget} exceeded on {where}", ctx.attempts,
-                                   route=where) from None
+                raise StreamInterrupted(
+                    f"deadline {budget} exceeded mid-stream on {where}",
+                    ctx.attempts,
+                    received="".join(self._received),
+                    route=where,
+                ) from None
+            raise DeadlineExceeded(
+                f"deadline {budget} exceeded on {where}", ctx.attempts, route=where
+            ) from None
         except BaseException:
             await self.aclose()
             raise
@@ -165,8 +208,9 @@ class EventStream:
     async def __aenter__(self) -> EventStream:
         return self
 
-    async def __aexit__(self, et: type[BaseException] | None, ev: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.aclose()
 
     # -- after the first event ------------------------------------------------------------------
@@ -214,10 +258,10 @@ class EventStream:
             raise
         finally:
             await live.close()
-        await life.settle(live.ep, ctx, live.label, live.token, live.response.status,
-                          live.start, parser.usage)
-        yield [done_of(live.ep, live.model, parser, tuple(ctx.attempts), perf() - ctx.start,
-                       live.ttft)]
+        await life.settle(
+            live.ep, ctx, live.label, live.token, live.response.status, live.start, parser.usage
+        )
+        yield [done_of(live.ep, live.model, parser, tuple(ctx.attempts), perf() - ctx.start, live.ttft)]
 
     async def _live(self, ctx: Ctx) -> Live:
         """The route's first target to answer with its first events."""
@@ -226,25 +270,26 @@ class EventStream:
         except Closed:
             raise closed_error(ctx) from None
         if not isinstance(live, Live):
-            raise AllTargetsFailed(f"every target failed on {ctx.where()}", ctx.attempts,
-                                   route=ctx.where())
+            raise AllTargetsFailed(f"every target failed on {ctx.where()}", ctx.attempts, route=ctx.where())
         return live
 
     async def _broke(self, live: Live, ctx: Ctx, exc: Fault | WireError) -> StreamInterrupted:
         """A stream that broke after its first event: recorded; the error to raise."""
         error: ErrorKind
-        error, detail = ((exc.kind, exc.detail) if isinstance(exc, Fault)
-                         else ("protocol", str(exc)))
-        text = await self._rt.life.broke(live.ep, ctx, live.label, live.token,
-                                         live.response.status, live.start, error, detail)
-        return StreamInterrupted(f"{live.label} stream broke after the first event ({text})",
-                                 ctx.attempts, received="".join(self._received),
-                                 route=ctx.where())
+        error, detail = (exc.kind, exc.detail) if isinstance(exc, Fault) else ("protocol", str(exc))
+        text = await self._rt.life.broke(
+            live.ep, ctx, live.label, live.token, live.response.status, live.start, error, detail
+        )
+        return StreamInterrupted(
+            f"{live.label} stream broke after the first event ({text})",
+            ctx.attempts,
+            received="".join(self._received),
+            route=ctx.where(),
+        )
 
     # -- up to the first event ------------------------------------------------------------------
 
-    async def _first(self, ep: Endpoint, ctx: Ctx, model: str, body: bytes,
-                     t: Try) -> Live | Failure:
+    async def _first(self, ep: Endpoint, ctx: Ctx, model: str, body: bytes, t: Try) -> Live | Failure:
         """The streamed exchange: one try up to its first event (the live stream), or a failure.
         Streams are rate limited like routed requests, and never cached."""
         response: Streamed | None = None
@@ -258,10 +303,24 @@ class EventStream:
                 stream = lines_of = line_batches(response)
                 first, broke, ended = await _first_events(parser, lines_of)
                 answered = True
-                return Live(ep, model, t.label, t.n, t.token, response, lines_of, parser, first,
-                            broke, t.start, perf() - ctx.start, ended)
-            return Failure(status, None, await _error_detail(response, ep),
-                           parse_retry_after(response.headers))
+                return Live(
+                    ep,
+                    model,
+                    t.label,
+                    t.n,
+                    t.token,
+                    response,
+                    lines_of,
+                    parser,
+                    first,
+                    broke,
+                    t.start,
+                    perf() - ctx.start,
+                    ended,
+                )
+            return Failure(
+                status, None, await _error_detail(response, ep), parse_retry_after(response.headers)
+            )
         except Fault as fault:
             return Failure(t.status, fault.kind, fault.detail)
         except WireError as exc:
@@ -279,8 +338,9 @@ class EventStream:
                     await response.close()
 
 
-async def _first_events(parser: StreamParser, lines_of: AsyncGenerator[list[str], None]
-                        ) -> tuple[list[StreamEvent], WireError | None, bool]:
+async def _first_events(
+    parser: StreamParser, lines_of: AsyncGenerator[list[str], None]
+) -> tuple[list[StreamEvent], WireError | None, bool]:
     """Read up to the first events: (the events, an error later in their read, whether the
     stream ended). A malformed line or an in-band error before any event fails the try."""
     first: list[StreamEvent] = []

@@ -45,14 +45,21 @@ _log = logging.getLogger("engine.state")
 class Supervisor:
     """What the ``Engine`` facade talks to: one per engine, outliving the graphs it runs."""
 
-    def __init__(self, graph: RoutingGraph, *, transport: TransportOption = None,
-                 seed: int | None = None, circuit_factory: Any = None) -> None:
+    def __init__(
+        self,
+        graph: RoutingGraph,
+        *,
+        transport: TransportOption = None,
+        seed: int | None = None,
+        circuit_factory: Any = None,
+    ) -> None:
         self.hooks = Hooks()
         self._circuit_factory = circuit_factory
         state = self._new_state(graph.cache)
         self.circuits = self._new_circuits(state)
-        self.shared = Shared(ConnectionPool(*resolve_backend(transport)), self.circuits,
-                             self.hooks, random.Random(seed), state)
+        self.shared = Shared(
+            ConnectionPool(*resolve_backend(transport)), self.circuits, self.hooks, random.Random(seed), state
+        )
         self._state_refs: dict[State, int] = {}  # live runtimes per state (a swap may switch)
         self._unclosed_states: list[State] = []
         self.runtime = self._runtime(graph)  # the one new requests start on
@@ -72,8 +79,9 @@ class Supervisor:
 
     def _new_circuits(self, state: State) -> Circuits:
         factory = self._circuit_factory
-        return Circuits(factory if factory is not None else state.breaker_factory(),
-                        on_change=self._breaker_changed)
+        return Circuits(
+            factory if factory is not None else state.breaker_factory(), on_change=self._breaker_changed
+        )
 
     def _runtime(self, graph: RoutingGraph) -> Runtime:
         rt = Runtime(graph, self.shared)
@@ -203,9 +211,14 @@ class Supervisor:
                 circuit = "none"
             else:
                 circuit = max(mine.values(), key=_SEVERITY.__getitem__, default=CLOSED)
-            out[name] = ProviderHealth(name, circuit, tally.latency.get(name),
-                                       tally.tries.get(name, 0), tally.failures.get(name, 0),
-                                       mine)
+            out[name] = ProviderHealth(
+                name,
+                circuit,
+                tally.latency.get(name),
+                tally.tries.get(name, 0),
+                tally.failures.get(name, 0),
+                mine,
+            )
         return out
 
     # -- model listings -------------------------------------------------------------------------
@@ -217,15 +230,16 @@ class Supervisor:
         except WireError as exc:
             raise self._unreadable(p, exc) from None
 
-    async def list_models_many(self, providers: Iterable[str] | None, max_concurrency: int,
-                               timeout: float | None) -> dict[str, ModelListing | Exception]:
+    async def list_models_many(
+        self, providers: Iterable[str] | None, max_concurrency: int, timeout: float | None
+    ) -> dict[str, ModelListing | Exception]:
         names = list(self.graph.providers) if providers is None else list(providers)
         ps = [self.provider(n) for n in names]
         out = await self.shared.state.registry.list_models_many(
-            ps, max_concurrency=max_concurrency, timeout=timeout)
+            ps, max_concurrency=max_concurrency, timeout=timeout
+        )
         by_name = {p.name: p for p in ps}
-        return {n: self._unreadable(by_name[n], r) if isinstance(r, WireError) else r
-                for n, r in out.items()}
+        return {n: self._unreadable(by_name[n], r) if isinstance(r, WireError) else r for n, r in out.items()}
 
     async def invalidate_models(self, provider: str | None) -> None:
         registry = self.shared.state.registry
@@ -252,9 +266,9 @@ class Supervisor:
         """A listing the kind could not parse, its text masked of the provider's secrets."""
         conn = self.runtime.by_provider.get(provider.name)
         detail = conn.scrub(str(exc)) if conn is not None else "unreadable listing"
-        return ListingError.of(provider.name,
-                               f"{provider.name}: model listing could not be read: {detail}",
-                               "protocol", detail)
+        return ListingError.of(
+            provider.name, f"{provider.name}: model listing could not be read: {detail}", "protocol", detail
+        )
 
     async def _fetch_json(self, provider: Provider, url: str) -> Any:
         """The registry's fetch: a GET with the provider's own connection and auth."""

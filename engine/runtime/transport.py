@@ -32,9 +32,18 @@ _URL_CACHE_MAX: Final = 256  # pass-through targets: one URL per requested model
 def fingerprint(provider: Provider) -> Hashable:
     """Everything a provider's connection depends on: equal fingerprints share one backend."""
     s = provider.speed
-    return (provider.name, provider.kind, provider.base_url, provider.api_key,
-            tuple(sorted(provider.headers.items())), s.connect, s.read, s.pool, provider.pool,
-            provider.max_response)
+    return (
+        provider.name,
+        provider.kind,
+        provider.base_url,
+        provider.api_key,
+        tuple(sorted(provider.headers.items())),
+        s.connect,
+        s.read,
+        s.pool,
+        provider.pool,
+        provider.max_response,
+    )
 
 
 class Closed(Exception):
@@ -52,8 +61,11 @@ def _reveal(value: str | Secret | None) -> str | None:
 
 def _headers(provider: Provider, kind: Kind) -> dict[str, str]:
     """The headers of every request to ``provider``, secrets revealed."""
-    headers: dict[str, str] = {"accept-encoding": "gzip", "user-agent": USER_AGENT,
-                               "content-type": "application/json"}
+    headers: dict[str, str] = {
+        "accept-encoding": "gzip",
+        "user-agent": USER_AGENT,
+        "content-type": "application/json",
+    }
     for name, value in kind.auth_headers(_reveal(provider.api_key)).items():
         headers[name.lower()] = value
     for name, raw in provider.headers.items():
@@ -68,8 +80,10 @@ def identity(provider: Provider, kind: Kind) -> str:
     credentials among them). Keys of shared state carry it, so two deployments with the same
     names but another endpoint or key never share an answer; the credentials never leave."""
     h = hashlib.sha256(kind.name.encode())
-    for part in (_reveal(provider.base_url) or "",
-                 *sorted(f"{k}: {v}" for k, v in _headers(provider, kind).items())):
+    for part in (
+        _reveal(provider.base_url) or "",
+        *sorted(f"{k}: {v}" for k, v in _headers(provider, kind).items()),
+    ):
         h.update(b"\x00")
         h.update(part.encode())
     return h.hexdigest()[:32]
@@ -83,12 +97,28 @@ class Connection:
     creates no backend again: a try raises ``Closed``.
     """
 
-    __slots__ = ("_backend", "_base_url", "_factory", "_headers", "_loop", "_others", "_prepare",
-                 "_scrubber", "_targets", "budget", "closed", "identity", "kind", "name",
-                 "provider", "refs")
+    __slots__ = (
+        "_backend",
+        "_base_url",
+        "_factory",
+        "_headers",
+        "_loop",
+        "_others",
+        "_prepare",
+        "_scrubber",
+        "_targets",
+        "budget",
+        "closed",
+        "identity",
+        "kind",
+        "name",
+        "provider",
+        "refs",
+    )
 
-    def __init__(self, provider: Provider, kind: Kind, factory: BackendFactory,
-                 prepare: Callable[..., Any]) -> None:
+    def __init__(
+        self, provider: Provider, kind: Kind, factory: BackendFactory, prepare: Callable[..., Any]
+    ) -> None:
         self.provider = provider
         self.name = provider.name
         self.kind = kind
@@ -105,8 +135,7 @@ class Connection:
         self._base_url = _reveal(provider.base_url) or ""
         self._headers = list(_headers(provider, kind).items())
         self.identity = identity(provider, kind)
-        self._scrubber = Scrubber.of((provider.api_key, provider.base_url,
-                                      *provider.headers.values()))
+        self._scrubber = Scrubber.of((provider.api_key, provider.base_url, *provider.headers.values()))
 
     def _target(self, model: str, stream: bool) -> Any:
         key = (model, stream)
@@ -150,8 +179,7 @@ class Connection:
             async with asyncio.timeout(self.budget):
                 return (await self.backend().get(target)).status
         except TimeoutError:
-            raise Fault("timeout", f"no whole answer within {format_duration(self.budget)}"
-                        ) from None
+            raise Fault("timeout", f"no whole answer within {format_duration(self.budget)}") from None
 
     async def get_json(self, url: str, what: str = "model listing") -> Any:
         """GET ``url`` with this provider's headers (its auth) and decode the JSON answer, the
@@ -164,29 +192,56 @@ class Connection:
                 reply = await self.backend().get(self._prepare(url, self._headers))
         except TimeoutError:
             took = f"no whole answer within {format_duration(self.budget)}"
-            raise ListingError.of(name, f"{name}: {what} timed out: {took}", "timeout", took,
-                                  body=f"timeout: {took}",
-                                  latency=time.perf_counter() - start) from None
+            raise ListingError.of(
+                name,
+                f"{name}: {what} timed out: {took}",
+                "timeout",
+                took,
+                body=f"timeout: {took}",
+                latency=time.perf_counter() - start,
+            ) from None
         except Fault as fault:
             detail = self.scrub(str(fault))
-            raise ListingError.of(name, f"{name}: {what} failed: {detail}", fault.kind,
-                                  self.scrub(fault.detail), body=detail,
-                                  latency=time.perf_counter() - start) from None
+            raise ListingError.of(
+                name,
+                f"{name}: {what} failed: {detail}",
+                fault.kind,
+                self.scrub(fault.detail),
+                body=detail,
+                latency=time.perf_counter() - start,
+            ) from None
         except Closed as exc:
-            raise ListingError.of(name, f"{name}: {what} failed: the engine was closed",
-                                  "closed", "the engine was closed", body=str(exc),
-                                  latency=time.perf_counter() - start) from None
+            raise ListingError.of(
+                name,
+                f"{name}: {what} failed: the engine was closed",
+                "closed",
+                "the engine was closed",
+                body=str(exc),
+                latency=time.perf_counter() - start,
+            ) from None
         latency = time.perf_counter() - start
         if reply.status >= 400:
             detail = self.scrub(error_detail(reply.content, self.kind))
-            raise ListingError.of(name, f"{name}: {what} answered HTTP {reply.status}: {detail}",
-                                  "status", detail, status=reply.status, latency=latency)
+            raise ListingError.of(
+                name,
+                f"{name}: {what} answered HTTP {reply.status}: {detail}",
+                "status",
+                detail,
+                status=reply.status,
+                latency=latency,
+            )
         try:
             return loads(reply.content)
         except ValueError as exc:
             detail = self.scrub(f"not JSON: {exc}")
-            raise ListingError.of(name, f"{name}: {what} answered {detail}", "protocol", detail,
-                                  status=reply.status, latency=latency) from None
+            raise ListingError.of(
+                name,
+                f"{name}: {what} answered {detail}",
+                "protocol",
+                detail,
+                status=reply.status,
+                latency=latency,
+            ) from None
 
     def scrub(self, text: str, limit: int | None = 300) -> str:
         """``text`` with every secret this provider was configured with masked (an error body may

@@ -12,8 +12,17 @@ from engine.strategies.base import Env, Observed, Order, Strategy
 
 __all__ = ["STRATEGIES", "Env", "Observed", "Order", "Strategy"]
 
-STRATEGIES: Mapping[str, Strategy] = MappingProxyType({
-    s.name: s for s in (priority.STRATEGY, round_robin.STRATEGY, weighted.STRATEGY,
-                        least_latency.STRATEGY, hedged.STRATEGY, least_busy.STRATEGY,
-                        cheapest.STRATEGY)
-})
+STRATEGIES: Mapping[str, Strategy] = MappingProxyType(
+    {
+        s.name: s
+        for s in (
+            priority.STRATEGY,
+            round_robin.STRATEGY,
+            weighted.STRATEGY,
+            least_latency.STRATEGY,
+            hedged.STRATEGY,
+            least_busy.STRATEGY,
+            cheapest.STRATEGY,
+        )
+    }
+)

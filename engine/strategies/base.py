@@ -26,9 +26,16 @@ Order = Callable[[str, Mapping[str, Any]], Sequence[int]]
 class Report(Protocol):
     """The compiler's ``report``: a problem located at ``path`` in routes.yaml."""
 
-    def __call__(self, path: Path_, message: str, hint: str = "", *, key: bool = False,
-                 severity: Literal["error", "warning"] = "error",
-                 shown: Path_ | None = None) -> None: ...
+    def __call__(
+        self,
+        path: Path_,
+        message: str,
+        hint: str = "",
+        *,
+        key: bool = False,
+        severity: Literal["error", "warning"] = "error",
+        shown: Path_ | None = None,
+    ) -> None: ...
 
 
 class GroupShape(Protocol):
@@ -85,8 +92,12 @@ class Strategy:
     def check(self, spec: GroupShape, path: Path_, report: Report) -> None:
         """Problems of a group as written; by default ``hedge_after`` is ignored with a warning."""
         if spec.hedge_after is not None:
-            report((*path, "hedge_after"), f"hedge_after is ignored by strategy {self.name}",
-                   "remove it, or use strategy: hedged", severity="warning")
+            report(
+                (*path, "hedge_after"),
+                f"hedge_after is ignored by strategy {self.name}",
+                "remove it, or use strategy: hedged",
+                severity="warning",
+            )
 
     def check_group(self, group: Group, path: Path_, report: Report) -> None:
         """Problems of a group whose members are resolved (none by default)."""

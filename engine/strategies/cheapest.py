@@ -39,16 +39,17 @@ def output_tokens(request: Mapping[str, Any]) -> int:
 class Cheapest(Strategy):
     name = "cheapest"
     description = "the lowest price for the request's estimated tokens first, unpriced last"
-    policy = ("lowest price for the request's estimated tokens first (input estimate, "
-              f"max_tokens or {DEFAULT_OUTPUT} out); members without a price last, as written")
+    policy = (
+        "lowest price for the request's estimated tokens first (input estimate, "
+        f"max_tokens or {DEFAULT_OUTPUT} out); members without a price last, as written"
+    )
 
     def prepare(self, group: Group, env: Env) -> Order:
         reach = [targets(m.node) for m in group.members]
         if not any(_may_be_priced(t) for ts in reach for t in ts):
             return in_order(len(reach))
         # per member: the prices of its fixed-model targets, and its pass-through targets
-        fixed = [[p for t in ts if t.model is not None and (p := t.price(t.model))]
-                 for ts in reach]
+        fixed = [[p for t in ts if t.model is not None and (p := t.price(t.model))] for ts in reach]
         through = [[t for t in ts if t.model is None] for ts in reach]
         members = list(zip(fixed, through, strict=True))
         estimate = env.input_tokens
@@ -60,18 +61,20 @@ class Cheapest(Strategy):
             for prices, passing in members:
                 if passing:
                     prices = prices + [p for t in passing if (p := t.price(model))]
-                costs.append(min((p.input * n_in + p.output * n_out for p in prices),
-                                 default=_UNPRICED))
+                costs.append(min((p.input * n_in + p.output * n_out for p in prices), default=_UNPRICED))
             return sorted(indexes, key=costs.__getitem__)  # stable: ties and unpriced as written
 
         return order
 
     def check_group(self, group: Group, path: Path_, report: Report) -> None:
         if not any(_may_be_priced(t) for m in group.members for t in targets(m.node)):
-            report((*path, "strategy"), f"no member of cheapest group '{group.name}' has a price",
-                   "add price: {input, output} to the members' models (providers.NAME.models."
-                   "MODEL.price); until then the members are tried in the order written",
-                   severity="warning")
+            report(
+                (*path, "strategy"),
+                f"no member of cheapest group '{group.name}' has a price",
+                "add price: {input, output} to the members' models (providers.NAME.models."
+                "MODEL.price); until then the members are tried in the order written",
+                severity="warning",
+            )
 
     def plan_member(self, group: Group, member: Member, model: str) -> dict[str, Any]:
         prices = [p for t in targets(member.node) if (p := price_of(t, model))]

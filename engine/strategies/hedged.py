@@ -24,8 +24,11 @@ class Hedged(Strategy):
 
     def check(self, spec: GroupShape, path: Path_, report: Report) -> None:
         if spec.hedge_after is None:
-            report((*path, "strategy"), "strategy hedged needs hedge_after",
-                   "add hedge_after: 400ms (when to start the next target)")
+            report(
+                (*path, "strategy"),
+                "strategy hedged needs hedge_after",
+                "add hedge_after: 400ms (when to start the next target)",
+            )
 
     def node_label(self, group: Group) -> str:
         if group.hedge_after is None:

@@ -17,8 +17,7 @@ EXPLORE: Final = 0.1  # share of requests that put the stalest member first
 class LeastLatency(Strategy):
     name = "least_latency"
     description = "the lowest moving-average latency first, exploring now and then"
-    policy = "fastest moving-average latency first; untried or recovered targets are " \
-             "explored now and then"
+    policy = "fastest moving-average latency first; untried or recovered targets are explored now and then"
     timed = True
 
     def prepare(self, group: Group, env: Env) -> Order:

@@ -63,9 +63,12 @@ __all__ = ["NULL", "ProviderInfo", "Recorder", "RequestRec", "Telemetry"]
 
 _ANSWERED: Final = frozenset({"ok", "cached", "coalesced"})
 _OUTCOMES: Final[tuple[tuple[type[BaseException], str, int | None], ...]] = (
-    (NoRouteError, "no_route", 404), (DeadlineExceeded, "deadline", 504),
-    (StreamInterrupted, "interrupted", 502), (ProviderError, "provider_error", None),
-    (AllTargetsFailed, "failed", 502), (RequestError, "bad_request", 400),
+    (NoRouteError, "no_route", 404),
+    (DeadlineExceeded, "deadline", 504),
+    (StreamInterrupted, "interrupted", 502),
+    (ProviderError, "provider_error", None),
+    (AllTargetsFailed, "failed", 502),
+    (RequestError, "bad_request", 400),
 )
 
 
@@ -83,8 +86,9 @@ class Recorder:
 
     __slots__ = ()
 
-    def try_ended(self, attempt: Attempt, upstream: float | None = None, *,
-                  circuit: str | None = None) -> None:
+    def try_ended(
+        self, attempt: Attempt, upstream: float | None = None, *, circuit: str | None = None
+    ) -> None:
         """One try ended (``circuit``: its circuit's state after it, for the span)."""
 
     def first_chunk(self) -> None:
@@ -106,9 +110,15 @@ NULL: Final = Recorder()
 class Telemetry:
     """Metrics, spans, the access log and health windows of one engine."""
 
-    def __init__(self, config: TelemetryConfig | None = None, *,
-                 registry: CollectorRegistry | None = None, tracer_provider: Any = None,
-                 model_limit: int = 64, clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(
+        self,
+        config: TelemetryConfig | None = None,
+        *,
+        registry: CollectorRegistry | None = None,
+        tracer_provider: Any = None,
+        model_limit: int = 64,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self.config = config if config is not None else TelemetryConfig()
         self._metrics = Metrics(registry) if self.config.metrics else None
         self.tracing = _tracing(self.config, tracer_provider)
@@ -128,13 +138,21 @@ class Telemetry:
     def use_graph(self, graph: RoutingGraph) -> None:
         """Read the providers and models of a (reloaded) graph; the switches stay as built."""
         names = graph.telemetry.provider_names
-        self.providers = {p.name: ProviderInfo(provider_name(p, names), server_address(p),
-                                               p.speed.read) for p in graph.providers.values()}
+        self.providers = {
+            p.name: ProviderInfo(provider_name(p, names), server_address(p), p.speed.read)
+            for p in graph.providers.values()
+        }
         self.labels.use_graph(graph)
 
-    def request_started(self, route: Route | None, model: str,
-                        request: Mapping[str, Any] | None = None, *, stream: bool = False,
-                        request_id: str | None = None) -> Recorder:
+    def request_started(
+        self,
+        route: Route | None,
+        model: str,
+        request: Mapping[str, Any] | None = None,
+        *,
+        stream: bool = False,
+        request_id: str | None = None,
+    ) -> Recorder:
         if self._metrics is None and self.tracing is None and not self.log.enabled():
             return NULL
         return RequestRec(self, route, model, request, stream, request_id)
@@ -183,11 +201,32 @@ def _tracing(config: TelemetryConfig, provider: Any) -> Tracing | None:
 class RequestRec(Recorder):
     """One routed request's recorder."""
 
-    __slots__ = ("_answer", "_cache", "_first", "_span", "_tel", "model", "request_id", "retries",
-                 "route", "stream", "t0", "tries", "upstream", "waits")
+    __slots__ = (
+        "_answer",
+        "_cache",
+        "_first",
+        "_span",
+        "_tel",
+        "model",
+        "request_id",
+        "retries",
+        "route",
+        "stream",
+        "t0",
+        "tries",
+        "upstream",
+        "waits",
+    )
 
-    def __init__(self, tel: Telemetry, route: Route | None, model: str,
-                 request: Mapping[str, Any] | None, stream: bool, request_id: str | None) -> None:
+    def __init__(
+        self,
+        tel: Telemetry,
+        route: Route | None,
+        model: str,
+        request: Mapping[str, Any] | None,
+        stream: bool,
+        request_id: str | None,
+    ) -> None:
         self._tel = tel
         self.route = str(route.index) if route is not None else "none"
         self.model = model
@@ -199,13 +238,15 @@ class RequestRec(Recorder):
         self._first: float | None = None
         self._cache = "none"
         self._answer: tuple[Attempt, float] | None = None  # the answering try, when it ended
-        self._span = (tel.tracing.request_span(model, self.route, request, stream)
-                      if tel.tracing is not None else None)
+        self._span = (
+            tel.tracing.request_span(model, self.route, request, stream) if tel.tracing is not None else None
+        )
         if tel._metrics is not None:
             tel._metrics.started(self.route)
 
-    def try_ended(self, attempt: Attempt, upstream: float | None = None, *,
-                  circuit: str | None = None) -> None:
+    def try_ended(
+        self, attempt: Attempt, upstream: float | None = None, *, circuit: str | None = None
+    ) -> None:
         tel, outcome = self._tel, attempt.outcome
         self.tries += 1
         self.retries += outcome == "retry"
@@ -221,8 +262,9 @@ class RequestRec(Recorder):
                 labels = self._genai(provider, model or self.model, None)
                 m.operation((*labels, error_type(attempt) or ""), attempt.latency)
         if self._span is not None and tel.tracing is not None:
-            tel.tracing.try_span(self._span, attempt, model or self.model,
-                                 self._provider_attrs(provider, circuit))
+            tel.tracing.try_span(
+                self._span, attempt, model or self.model, self._provider_attrs(provider, circuit)
+            )
 
     def _health(self, attempt: Attempt, provider: str) -> None:
         windows, outcome = self._tel.windows, attempt.outcome
@@ -234,17 +276,19 @@ class RequestRec(Recorder):
             windows.record("t:" + attempt.target, ok, attempt.latency)
             windows.record("p:" + provider, ok, attempt.latency)
 
-    def _genai(self, provider: str, model: str,
-               response_model: str | None) -> tuple[str, str, str, str]:
+    def _genai(self, provider: str, model: str, response_model: str | None) -> tuple[str, str, str, str]:
         info = self._tel.providers.get(provider)
         labels = self._tel.labels
-        return ("chat", info.gen_ai_name if info is not None else provider,
-                labels.label(provider, model), labels.label(provider, response_model))
+        return (
+            "chat",
+            info.gen_ai_name if info is not None else provider,
+            labels.label(provider, model),
+            labels.label(provider, response_model),
+        )
 
     def _provider_attrs(self, provider: str, circuit: str | None) -> dict[str, Any]:
         info = self._tel.providers.get(provider)
-        attrs: dict[str, Any] = {"gen_ai.provider.name":
-                                 info.gen_ai_name if info is not None else provider}
+        attrs: dict[str, Any] = {"gen_ai.provider.name": info.gen_ai_name if info is not None else provider}
         if info is not None and info.server is not None:
             attrs["server.address"], attrs["server.port"] = info.server
         if circuit is not None:
@@ -274,8 +318,9 @@ class RequestRec(Recorder):
             self._cache = "hit"
         if tel._metrics is not None:
             mode = "stream" if self.stream else "route"
-            tel._metrics.ended(self.route, outcome, now - self.t0,
-                               now - self.t0 - self.upstream - self.waits, mode)
+            tel._metrics.ended(
+                self.route, outcome, now - self.t0, now - self.t0 - self.upstream - self.waits, mode
+            )
             if answered:
                 self._answered_metrics(result, now, chunks)  # type: ignore[arg-type]
         if self._span is not None:
@@ -302,8 +347,11 @@ class RequestRec(Recorder):
             m.stream(labels, max(first, 0.0), per_chunk)
 
     def _engine_attrs(self) -> dict[str, Any]:
-        attrs: dict[str, Any] = {"engine.tries": self.tries, "engine.retries": self.retries,
-                                 "engine.cache": self._cache}
+        attrs: dict[str, Any] = {
+            "engine.tries": self.tries,
+            "engine.retries": self.retries,
+            "engine.cache": self._cache,
+        }
         if self._first is not None:
             attrs["gen_ai.response.time_to_first_chunk"] = self._first - self.t0
         return attrs
@@ -319,11 +367,16 @@ class RequestRec(Recorder):
             tracing.failed(span, result, attrs)
         span.end()
 
-    def _log(self, result: Response | Done | BaseException | None, outcome: str,
-             status: int | None, now: float) -> None:
+    def _log(
+        self, result: Response | Done | BaseException | None, outcome: str, status: int | None, now: float
+    ) -> None:
         fields: dict[str, Any] = {
-            "request_id": self.request_id or self._tel.next_id(), "route": self.route,
-            "tries": self.tries, "outcome": outcome, "status": status, "cache": self._cache,
+            "request_id": self.request_id or self._tel.next_id(),
+            "route": self.route,
+            "tries": self.tries,
+            "outcome": outcome,
+            "status": status,
+            "cache": self._cache,
             "latency_ms": round((now - self.t0) * 1000, 3),
             "ttfc_ms": round((self._first - self.t0) * 1000, 3) if self._first else None,
         }
@@ -332,8 +385,12 @@ class RequestRec(Recorder):
         if answered is not None:
             fields["target"] = answered.target
         if isinstance(result, Response | Done):
-            fields.update(model=result.model, input_tokens=result.usage.input_tokens,
-                          output_tokens=result.usage.output_tokens, cost=result.cost)
+            fields.update(
+                model=result.model,
+                input_tokens=result.usage.input_tokens,
+                output_tokens=result.usage.output_tokens,
+                cost=result.cost,
+            )
             if status is None:
                 fields["status"] = 200
         elif status is None and attempts:
@@ -352,5 +409,6 @@ def _outcome(result: Response | Done | BaseException | None) -> tuple[str, int |
             if isinstance(result, ProviderError):
                 return name, result.status
             return name, status
-    return ("cancelled" if isinstance(result, BaseException) and not isinstance(result, Exception)
-            else "error"), None
+    return (
+        "cancelled" if isinstance(result, BaseException) and not isinstance(result, Exception) else "error"
+    ), None

@@ -30,8 +30,18 @@ DEFAULT_WINDOW: Final = 128
 class Window:
     """The last ``size`` tries of one key."""
 
-    __slots__ = ("_answered", "_latency", "_next", "_ok", "_ok_count", "_sum", "count",
-                 "failed_total", "ok_total", "skipped_total")
+    __slots__ = (
+        "_answered",
+        "_latency",
+        "_next",
+        "_ok",
+        "_ok_count",
+        "_sum",
+        "count",
+        "failed_total",
+        "ok_total",
+        "skipped_total",
+    )
 
     def __init__(self, size: int = DEFAULT_WINDOW) -> None:
         if size < 1:
@@ -139,8 +149,17 @@ class HealthTracker:
     def health(self, key: str, read_timeout: float) -> Health:
         w = self.window(key)
         p95, rate = w.p95, w.success_rate
-        return Health(key, score(rate, p95, read_timeout), w.p50, p95, rate, w.ok_total,
-                      w.failed_total, w.skipped_total, w.count)
+        return Health(
+            key,
+            score(rate, p95, read_timeout),
+            w.p50,
+            p95,
+            rate,
+            w.ok_total,
+            w.failed_total,
+            w.skipped_total,
+            w.count,
+        )
 
     def report(self, read_timeouts: Mapping[str, float]) -> Iterator[Health]:
         """The health of every key seen, in name order; ``read_timeouts`` per key (default 30s)."""

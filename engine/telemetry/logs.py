@@ -16,10 +16,27 @@ from typing import Any, Final
 __all__ = ["FIELDS", "LOGGER", "AccessLog"]
 
 LOGGER: Final = "engine.access"
-FIELDS: Final = ("request_id", "route", "target", "model", "tries", "outcome", "status",
-                 "latency_ms", "ttfc_ms", "input_tokens", "output_tokens", "cost", "cache")
-_LEVELS: Final = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-                  "error": logging.ERROR}
+FIELDS: Final = (
+    "request_id",
+    "route",
+    "target",
+    "model",
+    "tries",
+    "outcome",
+    "status",
+    "latency_ms",
+    "ttfc_ms",
+    "input_tokens",
+    "output_tokens",
+    "cost",
+    "cache",
+)
+_LEVELS: Final = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 
 class AccessLog:

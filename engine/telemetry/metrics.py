@@ -30,20 +30,38 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 __all__ = ["CIRCUIT_STATES", "GENAI_LABELS", "CollectorRegistry", "Metrics", "snapshot_of"]
 
-GENAI_LABELS: Final = ("gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model",
-                       "gen_ai_response_model", "error_type")
+GENAI_LABELS: Final = (
+    "gen_ai_operation_name",
+    "gen_ai_provider_name",
+    "gen_ai_request_model",
+    "gen_ai_response_model",
+    "error_type",
+)
 CIRCUIT_STATES: Final = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
 
 # the GenAI conventions' explicit bucket boundaries
-_DURATION: Final = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48,
-                    40.96, 81.92)
-_TOKENS: Final = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304,
-                  16777216, 67108864)
-_FIRST_CHUNK: Final = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0,
-                       2.5, 5.0, 7.5, 10.0)
+_DURATION: Final = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+_TOKENS: Final = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
+_FIRST_CHUNK: Final = (
+    0.001,
+    0.005,
+    0.01,
+    0.02,
+    0.04,
+    0.06,
+    0.08,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+)
 _PER_CHUNK: Final = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
-_OVERHEAD: Final = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                    0.1, 0.25)
+_OVERHEAD: Final = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 
 _SHARED: weakref.WeakKeyDictionary[CollectorRegistry, _Instruments] = weakref.WeakKeyDictionary()
 
@@ -54,47 +72,98 @@ class _Instruments:
     def __init__(self, registry: CollectorRegistry) -> None:
         r = registry
         self.duration = Histogram(
-            "gen_ai_client_operation_duration_seconds", "GenAI operation duration: one try "
-            "against a provider.", GENAI_LABELS, registry=r, buckets=_DURATION)
+            "gen_ai_client_operation_duration_seconds",
+            "GenAI operation duration: one try against a provider.",
+            GENAI_LABELS,
+            registry=r,
+            buckets=_DURATION,
+        )
         self.tokens = Histogram(
-            "gen_ai_client_token_usage", "Number of input and output tokens used, per answered "
-            "try.", (*GENAI_LABELS[:-1], "gen_ai_token_type"), registry=r, buckets=_TOKENS)
+            "gen_ai_client_token_usage",
+            "Number of input and output tokens used, per answered try.",
+            (*GENAI_LABELS[:-1], "gen_ai_token_type"),
+            registry=r,
+            buckets=_TOKENS,
+        )
         self.first_chunk = Histogram(
-            "gen_ai_client_operation_time_to_first_chunk_seconds", "Time from sending a streamed "
-            "request to its first chunk.", GENAI_LABELS[:-1], registry=r, buckets=_FIRST_CHUNK)
+            "gen_ai_client_operation_time_to_first_chunk_seconds",
+            "Time from sending a streamed request to its first chunk.",
+            GENAI_LABELS[:-1],
+            registry=r,
+            buckets=_FIRST_CHUNK,
+        )
         self.per_chunk = Histogram(
-            "gen_ai_client_operation_time_per_output_chunk_seconds", "Time per output chunk after "
-            "the first (a stream's mean).", GENAI_LABELS[:-1], registry=r, buckets=_PER_CHUNK)
-        self.requests = Counter("engine_requests", "Routed requests by route and outcome.",
-                                ("route", "outcome"), registry=r)
+            "gen_ai_client_operation_time_per_output_chunk_seconds",
+            "Time per output chunk after the first (a stream's mean).",
+            GENAI_LABELS[:-1],
+            registry=r,
+            buckets=_PER_CHUNK,
+        )
+        self.requests = Counter(
+            "engine_requests", "Routed requests by route and outcome.", ("route", "outcome"), registry=r
+        )
         self.request_duration = Histogram(
-            "engine_request_duration_seconds", "Whole routed request, every try and wait "
-            "included.", ("route",), registry=r, buckets=_DURATION)
-        self.tries = Counter("engine_tries", "Tries by target, outcome and error kind.",
-                             ("target", "outcome", "error_kind"), registry=r)
-        self.retries = Counter("engine_retries", "Tries retried on the same target.", ("target",),
-                               registry=r)
-        self.failovers = Counter("engine_failovers", "Tries that moved on to the next target.",
-                                 ("target",), registry=r)
-        self.circuit = Gauge("engine_circuit_state", "Circuit state: 0 closed, 1 half open, "
-                             "2 open.", ("circuit",), registry=r, multiprocess_mode="mostrecent")
-        self.cache_hits = Counter("engine_cache_hits", "Requests answered from the response "
-                                  "cache.", ("route",), registry=r)
-        self.cache_misses = Counter("engine_cache_misses", "Cacheable requests the cache did not "
-                                    "hold.", ("route",), registry=r)
-        self.limit_waits = Counter("engine_rate_limit_waits", "Waits for client-side rate-limit "
-                                   "room.", ("target",), registry=r)
-        self.limit_wait_seconds = Counter("engine_rate_limit_wait_seconds", "Time spent waiting "
-                                          "for rate-limit room.", ("target",), registry=r)
-        self.limit_skips = Counter("engine_rate_limit_skips", "Targets skipped: rate limit used "
-                                   "up.", ("target",), registry=r)
-        self.in_flight = Gauge("engine_requests_in_flight", "Routed requests in progress.",
-                               ("route",), registry=r, multiprocess_mode="livesum")
-        self.cost = Counter("engine_cost_usd", "Cost in USD of answered requests, from the "
-                            "config's prices.", ("provider", "model"), registry=r)
+            "engine_request_duration_seconds",
+            "Whole routed request, every try and wait included.",
+            ("route",),
+            registry=r,
+            buckets=_DURATION,
+        )
+        self.tries = Counter(
+            "engine_tries",
+            "Tries by target, outcome and error kind.",
+            ("target", "outcome", "error_kind"),
+            registry=r,
+        )
+        self.retries = Counter("engine_retries", "Tries retried on the same target.", ("target",), registry=r)
+        self.failovers = Counter(
+            "engine_failovers", "Tries that moved on to the next target.", ("target",), registry=r
+        )
+        self.circuit = Gauge(
+            "engine_circuit_state",
+            "Circuit state: 0 closed, 1 half open, 2 open.",
+            ("circuit",),
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
+        self.cache_hits = Counter(
+            "engine_cache_hits", "Requests answered from the response cache.", ("route",), registry=r
+        )
+        self.cache_misses = Counter(
+            "engine_cache_misses", "Cacheable requests the cache did not hold.", ("route",), registry=r
+        )
+        self.limit_waits = Counter(
+            "engine_rate_limit_waits", "Waits for client-side rate-limit room.", ("target",), registry=r
+        )
+        self.limit_wait_seconds = Counter(
+            "engine_rate_limit_wait_seconds",
+            "Time spent waiting for rate-limit room.",
+            ("target",),
+            registry=r,
+        )
+        self.limit_skips = Counter(
+            "engine_rate_limit_skips", "Targets skipped: rate limit used up.", ("target",), registry=r
+        )
+        self.in_flight = Gauge(
+            "engine_requests_in_flight",
+            "Routed requests in progress.",
+            ("route",),
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.cost = Counter(
+            "engine_cost_usd",
+            "Cost in USD of answered requests, from the config's prices.",
+            ("provider", "model"),
+            registry=r,
+        )
         self.overhead = Histogram(
-            "engine_overhead_seconds", "Time in the engine, the wait for the upstream, backoff "
-            "and rate-limit waits excluded.", ("mode",), registry=r, buckets=_OVERHEAD)
+            "engine_overhead_seconds",
+            "Time in the engine, the wait for the upstream, backoff and rate-limit waits excluded.",
+            ("mode",),
+            registry=r,
+            buckets=_OVERHEAD,
+        )
 
 
 class Metrics:
@@ -143,13 +212,11 @@ class Metrics:
         """One GenAI operation (a try that reached a provider); ``labels`` as ``GENAI_LABELS``."""
         self._child(self._i.duration, *labels).observe(duration)
 
-    def usage(self, labels: tuple[str, str, str, str], input_tokens: int,
-              output_tokens: int) -> None:
+    def usage(self, labels: tuple[str, str, str, str], input_tokens: int, output_tokens: int) -> None:
         self._child(self._i.tokens, *labels, "input").observe(input_tokens)
         self._child(self._i.tokens, *labels, "output").observe(output_tokens)
 
-    def stream(self, labels: tuple[str, str, str, str], first: float | None,
-               per_chunk: float | None) -> None:
+    def stream(self, labels: tuple[str, str, str, str], first: float | None, per_chunk: float | None) -> None:
         if first is not None:
             self._child(self._i.first_chunk, *labels).observe(first)
         if per_chunk is not None:

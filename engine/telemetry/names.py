@@ -16,18 +16,42 @@ from engine.graph import Provider, RoutingGraph
 from engine.result import Attempt
 from engine.values import Secret
 
-__all__ = ["KIND_NAMES", "WELL_KNOWN", "WIRE_OUTCOMES", "ModelLabels", "error_type", "provider_name",
-           "server_address"]
+__all__ = [
+    "KIND_NAMES",
+    "WELL_KNOWN",
+    "WIRE_OUTCOMES",
+    "ModelLabels",
+    "error_type",
+    "provider_name",
+    "server_address",
+]
 
-WELL_KNOWN: Final = frozenset({
-    "anthropic", "aws.bedrock", "azure.ai.inference", "azure.ai.openai", "cohere", "deepseek",
-    "gcp.gemini", "gcp.gen_ai", "gcp.vertex_ai", "groq", "ibm.watsonx.ai", "mistral_ai", "openai",
-    "perplexity", "x_ai",
-})
+WELL_KNOWN: Final = frozenset(
+    {
+        "anthropic",
+        "aws.bedrock",
+        "azure.ai.inference",
+        "azure.ai.openai",
+        "cohere",
+        "deepseek",
+        "gcp.gemini",
+        "gcp.gen_ai",
+        "gcp.vertex_ai",
+        "groq",
+        "ibm.watsonx.ai",
+        "mistral_ai",
+        "openai",
+        "perplexity",
+        "x_ai",
+    }
+)
 """The conventions' well-known ``gen_ai.provider.name`` values."""
 
 KIND_NAMES: Final[Mapping[str, str]] = {
-    "openai": "openai", "anthropic": "anthropic", "gemini": "gcp.gemini", "ollama": "ollama",
+    "openai": "openai",
+    "anthropic": "anthropic",
+    "gemini": "gcp.gemini",
+    "ollama": "ollama",
 }
 
 # host suffix -> name; the first match wins (more specific suffixes first)

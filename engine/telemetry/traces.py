@@ -21,20 +21,25 @@ from engine.telemetry.names import error_type
 
 __all__ = ["Tracing", "content_messages", "usage_attributes"]
 
+
 class Tracing:
     """Makes the spans; one per ``Telemetry``."""
 
     __slots__ = ("capture", "tracer")
 
-    def __init__(self, provider: TracerProvider | None = None, *, capture_content: bool = False,
-                 version: str = "") -> None:
+    def __init__(
+        self, provider: TracerProvider | None = None, *, capture_content: bool = False, version: str = ""
+    ) -> None:
         self.tracer = trace.get_tracer("engine", version or None, tracer_provider=provider)
         self.capture = capture_content
 
-    def request_span(self, model: str, route: str, request: Mapping[str, Any] | None,
-                     stream: bool) -> Span:
-        attrs: dict[str, Any] = {"gen_ai.operation.name": "chat", "gen_ai.request.model": model,
-                                 "engine.route": route, "gen_ai.request.stream": stream}
+    def request_span(self, model: str, route: str, request: Mapping[str, Any] | None, stream: bool) -> Span:
+        attrs: dict[str, Any] = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": model,
+            "engine.route": route,
+            "gen_ai.request.stream": stream,
+        }
         if request is not None:
             _request_attributes(attrs, request, self.capture)
         return self.tracer.start_span(f"chat {model}", kind=SpanKind.CLIENT, attributes=attrs)
@@ -49,8 +54,12 @@ class Tracing:
         if attempt.status is not None:
             attrs["http.response.status_code"] = attempt.status
         span = self.tracer.start_span(
-            f"chat {model}", context=trace.set_span_in_context(parent), kind=SpanKind.CLIENT,
-            attributes=attrs, start_time=end - int(attempt.latency * 1e9))
+            f"chat {model}",
+            context=trace.set_span_in_context(parent),
+            kind=SpanKind.CLIENT,
+            attributes=attrs,
+            start_time=end - int(attempt.latency * 1e9),
+        )
         error = error_type(attempt)
         if error is not None:
             span.set_attribute("error.type", error)
@@ -69,8 +78,13 @@ class Tracing:
             span.set_attribute("gen_ai.response.id", rid)
         span.set_attributes(usage_attributes(result.usage))
         if self.capture and isinstance(result, Response):
-            out = [{"role": "assistant", "parts": [{"type": "text", "content": result.text}],
-                    "finish_reason": result.finish_reason or ""}]
+            out = [
+                {
+                    "role": "assistant",
+                    "parts": [{"type": "text", "content": result.text}],
+                    "finish_reason": result.finish_reason or "",
+                }
+            ]
             span.set_attribute("gen_ai.output.messages", json.dumps(out, ensure_ascii=False))
 
     @staticmethod
@@ -81,8 +95,7 @@ class Tracing:
 
 
 def usage_attributes(usage: Usage) -> dict[str, int]:
-    out = {"gen_ai.usage.input_tokens": usage.input_tokens,
-           "gen_ai.usage.output_tokens": usage.output_tokens}
+    out = {"gen_ai.usage.input_tokens": usage.input_tokens, "gen_ai.usage.output_tokens": usage.output_tokens}
     if usage.cache_read_tokens:
         out["gen_ai.usage.cache_read.input_tokens"] = usage.cache_read_tokens
     if usage.cache_write_tokens:
@@ -103,12 +116,12 @@ def _request_attributes(attrs: dict[str, Any], request: Mapping[str, Any], captu
     if capture:
         messages = request.get("messages")
         if isinstance(messages, Sequence):
-            attrs["gen_ai.input.messages"] = json.dumps(content_messages(messages),
-                                                        ensure_ascii=False, default=str)
+            attrs["gen_ai.input.messages"] = json.dumps(
+                content_messages(messages), ensure_ascii=False, default=str
+            )
         system = request.get("system")
         if isinstance(system, str):
-            attrs["gen_ai.system_instructions"] = json.dumps([{"type": "text",
-                                                               "content": system}])
+            attrs["gen_ai.system_instructions"] = json.dumps([{"type": "text", "content": system}])
 
 
 def content_messages(messages: Sequence[Any]) -> list[dict[str, Any]]:
@@ -121,14 +134,24 @@ def content_messages(messages: Sequence[Any]) -> list[dict[str, Any]]:
         if isinstance(content, str):
             parts: list[Any] = [{"type": "text", "content": content}]
         elif isinstance(content, list):
-            parts = [{"type": "text", "content": p.get("text", "")}
-                     if isinstance(p, Mapping) and p.get("type") == "text" else p for p in content]
+            parts = [
+                {"type": "text", "content": p.get("text", "")}
+                if isinstance(p, Mapping) and p.get("type") == "text"
+                else p
+                for p in content
+            ]
         else:
             parts = []
         for call in m.get("tool_calls") or ():
             fn = call.get("function", {}) if isinstance(call, Mapping) else {}
-            parts.append({"type": "tool_call", "id": call.get("id"), "name": fn.get("name"),
-                          "arguments": fn.get("arguments")})
+            parts.append(
+                {
+                    "type": "tool_call",
+                    "id": call.get("id"),
+                    "name": fn.get("name"),
+                    "arguments": fn.get("arguments"),
+                }
+            )
         out.append({"role": m.get("role"), "parts": parts})
     return out
 
@@ -141,4 +164,3 @@ def _response_id(result: Response | Done) -> str | None:
             if isinstance(value, str):
                 return value
     return None
-

@@ -26,6 +26,7 @@ routes:
 
 # -- built-in defaults ------------------------------------------------------------------------
 
+
 def test_minimal_file_compiles_with_builtin_defaults(tmp_path: Path) -> None:
     g = compile_text(MINIMAL, env={}, base_dir=tmp_path)
     assert set(g.speeds) == {"fast", "medium", "slow"}
@@ -34,10 +35,14 @@ def test_minimal_file_compiles_with_builtin_defaults(tmp_path: Path) -> None:
     assert g.deadline == 60.0
     fast, medium, slow = g.speeds["fast"], g.speeds["medium"], g.speeds["slow"]
     assert (fast.connect, fast.read, fast.pool, fast.retries) == (5, 10, 3, 2)
-    assert (fast.backoff.base, fast.backoff.factor, fast.backoff.max, fast.backoff.jitter) == \
-        (1, 2, 8, 0.5)
-    assert (medium.connect, medium.read, medium.pool, medium.retries, medium.backoff.base) == \
-        (10, 15, 5, 3, 1.5)
+    assert (fast.backoff.base, fast.backoff.factor, fast.backoff.max, fast.backoff.jitter) == (1, 2, 8, 0.5)
+    assert (medium.connect, medium.read, medium.pool, medium.retries, medium.backoff.base) == (
+        10,
+        15,
+        5,
+        3,
+        1.5,
+    )
     assert (slow.connect, slow.read, slow.pool, slow.retries, slow.backoff.base) == (30, 30, 5, 4, 2)
     t = g.classifiers["transient"]
     assert t.retry_status == {408, 429, 500, 502, 503, 504}
@@ -51,8 +56,7 @@ def test_minimal_file_compiles_with_builtin_defaults(tmp_path: Path) -> None:
     assert (br.failures, br.recovery, br.scope) == (5, 60.0, "provider")
     assert (g.cache.backend, g.cache.models_ttl, g.cache.responses_ttl) == ("memory", 3600.0, None)
     p = g.providers["openai"]
-    assert (p.speed.name, p.retry.name, p.breaker and p.breaker.name) == \
-        ("medium", "transient", "standard")
+    assert (p.speed.name, p.retry.name, p.breaker and p.breaker.name) == ("medium", "transient", "standard")
     assert p.base_url == "https://api.openai.com/v1"
     assert (p.pool.max_connections, p.pool.max_keepalive) == (100, 20)
     assert len(g.routes) == 1 and g.routes[0].deadline == 60.0
@@ -86,13 +90,19 @@ def test_classifier_omitted_fields_take_transients(good: RoutingGraph) -> None:
 
 def test_defaults_are_expanded_onto_providers(good: RoutingGraph) -> None:
     claude, local, openai = (good.providers[n] for n in ("claude", "local", "openai"))
-    assert (claude.speed.name, claude.retry.name, claude.breaker and claude.breaker.name) == \
-        ("fast", "transient", "standard")
+    assert (claude.speed.name, claude.retry.name, claude.breaker and claude.breaker.name) == (
+        "fast",
+        "transient",
+        "standard",
+    )
     assert claude.base_url == "https://api.anthropic.com/v1"
     assert local.base_url == "http://localhost:11434" and local.breaker is None
     assert local.api_key is None
-    assert (openai.speed.name, openai.retry.name, openai.breaker and openai.breaker.name) == \
-        ("quick", "patient", "touchy")
+    assert (openai.speed.name, openai.retry.name, openai.breaker and openai.breaker.name) == (
+        "quick",
+        "patient",
+        "touchy",
+    )
     assert list(local.models) == ["llama3.2"]
     price = openai.models["gpt-4o-mini"].price
     assert price is not None and (price.input, price.output) == (0.15, 0.60)
@@ -100,8 +110,7 @@ def test_defaults_are_expanded_onto_providers(good: RoutingGraph) -> None:
 
 
 def test_defaults_section_changes_every_provider_that_does_not_say(cfg: Any) -> None:
-    text = cfg.replace("  retry: transient\n  breaker: standard\n",
-                       "  retry: never\n  breaker: none\n")
+    text = cfg.replace("  retry: transient\n  breaker: standard\n", "  retry: never\n  breaker: none\n")
     g = cfg.compile(text)
     assert g.providers["claude"].retry.name == "never" and g.providers["claude"].breaker is None
     assert g.providers["openai"].retry.name == "patient"  # says otherwise
@@ -145,6 +154,7 @@ def test_model_names_may_contain_slashes_and_colons(cfg: Any) -> None:
 
 # -- worst case -------------------------------------------------------------------------------
 
+
 def test_worst_case_numbers(good: RoutingGraph) -> None:
     assert good.speeds["quick"].worst_case() == pytest.approx(6.1)  # (1+2)*2 + 0.1
     assert good.speeds["fast"].worst_case() == pytest.approx(49.0)  # 15*3 + 1.5 + 2.5
@@ -166,9 +176,16 @@ def test_max_attempts_bounds_the_worst_case(cfg: Any) -> None:
 
 
 def test_shipped_config_compiles_without_errors() -> None:
-    g = compile_file(Path(__file__).parents[2] / "routes.yaml", env={"OPENAI_API_KEY": "k",
-                     "ANTHROPIC_API_KEY": "k", "GROQ_API_KEY": "k", "TOGETHER_API_KEY": "k",
-                     "GEMINI_API_KEY": "k"})
+    g = compile_file(
+        Path(__file__).parents[2] / "routes.yaml",
+        env={
+            "OPENAI_API_KEY": "k",
+            "ANTHROPIC_API_KEY": "k",
+            "GROQ_API_KEY": "k",
+            "TOGETHER_API_KEY": "k",
+            "GEMINI_API_KEY": "k",
+        },
+    )
     assert len(g.providers) == 6 and len(g.groups) == 4 and len(g.routes) == 8
     assert g.warnings == ()
 
@@ -183,43 +200,111 @@ def test_shipped_profiles_compile(profile: str) -> None:
 
 REFERENCE_CASES = [
     # (old, new, path, message, hint)
-    ("    speed: quick\n", "    speed: quikc\n", "providers.openai.speed",
-     "unknown speed 'quikc'", "did you mean 'quick'?"),
-    ("    retry: patient\n", "    retry: patiant\n", "providers.openai.retry",
-     "unknown retry classifier 'patiant'", "did you mean 'patient'?"),
-    ("    breaker: touchy\n", "    breaker: touhcy\n", "providers.openai.breaker",
-     "unknown breaker 'touhcy'", "did you mean 'touchy'?"),
-    ("  speed: medium\n", "  speed: meduim\n", "defaults.speed",
-     "unknown speed 'meduim'", "did you mean 'medium'?"),
-    ("  retry: transient\n", "  retry: transent\n", "defaults.retry",
-     "unknown retry classifier 'transent'", "did you mean 'transient'?"),
-    ("  breaker: standard\n", "  breaker: standart\n", "defaults.breaker",
-     "unknown breaker 'standart'", "did you mean 'standard'?"),
-    ("targets: [openai/gpt-4o-mini, claude/", "targets: [openai/gpt-4o-mini, claud/",
-     "groups.chat.targets[1]", "unknown provider 'claud'", "did you mean 'claude'?"),
-    ("targets: [openai/gpt-4o-mini, claude/", "targets: [openai/gpt-4o-mni, claude/",
-     "groups.chat.targets[0]", "unknown model 'gpt-4o-mni' for provider 'openai'",
-     "did you mean 'gpt-4o-mini'?"),
-    ("{target: chat, weight: 3}", "{target: caht, weight: 3}", "groups.mix.targets[0]",
-     "unknown provider or group 'caht'", "did you mean 'chat'?"),
-    ("    to: mix\n", "    to: mxi\n", "routes[1].to",
-     "unknown provider or group 'mxi'", "did you mean 'mix'?"),
-    ("    to: local\n", "    to: locla\n", "routes[2].to",
-     "unknown provider or group 'locla'", "did you mean 'local'?"),
-    ("{target: local/llama3.2, weight: 1}", "{target: local/llama3.3, weight: 1}",
-     "groups.mix.targets[1]", "unknown model 'llama3.3' for provider 'local'",
-     "did you mean 'llama3.2'?"),
-    ("    to: mix\n", "    to: mix/gpt\n", "routes[1].to", "'mix' is a group: a group takes no '/model'",
-     "write 'mix'"),
-    ("    kind: ollama\n", "    kind: ollama\n    template: templates/ollama/chta.json.j2\n",
-     "providers.local.template", "template 'templates/ollama/chta.json.j2' not found", "looked"),
+    (
+        "    speed: quick\n",
+        "    speed: quikc\n",
+        "providers.openai.speed",
+        "unknown speed 'quikc'",
+        "did you mean 'quick'?",
+    ),
+    (
+        "    retry: patient\n",
+        "    retry: patiant\n",
+        "providers.openai.retry",
+        "unknown retry classifier 'patiant'",
+        "did you mean 'patient'?",
+    ),
+    (
+        "    breaker: touchy\n",
+        "    breaker: touhcy\n",
+        "providers.openai.breaker",
+        "unknown breaker 'touhcy'",
+        "did you mean 'touchy'?",
+    ),
+    (
+        "  speed: medium\n",
+        "  speed: meduim\n",
+        "defaults.speed",
+        "unknown speed 'meduim'",
+        "did you mean 'medium'?",
+    ),
+    (
+        "  retry: transient\n",
+        "  retry: transent\n",
+        "defaults.retry",
+        "unknown retry classifier 'transent'",
+        "did you mean 'transient'?",
+    ),
+    (
+        "  breaker: standard\n",
+        "  breaker: standart\n",
+        "defaults.breaker",
+        "unknown breaker 'standart'",
+        "did you mean 'standard'?",
+    ),
+    (
+        "targets: [openai/gpt-4o-mini, claude/",
+        "targets: [openai/gpt-4o-mini, claud/",
+        "groups.chat.targets[1]",
+        "unknown provider 'claud'",
+        "did you mean 'claude'?",
+    ),
+    (
+        "targets: [openai/gpt-4o-mini, claude/",
+        "targets: [openai/gpt-4o-mni, claude/",
+        "groups.chat.targets[0]",
+        "unknown model 'gpt-4o-mni' for provider 'openai'",
+        "did you mean 'gpt-4o-mini'?",
+    ),
+    (
+        "{target: chat, weight: 3}",
+        "{target: caht, weight: 3}",
+        "groups.mix.targets[0]",
+        "unknown provider or group 'caht'",
+        "did you mean 'chat'?",
+    ),
+    (
+        "    to: mix\n",
+        "    to: mxi\n",
+        "routes[1].to",
+        "unknown provider or group 'mxi'",
+        "did you mean 'mix'?",
+    ),
+    (
+        "    to: local\n",
+        "    to: locla\n",
+        "routes[2].to",
+        "unknown provider or group 'locla'",
+        "did you mean 'local'?",
+    ),
+    (
+        "{target: local/llama3.2, weight: 1}",
+        "{target: local/llama3.3, weight: 1}",
+        "groups.mix.targets[1]",
+        "unknown model 'llama3.3' for provider 'local'",
+        "did you mean 'llama3.2'?",
+    ),
+    (
+        "    to: mix\n",
+        "    to: mix/gpt\n",
+        "routes[1].to",
+        "'mix' is a group: a group takes no '/model'",
+        "write 'mix'",
+    ),
+    (
+        "    kind: ollama\n",
+        "    kind: ollama\n    template: templates/ollama/chta.json.j2\n",
+        "providers.local.template",
+        "template 'templates/ollama/chta.json.j2' not found",
+        "looked",
+    ),
 ]
 
 
-@pytest.mark.parametrize("old, new, path, message, hint", REFERENCE_CASES,
-                         ids=[c[3] for c in REFERENCE_CASES])
-def test_unknown_reference(cfg: Any, old: str, new: str, path: str, message: str,
-                           hint: str) -> None:
+@pytest.mark.parametrize(
+    "old, new, path, message, hint", REFERENCE_CASES, ids=[c[3] for c in REFERENCE_CASES]
+)
+def test_unknown_reference(cfg: Any, old: str, new: str, path: str, message: str, hint: str) -> None:
     text = cfg.replace(old, new)
     p = cfg.one_error(text)
     assert p.path == path
@@ -237,7 +322,7 @@ def test_reference_columns_point_at_the_value(cfg: Any) -> None:
     assert p.col == len("    to: ") + 1
     text = cfg.replace("targets: [openai/gpt-4o-mini, claude/", "targets: [openai/gpt-4o-mini, claud/")
     p = cfg.one_error(text)
-    assert p.snippet[p.col - 1:].startswith("claud/")
+    assert p.snippet[p.col - 1 :].startswith("claud/")
 
 
 VALUE_CASES = [
@@ -246,36 +331,78 @@ VALUE_CASES = [
     ("  deadline: 60s\n", "  deadline: -1s\n", "defaults.deadline", "expected a duration"),
     ("retries: 1, backoff", "retries: -1, backoff", "speeds.quick.retries", "greater than or equal to 0"),
     ("retries: 1, backoff", "retries: lots, backoff", "speeds.quick.retries", "valid integer"),
-    ("{failures: 2, recovery: 10s", "{failures: 0, recovery: 10s", "breakers.touchy.failures",
-     "greater than or equal to 1"),
+    (
+        "{failures: 2, recovery: 10s",
+        "{failures: 0, recovery: 10s",
+        "breakers.touchy.failures",
+        "greater than or equal to 1",
+    ),
     ("scope: model}", "scope: modle}", "breakers.touchy.scope", "invalid value 'modle'"),
-    ("status: [429, 503]", "status: [429, 5003]", "retry.patient.retry_on.status[1]",
-     "less than or equal to 599"),
-    ("errors: [timeout]", "errors: [timeuot]", "retry.patient.retry_on.errors[0]",
-     "invalid value 'timeuot'"),
-    ("    retry_after: ignore\n", "    retry_after: never\n", "retry.patient.retry_after",
-     "invalid value 'never'"),
-    ("    kind: anthropic\n", "    kind: antropic\n", "providers.claude.kind",
-     "invalid value 'antropic'"),
-    ("    strategy: weighted\n", "    strategy: weigthed\n", "groups.mix.strategy",
-     "invalid value 'weigthed'"),
-    ("{target: local/llama3.2, weight: 1}", "{target: local/llama3.2, weight: -1}",
-     "groups.mix.targets[1].weight", "greater than 0"),
-    ("    max_attempts: 2\n", "    max_attempts: 0\n", "groups.mix.max_attempts",
-     "greater than or equal to 1"),
+    (
+        "status: [429, 503]",
+        "status: [429, 5003]",
+        "retry.patient.retry_on.status[1]",
+        "less than or equal to 599",
+    ),
+    ("errors: [timeout]", "errors: [timeuot]", "retry.patient.retry_on.errors[0]", "invalid value 'timeuot'"),
+    (
+        "    retry_after: ignore\n",
+        "    retry_after: never\n",
+        "retry.patient.retry_after",
+        "invalid value 'never'",
+    ),
+    ("    kind: anthropic\n", "    kind: antropic\n", "providers.claude.kind", "invalid value 'antropic'"),
+    (
+        "    strategy: weighted\n",
+        "    strategy: weigthed\n",
+        "groups.mix.strategy",
+        "invalid value 'weigthed'",
+    ),
+    (
+        "{target: local/llama3.2, weight: 1}",
+        "{target: local/llama3.2, weight: -1}",
+        "groups.mix.targets[1].weight",
+        "greater than 0",
+    ),
+    (
+        "    max_attempts: 2\n",
+        "    max_attempts: 0\n",
+        "groups.mix.max_attempts",
+        "greater than or equal to 1",
+    ),
     ("    deadline: 7m\n", "    deadline: seven\n", "routes[1].deadline", "expected a duration"),
     ("    to: mix\n", "    to: /mix\n", "routes[1].to", "is not a target"),
     ("  backend: memory\n", "  backend: memcache\n", "cache.backend", "must be 'memory'"),
-    ("{ttl: 10m, max_temperature: 0.1}", "{ttl: 10m, max_temperature: 5}",
-     "cache.responses.max_temperature", "less than or equal to 2"),
-    ("    base_url: https://api.openai.com/v1\n", "    base_url: api.openai.com\n",
-     "providers.openai.base_url", "is not an http(s) URL"),
-    ("{context: 128000, price", "{context: -5, price", "providers.openai.models.gpt-4o-mini.context",
-     "greater than or equal to 1"),
-    ("  - match: {metadata: {tier: free}}\n", "  - match: {metadata: {tier: [free]}}\n",
-     "routes[1].match.metadata.tier", "a metadata value must be"),
-    ("    strategy: weighted\n", "    strategy: hedged\n", "groups.mix.strategy",
-     "strategy hedged needs hedge_after"),
+    (
+        "{ttl: 10m, max_temperature: 0.1}",
+        "{ttl: 10m, max_temperature: 5}",
+        "cache.responses.max_temperature",
+        "less than or equal to 2",
+    ),
+    (
+        "    base_url: https://api.openai.com/v1\n",
+        "    base_url: api.openai.com\n",
+        "providers.openai.base_url",
+        "is not an http(s) URL",
+    ),
+    (
+        "{context: 128000, price",
+        "{context: -5, price",
+        "providers.openai.models.gpt-4o-mini.context",
+        "greater than or equal to 1",
+    ),
+    (
+        "  - match: {metadata: {tier: free}}\n",
+        "  - match: {metadata: {tier: [free]}}\n",
+        "routes[1].match.metadata.tier",
+        "a metadata value must be",
+    ),
+    (
+        "    strategy: weighted\n",
+        "    strategy: hedged\n",
+        "groups.mix.strategy",
+        "strategy hedged needs hedge_after",
+    ),
 ]
 
 
@@ -293,30 +420,44 @@ UNKNOWN_KEY_CASES = [
     ("  deadline: 60s\n", "  dedline: 60s\n", "defaults", "dedline", "deadline"),
     ("{connect: 1s,", "{conect: 1s,", "speeds.quick", "conect", "connect"),
     ("{base: 100ms,", "{bsae: 100ms,", "speeds.quick.backoff", "bsae", "base"),
-    ("    retry_after: ignore\n", "    retry_afer: ignore\n", "retry.patient", "retry_afer",
-     "retry_after"),
+    ("    retry_after: ignore\n", "    retry_afer: ignore\n", "retry.patient", "retry_afer", "retry_after"),
     ("{failures: 2,", "{failurs: 2,", "breakers.touchy", "failurs", "failures"),
     ("  models: {ttl: 1h}\n", "  models: {tll: 1h}\n", "cache.models", "tll", "ttl"),
-    ("    api_key: ${ANTHROPIC_API_KEY}\n", "    apikey: ${ANTHROPIC_API_KEY}\n", "providers.claude",
-     "apikey", "api_key"),
-    ("{context: 128000,", "{contxt: 128000,", "providers.openai.models.gpt-4o-mini", "contxt",
-     "context"),
-    ("price: {input: 0.15,", "price: {inptu: 0.15,", "providers.openai.models.gpt-4o-mini.price",
-     "inptu", "input"),
+    (
+        "    api_key: ${ANTHROPIC_API_KEY}\n",
+        "    apikey: ${ANTHROPIC_API_KEY}\n",
+        "providers.claude",
+        "apikey",
+        "api_key",
+    ),
+    ("{context: 128000,", "{contxt: 128000,", "providers.openai.models.gpt-4o-mini", "contxt", "context"),
+    (
+        "price: {input: 0.15,",
+        "price: {inptu: 0.15,",
+        "providers.openai.models.gpt-4o-mini.price",
+        "inptu",
+        "input",
+    ),
     ("    max_attempts: 2\n", "    max_attempt: 2\n", "groups.mix", "max_attempt", "max_attempts"),
-    ("{target: chat, weight: 3}", "{target: chat, weihgt: 3}", "groups.mix.targets[0]", "weihgt",
-     "weight"),
+    ("{target: chat, weight: 3}", "{target: chat, weihgt: 3}", "groups.mix.targets[0]", "weihgt", "weight"),
     ("    deadline: 7m\n", "    dealine: 7m\n", "routes[1]", "dealine", "deadline"),
-    ("  - match: {metadata: {tier: free}}\n", "  - match: {metdata: {tier: free}}\n",
-     "routes[1].match", "metdata", "metadata"),
+    (
+        "  - match: {metadata: {tier: free}}\n",
+        "  - match: {metdata: {tier: free}}\n",
+        "routes[1].match",
+        "metdata",
+        "metadata",
+    ),
     ("routes:\n", "route:\n", "", "route", "routes"),
 ]
 
 
-@pytest.mark.parametrize("old, new, shown, key, suggestion", UNKNOWN_KEY_CASES,
-                         ids=[c[3] for c in UNKNOWN_KEY_CASES])
-def test_unknown_key_with_did_you_mean(cfg: Any, old: str, new: str, shown: str, key: str,
-                                       suggestion: str) -> None:
+@pytest.mark.parametrize(
+    "old, new, shown, key, suggestion", UNKNOWN_KEY_CASES, ids=[c[3] for c in UNKNOWN_KEY_CASES]
+)
+def test_unknown_key_with_did_you_mean(
+    cfg: Any, old: str, new: str, shown: str, key: str, suggestion: str
+) -> None:
     text = cfg.replace(old, new)
     errs = cfg.errors(text)
     p = next(e for e in errs if f"'{key}'" in e.message)
@@ -324,7 +465,7 @@ def test_unknown_key_with_did_you_mean(cfg: Any, old: str, new: str, shown: str,
     assert p.path == shown
     assert p.hint == f"did you mean '{suggestion}'?"
     assert p.line == cfg.line_of(text, new.strip())
-    assert p.snippet[p.col - 1:].startswith(key)  # the caret is on the key itself
+    assert p.snippet[p.col - 1 :].startswith(key)  # the caret is on the key itself
 
 
 def test_missing_required_keys(cfg: Any) -> None:
@@ -338,6 +479,7 @@ def test_missing_required_keys(cfg: Any) -> None:
 
 
 # -- cycles -----------------------------------------------------------------------------------
+
 
 def test_group_cycle_is_named(cfg: Any) -> None:
     text = cfg.replace("claude/claude-3-5-haiku-latest]", "claude/claude-3-5-haiku-latest, mix]")
@@ -354,8 +496,9 @@ def test_self_cycle(cfg: Any) -> None:
 
 
 def test_long_cycle(cfg: Any) -> None:
-    text = cfg.replace("groups:\n", "groups:\n  a: {targets: [b]}\n  b: {targets: [c]}\n"
-                       "  c: {targets: [local, a]}\n")
+    text = cfg.replace(
+        "groups:\n", "groups:\n  a: {targets: [b]}\n  b: {targets: [c]}\n  c: {targets: [local, a]}\n"
+    )
     text = cfg.replace("    to: local\n", "    to: a\n", text)
     p = cfg.one_error(text)
     assert p.message == "group cycle: a -> b -> c -> a"
@@ -365,11 +508,11 @@ def test_diamond_is_not_a_cycle(cfg: Any) -> None:
     text = cfg.replace("groups:\n", "groups:\n  top: {targets: [chat, mix]}\n")
     text = cfg.replace("    to: local\n", "    to: top\n", text)
     g = cfg.compile(text)
-    assert [m.node.name for m in g.groups["top"].members if isinstance(m.node, Group)] == \
-        ["chat", "mix"]
+    assert [m.node.name for m in g.groups["top"].members if isinstance(m.node, Group)] == ["chat", "mix"]
 
 
 # -- one pass ---------------------------------------------------------------------------------
+
 
 def test_every_problem_is_found_in_one_pass(cfg: Any) -> None:
     text = cfg.replace("    speed: quick\n", "    speed: quikc\n")
@@ -377,8 +520,12 @@ def test_every_problem_is_found_in_one_pass(cfg: Any) -> None:
     text = cfg.replace("    deadline: 10m\n", "    deadline: ten\n", text)
     text = cfg.replace("{failures: 2,", "{failurs: 2,", text)
     errs = cfg.errors(text)
-    assert [e.path for e in errs] == ["breakers.touchy", "providers.openai.speed", "routes[1].to",
-                                      "routes[2].deadline"]
+    assert [e.path for e in errs] == [
+        "breakers.touchy",
+        "providers.openai.speed",
+        "routes[1].to",
+        "routes[2].deadline",
+    ]
     assert [e.line for e in errs] == sorted(e.line for e in errs)
 
 
@@ -393,11 +540,14 @@ def test_config_error_str_lists_located_problems(cfg: Any) -> None:
     text = str(info.value)
     assert text.splitlines()[0] == "1 configuration error"
     line = cfg.line_of(cfg.text, "speed: quick")
-    assert f"routes.yaml:{line}:12: error: unknown speed 'quikc' in providers.openai.speed " \
-           "(did you mean 'quick'?)" in text
+    assert (
+        f"routes.yaml:{line}:12: error: unknown speed 'quikc' in providers.openai.speed "
+        "(did you mean 'quick'?)" in text
+    )
 
 
 # -- warnings ---------------------------------------------------------------------------------
+
 
 def test_known_good_config_has_no_warnings(good: RoutingGraph) -> None:
     assert good.warnings == ()
@@ -464,8 +614,9 @@ def test_warnings_are_in_file_order(cfg: Any) -> None:
     assert len(lines) == 4 and lines == sorted(lines)
 
 
-def test_strict_fails_on_warnings(cfg: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_strict_fails_on_warnings(
+    cfg: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.delenv("ENGINE_PROFILE", raising=False)
     for name, value in cfg.env.items():
         monkeypatch.setenv(name, value)
@@ -482,21 +633,36 @@ def test_strict_fails_on_warnings(cfg: Any, tmp_path: Path, monkeypatch: pytest.
 
 # -- shapes and templates ---------------------------------------------------------------------
 
+
 def test_empty_routes_is_an_error(cfg: Any) -> None:
     text = cfg.text[: cfg.text.index("routes:\n")] + "routes: []\n"
     p = cfg.one_error(text)
     assert p.path == "routes" and "'routes' is empty" in p.message
 
 
-@pytest.mark.parametrize("old, new, path, message", [
-    ("backoff: {base: 100ms, factor: 2, max: 1s}", "backoff: 1s", "speeds.quick.backoff",
-     "expected a mapping (key: value), got a string ('1s')"),
-    ("    targets: [openai/gpt-4o-mini, claude/claude-3-5-haiku-latest]\n",
-     "    targets: openai/gpt-4o-mini\n", "groups.chat.targets",
-     "expected a list, got a string ('openai/gpt-4o-mini')"),
-    ("  - match: {model: chat}\n", "  - match: null\n", "routes[0].match",
-     "expected a mapping (key: value), got nothing (null)"),
-])
+@pytest.mark.parametrize(
+    "old, new, path, message",
+    [
+        (
+            "backoff: {base: 100ms, factor: 2, max: 1s}",
+            "backoff: 1s",
+            "speeds.quick.backoff",
+            "expected a mapping (key: value), got a string ('1s')",
+        ),
+        (
+            "    targets: [openai/gpt-4o-mini, claude/claude-3-5-haiku-latest]\n",
+            "    targets: openai/gpt-4o-mini\n",
+            "groups.chat.targets",
+            "expected a list, got a string ('openai/gpt-4o-mini')",
+        ),
+        (
+            "  - match: {model: chat}\n",
+            "  - match: null\n",
+            "routes[0].match",
+            "expected a mapping (key: value), got nothing (null)",
+        ),
+    ],
+)
 def test_wrong_shape(cfg: Any, old: str, new: str, path: str, message: str) -> None:
     p = cfg.one_error(cfg.replace(old, new))
     assert (p.path, p.message) == (path, message)
@@ -555,16 +721,14 @@ def test_the_builtin_deadline_cutting_builtin_retries_is_no_warning(tmp_path: Pa
 def test_a_misspelled_section_is_one_error(cfg: Any) -> None:
     text = cfg.replace("providers:\n", "provider:\n")
     err = cfg.one_error(text)
-    assert (err.message, err.hint) == ("unknown top-level key 'provider'",
-                                       "did you mean 'providers'?")
+    assert (err.message, err.hint) == ("unknown top-level key 'provider'", "did you mean 'providers'?")
     assert err.line == cfg.line_of(text, "provider:")
 
 
 def test_a_misspelled_section_is_still_checked(cfg: Any) -> None:
     text = cfg.replace("providers:\n", "provider:\n").replace("speed: quick", "speed: quik")
     errs = cfg.errors(text)
-    assert [e.message for e in errs] == ["unknown top-level key 'provider'",
-                                         "unknown speed 'quik'"]
+    assert [e.message for e in errs] == ["unknown top-level key 'provider'", "unknown speed 'quik'"]
     assert errs[1].line == cfg.line_of(text, "speed: quik")
 
 
@@ -583,17 +747,19 @@ def test_a_speed_key_in_a_provider_points_at_speeds(cfg: Any, key: str) -> None:
     assert "speeds:" in err.hint and "retry'?" not in err.hint
 
 
-@pytest.mark.parametrize(("vendor", "url"), [("groq", "https://api.groq.com/openai/v1"),
-                                             ("Together", "https://api.together.xyz/v1")])
-def test_an_openai_compatible_vendor_as_a_kind_says_what_to_write(cfg: Any, vendor: str,
-                                                                  url: str) -> None:
+@pytest.mark.parametrize(
+    ("vendor", "url"),
+    [("groq", "https://api.groq.com/openai/v1"), ("Together", "https://api.together.xyz/v1")],
+)
+def test_an_openai_compatible_vendor_as_a_kind_says_what_to_write(cfg: Any, vendor: str, url: str) -> None:
     err = cfg.one_error(cfg.replace("    kind: ollama\n", f"    kind: {vendor}\n"))
     assert err.path == "providers.local.kind"
     assert "kind: openai" in err.hint and url in err.hint
 
 
-@pytest.mark.parametrize("cache", ["responses: {ttl: 0, max_temperature: 0.1}",
-                                   "responses: {ttl: 0s}", "models: {ttl: 0}"])
+@pytest.mark.parametrize(
+    "cache", ["responses: {ttl: 0, max_temperature: 0.1}", "responses: {ttl: 0s}", "models: {ttl: 0}"]
+)
 def test_a_zero_ttl_is_an_error(cfg: Any, cache: str) -> None:
     text = cfg.replace("  responses: {ttl: 10m, max_temperature: 0.1}\n", f"  {cache}\n")
     if cache.startswith("models"):

@@ -28,8 +28,7 @@ JSON_DETAIL = re.compile(r"(does not render valid JSON: ).*? at output line \d+ 
 
 def _args(path: Path) -> list[str]:
     first = path.read_text(encoding="utf-8").partition("\n")[0]
-    return shlex.split(first.removeprefix("# engine-args:")) if first.startswith("# engine-args:") \
-        else []
+    return shlex.split(first.removeprefix("# engine-args:")) if first.startswith("# engine-args:") else []
 
 
 def test_the_corpus_is_big_and_numbered() -> None:
@@ -39,8 +38,9 @@ def test_the_corpus_is_big_and_numbered() -> None:
 
 
 @pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
-def test_invalid_config(path: Path, monkeypatch: pytest.MonkeyPatch,
-                        capsys: pytest.CaptureFixture[str], snapshot: object) -> None:
+def test_invalid_config(
+    path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], snapshot: object
+) -> None:
     monkeypatch.chdir(INVALID)
     monkeypatch.delenv("ENGINE_PROFILE", raising=False)
     code = main(["check", path.name, *_args(path)])

@@ -39,9 +39,23 @@ def _mappings(root: Any) -> Iterator[tuple[str, Mapping[str, Any]]]:
 
 def test_every_node_kind_is_reached(good: RoutingGraph) -> None:
     kinds = {type(n).__name__ for n in _nodes(good)}
-    assert kinds >= {"RoutingGraph", "Provider", "Speed", "Backoff", "Classifier", "Breaker",
-                     "Group", "Member", "Target", "Route", "Match", "CacheConfig", "Model", "Price",
-                     "Pool"}
+    assert kinds >= {
+        "RoutingGraph",
+        "Provider",
+        "Speed",
+        "Backoff",
+        "Classifier",
+        "Breaker",
+        "Group",
+        "Member",
+        "Target",
+        "Route",
+        "Match",
+        "CacheConfig",
+        "Model",
+        "Price",
+        "Pool",
+    }
 
 
 def test_assigning_any_attribute_raises(good: RoutingGraph) -> None:
@@ -59,9 +73,16 @@ def test_assigning_any_attribute_raises(good: RoutingGraph) -> None:
 def test_assigning_or_deleting_any_mapping_item_raises(good: RoutingGraph) -> None:
     mappings = list(_mappings(good))
     names = {name for name, _ in mappings}
-    assert {"RoutingGraph.providers", "RoutingGraph.groups", "RoutingGraph.speeds",
-            "RoutingGraph.classifiers", "RoutingGraph.breakers", "Provider.models",
-            "Provider.headers", "Match.metadata"} <= names
+    assert {
+        "RoutingGraph.providers",
+        "RoutingGraph.groups",
+        "RoutingGraph.speeds",
+        "RoutingGraph.classifiers",
+        "RoutingGraph.breakers",
+        "Provider.models",
+        "Provider.headers",
+        "Match.metadata",
+    } <= names
     for _, m in mappings:
         with pytest.raises(TypeError):
             m["x"] = 1  # type: ignore[index]
@@ -102,8 +123,7 @@ def test_describe_does_not_depend_on_the_order_of_named_sections(cfg: Any) -> No
     assert cfg.compile(reordered).describe() == cfg.compile().describe()
 
 
-def test_describe_shows_max_response_only_when_not_the_default(cfg: Any,
-                                                               good: RoutingGraph) -> None:
+def test_describe_shows_max_response_only_when_not_the_default(cfg: Any, good: RoutingGraph) -> None:
     assert "max_response" not in good.describe()
     text = cfg.text.replace("    speed: slow\n", "    speed: slow\n    max_response: 16MiB\n")
     (line,) = [x for x in cfg.compile(text).describe().splitlines() if "max_response" in x]

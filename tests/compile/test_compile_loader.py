@@ -28,8 +28,10 @@ def test_positions_of_keys_and_values() -> None:
     keys, values = loaded.locations.keys, loaded.locations.values
     assert keys[("providers", "openai", "kind")] == Loc("r.yaml", 4, 5, "    kind: openai")
     assert values[("providers", "openai", "kind")] == Loc("r.yaml", 4, 11, "    kind: openai")
-    assert (values[("providers", "openai", "models", 1)].line,
-            values[("providers", "openai", "models", 1)].col) == (5, 17)
+    assert (
+        values[("providers", "openai", "models", 1)].line,
+        values[("providers", "openai", "models", 1)].col,
+    ) == (5, 17)
     assert (keys[("routes", 0, "to")].line, keys[("routes", 0, "to")].col) == (7, 5)
     assert values[("routes", 0)].line == 7
 
@@ -61,13 +63,16 @@ def test_duplicate_keys_are_rejected_at_the_second_one() -> None:
     assert "duplicate key" in p.message and (p.line, p.col) == (3, 1)
 
 
-@pytest.mark.parametrize("text, line, col", [
-    ("a: !!python/object/apply:os.system [ls]\n", 1, 4),
-    ("a: !!python/name:os.system x\n", 1, 4),
-    ("a: !foo {x: 1}\n", 1, 4),
-    ("a:\n  - 1\n  - !env HOME\n", 3, 5),
-    ("!foo\nb: 1\n", 1, 1),
-])
+@pytest.mark.parametrize(
+    "text, line, col",
+    [
+        ("a: !!python/object/apply:os.system [ls]\n", 1, 4),
+        ("a: !!python/name:os.system x\n", 1, 4),
+        ("a: !foo {x: 1}\n", 1, 4),
+        ("a:\n  - 1\n  - !env HOME\n", 3, 5),
+        ("!foo\nb: 1\n", 1, 1),
+    ],
+)
 def test_tags_are_rejected(text: str, line: int, col: int) -> None:
     loaded = load_text(text)
     msgs = [p for p in loaded.problems if "tag" in p.message]
@@ -175,14 +180,17 @@ def _profile(tmp_path: Path, text: str, name: str = "p") -> Path:
 
 
 def test_profile_mappings_merge_lists_replace_null_removes(tmp_path: Path) -> None:
-    pdir = _profile(tmp_path, """\
+    pdir = _profile(
+        tmp_path,
+        """\
 cache: {responses: null}
 providers:
   openai:
     headers: {X-B: changed, X-C: new}
     models: [z]
   extra: {kind: ollama}
-""")
+""",
+    )
     loaded = load(BASE, "routes.yaml", profile="p", profiles_dir=pdir, env={})
     assert loaded.problems == []
     d = loaded.data
@@ -232,6 +240,7 @@ def test_merge_of_plain_loaded_values() -> None:
 
 
 # -- ${ENV} -----------------------------------------------------------------------------------
+
 
 def _env(text: str, env: dict[str, str]) -> tuple[object, list[str]]:
     loaded = load(f"v: {text}\n", env=env)
@@ -287,24 +296,47 @@ def test_env_in_keys_and_lists() -> None:
 
 # -- durations --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, seconds", [
-    ("250ms", 0.25), ("5s", 5.0), ("1.5s", 1.5), ("10m", 600.0), ("1h", 3600.0), (" 2s ", 2.0),
-    (3, 3.0), (0.5, 0.5), ("7", 7.0), (".5s", 0.5), (0, 0.0),
-])
+
+@pytest.mark.parametrize(
+    "text, seconds",
+    [
+        ("250ms", 0.25),
+        ("5s", 5.0),
+        ("1.5s", 1.5),
+        ("10m", 600.0),
+        ("1h", 3600.0),
+        (" 2s ", 2.0),
+        (3, 3.0),
+        (0.5, 0.5),
+        ("7", 7.0),
+        (".5s", 0.5),
+        (0, 0.0),
+    ],
+)
 def test_durations(text: object, seconds: float) -> None:
     assert parse_duration(text) == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("text", ["-1s", -1, "5 seconds", "1d", "", "ms", True, None, [1],
-                                  float("nan"), float("inf"), "1.2.3s"])
+@pytest.mark.parametrize(
+    "text", ["-1s", -1, "5 seconds", "1d", "", "ms", True, None, [1], float("nan"), float("inf"), "1.2.3s"]
+)
 def test_bad_durations(text: object) -> None:
     with pytest.raises(ValueError, match="duration"):
         parse_duration(text)
 
 
-@pytest.mark.parametrize("seconds, text", [
-    (0.25, "250ms"), (5, "5s"), (1.5, "1.5s"), (600, "10m"), (3600, "1h"), (0, "0s"), (90, "90s"),
-])
+@pytest.mark.parametrize(
+    "seconds, text",
+    [
+        (0.25, "250ms"),
+        (5, "5s"),
+        (1.5, "1.5s"),
+        (600, "10m"),
+        (3600, "1h"),
+        (0, "0s"),
+        (90, "90s"),
+    ],
+)
 def test_format_duration(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
     assert parse_duration(text) == pytest.approx(seconds)
@@ -312,42 +344,98 @@ def test_format_duration(seconds: float, text: str) -> None:
 
 # -- sizes ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, size", [
-    ("16MiB", 16 * 1024**2), ("512KB", 512_000), ("1.5MB", 1_500_000), ("1GiB", 1024**3),
-    ("100B", 100), ("32 mib", 32 * 1024**2), (" 2kib ", 2048), (4096, 4096), ("7", 7), (1.0, 1),
-])
+
+@pytest.mark.parametrize(
+    "text, size",
+    [
+        ("16MiB", 16 * 1024**2),
+        ("512KB", 512_000),
+        ("1.5MB", 1_500_000),
+        ("1GiB", 1024**3),
+        ("100B", 100),
+        ("32 mib", 32 * 1024**2),
+        (" 2kib ", 2048),
+        (4096, 4096),
+        ("7", 7),
+        (1.0, 1),
+    ],
+)
 def test_sizes(text: object, size: int) -> None:
     assert parse_size(text) == size
 
 
-@pytest.mark.parametrize("text", ["-1MB", -1, 0, "0B", "0.1B", "5 megs", "1TB", "", "MB", True,
-                                  None, [1], float("nan"), float("inf"), "1.2.3MB"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "-1MB",
+        -1,
+        0,
+        "0B",
+        "0.1B",
+        "5 megs",
+        "1TB",
+        "",
+        "MB",
+        True,
+        None,
+        [1],
+        float("nan"),
+        float("inf"),
+        "1.2.3MB",
+    ],
+)
 def test_bad_sizes(text: object) -> None:
     with pytest.raises(ValueError, match="size"):
         parse_size(text)
 
 
-@pytest.mark.parametrize("size, text", [
-    (32 * 1024**2, "32MiB"), (512_000, "512KB"), (1_500_000, "1500KB"), (1024**3, "1GiB"),
-    (1000, "1KB"), (100, "100B"), (1536, "1536B"),
-])
+@pytest.mark.parametrize(
+    "size, text",
+    [
+        (32 * 1024**2, "32MiB"),
+        (512_000, "512KB"),
+        (1_500_000, "1500KB"),
+        (1024**3, "1GiB"),
+        (1000, "1KB"),
+        (100, "100B"),
+        (1536, "1536B"),
+    ],
+)
 def test_format_size(size: int, text: str) -> None:
     assert format_size(size) == text
     assert parse_size(text) == size
 
 
-@pytest.mark.parametrize(("text", "line", "words", "jargon"), [
-    ("version: 1\nproviders:\n  a: {kind: openai}\n routes:\n  - to: a\n", 4,
-     "indentation does not fit", "<block end>"),
-    ("version: 1\nproviders:\n  a: {kind: openai}\nroutes:\n  - match: {model: *}\n    to: a\n",
-     5, "'*' at the start of a value is a YAML alias", "alphabetic or numeric"),
-    ("version: 1\nproviders:\n  a: {kind: openai}\nroutes:\n  - match: {model: *-mini}\n"
-     "    to: a\n", 5, "'*' at the start of a value is a YAML alias", "undefined alias"),
-    ("version: 1\nproviders:\n  a: {kind: openai, api_key: a: b}\nroutes:\n  - to: a\n", 3,
-     "an item goes on past where it should end", "expected ','"),
-])
-def test_yaml_syntax_errors_speak_of_lines_and_quotes(text: str, line: int, words: str,
-                                                      jargon: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "line", "words", "jargon"),
+    [
+        (
+            "version: 1\nproviders:\n  a: {kind: openai}\n routes:\n  - to: a\n",
+            4,
+            "indentation does not fit",
+            "<block end>",
+        ),
+        (
+            "version: 1\nproviders:\n  a: {kind: openai}\nroutes:\n  - match: {model: *}\n    to: a\n",
+            5,
+            "'*' at the start of a value is a YAML alias",
+            "alphabetic or numeric",
+        ),
+        (
+            "version: 1\nproviders:\n  a: {kind: openai}\nroutes:\n  - match: {model: *-mini}\n    to: a\n",
+            5,
+            "'*' at the start of a value is a YAML alias",
+            "undefined alias",
+        ),
+        (
+            "version: 1\nproviders:\n  a: {kind: openai, api_key: a: b}\nroutes:\n  - to: a\n",
+            3,
+            "an item goes on past where it should end",
+            "expected ','",
+        ),
+    ],
+)
+def test_yaml_syntax_errors_speak_of_lines_and_quotes(text: str, line: int, words: str, jargon: str) -> None:
     from engine.loader import load_text
 
     [problem] = load_text(text).problems

@@ -44,8 +44,7 @@ def test_hedged_label_and_quotes(cfg: Any) -> None:
 def test_names_that_differ_only_in_punctuation_stay_distinct(cfg: Any) -> None:
     text = cfg.replace("models: [llama3.2]", "models: [llama3.2, llama3-2, llama3_2]")
     text = cfg.replace("    to: local\n", "    to: split\n", text)
-    text = cfg.replace("groups:\n", "groups:\n  split: {targets: [local/llama3-2, local/llama3_2]}\n",
-                       text)
+    text = cfg.replace("groups:\n", "groups:\n  split: {targets: [local/llama3-2, local/llama3_2]}\n", text)
     out = to_mermaid(cfg.compile(text))
     assert 't_local_llama3_2["local/llama3.2"]' in out
     assert 't_local_llama3_2_2["local/llama3-2"]' in out

@@ -72,20 +72,31 @@ def test_the_limit_is_inclusive() -> None:
 def _config(routes: int) -> str:
     out = ["version: 1", "providers:"]
     for i in range(routes // 5):
-        out += [f"  p{i}:", f"    kind: openai  # {i}", f"    base_url: https://p{i}.example/v1",
-                f"    models: {{m{i}: {{price: {{input: 0.1, output: 0.4}}}}, n{i}: {{}}}}"]
+        out += [
+            f"  p{i}:",
+            f"    kind: openai  # {i}",
+            f"    base_url: https://p{i}.example/v1",
+            f"    models: {{m{i}: {{price: {{input: 0.1, output: 0.4}}}}, n{i}: {{}}}}",
+        ]
     out.append("routes:")
     for r in range(routes):
-        out += [f"  - match: {{model: \"m-{r}*\", metadata: {{tier: 't{r}'}}}}", f"    to: p{r % 7}",
-                "    deadline: 10m"]
+        out += [
+            f"  - match: {{model: \"m-{r}*\", metadata: {{tier: 't{r}'}}}}",
+            f"    to: p{r % 7}",
+            "    deadline: 10m",
+        ]
     return "\n".join(out) + "\n"
 
 
-@pytest.mark.parametrize("text", [
-    (ROOT / "routes.yaml").read_text(encoding="utf-8"),
-    *(p.read_text(encoding="utf-8") for p in sorted((ROOT / "profiles").glob("*.yaml"))),
-    _config(300),
-], ids=lambda t: t.splitlines()[0][:30])
+@pytest.mark.parametrize(
+    "text",
+    [
+        (ROOT / "routes.yaml").read_text(encoding="utf-8"),
+        *(p.read_text(encoding="utf-8") for p in sorted((ROOT / "profiles").glob("*.yaml"))),
+        _config(300),
+    ],
+    ids=lambda t: t.splitlines()[0][:30],
+)
 def test_whole_lines_and_tokens_agree_on_configs(text: str) -> None:
     for limit in (6, 7, 8, 50):
         assert too_deep(text, limit) == _scan(text, limit, False)
@@ -121,13 +132,52 @@ def _counted(text: str, whole_lines: bool) -> int:
     return lo
 
 
-PIECES = ["[", "]", "{", "}", ", ", ":", " ", "\n", "\n  ", "\n    ", "- ", "? ", ": ", "a", "b c",
-          "#", "'", '"', "''", "\\", "|", ">", "&x ", "*x", "!t ", "\t", "-", "?", "---", "\n- ",
-          "k: v\n", "k:\n", "  k: [a, 'b']\n", "- k: {a: \"x\"}\n", "k: a [b\n"]
+PIECES = [
+    "[",
+    "]",
+    "{",
+    "}",
+    ", ",
+    ":",
+    " ",
+    "\n",
+    "\n  ",
+    "\n    ",
+    "- ",
+    "? ",
+    ": ",
+    "a",
+    "b c",
+    "#",
+    "'",
+    '"',
+    "''",
+    "\\",
+    "|",
+    ">",
+    "&x ",
+    "*x",
+    "!t ",
+    "\t",
+    "-",
+    "?",
+    "---",
+    "\n- ",
+    "k: v\n",
+    "k:\n",
+    "  k: [a, 'b']\n",
+    '- k: {a: "x"}\n',
+    "k: a [b\n",
+]
 
 
-@settings(max_examples=250, deadline=None, database=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=250,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(st.lists(st.sampled_from(PIECES), max_size=40).map("".join))
 def test_the_count_bounds_what_the_c_parser_nests(text: str) -> None:
     # the count is never below half of what the C parser opens (an indentless sequence or a

@@ -20,12 +20,14 @@ def _with(cfg: Any, price: str) -> str:
 
 
 def test_cache_prices_compile_into_the_graph(cfg: Any) -> None:
-    graph: RoutingGraph = cfg.compile(_with(cfg, "{input: 0.15, output: 0.6, cache_read: 0.075, "
-                                                 "cache_write: 0.2}"))
+    graph: RoutingGraph = cfg.compile(
+        _with(cfg, "{input: 0.15, output: 0.6, cache_read: 0.075, cache_write: 0.2}")
+    )
     price = graph.providers["openai"].models["gpt-4o-mini"].price
     assert price == Price(0.15, 0.6, 0.075, 0.2)
-    assert "model gpt-4o-mini context=128000 price=0.15/0.6 cache_read=0.075 cache_write=0.2" \
-        in graph.describe()
+    assert (
+        "model gpt-4o-mini context=128000 price=0.15/0.6 cache_read=0.075 cache_write=0.2" in graph.describe()
+    )
 
 
 def test_without_cache_prices_nothing_changes(good: RoutingGraph) -> None:
@@ -41,8 +43,9 @@ def test_a_negative_cache_price_is_an_error(cfg: Any, key: str) -> None:
 
 
 def test_cost_prices_cache_reads_and_writes_at_their_prices() -> None:
-    usage = Usage(1_000_000, 100_000, cache_read_tokens=600_000, cache_write_tokens=300_000,
-                  reasoning_tokens=80_000)
+    usage = Usage(
+        1_000_000, 100_000, cache_read_tokens=600_000, cache_write_tokens=300_000, reasoning_tokens=80_000
+    )
     # 100k uncached x 3 + 600k read x 0.3 + 300k written x 3.75 + 100k output x 15 (reasoning in it)
     assert Price(3.0, 15.0, 0.3, 3.75).cost(usage) == pytest.approx(0.3 + 0.18 + 1.125 + 1.5)
     # without cache prices: every prompt token at the input price

@@ -23,21 +23,107 @@ SHIPPED = (ROOT / "routes.yaml").read_text(encoding="utf-8")
 SHIPPED_DATA = load_text(SHIPPED).data
 ENV = {"OPENAI_API_KEY": "k", "GROQ_API_KEY": "k"}
 
-SETTINGS = settings(max_examples=150, deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+SETTINGS = settings(
+    max_examples=150,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 
 WORDS = [
-    "version", "defaults", "speeds", "retry", "breakers", "cache", "providers", "groups", "routes",
-    "speed", "breaker", "deadline", "fast", "medium", "slow", "connect", "read", "pool", "retries",
-    "backoff", "base", "factor", "max", "jitter", "extends", "transient", "never", "retry_on",
-    "failover_on", "retry_after", "honor", "ignore", "status", "errors", "timeout", "standard",
-    "failures", "recovery", "scope", "provider", "model", "backend", "memory", "models", "ttl",
-    "responses", "max_temperature", "openai", "anthropic", "gemini", "ollama", "kind", "base_url",
-    "api_key", "headers", "template", "limits", "rpm", "tpm", "context", "price", "input", "output",
-    "chat", "strategy", "priority", "weighted", "hedged", "round_robin", "least_latency", "targets",
-    "target", "weight", "max_attempts", "hedge_after", "match", "metadata", "to", "none",
-    "openai/gpt-4o-mini", "chat/x", "a/b/c:d", "250ms", "5s", "1h", "-1s", "${X}", "${X:-y}",
-    "$${Z}", "${", "https://h/v1", "redis://:p@h/0", "templates/openai/chat.json.j2",
+    "version",
+    "defaults",
+    "speeds",
+    "retry",
+    "breakers",
+    "cache",
+    "providers",
+    "groups",
+    "routes",
+    "speed",
+    "breaker",
+    "deadline",
+    "fast",
+    "medium",
+    "slow",
+    "connect",
+    "read",
+    "pool",
+    "retries",
+    "backoff",
+    "base",
+    "factor",
+    "max",
+    "jitter",
+    "extends",
+    "transient",
+    "never",
+    "retry_on",
+    "failover_on",
+    "retry_after",
+    "honor",
+    "ignore",
+    "status",
+    "errors",
+    "timeout",
+    "standard",
+    "failures",
+    "recovery",
+    "scope",
+    "provider",
+    "model",
+    "backend",
+    "memory",
+    "models",
+    "ttl",
+    "responses",
+    "max_temperature",
+    "openai",
+    "anthropic",
+    "gemini",
+    "ollama",
+    "kind",
+    "base_url",
+    "api_key",
+    "headers",
+    "template",
+    "limits",
+    "rpm",
+    "tpm",
+    "context",
+    "price",
+    "input",
+    "output",
+    "chat",
+    "strategy",
+    "priority",
+    "weighted",
+    "hedged",
+    "round_robin",
+    "least_latency",
+    "targets",
+    "target",
+    "weight",
+    "max_attempts",
+    "hedge_after",
+    "match",
+    "metadata",
+    "to",
+    "none",
+    "openai/gpt-4o-mini",
+    "chat/x",
+    "a/b/c:d",
+    "250ms",
+    "5s",
+    "1h",
+    "-1s",
+    "${X}",
+    "${X:-y}",
+    "$${Z}",
+    "${",
+    "https://h/v1",
+    "redis://:p@h/0",
+    "templates/openai/chat.json.j2",
 ]
 
 
@@ -57,16 +143,33 @@ def _exercise(graph: RoutingGraph) -> None:
     graph.describe()
     for model in ("chat", "gpt-4o", "llama3.2", "zzz"):
         try:
-            build_plan(graph, {"model": model, "messages": [{"role": "user", "content": "hi"}],
-                               "temperature": 0, "metadata": {"tier": "free"}}).text()
+            build_plan(
+                graph,
+                {
+                    "model": model,
+                    "messages": [{"role": "user", "content": "hi"}],
+                    "temperature": 0,
+                    "metadata": {"tier": "free"},
+                },
+            ).text()
         except NoRouteError:
             pass
 
 
 # -- random text ------------------------------------------------------------------------------
 
-TOKENS = [*": -[]{},'\"\n\t#&*!|>?%@`$._/\\=~0123456789aeknoprstv",
-          "\n  ", "\n- ", ": ", "${", "&a ", "*a", "!!", "---", *WORDS[:20]]
+TOKENS = [
+    *": -[]{},'\"\n\t#&*!|>?%@`$._/\\=~0123456789aeknoprstv",
+    "\n  ",
+    "\n- ",
+    ": ",
+    "${",
+    "&a ",
+    "*a",
+    "!!",
+    "---",
+    *WORDS[:20],
+]
 YAMLISH = st.lists(st.sampled_from(TOKENS), max_size=60).map("".join)
 
 
@@ -84,12 +187,18 @@ def test_random_unicode_text(text: str) -> None:
 
 # -- random documents over the config's vocabulary -----------------------------------------
 
-SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6),
-                    st.floats(allow_nan=True, allow_infinity=True), st.sampled_from(WORDS))
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 10**6),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from(WORDS),
+)
 DOCS = st.recursive(
     SCALARS,
-    lambda inner: st.one_of(st.lists(inner, max_size=4),
-                            st.dictionaries(st.sampled_from(WORDS), inner, max_size=5)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.sampled_from(WORDS), inner, max_size=5)
+    ),
     max_leaves=30,
 )
 
@@ -101,18 +210,26 @@ def test_random_documents(doc: dict[str, Any]) -> None:
 
 
 @SETTINGS
-@given(st.dictionaries(st.sampled_from(["speeds", "retry", "breakers", "providers", "groups",
-                                        "defaults", "cache"]), DOCS, max_size=3),
-       st.lists(st.dictionaries(st.sampled_from(["match", "to", "deadline"]), DOCS, max_size=3),
-                max_size=3))
-def test_random_sections_on_a_valid_skeleton(sections: dict[str, Any],
-                                             routes: list[dict[str, Any]]) -> None:
-    doc = {"version": 1, "providers": {"p": {"kind": "ollama", "models": ["m"]}},
-           "routes": [{"to": "p"}, *routes], **sections}
+@given(
+    st.dictionaries(
+        st.sampled_from(["speeds", "retry", "breakers", "providers", "groups", "defaults", "cache"]),
+        DOCS,
+        max_size=3,
+    ),
+    st.lists(st.dictionaries(st.sampled_from(["match", "to", "deadline"]), DOCS, max_size=3), max_size=3),
+)
+def test_random_sections_on_a_valid_skeleton(sections: dict[str, Any], routes: list[dict[str, Any]]) -> None:
+    doc = {
+        "version": 1,
+        "providers": {"p": {"kind": "ollama", "models": ["m"]}},
+        "routes": [{"to": "p"}, *routes],
+        **sections,
+    }
     _compile(json.dumps(doc))
 
 
 # -- mutations of the shipped routes.yaml -------------------------------------------------------
+
 
 def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     out = [prefix] if prefix else []
@@ -171,13 +288,13 @@ def test_structural_mutations_of_the_shipped_config(doc: dict[str, Any]) -> None
     _compile(json.dumps(doc))
 
 
-
 @st.composite
 def mutated_text(draw: st.DrawFn) -> str:
     text = SHIPPED
     for _ in range(draw(st.integers(1, 3))):
-        op = draw(st.sampled_from(["truncate", "garbage", "delete_line", "duplicate_line",
-                                   "swap_lines", "indent"]))
+        op = draw(
+            st.sampled_from(["truncate", "garbage", "delete_line", "duplicate_line", "swap_lines", "indent"])
+        )
         lines = text.splitlines(keepends=True) or [""]
         i = draw(st.integers(0, len(lines) - 1))
         j = draw(st.integers(0, len(lines) - 1))
@@ -188,9 +305,9 @@ def mutated_text(draw: st.DrawFn) -> str:
             junk = draw(st.text(alphabet=": -[]{},'\"\n\t#&*!|>?%@`${}\\x", min_size=1, max_size=4))
             text = text[:pos] + junk + text[pos:]
         elif op == "delete_line":
-            text = "".join(lines[:i] + lines[i + 1:])
+            text = "".join(lines[:i] + lines[i + 1 :])
         elif op == "duplicate_line":
-            text = "".join([*lines[: i + 1], lines[i], *lines[i + 1:]])
+            text = "".join([*lines[: i + 1], lines[i], *lines[i + 1 :]])
         elif op == "swap_lines":
             lines[i], lines[j] = lines[j], lines[i]
             text = "".join(lines)

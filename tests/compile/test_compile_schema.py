@@ -45,21 +45,24 @@ def test_types_are_checked_and_durations_parsed() -> None:
     assert sorted(e.loc for e in errors) == [("read",), ("retries",)]
 
 
-@pytest.mark.parametrize("model, data", [
-    (S.SpeedSpec, {"retries": -1}),
-    (S.BreakerSpec, {"failures": 0}),
-    (S.GroupSpec, {"targets": []}),
-    (S.GroupSpec, {"targets": ["a"], "max_attempts": 0}),
-    (S.MemberSpec, {"target": "a", "weight": 0}),
-    (S.CodesSpec, {"status": [99]}),
-    (S.CodesSpec, {"errors": ["timout"]}),
-    (S.ProviderSpec, {"kind": "openia"}),
-    (S.GroupSpec, {"targets": ["a"], "strategy": "random"}),
-    (S.RouteSpec, {"to": "/x"}),
-    (S.RouteSpec, {"to": "p/"}),
-    (S.CacheSpec, {"backend": "memcached://x"}),
-    (S.MatchSpec, {"metadata": {"a": [1]}}),
-])
+@pytest.mark.parametrize(
+    "model, data",
+    [
+        (S.SpeedSpec, {"retries": -1}),
+        (S.BreakerSpec, {"failures": 0}),
+        (S.GroupSpec, {"targets": []}),
+        (S.GroupSpec, {"targets": ["a"], "max_attempts": 0}),
+        (S.MemberSpec, {"target": "a", "weight": 0}),
+        (S.CodesSpec, {"status": [99]}),
+        (S.CodesSpec, {"errors": ["timout"]}),
+        (S.ProviderSpec, {"kind": "openia"}),
+        (S.GroupSpec, {"targets": ["a"], "strategy": "random"}),
+        (S.RouteSpec, {"to": "/x"}),
+        (S.RouteSpec, {"to": "p/"}),
+        (S.CacheSpec, {"backend": "memcached://x"}),
+        (S.MatchSpec, {"metadata": {"a": [1]}}),
+    ],
+)
 def test_bad_values_are_rejected(model: type[S.Spec], data: dict[str, Any]) -> None:
     spec, errors = S.validate(model, data)
     assert spec is None and errors
@@ -105,8 +108,11 @@ def test_json_schema_is_strict_and_knows_the_required_keys() -> None:
     schema = S.json_schema()
     assert set(schema["required"]) == {"version", "providers", "routes"}
     assert schema["additionalProperties"] is False
-    assert all(d.get("additionalProperties") is False for d in schema["$defs"].values()
-               if d.get("type") == "object" and "properties" in d)
+    assert all(
+        d.get("additionalProperties") is False
+        for d in schema["$defs"].values()
+        if d.get("type") == "object" and "properties" in d
+    )
 
 
 def test_engine_schema_prints_loadable_json(capsys: pytest.CaptureFixture[str]) -> None:

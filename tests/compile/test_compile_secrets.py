@@ -29,11 +29,12 @@ MARK = "LEAK"
 
 
 def _secret_config(cfg: Any) -> str:
-    text = cfg.replace("    base_url: https://api.openai.com/v1\n",
-                       "    base_url: ${OPENAI_BASE}\n")
-    text = cfg.replace('{OpenAI-Organization: "${OPENAI_ORG:-org-default}"}',
-                       '{OpenAI-Organization: "${OPENAI_ORG:-org-default}", '
-                       'X-Token: "Bearer ${EXTRA_TOKEN}"}', text)
+    text = cfg.replace("    base_url: https://api.openai.com/v1\n", "    base_url: ${OPENAI_BASE}\n")
+    text = cfg.replace(
+        '{OpenAI-Organization: "${OPENAI_ORG:-org-default}"}',
+        '{OpenAI-Organization: "${OPENAI_ORG:-org-default}", X-Token: "Bearer ${EXTRA_TOKEN}"}',
+        text,
+    )
     return cfg.replace("  backend: memory\n", "  backend: ${REDIS_URL}\n", text)
 
 
@@ -133,8 +134,14 @@ def test_config_errors_never_show_a_secret(cfg: Any) -> None:
     text = cfg.replace("    kind: anthropic\n", "    kind: ${KIND}\n", text)
     text = cfg.replace("    deadline: 7m\n", "    deadline: ${DEADLINE}\n", text)
     text = cfg.replace("    base_url: ${OPENAI_BASE}\n", "    base_url: ${BAD_URL}\n", text)
-    env = {**SECRETS, "SPEED": "LEAK-speed", "RETRIES": "LEAK-retries", "KIND": "LEAK-kind",
-           "DEADLINE": "LEAK-deadline", "BAD_URL": "ftp://LEAK-url"}
+    env = {
+        **SECRETS,
+        "SPEED": "LEAK-speed",
+        "RETRIES": "LEAK-retries",
+        "KIND": "LEAK-kind",
+        "DEADLINE": "LEAK-deadline",
+        "BAD_URL": "ftp://LEAK-url",
+    }
     with pytest.raises(ConfigError) as info:
         cfg.compile(text, env=env)
     err = info.value
@@ -153,8 +160,9 @@ def test_secrets_only_in_secret_capable_fields(cfg: Any) -> None:
     assert p.path.endswith(".speed") and "api_key, base_url, headers" in p.hint
 
 
-def test_cli_output_never_shows_a_secret(cfg: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_output_never_shows_a_secret(
+    cfg: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.delenv("ENGINE_PROFILE", raising=False)
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)
@@ -162,9 +170,13 @@ def test_cli_output_never_shows_a_secret(cfg: Any, tmp_path: Path, monkeypatch: 
     path.write_text(_secret_config(cfg))
     req = tmp_path / "r.json"
     req.write_text(json.dumps(REQUESTS[2]))
-    runs = [["check", str(path)], ["plan", str(path), "--model", "chat"],
-            ["plan", str(path), "--model", "chat", "--json"], ["plan", str(path), "-r", str(req)],
-            ["graph", str(path)]]
+    runs = [
+        ["check", str(path)],
+        ["plan", str(path), "--model", "chat"],
+        ["plan", str(path), "--model", "chat", "--json"],
+        ["plan", str(path), "-r", str(req)],
+        ["graph", str(path)],
+    ]
     for argv in runs:
         assert main(argv) == 0
         out, err = capsys.readouterr()
@@ -175,14 +187,19 @@ def test_cli_output_never_shows_a_secret(cfg: Any, tmp_path: Path, monkeypatch: 
     assert "an environment value (${...}) is a secret" in err and MARK not in out + err
 
 
-@pytest.mark.parametrize(("backend", "env", "shown"), [
-    ("redis://cache.example.com:6379/0?password=${PW}", {"PW": "LEAK-pw-0006"},
-     "redis://cache.example.com:6379/0?password=***"),
-    ("${REDIS_URL}", {"REDIS_URL": "redis://LEAK-host.example.com:6379/0"}, "***"),
-    ("redis://${REDIS_HOST}:6379/0", {"REDIS_HOST": "LEAK-host.internal"}, "redis://***:6379/0"),
-])
-def test_a_backend_url_keeps_its_secrets(cfg: Any, backend: str, env: dict[str, str],
-                                         shown: str) -> None:
+@pytest.mark.parametrize(
+    ("backend", "env", "shown"),
+    [
+        (
+            "redis://cache.example.com:6379/0?password=${PW}",
+            {"PW": "LEAK-pw-0006"},
+            "redis://cache.example.com:6379/0?password=***",
+        ),
+        ("${REDIS_URL}", {"REDIS_URL": "redis://LEAK-host.example.com:6379/0"}, "***"),
+        ("redis://${REDIS_HOST}:6379/0", {"REDIS_HOST": "LEAK-host.internal"}, "redis://***:6379/0"),
+    ],
+)
+def test_a_backend_url_keeps_its_secrets(cfg: Any, backend: str, env: dict[str, str], shown: str) -> None:
     graph = cfg.compile(cfg.replace("  backend: memory\n", f'  backend: "{backend}"\n'), env=env)
     assert isinstance(graph.cache.backend, Secret)
     assert MARK in graph.cache.url  # the state layer opens it, nothing else shows it

@@ -44,8 +44,9 @@ HI = [{"role": "user", "content": "x" * 400}]  # 101 input tokens by the estimat
 class Seen:
     """An ``Observed`` with values set by the test."""
 
-    def __init__(self, scores: Mapping[str, float] | None = None,
-                 busy: Mapping[str, int] | None = None) -> None:
+    def __init__(
+        self, scores: Mapping[str, float] | None = None, busy: Mapping[str, int] | None = None
+    ) -> None:
         self.scores = dict(scores or {})
         self.seen: dict[str, float] = {}
         self.busy: dict[str, int] = dict(busy or {})
@@ -59,8 +60,7 @@ def graph(cfg: Any, strategy: str, text: str = CONFIG) -> RoutingGraph:
     return g
 
 
-def order_of(group: Group, observed: Seen | None = None, seed: int = 1,
-             tokens: int = 101) -> Order:
+def order_of(group: Group, observed: Seen | None = None, seed: int = 1, tokens: int = 101) -> Order:
     keys = tuple(f"{group.name}>{i}" for i in range(len(group.members)))
     env = Env(keys, random.Random(seed), observed or Seen(), lambda request: tokens)
     return STRATEGIES[group.strategy].prepare(group, env)
@@ -68,10 +68,14 @@ def order_of(group: Group, observed: Seen | None = None, seed: int = 1,
 
 # -- the registry ------------------------------------------------------------------------------
 
+
 def test_the_schema_enum_is_the_registry_in_its_order() -> None:
     prop = json_schema()["$defs"]["GroupSpec"]["properties"]["strategy"]
-    assert prop["enum"] == list(STRATEGIES) == [
-        "priority", "round_robin", "weighted", "least_latency", "hedged", "least_busy", "cheapest"]
+    assert (
+        prop["enum"]
+        == list(STRATEGIES)
+        == ["priority", "round_robin", "weighted", "least_latency", "hedged", "least_busy", "cheapest"]
+    )
     assert all(f"{s.name}: {s.description}" in prop["description"] for s in STRATEGIES.values())
 
 
@@ -85,20 +89,29 @@ def test_strategy_modules_import_only_the_standard_library_and_engine_values() -
     bad = []
     for path in STRATEGY_DIR.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
             for name in names:
                 top = name.split(".")[0]
-                ok = (top in sys.stdlib_module_names or name.startswith("engine.strategies")
-                      or name in ("engine.values", "engine.graph", "engine.reach"))
+                ok = (
+                    top in sys.stdlib_module_names
+                    or name.startswith("engine.strategies")
+                    or name in ("engine.values", "engine.graph", "engine.reach")
+                )
                 if not ok:
                     bad.append(f"{path.name} imports {name}")
     assert bad == []
 
 
 @pytest.mark.parametrize(("typo", "meant"), [("cheapestt", "cheapest"), ("least-busy", "least_busy")])
-def test_an_unknown_strategy_is_located_with_a_name_from_the_registry(cfg: Any, typo: str,
-                                                                      meant: str) -> None:
+def test_an_unknown_strategy_is_located_with_a_name_from_the_registry(
+    cfg: Any, typo: str, meant: str
+) -> None:
     err = cfg.one_error(CONFIG.replace("STRATEGY", typo))
     assert (err.path, err.message) == ("groups.G.strategy", f"invalid value '{typo}'")
     assert err.line == cfg.line_of(CONFIG, "strategy: STRATEGY")
@@ -107,16 +120,15 @@ def test_an_unknown_strategy_is_located_with_a_name_from_the_registry(cfg: Any, 
 
 # -- ordering ----------------------------------------------------------------------------------
 
+
 def test_priority_and_hedged_keep_the_written_order(cfg: Any) -> None:
     assert list(order_of(graph(cfg, "priority").groups["G"])("m", {})) == [0, 1, 2]
-    hedged = graph(cfg, "hedged", CONFIG.replace("    targets: [a", "    hedge_after: 1s\n"
-                                                 "    targets: [a"))
+    hedged = graph(cfg, "hedged", CONFIG.replace("    targets: [a", "    hedge_after: 1s\n    targets: [a"))
     assert list(order_of(hedged.groups["G"])("m", {})) == [0, 1, 2]
 
 
 @pytest.mark.parametrize("strategy", list(STRATEGIES))
-def test_fixed_order_says_whether_the_written_order_is_always_kept(cfg: Any,
-                                                                   strategy: str) -> None:
+def test_fixed_order_says_whether_the_written_order_is_always_kept(cfg: Any, strategy: str) -> None:
     text = CONFIG.replace("    targets: [a", "    hedge_after: 1s\n    targets: [a")
     group = graph(cfg, strategy, text).groups["G"]
     observations = [Seen(), Seen({"G>0": 9.0, "G>1": 1.0}), Seen(busy={"G>0": 3, "G>2": 1})]
@@ -186,14 +198,15 @@ def test_cheapest_prices_a_nested_group_by_its_cheapest_target_and_a_provider_by
 
 
 def test_cheapest_without_any_price_keeps_the_written_order(cfg: Any) -> None:
-    text = CONFIG.replace("{m: {price: {input: 1.0, output: 10.0}}, big: {price: {input: 30, "
-                          "output: 60}}}", "{m: {}}").replace("{m: {price: {input: 5.0, "
-                                                              "output: 1.0}}}", "{m: {}}")
+    text = CONFIG.replace(
+        "{m: {price: {input: 1.0, output: 10.0}}, big: {price: {input: 30, output: 60}}}", "{m: {}}"
+    ).replace("{m: {price: {input: 5.0, output: 1.0}}}", "{m: {}}")
     g = graph(cfg, "cheapest", text)
     assert list(order_of(g.groups["G"])("m", {})) == [0, 1, 2]
 
 
 # -- compile-time checks (located) ---------------------------------------------------------------
+
 
 def test_hedged_needs_hedge_after(cfg: Any) -> None:
     err = cfg.one_error(CONFIG.replace("STRATEGY", "hedged"))
@@ -212,7 +225,8 @@ def test_hedge_after_is_ignored_by_the_others(cfg: Any, strategy: str) -> None:
 
 def test_cheapest_warns_when_no_member_has_a_price(cfg: Any) -> None:
     text = CONFIG.replace("[a/m, b/m, c/m]", "[c/m, inner]").replace(
-        "  G:\n", "  inner: {strategy: priority, targets: [c/m]}\n  G:\n")
+        "  G:\n", "  inner: {strategy: priority, targets: [c/m]}\n  G:\n"
+    )
     g = graph(cfg, "cheapest", text)
     [w] = [w for w in g.warnings if w.path == "groups.G.strategy"]
     assert w.severity == "warning" and w.message == "no member of cheapest group 'G' has a price"
@@ -223,19 +237,22 @@ def test_cheapest_warns_when_no_member_has_a_price(cfg: Any) -> None:
 
 # -- plan and Mermaid ----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("strategy", [s for s in STRATEGIES if s != "hedged"])
 def test_the_plan_says_the_strategy_policy(cfg: Any, strategy: str) -> None:
     plan = build_plan(graph(cfg, strategy), {"model": "m", "messages": HI})
     assert plan.to_dict()["tree"]["order"] == STRATEGIES[strategy].policy
-    assert f"  G: {strategy}, max 3 targets\n    order: {STRATEGIES[strategy].policy}\n" \
-        in plan.text()
+    assert f"  G: {strategy}, max 3 targets\n    order: {STRATEGIES[strategy].policy}\n" in plan.text()
 
 
 def test_the_plan_of_a_cheapest_group_shows_each_members_price(cfg: Any) -> None:
     plan = build_plan(graph(cfg, "cheapest"), {"model": "m", "messages": HI})
     members = plan.to_dict()["tree"]["members"]
-    assert [m["price"] for m in members] == [{"input": 1.0, "output": 10.0},
-                                             {"input": 5.0, "output": 1.0}, None]
+    assert [m["price"] for m in members] == [
+        {"input": 1.0, "output": 10.0},
+        {"input": 5.0, "output": 1.0},
+        None,
+    ]
     text = plan.text()
     assert "    - a/m $1 in / $10 out per 1M\n" in text
     assert "    - c/m no price: tried last\n" in text
@@ -243,10 +260,16 @@ def test_the_plan_of_a_cheapest_group_shows_each_members_price(cfg: Any) -> None
     assert all(set(m) == {"target", "model", "circuit"} for m in least_busy["tree"]["members"])
 
 
-@pytest.mark.parametrize(("strategy", "edge"), [
-    ("priority", "1"), ("round_robin", "round_robin"), ("least_latency", "least_latency"),
-    ("least_busy", "least_busy"), ("cheapest", "cheapest"),
-])
+@pytest.mark.parametrize(
+    ("strategy", "edge"),
+    [
+        ("priority", "1"),
+        ("round_robin", "round_robin"),
+        ("least_latency", "least_latency"),
+        ("least_busy", "least_busy"),
+        ("cheapest", "cheapest"),
+    ],
+)
 def test_mermaid_labels_come_from_the_strategy(cfg: Any, strategy: str, edge: str) -> None:
     chart = to_mermaid(graph(cfg, strategy))
     assert f'g_G{{{{"G<br/>{strategy}"}}}}' in chart

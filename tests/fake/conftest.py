@@ -21,14 +21,25 @@ AUTH: dict[str, dict[str, str]] = {
     "gemini": {"x-goog-api-key": "g-test"},
     "ollama": {},
 }
-MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-3-5-haiku-latest",
-          "gemini": "gemini-1.5-flash", "ollama": "llama3.2"}
+MODELS = {
+    "openai": "gpt-4o-mini",
+    "anthropic": "claude-3-5-haiku-latest",
+    "gemini": "gemini-1.5-flash",
+    "ollama": "llama3.2",
+}
 # a tool's parameters: the fake fills them from the schema, so calls carry {"q": <user text>}
 SCHEMA = {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}
 
 
-def chat_body(kind: str, text: str, *, stream: bool = False, max_tokens: int | None = None,
-              tools: list[str] | None = None, model: str | None = None) -> dict[str, Any]:
+def chat_body(
+    kind: str,
+    text: str,
+    *,
+    stream: bool = False,
+    max_tokens: int | None = None,
+    tools: list[str] | None = None,
+    model: str | None = None,
+) -> dict[str, Any]:
     """A minimal chat request in ``kind``'s own wire format."""
     model = model or MODELS[kind]
     if kind == "gemini":
@@ -36,8 +47,9 @@ def chat_body(kind: str, text: str, *, stream: bool = False, max_tokens: int | N
         if max_tokens is not None:
             body["generationConfig"] = {"maxOutputTokens": max_tokens}
         if tools:
-            body["tools"] = [{"functionDeclarations": [{"name": t, "parametersJsonSchema": SCHEMA}
-                                                       for t in tools]}]
+            body["tools"] = [
+                {"functionDeclarations": [{"name": t, "parametersJsonSchema": SCHEMA} for t in tools]}
+            ]
         return body
     body = {"model": model, "messages": [{"role": "user", "content": text}]}
     if kind == "anthropic":
@@ -51,15 +63,15 @@ def chat_body(kind: str, text: str, *, stream: bool = False, max_tokens: int | N
     elif max_tokens is not None:
         body["max_tokens"] = max_tokens
     if kind in ("openai", "ollama") and tools:
-        body["tools"] = [{"type": "function", "function": {"name": t, "parameters": SCHEMA}}
-                         for t in tools]
+        body["tools"] = [{"type": "function", "function": {"name": t, "parameters": SCHEMA}} for t in tools]
     if stream and kind in ("openai", "anthropic"):
         body["stream"] = True
     return body
 
 
-def chat_url(srv: FakeServer, kind: str, *, stream: bool = False, model: str | None = None,
-             prefix: str = "") -> str:
+def chat_url(
+    srv: FakeServer, kind: str, *, stream: bool = False, model: str | None = None, prefix: str = ""
+) -> str:
     base = srv.base_url(kind, prefix)
     if kind == "openai":
         return base + "/chat/completions"
@@ -106,9 +118,16 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
 def call(fake: FakeServer, client: httpx.AsyncClient) -> Call:
     """``await call(kind, text, stream=..., headers=..., **chat_body_kwargs)``: one chat call."""
 
-    async def _call(kind: str, text: str = "hello world", *, stream: bool = False,
-                    headers: dict[str, str] | None = None, body: dict[str, Any] | None = None,
-                    prefix: str = "", **kw: Any) -> httpx.Response:
+    async def _call(
+        kind: str,
+        text: str = "hello world",
+        *,
+        stream: bool = False,
+        headers: dict[str, str] | None = None,
+        body: dict[str, Any] | None = None,
+        prefix: str = "",
+        **kw: Any,
+    ) -> httpx.Response:
         url = chat_url(fake, kind, stream=stream, model=kw.get("model"), prefix=prefix)
         payload = body if body is not None else chat_body(kind, text, stream=stream, **kw)
         return await client.post(url, json=payload, headers={**AUTH[kind], **(headers or {})})

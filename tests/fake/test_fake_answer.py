@@ -37,10 +37,11 @@ def test_stop_sequence_cuts_the_text() -> None:
 
 def test_word_tool_calls_the_first_offered_tool() -> None:
     schema = {"type": "object", "properties": {"query": {"type": "string"}}}
-    a = answer(chat("please use a tool now", tools=("search", "calc"),
-                    schemas={"search": schema, "calc": None}), NO_FAULT)
-    assert (a.tool_name, a.tool_args, a.finish) == (
-        "search", {"query": "please use a tool now"}, "tool")
+    a = answer(
+        chat("please use a tool now", tools=("search", "calc"), schemas={"search": schema, "calc": None}),
+        NO_FAULT,
+    )
+    assert (a.tool_name, a.tool_args, a.finish) == ("search", {"query": "please use a tool now"}, "tool")
     assert "".join(a.pieces) == a.tool_json
 
 
@@ -92,7 +93,11 @@ def test_token_count_is_words_at_least_one() -> None:
 def test_thinking_comes_first_and_is_counted_apart() -> None:
     a = answer(chat("hi there", thinking=True), NO_FAULT)
     assert (a.thinking, a.thinking_tokens, a.text, a.output_tokens) == (
-        "thinking: hi there", 3, "echo: hi there", 3)
+        "thinking: hi there",
+        3,
+        "echo: hi there",
+        3,
+    )
     assert "".join(a.thinking_pieces) == a.thinking and a.signature
     assert answer(chat("hi there"), NO_FAULT).thinking == ""
 
@@ -106,5 +111,4 @@ def test_thinking_spends_max_tokens_first() -> None:
 
 def test_cache_directives_add_cached_prompt_tokens() -> None:
     a = answer(chat("hi"), parse("cached=30 cache_write=4"))
-    assert (a.input_tokens, a.cached_tokens, a.cache_write_tokens, a.prompt_tokens) == (
-        1, 30, 4, 35)
+    assert (a.input_tokens, a.cached_tokens, a.cache_write_tokens, a.prompt_tokens) == (1, 30, 4, 35)

@@ -8,9 +8,11 @@ from engine.fake.faults import NO_FAULT, Program, Programs, parse, seconds
 
 
 def test_parse_every_directive() -> None:
-    f = parse("status=503, retry_after=2; retry_after_ms=150 latency=250ms reset truncate "
-              "malformed die_after=3 stream_error chunk_delay=10ms chunks=50 words=9 tool "
-              "cached=12 cache_write=3")
+    f = parse(
+        "status=503, retry_after=2; retry_after_ms=150 latency=250ms reset truncate "
+        "malformed die_after=3 stream_error chunk_delay=10ms chunks=50 words=9 tool "
+        "cached=12 cache_write=3"
+    )
     assert (f.status, f.retry_after, f.retry_after_ms, f.latency) == (503, "2", "150", 0.25)
     assert f.reset and f.truncate and f.malformed and f.stream_error
     assert (f.die_after, f.chunk_delay, f.chunks, f.words, f.tool) == (3, 0.01, 50, 9, "")
@@ -22,15 +24,13 @@ def test_a_bare_number_is_a_status_and_ok_is_no_fault() -> None:
     assert parse("ok") == parse("ok") and not parse("ok").breaks
 
 
-@pytest.mark.parametrize("bad", ["bogus", "status=abc", "latency=fast", "chunks=0", "die_after",
-                                 "cached=-1"])
+@pytest.mark.parametrize("bad", ["bogus", "status=abc", "latency=fast", "chunks=0", "die_after", "cached=-1"])
 def test_bad_directives_are_rejected(bad: str) -> None:
     with pytest.raises(ValueError):
         parse(bad)
 
 
-@pytest.mark.parametrize(("text", "secs"), [("250ms", 0.25), ("2s", 2.0), ("1.5", 1.5),
-                                            ("1m", 60.0)])
+@pytest.mark.parametrize(("text", "secs"), [("250ms", 0.25), ("2s", 2.0), ("1.5", 1.5), ("1m", 60.0)])
 def test_durations(text: str, secs: float) -> None:
     assert seconds(text) == secs
 

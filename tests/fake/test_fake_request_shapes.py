@@ -8,13 +8,21 @@ from typing import Any
 
 import pytest
 
-SCHEMA = {"type": "object", "properties": {"c": {"type": "string"}}, "required": ["c"],
-          "additionalProperties": False}
+SCHEMA = {
+    "type": "object",
+    "properties": {"c": {"type": "string"}},
+    "required": ["c"],
+    "additionalProperties": False,
+}
 
 
 def _body(**kw: Any) -> dict[str, Any]:
-    return {"model": "claude-sonnet-4-5", "max_tokens": 2048,
-            "messages": [{"role": "user", "content": "hi there"}], **kw}
+    return {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 2048,
+        "messages": [{"role": "user", "content": "hi there"}],
+        **kw,
+    }
 
 
 async def test_output_config_json_schema_is_answered(call: Any) -> None:
@@ -23,19 +31,21 @@ async def test_output_config_json_schema_is_answered(call: Any) -> None:
     assert r.status_code == 200, r.text
 
 
-@pytest.mark.parametrize(("config", "message"), [
-    ({"format": {"type": "json_object"}}, "output_config.format: Input tag 'json_object'"),
-    ({"format": {"type": "json_schema"}}, "output_config.format.json_schema.schema: Field "
-                                          "required"),
-    ({"format": {"type": "json_schema", "schema": "{}"}}, "schema: Input should be a valid "
-                                                          "dictionary"),
-    ({"format": {"type": "json_schema", "schema": SCHEMA, "name": "x"}},
-     "output_config.format.json_schema.name: Extra inputs are not permitted"),
-    ({"effort": "extreme"}, "output_config.effort: Input should be"),
-    ({"json": True}, "output_config.json: Extra inputs are not permitted"),
-])
-async def test_malformed_output_config_is_refused(call: Any, config: dict[str, Any],
-                                                  message: str) -> None:
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"format": {"type": "json_object"}}, "output_config.format: Input tag 'json_object'"),
+        ({"format": {"type": "json_schema"}}, "output_config.format.json_schema.schema: Field required"),
+        ({"format": {"type": "json_schema", "schema": "{}"}}, "schema: Input should be a valid dictionary"),
+        (
+            {"format": {"type": "json_schema", "schema": SCHEMA, "name": "x"}},
+            "output_config.format.json_schema.name: Extra inputs are not permitted",
+        ),
+        ({"effort": "extreme"}, "output_config.effort: Input should be"),
+        ({"json": True}, "output_config.json: Extra inputs are not permitted"),
+    ],
+)
+async def test_malformed_output_config_is_refused(call: Any, config: dict[str, Any], message: str) -> None:
     r = await call("anthropic", body=_body(output_config=config))
     assert r.status_code == 400
     assert message in r.json()["error"]["message"]

@@ -20,8 +20,7 @@ def test_serve_in_thread_for_sync_code() -> None:
         r = httpx.post(srv.base_url("openai") + "/chat/completions", json=BODY, headers=AUTH)
         assert r.json()["choices"][0]["message"]["content"] == "echo: hi"
         srv.program(faults=["503"])  # programmed from this thread, served on the other
-        assert httpx.post(srv.url + "/v1/chat/completions", json=BODY,
-                          headers=AUTH).status_code == 503
+        assert httpx.post(srv.url + "/v1/chat/completions", json=BODY, headers=AUTH).status_code == 503
         assert srv.stats()["requests"] == 2
     with pytest.raises(httpx.ConnectError):
         httpx.get(srv.url + "/v1/models", headers=AUTH)
@@ -32,8 +31,7 @@ def test_server_as_a_sync_context_manager_with_uvloop() -> None:
     srv = FakeServer().run_in_thread(use_uvloop=True)
     try:
         with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
-            httpx.post(srv.url + "/v1/chat/completions", json=BODY,
-                       headers={**AUTH, "x-fake": "reset"})
+            httpx.post(srv.url + "/v1/chat/completions", json=BODY, headers={**AUTH, "x-fake": "reset"})
         assert httpx.get(srv.url + "/api/tags").status_code == 200
     finally:
         srv.stop_thread()
@@ -59,17 +57,23 @@ def test_main_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
 def test_subprocess_prints_its_url_and_serves() -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "engine.fake", "--port", "0", "--require-key", "sekret"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline().strip()
         m = re.fullmatch(r"fake provider listening on (http://127\.0\.0\.1:(\d+))", line)
         assert m, line
         url = m.group(1) + "/v1/chat/completions"
-        assert httpx.post(url, json=BODY, headers={"Authorization": "Bearer no"},
-                          timeout=5).status_code == 401
-        assert httpx.post(url, json=BODY, headers={"Authorization": "Bearer sekret"},
-                          timeout=5).status_code == 200
+        assert (
+            httpx.post(url, json=BODY, headers={"Authorization": "Bearer no"}, timeout=5).status_code == 401
+        )
+        assert (
+            httpx.post(url, json=BODY, headers={"Authorization": "Bearer sekret"}, timeout=5).status_code
+            == 200
+        )
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=10)

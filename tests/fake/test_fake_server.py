@@ -22,10 +22,12 @@ async def test_status_with_retry_after_in_each_kinds_error_shape(call: Any, kind
     assert r.status_code == 429
     assert (r.headers["retry-after"], r.headers["retry-after-ms"]) == ("2", "150")
     err = r.json()
-    shape = {"openai": lambda e: set(e["error"]) == {"message", "type", "param", "code"},
-             "anthropic": lambda e: e["type"] == "error" and e["error"]["type"] == "rate_limit_error",
-             "gemini": lambda e: e["error"]["status"] == "RESOURCE_EXHAUSTED",
-             "ollama": lambda e: isinstance(e["error"], str)}
+    shape = {
+        "openai": lambda e: set(e["error"]) == {"message", "type", "param", "code"},
+        "anthropic": lambda e: e["type"] == "error" and e["error"]["type"] == "rate_limit_error",
+        "gemini": lambda e: e["error"]["status"] == "RESOURCE_EXHAUSTED",
+        "ollama": lambda e: isinstance(e["error"], str),
+    }
     assert shape[kind](err)
 
 
@@ -35,7 +37,8 @@ async def test_directives_in_the_last_user_message(call: Any) -> None:
     d = (await call("openai", "hello [[fake: tool=lookup]] world")).json()
     assert d["choices"][0]["message"]["tool_calls"][0]["function"]["name"] == "lookup"
     assert json.loads(d["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"]) == {
-        "q": "hello  world"}
+        "q": "hello  world"
+    }
 
 
 async def test_bad_directive_is_a_400(call: Any) -> None:
@@ -52,9 +55,11 @@ async def test_latency_delays_the_headers(call: Any) -> None:
 async def test_latency_beyond_the_client_timeout(fake: FakeServer, body_for: Any) -> None:
     async with httpx.AsyncClient(timeout=0.1) as c:
         with pytest.raises(httpx.ReadTimeout):
-            await c.post(fake.base_url("openai") + "/chat/completions",
-                         json=body_for("openai", "hi"),
-                         headers={"Authorization": "Bearer k", "x-fake": "latency=1s"})
+            await c.post(
+                fake.base_url("openai") + "/chat/completions",
+                json=body_for("openai", "hi"),
+                headers={"Authorization": "Bearer k", "x-fake": "latency=1s"},
+            )
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -93,13 +98,16 @@ async def test_malformed_stream_event(call: Any, parse_sse: Any) -> None:
 
 @pytest.mark.parametrize("kind", KINDS)
 async def test_die_after_drops_the_stream_with_no_terminator(
-        fake: FakeServer, client: httpx.AsyncClient, body_for: Any, url_for: Any, auth: Any,
-        kind: str) -> None:
+    fake: FakeServer, client: httpx.AsyncClient, body_for: Any, url_for: Any, auth: Any, kind: str
+) -> None:
     received = []
     with pytest.raises(httpx.RemoteProtocolError):
-        async with client.stream("POST", url_for(kind, stream=True),
-                                 json=body_for(kind, "a b c d e f", stream=True),
-                                 headers={**auth[kind], "x-fake": "die_after=2"}) as r:
+        async with client.stream(
+            "POST",
+            url_for(kind, stream=True),
+            json=body_for(kind, "a b c d e f", stream=True),
+            headers={**auth[kind], "x-fake": "die_after=2"},
+        ) as r:
             async for line in r.aiter_lines():
                 received.append(line)
     text = "\n".join(received)
@@ -108,20 +116,24 @@ async def test_die_after_drops_the_stream_with_no_terminator(
 
 
 async def test_stream_error_event(call: Any, parse_sse: Any) -> None:
-    events = parse_sse((await call("anthropic", "a b c", stream=True,
-                                   headers={"x-fake": "stream_error"})).text)
+    events = parse_sse(
+        (await call("anthropic", "a b c", stream=True, headers={"x-fake": "stream_error"})).text
+    )
     name, data = events[-1]
     assert name == "error"
     assert json.loads(data)["error"]["type"] == "overloaded_error"
 
 
-async def test_chunk_delay_and_chunks(fake: FakeServer, client: httpx.AsyncClient,
-                                      body_for: Any, parse_sse_json: Any) -> None:
+async def test_chunk_delay_and_chunks(
+    fake: FakeServer, client: httpx.AsyncClient, body_for: Any, parse_sse_json: Any
+) -> None:
     url = fake.base_url("openai") + "/chat/completions"
     t = time.perf_counter()
-    r = await client.post(url, json=body_for("openai", "a b c d e f g h", stream=True),
-                          headers={"Authorization": "Bearer k",
-                                   "x-fake": "chunks=5 chunk_delay=20ms"})
+    r = await client.post(
+        url,
+        json=body_for("openai", "a b c d e f g h", stream=True),
+        headers={"Authorization": "Bearer k", "x-fake": "chunks=5 chunk_delay=20ms"},
+    )
     assert time.perf_counter() - t >= 0.1  # 7 events, 6 gaps of 20 ms
     chunks = parse_sse_json(r.text)
     assert len(chunks) == 1 + 5 + 1
@@ -166,8 +178,7 @@ async def test_header_directives_override_the_program(fake: FakeServer, call: An
 
 
 async def test_admin_api(fake: FakeServer, client: httpx.AsyncClient, call: Any) -> None:
-    r = await client.post(fake.url + "/_fake/program",
-                          json={"scope": "gemini", "faults": ["429", "ok"]})
+    r = await client.post(fake.url + "/_fake/program", json={"scope": "gemini", "faults": ["429", "ok"]})
     assert r.json() == {"ok": True}
     assert (await call("gemini")).status_code == 429
     assert (await call("gemini")).status_code == 200
@@ -178,8 +189,12 @@ async def test_admin_api(fake: FakeServer, client: httpx.AsyncClient, call: Any)
     await client.post(fake.url + "/_fake/reset")
     assert (await call("gemini")).status_code == 200
     assert (await client.get(fake.url + "/_fake/stats?log=0")).json() == {
-        "requests": 1, "paths": {"/v1beta/models/gemini-1.5-flash:generateContent": 1},
-        "kinds": {"gemini": 1}, "models": {"gemini-1.5-flash": 1}, "statuses": {"200": 1}}
+        "requests": 1,
+        "paths": {"/v1beta/models/gemini-1.5-flash:generateContent": 1},
+        "kinds": {"gemini": 1},
+        "models": {"gemini-1.5-flash": 1},
+        "statuses": {"200": 1},
+    }
 
 
 async def test_stats_and_log_redact_headers(fake: FakeServer, call: Any) -> None:
@@ -210,12 +225,15 @@ def test_base_urls() -> None:
 
 
 async def test_a_client_that_leaves_mid_stream_is_noted_not_logged(
-        fake: FakeServer, client: httpx.AsyncClient, body_for: Any,
-        caplog: pytest.LogCaptureFixture) -> None:
+    fake: FakeServer, client: httpx.AsyncClient, body_for: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     url = fake.base_url("openai") + "/chat/completions"
-    async with client.stream("POST", url, json=body_for("openai", "a b c d e f", stream=True),
-                             headers={"Authorization": "Bearer k",
-                                      "x-fake": "chunk_delay=30ms"}) as r:
+    async with client.stream(
+        "POST",
+        url,
+        json=body_for("openai", "a b c d e f", stream=True),
+        headers={"Authorization": "Bearer k", "x-fake": "chunk_delay=30ms"},
+    ) as r:
         async for _ in r.aiter_lines():
             break  # a hedge loser: gone after the first event
     for _ in range(50):

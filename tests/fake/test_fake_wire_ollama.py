@@ -21,9 +21,19 @@ async def test_ollama_streams_by_default_as_ndjson(call: Any, body_for: Any) -> 
     assert "".join(x["message"]["content"] for x in lines) == "echo: one two"
     last = lines[-1]
     assert (last["done_reason"], last["prompt_eval_count"], last["eval_count"]) == ("stop", 2, 3)
-    assert list(last) == ["model", "created_at", "message", "done_reason", "done",
-                          "total_duration", "load_duration", "prompt_eval_count",
-                          "prompt_eval_duration", "eval_count", "eval_duration"]
+    assert list(last) == [
+        "model",
+        "created_at",
+        "message",
+        "done_reason",
+        "done",
+        "total_duration",
+        "load_duration",
+        "prompt_eval_count",
+        "prompt_eval_duration",
+        "eval_count",
+        "eval_duration",
+    ]
 
 
 async def test_ollama_json_shape_without_a_key(call: Any) -> None:
@@ -38,14 +48,15 @@ async def test_ollama_tool_calls(call: Any) -> None:
     (tc,) = d["message"]["tool_calls"]
     assert tc["id"].startswith("call_")
     assert tc["function"] == {"index": 0, "name": "search", "arguments": {"q": "use the tool"}}
-    lines = [json.loads(x) for x in (await call("ollama", "use the tool", stream=True,
-                                                tools=["search"])).text.splitlines()]
+    lines = [
+        json.loads(x)
+        for x in (await call("ollama", "use the tool", stream=True, tools=["search"])).text.splitlines()
+    ]
     assert lines[0]["message"]["tool_calls"][0]["function"]["name"] == "search"
     assert lines[-1]["done"] is True
 
 
-async def test_ollama_errors_and_tags(call: Any, fake: FakeServer,
-                                      client: httpx.AsyncClient) -> None:
+async def test_ollama_errors_and_tags(call: Any, fake: FakeServer, client: httpx.AsyncClient) -> None:
     r = await call("ollama", body={"messages": []})
     assert (r.status_code, r.json()) == (400, {"error": "model is required"})
     r = await call("ollama", headers={"x-fake": "404"})
@@ -65,11 +76,16 @@ async def test_models_are_configurable() -> None:
 async def test_think_adds_message_thinking(call: Any, body_for: Any) -> None:
     body = {**body_for("ollama", "hi there"), "think": True}
     d = (await call("ollama", body=body)).json()
-    assert d["message"] == {"role": "assistant", "content": "echo: hi there",
-                            "thinking": "thinking: hi there"}
+    assert d["message"] == {
+        "role": "assistant",
+        "content": "echo: hi there",
+        "thinking": "thinking: hi there",
+    }
     assert d["eval_count"] == 3 + 3
-    lines = [json.loads(x) for x in (await call("ollama", body={**body, "stream": True,
-                                                                "think": "low"})).text.splitlines()]
+    lines = [
+        json.loads(x)
+        for x in (await call("ollama", body={**body, "stream": True, "think": "low"})).text.splitlines()
+    ]
     thinking = "".join(x["message"].get("thinking", "") for x in lines)
     content = "".join(x["message"]["content"] for x in lines)
     assert (thinking, content) == ("thinking: hi there", "echo: hi there")
@@ -79,8 +95,10 @@ async def test_think_adds_message_thinking(call: Any, body_for: Any) -> None:
 
 async def test_ollama_refuses_wrong_types(call: Any, body_for: Any) -> None:
     r = await call("ollama", body={"model": "m", "messages": "hi"})
-    assert r.status_code == 400 and r.json() == {"error": (
-        "json: cannot unmarshal string into Go struct field ChatRequest.messages of type "
-        "[]api.Message")}
+    assert r.status_code == 400 and r.json() == {
+        "error": (
+            "json: cannot unmarshal string into Go struct field ChatRequest.messages of type []api.Message"
+        )
+    }
     r = await call("ollama", body={**body_for("ollama", "hi"), "think": "max"})
     assert r.status_code == 400 and "invalid think value" in r.json()["error"]

@@ -34,15 +34,23 @@ TOOL_USE = {
     "content": [
         {"type": "thinking", "thinking": "The user wants weather.", "signature": "EqQBCgIYAhIM"},
         {"type": "text", "text": "I'll check the weather in San Francisco for you."},
-        {"type": "tool_use", "id": "toolu_01A09q90qw90lq917835lq9", "name": "get_weather",
-         "input": {"location": "San Francisco, CA", "unit": "celsius"}},
+        {
+            "type": "tool_use",
+            "id": "toolu_01A09q90qw90lq917835lq9",
+            "name": "get_weather",
+            "input": {"location": "San Francisco, CA", "unit": "celsius"},
+        },
         {"type": "tool_use", "id": "toolu_02", "name": "get_time", "input": {}},
     ],
     "stop_reason": "tool_use",
     "stop_sequence": None,
-    "usage": {"input_tokens": 10, "cache_creation_input_tokens": 100,
-              "cache_read_input_tokens": 1000, "output_tokens": 57,
-              "service_tier": "standard"},
+    "usage": {
+        "input_tokens": 10,
+        "cache_creation_input_tokens": 100,
+        "cache_read_input_tokens": 1000,
+        "output_tokens": 57,
+        "service_tier": "standard",
+    },
 }
 
 STREAM = """\
@@ -137,11 +145,15 @@ def feed(parser: StreamParser, transcript: str) -> list[Any]:
 
 
 def test_url_and_headers() -> None:
-    assert KIND.url("https://api.anthropic.com/v1/", "claude-3-5-haiku-latest", True) == \
-        "https://api.anthropic.com/v1/messages"
+    assert (
+        KIND.url("https://api.anthropic.com/v1/", "claude-3-5-haiku-latest", True)
+        == "https://api.anthropic.com/v1/messages"
+    )
     assert KIND.auth_headers("sk-ant-1") == {
-        "content-type": "application/json", "anthropic-version": "2023-06-01",
-        "x-api-key": "sk-ant-1"}
+        "content-type": "application/json",
+        "anthropic-version": "2023-06-01",
+        "x-api-key": "sk-ant-1",
+    }
     assert "x-api-key" not in KIND.auth_headers(None)
     assert "x-api-key" not in KIND.auth_headers("")
 
@@ -160,34 +172,52 @@ def test_parse_tool_use_keeps_thinking_apart_and_counts_cached_input() -> None:
     assert parsed.text == "I'll check the weather in San Francisco for you."
     assert parsed.finish_reason == "tool_calls"
     assert parsed.tool_calls == (
-        ToolCall("toolu_01A09q90qw90lq917835lq9", "get_weather",
-                 '{"location":"San Francisco, CA","unit":"celsius"}'),
+        ToolCall(
+            "toolu_01A09q90qw90lq917835lq9",
+            "get_weather",
+            '{"location":"San Francisco, CA","unit":"celsius"}',
+        ),
         ToolCall("toolu_02", "get_time", "{}"),
     )
     assert parsed.usage == Usage(1110, 57, cache_read_tokens=1000, cache_write_tokens=100)
-    assert parsed.reasoning == (
-        ReasoningBlock("anthropic", "The user wants weather.", "EqQBCgIYAhIM"),)
+    assert parsed.reasoning == (ReasoningBlock("anthropic", "The user wants weather.", "EqQBCgIYAhIM"),)
 
 
-@pytest.mark.parametrize(("given", "expected"), [
-    ("end_turn", "stop"), ("stop_sequence", "stop"), ("max_tokens", "length"),
-    ("tool_use", "tool_calls"), ("refusal", "content_filter"), ("pause_turn", "stop"),
-    ("model_context_window_exceeded", "length"), (None, None),
-])
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("end_turn", "stop"),
+        ("stop_sequence", "stop"),
+        ("max_tokens", "length"),
+        ("tool_use", "tool_calls"),
+        ("refusal", "content_filter"),
+        ("pause_turn", "stop"),
+        ("model_context_window_exceeded", "length"),
+        (None, None),
+    ],
+)
 def test_finish_reasons(given: str | None, expected: str | None) -> None:
     assert KIND.parse({**MESSAGE, "stop_reason": given}).finish_reason == expected
 
 
-@pytest.mark.parametrize("body", [
-    None, [], {}, {"content": None}, {"content": {}}, {"content": ["x"]},
-    {"content": [{"type": "text", "text": 5}]},
-    {"content": [{"type": "tool_use", "id": "t", "name": "f", "input": "{}"}]},
-    {"content": [], "stop_reason": 1},
-    {"content": [], "usage": []},
-    {"content": [], "usage": {"input_tokens": -1}},
-    {"content": [], "model": ["x"]},
-    {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        None,
+        [],
+        {},
+        {"content": None},
+        {"content": {}},
+        {"content": ["x"]},
+        {"content": [{"type": "text", "text": 5}]},
+        {"content": [{"type": "tool_use", "id": "t", "name": "f", "input": "{}"}]},
+        {"content": [], "stop_reason": 1},
+        {"content": [], "usage": []},
+        {"content": [], "usage": {"input_tokens": -1}},
+        {"content": [], "model": ["x"]},
+        {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
+    ],
+)
 def test_malformed_bodies_raise_wire_error(body: Any) -> None:
     with pytest.raises(WireError):
         KIND.parse(body)
@@ -195,7 +225,7 @@ def test_malformed_bodies_raise_wire_error(body: Any) -> None:
 
 def test_stream_text_usage_and_done() -> None:
     parser = KIND.stream_parser()
-    assert feed(parser, STREAM) == [TextDelta("Hello"), TextDelta(" wörld \"!\"\n")]
+    assert feed(parser, STREAM) == [TextDelta("Hello"), TextDelta(' wörld "!"\n')]
     assert parser.finish_reason == "stop"
     assert parser.usage == Usage(25, 15)
     assert parser.model == "claude-opus-4-20250514"
@@ -216,21 +246,30 @@ def test_stream_tool_use_numbers_calls_not_blocks() -> None:
     ]
     assert parser.finish_reason == "tool_calls"
     assert parser.usage == Usage(502, 89, cache_read_tokens=30)
-    assert parser.reasoning == (ReasoningBlock(
-        "anthropic", "I need the weather.", "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds"),)
+    assert parser.reasoning == (
+        ReasoningBlock(
+            "anthropic", "I need the weather.", "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds"
+        ),
+    )
     assert parser.done is True
 
 
 def test_stream_usage_of_message_delta_replaces_message_start() -> None:
     # message_delta's counts are cumulative and final, even when smaller (as a real stream with
     # prompt caching sends them); the counts it leaves out keep message_start's
-    start = ('"usage": {"input_tokens": 25, "output_tokens": 1}',
-             '"usage": {"input_tokens": 100, "cache_read_input_tokens": 55096, '
-             '"cache_creation_input_tokens": 7, "output_tokens": 1}')
+    start = (
+        '"usage": {"input_tokens": 25, "output_tokens": 1}',
+        '"usage": {"input_tokens": 100, "cache_read_input_tokens": 55096, '
+        '"cache_creation_input_tokens": 7, "output_tokens": 1}',
+    )
     parser = KIND.stream_parser()
-    feed(parser, STREAM.replace(*start).replace(
-        '"usage": {"output_tokens": 15}',
-        '"usage": {"input_tokens": 181, "cache_read_input_tokens": 0, "output_tokens": 8}'))
+    feed(
+        parser,
+        STREAM.replace(*start).replace(
+            '"usage": {"output_tokens": 15}',
+            '"usage": {"input_tokens": 181, "cache_read_input_tokens": 0, "output_tokens": 8}',
+        ),
+    )
     assert parser.usage == Usage(188, 8, cache_read_tokens=0, cache_write_tokens=7)
 
 
@@ -249,34 +288,44 @@ def test_in_band_error_event_raises() -> None:
     feed(parser, STREAM.split("\n\n")[0] + "\n\n")
     parser.feed("event: error")
     with pytest.raises(WireError, match="overloaded_error: Overloaded"):
-        parser.feed('data: {"type": "error", "error": {"type": "overloaded_error", '
-                    '"message": "Overloaded"}}')
+        parser.feed('data: {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}')
 
 
-@pytest.mark.parametrize("line", [
-    "data: 1",
-    'data: {"type": "content_block_delta", "index": 0, "delta": "x"}',
-    'data: {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": 1}}',
-    'data: {"type": "content_block_start", "index": "0", "content_block": {"type": "tool_use"}}',
-    'data: {"type": "message_start", "message": []}',
-    'data: {"type": "message_delta", "delta": {}, "usage": {"output_tokens": "many"}}',
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "data: 1",
+        'data: {"type": "content_block_delta", "index": 0, "delta": "x"}',
+        'data: {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": 1}}',
+        'data: {"type": "content_block_start", "index": "0", "content_block": {"type": "tool_use"}}',
+        'data: {"type": "message_start", "message": []}',
+        'data: {"type": "message_delta", "delta": {}, "usage": {"output_tokens": "many"}}',
+    ],
+)
 def test_malformed_stream_lines_raise(line: str) -> None:
     with pytest.raises(WireError):
         KIND.stream_parser().feed(line)
 
 
 def test_models() -> None:
-    assert KIND.models_url("https://api.anthropic.com/v1") == \
-        "https://api.anthropic.com/v1/models?limit=1000"
+    assert KIND.models_url("https://api.anthropic.com/v1") == "https://api.anthropic.com/v1/models?limit=1000"
     listing = {
         "data": [
-            {"type": "model", "id": "claude-sonnet-4-20250514",
-             "display_name": "Claude Sonnet 4", "created_at": "2025-05-22T00:00:00Z"},
-            {"type": "model", "id": "claude-3-5-haiku-20241022",
-             "display_name": "Claude Haiku 3.5", "created_at": "2024-10-22T00:00:00Z"},
+            {
+                "type": "model",
+                "id": "claude-sonnet-4-20250514",
+                "display_name": "Claude Sonnet 4",
+                "created_at": "2025-05-22T00:00:00Z",
+            },
+            {
+                "type": "model",
+                "id": "claude-3-5-haiku-20241022",
+                "display_name": "Claude Haiku 3.5",
+                "created_at": "2024-10-22T00:00:00Z",
+            },
         ],
-        "has_more": False, "first_id": "claude-sonnet-4-20250514",
+        "has_more": False,
+        "first_id": "claude-sonnet-4-20250514",
         "last_id": "claude-3-5-haiku-20241022",
     }
     assert KIND.parse_models(listing) == ["claude-sonnet-4-20250514", "claude-3-5-haiku-20241022"]
@@ -284,12 +333,22 @@ def test_models() -> None:
         KIND.parse_models([])
 
 
-@pytest.mark.parametrize(("body", "message"), [
-    ({"type": "error", "error": {"type": "not_found_error", "message": "model: claude-x"},
-      "request_id": "req_011CSHoEeqs5C35K2UUqR7Fy"}, "not_found_error: model: claude-x"),
-    ({"type": "error", "error": {"type": "authentication_error",
-                                 "message": "invalid x-api-key"}},
-     "authentication_error: invalid x-api-key"),
-])
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            {
+                "type": "error",
+                "error": {"type": "not_found_error", "message": "model: claude-x"},
+                "request_id": "req_011CSHoEeqs5C35K2UUqR7Fy",
+            },
+            "not_found_error: model: claude-x",
+        ),
+        (
+            {"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}},
+            "authentication_error: invalid x-api-key",
+        ),
+    ],
+)
 def test_error_message(body: Any, message: str) -> None:
     assert KIND.error_message(body) == message

@@ -25,29 +25,43 @@ from engine.result import Done, Response, StreamEvent, TextDelta, ToolCallDelta
 Ask = Callable[..., dict[str, Any]]
 Make = Callable[..., Engine]
 
-MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-3-5-haiku-latest",
-          "gemini": "gemini-1.5-flash", "ollama": "llama3.2"}
-TOOLS = [{"type": "function", "function": {"name": "lookup", "parameters": {
-    "type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}}}]
+MODELS = {
+    "openai": "gpt-4o-mini",
+    "anthropic": "claude-3-5-haiku-latest",
+    "gemini": "gemini-1.5-flash",
+    "ollama": "llama3.2",
+}
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "lookup",
+            "parameters": {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]},
+        },
+    }
+]
 
 
 def config(fake: FakeServer) -> str:
     """One provider per kind (named after it, on its own path prefix), each first in a group
     ``via_KIND`` before ``spare``; a route per kind on ``model: KIND``."""
-    lines = ["version: 1",
-             "defaults: {speed: t, retry: transient, breaker: none, deadline: 5s}",
-             "speeds:",
-             "  t: {connect: 500ms, read: 2s, pool: 1s, retries: 0, backoff: {base: 10ms}}",
-             "providers:",
-             f'  spare: {{kind: openai, base_url: "{fake.base_url("openai", "spare")}", '
-             "api_key: k-spare, models: {m: {}}}"]
+    lines = [
+        "version: 1",
+        "defaults: {speed: t, retry: transient, breaker: none, deadline: 5s}",
+        "speeds:",
+        "  t: {connect: 500ms, read: 2s, pool: 1s, retries: 0, backoff: {base: 10ms}}",
+        "providers:",
+        f'  spare: {{kind: openai, base_url: "{fake.base_url("openai", "spare")}", '
+        "api_key: k-spare, models: {m: {}}}",
+    ]
     groups, routes = ["groups:"], ["routes:"]
     for kind in KINDS:
-        lines.append(f'  {kind}: {{kind: {kind}, base_url: "{fake.base_url(kind, kind)}", '
-                     f"api_key: k-{kind}-123, models: {{{MODELS[kind]}: "
-                     "{price: {input: 1.0, output: 2.0}}}}")
-        groups.append(f"  via_{kind}: {{strategy: priority, "
-                      f"targets: [{kind}/{MODELS[kind]}, spare/m]}}")
+        lines.append(
+            f'  {kind}: {{kind: {kind}, base_url: "{fake.base_url(kind, kind)}", '
+            f"api_key: k-{kind}-123, models: {{{MODELS[kind]}: "
+            "{price: {input: 1.0, output: 2.0}}}}"
+        )
+        groups.append(f"  via_{kind}: {{strategy: priority, targets: [{kind}/{MODELS[kind]}, spare/m]}}")
         routes.append(f"  - {{match: {{model: {kind}}}, to: via_{kind}}}")
     return "\n".join(lines + groups + routes) + "\n"
 
@@ -77,8 +91,9 @@ def target(kind: str) -> str:
 # -- route and stream ---------------------------------------------------------------------------
 
 
-async def test_a_route_answers_in_the_unified_shape(eng: Engine, fake: FakeServer, ask: Ask,
-                                                    kind: str) -> None:
+async def test_a_route_answers_in_the_unified_shape(
+    eng: Engine, fake: FakeServer, ask: Ask, kind: str
+) -> None:
     resp = await eng.route(ask(kind, "hello there"))
     assert isinstance(resp, Response)
     assert (resp.text, resp.provider, resp.model) == ("echo: hello there", kind, MODELS[kind])
@@ -88,7 +103,8 @@ async def test_a_route_answers_in_the_unified_shape(eng: Engine, fake: FakeServe
 
 
 async def test_a_stream_yields_the_same_answer_as_deltas_and_one_done(
-        eng: Engine, fake: FakeServer, ask: Ask, kind: str) -> None:
+    eng: Engine, fake: FakeServer, ask: Ask, kind: str
+) -> None:
     routed = await eng.route(ask(kind, "one two three four"))
     events = await collect(eng, ask(kind, "one two three four"))
     done = events[-1]
@@ -113,8 +129,7 @@ async def test_a_tool_call_comes_back_as_a_tool_call(eng: Engine, ask: Ask, kind
     assert json.loads(call.arguments) == {"q": "find it"}
 
 
-async def test_a_streamed_tool_call_arrives_as_tool_call_deltas(eng: Engine, ask: Ask,
-                                                                kind: str) -> None:
+async def test_a_streamed_tool_call_arrives_as_tool_call_deltas(eng: Engine, ask: Ask, kind: str) -> None:
     events = await collect(eng, ask(kind, "find it [[fake: tool]]", tools=TOOLS))
     calls = [e for e in events if isinstance(e, ToolCallDelta)]
     assert calls and calls[0].name == "lookup" and {c.index for c in calls} == {0}
@@ -127,8 +142,9 @@ async def test_a_streamed_tool_call_arrives_as_tool_call_deltas(eng: Engine, ask
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["route", "stream"])
-async def test_a_server_error_status_fails_over(eng: Engine, fake: FakeServer, ask: Ask,
-                                                kind: str, stream: bool) -> None:
+async def test_a_server_error_status_fails_over(
+    eng: Engine, fake: FakeServer, ask: Ask, kind: str, stream: bool
+) -> None:
     fake.program(f"/{kind}/", ["503"])
     if stream:
         done = (await collect(eng, ask(kind)))[-1]
@@ -140,12 +156,17 @@ async def test_a_server_error_status_fails_over(eng: Engine, fake: FakeServer, a
     assert provider == "spare"
     first = attempts[0]
     assert (first.target, first.outcome, first.status, first.kind) == (
-        target(kind), "failover", 503, "status")
+        target(kind),
+        "failover",
+        503,
+        "status",
+    )
     assert [a.outcome for a in attempts] == ["failover", "ok"]
 
 
-async def test_a_client_error_status_is_fatal_with_its_message(eng: Engine, fake: FakeServer,
-                                                               ask: Ask, kind: str) -> None:
+async def test_a_client_error_status_is_fatal_with_its_message(
+    eng: Engine, fake: FakeServer, ask: Ask, kind: str
+) -> None:
     fake.program(f"/{kind}/", ["400"])
     with pytest.raises(ProviderError) as info:
         await eng.route(ask(kind))
@@ -156,7 +177,8 @@ async def test_a_client_error_status_is_fatal_with_its_message(eng: Engine, fake
 
 
 async def test_an_in_band_error_mid_stream_keeps_every_delta_before_it(
-        eng: Engine, ask: Ask, kind: str) -> None:
+    eng: Engine, ask: Ask, kind: str
+) -> None:
     words = "a b c d e f g h"
     received = []
     for directive in ("stream_error", "stream_error chunk_delay=2ms"):  # one read, one each
@@ -177,26 +199,31 @@ async def test_an_in_band_error_mid_stream_keeps_every_delta_before_it(
 # -- usage and finish reasons ---------------------------------------------------------------------
 
 
-async def test_usage_and_cost_mean_the_same_for_every_kind(eng: Engine, ask: Ask,
-                                                           kind: str) -> None:
+async def test_usage_and_cost_mean_the_same_for_every_kind(eng: Engine, ask: Ask, kind: str) -> None:
     short = await eng.route(ask(kind, "hi [[fake: words=5]]"))
     longer = await eng.route(ask(kind, "hi there you all [[fake: words=9]]"))
     reference = await eng.route(ask("openai", "hi [[fake: words=5]]"))
     assert short.usage == reference.usage  # the same tokens, read off each kind's own fields
     assert short.usage.output_tokens == 5 and longer.usage.output_tokens == 9
     assert longer.usage.input_tokens > short.usage.input_tokens > 0
-    assert short.cost == pytest.approx((short.usage.input_tokens * 1.0
-                                        + short.usage.output_tokens * 2.0) / 1e6)
+    assert short.cost == pytest.approx(
+        (short.usage.input_tokens * 1.0 + short.usage.output_tokens * 2.0) / 1e6
+    )
 
 
-@pytest.mark.parametrize(("text", "extra", "finish"), [
-    ("one two three", {}, "stop"),
-    ("one two three four five six", {"max_tokens": 3}, "length"),
-    ("one two STOP three", {"stop": ["STOP"]}, "stop"),
-    ("find it [[fake: tool]]", {"tools": TOOLS}, "tool_calls"),
-], ids=["stop", "length", "stop-sequence", "tool-calls"])
-async def test_finish_reasons_are_unified(eng: Engine, ask: Ask, kind: str, text: str,
-                                          extra: dict[str, Any], finish: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "extra", "finish"),
+    [
+        ("one two three", {}, "stop"),
+        ("one two three four five six", {"max_tokens": 3}, "length"),
+        ("one two STOP three", {"stop": ["STOP"]}, "stop"),
+        ("find it [[fake: tool]]", {"tools": TOOLS}, "tool_calls"),
+    ],
+    ids=["stop", "length", "stop-sequence", "tool-calls"],
+)
+async def test_finish_reasons_are_unified(
+    eng: Engine, ask: Ask, kind: str, text: str, extra: dict[str, Any], finish: str
+) -> None:
     resp = await eng.route(ask(kind, text, **extra))
     done = (await collect(eng, ask(kind, text, **extra)))[-1]
     assert isinstance(done, Done)

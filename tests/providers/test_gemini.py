@@ -18,18 +18,25 @@ from engine.result import ReasoningBlock, ReasoningDelta, TextDelta, ToolCall, T
 KIND = get_kind("gemini")
 
 RESPONSE = {
-    "candidates": [{
-        "content": {"parts": [
-            {"text": "The user asks about AI.", "thought": True},
-            {"text": "AI learns patterns "},
-            {"text": "from data."},
-        ], "role": "model"},
-        "finishReason": "STOP",
-        "avgLogprobs": -0.23,
-        "index": 0,
-    }],
+    "candidates": [
+        {
+            "content": {
+                "parts": [
+                    {"text": "The user asks about AI.", "thought": True},
+                    {"text": "AI learns patterns "},
+                    {"text": "from data."},
+                ],
+                "role": "model",
+            },
+            "finishReason": "STOP",
+            "avgLogprobs": -0.23,
+            "index": 0,
+        }
+    ],
     "usageMetadata": {
-        "promptTokenCount": 4, "candidatesTokenCount": 10, "thoughtsTokenCount": 30,
+        "promptTokenCount": 4,
+        "candidatesTokenCount": 10,
+        "thoughtsTokenCount": 30,
         "totalTokenCount": 44,
         "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 4}],
     },
@@ -38,22 +45,31 @@ RESPONSE = {
 }
 
 FUNCTION_CALL = {
-    "candidates": [{
-        "content": {"role": "model", "parts": [
-            {"functionCall": {"name": "get_weather", "args": {"location": "Paris"}},
-             "thoughtSignature": "CiQBVKhc7ppmBXTBt2XbqBXIqm+3w6IWYVUA"},
-            {"functionCall": {"name": "get_time", "args": {}, "id": "fc_2"}},
-        ]},
-        "finishReason": "STOP",
-        "index": 0,
-    }],
+    "candidates": [
+        {
+            "content": {
+                "role": "model",
+                "parts": [
+                    {
+                        "functionCall": {"name": "get_weather", "args": {"location": "Paris"}},
+                        "thoughtSignature": "CiQBVKhc7ppmBXTBt2XbqBXIqm+3w6IWYVUA",
+                    },
+                    {"functionCall": {"name": "get_time", "args": {}, "id": "fc_2"}},
+                ],
+            },
+            "finishReason": "STOP",
+            "index": 0,
+        }
+    ],
     "usageMetadata": {"promptTokenCount": 50, "candidatesTokenCount": 12, "totalTokenCount": 62},
     "modelVersion": "gemini-2.0-flash",
 }
 
 BLOCKED = {
-    "promptFeedback": {"blockReason": "SAFETY", "safetyRatings": [
-        {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH"}]},
+    "promptFeedback": {
+        "blockReason": "SAFETY",
+        "safetyRatings": [{"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH"}],
+    },
     "usageMetadata": {"promptTokenCount": 8, "totalTokenCount": 8},
     "modelVersion": "gemini-2.0-flash",
 }
@@ -82,16 +98,23 @@ def feed(parser: StreamParser, transcript: str) -> list[Any]:
 
 def test_url_and_headers() -> None:
     base = "https://generativelanguage.googleapis.com"
-    assert KIND.url(base + "/", "gemini-2.0-flash", False) == \
-        base + "/v1beta/models/gemini-2.0-flash:generateContent"
-    assert KIND.url(base, "gemini-2.0-flash", True) == \
-        base + "/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse"
-    assert KIND.url(base + "/v1beta/", "models/gemini-2.5-pro", False) == \
-        base + "/v1beta/models/gemini-2.5-pro:generateContent"
-    assert KIND.url(base + "/v1", "tunedModels/my-tune", False) == \
-        base + "/v1/tunedModels/my-tune:generateContent"
-    assert KIND.auth_headers("AIza1") == {"content-type": "application/json",
-                                          "x-goog-api-key": "AIza1"}
+    assert (
+        KIND.url(base + "/", "gemini-2.0-flash", False)
+        == base + "/v1beta/models/gemini-2.0-flash:generateContent"
+    )
+    assert (
+        KIND.url(base, "gemini-2.0-flash", True)
+        == base + "/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse"
+    )
+    assert (
+        KIND.url(base + "/v1beta/", "models/gemini-2.5-pro", False)
+        == base + "/v1beta/models/gemini-2.5-pro:generateContent"
+    )
+    assert (
+        KIND.url(base + "/v1", "tunedModels/my-tune", False)
+        == base + "/v1/tunedModels/my-tune:generateContent"
+    )
+    assert KIND.auth_headers("AIza1") == {"content-type": "application/json", "x-goog-api-key": "AIza1"}
     assert KIND.auth_headers(None) == {"content-type": "application/json"}
 
 
@@ -113,8 +136,7 @@ def test_parse_function_calls() -> None:
     assert second == ToolCall("fc_2", "get_time", "{}")
     assert parsed.usage == Usage(50, 12)
     # the first call's signature, to be handed back on it
-    assert parsed.reasoning == (
-        ReasoningBlock("gemini", "", "CiQBVKhc7ppmBXTBt2XbqBXIqm+3w6IWYVUA"),)
+    assert parsed.reasoning == (ReasoningBlock("gemini", "", "CiQBVKhc7ppmBXTBt2XbqBXIqm+3w6IWYVUA"),)
 
 
 def test_parse_blocked_prompt() -> None:
@@ -122,12 +144,21 @@ def test_parse_blocked_prompt() -> None:
     assert (parsed.text, parsed.finish_reason, parsed.usage) == ("", "content_filter", Usage(8, 0))
 
 
-@pytest.mark.parametrize(("given", "expected"), [
-    ("STOP", "stop"), ("MAX_TOKENS", "length"), ("SAFETY", "content_filter"),
-    ("RECITATION", "content_filter"), ("PROHIBITED_CONTENT", "content_filter"),
-    ("BLOCKLIST", "content_filter"), ("SPII", "content_filter"), ("OTHER", "stop"),
-    ("MALFORMED_FUNCTION_CALL", "stop"), (None, None),
-])
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("STOP", "stop"),
+        ("MAX_TOKENS", "length"),
+        ("SAFETY", "content_filter"),
+        ("RECITATION", "content_filter"),
+        ("PROHIBITED_CONTENT", "content_filter"),
+        ("BLOCKLIST", "content_filter"),
+        ("SPII", "content_filter"),
+        ("OTHER", "stop"),
+        ("MALFORMED_FUNCTION_CALL", "stop"),
+        (None, None),
+    ],
+)
 def test_finish_reasons(given: str | None, expected: str | None) -> None:
     candidate = {**RESPONSE["candidates"][0], "finishReason": given}  # type: ignore[index]
     assert KIND.parse({**RESPONSE, "candidates": [candidate]}).finish_reason == expected
@@ -139,17 +170,26 @@ def test_safety_stop_without_content() -> None:
     assert (parsed.text, parsed.finish_reason) == ("", "content_filter")
 
 
-@pytest.mark.parametrize("body", [
-    None, [], {}, {"candidates": None}, {"candidates": {}}, {"candidates": ["x"]},
-    {"candidates": [{"content": []}]}, {"candidates": [{"content": {"parts": {}}}]},
-    {"candidates": [{"content": {"parts": [{"text": 1}]}}]},
-    {"candidates": [{"content": {"parts": [{"functionCall": {"args": {}}}]}}]},
-    {"candidates": [{"content": {"parts": [{"functionCall": {"name": "f", "args": "{}"}}]}}]},
-    {"candidates": [{"finishReason": 1}]},
-    {"candidates": [{}], "usageMetadata": {"promptTokenCount": "4"}},
-    {"candidates": [{}], "modelVersion": 2},
-    {"error": {"code": 500, "message": "Internal error encountered.", "status": "INTERNAL"}},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        None,
+        [],
+        {},
+        {"candidates": None},
+        {"candidates": {}},
+        {"candidates": ["x"]},
+        {"candidates": [{"content": []}]},
+        {"candidates": [{"content": {"parts": {}}}]},
+        {"candidates": [{"content": {"parts": [{"text": 1}]}}]},
+        {"candidates": [{"content": {"parts": [{"functionCall": {"args": {}}}]}}]},
+        {"candidates": [{"content": {"parts": [{"functionCall": {"name": "f", "args": "{}"}}]}}]},
+        {"candidates": [{"finishReason": 1}]},
+        {"candidates": [{}], "usageMetadata": {"promptTokenCount": "4"}},
+        {"candidates": [{}], "modelVersion": 2},
+        {"error": {"code": 500, "message": "Internal error encountered.", "status": "INTERNAL"}},
+    ],
+)
 def test_malformed_bodies_raise_wire_error(body: Any) -> None:
     with pytest.raises(WireError):
         KIND.parse(body)
@@ -157,7 +197,7 @@ def test_malformed_bodies_raise_wire_error(body: Any) -> None:
 
 def test_stream_text_usage_and_done() -> None:
     parser = KIND.stream_parser()
-    assert feed(parser, STREAM) == [TextDelta("The"), TextDelta(" sky is blue \"!\"\n")]
+    assert feed(parser, STREAM) == [TextDelta("The"), TextDelta(' sky is blue "!"\n')]
     assert parser.finish_reason == "stop"
     assert parser.usage == Usage(5, 12)
     assert parser.model == "gemini-2.0-flash"
@@ -197,44 +237,84 @@ def test_in_band_error_raises() -> None:
     parser = KIND.stream_parser()
     feed(parser, STREAM.split("\n")[0])
     with pytest.raises(WireError, match="UNAVAILABLE: The model is overloaded"):
-        parser.feed('data: {"error": {"code": 503, "message": "The model is overloaded. '
-                    'Please try again later.", "status": "UNAVAILABLE"}}')
+        parser.feed(
+            'data: {"error": {"code": 503, "message": "The model is overloaded. '
+            'Please try again later.", "status": "UNAVAILABLE"}}'
+        )
 
 
-@pytest.mark.parametrize("line", [
-    'data: ["x"]', 'data: {"candidates": "x"}', 'data: {"modelVersion": "m"}',
-    'data: {"candidates": [{"content": {"parts": [{"text": 3}]}}]}',
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        'data: ["x"]',
+        'data: {"candidates": "x"}',
+        'data: {"modelVersion": "m"}',
+        'data: {"candidates": [{"content": {"parts": [{"text": 3}]}}]}',
+    ],
+)
 def test_malformed_stream_lines_raise(line: str) -> None:
     with pytest.raises(WireError):
         KIND.stream_parser().feed(line)
 
 
 def test_models() -> None:
-    assert KIND.models_url("https://generativelanguage.googleapis.com/") == \
-        "https://generativelanguage.googleapis.com/v1beta/models?pageSize=1000"
-    listing = {"models": [
-        {"name": "models/gemini-2.0-flash", "version": "2.0", "displayName": "Gemini 2.0 Flash",
-         "inputTokenLimit": 1048576, "outputTokenLimit": 8192,
-         "supportedGenerationMethods": ["generateContent", "countTokens", "createCachedContent"]},
-        {"name": "models/text-embedding-004", "version": "004",
-         "supportedGenerationMethods": ["embedContent"]},
-        {"name": "models/gemini-2.5-pro"},
-    ], "nextPageToken": "Chxtb2RlbHMvZ2VtaW5pLTEuNS1wcm8tbGF0ZXN0"}
+    assert (
+        KIND.models_url("https://generativelanguage.googleapis.com/")
+        == "https://generativelanguage.googleapis.com/v1beta/models?pageSize=1000"
+    )
+    listing = {
+        "models": [
+            {
+                "name": "models/gemini-2.0-flash",
+                "version": "2.0",
+                "displayName": "Gemini 2.0 Flash",
+                "inputTokenLimit": 1048576,
+                "outputTokenLimit": 8192,
+                "supportedGenerationMethods": ["generateContent", "countTokens", "createCachedContent"],
+            },
+            {
+                "name": "models/text-embedding-004",
+                "version": "004",
+                "supportedGenerationMethods": ["embedContent"],
+            },
+            {"name": "models/gemini-2.5-pro"},
+        ],
+        "nextPageToken": "Chxtb2RlbHMvZ2VtaW5pLTEuNS1wcm8tbGF0ZXN0",
+    }
     assert KIND.parse_models(listing) == ["gemini-2.0-flash", "gemini-2.5-pro"]
     with pytest.raises(WireError):
         KIND.parse_models({"models": {}})
 
 
-@pytest.mark.parametrize(("body", "message"), [
-    ({"error": {"code": 400, "message": "API key not valid. Please pass a valid API key.",
-                "status": "INVALID_ARGUMENT", "details": [
-                    {"@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                     "reason": "API_KEY_INVALID"}]}},
-     "INVALID_ARGUMENT: API key not valid. Please pass a valid API key."),
-    ([{"error": {"code": 429, "message": "Resource has been exhausted.",
-                 "status": "RESOURCE_EXHAUSTED"}}],
-     "RESOURCE_EXHAUSTED: Resource has been exhausted."),
-])
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            {
+                "error": {
+                    "code": 400,
+                    "message": "API key not valid. Please pass a valid API key.",
+                    "status": "INVALID_ARGUMENT",
+                    "details": [
+                        {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID"}
+                    ],
+                }
+            },
+            "INVALID_ARGUMENT: API key not valid. Please pass a valid API key.",
+        ),
+        (
+            [
+                {
+                    "error": {
+                        "code": 429,
+                        "message": "Resource has been exhausted.",
+                        "status": "RESOURCE_EXHAUSTED",
+                    }
+                }
+            ],
+            "RESOURCE_EXHAUSTED: Resource has been exhausted.",
+        ),
+    ],
+)
 def test_error_message(body: Any, message: str) -> None:
     assert KIND.error_message(body) == message

@@ -19,8 +19,10 @@ NAMES = list(KINDS)
 
 
 def _provider(kind: str, extra: str = "") -> str:
-    return (f"version: 1\nproviders:\n  p:\n    kind: {kind}\n    api_key: k\n    models: [m]\n{extra}"
-            "routes:\n  - match: {model: '*'}\n    to: p/m\n")
+    return (
+        f"version: 1\nproviders:\n  p:\n    kind: {kind}\n    api_key: k\n    models: [m]\n{extra}"
+        "routes:\n  - match: {model: '*'}\n    to: p/m\n"
+    )
 
 
 def test_the_schema_enum_and_descriptions_come_from_the_registry() -> None:
@@ -41,10 +43,8 @@ def test_a_provider_without_base_url_gets_its_kinds_default(name: str) -> None:
     assert graph.providers["p"].base_url == kind.default_base_url
 
 
-@pytest.mark.parametrize(("kind", "vendor"),
-                         [(k.name, v) for k in KINDS.values() for v in k.compatible])
-def test_every_compatible_vendor_written_as_a_kind_gets_its_base_url(kind: str,
-                                                                     vendor: str) -> None:
+@pytest.mark.parametrize(("kind", "vendor"), [(k.name, v) for k in KINDS.values() for v in k.compatible])
+def test_every_compatible_vendor_written_as_a_kind_gets_its_base_url(kind: str, vendor: str) -> None:
     with pytest.raises(ConfigError) as info:
         compile_text(_provider(vendor))
     (problem,) = info.value.problems

@@ -39,16 +39,19 @@ def test_fresh_stream_parsers() -> None:
 SSE_KINDS = [name for name, kind in KINDS.items() if kind.stream_format == "sse"]
 
 
-@pytest.mark.parametrize("data", [
-    '{"type": "error", "message": "upstream overloaded"}',
-    '{"type": "error", "error": {"type": "overloaded_error", "message": "upstream overloaded"}}',
-    '{"error": "upstream overloaded"}',
-    '"upstream overloaded"',
-    "upstream overloaded",
-], ids=["message", "anthropic", "error-string", "json-string", "plain-text"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        '{"type": "error", "message": "upstream overloaded"}',
+        '{"type": "error", "error": {"type": "overloaded_error", "message": "upstream overloaded"}}',
+        '{"error": "upstream overloaded"}',
+        '"upstream overloaded"',
+        "upstream overloaded",
+    ],
+    ids=["message", "anthropic", "error-string", "json-string", "plain-text"],
+)
 @pytest.mark.parametrize("name", SSE_KINDS)
-def test_an_event_named_error_raises_with_its_message_whatever_its_data(name: str,
-                                                                         data: str) -> None:
+def test_an_event_named_error_raises_with_its_message_whatever_its_data(name: str, data: str) -> None:
     parser = get_kind(name).stream_parser()
     with pytest.raises(WireError, match="upstream overloaded"):
         for line in ["event: error", f"data: {data}", "", "data: [DONE]", ""]:

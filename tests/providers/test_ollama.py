@@ -36,8 +36,12 @@ TOOLS = {
         "role": "assistant",
         "content": "",
         "tool_calls": [
-            {"function": {"name": "get_current_weather",
-                          "arguments": {"format": "celsius", "location": "Paris, FR"}}},
+            {
+                "function": {
+                    "name": "get_current_weather",
+                    "arguments": {"format": "celsius", "location": "Paris, FR"},
+                }
+            },
             {"id": "call_x1", "function": {"index": 1, "name": "get_time", "arguments": {}}},
         ],
     },
@@ -74,8 +78,10 @@ def feed(parser: StreamParser, transcript: str) -> list[Any]:
 def test_url_and_headers() -> None:
     assert KIND.url("http://localhost:11434/", "llama3.2", True) == "http://localhost:11434/api/chat"
     assert KIND.auth_headers(None) == {"content-type": "application/json"}
-    assert KIND.auth_headers("proxy-key") == {"content-type": "application/json",
-                                              "Authorization": "Bearer proxy-key"}
+    assert KIND.auth_headers("proxy-key") == {
+        "content-type": "application/json",
+        "Authorization": "Bearer proxy-key",
+    }
     assert KIND.stream_format == "ndjson"
 
 
@@ -93,28 +99,45 @@ def test_parse_tool_calls() -> None:
     assert parsed.finish_reason == "tool_calls"
     first, second = parsed.tool_calls
     assert first.id.startswith("call_")
-    assert (first.name, first.arguments) == ("get_current_weather",
-                                             '{"format":"celsius","location":"Paris, FR"}')
+    assert (first.name, first.arguments) == (
+        "get_current_weather",
+        '{"format":"celsius","location":"Paris, FR"}',
+    )
     assert (second.id, second.name, second.arguments) == ("call_x1", "get_time", "{}")
     assert parsed.usage == Usage(122, 33)
 
 
-@pytest.mark.parametrize(("reason", "expected"), [
-    ("stop", "stop"), ("length", "length"), ("load", "stop"), ("unload", "stop"), (None, "stop"),
-])
+@pytest.mark.parametrize(
+    ("reason", "expected"),
+    [
+        ("stop", "stop"),
+        ("length", "length"),
+        ("load", "stop"),
+        ("unload", "stop"),
+        (None, "stop"),
+    ],
+)
 def test_finish_reasons(reason: str | None, expected: str) -> None:
     assert KIND.parse({**CHAT, "done_reason": reason}).finish_reason == expected
 
 
-@pytest.mark.parametrize("body", [
-    None, [], {}, {"message": None}, {"message": "hi"}, {"message": {"content": 1}},
-    {"message": {"content": "", "tool_calls": {}}},
-    {"message": {"content": "", "tool_calls": [{"function": {"arguments": {}}}]}},
-    {"message": {"content": "", "tool_calls": [{"function": {"name": "f", "arguments": []}}]}},
-    {"message": {"content": ""}, "eval_count": "5"},
-    {"message": {"content": ""}, "model": 1},
-    {"error": "model \"llama9\" not found, try pulling it first"},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        None,
+        [],
+        {},
+        {"message": None},
+        {"message": "hi"},
+        {"message": {"content": 1}},
+        {"message": {"content": "", "tool_calls": {}}},
+        {"message": {"content": "", "tool_calls": [{"function": {"arguments": {}}}]}},
+        {"message": {"content": "", "tool_calls": [{"function": {"name": "f", "arguments": []}}]}},
+        {"message": {"content": ""}, "eval_count": "5"},
+        {"message": {"content": ""}, "model": 1},
+        {"error": 'model "llama9" not found, try pulling it first'},
+    ],
+)
 def test_malformed_bodies_raise_wire_error(body: Any) -> None:
     with pytest.raises(WireError):
         KIND.parse(body)
@@ -122,7 +145,7 @@ def test_malformed_bodies_raise_wire_error(body: Any) -> None:
 
 def test_stream_text_usage_and_done() -> None:
     parser = KIND.stream_parser()
-    assert feed(parser, STREAM) == [TextDelta("The"), TextDelta(" sky \"is\"\n")]
+    assert feed(parser, STREAM) == [TextDelta("The"), TextDelta(' sky "is"\n')]
     assert parser.finish_reason == "length"
     assert parser.usage == Usage(26, 282)
     assert parser.model == "llama3.2"
@@ -171,14 +194,24 @@ def test_malformed_stream_lines_raise(line: str) -> None:
 
 def test_models() -> None:
     assert KIND.models_url("http://localhost:11434/") == "http://localhost:11434/api/tags"
-    listing = {"models": [
-        {"name": "llama3.2:latest", "model": "llama3.2:latest",
-         "modified_at": "2025-05-04T17:37:44.706015396-07:00", "size": 2019393189,
-         "digest": "a80c4f17acd55265feec403c7aef86be0c25983ab279d83f3bcd3abbcb5b8b72",
-         "details": {"format": "gguf", "family": "llama", "parameter_size": "3.2B",
-                     "quantization_level": "Q4_K_M"}},
-        {"name": "deepseek-r1:7b", "model": "deepseek-r1:7b"},
-    ]}
+    listing = {
+        "models": [
+            {
+                "name": "llama3.2:latest",
+                "model": "llama3.2:latest",
+                "modified_at": "2025-05-04T17:37:44.706015396-07:00",
+                "size": 2019393189,
+                "digest": "a80c4f17acd55265feec403c7aef86be0c25983ab279d83f3bcd3abbcb5b8b72",
+                "details": {
+                    "format": "gguf",
+                    "family": "llama",
+                    "parameter_size": "3.2B",
+                    "quantization_level": "Q4_K_M",
+                },
+            },
+            {"name": "deepseek-r1:7b", "model": "deepseek-r1:7b"},
+        ]
+    }
     assert KIND.parse_models(listing) == ["llama3.2:latest", "llama3.2", "deepseek-r1:7b"]
     assert KIND.parse_models({"models": []}) == []
     with pytest.raises(WireError):
@@ -186,5 +219,7 @@ def test_models() -> None:
 
 
 def test_error_message() -> None:
-    assert KIND.error_message({"error": "model \"llama9\" not found, try pulling it first"}) == \
-        "model \"llama9\" not found, try pulling it first"
+    assert (
+        KIND.error_message({"error": 'model "llama9" not found, try pulling it first'})
+        == 'model "llama9" not found, try pulling it first'
+    )

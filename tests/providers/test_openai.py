@@ -20,19 +20,30 @@ CHAT = {
     "object": "chat.completion",
     "created": 1741569952,
     "model": "gpt-4.1-2025-04-14",
-    "choices": [{
-        "index": 0,
-        "message": {"role": "assistant", "content": "Hello! How can I assist you today?",
-                    "refusal": None, "annotations": []},
-        "logprobs": None,
-        "finish_reason": "stop",
-    }],
+    "choices": [
+        {
+            "index": 0,
+            "message": {
+                "role": "assistant",
+                "content": "Hello! How can I assist you today?",
+                "refusal": None,
+                "annotations": [],
+            },
+            "logprobs": None,
+            "finish_reason": "stop",
+        }
+    ],
     "usage": {
-        "prompt_tokens": 19, "completion_tokens": 10, "total_tokens": 29,
+        "prompt_tokens": 19,
+        "completion_tokens": 10,
+        "total_tokens": 29,
         "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
-                                      "accepted_prediction_tokens": 0,
-                                      "rejected_prediction_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
     },
     "service_tier": "default",
 }
@@ -42,23 +53,32 @@ TOOL_CALLS = {
     "object": "chat.completion",
     "created": 1699896916,
     "model": "gpt-4o-mini",
-    "choices": [{
-        "index": 0,
-        "message": {
-            "role": "assistant",
-            "content": None,
-            "tool_calls": [
-                {"id": "call_abc123", "type": "function",
-                 "function": {"name": "get_current_weather",
-                              "arguments": "{\n\"location\": \"Boston, MA\"\n}"}},
-                {"id": "call_def456", "type": "function",
-                 "function": {"name": "get_current_weather",
-                              "arguments": "{\"location\": \"Oslo\"}"}},
-            ],
-        },
-        "logprobs": None,
-        "finish_reason": "tool_calls",
-    }],
+    "choices": [
+        {
+            "index": 0,
+            "message": {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_abc123",
+                        "type": "function",
+                        "function": {
+                            "name": "get_current_weather",
+                            "arguments": '{\n"location": "Boston, MA"\n}',
+                        },
+                    },
+                    {
+                        "id": "call_def456",
+                        "type": "function",
+                        "function": {"name": "get_current_weather", "arguments": '{"location": "Oslo"}'},
+                    },
+                ],
+            },
+            "logprobs": None,
+            "finish_reason": "tool_calls",
+        }
+    ],
     "usage": {"prompt_tokens": 82, "completion_tokens": 17, "total_tokens": 99},
 }
 
@@ -102,12 +122,15 @@ def feed(parser: StreamParser, transcript: str) -> list[Any]:
 
 
 def test_url_and_headers() -> None:
-    assert KIND.url("https://api.openai.com/v1/", "gpt-4o", False) == \
-        "https://api.openai.com/v1/chat/completions"
-    assert KIND.url("https://api.groq.com/openai/v1", "x", True) == \
-        "https://api.groq.com/openai/v1/chat/completions"
-    assert KIND.auth_headers("sk-1") == {"content-type": "application/json",
-                                         "Authorization": "Bearer sk-1"}
+    assert (
+        KIND.url("https://api.openai.com/v1/", "gpt-4o", False)
+        == "https://api.openai.com/v1/chat/completions"
+    )
+    assert (
+        KIND.url("https://api.groq.com/openai/v1", "x", True)
+        == "https://api.groq.com/openai/v1/chat/completions"
+    )
+    assert KIND.auth_headers("sk-1") == {"content-type": "application/json", "Authorization": "Bearer sk-1"}
     assert KIND.auth_headers(None) == {"content-type": "application/json"}
     assert KIND.auth_headers("") == {"content-type": "application/json"}
     assert KIND.stream_format == "sse"
@@ -127,8 +150,8 @@ def test_parse_tool_calls() -> None:
     assert parsed.text == ""
     assert parsed.finish_reason == "tool_calls"
     assert parsed.tool_calls == (
-        ToolCall("call_abc123", "get_current_weather", "{\n\"location\": \"Boston, MA\"\n}"),
-        ToolCall("call_def456", "get_current_weather", "{\"location\": \"Oslo\"}"),
+        ToolCall("call_abc123", "get_current_weather", '{\n"location": "Boston, MA"\n}'),
+        ToolCall("call_def456", "get_current_weather", '{"location": "Oslo"}'),
     )
     assert parsed.usage == Usage(82, 17)
 
@@ -138,20 +161,36 @@ def test_forced_tool_choice_finishing_with_stop_reports_tool_calls() -> None:
     assert KIND.parse(body).finish_reason == "tool_calls"
 
 
-@pytest.mark.parametrize(("given", "expected"), [
-    ("stop", "stop"), ("length", "length"), ("content_filter", "content_filter"),
-    ("tool_calls", "tool_calls"), ("function_call", "tool_calls"), ("eos", "stop"), (None, None),
-])
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("stop", "stop"),
+        ("length", "length"),
+        ("content_filter", "content_filter"),
+        ("tool_calls", "tool_calls"),
+        ("function_call", "tool_calls"),
+        ("eos", "stop"),
+        (None, None),
+    ],
+)
 def test_finish_reasons(given: str | None, expected: str | None) -> None:
     body = {**CHAT, "choices": [{**CHAT["choices"][0], "finish_reason": given}]}
     assert KIND.parse(body).finish_reason == expected
 
 
 def test_compatible_server_quirks() -> None:
-    body = {"choices": [{"message": {"role": "assistant", "content": [
-        {"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
-        "tool_calls": [{"function": {"name": "f", "arguments": {"x": 1}}}]},
-        "finish_reason": "tool_calls"}]}
+    body = {
+        "choices": [
+            {
+                "message": {
+                    "role": "assistant",
+                    "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
+                    "tool_calls": [{"function": {"name": "f", "arguments": {"x": 1}}}],
+                },
+                "finish_reason": "tool_calls",
+            }
+        ]
+    }
     parsed = KIND.parse(body)
     assert parsed.text == "ab"
     assert parsed.usage == Usage()
@@ -161,27 +200,47 @@ def test_compatible_server_quirks() -> None:
 
 
 def test_legacy_function_call() -> None:
-    body = {"choices": [{"message": {"role": "assistant", "content": None,
-                                     "function_call": {"name": "f", "arguments": "{}"}},
-                         "finish_reason": "function_call"}]}
+    body = {
+        "choices": [
+            {
+                "message": {
+                    "role": "assistant",
+                    "content": None,
+                    "function_call": {"name": "f", "arguments": "{}"},
+                },
+                "finish_reason": "function_call",
+            }
+        ]
+    }
     parsed = KIND.parse(body)
     assert parsed.finish_reason == "tool_calls"
     assert [(c.name, c.arguments) for c in parsed.tool_calls] == [("f", "{}")]
 
 
-@pytest.mark.parametrize("body", [
-    None, [], "text", {}, {"choices": None}, {"choices": []}, {"choices": {}},
-    {"choices": ["x"]}, {"choices": [{}]}, {"choices": [{"message": "hi"}]},
-    {"choices": [{"message": {"content": 5}}]},
-    {"choices": [{"message": {"content": "x", "tool_calls": {}}}]},
-    {"choices": [{"message": {"content": "x", "tool_calls": [{"function": {}}]}}]},
-    {"choices": [{"message": {"content": "x", "tool_calls": [{"function": {"name": 1}}]}}]},
-    {"choices": [{"message": {"content": "x"}, "finish_reason": 3}]},
-    {"choices": [{"message": {"content": "x"}}], "usage": "lots"},
-    {"choices": [{"message": {"content": "x"}}], "usage": {"prompt_tokens": "9"}},
-    {"choices": [{"message": {"content": "x"}}], "model": 4},
-    {"error": {"message": "The server had an error", "type": "server_error"}},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        None,
+        [],
+        "text",
+        {},
+        {"choices": None},
+        {"choices": []},
+        {"choices": {}},
+        {"choices": ["x"]},
+        {"choices": [{}]},
+        {"choices": [{"message": "hi"}]},
+        {"choices": [{"message": {"content": 5}}]},
+        {"choices": [{"message": {"content": "x", "tool_calls": {}}}]},
+        {"choices": [{"message": {"content": "x", "tool_calls": [{"function": {}}]}}]},
+        {"choices": [{"message": {"content": "x", "tool_calls": [{"function": {"name": 1}}]}}]},
+        {"choices": [{"message": {"content": "x"}, "finish_reason": 3}]},
+        {"choices": [{"message": {"content": "x"}}], "usage": "lots"},
+        {"choices": [{"message": {"content": "x"}}], "usage": {"prompt_tokens": "9"}},
+        {"choices": [{"message": {"content": "x"}}], "model": 4},
+        {"error": {"message": "The server had an error", "type": "server_error"}},
+    ],
+)
 def test_malformed_bodies_raise_wire_error(body: Any) -> None:
     with pytest.raises(WireError):
         KIND.parse(body)
@@ -190,7 +249,7 @@ def test_malformed_bodies_raise_wire_error(body: Any) -> None:
 def test_stream_text_usage_and_done() -> None:
     parser = KIND.stream_parser()
     deltas = feed(parser, STREAM)
-    assert deltas == [TextDelta("Hello"), TextDelta(" wörld \"!\"\n")]
+    assert deltas == [TextDelta("Hello"), TextDelta(' wörld "!"\n')]
     assert parser.finish_reason == "stop"
     assert parser.usage == Usage(9, 12)
     assert parser.model == "gpt-4o-mini"
@@ -202,8 +261,8 @@ def test_stream_tool_calls() -> None:
     deltas = feed(parser, TOOL_STREAM)
     assert deltas == [
         ToolCallDelta(0, "call_DdmO9pD3xa9XTPNJ32zg2hcA", "get_weather", ""),
-        ToolCallDelta(0, None, None, "{\""),
-        ToolCallDelta(0, None, None, "location\":\"Paris\"}"),
+        ToolCallDelta(0, None, None, '{"'),
+        ToolCallDelta(0, None, None, 'location":"Paris"}'),
         ToolCallDelta(1, "call_2", "get_time", "{}"),
     ]
     assert parser.finish_reason == "tool_calls"
@@ -213,20 +272,26 @@ def test_stream_tool_calls() -> None:
 
 def test_stream_framing_comments_events_crlf_and_split_data() -> None:
     parser = KIND.stream_parser()
-    deltas = feed(parser, ": OPENROUTER PROCESSING\r\n\r\nevent: chunk\r\nid: 7\r\n"
-                          'data:{"choices":[{"index":0,"delta":{"content":"a"}}]}\r\n\r\n'
-                          'data: {"choices":[{"index":0,\n'
-                          'data: "delta":{"content":"b"}}]}\n\n'
-                          'data: {"choices":[{"index":1,"delta":{"content":"other choice"}}]}\n\n'
-                          "retry: 100\n")
+    deltas = feed(
+        parser,
+        ": OPENROUTER PROCESSING\r\n\r\nevent: chunk\r\nid: 7\r\n"
+        'data:{"choices":[{"index":0,"delta":{"content":"a"}}]}\r\n\r\n'
+        'data: {"choices":[{"index":0,\n'
+        'data: "delta":{"content":"b"}}]}\n\n'
+        'data: {"choices":[{"index":1,"delta":{"content":"other choice"}}]}\n\n'
+        "retry: 100\n",
+    )
     assert deltas == [TextDelta("a"), TextDelta("b")]
     assert parser.done is False
 
 
 def test_groq_usage_location() -> None:
     parser = KIND.stream_parser()
-    feed(parser, 'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],'
-                 '"x_groq":{"usage":{"prompt_tokens":3,"completion_tokens":4}}}\n\ndata: [DONE]\n')
+    feed(
+        parser,
+        'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],'
+        '"x_groq":{"usage":{"prompt_tokens":3,"completion_tokens":4}}}\n\ndata: [DONE]\n',
+    )
     assert parser.usage == Usage(3, 4) and parser.done
 
 
@@ -244,14 +309,21 @@ def test_in_band_error_raises() -> None:
     parser = KIND.stream_parser()
     feed(parser, STREAM.split("\n\n")[0] + "\n\n")
     with pytest.raises(WireError, match="Rate limit reached"):
-        parser.feed('data: {"error":{"message":"Rate limit reached for gpt-4o",'
-                    '"type":"rate_limit_error","code":"rate_limit_exceeded"}}')
+        parser.feed(
+            'data: {"error":{"message":"Rate limit reached for gpt-4o",'
+            '"type":"rate_limit_error","code":"rate_limit_exceeded"}}'
+        )
 
 
-@pytest.mark.parametrize("line", [
-    "data: [1, 2]", 'data: {"choices": {}}', 'data: {"choices": [{"delta": "x"}]}',
-    'data: {"choices": [{"index": 0, "delta": {"tool_calls": [{"index": "0"}]}}]}',
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "data: [1, 2]",
+        'data: {"choices": {}}',
+        'data: {"choices": [{"delta": "x"}]}',
+        'data: {"choices": [{"index": 0, "delta": {"tool_calls": [{"index": "0"}]}}]}',
+    ],
+)
 def test_malformed_stream_lines_raise(line: str) -> None:
     with pytest.raises(WireError):
         KIND.stream_parser().feed(line)
@@ -274,25 +346,41 @@ def test_stream_cut_inside_an_event_is_truncation_not_garbage() -> None:
 
 def test_models() -> None:
     assert KIND.models_url("https://api.openai.com/v1/") == "https://api.openai.com/v1/models"
-    listing = {"object": "list", "data": [
-        {"id": "gpt-4o-mini", "object": "model", "created": 1686935002, "owned_by": "openai"},
-        {"id": "gpt-4.1", "object": "model", "created": 1686935002, "owned_by": "system"},
-    ]}
+    listing = {
+        "object": "list",
+        "data": [
+            {"id": "gpt-4o-mini", "object": "model", "created": 1686935002, "owned_by": "openai"},
+            {"id": "gpt-4.1", "object": "model", "created": 1686935002, "owned_by": "system"},
+        ],
+    }
     assert KIND.parse_models(listing) == ["gpt-4o-mini", "gpt-4.1"]
     with pytest.raises(WireError):
         KIND.parse_models({"data": "nope"})
 
 
-@pytest.mark.parametrize(("body", "message"), [
-    ({"error": {"message": "Incorrect API key provided: sk-****1234.",
-                "type": "invalid_request_error", "param": None, "code": "invalid_api_key"}},
-     "invalid_request_error: Incorrect API key provided: sk-****1234."),
-    ({"error": {"message": "You exceeded your current quota", "type": None, "code": None}},
-     "You exceeded your current quota"),
-    ({"error": "model not found"}, "model not found"),
-    ({"detail": "Not Found"}, "Not Found"),
-    ({"object": "error", "message": "bad request", "code": 400}, "bad request"),
-    ("upstream timed out", "upstream timed out"),
-])
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            {
+                "error": {
+                    "message": "Incorrect API key provided: sk-****1234.",
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": "invalid_api_key",
+                }
+            },
+            "invalid_request_error: Incorrect API key provided: sk-****1234.",
+        ),
+        (
+            {"error": {"message": "You exceeded your current quota", "type": None, "code": None}},
+            "You exceeded your current quota",
+        ),
+        ({"error": "model not found"}, "model not found"),
+        ({"detail": "Not Found"}, "Not Found"),
+        ({"object": "error", "message": "bad request", "code": 400}, "bad request"),
+        ("upstream timed out", "upstream timed out"),
+    ],
+)
 def test_error_message(body: Any, message: str) -> None:
     assert KIND.error_message(body) == message

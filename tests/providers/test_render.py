@@ -38,67 +38,144 @@ def user(text: str) -> dict[str, Any]:
 REQUESTS: dict[str, dict[str, Any]] = {
     "plain": {"messages": [user("Hello")]},
     "system_field": {"system": "Be brief.", "messages": [user("Hello")]},
-    "system_message": {"messages": [
-        {"role": "system", "content": "Be brief."}, user("Hello"),
-        {"role": "developer", "content": [{"type": "text", "text": "Answer in French."}]},
-    ]},
-    "system_both": {"system": "You are a pirate.", "messages": [
-        {"role": "system", "content": "Be brief."}, user("Hello"),
-    ]},
-    "multi_turn": {"messages": [
-        user("Hi"), {"role": "assistant", "content": "Hello! How can I help?"}, user("A joke."),
-    ]},
-    "sampling": {"messages": [user("Hi")], "temperature": 1.5, "top_p": 0.9, "max_tokens": 200,
-                 "stop": "END"},
+    "system_message": {
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            user("Hello"),
+            {"role": "developer", "content": [{"type": "text", "text": "Answer in French."}]},
+        ]
+    },
+    "system_both": {
+        "system": "You are a pirate.",
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            user("Hello"),
+        ],
+    },
+    "multi_turn": {
+        "messages": [
+            user("Hi"),
+            {"role": "assistant", "content": "Hello! How can I help?"},
+            user("A joke."),
+        ]
+    },
+    "sampling": {
+        "messages": [user("Hi")],
+        "temperature": 1.5,
+        "top_p": 0.9,
+        "max_tokens": 200,
+        "stop": "END",
+    },
     "stop_list": {"messages": [user("Hi")], "stop": ["\n\n", "END"]},
-    "tools_auto": {"messages": [user("Weather in Paris?")], "tools": [WEATHER, TIME],
-                   "tool_choice": "auto"},
+    "tools_auto": {"messages": [user("Weather in Paris?")], "tools": [WEATHER, TIME], "tool_choice": "auto"},
     "tools_required": {"messages": [user("Weather?")], "tools": [WEATHER], "tool_choice": "required"},
-    "tools_named": {"messages": [user("Weather?")], "tools": [WEATHER, TIME],
-                    "tool_choice": {"type": "function", "function": {"name": "get_weather"}}},
+    "tools_named": {
+        "messages": [user("Weather?")],
+        "tools": [WEATHER, TIME],
+        "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+    },
     "tools_none": {"messages": [user("Weather?")], "tools": [WEATHER], "tool_choice": "none"},
-    "tool_choice_without_tools": {"messages": [user("Hi")], "tool_choice": "auto",
-                                  "parallel_tool_calls": False},
-    "tool_round_trip": {"tools": [WEATHER], "messages": [
-        user("Weather in Paris and Oslo?"),
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "call_1", "type": "function",
-             "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}},
-            {"id": "call_2", "type": "function",
-             "function": {"name": "get_weather", "arguments": "{\"city\": \"Oslo\"}"}},
-        ]},
-        {"role": "tool", "tool_call_id": "call_1", "content": "{\"temp\": 21}"},
-        {"role": "tool", "tool_call_id": "call_2", "content": "cloudy, 12 degrees"},
-        user("Which is warmer?"),
-    ]},
-    "tool_call_with_text_and_bad_args": {"tools": [TIME], "messages": [
-        user("Time?"),
-        {"role": "assistant", "content": "Let me check.", "tool_calls": [
-            {"id": "call_9", "type": "function",
-             "function": {"name": "get_time", "arguments": "not json"}},
-        ]},
-        {"role": "tool", "tool_call_id": "call_9", "name": "get_time",
-         "content": [{"type": "text", "text": "12:00"}]},
-    ]},
-    "json_object": {"messages": [user("List 3 colours as JSON.")],
-                    "response_format": {"type": "json_object"}},
-    "json_schema": {"messages": [user("A colour.")], "response_format": {
-        "type": "json_schema",
-        "json_schema": {"name": "colour", "strict": True, "schema": {
-            "type": "object", "properties": {"name": {"type": "string"}},
-            "required": ["name"], "additionalProperties": False}},
-    }},
-    "escaping": {"system": "Quote \"this\" \\ and 'that'", "messages": [
-        user("Ünïcödé ✓ 日本語 😀\nline two\ttab \u2028 </script> {{ model }} {% raw %}"),
-    ], "stop": ["\"}", "\\"]},
-    "content_parts": {"messages": [{"role": "user", "content": [
-        {"type": "text", "text": "What is in these images?"},
-        {"type": "image_url", "image_url": {"url": PNG, "detail": "low"}},
-        {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}},
-    ]}]},
-    "extras": {"messages": [user("Hi")], "seed": 7, "top_k": 40, "user": "u-123",
-               "parallel_tool_calls": False, "tools": [WEATHER],
-               "metadata": {"tier": "free", "secret": "do-not-send"}},
+    "tool_choice_without_tools": {
+        "messages": [user("Hi")],
+        "tool_choice": "auto",
+        "parallel_tool_calls": False,
+    },
+    "tool_round_trip": {
+        "tools": [WEATHER],
+        "messages": [
+            user("Weather in Paris and Oslo?"),
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                    },
+                    {
+                        "id": "call_2",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
+                    },
+                ],
+            },
+            {"role": "tool", "tool_call_id": "call_1", "content": '{"temp": 21}'},
+            {"role": "tool", "tool_call_id": "call_2", "content": "cloudy, 12 degrees"},
+            user("Which is warmer?"),
+        ],
+    },
+    "tool_call_with_text_and_bad_args": {
+        "tools": [TIME],
+        "messages": [
+            user("Time?"),
+            {
+                "role": "assistant",
+                "content": "Let me check.",
+                "tool_calls": [
+                    {
+                        "id": "call_9",
+                        "type": "function",
+                        "function": {"name": "get_time", "arguments": "not json"},
+                    },
+                ],
+            },
+            {
+                "role": "tool",
+                "tool_call_id": "call_9",
+                "name": "get_time",
+                "content": [{"type": "text", "text": "12:00"}],
+            },
+        ],
+    },
+    "json_object": {
+        "messages": [user("List 3 colours as JSON.")],
+        "response_format": {"type": "json_object"},
+    },
+    "json_schema": {
+        "messages": [user("A colour.")],
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {
+                "name": "colour",
+                "strict": True,
+                "schema": {
+                    "type": "object",
+                    "properties": {"name": {"type": "string"}},
+                    "required": ["name"],
+                    "additionalProperties": False,
+                },
+            },
+        },
+    },
+    "escaping": {
+        "system": "Quote \"this\" \\ and 'that'",
+        "messages": [
+            user("Ünïcödé ✓ 日本語 😀\nline two\ttab \u2028 </script> {{ model }} {% raw %}"),
+        ],
+        "stop": ['"}', "\\"],
+    },
+    "content_parts": {
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What is in these images?"},
+                    {"type": "image_url", "image_url": {"url": PNG, "detail": "low"}},
+                    {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}},
+                ],
+            }
+        ]
+    },
+    "extras": {
+        "messages": [user("Hi")],
+        "seed": 7,
+        "top_k": 40,
+        "user": "u-123",
+        "parallel_tool_calls": False,
+        "tools": [WEATHER],
+        "metadata": {"tier": "free", "secret": "do-not-send"},
+    },
     "max_completion_tokens": {"messages": [user("Hi")], "max_completion_tokens": 99},
     "empty": {"messages": []},
 }
@@ -154,9 +231,16 @@ def test_rendered_bodies(kind: str, snapshot: Any) -> None:
         if case_kind != kind:
             continue
         request = SAMPLE_REQUEST if case == "sample" else REQUESTS[case]
-        lines.append(line({"case": case, "stream": stream,
-                           "url": k.url("https://example.test/", model, stream),
-                           "body": render(kind, request, stream, model)}))
+        lines.append(
+            line(
+                {
+                    "case": case,
+                    "stream": stream,
+                    "url": k.url("https://example.test/", model, stream),
+                    "body": render(kind, request, stream, model),
+                }
+            )
+        )
     assert "\n".join(lines) + "\n" == snapshot(extension_class=JSONLines)
 
 
@@ -218,11 +302,12 @@ _text = st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=
 _WHERE = {
     "openai": lambda b: (b["messages"][0]["content"], b["messages"][-1]["content"], b["stop"]),
     "anthropic": lambda b: (b["system"], b["messages"][-1]["content"], b.get("stop_sequences")),
-    "gemini": lambda b: (b["systemInstruction"]["parts"][0]["text"],
-                         b["contents"][-1]["parts"][0]["text"],
-                         b["generationConfig"]["stopSequences"]),
-    "ollama": lambda b: (b["messages"][0]["content"], b["messages"][-1]["content"],
-                         b["options"]["stop"]),
+    "gemini": lambda b: (
+        b["systemInstruction"]["parts"][0]["text"],
+        b["contents"][-1]["parts"][0]["text"],
+        b["generationConfig"]["stopSequences"],
+    ),
+    "ollama": lambda b: (b["messages"][0]["content"], b["messages"][-1]["content"], b["options"]["stop"]),
 }
 
 

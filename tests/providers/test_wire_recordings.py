@@ -18,8 +18,10 @@ from engine.providers import get_kind
 from engine.providers.base import Parsed, StreamParser, WireError, loads
 from engine.result import ReasoningBlock, ReasoningDelta, TextDelta, ToolCallDelta, Usage
 
-ROOT = Path(os.environ.get("ENGINE_WIRE_RECORDINGS")
-            or Path(__file__).resolve().parents[3] / "shared" / "wire-recordings")
+ROOT = Path(
+    os.environ.get("ENGINE_WIRE_RECORDINGS")
+    or Path(__file__).resolve().parents[3] / "shared" / "wire-recordings"
+)
 METAS = sorted(ROOT.glob("*/*.meta.json")) if ROOT.is_dir() else []
 
 pytestmark = pytest.mark.skipif(not METAS, reason=f"no wire recordings at {ROOT}")
@@ -48,8 +50,9 @@ def _parsed(kind: str, body: bytes) -> Seen:
     seen = Seen()
     parsed: Parsed = get_kind(kind).parse(loads(body))
     seen.text, seen.finish, seen.usage = parsed.text, parsed.finish_reason, parsed.usage
-    seen.calls = [{"id": c.id, "name": c.name, "arguments": json.loads(c.arguments)}
-                  for c in parsed.tool_calls]
+    seen.calls = [
+        {"id": c.id, "name": c.name, "arguments": json.loads(c.arguments)} for c in parsed.tool_calls
+    ]
     seen.reasoning = parsed.reasoning
     return seen
 
@@ -78,8 +81,7 @@ def _streamed(kind: str, body: bytes) -> Seen:
         assert parser.done, "the stream's end marker was not seen"
     seen.text, seen.deltas = "".join(texts), "".join(thoughts)
     seen.finish, seen.usage, seen.reasoning = parser.finish_reason, parser.usage, parser.reasoning
-    seen.calls = [{**c, "arguments": json.loads(c["arguments"] or "{}")}
-                  for _, c in sorted(calls.items())]
+    seen.calls = [{**c, "arguments": json.loads(c["arguments"] or "{}")} for _, c in sorted(calls.items())]
     return seen
 
 
@@ -93,25 +95,34 @@ def _sdk_input(kind: str, usage: Usage) -> int:
 
 # -- reasoning as the installed SDKs parse it ---------------------------------------------------
 
+
 def _events(body: bytes) -> list[dict[str, Any]]:
-    return [json.loads(line[5:]) for line in body.decode().splitlines()
-            if line.startswith("data:") and line[5:].strip() not in ("", "[DONE]")]
+    return [
+        json.loads(line[5:])
+        for line in body.decode().splitlines()
+        if line.startswith("data:") and line[5:].strip() not in ("", "[DONE]")
+    ]
 
 
 def _anthropic_reasoning(meta: dict[str, Any], body: bytes) -> list[tuple[str, str | None]]:
     pytest.importorskip("anthropic")
     if meta["mode"] == "json":
         from anthropic.types import Message
+
         content = Message.model_validate(json.loads(body)).content
     else:
         from anthropic.lib.streaming._messages import accumulate_event
+
         snapshot: Any = None
         bufs: dict[int, bytes] = {}
         for event in _events(body):
             if event.get("type") in ("ping", "error"):
                 continue
-            snapshot = accumulate_event(event=event,  # type: ignore[arg-type]
-                                        current_snapshot=snapshot, json_bufs=bufs)
+            snapshot = accumulate_event(
+                event=event,  # type: ignore[arg-type]
+                current_snapshot=snapshot,
+                json_bufs=bufs,
+            )
         content = snapshot.content
     out: list[tuple[str, str | None]] = []
     for block in content:
@@ -125,6 +136,7 @@ def _anthropic_reasoning(meta: dict[str, Any], body: bytes) -> list[tuple[str, s
 def _gemini_reasoning(meta: dict[str, Any], body: bytes) -> tuple[str, list[str]]:
     pytest.importorskip("google.genai")
     from google.genai.types import GenerateContentResponse
+
     docs = [json.loads(body)] if meta["mode"] == "json" else _events(body)
     thought, signatures = "", []
     for doc in docs:
@@ -141,8 +153,9 @@ def _gemini_reasoning(meta: dict[str, Any], body: bytes) -> tuple[str, list[str]
 def _ollama_reasoning(meta: dict[str, Any], body: bytes) -> str:
     ollama = pytest.importorskip("ollama")
     lines = [body] if meta["mode"] == "json" else body.splitlines()
-    return "".join(ollama.ChatResponse.model_validate_json(line).message.thinking or ""
-                   for line in lines if line.strip())
+    return "".join(
+        ollama.ChatResponse.model_validate_json(line).message.thinking or "" for line in lines if line.strip()
+    )
 
 
 def _check_reasoning(kind: str, meta: dict[str, Any], body: bytes, seen: Seen) -> None:
@@ -159,6 +172,7 @@ def _check_reasoning(kind: str, meta: dict[str, Any], body: bytes, seen: Seen) -
         assert "".join(b.text for b in blocks) == thought
         # the SDK decodes the base64 signature; compare it with the engine's text decoded
         import base64
+
         assert [base64.b64decode(b.signature) for b in blocks if b.signature] == signatures
     elif kind == "ollama":
         assert "".join(b.text for b in blocks) == _ollama_reasoning(meta, body)
@@ -187,10 +201,14 @@ def test_the_engine_parses_the_recording_as_the_sdk_did(meta_path: Path) -> None
     assert seen.text == expect["text"]
     assert seen.finish == expect["finish"]
     assert len(seen.calls) == len(expect["tool_calls"])
-    calls = [{k: v for k, v in c.items() if k != "id" or e.get("id")}  # the SDK's id, if any
-             for c, e in zip(seen.calls, expect["tool_calls"], strict=True)]
+    calls = [
+        {k: v for k, v in c.items() if k != "id" or e.get("id")}  # the SDK's id, if any
+        for c, e in zip(seen.calls, expect["tool_calls"], strict=True)
+    ]
     assert calls == [{k: v for k, v in e.items() if v is not None} for e in expect["tool_calls"]]
     assert seen.usage is not None
     assert (_sdk_input(kind, seen.usage), seen.usage.output_tokens) == (
-        expect["usage"]["input"], expect["usage"]["output"])
+        expect["usage"]["input"],
+        expect["usage"]["output"],
+    )
     _check_reasoning(kind, meta, body, seen)

@@ -38,12 +38,14 @@ def head(status: int = 200, headers: Mapping[str, str] | None = None) -> bytes:
 
 def reply(body: bytes, status: int = 200, headers: Mapping[str, str] | None = None) -> bytes:
     """A whole sized answer (``application/json`` unless ``headers`` says otherwise)."""
-    return head(status, {"content-type": "application/json", **(headers or {}),
-                         "content-length": str(len(body))}) + body
+    return (
+        head(
+            status, {"content-type": "application/json", **(headers or {}), "content-length": str(len(body))}
+        )
+        + body
+    )
 
 
 def chunk(data: bytes) -> bytes:
     """One chunk of a ``transfer-encoding: chunked`` body (``b""`` is the terminator)."""
     return b"%x\r\n%s\r\n" % (len(data), data)
-
-

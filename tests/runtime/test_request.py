@@ -59,8 +59,10 @@ BAD: list[tuple[Any, str]] = [
     (req(messages=[user(tool_call_id=["x"])]), "messages[0].tool_call_id"),
     (req(messages=[{"role": "assistant", "tool_calls": "f"}]), "messages[0].tool_calls"),
     (req(messages=[{"role": "assistant", "tool_calls": ["f"]}]), "messages[0].tool_calls[0]"),
-    (req(messages=[{"role": "assistant", "tool_calls": [{"function": "f"}]}]),
-     "messages[0].tool_calls[0].function"),
+    (
+        req(messages=[{"role": "assistant", "tool_calls": [{"function": "f"}]}]),
+        "messages[0].tool_calls[0].function",
+    ),
     (req(max_tokens="64"), "max_tokens"),
     (req(max_tokens=64.0), "max_tokens"),
     (req(max_tokens=True), "max_tokens"),
@@ -107,7 +109,11 @@ def stateful(base: str) -> str:
 
 @pytest.mark.parametrize(("request_", "field"), BAD, ids=[f or "request" for _, f in BAD])
 async def test_a_bad_request_is_refused_before_anything_is_sent(
-    make: Make, fake: FakeServer, base: str, request_: Any, field: str,
+    make: Make,
+    fake: FakeServer,
+    base: str,
+    request_: Any,
+    field: str,
 ) -> None:
     eng = make(stateful(base))
     with pytest.raises(RequestError) as info:
@@ -123,8 +129,7 @@ async def test_a_bad_request_is_refused_before_anything_is_sent(
     assert fake.stats(log=False)["requests"] == 0
 
 
-def test_route_sync_raises_the_request_error(compile_yaml: Callable[..., Any],
-                                             fake: FakeServer) -> None:
+def test_route_sync_raises_the_request_error(compile_yaml: Callable[..., Any], fake: FakeServer) -> None:
     with Engine.from_graph(compile_yaml()) as eng, pytest.raises(RequestError) as info:
         eng.route_sync(req(temperature=NAN))
     assert info.value.field == "temperature"
@@ -134,8 +139,10 @@ def test_route_sync_raises_the_request_error(compile_yaml: Callable[..., Any],
 def test_the_message_names_the_field_and_what_is_wrong() -> None:
     with pytest.raises(RequestError) as info:
         normalize_request(req(messages=[user(), user(), {"role": "robot", "content": "x"}]))
-    assert str(info.value) == ("bad request: messages[2].role: unknown role 'robot' (expected one "
-                               "of: system, user, assistant, tool, developer)")
+    assert str(info.value) == (
+        "bad request: messages[2].role: unknown role 'robot' (expected one "
+        "of: system, user, assistant, tool, developer)"
+    )
     assert info.value.reason.startswith("unknown role 'robot'")
     with pytest.raises(RequestError, match=r"at most 256 .*providers refuse longer model names"):
         normalize_request(req(model="m" * 257))
@@ -148,8 +155,12 @@ def test_the_message_names_the_field_and_what_is_wrong() -> None:
 
 async def test_a_nan_temperature_never_reaches_the_wire(make: Make, fake: FakeServer) -> None:
     eng = make()
-    for request in (req(temperature=NAN), Request(model="g", temperature=NAN),
-                    req(model="anth", temperature=NAN), req(top_p=NAN)):
+    for request in (
+        req(temperature=NAN),
+        Request(model="g", temperature=NAN),
+        req(model="anth", temperature=NAN),
+        req(top_p=NAN),
+    ):
         with pytest.raises(RequestError):
             await eng.route(request)
     with pytest.raises(RequestError):
@@ -157,21 +168,27 @@ async def test_a_nan_temperature_never_reaches_the_wire(make: Make, fake: FakeSe
     assert fake.requests == []
 
 
-@pytest.mark.parametrize(("build", "field"), [
-    (lambda: Request(model="g", temperature=NAN), "temperature"),  # pydantic lets NaN through
-    (lambda: Request(model="g", temperature=-1), "temperature"),
-    (lambda: Request(model="g", max_tokens=0), "max_tokens"),
-    (lambda: Request(model=""), "model"),
-    (lambda: Request(model="m" * 300), "model"),
-    (lambda: Request.model_construct(model=5, messages=[], metadata={}), "model"),
-    (lambda: _assigned(temperature="hot"), "temperature"),
-    (lambda: _assigned(metadata=["tier"]), "metadata"),
-    (lambda: _assigned(messages=[{"role": "robot", "content": "x"}]), "messages[0].role"),
-    (lambda: _assigned(messages="hi"), "messages"),
-    (lambda: _Unreadable(model="g"), ""),  # its own serializer fails inside model_dump
-])
+@pytest.mark.parametrize(
+    ("build", "field"),
+    [
+        (lambda: Request(model="g", temperature=NAN), "temperature"),  # pydantic lets NaN through
+        (lambda: Request(model="g", temperature=-1), "temperature"),
+        (lambda: Request(model="g", max_tokens=0), "max_tokens"),
+        (lambda: Request(model=""), "model"),
+        (lambda: Request(model="m" * 300), "model"),
+        (lambda: Request.model_construct(model=5, messages=[], metadata={}), "model"),
+        (lambda: _assigned(temperature="hot"), "temperature"),
+        (lambda: _assigned(metadata=["tier"]), "metadata"),
+        (lambda: _assigned(messages=[{"role": "robot", "content": "x"}]), "messages[0].role"),
+        (lambda: _assigned(messages="hi"), "messages"),
+        (lambda: _Unreadable(model="g"), ""),  # its own serializer fails inside model_dump
+    ],
+)
 async def test_a_request_model_with_bad_values_raises_request_error(
-    make: Make, fake: FakeServer, build: Callable[[], Request], field: str,
+    make: Make,
+    fake: FakeServer,
+    build: Callable[[], Request],
+    field: str,
 ) -> None:
     request = build()
     with pytest.raises(RequestError) as info:  # never pydantic's ValidationError
@@ -200,25 +217,40 @@ def test_good_requests_pass_with_their_values() -> None:
 
     call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
     good: dict[str, Any] = {
-        "model": "chat", "system": "be brief",
+        "model": "chat",
+        "system": "be brief",
         "messages": (
             {"role": "developer", "content": "x"},
             Message(role="user", content="hi", name="ann"),
-            {"role": Role("user"), "content": [{"type": "text", "text": "a"},
-                                               {"type": "image_url", "image_url": {"url": "u"}}]},
+            {
+                "role": Role("user"),
+                "content": [{"type": "text", "text": "a"}, {"type": "image_url", "image_url": {"url": "u"}}],
+            },
             {"role": "assistant", "content": None, "tool_calls": [call]},
             {"role": "tool", "content": "42", "tool_call_id": "c1", "cache_control": {}},
         ),
-        "temperature": 0, "top_p": 0.5, "max_tokens": 1, "stop": "\n", "stream": False,
-        "tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": {"x": 1},
-        "response_format": {"type": "json_object"}, "metadata": {"tier": "free"},
-        "seed": 7, "top_k": 3, "user": None,
+        "temperature": 0,
+        "top_p": 0.5,
+        "max_tokens": 1,
+        "stop": "\n",
+        "stream": False,
+        "tools": [{"type": "function", "function": {"name": "f"}}],
+        "tool_choice": {"x": 1},
+        "response_format": {"type": "json_object"},
+        "metadata": {"tier": "free"},
+        "seed": 7,
+        "top_k": 3,
+        "user": None,
     }
     out = normalize_request(good)
     assert out["messages"][1] == {"role": "user", "content": "hi", "name": "ann"}
     assert out["messages"][3]["tool_calls"] == [call]
-    expected = {**good, "messages": [dict(m) if isinstance(m, dict) else m.model_dump(
-        exclude_none=True) for m in good["messages"]]}
+    expected = {
+        **good,
+        "messages": [
+            dict(m) if isinstance(m, dict) else m.model_dump(exclude_none=True) for m in good["messages"]
+        ],
+    }
     assert out == expected
     assert normalize_request({"model": "g"}) == {"model": "g", "messages": [], "metadata": {}}
     assert normalize_request(req(temperature=None, metadata=None))["metadata"] == {}
@@ -228,8 +260,12 @@ def test_good_requests_pass_with_their_values() -> None:
 def test_the_result_shares_no_container_a_caller_mutates() -> None:
     parts = [{"type": "text", "text": "a"}]
     calls = [{"id": "c", "function": {"name": "f"}}]
-    caller = req(messages=[user(parts), {"role": "assistant", "tool_calls": calls}],
-                 metadata={"tier": "free"}, stop=["x"], tools=[{"type": "function"}])
+    caller = req(
+        messages=[user(parts), {"role": "assistant", "tool_calls": calls}],
+        metadata={"tier": "free"},
+        stop=["x"],
+        tools=[{"type": "function"}],
+    )
     before = copy.deepcopy(caller)
     out = normalize_request(caller)
     assert out == {**before}
@@ -245,15 +281,21 @@ def test_the_result_shares_no_container_a_caller_mutates() -> None:
 
 
 async def test_a_caller_changing_its_request_in_flight_does_not_change_what_is_sent(
-    make: Make, fake: FakeServer, base: str,
+    make: Make,
+    fake: FakeServer,
+    base: str,
 ) -> None:
     # a (openai) refuses with 401 (fail over, no retry): anth (anthropic) renders its own body
     # from the request after the caller changed every part of it
-    eng = make(base.replace("targets: [a/m, b/m, c/m]",
-                            "targets: [a/m, anth/claude-3-5-haiku-latest]"))
+    eng = make(base.replace("targets: [a/m, b/m, c/m]", "targets: [a/m, anth/claude-3-5-haiku-latest]"))
     fake.program("/a/", ["401"])
-    caller = req(messages=[user([{"type": "text", "text": "original"}])], max_tokens=20,
-                 system="be brief", stop=["STOP"], metadata={"tier": "free"})
+    caller = req(
+        messages=[user([{"type": "text", "text": "original"}])],
+        max_tokens=20,
+        system="be brief",
+        stop=["STOP"],
+        metadata={"tier": "free"},
+    )
 
     def meddle(event: AttemptStarted) -> None:
         if event.target == "a/m":  # a's body is on its way; anth's is not rendered yet
@@ -271,12 +313,16 @@ async def test_a_caller_changing_its_request_in_flight_does_not_change_what_is_s
     sent_a, sent_anth = (r["body"] for r in fake.requests)
     assert sent_a["messages"][1] == user([{"type": "text", "text": "original"}])
     assert sent_anth["messages"] == [user([{"type": "text", "text": "original"}])]
-    assert (sent_anth["max_tokens"], sent_anth["system"], sent_anth["stop_sequences"]) == \
-        (20, "be brief", ["STOP"])
+    assert (sent_anth["max_tokens"], sent_anth["system"], sent_anth["stop_sequences"]) == (
+        20,
+        "be brief",
+        ["STOP"],
+    )
 
 
 async def test_a_stream_sends_the_request_as_it_was_when_stream_was_called(
-    make: Make, fake: FakeServer,
+    make: Make,
+    fake: FakeServer,
 ) -> None:
     caller = req(model="gem", messages=[user("original")])
     stream = make().stream(caller)
@@ -287,16 +333,28 @@ async def test_a_stream_sends_the_request_as_it_was_when_stream_was_called(
     assert [c["parts"] for c in fake.requests[0]["body"]["contents"]] == [[{"text": "original"}]]
 
 
-async def test_routing_never_changes_the_callers_request(make: Make, fake: FakeServer,
-                                                          base: str) -> None:
-    eng = make(base.replace("targets: [a/m, b/m, c/m]", "targets: [a/m, anth/claude-3-5-haiku-"
-                            "latest, gem/gemini-1.5-flash, oll/llama3.2]"))
+async def test_routing_never_changes_the_callers_request(make: Make, fake: FakeServer, base: str) -> None:
+    eng = make(
+        base.replace(
+            "targets: [a/m, b/m, c/m]",
+            "targets: [a/m, anth/claude-3-5-haiku-latest, gem/gemini-1.5-flash, oll/llama3.2]",
+        )
+    )
     for prefix in ("/a/", "/anth/", "/gem/"):
         fake.program(prefix, ["401", "401"])
-    caller = req(messages=[user([{"type": "text", "text": "hi"}]), {"role": "assistant",
-                 "content": "ok"}, user("and?")], system="s", stream=False, stop="x",
-                 temperature=0.1, tools=[{"type": "function", "function": {"name": "f"}}],
-                 stream_options={"include_usage": False})
+    caller = req(
+        messages=[
+            user([{"type": "text", "text": "hi"}]),
+            {"role": "assistant", "content": "ok"},
+            user("and?"),
+        ],
+        system="s",
+        stream=False,
+        stop="x",
+        temperature=0.1,
+        tools=[{"type": "function", "function": {"name": "f"}}],
+        stream_options={"include_usage": False},
+    )
     before = copy.deepcopy(caller)
     assert (await eng.route(caller)).provider == "oll"
     assert [e async for e in eng.stream(caller)]
@@ -310,8 +368,7 @@ def test_request_error_pickles_and_round_trips() -> None:
     err.add_note("from a worker")
     back = pickle.loads(pickle.dumps(err))
     assert type(back) is RequestError
-    assert (back.field, back.reason, str(back), back.args) == (err.field, err.reason, str(err),
-                                                               err.args)
+    assert (back.field, back.reason, str(back), back.args) == (err.field, err.reason, str(err), err.args)
     assert back.__notes__ == ["from a worker"]
     assert isinstance(back, EngineError) and isinstance(back, ValueError)
     whole = pickle.loads(pickle.dumps(RequestError("", "expected a dict")))

@@ -53,8 +53,9 @@ def write(tmp_path: Path, fake: FakeServer, text: str, **profiles: str) -> Path:
     return path
 
 
-async def test_from_file_with_a_profile(tmp_path: Path, fake: FakeServer, ask: Ask,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_from_file_with_a_profile(
+    tmp_path: Path, fake: FakeServer, ask: Ask, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = write(tmp_path, fake, ROUTES, other="routes:\n  - {match: {}, to: b/m}\n")
     async with Engine.from_file(path) as eng:
         assert (await eng.route(ask("x"))).provider == "a"
@@ -66,7 +67,9 @@ async def test_from_file_with_a_profile(tmp_path: Path, fake: FakeServer, ask: A
 
 
 async def test_reload_swaps_the_graph_while_requests_in_flight_finish_on_theirs(
-    tmp_path: Path, fake: FakeServer, ask: Ask,
+    tmp_path: Path,
+    fake: FakeServer,
+    ask: Ask,
 ) -> None:
     path = write(tmp_path, fake, ROUTES)
     async with Engine.from_file(path) as eng:
@@ -76,8 +79,11 @@ async def test_reload_swaps_the_graph_while_requests_in_flight_finish_on_theirs(
         fake.program("/a/", ["latency=300ms"])
         in_flight = asyncio.ensure_future(eng.route(ask("x")))
         await asyncio.sleep(0.05)
-        path.write_text(ROUTES.replace("{fake}", fake.url).replace("to: a/m", "to: b/m")
-                        .replace("api_key: ka", "api_key: ka2"))
+        path.write_text(
+            ROUTES.replace("{fake}", fake.url)
+            .replace("to: a/m", "to: b/m")
+            .replace("api_key: ka", "api_key: ka2")
+        )
         graph = eng.reload()
         assert eng.graph is graph
         assert (await eng.route(ask("x"))).provider == "b"  # new requests: the new graph
@@ -89,8 +95,7 @@ async def test_reload_swaps_the_graph_while_requests_in_flight_finish_on_theirs(
         assert old_b in eng._core.runtime.connections  # unchanged provider: connection kept
 
 
-async def test_a_broken_reload_keeps_the_current_graph(tmp_path: Path, fake: FakeServer,
-                                                       ask: Ask) -> None:
+async def test_a_broken_reload_keeps_the_current_graph(tmp_path: Path, fake: FakeServer, ask: Ask) -> None:
     path = write(tmp_path, fake, ROUTES)
     async with Engine.from_file(path) as eng:
         before = eng.graph
@@ -101,13 +106,18 @@ async def test_a_broken_reload_keeps_the_current_graph(tmp_path: Path, fake: Fak
         assert (await eng.route(ask("x"))).provider == "a"
 
 
-@pytest.mark.parametrize("deep", [
-    "routes: " + "[" * 40_000 + "]" * 40_000 + "\n",
-    "routes: " + "{a: " * 40_000 + "1" + "}" * 40_000 + "\n",
-    "routes:\n  " + "- " * 40_000 + "to: a/m\n",
-], ids=["flow sequence", "flow mapping", "block sequence"])
+@pytest.mark.parametrize(
+    "deep",
+    [
+        "routes: " + "[" * 40_000 + "]" * 40_000 + "\n",
+        "routes: " + "{a: " * 40_000 + "1" + "}" * 40_000 + "\n",
+        "routes:\n  " + "- " * 40_000 + "to: a/m\n",
+    ],
+    ids=["flow sequence", "flow mapping", "block sequence"],
+)
 async def test_a_reload_of_a_config_nested_40000_deep_keeps_the_current_graph(
-        deep: str, tmp_path: Path, fake: FakeServer, ask: Ask) -> None:
+    deep: str, tmp_path: Path, fake: FakeServer, ask: Ask
+) -> None:
     # it used to kill the process: ruamel's C composer overflowed the C stack
     path = write(tmp_path, fake, ROUTES)
     async with Engine.from_file(path) as eng:
@@ -122,7 +132,8 @@ async def test_a_reload_of_a_config_nested_40000_deep_keeps_the_current_graph(
 
 
 async def test_areload_compiles_off_the_loop_while_requests_are_answered(
-        tmp_path: Path, fake: FakeServer, ask: Ask, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, fake: FakeServer, ask: Ask, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = write(tmp_path, fake, ROUTES)
     compiling, answered, released = threading.Event(), threading.Event(), []
     real = api.compile_file
@@ -148,7 +159,8 @@ async def test_areload_compiles_off_the_loop_while_requests_are_answered(
 
 
 async def test_a_failing_areload_raises_and_keeps_the_current_graph(
-        tmp_path: Path, fake: FakeServer, ask: Ask) -> None:
+    tmp_path: Path, fake: FakeServer, ask: Ask
+) -> None:
     path = write(tmp_path, fake, ROUTES)
     async with Engine.from_file(path) as eng:
         before = eng.graph
@@ -173,8 +185,10 @@ def test_route_sync_for_scripts(tmp_path: Path, fake: FakeServer) -> None:
     with Engine.from_file(path) as eng:
         resp = eng.route_sync({"model": "x", "messages": [{"role": "user", "content": "hi"}]})
         assert resp.text == "echo: hi"
-        assert eng.route_sync(Request(model="x", messages=[{"role": "user", "content": "yo"}])
-                              ).text == "echo: yo"  # type: ignore[list-item]
+        assert (
+            eng.route_sync(Request(model="x", messages=[{"role": "user", "content": "yo"}])).text
+            == "echo: yo"
+        )  # type: ignore[list-item]
 
 
 def test_a_route_sync_one_liner_leaks_nothing_at_exit(tmp_path: Path, fake: FakeServer) -> None:
@@ -182,19 +196,30 @@ def test_a_route_sync_one_liner_leaks_nothing_at_exit(tmp_path: Path, fake: Fake
     import sys
 
     write(tmp_path, fake, ROUTES)
-    script = ("from engine import Engine\n"
-              "r = Engine.from_file('routes.yaml').route_sync("
-              "{'model': 'g', 'messages': [{'role': 'user', 'content': 'hi'}]})\n"
-              "print(r.text)\n")
+    script = (
+        "from engine import Engine\n"
+        "r = Engine.from_file('routes.yaml').route_sync("
+        "{'model': 'g', 'messages': [{'role': 'user', 'content': 'hi'}]})\n"
+        "print(r.text)\n"
+    )
     repo = str(Path(__file__).resolve().parents[2])  # this checkout's engine, not an installed one
     env = {**os.environ, "PYTHONPATH": repo}
-    out = subprocess.run([sys.executable, "-X", "dev", "-c", script], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-X", "dev", "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout == "echo: hi\n"
     # -X dev also reports callbacks slower than 0.1 s: a loaded machine's, not a leak
-    stderr = [line for line in out.stderr.splitlines()
-              if not re.fullmatch(r"Executing <.*> took [\d.]+ seconds", line)]
+    stderr = [
+        line
+        for line in out.stderr.splitlines()
+        if not re.fullmatch(r"Executing <.*> took [\d.]+ seconds", line)
+    ]
     assert stderr == [], out.stderr
 
 
@@ -205,8 +230,15 @@ async def test_route_sync_refuses_to_run_inside_a_loop(make: Make, ask: Ask) -> 
 
 async def test_requests_as_dicts_or_models(make: Make, fake: FakeServer) -> None:
     eng = make()
-    req = Request(model="g", system="be brief", messages=[{"role": "user", "content": "hi"}],  # type: ignore[list-item]
-                  temperature=0.2, max_tokens=20, stop=["x"], metadata={"tier": "free"})
+    req = Request(
+        model="g",
+        system="be brief",
+        messages=[{"role": "user", "content": "hi"}],  # type: ignore[list-item]
+        temperature=0.2,
+        max_tokens=20,
+        stop=["x"],
+        metadata={"tier": "free"},
+    )
     resp = await eng.route(req)
     assert resp.text == "echo: hi"
     sent = fake.requests[-1]["body"]
@@ -214,12 +246,10 @@ async def test_requests_as_dicts_or_models(make: Make, fake: FakeServer) -> None
     assert sent["max_tokens"] == 20 and sent["temperature"] == 0.2
 
 
-async def test_the_response_carries_usage_cost_and_latency(make: Make, fake: FakeServer,
-                                                           ask: Ask) -> None:
+async def test_the_response_carries_usage_cost_and_latency(make: Make, fake: FakeServer, ask: Ask) -> None:
     resp = await make().route(ask("g"))
     assert (resp.provider, resp.model, resp.finish_reason, resp.cached) == ("a", "m", "stop", False)
-    assert resp.cost == pytest.approx((resp.usage.input_tokens * 1.0
-                                       + resp.usage.output_tokens * 2.0) / 1e6)
+    assert resp.cost == pytest.approx((resp.usage.input_tokens * 1.0 + resp.usage.output_tokens * 2.0) / 1e6)
     assert 0 < resp.attempts[0].latency <= resp.latency
     assert resp.raw["object"] == "chat.completion"
     assert (await make().route(ask("gem"))).cost is None  # no price in the config
@@ -244,17 +274,28 @@ async def test_health_reports_latency_and_counts(make: Make, fake: FakeServer, a
     assert health["b"].latency is None and health["b"].tries == 0
 
 
-async def test_event_hooks_report_attempts_retries_and_failovers(make: Make, fake: FakeServer,
-                                                                 ask: Ask) -> None:
+async def test_event_hooks_report_attempts_retries_and_failovers(
+    make: Make, fake: FakeServer, ask: Ask
+) -> None:
     eng = make()
     seen: list[tuple[str, Any]] = []
-    offs = [eng.on(name, lambda e, n=name: seen.append((n, e)))
-            for name in ("attempt_start", "attempt_end", "retry", "failover")]
+    offs = [
+        eng.on(name, lambda e, n=name: seen.append((n, e)))
+        for name in ("attempt_start", "attempt_end", "retry", "failover")
+    ]
     fake.program("/a/", ["503", "401"])
     await eng.route(ask("g"))
     names = [n for n, _ in seen]
-    assert names == ["attempt_start", "attempt_end", "retry", "attempt_start", "attempt_end",
-                     "failover", "attempt_start", "attempt_end"]
+    assert names == [
+        "attempt_start",
+        "attempt_end",
+        "retry",
+        "attempt_start",
+        "attempt_end",
+        "failover",
+        "attempt_start",
+        "attempt_end",
+    ]
     retry = next(e for n, e in seen if n == "retry")
     assert (retry.target, retry.try_number, retry.attempt.status) == ("a/m", 2, 503)
     assert retry.delay == pytest.approx(0.01)
@@ -270,7 +311,10 @@ async def test_event_hooks_report_attempts_retries_and_failovers(make: Make, fak
 
 
 async def test_a_failing_or_async_callback_does_not_break_routing(
-    make: Make, fake: FakeServer, ask: Ask, caplog: pytest.LogCaptureFixture,
+    make: Make,
+    fake: FakeServer,
+    ask: Ask,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     eng = make()
     heard: list[str] = []
@@ -309,24 +353,35 @@ providers:
 routes:
   - {match: {}, to: p/m}
 """
-    secrets = {"P_URL": f"http://127.0.0.1:{port}/secret-path/v1", "P_KEY": "sk-very-secret",
-               "P_TOKEN": "tok-very-secret"}
+    secrets = {
+        "P_URL": f"http://127.0.0.1:{port}/secret-path/v1",
+        "P_KEY": "sk-very-secret",
+        "P_TOKEN": "tok-very-secret",
+    }
     eng = make(text, env=secrets)
     with pytest.raises(AllTargetsFailed) as info:
         await eng.route(ask("m"))
     err = info.value
-    printable = [str(err), repr(err), *map(str, err.attempts), *map(repr, err.attempts),
-                 repr(eng), repr(eng.graph), eng.graph.describe(), str(eng.health()),
-                 eng.plan(ask("m")).text(), str(eng.plan(ask("m")).to_dict()),
-                 *map(repr, eng._core.runtime.connections),
-                 repr(eng._core.runtime.graph.providers["p"])]
+    printable = [
+        str(err),
+        repr(err),
+        *map(str, err.attempts),
+        *map(repr, err.attempts),
+        repr(eng),
+        repr(eng.graph),
+        eng.graph.describe(),
+        str(eng.health()),
+        eng.plan(ask("m")).text(),
+        str(eng.plan(ask("m")).to_dict()),
+        *map(repr, eng._core.runtime.connections),
+        repr(eng._core.runtime.graph.providers["p"]),
+    ]
     for value in (*secrets.values(), "secret-path", str(port)):
         assert not any(value in p for p in printable), value
     assert [a.error for a in err.attempts] == ["connect: Connection refused"] * 2
 
 
-async def test_engine_closes_cleanly_after_a_started_stream(make: Make, fake: FakeServer,
-                                                            ask: Ask) -> None:
+async def test_engine_closes_cleanly_after_a_started_stream(make: Make, fake: FakeServer, ask: Ask) -> None:
     eng = make()
     stream = eng.stream(ask("g"))
     await stream.__anext__()
@@ -340,11 +395,15 @@ async def test_engine_closes_cleanly_after_a_started_stream(make: Make, fake: Fa
 
 
 async def test_failover_renders_each_wire_format_and_reuses_only_equal_bodies(
-    make: Make, fake: FakeServer, ask: Ask, base: str,
+    make: Make,
+    fake: FakeServer,
+    ask: Ask,
+    base: str,
 ) -> None:
-    text = base.replace("  g: {strategy: priority, targets: [a/m, b/m, c/m]}",
-                        "  g: {strategy: priority, targets: [a/m, b/m, anth/claude-3-5-haiku-latest,"
-                        " gem/gemini-1.5-flash]}")
+    text = base.replace(
+        "  g: {strategy: priority, targets: [a/m, b/m, c/m]}",
+        "  g: {strategy: priority, targets: [a/m, b/m, anth/claude-3-5-haiku-latest, gem/gemini-1.5-flash]}",
+    )
     eng = make(text)
     fake.program("/a/", ["503"] * 3)
     fake.program("/b/", ["503"] * 3)
@@ -357,13 +416,16 @@ async def test_failover_renders_each_wire_format_and_reuses_only_equal_bodies(
 
 
 async def test_a_reload_that_only_changes_prices_keeps_the_connection_and_uses_new_prices(
-    make: Make, fake: FakeServer, ask: Ask, compile_yaml: Callable[..., Any], base: str,
+    make: Make,
+    fake: FakeServer,
+    ask: Ask,
+    compile_yaml: Callable[..., Any],
+    base: str,
 ) -> None:
     eng = make()
     first = await eng.route(ask("m"))  # the catch-all passes the model through to a
     conn = next(c for c in eng._core.runtime.connections if c.name == "a")
-    eng.reload(graph=compile_yaml(base.replace("input: 1.0, output: 2.0",
-                                               "input: 10.0, output: 20.0")))
+    eng.reload(graph=compile_yaml(base.replace("input: 1.0, output: 2.0", "input: 10.0, output: 20.0")))
     second = await eng.route(ask("m"))
     assert next(c for c in eng._core.runtime.connections if c.name == "a") is conn
     assert second.cost == pytest.approx(first.cost * 10)  # type: ignore[operator]
@@ -401,7 +463,11 @@ def record_sessions(monkeypatch: pytest.MonkeyPatch) -> list[aiohttp.ClientSessi
 
 
 async def test_aclose_with_requests_in_flight_opens_nothing_again(
-    raw: Raw, make: Make, fake: FakeServer, ask: Ask, monkeypatch: pytest.MonkeyPatch,
+    raw: Raw,
+    make: Make,
+    fake: FakeServer,
+    ask: Ask,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     sessions = record_sessions(monkeypatch)
     arrived = 0
@@ -422,8 +488,11 @@ async def test_aclose_with_requests_in_flight_opens_nothing_again(
     results = await asyncio.gather(*tasks, return_exceptions=True)
     assert all(isinstance(r, AllTargetsFailed) for r in results), results[:3]
     assert all("the engine was closed" in str(r) for r in results)
-    assert all(r.attempts[-1].outcome == "cancelled" for r in results  # type: ignore[union-attr]
-               if isinstance(r, AllTargetsFailed))
+    assert all(
+        r.attempts[-1].outcome == "cancelled"
+        for r in results  # type: ignore[union-attr]
+        if isinstance(r, AllTargetsFailed)
+    )
     assert not any(r["path"].startswith("/b/") for r in fake.requests)  # no failover either
     assert sessions and all(s.closed for s in sessions)  # no session was opened after aclose
     assert all(s.connector is None or s.connector.closed for s in sessions)
@@ -433,7 +502,9 @@ async def test_aclose_with_requests_in_flight_opens_nothing_again(
 
 
 async def test_a_stream_dropped_without_aclose_releases_its_graph_when_collected(
-    tmp_path: Path, fake: FakeServer, ask: Ask,
+    tmp_path: Path,
+    fake: FakeServer,
+    ask: Ask,
 ) -> None:
     path = write(tmp_path, fake, ROUTES)
     async with Engine.from_file(path) as eng:

@@ -69,14 +69,22 @@ def check(a: Attempt, kind: ErrorKind, prefixed: bool = True) -> None:
     assert a.error == (f"{kind}: {a.detail}" if prefixed else a.detail), a
 
 
-@pytest.mark.parametrize(("fault", "kind", "says"), [
-    ("503", "status", "503"),
-    ("latency=1s", "timeout", ""),
-    ("reset", "reset", ""),
-    ("malformed", "protocol", "Expecting value"),
-])
+@pytest.mark.parametrize(
+    ("fault", "kind", "says"),
+    [
+        ("503", "status", "503"),
+        ("latency=1s", "timeout", ""),
+        ("reset", "reset", ""),
+        ("malformed", "protocol", "Expecting value"),
+    ],
+)
 async def test_a_failed_try_says_its_kind_and_detail(
-    eng: Engine, fake: FakeServer, ask: Ask, fault: str, kind: ErrorKind, says: str,
+    eng: Engine,
+    fake: FakeServer,
+    ask: Ask,
+    fault: str,
+    kind: ErrorKind,
+    says: str,
 ) -> None:
     fake.program("/a/", [fault])
     resp = await eng.route(ask("g"))
@@ -93,7 +101,9 @@ async def test_a_refused_connection_is_connect(eng: Engine, ask: Ask) -> None:
 
 
 async def test_an_open_circuit_and_a_used_up_rate_limit_are_kinds_too(
-    eng: Engine, fake: FakeServer, ask: Ask,
+    eng: Engine,
+    fake: FakeServer,
+    ask: Ask,
 ) -> None:
     fake.program("/fuse/", ["500"])
     await eng.route(ask("fused"))  # opens fuse's circuit
@@ -108,7 +118,9 @@ async def test_an_open_circuit_and_a_used_up_rate_limit_are_kinds_too(
 
 
 async def test_a_lost_hedge_and_a_deadline_are_kinds(
-    eng: Engine, fake: FakeServer, ask: Ask,
+    eng: Engine,
+    fake: FakeServer,
+    ask: Ask,
 ) -> None:
     fake.program("/a/", ["latency=500ms"])
     resp = await eng.route(ask("race"))
@@ -121,7 +133,9 @@ async def test_a_lost_hedge_and_a_deadline_are_kinds(
 
 
 async def test_a_broken_stream_says_protocol_and_its_detail(
-    eng: Engine, fake: FakeServer, ask: Ask,
+    eng: Engine,
+    fake: FakeServer,
+    ask: Ask,
 ) -> None:
     fake.program("/a/", ["stream_error"])
     with pytest.raises(StreamInterrupted) as info:
@@ -134,7 +148,9 @@ async def test_a_broken_stream_says_protocol_and_its_detail(
 
 
 async def test_attempts_keep_kind_and_detail_through_pickle_and_copy(
-    eng: Engine, fake: FakeServer, ask: Ask,
+    eng: Engine,
+    fake: FakeServer,
+    ask: Ask,
 ) -> None:
     fake.program("/a/", ["503"])
     fake.program("/b/", ["503"])
@@ -144,7 +160,8 @@ async def test_attempts_keep_kind_and_detail_through_pickle_and_copy(
     for again in (pickle.loads(pickle.dumps(err)), copy.deepcopy(err)):
         assert isinstance(again, RouteError)
         assert [(a.kind, a.detail, a.error) for a in again.attempts] == [
-            (a.kind, a.detail, a.error) for a in err.attempts]
+            (a.kind, a.detail, a.error) for a in err.attempts
+        ]
         assert [a.kind for a in again.attempts] == ["status", "status"]
         assert again.__notes__ == err.__notes__
 
@@ -153,13 +170,19 @@ async def test_a_stream_that_answers_has_no_error_kind(eng: Engine, ask: Ask) ->
     events = [e async for e in eng.stream(ask("g"))]
     done = events[-1]
     assert isinstance(done, Done)
-    assert [(a.outcome, a.kind, a.detail, a.error) for a in done.attempts] == [
-        ("ok", None, None, None)]
+    assert [(a.outcome, a.kind, a.detail, a.error) for a in done.attempts] == [("ok", None, None, None)]
 
 
 def test_an_attempt_built_from_its_error_text_alone_reads_kind_and_detail_back() -> None:
-    assert set(typing.get_args(ErrorKind)) >= {"timeout", "connect", "reset", "protocol",
-                                               "status", "circuit_open", "cancelled"}
+    assert set(typing.get_args(ErrorKind)) >= {
+        "timeout",
+        "connect",
+        "reset",
+        "protocol",
+        "status",
+        "circuit_open",
+        "cancelled",
+    }
     legacy = Attempt("a/m", "failover", 503, "status: overloaded", 0.012)
     assert (legacy.kind, legacy.detail) == ("status", "overloaded")
     assert str(legacy) == "a/m failover 503 status: overloaded 12.0ms"
@@ -176,5 +199,5 @@ def test_the_readme_names_every_error_kind() -> None:
     from pathlib import Path
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    text = readme[readme.index("What went wrong in an attempt"):][:1200]
+    text = readme[readme.index("What went wrong in an attempt") :][:1200]
     assert [k for k in typing.get_args(ErrorKind) if f"`{k}`" not in text] == []

@@ -62,7 +62,9 @@ async def open_a(eng: Engine, fake: FakeServer, ask: Ask) -> None:
 
 
 async def test_a_circuit_opens_skips_then_half_opens_and_closes(
-    eng: Engine, fake: FakeServer, ask: Ask,
+    eng: Engine,
+    fake: FakeServer,
+    ask: Ask,
 ) -> None:
     changes: list[tuple[str, str]] = []
     eng.on("breaker", lambda e: changes.append((e.circuit, e.state)))
@@ -88,7 +90,9 @@ async def test_a_circuit_opens_skips_then_half_opens_and_closes(
 
 
 async def test_a_failed_probe_opens_the_circuit_again(
-    eng: Engine, fake: FakeServer, ask: Ask,
+    eng: Engine,
+    fake: FakeServer,
+    ask: Ask,
 ) -> None:
     await open_a(eng, fake, ask)
     await asyncio.sleep(0.35)
@@ -100,8 +104,7 @@ async def test_a_failed_probe_opens_the_circuit_again(
     assert resp.attempts[0].outcome == "skipped"
 
 
-async def test_client_errors_do_not_open_a_circuit(eng: Engine, fake: FakeServer,
-                                                   ask: Ask) -> None:
+async def test_client_errors_do_not_open_a_circuit(eng: Engine, fake: FakeServer, ask: Ask) -> None:
     fake.program("/a/", ["401"] * 4)
     for _ in range(4):
         await eng.route(ask("g"))
@@ -117,7 +120,9 @@ async def test_a_success_resets_the_failure_count(eng: Engine, fake: FakeServer,
 
 
 async def test_a_skipped_target_does_not_count_against_max_attempts(
-    eng: Engine, fake: FakeServer, ask: Ask,
+    eng: Engine,
+    fake: FakeServer,
+    ask: Ask,
 ) -> None:
     await open_a(eng, fake, ask)
     resp = await eng.route(ask("one"))
@@ -125,7 +130,9 @@ async def test_a_skipped_target_does_not_count_against_max_attempts(
 
 
 async def test_every_circuit_open_fails_without_touching_the_network(
-    eng: Engine, fake: FakeServer, ask: Ask,
+    eng: Engine,
+    fake: FakeServer,
+    ask: Ask,
 ) -> None:
     fake.program("/a/", ["503"] * 2)
     fake.program("/c/", ["503"] * 2)
@@ -139,8 +146,7 @@ async def test_every_circuit_open_fails_without_touching_the_network(
     assert len(fake.requests) == before
 
 
-async def test_scope_model_keeps_one_circuit_per_model(eng: Engine, fake: FakeServer,
-                                                       ask: Ask) -> None:
+async def test_scope_model_keeps_one_circuit_per_model(eng: Engine, fake: FakeServer, ask: Ask) -> None:
     fake.program("/d/", ["503"])
     with pytest.raises(AllTargetsFailed):
         await eng.route(ask("m1"))

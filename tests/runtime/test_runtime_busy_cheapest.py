@@ -72,7 +72,10 @@ async def _cancel(task: asyncio.Task[Any]) -> None:
 
 
 async def test_least_busy_sends_a_new_request_to_the_idle_member(
-    eng: Engine, fake: FakeServer, ask: Ask, settled: Settled,
+    eng: Engine,
+    fake: FakeServer,
+    ask: Ask,
+    settled: Settled,
 ) -> None:
     started = Started(eng)
     first = asyncio.create_task(eng.route(ask("busy", HOLD)))
@@ -92,7 +95,9 @@ async def test_least_busy_sends_a_new_request_to_the_idle_member(
 
 
 async def test_least_busy_releases_the_count_of_a_failed_member(
-    eng: Engine, fake: FakeServer, ask: Ask,
+    eng: Engine,
+    fake: FakeServer,
+    ask: Ask,
 ) -> None:
     fake.program("/a/", ["503"])
     resp = await eng.route(ask("busy"))
@@ -102,7 +107,9 @@ async def test_least_busy_releases_the_count_of_a_failed_member(
 
 
 async def test_least_busy_counts_a_stream_until_its_first_event(
-    eng: Engine, fake: FakeServer, ask: Ask,
+    eng: Engine,
+    fake: FakeServer,
+    ask: Ask,
 ) -> None:
     async with eng.stream(ask("busy", "one two three")) as stream:
         iterator = aiter(stream)
@@ -113,7 +120,9 @@ async def test_least_busy_counts_a_stream_until_its_first_event(
 
 
 async def test_cheapest_tries_the_cheapest_first_then_the_next_cheapest(
-    eng: Engine, fake: FakeServer, ask: Ask,
+    eng: Engine,
+    fake: FakeServer,
+    ask: Ask,
 ) -> None:
     resp = await eng.route(ask("cheap"))
     assert resp.provider == "b" and resp.cost is not None and resp.cost > 0
@@ -127,7 +136,9 @@ async def test_cheapest_tries_the_cheapest_first_then_the_next_cheapest(
 
 
 async def test_cheapest_exhausted_lists_every_member_in_price_order(
-    eng: Engine, fake: FakeServer, ask: Ask,
+    eng: Engine,
+    fake: FakeServer,
+    ask: Ask,
 ) -> None:
     fake.program(None, ["503"] * 3)
     with pytest.raises(AllTargetsFailed) as info:

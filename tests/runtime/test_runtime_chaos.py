@@ -52,8 +52,20 @@ routes:
   - {match: {model: hedged}, to: hedged}
 """
 
-FAULTS = ["503", "500", "429 retry_after_ms=20", "reset", "truncate", "malformed",
-          "latency=200ms", "latency=30ms", "401", "die_after=2", "stream_error", "400"]
+FAULTS = [
+    "503",
+    "500",
+    "429 retry_after_ms=20",
+    "reset",
+    "truncate",
+    "malformed",
+    "latency=200ms",
+    "latency=30ms",
+    "401",
+    "die_after=2",
+    "stream_error",
+    "400",
+]
 GROUPS = ["priority", "round_robin", "weighted", "least_latency", "hedged"]
 
 
@@ -70,8 +82,7 @@ async def test_chaos(settled: Settled, make: Make, fake: FakeServer, loop_lag: A
     async def one(i: int) -> None:
         nonlocal worst
         words = f"request {i} says hi"
-        request = {"model": GROUPS[i % len(GROUPS)],
-                   "messages": [{"role": "user", "content": words}]}
+        request = {"model": GROUPS[i % len(GROUPS)], "messages": [{"role": "user", "content": words}]}
         async with limit:
             start = time.perf_counter()
             try:

@@ -42,8 +42,9 @@ def eng(make: Make) -> Engine:
     return make(CONFIG)
 
 
-async def test_a_slow_upstream_is_cut_at_the_deadline(eng: Engine, fake: FakeServer,
-                                                      ask: Ask, loop_lag: Any) -> None:
+async def test_a_slow_upstream_is_cut_at_the_deadline(
+    eng: Engine, fake: FakeServer, ask: Ask, loop_lag: Any
+) -> None:
     fake.program("/a/", ["latency=1s"])
     async with loop_lag() as lag:
         start = time.perf_counter()
@@ -57,8 +58,9 @@ async def test_a_slow_upstream_is_cut_at_the_deadline(eng: Engine, fake: FakeSer
     assert "300ms" in str(info.value)
 
 
-async def test_backoff_never_sleeps_past_the_deadline(eng: Engine, fake: FakeServer,
-                                                      ask: Ask, loop_lag: Any) -> None:
+async def test_backoff_never_sleeps_past_the_deadline(
+    eng: Engine, fake: FakeServer, ask: Ask, loop_lag: Any
+) -> None:
     fake.program(None, ["503"] * 10)
     async with loop_lag() as lag:
         start = time.perf_counter()
@@ -69,12 +71,16 @@ async def test_backoff_never_sleeps_past_the_deadline(eng: Engine, fake: FakeSer
     # a: a retry after 100ms; at ~100ms a 200ms sleep would cross 300ms: fail over to b at once;
     # b: a retry after 100ms; at ~200ms the next sleep would cross it too: give up before it.
     assert [(a.target, a.outcome) for a in info.value.attempts] == [
-        ("a/m", "retry"), ("a/m", "failover"), ("b/m", "retry"), ("b/m", "failover")]
+        ("a/m", "retry"),
+        ("a/m", "failover"),
+        ("b/m", "retry"),
+        ("b/m", "failover"),
+    ]
 
 
-async def test_hedges_are_cut_at_the_deadline_too(settled: Settled, eng: Engine,
-                                                  fake: FakeServer, ask: Ask,
-                                                  loop_lag: Any) -> None:
+async def test_hedges_are_cut_at_the_deadline_too(
+    settled: Settled, eng: Engine, fake: FakeServer, ask: Ask, loop_lag: Any
+) -> None:
     fake.program(None, ["latency=1s"] * 2)
     async with loop_lag() as lag:
         start = time.perf_counter()
@@ -83,12 +89,15 @@ async def test_hedges_are_cut_at_the_deadline_too(settled: Settled, eng: Engine,
         took = time.perf_counter() - start
     assert took < 0.3 + SLACK + lag.worst
     assert sorted((a.target, a.outcome) for a in info.value.attempts) == [
-        ("a/m", "deadline"), ("b/m", "deadline")]
+        ("a/m", "deadline"),
+        ("b/m", "deadline"),
+    ]
     assert await settled() == []
 
 
-async def test_no_request_outlives_its_deadline_under_load(eng: Engine, fake: FakeServer,
-                                                           ask: Ask, loop_lag: Any) -> None:
+async def test_no_request_outlives_its_deadline_under_load(
+    eng: Engine, fake: FakeServer, ask: Ask, loop_lag: Any
+) -> None:
     fake.program(None, ["latency=250ms", "503", "latency=1s", "ok", "reset"], rate=0.7, seed=3)
 
     async def one(i: int) -> float:
@@ -105,7 +114,8 @@ async def test_no_request_outlives_its_deadline_under_load(eng: Engine, fake: Fa
 
 
 async def test_a_caller_cancelling_is_recorded_as_cancelled_not_deadline(
-        eng: Engine, fake: FakeServer, ask: Ask) -> None:
+    eng: Engine, fake: FakeServer, ask: Ask
+) -> None:
     fake.program("/a/", ["latency=1s"])
     ended: list[Any] = []
     started = asyncio.Event()

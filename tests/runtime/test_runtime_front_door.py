@@ -49,14 +49,12 @@ def test_the_front_door_exports_what_the_facade_uses() -> None:
     assert [m for m in modules if m.startswith("engine.runtime.")] == []
 
 
-def test_a_sync_stream_yields_the_events_then_done(compile_yaml: Compile, fake: FakeServer,
-                                                   ask: Ask) -> None:
+def test_a_sync_stream_yields_the_events_then_done(compile_yaml: Compile, fake: FakeServer, ask: Ask) -> None:
     with SyncEngine.from_graph(compile_yaml()) as eng:
         stream = eng.stream(ask("g", "one two three"))
         assert isinstance(stream, SyncStream)
         events = list(stream)
-        assert "".join(e.text for e in events if isinstance(e, TextDelta)) == \
-            "echo: one two three"
+        assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "echo: one two three"
         done = events[-1]
         assert isinstance(done, Done) and done.provider == "a"
         assert [a.outcome for a in done.attempts] == ["ok"]
@@ -64,8 +62,9 @@ def test_a_sync_stream_yields_the_events_then_done(compile_yaml: Compile, fake: 
         assert eng.aio._core.runtime.inflight == 0
 
 
-def test_a_sync_stream_fails_over_before_its_first_event(compile_yaml: Compile,
-                                                         fake: FakeServer, ask: Ask) -> None:
+def test_a_sync_stream_fails_over_before_its_first_event(
+    compile_yaml: Compile, fake: FakeServer, ask: Ask
+) -> None:
     fake.program("/a/", ["503", "503", "503"])
     with SyncEngine.from_graph(compile_yaml()) as eng:
         done = list(eng.stream(ask("g")))[-1]
@@ -73,8 +72,9 @@ def test_a_sync_stream_fails_over_before_its_first_event(compile_yaml: Compile,
         assert [a.target for a in done.attempts][-1] == "b/m"
 
 
-def test_a_sync_stream_closed_early_releases_its_connection(compile_yaml: Compile,
-                                                            fake: FakeServer, ask: Ask) -> None:
+def test_a_sync_stream_closed_early_releases_its_connection(
+    compile_yaml: Compile, fake: FakeServer, ask: Ask
+) -> None:
     fake.program("/a/", ["chunk_delay=20ms"])
     with SyncEngine.from_graph(compile_yaml()) as eng:
         with eng.stream(ask("g", "one two three four five six seven")) as stream:
@@ -88,9 +88,9 @@ def test_a_sync_stream_closed_early_releases_its_connection(compile_yaml: Compil
             next(stream)
 
 
-def test_a_sync_stream_dropped_unclosed_is_closed_on_the_loop(compile_yaml: Compile,
-                                                              fake: FakeServer,
-                                                              ask: Ask) -> None:
+def test_a_sync_stream_dropped_unclosed_is_closed_on_the_loop(
+    compile_yaml: Compile, fake: FakeServer, ask: Ask
+) -> None:
     fake.program("/a/", ["chunk_delay=20ms"])
     with SyncEngine.from_graph(compile_yaml()) as eng:
         stream = eng.stream(ask("g", "one two three four five six seven"))
@@ -105,15 +105,15 @@ def test_a_sync_stream_dropped_unclosed_is_closed_on_the_loop(compile_yaml: Comp
         assert rt.inflight == 0
 
 
-def test_a_sync_stream_raises_what_the_async_one_does(compile_yaml: Compile, fake: FakeServer,
-                                                      ask: Ask) -> None:
+def test_a_sync_stream_raises_what_the_async_one_does(
+    compile_yaml: Compile, fake: FakeServer, ask: Ask
+) -> None:
     fake.program(None, ["400"])
     with SyncEngine.from_graph(compile_yaml()) as eng, pytest.raises(ProviderError):
         list(eng.stream(ask("g")))
 
 
-async def test_the_sync_twin_refuses_to_run_inside_a_loop(compile_yaml: Compile,
-                                                          ask: Ask) -> None:
+async def test_the_sync_twin_refuses_to_run_inside_a_loop(compile_yaml: Compile, ask: Ask) -> None:
     eng = SyncEngine.from_graph(compile_yaml())
     with pytest.raises(RuntimeError, match="await route"):
         eng.route(ask())
@@ -124,8 +124,7 @@ async def test_the_sync_twin_refuses_to_run_inside_a_loop(compile_yaml: Compile,
     await eng.aio.aclose()
 
 
-def test_engine_sync_is_the_same_engine(compile_yaml: Compile, fake: FakeServer,
-                                        ask: Ask) -> None:
+def test_engine_sync_is_the_same_engine(compile_yaml: Compile, fake: FakeServer, ask: Ask) -> None:
     eng = Engine.from_graph(compile_yaml())
     with eng.sync as sync:
         assert sync is eng.sync and sync.aio is eng and sync.graph is eng.graph
@@ -138,8 +137,8 @@ def test_engine_sync_is_the_same_engine(compile_yaml: Compile, fake: FakeServer,
 
 
 def test_the_sync_reload_compiles_on_the_callers_thread(
-        tmp_path: Path, fake: FakeServer, ask: Ask, base: str,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, fake: FakeServer, ask: Ask, base: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "routes.yaml"
     path.write_text(base.replace("{fake}", fake.url))
     threads: list[str] = []
@@ -162,20 +161,24 @@ def test_the_sync_reload_compiles_on_the_callers_thread(
     assert compiled_on == [here, here] and threads == ["engine-sync"]  # requests: on the loop
 
 
-async def test_on_hands_each_event_name_its_event_class(make: Callable[..., Engine],
-                                                        fake: FakeServer, ask: Ask) -> None:
+async def test_on_hands_each_event_name_its_event_class(
+    make: Callable[..., Engine], fake: FakeServer, ask: Ask
+) -> None:
     eng = make()
     seen: dict[str, set[type]] = {}
     for name in ("attempt_start", "attempt_end", "retry", "failover"):
         eng.on(name, lambda e, n=name: seen.setdefault(n, set()).add(type(e)))  # type: ignore[call-overload]
     fake.program("/a/", ["503", "503", "503"])
     await eng.route(ask("g"))
-    assert seen == {"attempt_start": {AttemptStarted}, "attempt_end": {AttemptEnded},
-                    "retry": {Retrying}, "failover": {FailingOver}}
+    assert seen == {
+        "attempt_start": {AttemptStarted},
+        "attempt_end": {AttemptEnded},
+        "retry": {Retrying},
+        "failover": {FailingOver},
+    }
 
 
-def test_constructors_take_their_options_by_keyword(tmp_path: Path, fake: FakeServer,
-                                                    base: str) -> None:
+def test_constructors_take_their_options_by_keyword(tmp_path: Path, fake: FakeServer, base: str) -> None:
     path = tmp_path / "routes.yaml"
     path.write_text(base.replace("{fake}", fake.url))
     eng = Engine.from_file(path, None, seed=1, transport="aiohttp")
@@ -187,7 +190,7 @@ def test_constructors_take_their_options_by_keyword(tmp_path: Path, fake: FakeSe
         Engine.from_file(path, None, "aiohttp")  # type: ignore[misc]
 
 
-CHECKED = '''\
+CHECKED = """\
 from engine.api import Engine
 from engine.runtime import AttemptStarted, BreakerChanged
 
@@ -201,7 +204,7 @@ def wire(eng: Engine) -> None:
     eng.on("attempt_start", on_breaker)  # the wrong event class
     eng.on("attempt", on_start)  # no such event
     Engine.from_file("routes.yaml", sed=1)  # no such option
-'''
+"""
 
 
 def test_the_public_surface_type_checks(tmp_path: Path) -> None:
@@ -209,7 +212,11 @@ def test_the_public_surface_type_checks(tmp_path: Path) -> None:
     snippet.write_text(CHECKED)
     out = subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", "--follow-imports=silent", str(snippet)],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)})
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)},
+    )
     errors = sorted({int(n) for n in re.findall(r"snippet\.py:(\d+): error:", out.stdout)})
     assert errors == [11, 12, 13], out.stdout

@@ -39,19 +39,29 @@ routes:
   - {match: {model: b}, to: b/m}
 """
 
-ANSWER = json.dumps({
-    "id": "x", "object": "chat.completion", "model": "m",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"},
-                 "finish_reason": "stop"}],
-    "usage": {"prompt_tokens": 3, "completion_tokens": 1}}).encode()
+ANSWER = json.dumps(
+    {
+        "id": "x",
+        "object": "chat.completion",
+        "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 1},
+    }
+).encode()
 
 
 def sse(*texts: str, done: bool = True) -> bytes:
     """An OpenAI stream of ``texts``, a finish chunk, and (``done``) ``data: [DONE]``."""
+
     def event(delta: dict[str, Any], finish: str | None = None) -> bytes:
-        data = {"id": "x", "object": "chat.completion.chunk", "model": "m",
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        data = {
+            "id": "x",
+            "object": "chat.completion.chunk",
+            "model": "m",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
         return b"data: " + json.dumps(data).encode() + b"\n\n"
+
     out = b"".join(event({"content": t}) for t in texts) + event({}, "stop")
     return out + (b"data: [DONE]\n\n" if done else b"")
 
@@ -92,8 +102,7 @@ def answering(*bodies: bytes) -> Handler:
 
 def encoded(body: bytes, encoding: str, content_type: str = "application/json") -> bytes:
     wire = "deflate" if encoding == "raw-deflate" else encoding
-    return reply(compress(body, encoding), headers={"content-type": content_type,
-                                                    "content-encoding": wire})
+    return reply(compress(body, encoding), headers={"content-type": content_type, "content-encoding": wire})
 
 
 # -- compressed answers are inflated here -------------------------------------------------------
@@ -102,10 +111,15 @@ def encoded(body: bytes, encoding: str, content_type: str = "application/json") 
 @pytest.mark.parametrize("transport", ["aiohttp", "httpx-aiohttp"])
 @pytest.mark.parametrize("encoding", ["gzip", "deflate", "raw-deflate"])
 async def test_compressed_answers_and_streams_are_inflated(
-    raw: Raw, make: Make, ask: Ask, transport: str, encoding: str,
+    raw: Raw,
+    make: Make,
+    ask: Ask,
+    transport: str,
+    encoding: str,
 ) -> None:
-    url = await raw(answering(encoded(ANSWER, encoding),
-                              encoded(sse("one ", "two"), encoding, "text/event-stream")))
+    url = await raw(
+        answering(encoded(ANSWER, encoding), encoded(sse("one ", "two"), encoding, "text/event-stream"))
+    )
     eng = make(config(url), transport=transport)
     assert (await eng.route(ask("up"))).text == "hi"
     events = [e async for e in eng.stream(ask("up"))]
@@ -113,15 +127,22 @@ async def test_compressed_answers_and_streams_are_inflated(
     assert isinstance(events[-1], Done)
 
 
-async def test_a_chunked_gzip_stream_is_inflated_as_it_arrives(raw: Raw, make: Make,
-                                                               ask: Ask) -> None:
+async def test_a_chunked_gzip_stream_is_inflated_as_it_arrives(raw: Raw, make: Make, ask: Ask) -> None:
     body = compress(sse(*(f"w{i} " for i in range(200))))
-    pieces = [body[i:i + 97] for i in range(0, len(body), 97)]
+    pieces = [body[i : i + 97] for i in range(0, len(body), 97)]
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
-        writer.write(head(200, {"content-type": "text/event-stream", "content-encoding": "gzip",
-                                "transfer-encoding": "chunked"}))
+        writer.write(
+            head(
+                200,
+                {
+                    "content-type": "text/event-stream",
+                    "content-encoding": "gzip",
+                    "transfer-encoding": "chunked",
+                },
+            )
+        )
         for piece in pieces:
             writer.write(chunk(piece))
             await writer.drain()
@@ -130,11 +151,11 @@ async def test_a_chunked_gzip_stream_is_inflated_as_it_arrives(raw: Raw, make: M
     eng = make(config(await raw(handler)))
     events = [e async for e in eng.stream(ask("up"))]
     assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "".join(
-        f"w{i} " for i in range(200))
+        f"w{i} " for i in range(200)
+    )
 
 
-async def test_an_encoding_that_was_not_asked_for_is_a_protocol_error(raw: Raw, make: Make,
-                                                                      ask: Ask) -> None:
+async def test_an_encoding_that_was_not_asked_for_is_a_protocol_error(raw: Raw, make: Make, ask: Ask) -> None:
     url = await raw(answering(reply(b"\x0b\x01\x80hi", headers={"content-encoding": "br"})))
     with pytest.raises(AllTargetsFailed) as info:
         await make(config(url)).route(ask("up"))
@@ -142,8 +163,7 @@ async def test_an_encoding_that_was_not_asked_for_is_a_protocol_error(raw: Raw, 
 
 
 async def test_a_corrupt_gzip_body_is_a_protocol_error(raw: Raw, make: Make, ask: Ask) -> None:
-    url = await raw(answering(reply(b"\x1f\x8b not gzip at all",
-                                    headers={"content-encoding": "gzip"})))
+    url = await raw(answering(reply(b"\x1f\x8b not gzip at all", headers={"content-encoding": "gzip"})))
     eng = make(config(url))
     resp = await eng.route(ask("g"))
     assert resp.provider == "b"
@@ -156,7 +176,12 @@ async def test_a_corrupt_gzip_body_is_a_protocol_error(raw: Raw, make: Make, ask
 @pytest.mark.parametrize("transport", ["aiohttp", "httpx-aiohttp"])
 @pytest.mark.parametrize("encoding", ["gzip", "deflate"])
 async def test_a_compressed_answer_inflating_past_max_response_fails_over(
-    raw: Raw, make: Make, fake: FakeServer, ask: Ask, transport: str, encoding: str,
+    raw: Raw,
+    make: Make,
+    fake: FakeServer,
+    ask: Ask,
+    transport: str,
+    encoding: str,
 ) -> None:
     bomb = b'{"x": "' + bytes(4 << 20) + b'"}'  # 4 MiB inflated, ~4 KB on the wire
     url = await raw(answering(encoded(bomb, encoding)))
@@ -165,12 +190,17 @@ async def test_a_compressed_answer_inflating_past_max_response_fails_over(
     assert resp.provider == "b"
     assert [(a.target, a.outcome, a.error) for a in resp.attempts] == [
         ("up/m", "failover", "protocol: response larger than max_response (1MiB)"),
-        ("b/m", "ok", None)]
+        ("b/m", "ok", None),
+    ]
 
 
 @pytest.mark.parametrize("transport", ["aiohttp", "httpx-aiohttp"])
 async def test_a_gzip_stream_inflating_past_max_response_fails_over_before_its_first_event(
-    raw: Raw, make: Make, fake: FakeServer, ask: Ask, transport: str,
+    raw: Raw,
+    make: Make,
+    fake: FakeServer,
+    ask: Ask,
+    transport: str,
 ) -> None:
     bomb = b": " + b"x" * (4 << 20) + b"\n\n" + sse("never")  # one 4 MiB comment line first
     url = await raw(answering(encoded(bomb, "gzip", "text/event-stream")))
@@ -182,14 +212,15 @@ async def test_a_gzip_stream_inflating_past_max_response_fails_over_before_its_f
 
 
 async def test_a_stream_past_max_response_after_its_first_event_is_interrupted(
-    raw: Raw, make: Make, ask: Ask,
+    raw: Raw,
+    make: Make,
+    ask: Ask,
 ) -> None:
     first_seen = asyncio.Event()
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
-        writer.write(head(200, {"content-type": "text/event-stream",
-                                "transfer-encoding": "chunked"}))
+        writer.write(head(200, {"content-type": "text/event-stream", "transfer-encoding": "chunked"}))
         writer.write(chunk(sse("first ", done=False)))
         await first_seen.wait()
         for _ in range(20):  # 1 MiB more of events, unending
@@ -208,12 +239,14 @@ async def test_a_stream_past_max_response_after_its_first_event_is_interrupted(
 
 @pytest.mark.parametrize("transport", ["aiohttp", "httpx-aiohttp"])
 async def test_a_plain_answer_with_a_content_length_past_max_response_fails_before_reading(
-    raw: Raw, make: Make, ask: Ask, transport: str,
+    raw: Raw,
+    make: Make,
+    ask: Ask,
+    transport: str,
 ) -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
-        writer.write(head(200, {"content-type": "application/json",
-                                "content-length": str(1 << 30)}))
+        writer.write(head(200, {"content-type": "application/json", "content-length": str(1 << 30)}))
         await writer.drain()
         await asyncio.Event().wait()  # the body never comes: reading it would time out
 
@@ -223,12 +256,10 @@ async def test_a_plain_answer_with_a_content_length_past_max_response_fails_befo
     assert info.value.attempts[0].error == "protocol: response larger than max_response (1MiB)"
 
 
-async def test_a_plain_chunked_answer_is_counted_while_it_is_read(raw: Raw, make: Make,
-                                                                  ask: Ask) -> None:
+async def test_a_plain_chunked_answer_is_counted_while_it_is_read(raw: Raw, make: Make, ask: Ask) -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
-        writer.write(head(200, {"content-type": "application/json",
-                                "transfer-encoding": "chunked"}))
+        writer.write(head(200, {"content-type": "application/json", "transfer-encoding": "chunked"}))
         for _ in range(64):  # 4 MiB in 64 KiB chunks, no length given
             writer.write(chunk(b" " * 65536))
             await writer.drain()
@@ -249,15 +280,26 @@ async def test_a_model_listing_past_max_response_is_a_provider_error(raw: Raw, m
 
 
 async def test_a_gzip_bomb_under_the_default_cap_fails_while_the_loop_serves_others(
-    raw: Raw, make: Make, fake: FakeServer, ask: Ask,
+    raw: Raw,
+    make: Make,
+    fake: FakeServer,
+    ask: Ask,
 ) -> None:
     bomb = zeros_gzip(100)  # 100 MiB of zeros in ~450 KB
     sent = asyncio.Event()
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
-        writer.write(head(200, {"content-type": "application/json", "content-encoding": "gzip",
-                                "content-length": str(len(bomb))}))
+        writer.write(
+            head(
+                200,
+                {
+                    "content-type": "application/json",
+                    "content-encoding": "gzip",
+                    "content-length": str(len(bomb)),
+                },
+            )
+        )
         writer.write(bomb)
         await writer.drain()
         sent.set()
@@ -277,16 +319,16 @@ async def test_a_gzip_bomb_under_the_default_cap_fails_while_the_loop_serves_oth
     assert finished == ["other", "bomb"]  # answered while the bomb was being inflated
 
 
-async def test_only_the_start_of_a_huge_error_body_is_read(raw: Raw, make: Make, fake: FakeServer,
-                                                          ask: Ask) -> None:
+async def test_only_the_start_of_a_huge_error_body_is_read(
+    raw: Raw, make: Make, fake: FakeServer, ask: Ask
+) -> None:
     whole: list[bool] = []
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
         message = b'{"error": {"message": "overloaded", "type": "server"}}'
         size = 64 << 20
-        writer.write(head(503, {"content-type": "application/json",
-                                "content-length": str(size)}) + message)
+        writer.write(head(503, {"content-type": "application/json", "content-length": str(size)}) + message)
         try:
             for _ in range(size // 65536):
                 writer.write(b" " * 65536)
@@ -319,7 +361,11 @@ def answer(text: str) -> bytes:
 @pytest.mark.parametrize("late", [False, True], ids=["at-once", "while-idle"])
 @pytest.mark.parametrize("transport", ["aiohttp", "httpx-aiohttp"])
 async def test_an_answer_sent_twice_on_a_keep_alive_connection_is_nobody_elses_answer(
-    raw: Raw, make: Make, ask: Ask, transport: str, late: bool,
+    raw: Raw,
+    make: Make,
+    ask: Ask,
+    transport: str,
+    late: bool,
 ) -> None:
     asked = 0
     copied = asyncio.Event()
@@ -362,11 +408,12 @@ routes:
 def trickling(answer: bytes, at_once: int = 0) -> Handler:
     """An upstream that sends the first ``at_once`` bytes of ``answer``, then the rest one byte
     every 100 ms: never slower than the read timeout (250 ms), never done in time."""
+
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
         writer.write(answer[:at_once])
         for i in range(at_once, len(answer)):
-            writer.write(answer[i:i + 1])
+            writer.write(answer[i : i + 1])
             await writer.drain()
             await asyncio.sleep(0.1)
 
@@ -374,8 +421,7 @@ def trickling(answer: bytes, at_once: int = 0) -> Handler:
 
 
 @pytest.mark.parametrize("headers_first", [False, True], ids=["all-trickled", "body-trickled"])
-async def test_a_trickled_listing_times_out_as_a_whole(raw: Raw, make: Make,
-                                                       headers_first: bool) -> None:
+async def test_a_trickled_listing_times_out_as_a_whole(raw: Raw, make: Make, headers_first: bool) -> None:
     listing = reply(json.dumps({"data": [{"id": f"model-{i}"} for i in range(50)]}).encode())
     at_once = listing.index(b"\r\n\r\n") + 4 if headers_first else 0
     eng = make(TRICKLE.replace("{raw}", await raw(trickling(listing, at_once))))

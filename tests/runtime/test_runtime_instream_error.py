@@ -77,27 +77,70 @@ def _sse(data: Any, event: str | None = None) -> bytes:
 def deltas(kind: str, texts: list[str]) -> bytes:
     """The start of a stream of ``kind`` carrying ``texts``: no end, no finish."""
     if kind == "openai":
-        return b"".join(_sse({"id": "x", "object": "chat.completion.chunk", "model": "m",
-                              "choices": [{"index": 0, "delta": {"content": t},
-                                           "finish_reason": None}]}) for t in texts)
+        return b"".join(
+            _sse(
+                {
+                    "id": "x",
+                    "object": "chat.completion.chunk",
+                    "model": "m",
+                    "choices": [{"index": 0, "delta": {"content": t}, "finish_reason": None}],
+                }
+            )
+            for t in texts
+        )
     if kind == "anthropic":
-        start = _sse({"type": "message_start", "message": {
-            "id": "msg_1", "type": "message", "role": "assistant", "model": "m", "content": [],
-            "stop_reason": None, "usage": {"input_tokens": 5, "output_tokens": 1}}},
-            "message_start")
-        block = _sse({"type": "content_block_start", "index": 0,
-                      "content_block": {"type": "text", "text": ""}}, "content_block_start")
-        return start + block + b"".join(
-            _sse({"type": "content_block_delta", "index": 0,
-                  "delta": {"type": "text_delta", "text": t}}, "content_block_delta")
-            for t in texts)
+        start = _sse(
+            {
+                "type": "message_start",
+                "message": {
+                    "id": "msg_1",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": "m",
+                    "content": [],
+                    "stop_reason": None,
+                    "usage": {"input_tokens": 5, "output_tokens": 1},
+                },
+            },
+            "message_start",
+        )
+        block = _sse(
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            "content_block_start",
+        )
+        return (
+            start
+            + block
+            + b"".join(
+                _sse(
+                    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": t}},
+                    "content_block_delta",
+                )
+                for t in texts
+            )
+        )
     if kind == "gemini":
-        return b"".join(_sse({"candidates": [{"content": {"parts": [{"text": t}],
-                                                          "role": "model"}, "index": 0}],
-                              "modelVersion": "m"}) for t in texts)
-    return b"".join(json.dumps({"model": "m", "created_at": "2024-01-01T00:00:00Z",
-                                "message": {"role": "assistant", "content": t},
-                                "done": False}).encode() + b"\n" for t in texts)
+        return b"".join(
+            _sse(
+                {
+                    "candidates": [{"content": {"parts": [{"text": t}], "role": "model"}, "index": 0}],
+                    "modelVersion": "m",
+                }
+            )
+            for t in texts
+        )
+    return b"".join(
+        json.dumps(
+            {
+                "model": "m",
+                "created_at": "2024-01-01T00:00:00Z",
+                "message": {"role": "assistant", "content": t},
+                "done": False,
+            }
+        ).encode()
+        + b"\n"
+        for t in texts
+    )
 
 
 def error_event(kind: str) -> bytes:
@@ -105,8 +148,9 @@ def error_event(kind: str) -> bytes:
     if kind == "openai":  # OpenAI-compatible servers (Groq, vLLM) name the event
         return _sse({"error": {"message": "Overloaded", "type": "server_error"}}, "error")
     if kind == "anthropic":
-        return _sse({"type": "error", "error": {"type": "overloaded_error",
-                                                "message": "Overloaded"}}, "error")
+        return _sse(
+            {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}, "error"
+        )
     if kind == "gemini":
         return _sse({"error": {"code": 503, "message": "Overloaded", "status": "UNAVAILABLE"}})
     return json.dumps({"error": "Overloaded"}).encode() + b"\n"
@@ -118,6 +162,7 @@ def content_type(kind: str) -> str:
 
 def one_read(body: bytes, kind: str) -> Handler:
     """Headers and the whole body in one write: the engine reads it at once."""
+
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
         writer.write(reply(body, headers={"content-type": content_type(kind)}))
@@ -129,10 +174,12 @@ def one_read(body: bytes, kind: str) -> Handler:
 
 def two_reads(first: bytes, then: bytes, kind: str, seen: asyncio.Event) -> Handler:
     """``first``, then (once the caller has an event of it, so in a later read) ``then``."""
+
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
-        writer.write(head(200, {"content-type": content_type(kind),
-                                "transfer-encoding": "chunked"}) + chunk(first))
+        writer.write(
+            head(200, {"content-type": content_type(kind), "transfer-encoding": "chunked"}) + chunk(first)
+        )
         await writer.drain()
         await seen.wait()
         writer.write(chunk(then))
@@ -144,7 +191,11 @@ def two_reads(first: bytes, then: bytes, kind: str, seen: asyncio.Event) -> Hand
 
 @pytest.mark.parametrize("kind", KINDS)
 async def test_an_error_in_the_read_of_the_deltas_keeps_them(
-    raw: Raw, make: Make, fake: FakeServer, ask: Ask, kind: str,
+    raw: Raw,
+    make: Make,
+    fake: FakeServer,
+    ask: Ask,
+    kind: str,
 ) -> None:
     url = await raw(one_read(deltas(kind, TEXTS) + error_event(kind), kind))
     eng = make(CONFIG.replace("{raw}", url).replace("{fake}", fake.url))
@@ -155,12 +206,16 @@ async def test_an_error_in_the_read_of_the_deltas_keeps_them(
 
 @pytest.mark.parametrize("kind", KINDS)
 async def test_an_error_in_a_later_read_keeps_the_deltas_of_both_reads(
-    raw: Raw, make: Make, fake: FakeServer, ask: Ask, kind: str,
+    raw: Raw,
+    make: Make,
+    fake: FakeServer,
+    ask: Ask,
+    kind: str,
 ) -> None:
     seen = asyncio.Event()
     later = deltas(kind, ["\n4"])
     if kind == "anthropic":  # the later read goes on with the same content block
-        later = later[later.index(b"event: content_block_delta"):]
+        later = later[later.index(b"event: content_block_delta") :]
     url = await raw(two_reads(deltas(kind, TEXTS), later + error_event(kind), kind, seen))
     eng = make(CONFIG.replace("{raw}", url).replace("{fake}", fake.url))
     got: list[StreamEvent] = []
@@ -172,15 +227,22 @@ async def test_an_error_in_a_later_read_keeps_the_deltas_of_both_reads(
 
 
 async def test_an_error_before_any_delta_still_fails_over(
-    raw: Raw, make: Make, fake: FakeServer, ask: Ask,
+    raw: Raw,
+    make: Make,
+    fake: FakeServer,
+    ask: Ask,
 ) -> None:
-    role = _sse({"id": "x", "object": "chat.completion.chunk", "model": "m",
-                 "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
-                              "finish_reason": None}]})
+    role = _sse(
+        {
+            "id": "x",
+            "object": "chat.completion.chunk",
+            "model": "m",
+            "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}],
+        }
+    )
     url = await raw(one_read(role + error_event("openai"), "openai"))
     eng = make(CONFIG.replace("{raw}", url).replace("{fake}", fake.url))
     events = [e async for e in eng.stream(ask("g", "x y"))]
     done = events[-1]
     assert isinstance(done, Done) and done.provider == "b" and text(events) == "echo: x y"
-    assert [(a.target, a.outcome) for a in done.attempts] == [("openai/m", "failover"),
-                                                              ("b/m", "ok")]
+    assert [(a.target, a.outcome) for a in done.attempts] == [("openai/m", "failover"), ("b/m", "ok")]

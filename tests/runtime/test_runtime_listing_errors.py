@@ -69,7 +69,9 @@ async def failure(eng: Engine, provider: str) -> ListingError:
 
 
 async def test_an_error_status_is_kind_status_with_the_provider_and_its_status(
-    make: Make, fake: FakeServer, config: Callable[[], Awaitable[str]],
+    make: Make,
+    fake: FakeServer,
+    config: Callable[[], Awaitable[str]],
 ) -> None:
     eng = make(await config())
     fake.program("/b/", ["401"])
@@ -84,7 +86,9 @@ async def test_an_error_status_is_kind_status_with_the_provider_and_its_status(
 
 
 async def test_a_refused_connection_and_a_timeout_are_their_kinds(
-    make: Make, fake: FakeServer, config: Callable[[], Awaitable[str]],
+    make: Make,
+    fake: FakeServer,
+    config: Callable[[], Awaitable[str]],
 ) -> None:
     eng = make(await config())
     down = (await failure(eng, "down")).attempts[0]
@@ -96,12 +100,18 @@ async def test_a_refused_connection_and_a_timeout_are_their_kinds(
     assert 0.25 < err.attempts[0].latency < 1.5  # the read timeout, 300ms
 
 
-@pytest.mark.parametrize(("body", "says"), [
-    (b"not json at all", "not JSON"),
-    (json.dumps({"data": 5}).encode(), "could not be read"),
-])
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (b"not json at all", "not JSON"),
+        (json.dumps({"data": 5}).encode(), "could not be read"),
+    ],
+)
 async def test_an_unreadable_listing_is_protocol(
-    make: Make, config: Callable[[bytes], Awaitable[str]], body: bytes, says: str,
+    make: Make,
+    config: Callable[[bytes], Awaitable[str]],
+    body: bytes,
+    says: str,
 ) -> None:
     eng = make(await config(reply(body)))
     err = await failure(eng, "up")
@@ -109,14 +119,18 @@ async def test_an_unreadable_listing_is_protocol(
 
 
 async def test_many_listings_map_each_failure_to_its_listing_error(
-    make: Make, fake: FakeServer, config: Callable[[], Awaitable[str]],
+    make: Make,
+    fake: FakeServer,
+    config: Callable[[], Awaitable[str]],
 ) -> None:
     eng = make(await config())
     fake.program("/b/", ["503"])
     out = await eng.list_models_many()
     assert [n for n, r in out.items() if not isinstance(r, ListingError)] == ["up"]
     assert {n: r.attempts[0].kind for n, r in out.items() if isinstance(r, ListingError)} == {
-        "b": "status", "down": "connect"}
+        "b": "status",
+        "down": "connect",
+    }
 
 
 def test_listing_error_is_exported_and_a_provider_error() -> None:

@@ -25,8 +25,8 @@ routes:
 
 @pytest.mark.parametrize("transport", ["aiohttp", "httpx-aiohttp"])
 async def test_in_use_counts_an_open_stream_until_it_ends(
-        make: Callable[..., Engine], fake: FakeServer, ask: Callable[..., Any],
-        transport: str) -> None:
+    make: Callable[..., Engine], fake: FakeServer, ask: Callable[..., Any], transport: str
+) -> None:
     eng = make(ONE, transport=transport)
     fake.program("/a/", ["chunk_delay=20ms"])
     conn = next(iter(eng._core.runtime.connections))

@@ -64,7 +64,9 @@ def eng(make: Make) -> Engine:
 
 
 async def test_a_retryable_status_is_retried_on_the_same_target(
-    eng: Engine, fake: FakeServer, ask: Ask,
+    eng: Engine,
+    fake: FakeServer,
+    ask: Ask,
 ) -> None:
     fake.program("/a/", ["503"])
     resp = await eng.route(ask())
@@ -74,12 +76,18 @@ async def test_a_retryable_status_is_retried_on_the_same_target(
 async def test_retries_exhausted_fail_over(eng: Engine, fake: FakeServer, ask: Ask) -> None:
     fake.program("/a/", ["503", "500", "502"])
     resp = await eng.route(ask())
-    assert trail(resp) == [("a/m", "retry", 503), ("a/m", "retry", 500),
-                           ("a/m", "failover", 502), ("b/m", "ok", 200)]
+    assert trail(resp) == [
+        ("a/m", "retry", 503),
+        ("a/m", "retry", 500),
+        ("a/m", "failover", 502),
+        ("b/m", "ok", 200),
+    ]
 
 
 async def test_a_client_error_stops_at_once_with_provider_error(
-    eng: Engine, fake: FakeServer, ask: Ask,
+    eng: Engine,
+    fake: FakeServer,
+    ask: Ask,
 ) -> None:
     fake.program("/a/", ["400"])
     with pytest.raises(ProviderError) as info:
@@ -91,7 +99,9 @@ async def test_a_client_error_stops_at_once_with_provider_error(
 
 
 async def test_a_failover_status_that_is_not_retried_moves_on_at_once(
-    eng: Engine, fake: FakeServer, ask: Ask,
+    eng: Engine,
+    fake: FakeServer,
+    ask: Ask,
 ) -> None:
     fake.program("/a/", ["401"])
     resp = await eng.route(ask())
@@ -100,7 +110,11 @@ async def test_a_failover_status_that_is_not_retried_moves_on_at_once(
 
 @pytest.mark.parametrize(("directive", "kind"), [("reset", "reset"), ("latency=600ms", "timeout")])
 async def test_transport_errors_in_retry_on_are_retried(
-    eng: Engine, fake: FakeServer, ask: Ask, directive: str, kind: str,
+    eng: Engine,
+    fake: FakeServer,
+    ask: Ask,
+    directive: str,
+    kind: str,
 ) -> None:
     fake.program("/a/", [directive])
     resp = await eng.route(ask())
@@ -109,17 +123,25 @@ async def test_transport_errors_in_retry_on_are_retried(
 
 
 async def test_a_refused_connection_is_retried_then_failed_over(
-    make: Make, fake: FakeServer, ask: Ask,
+    make: Make,
+    fake: FakeServer,
+    ask: Ask,
 ) -> None:
     text = CONFIG.replace('"{fake}/a/v1"', f'"http://127.0.0.1:{refused_port()}/v1"')
     resp = await make(text).route(ask())
-    assert trail(resp) == [("a/m", "retry", None), ("a/m", "retry", None),
-                           ("a/m", "failover", None), ("b/m", "ok", 200)]
+    assert trail(resp) == [
+        ("a/m", "retry", None),
+        ("a/m", "retry", None),
+        ("a/m", "failover", None),
+        ("b/m", "ok", 200),
+    ]
     assert {a.error for a in resp.attempts[:3]} == {"connect: Connection refused"}
 
 
 async def test_a_protocol_error_fails_over_without_retry(
-    eng: Engine, fake: FakeServer, ask: Ask,
+    eng: Engine,
+    fake: FakeServer,
+    ask: Ask,
 ) -> None:
     fake.program("/a/", ["malformed"])
     resp = await eng.route(ask())
@@ -128,17 +150,20 @@ async def test_a_protocol_error_fails_over_without_retry(
 
 
 async def test_retried_but_never_failed_over_ends_in_provider_error(
-    eng: Engine, fake: FakeServer, ask: Ask,
+    eng: Engine,
+    fake: FakeServer,
+    ask: Ask,
 ) -> None:
     fake.program("/s/", ["503", "503", "503"])
     with pytest.raises(ProviderError) as info:
         await eng.route(ask("gs"))
-    assert trail(info.value) == [("s/m", "retry", 503), ("s/m", "retry", 503),
-                                 ("s/m", "fatal", 503)]
+    assert trail(info.value) == [("s/m", "retry", 503), ("s/m", "retry", 503), ("s/m", "fatal", 503)]
 
 
 async def test_every_target_failing_raises_all_targets_failed(
-    eng: Engine, fake: FakeServer, ask: Ask,
+    eng: Engine,
+    fake: FakeServer,
+    ask: Ask,
 ) -> None:
     fake.program(None, ["503"] * 6)
     with pytest.raises(AllTargetsFailed) as info:
@@ -156,11 +181,20 @@ async def test_backoff_grows_between_retries(eng: Engine, fake: FakeServer, ask:
     assert time.perf_counter() - start >= 0.020 + 0.040
 
 
-@pytest.mark.parametrize(("header", "seconds"), [
-    ("retry_after=0.3", 0.3), ("retry_after_ms=250", 0.25),
-])
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("retry_after=0.3", 0.3),
+        ("retry_after_ms=250", 0.25),
+    ],
+)
 async def test_retry_after_is_honoured(
-    eng: Engine, fake: FakeServer, ask: Ask, header: str, seconds: float, loop_lag: Any,
+    eng: Engine,
+    fake: FakeServer,
+    ask: Ask,
+    header: str,
+    seconds: float,
+    loop_lag: Any,
 ) -> None:
     fake.program("/a/", [f"429 {header}"])
     async with loop_lag() as lag:
@@ -174,7 +208,9 @@ async def test_retry_after_is_honoured(
 
 
 async def test_retry_after_is_ignored_when_the_classifier_says_so(
-    eng: Engine, fake: FakeServer, ask: Ask,
+    eng: Engine,
+    fake: FakeServer,
+    ask: Ask,
 ) -> None:
     fake.program("/i/", ["503 retry_after=2"])
     start = time.perf_counter()
@@ -185,7 +221,9 @@ async def test_retry_after_is_ignored_when_the_classifier_says_so(
 
 
 async def test_retry_after_past_the_deadline_fails_over_instead_of_waiting(
-    eng: Engine, fake: FakeServer, ask: Ask,
+    eng: Engine,
+    fake: FakeServer,
+    ask: Ask,
 ) -> None:
     fake.program("/a/", ["503 retry_after=10"])
     resp = await eng.route(ask())
@@ -207,16 +245,24 @@ routes:
 groups:
   g: {strategy: priority, targets: [up/m, b/m]}
 """
-OK = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"},
-                              "finish_reason": "stop"}]}).encode()
+OK = json.dumps(
+    {"choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}]}
+).encode()
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e999", "NaN"])
 async def test_a_retry_after_that_is_not_a_number_does_not_stop_the_retry(
-    raw: Raw, make: Make, fake: FakeServer, ask: Ask, value: str,
+    raw: Raw,
+    make: Make,
+    fake: FakeServer,
+    ask: Ask,
+    value: str,
 ) -> None:
-    answers = [reply(b"{}", 503, {"retry-after-ms": value}),
-               reply(b"{}", 503, {"retry-after": value}), reply(OK)]
+    answers = [
+        reply(b"{}", 503, {"retry-after-ms": value}),
+        reply(b"{}", 503, {"retry-after": value}),
+        reply(OK),
+    ]
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while answers and await read_request(reader) is not None:
@@ -231,31 +277,46 @@ async def test_a_retry_after_that_is_not_a_number_does_not_stop_the_retry(
 
 # -- the rules, without the network ---------------------------------------------------------------
 
-T = Classifier("t", frozenset({429, 503}), frozenset({"timeout"}), frozenset({401, 503}),
-               frozenset({"timeout", "protocol"}))
+T = Classifier(
+    "t",
+    frozenset({429, 503}),
+    frozenset({"timeout"}),
+    frozenset({401, 503}),
+    frozenset({"timeout", "protocol"}),
+)
 
 
-@pytest.mark.parametrize(("status", "error", "retry", "failover"), [
-    (503, None, True, True),
-    (429, None, True, False),
-    (401, None, False, True),
-    (400, None, False, False),
-    (None, "timeout", True, True),
-    (None, "protocol", False, True),
-    (None, "reset", False, False),
-])
-def test_classifier_rules(status: int | None, error: str | None, retry: bool,
-                          failover: bool) -> None:
+@pytest.mark.parametrize(
+    ("status", "error", "retry", "failover"),
+    [
+        (503, None, True, True),
+        (429, None, True, False),
+        (401, None, False, True),
+        (400, None, False, False),
+        (None, "timeout", True, True),
+        (None, "protocol", False, True),
+        (None, "reset", False, False),
+    ],
+)
+def test_classifier_rules(status: int | None, error: str | None, retry: bool, failover: bool) -> None:
     assert can_retry(T, status, error) is retry
     assert can_fail_over(T, status, error) is failover
 
 
-@pytest.mark.parametrize(("status", "error", "counts"), [
-    (500, None, True), (503, None, True), (429, None, True), (408, None, True),
-    (400, None, False), (401, None, False), (404, None, False), (None, "connect", True),
-])
-def test_what_counts_against_a_circuit(status: int | None, error: str | None,
-                                       counts: bool) -> None:
+@pytest.mark.parametrize(
+    ("status", "error", "counts"),
+    [
+        (500, None, True),
+        (503, None, True),
+        (429, None, True),
+        (408, None, True),
+        (400, None, False),
+        (401, None, False),
+        (404, None, False),
+        (None, "connect", True),
+    ],
+)
+def test_what_counts_against_a_circuit(status: int | None, error: str | None, counts: bool) -> None:
     assert breaker_failure(status, error) is counts
 
 

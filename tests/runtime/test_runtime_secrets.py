@@ -29,12 +29,12 @@ def _echo_app(pad: int) -> web.Application:
     async def answer(request: web.Request) -> web.Response:
         body = await request.text() if request.can_read_body else ""
         auth = request.headers.get("Authorization", "").removeprefix("Bearer ")
-        said = f"Incorrect API key provided: {auth} {request.headers.get('X-Api', '')} " \
-               f"for {request.path}"
+        said = f"Incorrect API key provided: {auth} {request.headers.get('X-Api', '')} for {request.path}"
         message = "x" * pad + said
         status = 400 if "make-400" in body else 401
-        return web.json_response({"error": {"message": message, "type": "invalid_request_error"}},
-                                 status=status)
+        return web.json_response(
+            {"error": {"message": message, "type": "invalid_request_error"}}, status=status
+        )
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", answer)
@@ -75,8 +75,7 @@ async def echo(request: pytest.FixtureRequest) -> AsyncIterator[str]:
 
 @pytest.fixture
 async def eng(echo: str) -> AsyncIterator[Engine]:
-    graph = compile_text(CONFIG.replace("{echo}", echo),
-                         env={"KEY1": KEY1, "KEY2": KEY2, "SEG": SEG})
+    graph = compile_text(CONFIG.replace("{echo}", echo), env={"KEY1": KEY1, "KEY2": KEY2, "SEG": SEG})
     async with Engine.from_graph(graph) as engine:
         yield engine
 
@@ -148,8 +147,7 @@ def test_the_scrubber_masks_the_pieces_of_a_secret_url() -> None:
     shown = scrub.scrub(said, limit=None)
     assert "cache.internal" not in shown and "pa$$word" not in shown
     assert "pa%24%24word" not in shown and shown.count(MASK) == 4
-    assert Secret("redis://h:6379/0?password=sekrit", ("sekrit",)).masked() \
-        == "redis://h:6379/0?password=***"
+    assert Secret("redis://h:6379/0?password=sekrit", ("sekrit",)).masked() == "redis://h:6379/0?password=***"
 
 
 def test_short_environment_values_are_not_masked_inside_other_text() -> None:

@@ -46,8 +46,9 @@ routes:
 
 
 def config() -> str:
-    routes = "\n".join(f"  - {{match: {{model: {g}}}, to: {g}}}"
-                       for g in ("prio", "rr", "w", "fast", "race", "two", "outer"))
+    routes = "\n".join(
+        f"  - {{match: {{model: {g}}}, to: {g}}}" for g in ("prio", "rr", "w", "fast", "race", "two", "outer")
+    )
     return CONFIG.replace('  - {match: {model: "*"}, to: "*"}', routes)
 
 
@@ -60,22 +61,19 @@ def providers(resps: list[Any]) -> list[str]:
     return [r.provider for r in resps]
 
 
-async def test_priority_always_starts_with_the_first(eng: Engine, fake: FakeServer,
-                                                     ask: Ask) -> None:
+async def test_priority_always_starts_with_the_first(eng: Engine, fake: FakeServer, ask: Ask) -> None:
     assert providers([await eng.route(ask("prio")) for _ in range(4)]) == ["a"] * 4
     fake.program("/a/", ["503"])
     resp = await eng.route(ask("prio"))
     assert [(a.target, a.outcome) for a in resp.attempts] == [("a/m", "failover"), ("b/m", "ok")]
 
 
-async def test_round_robin_rotates_the_first_target(eng: Engine, fake: FakeServer,
-                                                    ask: Ask) -> None:
+async def test_round_robin_rotates_the_first_target(eng: Engine, fake: FakeServer, ask: Ask) -> None:
     resps = [await eng.route(ask("rr")) for _ in range(6)]
     assert providers(resps) == ["a", "b", "c"] * 2, [r.attempts for r in resps]
 
 
-async def test_weighted_follows_the_weights_and_the_seed(make: Make, fake: FakeServer,
-                                                         ask: Ask) -> None:
+async def test_weighted_follows_the_weights_and_the_seed(make: Make, fake: FakeServer, ask: Ask) -> None:
     one, two = make(config(), seed=42), make(config(), seed=42)
     first = providers([await one.route(ask("w")) for _ in range(200)])
     second = providers([await two.route(ask("w")) for _ in range(200)])
@@ -92,7 +90,9 @@ async def test_weighted_fails_over_to_the_rest(eng: Engine, fake: FakeServer, as
 
 
 async def test_least_latency_prefers_the_fastest_and_explores_to_notice_recovery(
-    eng: Engine, fake: FakeServer, ask: Ask,
+    eng: Engine,
+    fake: FakeServer,
+    ask: Ask,
 ) -> None:
     fake.program("/a/", ["latency=40ms"], rate=1.0, seed=1)
     phase1 = providers([await eng.route(ask("fast")) for _ in range(40)])
@@ -105,7 +105,9 @@ async def test_least_latency_prefers_the_fastest_and_explores_to_notice_recovery
 
 
 async def test_least_latency_moves_away_from_a_failing_member(
-    eng: Engine, fake: FakeServer, ask: Ask,
+    eng: Engine,
+    fake: FakeServer,
+    ask: Ask,
 ) -> None:
     fake.program("/b/", ["503"], rate=1.0, seed=1)
     resps = [await eng.route(ask("fast")) for _ in range(20)]
@@ -114,7 +116,10 @@ async def test_least_latency_moves_away_from_a_failing_member(
 
 
 async def test_hedged_starts_the_next_after_hedge_after_and_cancels_the_loser(
-    settled: Settled, eng: Engine, fake: FakeServer, ask: Ask,
+    settled: Settled,
+    eng: Engine,
+    fake: FakeServer,
+    ask: Ask,
 ) -> None:
     await eng.route(ask("race"))  # open the connections first
     fake.program("/a/", ["latency=500ms"])
@@ -123,15 +128,16 @@ async def test_hedged_starts_the_next_after_hedge_after_and_cancels_the_loser(
     elapsed = time.perf_counter() - start
     assert resp.provider == "b"
     assert elapsed >= 0.06  # b started at hedge_after; a (500 ms late) cancelled, not awaited
-    assert sorted((a.target, a.outcome) for a in resp.attempts) == [
-        ("a/m", "cancelled"), ("b/m", "ok")]
+    assert sorted((a.target, a.outcome) for a in resp.attempts) == [("a/m", "cancelled"), ("b/m", "ok")]
     assert await settled() == []
     conn = next(c for c in eng._core.runtime.connections if c.name == "a")
     assert conn._backend.in_use() == 0  # type: ignore[union-attr]
 
 
 async def test_hedged_starts_the_next_at_once_when_one_fails(
-    eng: Engine, fake: FakeServer, ask: Ask,
+    eng: Engine,
+    fake: FakeServer,
+    ask: Ask,
 ) -> None:
     fake.program("/a/", ["503"])
     start = time.perf_counter()
@@ -142,7 +148,9 @@ async def test_hedged_starts_the_next_at_once_when_one_fails(
 
 
 async def test_hedged_keeps_the_first_answer_when_the_first_is_only_a_bit_late(
-    eng: Engine, fake: FakeServer, ask: Ask,
+    eng: Engine,
+    fake: FakeServer,
+    ask: Ask,
 ) -> None:
     fake.program("/a/", ["latency=100ms"])
     fake.program("/b/", ["latency=400ms"])
@@ -152,8 +160,9 @@ async def test_hedged_keeps_the_first_answer_when_the_first_is_only_a_bit_late(
     assert outcomes["a/m"] == "ok" and outcomes["b/m"] == "cancelled"
 
 
-async def test_hedged_stops_on_a_fatal_error(settled: Settled, eng: Engine, fake: FakeServer,
-                                             ask: Ask) -> None:
+async def test_hedged_stops_on_a_fatal_error(
+    settled: Settled, eng: Engine, fake: FakeServer, ask: Ask
+) -> None:
     fake.program("/a/", ["latency=300ms"])
     fake.program("/b/", ["400"])
     with pytest.raises(ProviderError):
@@ -161,8 +170,7 @@ async def test_hedged_stops_on_a_fatal_error(settled: Settled, eng: Engine, fake
     assert await settled() == []
 
 
-async def test_max_attempts_bounds_distinct_targets(eng: Engine, fake: FakeServer,
-                                                    ask: Ask) -> None:
+async def test_max_attempts_bounds_distinct_targets(eng: Engine, fake: FakeServer, ask: Ask) -> None:
     fake.program(None, ["503"] * 3)
     with pytest.raises(AllTargetsFailed) as info:
         await eng.route(ask("two"))
@@ -171,10 +179,15 @@ async def test_max_attempts_bounds_distinct_targets(eng: Engine, fake: FakeServe
 
 
 async def test_nested_groups_fail_over_and_never_try_a_target_twice(
-    eng: Engine, fake: FakeServer, ask: Ask,
+    eng: Engine,
+    fake: FakeServer,
+    ask: Ask,
 ) -> None:
     fake.program("/a/", ["503"])
     fake.program("/b/", ["503"])
     resp = await eng.route(ask("outer"))
     assert [(a.target, a.outcome) for a in resp.attempts] == [
-        ("a/m", "failover"), ("b/m", "failover"), ("c/m", "ok")]
+        ("a/m", "failover"),
+        ("b/m", "failover"),
+        ("c/m", "ok"),
+    ]

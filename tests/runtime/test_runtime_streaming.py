@@ -64,17 +64,18 @@ def text(events: list[StreamEvent]) -> str:
     return "".join(e.text for e in events if isinstance(e, TextDelta))
 
 
-async def test_cost_of_a_stream_comes_from_the_price(eng: Engine, fake: FakeServer,
-                                                     ask: Ask) -> None:
+async def test_cost_of_a_stream_comes_from_the_price(eng: Engine, fake: FakeServer, ask: Ask) -> None:
     done = (await collect(eng, ask("g")))[-1]
     assert isinstance(done, Done)
-    assert done.cost == pytest.approx((done.usage.input_tokens * 1 + done.usage.output_tokens * 2)
-                                      / 1e6)
+    assert done.cost == pytest.approx((done.usage.input_tokens * 1 + done.usage.output_tokens * 2) / 1e6)
 
 
 @pytest.mark.parametrize("directive", ["503", "reset", "die_after=1", "malformed"])
 async def test_a_failure_before_the_first_event_fails_over_or_retries(
-    eng: Engine, fake: FakeServer, ask: Ask, directive: str,
+    eng: Engine,
+    fake: FakeServer,
+    ask: Ask,
+    directive: str,
 ) -> None:
     fake.program("/a/", [directive, directive])
     events = await collect(eng, ask("g"))
@@ -86,7 +87,9 @@ async def test_a_failure_before_the_first_event_fails_over_or_retries(
 
 
 async def test_a_stream_broken_after_the_first_event_is_interrupted_not_mixed(
-    eng: Engine, fake: FakeServer, ask: Ask,
+    eng: Engine,
+    fake: FakeServer,
+    ask: Ask,
 ) -> None:
     fake.program("/a/", ["die_after=3"])
     got: list[StreamEvent] = []
@@ -100,7 +103,9 @@ async def test_a_stream_broken_after_the_first_event_is_interrupted_not_mixed(
 
 
 async def test_an_in_band_error_event_after_the_first_event_is_interrupted(
-    eng: Engine, fake: FakeServer, ask: Ask,
+    eng: Engine,
+    fake: FakeServer,
+    ask: Ask,
 ) -> None:
     fake.program("/a/", ["stream_error"])
     with pytest.raises(StreamInterrupted) as info:
@@ -118,7 +123,10 @@ async def test_time_to_first_token_is_recorded(eng: Engine, fake: FakeServer, as
 
 
 async def test_the_deadline_bounds_a_stream_before_its_first_event(
-    eng: Engine, fake: FakeServer, ask: Ask, loop_lag: Any,
+    eng: Engine,
+    fake: FakeServer,
+    ask: Ask,
+    loop_lag: Any,
 ) -> None:
     fake.program("/a/", ["latency=1s"])
     async with loop_lag() as lag:
@@ -131,7 +139,10 @@ async def test_the_deadline_bounds_a_stream_before_its_first_event(
 
 
 async def test_the_deadline_bounds_a_stream_after_its_first_event(
-    eng: Engine, fake: FakeServer, ask: Ask, loop_lag: Any,
+    eng: Engine,
+    fake: FakeServer,
+    ask: Ask,
+    loop_lag: Any,
 ) -> None:
     fake.program("/a/", ["chunk_delay=150ms"])
     async with loop_lag() as lag:
@@ -145,7 +156,9 @@ async def test_the_deadline_bounds_a_stream_after_its_first_event(
 
 
 async def test_time_the_consumer_spends_between_events_is_not_cancelled(
-    eng: Engine, fake: FakeServer, ask: Ask,
+    eng: Engine,
+    fake: FakeServer,
+    ask: Ask,
 ) -> None:
     events = []
     async for event in eng.stream(ask("slow", "one two three")):
@@ -155,7 +168,10 @@ async def test_time_the_consumer_spends_between_events_is_not_cancelled(
 
 
 async def test_a_consumer_that_stops_early_releases_the_connection(
-    settled: Settled, eng: Engine, fake: FakeServer, ask: Ask,
+    settled: Settled,
+    eng: Engine,
+    fake: FakeServer,
+    ask: Ask,
 ) -> None:
     fake.program("/a/", ["chunk_delay=20ms"])
     async with eng.stream(ask("g", "one two three four five six seven")) as stream:
@@ -168,31 +184,32 @@ async def test_a_consumer_that_stops_early_releases_the_connection(
     assert await settled() == []
 
 
-async def test_every_target_failing_before_the_first_event(eng: Engine, fake: FakeServer,
-                                                           ask: Ask) -> None:
+async def test_every_target_failing_before_the_first_event(eng: Engine, fake: FakeServer, ask: Ask) -> None:
     fake.program(None, ["401", "401"])
     with pytest.raises(AllTargetsFailed) as info:
         await collect(eng, ask("g"))
     assert [a.outcome for a in info.value.attempts] == ["failover", "failover"]
 
 
-async def test_hedged_groups_race_to_the_first_event(settled: Settled, eng: Engine,
-                                                     fake: FakeServer, ask: Ask) -> None:
+async def test_hedged_groups_race_to_the_first_event(
+    settled: Settled, eng: Engine, fake: FakeServer, ask: Ask
+) -> None:
     await collect(eng, ask("race"))  # open the connections first
     fake.program("/a/", ["latency=300ms"])
     events = await collect(eng, ask("race", "one two three"))  # a's first event: 300 ms away
     done = events[-1]
     assert isinstance(done, Done) and done.provider == "b"
     assert text(events) == "echo: one two three"  # one provider's output only
-    assert sorted((a.target, a.outcome) for a in done.attempts) == [
-        ("a/m", "cancelled"), ("b/m", "ok")]
+    assert sorted((a.target, a.outcome) for a in done.attempts) == [("a/m", "cancelled"), ("b/m", "ok")]
     assert await settled() == []
     conn = next(c for c in eng._core.runtime.connections if c.name == "a")
     assert conn._backend.in_use() == 0  # type: ignore[union-attr]
 
 
 async def test_a_hedged_stream_keeps_the_first_starter_even_if_it_is_slow_afterwards(
-    eng: Engine, fake: FakeServer, ask: Ask,
+    eng: Engine,
+    fake: FakeServer,
+    ask: Ask,
 ) -> None:
     await collect(eng, ask("patient"))  # open the connections first
     fake.program("/a/", ["chunk_delay=40ms"])  # first event after ~80ms, the last after ~240ms
@@ -229,35 +246,41 @@ class _Chunks(Streamed):
 async def test_line_batches_split_reads_into_lines() -> None:
     body = "data: é1\r\n\r\ndata: 2\ndata: ü3\n\ntail".encode()
     cut = body.index("é".encode()) + 1  # inside a two-byte character
-    pieces = [body[:cut], body[cut:cut + 3], b"", body[cut + 3:]]
+    pieces = [body[:cut], body[cut : cut + 3], b"", body[cut + 3 :]]
     batches = [b async for b in line_batches(_Chunks(pieces))]
     assert all(batches)
-    assert [line for b in batches for line in b] == [
-        "data: é1", "", "data: 2", "data: ü3", "", "tail"]
+    assert [line for b in batches for line in b] == ["data: é1", "", "data: 2", "data: ü3", "", "tail"]
     one = [b async for b in line_batches(_Chunks([body]))]
     assert one == [["data: é1", "", "data: 2", "data: ü3", ""], ["tail"]]
 
 
-@pytest.mark.parametrize("pieces", [
-    [b"data: 1\r\rdata: 2\r\r"],  # bare CR line ends
-    [b"data: 1\r", b"\r", b"data: 2\r", b"\rdata: 3\r"],
-    [b"data: 1\r\n\r", b"\ndata: 2\r\n\r\n"],  # a CRLF split across two reads: one line end
-    [b"data: 1\r", b"", b"\n\r", b"\n", b"data: 2\n\n"],  # an empty read between CR and LF
-    [b"data: 1\n\ndata: 2\r\n\r\n"],  # LF and CRLF
-    [b"data: 1\n\rdata: 2\r\n\n"],  # all three
-])
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        [b"data: 1\r\rdata: 2\r\r"],  # bare CR line ends
+        [b"data: 1\r", b"\r", b"data: 2\r", b"\rdata: 3\r"],
+        [b"data: 1\r\n\r", b"\ndata: 2\r\n\r\n"],  # a CRLF split across two reads: one line end
+        [b"data: 1\r", b"", b"\n\r", b"\n", b"data: 2\n\n"],  # an empty read between CR and LF
+        [b"data: 1\n\ndata: 2\r\n\r\n"],  # LF and CRLF
+        [b"data: 1\n\rdata: 2\r\n\n"],  # all three
+    ],
+)
 async def test_line_batches_end_lines_at_cr_lf_or_crlf(pieces: list[bytes]) -> None:
     lines = [line for b in [b async for b in line_batches(_Chunks(pieces))] for line in b]
-    want = ["data: 1", "", "data: 2", ""] + (["data: 3"] if b"data: 3" in b"".join(pieces)
-                                             else [])
+    want = ["data: 1", "", "data: 2", ""] + (["data: 3"] if b"data: 3" in b"".join(pieces) else [])
     assert lines == want
 
 
 def _openai_events(*texts: str) -> list[bytes]:
     def event(delta: dict[str, Any], finish: str | None = None) -> bytes:
-        data = {"id": "x", "object": "chat.completion.chunk", "model": "m",
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        data = {
+            "id": "x",
+            "object": "chat.completion.chunk",
+            "model": "m",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
         return b"data: " + json.dumps(data).encode()
+
     return [*(event({"content": t}) for t in texts), event({}, "stop")]
 
 
@@ -285,30 +308,66 @@ routes:
 # Each kind's stream of "one two", up to and including its end marker.
 ENDED = {
     "up": b"".join(e + b"\n\n" for e in _openai_events("one ", "two")) + b"data: [DONE]\n\n",
-    "anth": b"".join(b"event: %s\ndata: %s\n\n" % (name.encode(), json.dumps(data).encode())
-                     for name, data in [
-        ("message_start", {"type": "message_start", "message": {
-            "model": "claude", "usage": {"input_tokens": 3, "output_tokens": 0}}}),
-        ("content_block_start", {"type": "content_block_start", "index": 0,
-                                 "content_block": {"type": "text", "text": ""}}),
-        ("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                 "delta": {"type": "text_delta", "text": "one "}}),
-        ("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                 "delta": {"type": "text_delta", "text": "two"}}),
-        ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
-                           "usage": {"output_tokens": 2}}),
-        ("message_stop", {"type": "message_stop"})]),
-    "gem": b"".join(b"data: %s\r\n\r\n" % json.dumps(data).encode() for data in [
-        {"candidates": [{"content": {"parts": [{"text": "one "}], "role": "model"}}]},
-        {"candidates": [{"content": {"parts": [{"text": "two"}], "role": "model"},
-                         "finishReason": "STOP"}],
-         "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 2,
-                           "totalTokenCount": 5}}]),
-    "oll": b"".join(json.dumps(data).encode() + b"\n" for data in [
-        {"model": "llama", "message": {"role": "assistant", "content": "one "}, "done": False},
-        {"model": "llama", "message": {"role": "assistant", "content": "two"}, "done": False},
-        {"model": "llama", "message": {"role": "assistant", "content": ""}, "done": True,
-         "done_reason": "stop", "prompt_eval_count": 3, "eval_count": 2}]),
+    "anth": b"".join(
+        b"event: %s\ndata: %s\n\n" % (name.encode(), json.dumps(data).encode())
+        for name, data in [
+            (
+                "message_start",
+                {
+                    "type": "message_start",
+                    "message": {"model": "claude", "usage": {"input_tokens": 3, "output_tokens": 0}},
+                },
+            ),
+            (
+                "content_block_start",
+                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            ),
+            (
+                "content_block_delta",
+                {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "one "}},
+            ),
+            (
+                "content_block_delta",
+                {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "two"}},
+            ),
+            (
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": "end_turn"},
+                    "usage": {"output_tokens": 2},
+                },
+            ),
+            ("message_stop", {"type": "message_stop"}),
+        ]
+    ),
+    "gem": b"".join(
+        b"data: %s\r\n\r\n" % json.dumps(data).encode()
+        for data in [
+            {"candidates": [{"content": {"parts": [{"text": "one "}], "role": "model"}}]},
+            {
+                "candidates": [
+                    {"content": {"parts": [{"text": "two"}], "role": "model"}, "finishReason": "STOP"}
+                ],
+                "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 2, "totalTokenCount": 5},
+            },
+        ]
+    ),
+    "oll": b"".join(
+        json.dumps(data).encode() + b"\n"
+        for data in [
+            {"model": "llama", "message": {"role": "assistant", "content": "one "}, "done": False},
+            {"model": "llama", "message": {"role": "assistant", "content": "two"}, "done": False},
+            {
+                "model": "llama",
+                "message": {"role": "assistant", "content": ""},
+                "done": True,
+                "done_reason": "stop",
+                "prompt_eval_count": 3,
+                "eval_count": 2,
+            },
+        ]
+    ),
 }
 
 
@@ -319,7 +378,11 @@ def _raw_config(url: str) -> str:
 @pytest.mark.parametrize("split", [False, True], ids=["one-read", "after-the-first-event"])
 @pytest.mark.parametrize("model", list(ENDED))
 async def test_a_stream_whose_body_never_ends_after_its_end_marker_is_done_at_once(
-    raw: Raw, make: Make, ask: Ask, model: str, split: bool,
+    raw: Raw,
+    make: Make,
+    ask: Ask,
+    model: str,
+    split: bool,
 ) -> None:
     body = ENDED[model]
     first_seen = asyncio.Event()
@@ -354,16 +417,15 @@ async def test_a_stream_whose_body_never_ends_after_its_end_marker_is_done_at_on
 
 
 @pytest.mark.parametrize("ending", [b"\r", b"\r\n", b"\n"], ids=["CR", "CRLF", "LF"])
-async def test_sse_lines_may_end_in_a_bare_cr(raw: Raw, make: Make, ask: Ask,
-                                              ending: bytes) -> None:
+async def test_sse_lines_may_end_in_a_bare_cr(raw: Raw, make: Make, ask: Ask, ending: bytes) -> None:
     events = [e + ending + ending for e in _openai_events("one ", "two")] + [
-        b"data: [DONE]" + ending + ending]
-    pieces = [b"".join(events[:1])[:-1], b"".join(events)[len(b"".join(events[:1])) - 1:]]
+        b"data: [DONE]" + ending + ending
+    ]
+    pieces = [b"".join(events[:1])[:-1], b"".join(events)[len(b"".join(events[:1])) - 1 :]]
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
-        writer.write(head(200, {"content-type": "text/event-stream",
-                                "transfer-encoding": "chunked"}))
+        writer.write(head(200, {"content-type": "text/event-stream", "transfer-encoding": "chunked"}))
         for piece in pieces:  # the first event's last line end split across two chunks
             writer.write(chunk(piece))
             await writer.drain()
@@ -374,23 +436,39 @@ async def test_sse_lines_may_end_in_a_bare_cr(raw: Raw, make: Make, ask: Ask,
     assert text(events_got) == "one two" and isinstance(events_got[-1], Done)
 
 
-@pytest.mark.parametrize("data", [
-    b'{"type": "error", "message": "upstream overloaded"}',
-    b'{"type": "error", "error": {"type": "overloaded_error", "message": "upstream overloaded"}}',
-    b"upstream overloaded",
-], ids=["message", "anthropic-shape", "plain-text"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"type": "error", "message": "upstream overloaded"}',
+        b'{"type": "error", "error": {"type": "overloaded_error", "message": "upstream overloaded"}}',
+        b"upstream overloaded",
+    ],
+    ids=["message", "anthropic-shape", "plain-text"],
+)
 @pytest.mark.parametrize("after_first", [False, True], ids=["before", "after"])
 async def test_an_error_event_without_an_error_key_is_not_dropped(
-    raw: Raw, make: Make, fake: FakeServer, ask: Ask, data: bytes, after_first: bool,
+    raw: Raw,
+    make: Make,
+    fake: FakeServer,
+    ask: Ask,
+    data: bytes,
+    after_first: bool,
 ) -> None:
     lead = _openai_events("one ")[0] + b"\n\n" if after_first else b""
-    body = lead + b"event: error\ndata: " + data + b"\n\n" + b"".join(
-        e + b"\n\n" for e in _openai_events("never")) + b"data: [DONE]\n\n"
+    body = (
+        lead
+        + b"event: error\ndata: "
+        + data
+        + b"\n\n"
+        + b"".join(e + b"\n\n" for e in _openai_events("never"))
+        + b"data: [DONE]\n\n"
+    )
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
-        writer.write(head(200, {"content-type": "text/event-stream",
-                                "content-length": str(len(body))}) + body)
+        writer.write(
+            head(200, {"content-type": "text/event-stream", "content-length": str(len(body))}) + body
+        )
         await writer.drain()
 
     eng = make(_raw_config(await raw(handler)))
@@ -409,7 +487,9 @@ async def test_an_error_event_without_an_error_key_is_not_dropped(
 
 
 async def test_events_of_one_read_arrive_in_order_and_an_error_in_it_interrupts(
-    eng: Engine, fake: FakeServer, ask: Ask,
+    eng: Engine,
+    fake: FakeServer,
+    ask: Ask,
 ) -> None:
     # the fake writes its events back to back: several arrive per read, served from a buffer
     events = await collect(eng, ask("g", "a b c d e f"))

@@ -28,10 +28,13 @@ routes:
     to: a/m
 """
 
-OK_BODY = {"id": "x", "object": "chat.completion", "model": "m",
-           "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"},
-                        "finish_reason": "stop"}],
-           "usage": {"prompt_tokens": 3, "completion_tokens": 1}}
+OK_BODY = {
+    "id": "x",
+    "object": "chat.completion",
+    "model": "m",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 3, "completion_tokens": 1},
+}
 
 
 def one(url: str) -> str:
@@ -39,15 +42,22 @@ def one(url: str) -> str:
 
 
 @pytest.mark.parametrize("transport", ["aiohttp", "httpx-aiohttp"])
-@pytest.mark.parametrize(("directive", "kind"), [
-    ("reset", "reset"),
-    ("truncate", "reset"),
-    ("latency=800ms", "timeout"),
-    ("malformed", "protocol"),
-])
+@pytest.mark.parametrize(
+    ("directive", "kind"),
+    [
+        ("reset", "reset"),
+        ("truncate", "reset"),
+        ("latency=800ms", "timeout"),
+        ("malformed", "protocol"),
+    ],
+)
 async def test_failures_below_http_become_error_kinds(
-    ask: Callable[..., Any], make: Callable[..., Engine], fake: FakeServer, transport: str,
-    directive: str, kind: str,
+    ask: Callable[..., Any],
+    make: Callable[..., Engine],
+    fake: FakeServer,
+    transport: str,
+    directive: str,
+    kind: str,
 ) -> None:
     eng = make(one("{fake}/a/v1"), env={"KEY_A": "sk-secret-a"}, transport=transport)
     with pytest.raises(AllTargetsFailed) as info:
@@ -59,17 +69,19 @@ async def test_failures_below_http_become_error_kinds(
 
 @pytest.mark.parametrize("transport", ["aiohttp", "httpx-aiohttp"])
 async def test_refused_connection_is_a_connect_error(
-    ask: Callable[..., Any], make: Callable[..., Engine], transport: str,
+    ask: Callable[..., Any],
+    make: Callable[..., Engine],
+    transport: str,
 ) -> None:
-    eng = make(one(f"http://127.0.0.1:{refused_port()}/v1"), env={"KEY_A": "k"},
-               transport=transport)
+    eng = make(one(f"http://127.0.0.1:{refused_port()}/v1"), env={"KEY_A": "k"}, transport=transport)
     with pytest.raises(AllTargetsFailed) as info:
         await eng.route(ask("m"))
     assert [a.error.split(":")[0] for a in info.value.attempts if a.error] == ["connect"]
 
 
-def capture(status: int = 200, body: Any = OK_BODY, headers: dict[str, str] | None = None,
-            gzipped: bool = False) -> tuple[list[httpx.Request], Callable[..., Any]]:
+def capture(
+    status: int = 200, body: Any = OK_BODY, headers: dict[str, str] | None = None, gzipped: bool = False
+) -> tuple[list[httpx.Request], Callable[..., Any]]:
     seen: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -79,14 +91,14 @@ def capture(status: int = 200, body: Any = OK_BODY, headers: dict[str, str] | No
         if gzipped:
             content = gzip.compress(content)
             extra["content-encoding"] = "gzip"
-        return httpx.Response(status, content=content, headers={
-            "content-type": "application/json", **extra})
+        return httpx.Response(status, content=content, headers={"content-type": "application/json", **extra})
 
     return seen, lambda provider: httpx.MockTransport(handler)
 
 
 async def test_a_caller_transport_sees_headers_revealed_once_and_a_sized_json_body(
-    ask: Callable[..., Any], make: Callable[..., Engine],
+    ask: Callable[..., Any],
+    make: Callable[..., Engine],
 ) -> None:
     seen, factory = capture()
     eng = make(one("https://llm.example/v1"), env={"KEY_A": "sk-secret-a"}, transport=factory)
@@ -112,7 +124,8 @@ async def test_gzip_answers_are_decoded(ask: Callable[..., Any], make: Callable[
 
 
 async def test_a_secret_echoed_by_the_provider_is_masked_everywhere(
-    ask: Callable[..., Any], make: Callable[..., Engine],
+    ask: Callable[..., Any],
+    make: Callable[..., Engine],
 ) -> None:
     body = {"error": {"message": "Incorrect API key provided: sk-secret-a.", "type": "auth"}}
     _, factory = capture(400, body)
@@ -121,15 +134,25 @@ async def test_a_secret_echoed_by_the_provider_is_masked_everywhere(
         await eng.route(ask("m"))
     err = info.value
     assert err.status == 400
-    texts = [str(err), repr(err), err.body, *map(str, err.attempts), *map(repr, err.attempts),
-             repr(eng), repr(eng.graph), eng.plan(ask("m")).text(),
-             json.dumps(eng.plan(ask("m")).to_dict())]
+    texts = [
+        str(err),
+        repr(err),
+        err.body,
+        *map(str, err.attempts),
+        *map(repr, err.attempts),
+        repr(eng),
+        repr(eng.graph),
+        eng.plan(ask("m")).text(),
+        json.dumps(eng.plan(ask("m")).to_dict()),
+    ]
     assert all("sk-secret-a" not in t for t in texts)
     assert "***" in err.attempts[0].error  # type: ignore[operator]
 
 
 async def test_connections_are_created_once_per_provider_and_reused(
-    ask: Callable[..., Any], make: Callable[..., Engine], fake: FakeServer,
+    ask: Callable[..., Any],
+    make: Callable[..., Engine],
+    fake: FakeServer,
 ) -> None:
     eng = make()
     await eng.route(ask("g"))
@@ -143,7 +166,10 @@ async def test_connections_are_created_once_per_provider_and_reused(
 
 
 async def test_the_httpx_aiohttp_transport_routes_and_streams_too(
-    base: str, ask: Callable[..., Any], make: Callable[..., Engine], fake: FakeServer,
+    base: str,
+    ask: Callable[..., Any],
+    make: Callable[..., Engine],
+    fake: FakeServer,
 ) -> None:
     eng = make(base, transport="httpx-aiohttp")
     resp = await eng.route(ask("anth"))
@@ -167,7 +193,8 @@ def test_the_removed_httpx_transport_says_why_and_what_to_use(
 
 
 async def test_warmup_opens_a_connection_to_every_provider(
-    make: Callable[..., Engine], fake: FakeServer,
+    make: Callable[..., Engine],
+    fake: FakeServer,
 ) -> None:
     eng = make()
     result = await eng.warmup()

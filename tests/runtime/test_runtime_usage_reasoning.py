@@ -41,20 +41,26 @@ PRICED = {  # kind's route -> (provider's price YAML, input, output, cache_read,
 def _thinking(base: str, tmp_path: Path) -> str:
     (tmp_path / "anth.j2").write_text(ANTHROPIC_THINKING)
     (tmp_path / "gem.j2").write_text(GEMINI_THOUGHTS)
-    return (base.replace("key-anth-1,", f"key-anth-1, template: {tmp_path / 'anth.j2'},")
-            .replace("key-gem-1,", f"key-gem-1, template: {tmp_path / 'gem.j2'},"))
+    return base.replace("key-anth-1,", f"key-anth-1, template: {tmp_path / 'anth.j2'},").replace(
+        "key-gem-1,", f"key-gem-1, template: {tmp_path / 'gem.j2'},"
+    )
 
 
 def _priced(base: str) -> str:
-    return (base.replace("m: {price: {input: 1.0, output: 2.0}}", f"m: {{price: {PRICED['g'][0]}}}")
-            .replace("{price: {input: 0.8, output: 4.0}}", f"{{price: {PRICED['anth'][0]}}}"))
+    return base.replace("m: {price: {input: 1.0, output: 2.0}}", f"m: {{price: {PRICED['g'][0]}}}").replace(
+        "{price: {input: 0.8, output: 4.0}}", f"{{price: {PRICED['anth'][0]}}}"
+    )
 
 
 def _cost(model: str, usage: Usage) -> float:
     _, inp, out, read, write = PRICED[model]
     uncached = usage.input_tokens - usage.cache_read_tokens - usage.cache_write_tokens
-    return (uncached * inp + usage.cache_read_tokens * read + usage.cache_write_tokens * write
-            + usage.output_tokens * out) / 1_000_000
+    return (
+        uncached * inp
+        + usage.cache_read_tokens * read
+        + usage.cache_write_tokens * write
+        + usage.output_tokens * out
+    ) / 1_000_000
 
 
 async def _events(eng: Engine, request: dict[str, Any]) -> list[StreamEvent]:
@@ -64,9 +70,11 @@ async def _events(eng: Engine, request: dict[str, Any]) -> list[StreamEvent]:
 
 # -- usage details -----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("model", ["g", "anth", "gem"])
 async def test_cached_prompt_tokens_are_reported_and_counted_in_the_prompt(
-        model: str, make: Make, ask: Ask, fake: FakeServer) -> None:
+    model: str, make: Make, ask: Ask, fake: FakeServer
+) -> None:
     eng = make()
     plain = (await eng.route(ask(model, "hello there [[fake: cached=0]]"))).usage  # same words
     resp = await eng.route(ask(model, "hello there [[fake: cached=40]]"))
@@ -81,8 +89,7 @@ async def test_anthropic_cache_writes_are_reported(make: Make, ask: Ask, fake: F
     assert (resp.usage.cache_read_tokens, resp.usage.cache_write_tokens) == (40, 7)
 
 
-async def test_reasoning_tokens_are_part_of_the_output(make: Make, ask: Ask,
-                                                       fake: FakeServer) -> None:
+async def test_reasoning_tokens_are_part_of_the_output(make: Make, ask: Ask, fake: FakeServer) -> None:
     eng = make()  # an OpenAI reasoning model counts its reasoning in completion_tokens
     resp = await eng.route(ask("o3-mini", "hello there"))
     assert resp.text == "echo: hello there" and resp.reasoning is None
@@ -90,8 +97,9 @@ async def test_reasoning_tokens_are_part_of_the_output(make: Make, ask: Ask,
     assert resp.usage.output_tokens == resp.usage.reasoning_tokens + 3
 
 
-async def test_gemini_thoughts_are_billed_as_output(make: Make, base: str, ask: Ask,
-                                                    fake: FakeServer, tmp_path: Path) -> None:
+async def test_gemini_thoughts_are_billed_as_output(
+    make: Make, base: str, ask: Ask, fake: FakeServer, tmp_path: Path
+) -> None:
     resp = await make(_thinking(base, tmp_path)).route(ask("gem", "hello there"))
     # Gemini reports them apart from candidatesTokenCount: the engine adds them
     assert resp.usage.reasoning_tokens == 3  # "thinking: hello there"
@@ -100,9 +108,11 @@ async def test_gemini_thoughts_are_billed_as_output(make: Make, base: str, ask: 
 
 # -- cost --------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("model", ["g", "anth"])
 async def test_cost_prices_cached_tokens_at_the_cache_prices(
-        model: str, make: Make, base: str, ask: Ask, fake: FakeServer) -> None:
+    model: str, make: Make, base: str, ask: Ask, fake: FakeServer
+) -> None:
     eng = make(_priced(base))
     text = "hello there [[fake: cached=400000, cache_write=100000]]"
     resp = await eng.route(ask(model, text))
@@ -114,20 +124,21 @@ async def test_cost_prices_cached_tokens_at_the_cache_prices(
     assert resp.cost < (resp.usage.input_tokens * PRICED[model][1]) / 1_000_000 / 2
 
 
-async def test_without_cache_prices_cached_tokens_cost_input(make: Make, ask: Ask,
-                                                             fake: FakeServer) -> None:
+async def test_without_cache_prices_cached_tokens_cost_input(make: Make, ask: Ask, fake: FakeServer) -> None:
     resp = await make().route(ask("g", "hello there [[fake: cached=1000]]"))  # input 1, output 2
     assert resp.usage.cache_read_tokens == 1000
     assert resp.cost == pytest.approx(
-        (resp.usage.input_tokens * 1.0 + resp.usage.output_tokens * 2.0) / 1_000_000)
+        (resp.usage.input_tokens * 1.0 + resp.usage.output_tokens * 2.0) / 1_000_000
+    )
 
 
 # -- reasoning ---------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(("model", "extra"), [("anth", {}), ("gem", {}), ("oll", {"think": True})])
 async def test_route_keeps_the_reasoning_apart_from_the_answer(
-        model: str, extra: dict[str, Any], make: Make, base: str, ask: Ask, fake: FakeServer,
-        tmp_path: Path) -> None:
+    model: str, extra: dict[str, Any], make: Make, base: str, ask: Ask, fake: FakeServer, tmp_path: Path
+) -> None:
     resp = await make(_thinking(base, tmp_path)).route(ask(model, "hello there", **extra))
     assert resp.text == "echo: hello there"
     assert resp.reasoning == "thinking: hello there"
@@ -143,8 +154,8 @@ async def test_route_keeps_the_reasoning_apart_from_the_answer(
 
 @pytest.mark.parametrize(("model", "extra"), [("anth", {}), ("gem", {}), ("oll", {"think": True})])
 async def test_stream_yields_reasoning_deltas_never_text(
-        model: str, extra: dict[str, Any], make: Make, base: str, ask: Ask, fake: FakeServer,
-        tmp_path: Path) -> None:
+    model: str, extra: dict[str, Any], make: Make, base: str, ask: Ask, fake: FakeServer, tmp_path: Path
+) -> None:
     events = await _events(make(_thinking(base, tmp_path)), ask(model, "hello there", **extra))
     text = "".join(e.text for e in events if isinstance(e, TextDelta))
     thoughts = [e for e in events if isinstance(e, ReasoningDelta)]
@@ -166,8 +177,9 @@ async def test_stream_without_reasoning_has_none(make: Make, ask: Ask, fake: Fak
     assert isinstance(done, Done) and (done.reasoning, done.reasoning_blocks) == (None, ())
 
 
-async def test_an_interrupted_stream_received_only_text(make: Make, base: str, ask: Ask,
-                                                         fake: FakeServer, tmp_path: Path) -> None:
+async def test_an_interrupted_stream_received_only_text(
+    make: Make, base: str, ask: Ask, fake: FakeServer, tmp_path: Path
+) -> None:
     eng = make(_thinking(base, tmp_path))
     seen: list[StreamEvent] = []
     with pytest.raises(StreamInterrupted) as info:
@@ -181,9 +193,11 @@ async def test_an_interrupted_stream_received_only_text(make: Make, base: str, a
 
 
 async def test_the_response_cache_keeps_usage_details_and_reasoning(
-        make: Make, base: str, ask: Ask, fake: FakeServer, tmp_path: Path) -> None:
+    make: Make, base: str, ask: Ask, fake: FakeServer, tmp_path: Path
+) -> None:
     text = _thinking(base, tmp_path).replace(
-        "version: 1\n", "version: 1\ncache: {responses: {ttl: 10m, max_temperature: 1}}\n")
+        "version: 1\n", "version: 1\ncache: {responses: {ttl: 10m, max_temperature: 1}}\n"
+    )
     eng = make(text)
     request = ask("anth", "hello there [[fake: cached=40]]", temperature=1)
     first = await eng.route(request)
@@ -191,5 +205,8 @@ async def test_the_response_cache_keeps_usage_details_and_reasoning(
     assert again.cached and not first.cached
     assert again.usage == first.usage and again.usage.cache_read_tokens == 40
     assert again.reasoning == "thinking: hello there"
-    assert again.reasoning_blocks == first.reasoning_blocks == (
-        ReasoningBlock("anthropic", "thinking: hello there", sign("thinking: hello there")),)
+    assert (
+        again.reasoning_blocks
+        == first.reasoning_blocks
+        == (ReasoningBlock("anthropic", "thinking: hello there", sign("thinking: hello there")),)
+    )

@@ -22,9 +22,11 @@ from engine.fake import FakeServer
 
 WEATHER = {  # a tool's parameters: the fake fills the required ones from this schema
     "type": "object",
-    "properties": {"city": {"type": "string"}, "unit": {"type": "string",
-                                                        "enum": ["celsius", "fahrenheit"]},
-                   "days": {"type": "integer", "minimum": 1, "maximum": 7}},
+    "properties": {
+        "city": {"type": "string"},
+        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+        "days": {"type": "integer", "minimum": 1, "maximum": 7},
+    },
     "required": ["city", "unit", "days"],
 }
 TIMEOUT = 5.0
@@ -38,22 +40,25 @@ def weather() -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def oai(sdk_server: FakeServer) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=sdk_server.base_url("openai"), api_key="sk-test",
-                       max_retries=0, timeout=TIMEOUT) as client:
+    with openai.OpenAI(
+        base_url=sdk_server.base_url("openai"), api_key="sk-test", max_retries=0, timeout=TIMEOUT
+    ) as client:
         yield client
 
 
 @pytest.fixture(scope="session")
 def claude(sdk_server: FakeServer) -> Iterator[anthropic.Anthropic]:
-    with anthropic.Anthropic(base_url=sdk_server.url, api_key="sk-ant-test", max_retries=0,
-                             timeout=TIMEOUT) as client:
+    with anthropic.Anthropic(
+        base_url=sdk_server.url, api_key="sk-ant-test", max_retries=0, timeout=TIMEOUT
+    ) as client:
         yield client
 
 
 @pytest.fixture(scope="session")
 def gemini(sdk_server: FakeServer) -> Iterator[genai.Client]:
-    client = genai.Client(api_key="g-test", http_options=types.HttpOptions(
-        base_url=sdk_server.url, timeout=int(TIMEOUT * 1000)))
+    client = genai.Client(
+        api_key="g-test", http_options=types.HttpOptions(base_url=sdk_server.url, timeout=int(TIMEOUT * 1000))
+    )
     try:
         yield client
     finally:
@@ -67,8 +72,7 @@ def gemini_with(gemini: genai.Client) -> Callable[..., types.GenerateContentConf
 
     def config(directive: str = "", **kw: Any) -> types.GenerateContentConfig:
         headers = {"x-fake": directive} if directive else {}
-        return types.GenerateContentConfig(
-            http_options=types.HttpOptions(headers=headers), **kw)
+        return types.GenerateContentConfig(http_options=types.HttpOptions(headers=headers), **kw)
 
     return config
 
@@ -79,8 +83,9 @@ def llama(sdk_server: FakeServer) -> Iterator[Callable[..., ollama.Client]]:
     clients: list[ollama.Client] = []
 
     def client(directive: str = "") -> ollama.Client:
-        c = ollama.Client(host=sdk_server.url, timeout=TIMEOUT,
-                          headers={"x-fake": directive} if directive else None)
+        c = ollama.Client(
+            host=sdk_server.url, timeout=TIMEOUT, headers={"x-fake": directive} if directive else None
+        )
         clients.append(c)
         return c
 

@@ -26,8 +26,7 @@ def test_chat(llama: Llama) -> None:
 
 
 def test_stream(llama: Llama) -> None:
-    chunks = list(llama().chat(model="llama3.2", messages=HI, stream=True,
-                               options={"num_predict": 2}))
+    chunks = list(llama().chat(model="llama3.2", messages=HI, stream=True, options={"num_predict": 2}))
     assert "".join(c.message.content for c in chunks) == "echo: hello"
     assert [c.done for c in chunks][-1] is True and chunks[-1].done_reason == "length"
 
@@ -56,8 +55,10 @@ def test_python_functions_as_tools(llama: Llama) -> None:
     (call,) = resp.message.tool_calls or []
     assert call.function.name == "get_weather"
     assert dict(call.function.arguments) == {"city": "hello there", "days": 1, "metric": True}
-    reply = llama().chat(model="llama3.2", messages=[
-        *HI, resp.message, {"role": "tool", "content": "sunny", "tool_name": "get_weather"}])
+    reply = llama().chat(
+        model="llama3.2",
+        messages=[*HI, resp.message, {"role": "tool", "content": "sunny", "tool_name": "get_weather"}],
+    )
     assert reply.message.content == "tool result: sunny"
 
 
@@ -78,8 +79,9 @@ def test_a_refused_request(llama: Llama) -> None:
 def test_in_stream_error(llama: Llama) -> None:
     got: list[str] = []
     with pytest.raises(ollama.ResponseError) as info:
-        for chunk in llama("stream_error").chat(model="llama3.2", stream=True, messages=[
-                {"role": "user", "content": "a b c d e f"}]):
+        for chunk in llama("stream_error").chat(
+            model="llama3.2", stream=True, messages=[{"role": "user", "content": "a b c d e f"}]
+        ):
             got.append(chunk.message.content)
     assert info.value.error == "Overloaded (injected)" and got
 

@@ -68,9 +68,18 @@ def compile_graph() -> Callable[..., RoutingGraph]:
 def cache_config() -> Callable[..., CacheConfig]:
     """``cache_config(backend, responses_ttl=600, models_ttl=3600, max_temperature=0.1)``."""
 
-    def make(backend: str, *, responses_ttl: float | None = 600.0, models_ttl: float = 3600.0,
-             max_temperature: float = 0.1) -> CacheConfig:
-        return CacheConfig(backend=backend, models_ttl=models_ttl, responses_ttl=responses_ttl,
-                           max_temperature=max_temperature)
+    def make(
+        backend: str,
+        *,
+        responses_ttl: float | None = 600.0,
+        models_ttl: float = 3600.0,
+        max_temperature: float = 0.1,
+    ) -> CacheConfig:
+        return CacheConfig(
+            backend=backend,
+            models_ttl=models_ttl,
+            responses_ttl=responses_ttl,
+            max_temperature=max_temperature,
+        )
 
     return make

@@ -25,10 +25,18 @@ async def _one(eng: Engine, request: dict[str, Any]) -> dict[str, Any]:
     try:
         resp = await eng.route(request)
     except RouteError as exc:
-        return {"provider": None, "cached": False, "error": type(exc).__name__,
-                "attempts": [[a.target, a.outcome, a.error] for a in exc.attempts]}
-    return {"provider": resp.provider, "cached": resp.cached, "error": None,
-            "attempts": [[a.target, a.outcome, a.error] for a in resp.attempts]}
+        return {
+            "provider": None,
+            "cached": False,
+            "error": type(exc).__name__,
+            "attempts": [[a.target, a.outcome, a.error] for a in exc.attempts],
+        }
+    return {
+        "provider": resp.provider,
+        "cached": resp.cached,
+        "error": None,
+        "attempts": [[a.target, a.outcome, a.error] for a in resp.attempts],
+    }
 
 
 async def main(path: str) -> None:

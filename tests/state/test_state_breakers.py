@@ -32,8 +32,7 @@ def test_the_backend_picks_the_unit_of_work(cache_config: Callable[..., Any]) ->
     assert (redis.default_threshold, redis.default_ttl) == (3, 0.3)
 
 
-async def test_a_circuit_opens_after_failures(backend: str,
-                                              cache_config: Callable[..., Any]) -> None:
+async def test_a_circuit_opens_after_failures(backend: str, cache_config: Callable[..., Any]) -> None:
     state = State.create(cache_config(backend))
     try:
         circuits = Circuits(state.breaker_factory())
@@ -45,7 +44,8 @@ async def test_a_circuit_opens_after_failures(backend: str,
 
 
 async def test_a_circuit_opened_by_one_instance_is_skipped_by_another(
-        redis_url: str, cache_config: Callable[..., Any]) -> None:
+    redis_url: str, cache_config: Callable[..., Any]
+) -> None:
     a, b = State.create(cache_config(redis_url)), State.create(cache_config(redis_url))
     try:
         ca, cb = Circuits(a.breaker_factory()), Circuits(b.breaker_factory())
@@ -65,8 +65,9 @@ async def test_a_circuit_opened_by_one_instance_is_skipped_by_another(
         await b.aclose()
 
 
-async def test_redis_down_lets_tries_through_quickly(refused_url: str,
-                                                     cache_config: Callable[..., Any]) -> None:
+async def test_redis_down_lets_tries_through_quickly(
+    refused_url: str, cache_config: Callable[..., Any]
+) -> None:
     warned: list[Any] = []
     state = State.create(cache_config(refused_url), on_warning=warned.append)
     try:
@@ -82,11 +83,11 @@ async def test_redis_down_lets_tries_through_quickly(refused_url: str,
 
 
 async def test_a_reload_that_changes_the_threshold_keeps_the_circuit_state(
-        backend: str, cache_config: Callable[..., Any]) -> None:
+    backend: str, cache_config: Callable[..., Any]
+) -> None:
     """Two failures under ``failures: 5``; reloaded to ``failures: 3``, the third opens it (the
     count survived the new settings: a fresh circuit would need three more)."""
-    loose, strict = Breaker("loose", failures=5, recovery=30), Breaker("strict", failures=3,
-                                                                        recovery=30)
+    loose, strict = Breaker("loose", failures=5, recovery=30), Breaker("strict", failures=3, recovery=30)
     state = State.create(cache_config(backend))
     try:
         circuits = Circuits(state.breaker_factory())

@@ -12,9 +12,16 @@ from engine.runtime.state import Guard, ResponseCache, State, StateWarning
 from engine.runtime.state.memory import MemoryStore
 
 RESP = Response(
-    text="hello", provider="openai", model="gpt-4o-mini", finish_reason="stop",
-    tool_calls=(ToolCall("c1", "lookup", '{"q":"x"}'),), usage=Usage(12, 3), cost=0.0001,
-    latency=0.5, attempts=(Attempt("openai/gpt-4o-mini", "ok", 200),), raw={"big": "body"},
+    text="hello",
+    provider="openai",
+    model="gpt-4o-mini",
+    finish_reason="stop",
+    tool_calls=(ToolCall("c1", "lookup", '{"q":"x"}'),),
+    usage=Usage(12, 3),
+    cost=0.0001,
+    latency=0.5,
+    attempts=(Attempt("openai/gpt-4o-mini", "ok", 200),),
+    raw={"big": "body"},
 )
 
 
@@ -37,7 +44,11 @@ async def test_set_then_get_marks_cached(backend: str, cache_config: Callable[..
         hit = await state.responses.get(key)
         assert hit is not None and hit.cached
         assert (hit.text, hit.provider, hit.model, hit.finish_reason) == (
-            "hello", "openai", "gpt-4o-mini", "stop")
+            "hello",
+            "openai",
+            "gpt-4o-mini",
+            "stop",
+        )
         assert hit.tool_calls == RESP.tool_calls and hit.usage == RESP.usage
         assert hit.cost == RESP.cost
         assert hit.attempts == () and hit.raw is None and hit.latency == 0.0
@@ -67,8 +78,7 @@ async def test_no_ttl_stores_nothing(backend: str, cache_config: Callable[..., A
         await state.aclose()
 
 
-async def test_clear_and_delete_touch_only_responses(backend: str,
-                                                     cache_config: Callable[..., Any]) -> None:
+async def test_clear_and_delete_touch_only_responses(backend: str, cache_config: Callable[..., Any]) -> None:
     state = State.create(cache_config(backend))
     try:
         k1, k2 = state.responses.key("t", "1"), state.responses.key("t", "2")
@@ -105,8 +115,9 @@ async def test_foreign_entry_is_a_miss(redis_url: str, cache_config: Callable[..
         await state.aclose()
 
 
-async def test_redis_down_degrades_to_a_quick_miss(refused_url: str,
-                                                   cache_config: Callable[..., Any]) -> None:
+async def test_redis_down_degrades_to_a_quick_miss(
+    refused_url: str, cache_config: Callable[..., Any]
+) -> None:
     warnings: list[StateWarning] = []
     state = State.create(cache_config(refused_url), on_warning=warnings.append)
     try:

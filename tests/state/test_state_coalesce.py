@@ -53,8 +53,7 @@ async def test_different_keys_do_not_share() -> None:
 
 async def test_a_failure_reaches_every_caller() -> None:
     flights, up = SingleFlight(), Upstream(error=ValueError("upstream broke"))
-    results = await asyncio.gather(*(flights.do("k", up) for _ in range(5)),
-                                   return_exceptions=True)
+    results = await asyncio.gather(*(flights.do("k", up) for _ in range(5)), return_exceptions=True)
     assert up.calls == 1
     assert all(isinstance(r, ValueError) and str(r) == "upstream broke" for r in results)
 
@@ -121,7 +120,8 @@ async def test_a_lone_failure_logs_nothing(caplog: pytest.LogCaptureFixture) -> 
 
 
 async def test_respond_coalesces_then_serves_from_cache(
-        backend: str, cache_config: Callable[..., Any]) -> None:
+    backend: str, cache_config: Callable[..., Any]
+) -> None:
     state, up = State.create(cache_config(backend)), Upstream()
     try:
         results = await asyncio.gather(*(state.respond("p/m", b"{}", up) for _ in range(10)))
@@ -136,8 +136,7 @@ async def test_respond_coalesces_then_serves_from_cache(
         await state.aclose()
 
 
-async def test_respond_stores_nothing_on_failure(backend: str,
-                                                 cache_config: Callable[..., Any]) -> None:
+async def test_respond_stores_nothing_on_failure(backend: str, cache_config: Callable[..., Any]) -> None:
     state, up = State.create(cache_config(backend)), Upstream(error=RuntimeError("no"))
     try:
         for _ in range(2):
@@ -148,8 +147,7 @@ async def test_respond_stores_nothing_on_failure(backend: str,
         await state.aclose()
 
 
-async def test_across_instances_one_upstream_call(redis_url: str,
-                                                  cache_config: Callable[..., Any]) -> None:
+async def test_across_instances_one_upstream_call(redis_url: str, cache_config: Callable[..., Any]) -> None:
     a, b = State.create(cache_config(redis_url)), State.create(cache_config(redis_url))
     up_a, up_b = Upstream(delay=0.15), Upstream(delay=0.15)
     try:
@@ -166,7 +164,8 @@ async def test_across_instances_one_upstream_call(redis_url: str,
 
 
 async def test_across_instances_leader_failure_means_independent_call(
-        redis_url: str, cache_config: Callable[..., Any]) -> None:
+    redis_url: str, cache_config: Callable[..., Any]
+) -> None:
     a, b = State.create(cache_config(redis_url)), State.create(cache_config(redis_url))
     up_a, up_b = Upstream(delay=0.1, error=RuntimeError("a failed")), Upstream(delay=0.01)
     try:
@@ -183,7 +182,8 @@ async def test_across_instances_leader_failure_means_independent_call(
 
 
 async def test_across_instances_lock_timeout_falls_back(
-        redis_url: str, cache_config: Callable[..., Any]) -> None:
+    redis_url: str, cache_config: Callable[..., Any]
+) -> None:
     a = State.create(cache_config(redis_url), lock_ttl=0.15)
     b = State.create(cache_config(redis_url), lock_ttl=0.15)
     up_a, up_b = Upstream(delay=1.0), Upstream(delay=0.01)
@@ -204,7 +204,8 @@ async def test_across_instances_lock_timeout_falls_back(
 
 
 async def test_follower_wait_is_bounded_by_its_deadline(
-        redis_url: str, cache_config: Callable[..., Any]) -> None:
+    redis_url: str, cache_config: Callable[..., Any]
+) -> None:
     a, b = State.create(cache_config(redis_url)), State.create(cache_config(redis_url))
     up_a, up_b = Upstream(delay=1.0), Upstream(delay=0.0)
     try:
@@ -222,7 +223,8 @@ async def test_follower_wait_is_bounded_by_its_deadline(
 
 
 async def test_redis_down_still_answers_and_coalesces_locally(
-        refused_url: str, cache_config: Callable[..., Any]) -> None:
+    refused_url: str, cache_config: Callable[..., Any]
+) -> None:
     warned: list[Any] = []
     state, up = State.create(cache_config(refused_url), on_warning=warned.append), Upstream()
     try:

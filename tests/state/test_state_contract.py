@@ -141,7 +141,8 @@ async def test_flights_across_instances_run_an_uncontended_call_once(state: Stat
 
 
 async def test_the_window_admits_rpm_requests_then_waits_or_refuses(
-        state: State, providers: Mapping[str, Provider]) -> None:
+    state: State, providers: Mapping[str, Provider]
+) -> None:
     limiter, p = state.limiter, providers["rpm_only"]  # rpm 3
     assert [await limiter.acquire(p) for _ in range(4)] == [True, True, True, False]
     assert await limiter.acquire(p, key="another endpoint")  # its own window
@@ -149,8 +150,7 @@ async def test_the_window_admits_rpm_requests_then_waits_or_refuses(
     assert await limiter.acquire(p, wait_until=loop.time() + 2)  # room after the 0.3 s window
 
 
-async def test_record_corrects_the_token_estimate(state: State,
-                                                  providers: Mapping[str, Provider]) -> None:
+async def test_record_corrects_the_token_estimate(state: State, providers: Mapping[str, Provider]) -> None:
     limiter, p = state.limiter, providers["limited"]  # rpm 5, tpm 1000
     assert await limiter.acquire(p, 600)
     assert not await limiter.acquire(p, 600)  # 1200 > 1000
@@ -159,7 +159,8 @@ async def test_record_corrects_the_token_estimate(state: State,
 
 
 async def test_a_provider_without_limits_is_always_admitted(
-        state: State, providers: Mapping[str, Provider]) -> None:
+    state: State, providers: Mapping[str, Provider]
+) -> None:
     assert all([await state.limiter.acquire(providers["free"], 10**9) for _ in range(20)])
 
 
@@ -177,8 +178,9 @@ routes:
 
 
 @pytest.fixture
-async def listed(state: State, compile_graph: Callable[..., RoutingGraph]
-                 ) -> AsyncIterator[tuple[State, Provider, list[str]]]:
+async def listed(
+    state: State, compile_graph: Callable[..., RoutingGraph]
+) -> AsyncIterator[tuple[State, Provider, list[str]]]:
     """The state with a fetch over loopback HTTP to a fake provider, its one provider, and the
     names of the providers fetched so far."""
     fetched: list[str] = []
@@ -196,7 +198,8 @@ async def listed(state: State, compile_graph: Callable[..., RoutingGraph]
 
 
 async def test_a_listing_is_fetched_once_then_cached_until_invalidated(
-        listed: tuple[State, Provider, list[str]]) -> None:
+    listed: tuple[State, Provider, list[str]],
+) -> None:
     state, up, fetched = listed
     cold = await asyncio.gather(*(state.registry.list_models(up) for _ in range(3)))
     assert fetched == ["up"] and not any(c.cached for c in cold)

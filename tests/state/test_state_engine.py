@@ -64,10 +64,10 @@ routes:
 """.replace("{refused}", str(refused_port()))
 
 
-def ask(model: str = "g", text: str = "hello there", temperature: float | None = 0,
-        **extra: Any) -> dict[str, Any]:
-    req: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": text}],
-                           **extra}
+def ask(
+    model: str = "g", text: str = "hello there", temperature: float | None = 0, **extra: Any
+) -> dict[str, Any]:
+    req: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": text}], **extra}
     if temperature is not None:
         req["temperature"] = temperature
     return req
@@ -75,14 +75,19 @@ def ask(model: str = "g", text: str = "hello there", temperature: float | None =
 
 def calls(fake: FakeServer, prefix: str) -> int:
     """Chat calls the fake received under ``/prefix/``."""
-    return sum(n for path, n in fake.stats(log=False)["paths"].items()
-               if path.startswith(f"/{prefix}/") and path.endswith("/chat/completions"))
+    return sum(
+        n
+        for path, n in fake.stats(log=False)["paths"].items()
+        if path.startswith(f"/{prefix}/") and path.endswith("/chat/completions")
+    )
 
 
 # -- the response cache -------------------------------------------------------------------------
 
+
 async def test_a_cacheable_request_is_answered_from_the_cache_the_second_time(
-        backend: str, engine_for: Callable[..., Engine], upstream: FakeServer) -> None:
+    backend: str, engine_for: Callable[..., Engine], upstream: FakeServer
+) -> None:
     eng = engine_for(CONFIG, backend)
     first = await eng.route(ask())
     second = await eng.route(ask())
@@ -98,8 +103,9 @@ async def test_a_cacheable_request_is_answered_from_the_cache_the_second_time(
     assert second.raw is None
 
 
-async def test_the_cache_key_is_target_and_body(backend: str, engine_for: Callable[..., Engine],
-                                                upstream: FakeServer) -> None:
+async def test_the_cache_key_is_target_and_body(
+    backend: str, engine_for: Callable[..., Engine], upstream: FakeServer
+) -> None:
     eng = engine_for(CONFIG, backend)
     await eng.route(ask(text="one"))
     await eng.route(ask(text="two"))  # another body
@@ -108,9 +114,9 @@ async def test_the_cache_key_is_target_and_body(backend: str, engine_for: Callab
     assert (await eng.route(ask(text="two"))).cached
 
 
-async def test_metadata_cache_false_skips_the_cache(backend: str,
-                                                    engine_for: Callable[..., Engine],
-                                                    upstream: FakeServer) -> None:
+async def test_metadata_cache_false_skips_the_cache(
+    backend: str, engine_for: Callable[..., Engine], upstream: FakeServer
+) -> None:
     eng = engine_for(CONFIG, backend)
     await eng.route(ask())
     resp = await eng.route(ask(metadata={"cache": False}))
@@ -118,9 +124,9 @@ async def test_metadata_cache_false_skips_the_cache(backend: str,
     assert [a.outcome for a in resp.attempts] == ["ok"]
 
 
-async def test_metadata_cache_refresh_replaces_the_entry(backend: str,
-                                                         engine_for: Callable[..., Engine],
-                                                         upstream: FakeServer) -> None:
+async def test_metadata_cache_refresh_replaces_the_entry(
+    backend: str, engine_for: Callable[..., Engine], upstream: FakeServer
+) -> None:
     eng = engine_for(CONFIG, backend)
     upstream.program("/a", ["ok", "words=4"])
     first = await eng.route(ask())
@@ -134,8 +140,8 @@ async def test_metadata_cache_refresh_replaces_the_entry(backend: str,
 
 @pytest.mark.parametrize("temperature", [0.7, None])
 async def test_a_request_above_max_temperature_or_without_one_is_not_cached(
-        backend: str, engine_for: Callable[..., Engine], upstream: FakeServer,
-        temperature: float | None) -> None:
+    backend: str, engine_for: Callable[..., Engine], upstream: FakeServer, temperature: float | None
+) -> None:
     eng = engine_for(CONFIG, backend)
     for _ in range(2):
         assert not (await eng.route(ask(temperature=temperature))).cached
@@ -143,7 +149,8 @@ async def test_a_request_above_max_temperature_or_without_one_is_not_cached(
 
 
 async def test_without_cache_responses_nothing_is_cached(
-        engine_for: Callable[..., Engine], upstream: FakeServer) -> None:
+    engine_for: Callable[..., Engine], upstream: FakeServer
+) -> None:
     text = CONFIG.replace("  responses: {ttl: 10m, max_temperature: 0.1}\n", "")
     eng = engine_for(text)
     for _ in range(2):
@@ -152,12 +159,12 @@ async def test_without_cache_responses_nothing_is_cached(
 
 
 async def test_a_failed_answer_is_not_cached_and_failover_answers_are(
-        backend: str, engine_for: Callable[..., Engine], upstream: FakeServer) -> None:
+    backend: str, engine_for: Callable[..., Engine], upstream: FakeServer
+) -> None:
     eng = engine_for(CONFIG, backend)
     upstream.program("/a", ["503", "503"])  # both tries of a fail: b answers
     first = await eng.route(ask())
-    assert first.provider == "b" and [a.outcome for a in first.attempts] == [
-        "retry", "failover", "ok"]
+    assert first.provider == "b" and [a.outcome for a in first.attempts] == ["retry", "failover", "ok"]
     second = await eng.route(ask())
     # a is tried again (its failure was not cached) and answers; b's answer stays cached too
     assert second.provider == "a" and not second.cached
@@ -165,8 +172,9 @@ async def test_a_failed_answer_is_not_cached_and_failover_answers_are(
     assert calls(upstream, "a") == 3 and calls(upstream, "b") == 1
 
 
-async def test_streams_are_not_cached(backend: str, engine_for: Callable[..., Engine],
-                                      upstream: FakeServer) -> None:
+async def test_streams_are_not_cached(
+    backend: str, engine_for: Callable[..., Engine], upstream: FakeServer
+) -> None:
     eng = engine_for(CONFIG, backend)
     for _ in range(2):
         events = [e async for e in eng.stream(ask())]
@@ -183,8 +191,10 @@ async def test_plan_reports_the_cache_decision(engine_for: Callable[..., Engine]
 
 # -- single-flight --------------------------------------------------------------------------------
 
+
 async def test_identical_requests_in_flight_go_upstream_once(
-        backend: str, engine_for: Callable[..., Engine], upstream: FakeServer) -> None:
+    backend: str, engine_for: Callable[..., Engine], upstream: FakeServer
+) -> None:
     eng = engine_for(CONFIG, backend)
     req = ask(text="slow [[fake: latency=200ms]]")
     out = await asyncio.gather(*(eng.route(req) for _ in range(10)))
@@ -197,7 +207,8 @@ async def test_identical_requests_in_flight_go_upstream_once(
 
 
 async def test_requests_sharing_a_failed_flight_fail_over_without_trying_again(
-        backend: str, engine_for: Callable[..., Engine], upstream: FakeServer) -> None:
+    backend: str, engine_for: Callable[..., Engine], upstream: FakeServer
+) -> None:
     eng = engine_for(CONFIG, backend)
     upstream.program("/a", ["latency=150ms status=503", "503"])
     out = await asyncio.gather(*(eng.route(ask()) for _ in range(5)))
@@ -211,7 +222,8 @@ async def test_requests_sharing_a_failed_flight_fail_over_without_trying_again(
 
 
 async def test_a_non_failover_error_reaches_every_caller_with_its_own_attempts(
-        backend: str, engine_for: Callable[..., Engine], upstream: FakeServer) -> None:
+    backend: str, engine_for: Callable[..., Engine], upstream: FakeServer
+) -> None:
     eng = engine_for(CONFIG, backend)
     upstream.program("/a", ["latency=100ms status=400"])
     out = await asyncio.gather(*(eng.route(ask()) for _ in range(3)), return_exceptions=True)
@@ -221,15 +233,15 @@ async def test_a_non_failover_error_reaches_every_caller_with_its_own_attempts(
 
 
 async def test_a_hedge_answered_from_the_cache_wins_and_the_slow_one_is_cancelled(
-        backend: str, engine_for: Callable[..., Engine], upstream: FakeServer) -> None:
+    backend: str, engine_for: Callable[..., Engine], upstream: FakeServer
+) -> None:
     eng = engine_for(CONFIG, backend)
     upstream.program("/a", ["latency=400ms", "latency=400ms"])
     first = await eng.route(ask("race"))
     assert first.provider == "b" and not first.cached
     second = await eng.route(ask("race"))  # a misses and is slow again; b's answer is cached
     assert second.provider == "b" and second.cached
-    assert sorted((a.target, a.outcome) for a in second.attempts) == [
-        ("a/m", "cancelled"), ("b/m", "cached")]
+    assert sorted((a.target, a.outcome) for a in second.attempts) == [("a/m", "cancelled"), ("b/m", "cached")]
     await asyncio.sleep(0.1)  # the cancelled hedges unwind
     state = eng._core.shared.state  # type: ignore[attr-defined]
     assert len(state.flights) == 0
@@ -246,18 +258,20 @@ def test_route_sync_uses_the_cache(backend: str, upstream: FakeServer) -> None:
 
 # -- rate limits ----------------------------------------------------------------------------------
 
-async def test_a_used_up_rate_limit_fails_over(backend: str, engine_for: Callable[..., Engine],
-                                               upstream: FakeServer) -> None:
+
+async def test_a_used_up_rate_limit_fails_over(
+    backend: str, engine_for: Callable[..., Engine], upstream: FakeServer
+) -> None:
     eng = engine_for(CONFIG, backend)
     out = [await eng.route(ask("limited", temperature=1)) for _ in range(3)]
     assert [r.provider for r in out] == ["lim", "lim", "b"]
-    assert [(a.outcome, a.error) for a in out[2].attempts] == [
-        ("skipped", "rate limited"), ("ok", None)]
+    assert [(a.outcome, a.error) for a in out[2].attempts] == [("skipped", "rate limited"), ("ok", None)]
     assert calls(upstream, "lim") == 2
 
 
 async def test_a_group_with_on_limit_wait_waits_for_room(
-        backend: str, engine_for: Callable[..., Engine], upstream: FakeServer) -> None:
+    backend: str, engine_for: Callable[..., Engine], upstream: FakeServer
+) -> None:
     eng = engine_for(CONFIG, backend)
     eng._core.shared.state.limiter.window = 0.5  # type: ignore[attr-defined]  # a short window
     start = time.perf_counter()
@@ -268,7 +282,8 @@ async def test_a_group_with_on_limit_wait_waits_for_room(
 
 
 async def test_the_last_target_of_a_route_waits_within_its_deadline(
-        backend: str, engine_for: Callable[..., Engine], upstream: FakeServer) -> None:
+    backend: str, engine_for: Callable[..., Engine], upstream: FakeServer
+) -> None:
     eng = engine_for(CONFIG, backend)
     limiter = eng._core.shared.state.limiter  # type: ignore[attr-defined]
     for _ in range(2):
@@ -287,7 +302,8 @@ async def test_the_last_target_of_a_route_waits_within_its_deadline(
 
 
 async def test_cache_hits_do_not_count_against_the_rate_limit(
-        backend: str, engine_for: Callable[..., Engine], upstream: FakeServer) -> None:
+    backend: str, engine_for: Callable[..., Engine], upstream: FakeServer
+) -> None:
     eng = engine_for(CONFIG, backend)
     out = [await eng.route(ask("limited")) for _ in range(5)]
     assert out[0].provider == "lim" and all(r.cached for r in out[1:])
@@ -295,8 +311,9 @@ async def test_cache_hits_do_not_count_against_the_rate_limit(
     assert (await eng.route(ask("limited", text="another"))).provider == "lim"
 
 
-async def test_streams_are_rate_limited(backend: str, engine_for: Callable[..., Engine],
-                                        upstream: FakeServer) -> None:
+async def test_streams_are_rate_limited(
+    backend: str, engine_for: Callable[..., Engine], upstream: FakeServer
+) -> None:
     eng = engine_for(CONFIG, backend)
     done = []
     for _ in range(3):
@@ -308,8 +325,10 @@ async def test_streams_are_rate_limited(backend: str, engine_for: Callable[..., 
 
 # -- circuits -------------------------------------------------------------------------------------
 
+
 async def test_a_circuit_opened_by_one_engine_is_skipped_by_another_on_redis(
-        backend: str, engine_for: Callable[..., Engine], upstream: FakeServer) -> None:
+    backend: str, engine_for: Callable[..., Engine], upstream: FakeServer
+) -> None:
     one, two = engine_for(CONFIG, backend), engine_for(CONFIG, backend)
     upstream.program("/brk", ["503", "503"])
     first = await one.route(ask("guarded", temperature=1))
@@ -321,8 +340,7 @@ async def test_a_circuit_opened_by_one_engine_is_skipped_by_another_on_redis(
     else:
         assert second.provider == "b"
         skipped = second.attempts[0]
-        assert (skipped.target, skipped.outcome, skipped.error) == (
-            "brk/m", "skipped", "circuit open")
+        assert (skipped.target, skipped.outcome, skipped.error) == ("brk/m", "skipped", "circuit open")
         assert calls(upstream, "brk") == 2
         assert two.health()["brk"].circuit == "open"  # learned from the shared store
         plan = two.plan(ask("guarded", temperature=1))
@@ -333,8 +351,10 @@ async def test_a_circuit_opened_by_one_engine_is_skipped_by_another_on_redis(
 
 # -- a Redis that is down -----------------------------------------------------------------------
 
+
 async def test_redis_down_degrades_to_no_shared_state_with_one_warning(
-        refused_url: str, engine_for: Callable[..., Engine], upstream: FakeServer) -> None:
+    refused_url: str, engine_for: Callable[..., Engine], upstream: FakeServer
+) -> None:
     eng = engine_for(CONFIG, refused_url)
     events: list[StateChanged] = []
     eng.on("state", events.append)
@@ -352,8 +372,9 @@ async def test_redis_down_degrades_to_no_shared_state_with_one_warning(
     assert "Connection" in warning.error or "connect" in warning.error.lower()
 
 
-async def test_redis_coming_back_is_reported(redis_url: str, engine_for: Callable[..., Engine],
-                                             upstream: FakeServer) -> None:
+async def test_redis_coming_back_is_reported(
+    redis_url: str, engine_for: Callable[..., Engine], upstream: FakeServer
+) -> None:
     eng = engine_for(CONFIG, redis_url)
     state = eng._core.shared.state  # type: ignore[attr-defined]
     events: list[StateChanged] = []
@@ -368,8 +389,10 @@ async def test_redis_coming_back_is_reported(redis_url: str, engine_for: Callabl
 
 # -- model listings ---------------------------------------------------------------------------------
 
+
 async def test_list_models_of_every_kind_through_the_engine(
-        backend: str, engine_for: Callable[..., Engine], upstream: FakeServer) -> None:
+    backend: str, engine_for: Callable[..., Engine], upstream: FakeServer
+) -> None:
     eng = engine_for(CONFIG, backend)
     anth = await eng.list_models("anth")
     assert anth.names[:2] == ("claude-3-5-haiku-latest", "mine")  # declared first
@@ -391,7 +414,8 @@ async def test_list_models_of_every_kind_through_the_engine(
 
 
 async def test_list_models_errors_and_invalidation(
-        backend: str, engine_for: Callable[..., Engine], upstream: FakeServer) -> None:
+    backend: str, engine_for: Callable[..., Engine], upstream: FakeServer
+) -> None:
     eng = engine_for(CONFIG, backend)
     upstream.program("/b", ["401"])
     with pytest.raises(ProviderError) as err:
@@ -410,7 +434,8 @@ async def test_list_models_errors_and_invalidation(
 
 
 async def test_list_models_is_shared_between_engines_on_redis(
-        redis_url: str, engine_for: Callable[..., Engine], upstream: FakeServer) -> None:
+    redis_url: str, engine_for: Callable[..., Engine], upstream: FakeServer
+) -> None:
     one, two = engine_for(CONFIG, redis_url), engine_for(CONFIG, redis_url)
     await one.list_models("gem")
     assert (await two.list_models("gem")).cached
@@ -418,19 +443,25 @@ async def test_list_models_is_shared_between_engines_on_redis(
 
 # -- reload ------------------------------------------------------------------------------------------
 
+
 async def test_a_reload_to_another_backend_starts_a_new_state(
-        redis_url: str, engine_for: Callable[..., Engine], upstream: FakeServer) -> None:
+    redis_url: str, engine_for: Callable[..., Engine], upstream: FakeServer
+) -> None:
     eng = engine_for(CONFIG, "memory")
     old = eng._core.shared.state  # type: ignore[attr-defined]
     await eng.route(ask())
     assert (await eng.route(ask())).cached
-    same = compile_text(CONFIG.replace("{fake}", upstream.url).replace("{backend}", "memory")
-                        .replace("ttl: 10m", "ttl: 20m"), base_dir=ROOT, env={})
+    same = compile_text(
+        CONFIG.replace("{fake}", upstream.url).replace("{backend}", "memory").replace("ttl: 10m", "ttl: 20m"),
+        base_dir=ROOT,
+        env={},
+    )
     eng.reload(graph=same)  # same backend: TTLs change, the cache stays
     assert eng._core.shared.state is old and old.responses.ttl == 1200  # type: ignore[attr-defined]
     assert (await eng.route(ask())).cached
-    other = compile_text(CONFIG.replace("{fake}", upstream.url).replace("{backend}", redis_url),
-                         base_dir=ROOT, env={})
+    other = compile_text(
+        CONFIG.replace("{fake}", upstream.url).replace("{backend}", redis_url), base_dir=ROOT, env={}
+    )
     eng.reload(graph=other)
     assert eng._core.shared.state is not old  # type: ignore[attr-defined]
     assert not (await eng.route(ask())).cached  # a new, empty (Redis) cache

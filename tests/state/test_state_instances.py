@@ -50,8 +50,13 @@ class Instance:
 
     def __init__(self, config: Path) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, str(HERE / "instance.py"), str(config)], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=HERE.parent.parent)
+            [sys.executable, str(HERE / "instance.py"), str(config)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=HERE.parent.parent,
+        )
 
     def _io(self) -> tuple[IO[str], IO[str]]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -91,8 +96,7 @@ class Instance:
 
 
 @pytest.fixture
-def instances(tmp_path: Path, redis_url: str, upstream: FakeServer
-              ) -> Iterator[tuple[Instance, Instance]]:
+def instances(tmp_path: Path, redis_url: str, upstream: FakeServer) -> Iterator[tuple[Instance, Instance]]:
     config = tmp_path / "routes.yaml"
     config.write_text(CONFIG.replace("{fake}", upstream.url).replace("{redis}", redis_url))
     one, two = Instance(config), Instance(config)  # both start at once
@@ -105,17 +109,20 @@ def instances(tmp_path: Path, redis_url: str, upstream: FakeServer
 
 
 def ask(model: str, text: str = "hello", temperature: float = 0) -> dict[str, Any]:
-    return {"model": model, "messages": [{"role": "user", "content": text}],
-            "temperature": temperature}
+    return {"model": model, "messages": [{"role": "user", "content": text}], "temperature": temperature}
 
 
 def calls(fake: FakeServer, prefix: str) -> int:
-    return sum(n for path, n in fake.stats(log=False)["paths"].items()
-               if path.startswith(f"/{prefix}/") and path.endswith("/chat/completions"))
+    return sum(
+        n
+        for path, n in fake.stats(log=False)["paths"].items()
+        if path.startswith(f"/{prefix}/") and path.endswith("/chat/completions")
+    )
 
 
 def test_two_engine_processes_share_cache_circuits_and_rate_limits(
-        instances: tuple[Instance, Instance], upstream: FakeServer) -> None:
+    instances: tuple[Instance, Instance], upstream: FakeServer
+) -> None:
     one, two = instances
 
     # a response cached by one is served by the other

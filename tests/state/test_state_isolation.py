@@ -41,19 +41,31 @@ ASK = {"model": "m", "messages": [{"role": "user", "content": "same question"}],
 
 
 def _chats(fake: FakeServer) -> int:
-    return sum(n for path, n in fake.stats(log=False)["paths"].items()
-               if path.endswith("/chat/completions"))
+    return sum(n for path, n in fake.stats(log=False)["paths"].items() if path.endswith("/chat/completions"))
 
 
-def _engine(fake: FakeServer, backend: str, *, prefix: str = "x", key: str = "key-one-123",
-            namespace: str = "engine", **env: str) -> Engine:
-    text = (CONFIG.replace("{fake}", fake.url).replace("{backend}", backend)
-            .replace("{prefix}", prefix).replace("{key}", key).replace("{namespace}", namespace))
+def _engine(
+    fake: FakeServer,
+    backend: str,
+    *,
+    prefix: str = "x",
+    key: str = "key-one-123",
+    namespace: str = "engine",
+    **env: str,
+) -> Engine:
+    text = (
+        CONFIG.replace("{fake}", fake.url)
+        .replace("{backend}", backend)
+        .replace("{prefix}", prefix)
+        .replace("{key}", key)
+        .replace("{namespace}", namespace)
+    )
     return Engine.from_graph(compile_text(text, env=env))
 
 
 async def test_deployments_with_another_endpoint_or_key_never_share_answers(
-        redis_url: str, upstream: FakeServer) -> None:
+    redis_url: str, upstream: FakeServer
+) -> None:
     one = _engine(upstream, redis_url)
     same = _engine(upstream, redis_url)
     url = _engine(upstream, redis_url, prefix="y")
@@ -72,7 +84,8 @@ async def test_deployments_with_another_endpoint_or_key_never_share_answers(
 
 
 async def test_identical_requests_of_two_deployments_are_not_coalesced(
-        redis_url: str, upstream: FakeServer) -> None:
+    redis_url: str, upstream: FakeServer
+) -> None:
     slow = {**ASK, "messages": [{"role": "user", "content": "[[fake: latency=200ms]] slow"}]}
     one = _engine(upstream, redis_url)
     other = _engine(upstream, redis_url, key="key-two-456")
@@ -85,15 +98,18 @@ async def test_identical_requests_of_two_deployments_are_not_coalesced(
         await other.aclose()
 
 
-async def test_a_reload_to_another_endpoint_never_answers_from_the_old_one(
-        upstream: FakeServer) -> None:
+async def test_a_reload_to_another_endpoint_never_answers_from_the_old_one(upstream: FakeServer) -> None:
     eng = _engine(upstream, "memory")
     try:
         assert not (await eng.route(ASK)).cached
         assert (await eng.route(ASK)).cached
-        text = (CONFIG.replace("{fake}", upstream.url).replace("{backend}", "memory")
-                .replace("{prefix}", "y").replace("{key}", "key-one-123")
-                .replace("{namespace}", "engine"))
+        text = (
+            CONFIG.replace("{fake}", upstream.url)
+            .replace("{backend}", "memory")
+            .replace("{prefix}", "y")
+            .replace("{key}", "key-one-123")
+            .replace("{namespace}", "engine")
+        )
         eng.reload(graph=compile_text(text, env={}))
         moved = await eng.route(ASK)
         assert not moved.cached
@@ -102,8 +118,7 @@ async def test_a_reload_to_another_endpoint_never_answers_from_the_old_one(
         await eng.aclose()
 
 
-async def test_listings_are_kept_per_endpoint_and_key(redis_url: str,
-                                                      upstream: FakeServer) -> None:
+async def test_listings_are_kept_per_endpoint_and_key(redis_url: str, upstream: FakeServer) -> None:
     one = _engine(upstream, redis_url)
     other = _engine(upstream, redis_url, key="key-two-456")
     try:
@@ -115,8 +130,7 @@ async def test_listings_are_kept_per_endpoint_and_key(redis_url: str,
         await other.aclose()
 
 
-async def test_rate_limit_windows_are_per_endpoint_and_key(redis_url: str,
-                                                           upstream: FakeServer) -> None:
+async def test_rate_limit_windows_are_per_endpoint_and_key(redis_url: str, upstream: FakeServer) -> None:
     hot = {**ASK, "temperature": 1}
     one = _engine(upstream, redis_url)
     other = _engine(upstream, redis_url, key="key-two-456")
@@ -129,8 +143,7 @@ async def test_rate_limit_windows_are_per_endpoint_and_key(redis_url: str,
         await other.aclose()
 
 
-async def test_a_namespace_keeps_identical_configs_apart(redis_url: str,
-                                                         upstream: FakeServer) -> None:
+async def test_a_namespace_keeps_identical_configs_apart(redis_url: str, upstream: FakeServer) -> None:
     one = _engine(upstream, redis_url, namespace="team-a")
     two = _engine(upstream, redis_url, namespace="team-b")
     try:
@@ -151,7 +164,8 @@ async def test_a_namespace_keeps_identical_configs_apart(redis_url: str,
 
 
 async def test_a_redis_url_from_the_environment_never_shows_in_a_state_warning(
-        refused_url: str, upstream: FakeServer) -> None:
+    refused_url: str, upstream: FakeServer
+) -> None:
     host_port = refused_url.split("//", 1)[1].split("/", 1)[0]
     eng = _engine(upstream, "${REDIS_URL}", REDIS_URL=refused_url)
     seen: list[StateChanged] = []
@@ -163,8 +177,7 @@ async def test_a_redis_url_from_the_environment_never_shows_in_a_state_warning(
         await eng.aclose()
     assert seen and seen[0].warning.event == "degraded"
     said = str(seen[0].warning)
-    assert "connecting to ***" in said and "127.0.0.1" not in said and "127.0.0.1" not in repr(
-        seen[0])
+    assert "connecting to ***" in said and "127.0.0.1" not in said and "127.0.0.1" not in repr(seen[0])
     assert "cache backend=*** " in eng.graph.describe()
     for text in (eng.graph.describe(), repr(eng.graph.cache)):
         assert host_port not in text, text
@@ -192,10 +205,8 @@ routes:
         assert "p/*" in circuits and circuits["p/model-0"] == "closed"
 
 
-async def test_the_route_memo_never_keeps_long_names(
-        compile_graph: Callable[..., Any]) -> None:
-    graph = compile_graph("version: 1\nproviders: {p: {kind: openai}}\nroutes:\n"
-                          "  - {match: {}, to: p}\n")
+async def test_the_route_memo_never_keeps_long_names(compile_graph: Callable[..., Any]) -> None:
+    graph = compile_graph("version: 1\nproviders: {p: {kind: openai}}\nroutes:\n  - {match: {}, to: p}\n")
     for i in range(50):
         assert graph.match(f"{i}" + "m" * 100_000, {}) is not None
     assert graph.match("short", {}) is not None
@@ -204,10 +215,16 @@ async def test_the_route_memo_never_keeps_long_names(
 
 
 async def test_a_circuit_store_outage_is_one_log_line_without_a_traceback(
-        refused_url: str, upstream: FakeServer, caplog: pytest.LogCaptureFixture) -> None:
-    text = (CONFIG.replace("{fake}", upstream.url).replace("{backend}", refused_url)
-            .replace("{prefix}", "x").replace("{key}", "key-one-123")
-            .replace("{namespace}", "engine").replace("breaker: none", "breaker: standard"))
+    refused_url: str, upstream: FakeServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    text = (
+        CONFIG.replace("{fake}", upstream.url)
+        .replace("{backend}", refused_url)
+        .replace("{prefix}", "x")
+        .replace("{key}", "key-one-123")
+        .replace("{namespace}", "engine")
+        .replace("breaker: none", "breaker: standard")
+    )
     caplog.set_level("WARNING", logger="engine.breakers")
     async with Engine.from_graph(compile_text(text, env={})) as eng:
         for _ in range(3):

@@ -20,7 +20,8 @@ async def _state(backend: str, cache_config: Callable[..., Any], **kw: Any) -> S
 
 
 async def test_a_burst_above_rpm_is_refused_without_waiting(
-        backend: str, cache_config: Callable[..., Any], providers: Mapping[str, Provider]) -> None:
+    backend: str, cache_config: Callable[..., Any], providers: Mapping[str, Provider]
+) -> None:
     state = await _state(backend, cache_config)
     try:
         p = providers["rpm_only"]  # rpm 3
@@ -31,7 +32,8 @@ async def test_a_burst_above_rpm_is_refused_without_waiting(
 
 
 async def test_a_burst_waits_for_room_within_the_deadline(
-        backend: str, cache_config: Callable[..., Any], providers: Mapping[str, Provider]) -> None:
+    backend: str, cache_config: Callable[..., Any], providers: Mapping[str, Provider]
+) -> None:
     state = await _state(backend, cache_config)
     try:
         p = providers["rpm_only"]
@@ -47,7 +49,8 @@ async def test_a_burst_waits_for_room_within_the_deadline(
 
 
 async def test_a_deadline_too_short_answers_false_at_once(
-        backend: str, cache_config: Callable[..., Any], providers: Mapping[str, Provider]) -> None:
+    backend: str, cache_config: Callable[..., Any], providers: Mapping[str, Provider]
+) -> None:
     state = await _state(backend, cache_config)
     try:
         p = providers["rpm_only"]
@@ -62,7 +65,8 @@ async def test_a_deadline_too_short_answers_false_at_once(
 
 
 async def test_tpm_holds_back_and_record_corrects(
-        backend: str, cache_config: Callable[..., Any], providers: Mapping[str, Provider]) -> None:
+    backend: str, cache_config: Callable[..., Any], providers: Mapping[str, Provider]
+) -> None:
     state = await _state(backend, cache_config)
     try:
         p = providers["limited"]  # rpm 5, tpm 1000
@@ -79,7 +83,8 @@ async def test_tpm_holds_back_and_record_corrects(
 
 
 async def test_an_estimate_above_tpm_still_gets_through_an_empty_window(
-        backend: str, cache_config: Callable[..., Any], providers: Mapping[str, Provider]) -> None:
+    backend: str, cache_config: Callable[..., Any], providers: Mapping[str, Provider]
+) -> None:
     state = await _state(backend, cache_config)
     try:
         assert await state.limiter.acquire(providers["limited"], 10**6)
@@ -88,8 +93,9 @@ async def test_an_estimate_above_tpm_still_gets_through_an_empty_window(
         await state.aclose()
 
 
-async def test_the_window_slides(backend: str, cache_config: Callable[..., Any],
-                                 providers: Mapping[str, Provider]) -> None:
+async def test_the_window_slides(
+    backend: str, cache_config: Callable[..., Any], providers: Mapping[str, Provider]
+) -> None:
     state = await _state(backend, cache_config)
     try:
         p = providers["rpm_only"]
@@ -102,7 +108,8 @@ async def test_the_window_slides(backend: str, cache_config: Callable[..., Any],
 
 
 async def test_providers_without_limits_are_never_held(
-        backend: str, cache_config: Callable[..., Any], providers: Mapping[str, Provider]) -> None:
+    backend: str, cache_config: Callable[..., Any], providers: Mapping[str, Provider]
+) -> None:
     state = await _state(backend, cache_config)
     try:
         assert all([await state.limiter.acquire(providers["free"], 10**9) for _ in range(50)])
@@ -111,8 +118,9 @@ async def test_providers_without_limits_are_never_held(
         await state.aclose()
 
 
-async def test_limits_are_per_provider(backend: str, cache_config: Callable[..., Any],
-                                       providers: Mapping[str, Provider]) -> None:
+async def test_limits_are_per_provider(
+    backend: str, cache_config: Callable[..., Any], providers: Mapping[str, Provider]
+) -> None:
     state = await _state(backend, cache_config)
     try:
         for _ in range(3):
@@ -122,8 +130,9 @@ async def test_limits_are_per_provider(backend: str, cache_config: Callable[...,
         await state.aclose()
 
 
-async def test_two_instances_share_one_quota(redis_url: str, cache_config: Callable[..., Any],
-                                             providers: Mapping[str, Provider]) -> None:
+async def test_two_instances_share_one_quota(
+    redis_url: str, cache_config: Callable[..., Any], providers: Mapping[str, Provider]
+) -> None:
     a, b = await _state(redis_url, cache_config), await _state(redis_url, cache_config)
     try:
         assert isinstance(a.limiter, RedisLimiter)
@@ -136,7 +145,8 @@ async def test_two_instances_share_one_quota(redis_url: str, cache_config: Calla
 
 
 async def test_two_waiting_instances_stay_under_rpm_in_every_window(
-        redis_url: str, cache_config: Callable[..., Any], providers: Mapping[str, Provider]) -> None:
+    redis_url: str, cache_config: Callable[..., Any], providers: Mapping[str, Provider]
+) -> None:
     a, b = await _state(redis_url, cache_config), await _state(redis_url, cache_config)
     p = providers["rpm_only"]  # 3 per WINDOW
     loop = asyncio.get_running_loop()
@@ -161,7 +171,8 @@ async def test_two_waiting_instances_stay_under_rpm_in_every_window(
 
 
 async def test_redis_down_fails_open_with_a_warning(
-        refused_url: str, cache_config: Callable[..., Any], providers: Mapping[str, Provider]) -> None:
+    refused_url: str, cache_config: Callable[..., Any], providers: Mapping[str, Provider]
+) -> None:
     warned: list[Any] = []
     state = await _state(refused_url, cache_config, on_warning=warned.append)
     try:
@@ -177,8 +188,13 @@ def test_memory_limiter_is_the_memory_backend(cache_config: Callable[..., Any]) 
 
 
 def test_estimate_tokens() -> None:
-    req = {"system": "x" * 40, "max_tokens": 100,
-           "messages": [{"role": "user", "content": "y" * 400},
-                        {"role": "user", "content": [{"type": "text", "text": "z" * 40}]}]}
+    req = {
+        "system": "x" * 40,
+        "max_tokens": 100,
+        "messages": [
+            {"role": "user", "content": "y" * 400},
+            {"role": "user", "content": [{"type": "text", "text": "z" * 40}]},
+        ],
+    }
     assert estimate_tokens(req) == (40 + 400 + 40) // 4 + 1 + 100
     assert estimate_tokens({"messages": []}) == 1 + 256

@@ -56,14 +56,23 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
 def config(fake: FakeServer, extra: int = 0) -> str:
     lines = ["version: 1", "providers:"]
     for kind in ("openai", "anthropic", "gemini", "ollama"):
-        lines += [f"  {kind}:", f"    kind: {kind}", f"    base_url: {fake.base_url(kind)}",
-                  "    api_key: ${KEY}"]
+        lines += [
+            f"  {kind}:",
+            f"    kind: {kind}",
+            f"    base_url: {fake.base_url(kind)}",
+            "    api_key: ${KEY}",
+        ]
         if kind == "openai":
-            lines.append("    models: {my-finetune: {context: 8000}, gpt-4o-mini: "
-                         "{price: {input: 0.15, output: 0.6}}}")
+            lines.append(
+                "    models: {my-finetune: {context: 8000}, gpt-4o-mini: {price: {input: 0.15, output: 0.6}}}"
+            )
     for i in range(extra):
-        lines += [f"  p{i}:", "    kind: openai", f"    base_url: {fake.base_url('openai', f'p{i}')}",
-                  "    api_key: ${KEY}"]
+        lines += [
+            f"  p{i}:",
+            "    kind: openai",
+            f"    base_url: {fake.base_url('openai', f'p{i}')}",
+            "    api_key: ${KEY}",
+        ]
     lines += ["routes:", "  - match: {}", "    to: openai"]
     return "\n".join(lines) + "\n"
 
@@ -74,8 +83,9 @@ def graph(fake: FakeServer, compile_graph: Callable[..., RoutingGraph]) -> Routi
 
 
 @pytest.fixture
-async def state(backend: str, cache_config: Callable[..., Any],
-                client: httpx.AsyncClient) -> AsyncIterator[State]:
+async def state(
+    backend: str, cache_config: Callable[..., Any], client: httpx.AsyncClient
+) -> AsyncIterator[State]:
     s = State.create(cache_config(backend), fetch=make_fetch(client))
     yield s
     await s.aclose()
@@ -85,14 +95,18 @@ def _models_calls(fake: FakeServer) -> int:
     return sum(n for path, n in fake.stats()["paths"].items() if "chat" not in path)
 
 
-@pytest.mark.parametrize("kind, expect", [
-    ("openai", {"gpt-4o-mini", "gpt-4o"}),
-    ("anthropic", {"claude-3-5-haiku-latest", "claude-3-5-sonnet-latest"}),
-    ("gemini", {"gemini-1.5-flash", "gemini-1.5-pro"}),
-    ("ollama", {"llama3.2:latest", "qwen2.5:0.5b"}),
-])
-async def test_each_kind_lists_its_models(kind: str, expect: set[str], state: State,
-                                          graph: RoutingGraph) -> None:
+@pytest.mark.parametrize(
+    "kind, expect",
+    [
+        ("openai", {"gpt-4o-mini", "gpt-4o"}),
+        ("anthropic", {"claude-3-5-haiku-latest", "claude-3-5-sonnet-latest"}),
+        ("gemini", {"gemini-1.5-flash", "gemini-1.5-pro"}),
+        ("ollama", {"llama3.2:latest", "qwen2.5:0.5b"}),
+    ],
+)
+async def test_each_kind_lists_its_models(
+    kind: str, expect: set[str], state: State, graph: RoutingGraph
+) -> None:
     listing = await state.registry.list_models(graph.providers[kind])
     assert expect <= set(listing.names)
     assert listing.provider == kind and not listing.cached
@@ -110,8 +124,9 @@ async def test_listing_merges_with_declared_models(state: State, graph: RoutingG
     assert "gpt-4o" in listing and "nope" not in listing
 
 
-async def test_listings_are_cached_until_invalidated(state: State, graph: RoutingGraph,
-                                                     fake: FakeServer) -> None:
+async def test_listings_are_cached_until_invalidated(
+    state: State, graph: RoutingGraph, fake: FakeServer
+) -> None:
     p = graph.providers["anthropic"]
     reg = state.registry
     first = await reg.list_models(p)
@@ -130,9 +145,13 @@ async def test_listings_are_cached_until_invalidated(state: State, graph: Routin
     assert _models_calls(fake) == 4
 
 
-async def test_listings_expire_after_models_ttl(backend: str, cache_config: Callable[..., Any],
-                                                client: httpx.AsyncClient, graph: RoutingGraph,
-                                                fake: FakeServer) -> None:
+async def test_listings_expire_after_models_ttl(
+    backend: str,
+    cache_config: Callable[..., Any],
+    client: httpx.AsyncClient,
+    graph: RoutingGraph,
+    fake: FakeServer,
+) -> None:
     state = State.create(cache_config(backend, models_ttl=0.15), fetch=make_fetch(client))
     try:
         p = graph.providers["gemini"]
@@ -145,17 +164,23 @@ async def test_listings_expire_after_models_ttl(backend: str, cache_config: Call
         await state.aclose()
 
 
-async def test_concurrent_cold_lookups_share_one_fetch(state: State, graph: RoutingGraph,
-                                                       fake: FakeServer) -> None:
-    results = await asyncio.gather(*(state.registry.list_models(graph.providers["ollama"])
-                                     for _ in range(10)))
+async def test_concurrent_cold_lookups_share_one_fetch(
+    state: State, graph: RoutingGraph, fake: FakeServer
+) -> None:
+    results = await asyncio.gather(
+        *(state.registry.list_models(graph.providers["ollama"]) for _ in range(10))
+    )
     assert _models_calls(fake) == 1
     assert len({r.names for r in results}) == 1
 
 
 async def test_many_providers_failures_do_not_stop_the_others(
-        backend: str, cache_config: Callable[..., Any], client: httpx.AsyncClient,
-        graph: RoutingGraph, fake: FakeServer) -> None:
+    backend: str,
+    cache_config: Callable[..., Any],
+    client: httpx.AsyncClient,
+    graph: RoutingGraph,
+    fake: FakeServer,
+) -> None:
     fake.program("/p3", ["status=500"] * 5)
     fake.program("/p7", ["latency=2s"])
     active = peak = 0
@@ -188,9 +213,9 @@ async def test_many_providers_failures_do_not_stop_the_others(
         await state.aclose()
 
 
-async def test_a_listing_the_kind_cannot_parse_raises(backend: str,
-                                                      cache_config: Callable[..., Any],
-                                                      graph: RoutingGraph) -> None:
+async def test_a_listing_the_kind_cannot_parse_raises(
+    backend: str, cache_config: Callable[..., Any], graph: RoutingGraph
+) -> None:
     async def fetch(provider: Provider, url: str) -> Any:
         return {"data": "not a list"}
 
@@ -203,9 +228,12 @@ async def test_a_listing_the_kind_cannot_parse_raises(backend: str,
         await state.aclose()
 
 
-async def test_wrong_key_is_the_fetch_error(fake: FakeServer, client: httpx.AsyncClient,
-                                            compile_graph: Callable[..., RoutingGraph],
-                                            cache_config: Callable[..., Any]) -> None:
+async def test_wrong_key_is_the_fetch_error(
+    fake: FakeServer,
+    client: httpx.AsyncClient,
+    compile_graph: Callable[..., RoutingGraph],
+    cache_config: Callable[..., Any],
+) -> None:
     graph = compile_graph(config(fake), KEY="wrong")
     state = State.create(cache_config("memory"), fetch=make_fetch(client))
     with pytest.raises(httpx.HTTPStatusError) as info:
@@ -214,16 +242,21 @@ async def test_wrong_key_is_the_fetch_error(fake: FakeServer, client: httpx.Asyn
     await state.aclose()
 
 
-async def test_no_fetch_function_is_a_clear_error(cache_config: Callable[..., Any],
-                                                  graph: RoutingGraph) -> None:
+async def test_no_fetch_function_is_a_clear_error(
+    cache_config: Callable[..., Any], graph: RoutingGraph
+) -> None:
     state = State.create(cache_config("memory"))
     with pytest.raises(RuntimeError, match="no fetch function"):
         await state.registry.list_models(graph.providers["openai"])
 
 
-async def test_shared_between_instances(redis_url: str, cache_config: Callable[..., Any],
-                                        client: httpx.AsyncClient, graph: RoutingGraph,
-                                        fake: FakeServer) -> None:
+async def test_shared_between_instances(
+    redis_url: str,
+    cache_config: Callable[..., Any],
+    client: httpx.AsyncClient,
+    graph: RoutingGraph,
+    fake: FakeServer,
+) -> None:
     a = State.create(cache_config(redis_url), fetch=make_fetch(client))
     b = State.create(cache_config(redis_url), fetch=make_fetch(client))
     try:

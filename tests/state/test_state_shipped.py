@@ -27,17 +27,27 @@ def _config(tmp_path: Path, fake: FakeServer, backend: str) -> Path:
 
 
 def _chat_calls(fake: FakeServer) -> int:
-    return sum(n for path, n in fake.stats(log=False)["paths"].items()
-               if path.endswith(("/chat/completions", "/messages")))
+    return sum(
+        n
+        for path, n in fake.stats(log=False)["paths"].items()
+        if path.endswith(("/chat/completions", "/messages"))
+    )
 
 
-async def test_the_shipped_config_shares_state_on_redis(tmp_path: Path, redis_url: str,
-                                                        upstream: FakeServer) -> None:
+async def test_the_shipped_config_shares_state_on_redis(
+    tmp_path: Path, redis_url: str, upstream: FakeServer
+) -> None:
     path = _config(tmp_path, upstream, redis_url)
-    ask = {"model": "chat", "messages": [{"role": "user", "content": "hi from the shipped config"}],
-           "temperature": 0, "max_tokens": 32}
-    async with Engine.from_file(path, profile="shared") as one, \
-            Engine.from_file(path, profile="shared") as two:
+    ask = {
+        "model": "chat",
+        "messages": [{"role": "user", "content": "hi from the shipped config"}],
+        "temperature": 0,
+        "max_tokens": 32,
+    }
+    async with (
+        Engine.from_file(path, profile="shared") as one,
+        Engine.from_file(path, profile="shared") as two,
+    ):
         assert one.graph.cache.backend == redis_url
         first = await one.route(ask)
         assert (first.provider, first.model, first.cached) == ("openai", "gpt-4o-mini", False)
@@ -55,7 +65,9 @@ async def test_the_shipped_config_shares_state_on_redis(tmp_path: Path, redis_ur
         skipped = await two.route(hot)
         assert skipped.provider == "anthropic"
         assert (skipped.attempts[0].target, skipped.attempts[0].error) == (
-            "openai/gpt-4o-mini", "circuit open")
+            "openai/gpt-4o-mini",
+            "circuit open",
+        )
         assert two.health()["openai"].circuit == "open"
 
         listed = await two.list_models_many(["openai", "anthropic", "gemini", "local"])

@@ -31,17 +31,19 @@ def test_an_unknown_backend_is_an_error(cache_config: Callable[..., Any]) -> Non
         State.create(cache_config("memcached://x"))
 
 
-@pytest.mark.parametrize("request_, policy", [
-    ({"model": "m", "temperature": 0}, "use"),
-    ({"model": "m", "temperature": 0.1}, "use"),
-    ({"model": "m", "temperature": 0.5}, "off"),
-    ({"model": "m"}, "off"),
-    ({"model": "m", "temperature": 0, "stream": True}, "off"),
-    ({"model": "m", "temperature": 0, "metadata": {"cache": False}}, "off"),
-    ({"model": "m", "temperature": 0, "metadata": {"cache": "refresh"}}, "refresh"),
-])
-def test_cache_policy(request_: dict[str, Any], policy: str,
-                      cache_config: Callable[..., Any]) -> None:
+@pytest.mark.parametrize(
+    "request_, policy",
+    [
+        ({"model": "m", "temperature": 0}, "use"),
+        ({"model": "m", "temperature": 0.1}, "use"),
+        ({"model": "m", "temperature": 0.5}, "off"),
+        ({"model": "m"}, "off"),
+        ({"model": "m", "temperature": 0, "stream": True}, "off"),
+        ({"model": "m", "temperature": 0, "metadata": {"cache": False}}, "off"),
+        ({"model": "m", "temperature": 0, "metadata": {"cache": "refresh"}}, "refresh"),
+    ],
+)
+def test_cache_policy(request_: dict[str, Any], policy: str, cache_config: Callable[..., Any]) -> None:
     assert State.create(cache_config("memory")).cache_policy(request_) == policy
 
 
@@ -53,11 +55,21 @@ def test_cache_policy_agrees_with_the_plan(cache_config: Callable[..., Any]) -> 
             state = State.create(config)
             for temperature in (None, 0, 0.0, 0.1, 0.5, 1, 2.0):
                 for stream in (None, False, True):
-                    for meta in (None, {}, {"cache": False}, {"cache": True},
-                                 {"cache": "refresh"}, {"cache": "other"}, {"tier": "x"}):
+                    for meta in (
+                        None,
+                        {},
+                        {"cache": False},
+                        {"cache": True},
+                        {"cache": "refresh"},
+                        {"cache": "other"},
+                        {"tier": "x"},
+                    ):
                         request: dict[str, Any] = {"model": "m"}
-                        for key, value in (("temperature", temperature), ("stream", stream),
-                                           ("metadata", meta)):
+                        for key, value in (
+                            ("temperature", temperature),
+                            ("stream", stream),
+                            ("metadata", meta),
+                        ):
                             if value is not None:
                                 request[key] = value
                         policy = state.cache_policy(request)
@@ -91,6 +103,5 @@ async def test_ping(backend: str, refused_url: str, cache_config: Callable[..., 
 def test_stats_shape(cache_config: Callable[..., Any]) -> None:
     stats = State.create(cache_config("redis://127.0.0.1:1/0")).stats()
     assert stats["backend"] == "redis" and stats["degraded"] is False
-    assert set(stats["flights"]) == {"started", "joined", "in_flight", "led", "followed",
-                                     "fell_back"}
+    assert set(stats["flights"]) == {"started", "joined", "in_flight", "led", "followed", "fell_back"}
     assert set(stats["models"]) == {"hits", "misses", "size", "errors"}

@@ -66,8 +66,11 @@ def tel(graph: RoutingGraph, clock: Clock) -> Telemetry:
 def samples(tel: Telemetry) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     """Every sample of the exposition text: (name, labels) -> value."""
     text = tel.exposition().decode()
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def value(tel: Telemetry, name: str, **labels: Any) -> float:

@@ -22,13 +22,17 @@ PACKAGE = ROOT / "engine" / "telemetry"
 
 
 def test_the_section_compiles_into_the_graph() -> None:
-    graph = compile_text(CONFIG + "telemetry: {traces: true, capture_content: true, "
-                         "logs: {format: json, level: debug}, provider_names: {local: vllm}}\n")
-    assert graph.telemetry == TelemetryConfig(True, True, True, "json", "debug",
-                                              graph.telemetry.provider_names)
+    graph = compile_text(
+        CONFIG + "telemetry: {traces: true, capture_content: true, "
+        "logs: {format: json, level: debug}, provider_names: {local: vllm}}\n"
+    )
+    assert graph.telemetry == TelemetryConfig(
+        True, True, True, "json", "debug", graph.telemetry.provider_names
+    )
     assert dict(graph.telemetry.provider_names) == {"local": "vllm"}
-    assert ("telemetry metrics=on traces=on capture_content=on logs=json/debug "
-            "provider_names=local:vllm\n") in graph.describe()
+    assert (
+        "telemetry metrics=on traces=on capture_content=on logs=json/debug provider_names=local:vllm\n"
+    ) in graph.describe()
 
 
 def test_the_default_section_is_not_shown(graph: RoutingGraph) -> None:
@@ -37,12 +41,15 @@ def test_the_default_section_is_not_shown(graph: RoutingGraph) -> None:
     assert compile_text(CONFIG + "telemetry: {}\n").describe() == graph.describe()
 
 
-@pytest.mark.parametrize(("section", "message"), [
-    ("{logs: {format: xml}}", "telemetry.logs.format"),
-    ("{traces: maybe}", "telemetry.traces"),
-    ("{metric: true}", "telemetry"),
-    ("{provider_names: {lokal: vllm}}", "did you mean 'local'?"),
-])
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ("{logs: {format: xml}}", "telemetry.logs.format"),
+        ("{traces: maybe}", "telemetry.traces"),
+        ("{metric: true}", "telemetry"),
+        ("{provider_names: {lokal: vllm}}", "did you mean 'local'?"),
+    ],
+)
 def test_a_bad_section_is_located(section: str, message: str) -> None:
     with pytest.raises(ConfigError) as err:
         compile_text(CONFIG + f"telemetry: {section}\n")
@@ -57,17 +64,22 @@ def test_the_schema_describes_the_section() -> None:
     assert schema["$defs"]["LogsSpec"]["properties"]["format"]["enum"] == ["text", "json"]
 
 
-@pytest.mark.parametrize(("name", "expected"), [
-    ("oa", "openai"), ("groq", "groq"), ("anth", "anthropic"), ("gem", "gcp.gemini"),
-    ("local", "openai"),  # an unknown OpenAI-compatible host: the API it speaks
-])
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("oa", "openai"),
+        ("groq", "groq"),
+        ("anth", "anthropic"),
+        ("gem", "gcp.gemini"),
+        ("local", "openai"),  # an unknown OpenAI-compatible host: the API it speaks
+    ],
+)
 def test_provider_names_from_kind_and_host(graph: RoutingGraph, name: str, expected: str) -> None:
     assert provider_name(graph.providers[name]) == expected
     assert expected in WELL_KNOWN
 
 
-def test_an_explicit_name_wins_and_a_secret_url_shows_no_server(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_explicit_name_wins_and_a_secret_url_shows_no_server(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PRIVATE_URL", "https://api.mistral.ai/v1")
     graph = compile_text(CONFIG.replace('"http://127.0.0.1:8000/v1"', '"${PRIVATE_URL}"'))
     local = graph.providers["local"]
@@ -94,20 +106,31 @@ def test_each_library_stays_in_its_module() -> None:
         mod = str(path.relative_to(ROOT / "engine").with_suffix(""))
         for lib, allowed in owners.items():
             if any(i.split(".")[0] == lib for i in _imports(path)) and not (
-                    mod.startswith("telemetry/") and mod.split("/")[1] in allowed):
+                mod.startswith("telemetry/") and mod.split("/")[1] in allowed
+            ):
                 bad.append(f"{mod} imports {lib}")
         if mod.startswith("telemetry/"):  # the run-time half: never the compile half
-            bad += [f"{mod} imports {i}" for i in _imports(path) if i.startswith(
-                ("engine.loader", "engine.schema", "engine.compiler", "engine.cli"))]
+            bad += [
+                f"{mod} imports {i}"
+                for i in _imports(path)
+                if i.startswith(("engine.loader", "engine.schema", "engine.compiler", "engine.cli"))
+            ]
     assert bad == []
 
 
 def test_the_compile_half_never_loads_the_telemetry_libraries() -> None:
-    code = ("import sys, engine.cli, engine.compiler, engine.schema, engine.plan\n"
-            "from engine.compiler import compile_text\n"
-            "compile_text('version: 1\\nproviders: {a: {kind: openai}}\\nroutes: [{to: a}]\\n"
-            "telemetry: {traces: true}\\n')\n"
-            "print(sorted(m for m in ('prometheus_client', 'opentelemetry') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    code = (
+        "import sys, engine.cli, engine.compiler, engine.schema, engine.plan\n"
+        "from engine.compiler import compile_text\n"
+        "compile_text('version: 1\\nproviders: {a: {kind: openai}}\\nroutes: [{to: a}]\\n"
+        "telemetry: {traces: true}\\n')\n"
+        "print(sorted(m for m in ('prometheus_client', 'opentelemetry') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert out.stdout.strip() == "[]"

@@ -23,17 +23,18 @@ def _everything(tel: Telemetry, graph: RoutingGraph, clock: Clock) -> None:
     rec = tel.request_started(graph.routes[0], "chat", stream=True)
     rec.cache_lookup(False)
     rec.waited(0.1, target="groq/llama-3.1-8b-instant")
-    tries = (Attempt("oa/gpt-4o-mini", "retry", 503, latency=0.1, kind="status"),
-             Attempt("oa/gpt-4o-mini", "failover", latency=0.1, kind="timeout"),
-             Attempt("groq/llama-3.1-8b-instant", "skipped", kind="rate_limited"),
-             Attempt("anth/claude-3-5-haiku-latest", "ok", 200, latency=0.3))
+    tries = (
+        Attempt("oa/gpt-4o-mini", "retry", 503, latency=0.1, kind="status"),
+        Attempt("oa/gpt-4o-mini", "failover", latency=0.1, kind="timeout"),
+        Attempt("groq/llama-3.1-8b-instant", "skipped", kind="rate_limited"),
+        Attempt("anth/claude-3-5-haiku-latest", "ok", 200, latency=0.3),
+    )
     clock.now = 0.3
     rec.first_chunk()
     clock.now = 0.6
     for a in tries:
         rec.try_ended(a)
-    rec.ended(Done("anth", "claude-3-5-haiku-latest", usage=Usage(3, 4), cost=0.1,
-                   attempts=tries), chunks=3)
+    rec.ended(Done("anth", "claude-3-5-haiku-latest", usage=Usage(3, 4), cost=0.1, attempts=tries), chunks=3)
     rec = tel.request_started(graph.routes[0], "chat")
     rec.cache_lookup(True)
     rec.ended(Response("x", "oa", "gpt-4o-mini", cached=True))
@@ -55,8 +56,7 @@ def _section() -> str:
     return readme.split("## Observing it", 1)[1].split("\n## ", 1)[0]
 
 
-def test_the_readme_lists_every_metric_and_label(tel: Telemetry, graph: RoutingGraph,
-                                                 clock: Clock) -> None:
+def test_the_readme_lists_every_metric_and_label(tel: Telemetry, graph: RoutingGraph, clock: Clock) -> None:
     _everything(tel, graph, clock)
     families = _families(tel)
     assert len(families) > 20  # the scenario reached every kind of metric
@@ -67,8 +67,9 @@ def test_the_readme_lists_every_metric_and_label(tel: Telemetry, graph: RoutingG
     assert sorted(lab for lab in labels if f"`{lab}`" not in text) == []
 
 
-def test_every_dashboard_query_reads_metrics_that_exist(tel: Telemetry, graph: RoutingGraph,
-                                                        clock: Clock) -> None:
+def test_every_dashboard_query_reads_metrics_that_exist(
+    tel: Telemetry, graph: RoutingGraph, clock: Clock
+) -> None:
     _everything(tel, graph, clock)
     families = _families(tel)
     dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))

@@ -51,11 +51,12 @@ def test_skips_are_counted_apart() -> None:
 
 def test_the_recorder_feeds_targets_and_providers(tel: Telemetry, graph: RoutingGraph) -> None:
     rec = tel.request_started(graph.routes[0], "chat")
-    for a in (Attempt("oa/gpt-4o-mini", "retry", 503, latency=0.4, kind="status"),
-              Attempt("oa/gpt-4o-mini", "ok", 200, latency=1.0),
-              Attempt("groq/llama-3.1-8b-instant", "skipped", kind="circuit_open"),
-              Attempt("anth/claude-3-5-haiku-latest", "cancelled", latency=0.3,
-                      kind="cancelled")):
+    for a in (
+        Attempt("oa/gpt-4o-mini", "retry", 503, latency=0.4, kind="status"),
+        Attempt("oa/gpt-4o-mini", "ok", 200, latency=1.0),
+        Attempt("groq/llama-3.1-8b-instant", "skipped", kind="circuit_open"),
+        Attempt("anth/claude-3-5-haiku-latest", "cancelled", latency=0.3, kind="cancelled"),
+    ):
         rec.try_ended(a)
     health = tel.health()
     oa = health["targets"]["oa/gpt-4o-mini"]

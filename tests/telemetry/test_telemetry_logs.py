@@ -29,12 +29,15 @@ def _answered(tel: Telemetry) -> None:
     tel.clock.now = 0.05  # type: ignore[attr-defined]
     rec.first_chunk()
     tel.clock.now = 0.25  # type: ignore[attr-defined]
-    tries = (Attempt("oa/gpt-4o-mini", "failover", 500, latency=0.1, kind="status"),
-             Attempt("anth/claude-3-5-haiku-latest", "ok", 200, latency=0.15))
+    tries = (
+        Attempt("oa/gpt-4o-mini", "failover", 500, latency=0.1, kind="status"),
+        Attempt("anth/claude-3-5-haiku-latest", "ok", 200, latency=0.15),
+    )
     for a in tries:
         rec.try_ended(a)
-    rec.ended(Done("anth", "claude-3-5-haiku-20241022", usage=Usage(9, 3), cost=0.0012,
-                   attempts=tries), chunks=3)
+    rec.ended(
+        Done("anth", "claude-3-5-haiku-20241022", usage=Usage(9, 3), cost=0.0012, attempts=tries), chunks=3
+    )
 
 
 def test_a_text_line_holds_the_fields(caplog: pytest.LogCaptureFixture) -> None:
@@ -46,7 +49,8 @@ def test_a_text_line_holds_the_fields(caplog: pytest.LogCaptureFixture) -> None:
     assert record.getMessage() == (
         "request_id=req-7 route=0 target=anth/claude-3-5-haiku-latest "
         "model=claude-3-5-haiku-20241022 tries=2 outcome=ok status=200 latency_ms=250 "
-        "ttfc_ms=50 input_tokens=9 output_tokens=3 cost=0.0012 cache=none")
+        "ttfc_ms=50 input_tokens=9 output_tokens=3 cost=0.0012 cache=none"
+    )
 
 
 def test_a_json_line_and_an_error(caplog: pytest.LogCaptureFixture) -> None:
@@ -55,11 +59,16 @@ def test_a_json_line_and_an_error(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger=LOGGER):
         _answered(tel)
         rec = tel.request_started(route, "chat", REQUEST)
-        bad = Attempt("oa/gpt-4o-mini", "fatal", 400, latency=0.01, kind="status",
-                      detail="sk-secret-openai-123 is not a valid key: PINEAPPLE")
+        bad = Attempt(
+            "oa/gpt-4o-mini",
+            "fatal",
+            400,
+            latency=0.01,
+            kind="status",
+            detail="sk-secret-openai-123 is not a valid key: PINEAPPLE",
+        )
         rec.try_ended(bad)
-        rec.ended(ProviderError("bad request: sk-secret-openai-123", (bad,), status=400,
-                                body="PINEAPPLE"))
+        rec.ended(ProviderError("bad request: sk-secret-openai-123", (bad,), status=400, body="PINEAPPLE"))
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == LOGGER]
     assert lines[0]["request_id"] == "req-7" and lines[0]["cost"] == 0.0012
     assert lines[1]["outcome"] == "provider_error" and lines[1]["status"] == 400

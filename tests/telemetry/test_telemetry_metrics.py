@@ -22,8 +22,14 @@ TOKENS = "gen_ai_client_token_usage"
 
 
 def _answer(attempts: tuple[Attempt, ...], **kw: object) -> Response:
-    base: dict[str, object] = dict(text="hi", provider="anth", model="claude-3-5-haiku-20241022",
-                                   usage=Usage(120, 30), cost=0.000216, attempts=attempts)
+    base: dict[str, object] = dict(
+        text="hi",
+        provider="anth",
+        model="claude-3-5-haiku-20241022",
+        usage=Usage(120, 30),
+        cost=0.000216,
+        attempts=attempts,
+    )
     base.update(kw)
     return Response(**base)  # type: ignore[arg-type]
 
@@ -49,37 +55,63 @@ def _retry_failover_ok(tel: Telemetry, graph: RoutingGraph, clock: Clock) -> Res
     return response
 
 
-def test_a_retried_failed_over_request_counts_every_try(tel: Telemetry, graph: RoutingGraph,
-                                                        clock: Clock) -> None:
+def test_a_retried_failed_over_request_counts_every_try(
+    tel: Telemetry, graph: RoutingGraph, clock: Clock
+) -> None:
     _retry_failover_ok(tel, graph, clock)
     assert value(tel, "engine_requests_total", route="0", outcome="ok") == 1
-    assert value(tel, "engine_tries_total", target="oa/gpt-4o-mini", outcome="retry",
-                 error_kind="status") == 1
-    assert value(tel, "engine_tries_total", target="oa/gpt-4o-mini", outcome="failover",
-                 error_kind="timeout") == 1
-    assert value(tel, "engine_tries_total", target="groq/llama-3.1-8b-instant",
-                 outcome="skipped", error_kind="rate_limited") == 1
-    assert value(tel, "engine_tries_total", target="anth/claude-3-5-haiku-latest", outcome="ok",
-                 error_kind="") == 1
+    assert (
+        value(tel, "engine_tries_total", target="oa/gpt-4o-mini", outcome="retry", error_kind="status") == 1
+    )
+    assert (
+        value(tel, "engine_tries_total", target="oa/gpt-4o-mini", outcome="failover", error_kind="timeout")
+        == 1
+    )
+    assert (
+        value(
+            tel,
+            "engine_tries_total",
+            target="groq/llama-3.1-8b-instant",
+            outcome="skipped",
+            error_kind="rate_limited",
+        )
+        == 1
+    )
+    assert (
+        value(tel, "engine_tries_total", target="anth/claude-3-5-haiku-latest", outcome="ok", error_kind="")
+        == 1
+    )
     assert value(tel, "engine_retries_total", target="oa/gpt-4o-mini") == 1
     assert value(tel, "engine_failovers_total", target="oa/gpt-4o-mini") == 1
     assert value(tel, "engine_rate_limit_skips_total", target="groq/llama-3.1-8b-instant") == 1
     assert value(tel, "engine_requests_in_flight", route="0") == 0
-    assert abs(value(tel, "engine_cost_usd_total", provider="anth",
-                     model="claude-3-5-haiku-20241022") - 0.000216) < 1e-12
+    assert (
+        abs(
+            value(tel, "engine_cost_usd_total", provider="anth", model="claude-3-5-haiku-20241022") - 0.000216
+        )
+        < 1e-12
+    )
 
 
 def test_the_genai_operations_carry_provider_names_models_and_error_types(
-        tel: Telemetry, graph: RoutingGraph, clock: Clock) -> None:
+    tel: Telemetry, graph: RoutingGraph, clock: Clock
+) -> None:
     _retry_failover_ok(tel, graph, clock)
     base = {"gen_ai_operation_name": "chat"}
-    oa = {**base, "gen_ai_provider_name": "openai", "gen_ai_request_model": "gpt-4o-mini",
-          "gen_ai_response_model": ""}
+    oa = {
+        **base,
+        "gen_ai_provider_name": "openai",
+        "gen_ai_request_model": "gpt-4o-mini",
+        "gen_ai_response_model": "",
+    }
     assert value(tel, OP + "_count", **oa, error_type="503") == 1
     assert value(tel, OP + "_count", **oa, error_type="timeout") == 1
-    anth = {**base, "gen_ai_provider_name": "anthropic",
-            "gen_ai_request_model": "claude-3-5-haiku-latest",
-            "gen_ai_response_model": "claude-3-5-haiku-20241022"}
+    anth = {
+        **base,
+        "gen_ai_provider_name": "anthropic",
+        "gen_ai_request_model": "claude-3-5-haiku-latest",
+        "gen_ai_response_model": "claude-3-5-haiku-20241022",
+    }
     assert value(tel, OP + "_count", **anth, error_type="") == 1
     assert value(tel, OP + "_sum", **anth, error_type="") == 0.5
     assert value(tel, TOKENS + "_sum", **anth, gen_ai_token_type="input") == 120
@@ -91,7 +123,8 @@ def test_the_genai_operations_carry_provider_names_models_and_error_types(
 
 
 def test_engine_overhead_is_the_time_outside_the_upstream_and_the_waits(
-        tel: Telemetry, graph: RoutingGraph, clock: Clock) -> None:
+    tel: Telemetry, graph: RoutingGraph, clock: Clock
+) -> None:
     _retry_failover_ok(tel, graph, clock)
     assert value(tel, "engine_overhead_seconds_count", mode="route") == 1
     assert abs(value(tel, "engine_overhead_seconds_sum", mode="route") - 0.004) < 1e-9
@@ -99,7 +132,8 @@ def test_engine_overhead_is_the_time_outside_the_upstream_and_the_waits(
 
 
 def test_the_upstream_time_given_by_the_lifecycle_wins_over_the_attempt_latency(
-        tel: Telemetry, graph: RoutingGraph, clock: Clock) -> None:
+    tel: Telemetry, graph: RoutingGraph, clock: Clock
+) -> None:
     rec = tel.request_started(graph.routes[1], "gem")
     clock.now = 1.0
     rec.try_ended(Attempt("gem/gemini-2.0-flash", "ok", 200, latency=1.0), upstream=0.9)
@@ -107,8 +141,9 @@ def test_the_upstream_time_given_by_the_lifecycle_wins_over_the_attempt_latency(
     assert abs(value(tel, "engine_overhead_seconds_sum", mode="route") - 0.1) < 1e-9
 
 
-def test_a_stream_records_time_to_first_chunk_and_per_chunk(tel: Telemetry, graph: RoutingGraph,
-                                                          clock: Clock) -> None:
+def test_a_stream_records_time_to_first_chunk_and_per_chunk(
+    tel: Telemetry, graph: RoutingGraph, clock: Clock
+) -> None:
     rec = tel.request_started(graph.routes[1], "gem", stream=True)
     clock.now = 0.1  # a failed first try
     rec.try_ended(Attempt("gem/gemini-2.0-flash", "retry", 500, latency=0.1, kind="status"))
@@ -118,9 +153,12 @@ def test_a_stream_records_time_to_first_chunk_and_per_chunk(tel: Telemetry, grap
     ok = Attempt("gem/gemini-2.0-flash", "ok", 200, latency=1.3)
     rec.try_ended(ok)
     rec.ended(Done("gem", "gemini-2.0-flash", usage=Usage(5, 11), attempts=(ok,)), chunks=11)
-    labels = {"gen_ai_operation_name": "chat", "gen_ai_provider_name": "gcp.gemini",
-              "gen_ai_request_model": "gemini-2.0-flash",
-              "gen_ai_response_model": "gemini-2.0-flash"}
+    labels = {
+        "gen_ai_operation_name": "chat",
+        "gen_ai_provider_name": "gcp.gemini",
+        "gen_ai_request_model": "gemini-2.0-flash",
+        "gen_ai_response_model": "gemini-2.0-flash",
+    }
     first = "gen_ai_client_operation_time_to_first_chunk_seconds"
     assert abs(value(tel, first + "_sum", **labels) - 0.3) < 1e-9
     per = "gen_ai_client_operation_time_per_output_chunk_seconds"
@@ -142,22 +180,25 @@ def test_a_cached_answer_counts_a_hit_and_no_operation(tel: Telemetry, graph: Ro
     assert value(tel, "engine_cache_misses_total", route="0") == 1
     assert value(tel, "engine_requests_total", route="0", outcome="cached") == 1
     assert value(tel, "engine_requests_total", route="0", outcome="failed") == 1
-    assert value(tel, "engine_tries_total", target="oa/gpt-4o-mini", outcome="cached",
-                 error_kind="") == 1
+    assert value(tel, "engine_tries_total", target="oa/gpt-4o-mini", outcome="cached", error_kind="") == 1
     assert series(tel, OP + "_count") == []
     assert series(tel, "engine_cost_usd_total") == []
 
 
-def test_errors_name_their_outcome_and_leave_nothing_in_flight(tel: Telemetry,
-                                                               graph: RoutingGraph) -> None:
-    for error in (DeadlineExceeded("deadline"), ProviderError("bad", status=400),
-                  NoRouteError("no route"), KeyboardInterrupt()):
+def test_errors_name_their_outcome_and_leave_nothing_in_flight(tel: Telemetry, graph: RoutingGraph) -> None:
+    for error in (
+        DeadlineExceeded("deadline"),
+        ProviderError("bad", status=400),
+        NoRouteError("no route"),
+        KeyboardInterrupt(),
+    ):
         tel.request_started(graph.routes[2], "x").ended(error)
     rec = tel.request_started(graph.routes[2], "x")
     assert value(tel, "engine_requests_in_flight", route="2") == 1
     rec.ended(None)
-    outcomes = {s["outcome"]: value(tel, "engine_requests_total", **s)
-                for s in series(tel, "engine_requests_total")}
+    outcomes = {
+        s["outcome"]: value(tel, "engine_requests_total", **s) for s in series(tel, "engine_requests_total")
+    }
     assert outcomes == {"deadline": 1, "provider_error": 1, "no_route": 1, "cancelled": 2}
     assert value(tel, "engine_requests_in_flight", route="2") == 0
 
@@ -173,8 +214,7 @@ def test_circuits_and_rate_limit_waits(tel: Telemetry, graph: RoutingGraph) -> N
     tel.circuit_changed("oa", "closed")
     assert value(tel, "engine_circuit_state", circuit="oa") == 0
     assert value(tel, "engine_rate_limit_waits_total", target="groq/llama-3.1-8b-instant") == 1
-    assert value(tel, "engine_rate_limit_wait_seconds_total",
-                 target="groq/llama-3.1-8b-instant") == 0.25
+    assert value(tel, "engine_rate_limit_wait_seconds_total", target="groq/llama-3.1-8b-instant") == 0.25
 
 
 def test_pass_through_model_names_fold_to_the_provider(graph: RoutingGraph) -> None:
@@ -206,8 +246,7 @@ def test_the_snapshot_is_a_plain_dict(tel: Telemetry, graph: RoutingGraph, clock
     snap = tel.metrics()
     assert snap["engine_requests_total"] == {"outcome=ok,route=0": 1.0}
     assert snap["engine_retries_total"] == {"target=oa/gpt-4o-mini": 1.0}
-    assert snap["engine_cost_usd_total"] == {"model=claude-3-5-haiku-20241022,provider=anth":
-                                             0.000216}
+    assert snap["engine_cost_usd_total"] == {"model=claude-3-5-haiku-20241022,provider=anth": 0.000216}
     assert not [name for name in snap if name.endswith("_created")]
 
 
@@ -253,17 +292,19 @@ MULTI = textwrap.dedent("""
 def test_multiprocess_mode_adds_every_worker(tmp_path: Path) -> None:
     script = tmp_path / "worker.py"
     script.write_text(MULTI.format(tests=str(Path(__file__).parent)))
-    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"),
-           "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"), "PYTHONPATH": str(ROOT)}
     (tmp_path / "prom").mkdir()
 
     def run(*args: str) -> str:
-        out = subprocess.run([sys.executable, str(script), *args], env=env, capture_output=True,
-                             text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, str(script), *args], env=env, capture_output=True, text=True, check=True
+        )
         return out.stdout.strip()
 
     run("work", "open")
     run("work", "closed")
     assert len(list((tmp_path / "prom").glob("*.db"))) >= 2  # each worker wrote its own file
-    assert run("read") == ("{'outcome=ok,route=0': 2.0} {'model=gpt-4o-mini,provider=oa': 1.0} "
-                           "{'route=0': 2.0} {'circuit=oa': 0.0}")
+    assert run("read") == (
+        "{'outcome=ok,route=0': 2.0} {'model=gpt-4o-mini,provider=oa': 1.0} "
+        "{'route=0': 2.0} {'circuit=oa': 0.0}"
+    )

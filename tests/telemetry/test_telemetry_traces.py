@@ -21,8 +21,12 @@ from engine.result import Attempt, Response, Usage
 from engine.telemetry import Telemetry
 
 ROOT = Path(__file__).resolve().parents[2]
-REQUEST = {"model": "chat", "max_tokens": 64, "temperature": 0.2,
-           "messages": [{"role": "user", "content": "the secret recipe is 42"}]}
+REQUEST = {
+    "model": "chat",
+    "max_tokens": 64,
+    "temperature": 0.2,
+    "messages": [{"role": "user", "content": "the secret recipe is 42"}],
+}
 
 
 @pytest.fixture
@@ -30,8 +34,9 @@ def exporter() -> InMemorySpanExporter:
     return InMemorySpanExporter()
 
 
-def _traced(exporter: InMemorySpanExporter, *, capture: bool = False) -> tuple[Telemetry, RoutingGraph,
-                                                                                TracerProvider]:
+def _traced(
+    exporter: InMemorySpanExporter, *, capture: bool = False
+) -> tuple[Telemetry, RoutingGraph, TracerProvider]:
     text = CONFIG + f"telemetry: {{traces: true, capture_content: {str(capture).lower()}}}\n"
     graph = compile_text(text)
     provider = TracerProvider()
@@ -41,14 +46,20 @@ def _traced(exporter: InMemorySpanExporter, *, capture: bool = False) -> tuple[T
 
 def _scenario(tel: Telemetry, graph: RoutingGraph) -> None:
     rec = tel.request_started(graph.routes[0], "chat", REQUEST)
-    rec.try_ended(Attempt("oa/gpt-4o-mini", "failover", 503, latency=0.05, kind="status"),
-                  circuit="open")
+    rec.try_ended(Attempt("oa/gpt-4o-mini", "failover", 503, latency=0.05, kind="status"), circuit="open")
     ok = Attempt("anth/claude-3-5-haiku-latest", "ok", 200, latency=0.02)
     rec.try_ended(ok)
-    rec.ended(Response("the answer is 42", "anth", "claude-3-5-haiku-20241022",
-                       finish_reason="stop", usage=Usage(10, 5, cache_read_tokens=4,
-                                                         reasoning_tokens=2),
-                       attempts=(ok,), raw={"id": "msg_01abc"}))
+    rec.ended(
+        Response(
+            "the answer is 42",
+            "anth",
+            "claude-3-5-haiku-20241022",
+            finish_reason="stop",
+            usage=Usage(10, 5, cache_read_tokens=4, reasoning_tokens=2),
+            attempts=(ok,),
+            raw={"id": "msg_01abc"},
+        )
+    )
 
 
 def _by_name(spans: tuple[ReadableSpan, ...]) -> dict[str, ReadableSpan]:
@@ -60,8 +71,7 @@ def test_one_span_per_request_and_one_child_per_try(exporter: InMemorySpanExport
     with provider.get_tracer("caller").start_as_current_span("incoming") as parent:
         _scenario(tel, graph)
     spans = _by_name(exporter.get_finished_spans())
-    assert set(spans) == {"incoming", "chat chat", "chat gpt-4o-mini",
-                          "chat claude-3-5-haiku-latest"}
+    assert set(spans) == {"incoming", "chat chat", "chat gpt-4o-mini", "chat claude-3-5-haiku-latest"}
     request = spans["chat chat"]
     assert request.parent is not None
     assert request.parent.span_id == parent.get_span_context().span_id
@@ -113,7 +123,8 @@ def test_content_only_with_capture_content(exporter: InMemorySpanExporter) -> No
     _scenario(tel, graph)
     attrs = dict(_by_name(exporter.get_finished_spans())["chat chat"].attributes or {})
     assert json.loads(str(attrs["gen_ai.input.messages"])) == [
-        {"role": "user", "parts": [{"type": "text", "content": "the secret recipe is 42"}]}]
+        {"role": "user", "parts": [{"type": "text", "content": "the secret recipe is 42"}]}
+    ]
     out = json.loads(str(attrs["gen_ai.output.messages"]))
     assert out[0]["parts"] == [{"type": "text", "content": "the answer is 42"}]
 
@@ -149,12 +160,20 @@ print(tel.tracing is None, sorted(m for m, mod in sys.modules.items()
 """
 
 
-@pytest.mark.parametrize(("block", "extra"), [
-    ("", ""),                                                           # traces off: no import
-    ("sys.modules['opentelemetry'] = None", "telemetry: {traces: true}\n"),  # not installed
-])
+@pytest.mark.parametrize(
+    ("block", "extra"),
+    [
+        ("", ""),  # traces off: no import
+        ("sys.modules['opentelemetry'] = None", "telemetry: {traces: true}\n"),  # not installed
+    ],
+)
 def test_no_opentelemetry_import_without_traces(block: str, extra: str) -> None:
     code = NO_OTEL.format(block=block, tests=str(Path(__file__).parent), extra=extra)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={"PYTHONPATH": str(ROOT), "PATH": ""})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": str(ROOT), "PATH": ""},
+    )
     assert out.stdout.strip() == "True []"

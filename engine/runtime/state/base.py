@@ -58,9 +58,14 @@ class Flights(Protocol):
     answer from ``peek()``. ``call`` must store its answer where ``peek`` finds it; ``deadline``
     is an event-loop time (``loop.time()``)."""
 
-    async def run(self, key: str, call: Callable[[], Awaitable[T]],
-                  peek: Callable[[], Awaitable[T | None]], *,
-                  deadline: float | None = None) -> T: ...
+    async def run(
+        self,
+        key: str,
+        call: Callable[[], Awaitable[T]],
+        peek: Callable[[], Awaitable[T | None]],
+        *,
+        deadline: float | None = None,
+    ) -> T: ...
 
     def stats(self) -> dict[str, int]: ...
 
@@ -72,8 +77,9 @@ class RateLimiter(Protocol):
 
     window: float
 
-    async def acquire(self, provider: Provider, tokens: int = 0, *,
-                      wait_until: float | None = None, key: str | None = None) -> bool:
+    async def acquire(
+        self, provider: Provider, tokens: int = 0, *, wait_until: float | None = None, key: str | None = None
+    ) -> bool:
         """Take one request and ``tokens`` from ``provider``'s window. ``wait_until`` is an
         event-loop time (``loop.time()``, the clock of ``asyncio.timeout_at``): wait up to then
         for room; ``None``: do not wait. ``key`` names the window (default: the provider's
@@ -81,8 +87,9 @@ class RateLimiter(Protocol):
         key never share a quota)."""
         ...
 
-    async def record(self, provider: Provider, actual_tokens: int, estimated_tokens: int, *,
-                     key: str | None = None) -> None:
+    async def record(
+        self, provider: Provider, actual_tokens: int, estimated_tokens: int, *, key: str | None = None
+    ) -> None:
         """Correct the token count of an admitted request by ``actual - estimated``."""
         ...
 
@@ -155,11 +162,16 @@ class Guard:
     operation answers its default (a miss), and one ``StateWarning`` tells of the outage.
     """
 
-    __slots__ = ("_down_until", "_scrubber", "cooldown", "degraded", "failures", "on_warning",
-                 "timeout")
+    __slots__ = ("_down_until", "_scrubber", "cooldown", "degraded", "failures", "on_warning", "timeout")
 
-    def __init__(self, on_warning: Warn | None = None, *, timeout: float = 0.25,
-                 cooldown: float = 2.0, scrubber: Scrubber | None = None) -> None:
+    def __init__(
+        self,
+        on_warning: Warn | None = None,
+        *,
+        timeout: float = 0.25,
+        cooldown: float = 2.0,
+        scrubber: Scrubber | None = None,
+    ) -> None:
         self.on_warning = on_warning
         self._scrubber = scrubber
         self.timeout = timeout
@@ -196,8 +208,7 @@ class Guard:
         if not self.degraded:
             self.degraded = True
             detail = str(exc) or ("timed out" if isinstance(exc, TimeoutError) else "")
-            self._emit(StateWarning("degraded", operation,
-                                    self.scrub(f"{type(exc).__name__}: {detail}")))
+            self._emit(StateWarning("degraded", operation, self.scrub(f"{type(exc).__name__}: {detail}")))
 
     def scrub(self, text: str) -> str:
         """``text`` with the backend's secrets masked (host and password of a URL read from the

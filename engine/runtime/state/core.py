@@ -46,12 +46,22 @@ class State:
     degrades every piece to "no shared state" with one ``StateWarning``, never a failed request.
     """
 
-    def __init__(self, config: CacheConfig, *, fetch: Fetch | None, on_warning: Warn | None,
-                 timeout: float, cooldown: float, lock_ttl: float, window: float) -> None:
+    def __init__(
+        self,
+        config: CacheConfig,
+        *,
+        fetch: Fetch | None,
+        on_warning: Warn | None,
+        timeout: float,
+        cooldown: float,
+        lock_ttl: float,
+        window: float,
+    ) -> None:
         self.config = config
         # a backend error names host and port: masked when the URL came from the environment
-        self.guard = Guard(on_warning, timeout=timeout, cooldown=cooldown,
-                           scrubber=Scrubber.of([config.backend]))
+        self.guard = Guard(
+            on_warning, timeout=timeout, cooldown=cooldown, scrubber=Scrubber.of([config.backend])
+        )
         self.storage = open_backend(config, self.guard, window=window, lock_ttl=lock_ttl)
         self.limiter: RateLimiter = self.storage.limiter  # an attribute: read on every request
         self.flights = SingleFlight()
@@ -59,14 +69,29 @@ class State:
         self.registry = ModelRegistry(self.storage.store("models"), fetch, ttl=config.models_ttl)
 
     @classmethod
-    def create(cls, config: CacheConfig, *, fetch: Fetch | None = None,
-               on_warning: Warn | None = None, timeout: float = 0.25, cooldown: float = 2.0,
-               lock_ttl: float = 10.0, window: float = WINDOW) -> State:
+    def create(
+        cls,
+        config: CacheConfig,
+        *,
+        fetch: Fetch | None = None,
+        on_warning: Warn | None = None,
+        timeout: float = 0.25,
+        cooldown: float = 2.0,
+        lock_ttl: float = 10.0,
+        window: float = WINDOW,
+    ) -> State:
         """``timeout`` bounds each remote operation; after a failure the backend is skipped for
         ``cooldown`` seconds; ``lock_ttl`` bounds a cross-instance single-flight wait; ``window``
         is the rate-limit window (60 s; tests shorten it)."""
-        return cls(config, fetch=fetch, on_warning=on_warning, timeout=timeout, cooldown=cooldown,
-                   lock_ttl=lock_ttl, window=window)
+        return cls(
+            config,
+            fetch=fetch,
+            on_warning=on_warning,
+            timeout=timeout,
+            cooldown=cooldown,
+            lock_ttl=lock_ttl,
+            window=window,
+        )
 
     @property
     def backend(self) -> str:
@@ -106,9 +131,15 @@ class State:
             return "off"
         return "refresh" if flag == "refresh" else "use"
 
-    async def respond(self, endpoint: str, body: bytes | str,
-                      call: Callable[[], Awaitable[Response]], *, refresh: bool = False,
-                      deadline: float | None = None) -> Response:
+    async def respond(
+        self,
+        endpoint: str,
+        body: bytes | str,
+        call: Callable[[], Awaitable[Response]],
+        *,
+        refresh: bool = False,
+        deadline: float | None = None,
+    ) -> Response:
         """A cacheable request to one endpoint (``Connection.identity`` and the model: who answers,
         as whom): the cached answer (``cached=True``), else ``call()``
         once for all identical requests in flight (here, and on a remote backend on every
@@ -134,33 +165,39 @@ class State:
         await self.responses.set(key, response)
         return response
 
-    async def _shared(self, key: str, call: Callable[[], Awaitable[Response]],
-                      deadline: float | None) -> Response:
+    async def _shared(
+        self, key: str, call: Callable[[], Awaitable[Response]], deadline: float | None
+    ) -> Response:
         peek = partial(self.responses.get, key)
         hit = await peek()
         if hit is not None:
             return hit
-        return await self.storage.flights.run(key, partial(self._upstream, key, call), peek,
-                                              deadline=deadline)
+        return await self.storage.flights.run(
+            key, partial(self._upstream, key, call), peek, deadline=deadline
+        )
 
-    def breaker_factory(self, threshold: int = 5, recovery: float = 60.0
-                        ) -> AsyncCircuitBreakerFactory:
+    def breaker_factory(self, threshold: int = 5, recovery: float = 60.0) -> AsyncCircuitBreakerFactory:
         """A purgatory factory whose circuits live in this state's backend (on a remote one, a
         circuit opened by one instance is open for all; while it is down, circuit operations
         raise ``ConnectionError`` at once and the outage is reported once with the rest).
         Per-circuit settings go to ``get_breaker(name, threshold, ttl)``."""
-        return AsyncCircuitBreakerFactory(default_threshold=threshold, default_ttl=recovery,
-                                          uow=self.storage.circuits())
+        return AsyncCircuitBreakerFactory(
+            default_threshold=threshold, default_ttl=recovery, uow=self.storage.circuits()
+        )
 
     def stats(self) -> dict[str, Any]:
         reg = self.registry.stats()
         return {
-            "backend": self.backend, "degraded": self.guard.degraded,
+            "backend": self.backend,
+            "degraded": self.guard.degraded,
             "backend_failures": self.guard.failures,
-            "flights": {"started": self.flights.started, "joined": self.flights.joined,
-                        "in_flight": len(self.flights), **self.storage.flights.stats()},
-            "models": {"hits": reg.hits, "misses": reg.misses, "size": reg.size,
-                       "errors": reg.errors},
+            "flights": {
+                "started": self.flights.started,
+                "joined": self.flights.joined,
+                "in_flight": len(self.flights),
+                **self.storage.flights.stats(),
+            },
+            "models": {"hits": reg.hits, "misses": reg.misses, "size": reg.size, "errors": reg.errors},
         }
 
     async def ping(self) -> bool:

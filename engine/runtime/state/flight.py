@@ -70,8 +70,7 @@ class SingleFlight:
         self._settle(key, flight, None, result)
         return result
 
-    def _settle(self, key: str, flight: _Flight, exc: BaseException | None,
-                result: Any = None) -> None:
+    def _settle(self, key: str, flight: _Flight, exc: BaseException | None, result: Any = None) -> None:
         if self._flights.get(key) is flight:
             del self._flights[key]
         fut = flight.future

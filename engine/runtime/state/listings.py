@@ -60,8 +60,9 @@ class ModelRegistry:
     GET with the provider's client and auth headers and returns the decoded JSON (raising the
     transport's errors). Concurrent lookups of one provider share one lookup and fetch."""
 
-    def __init__(self, store: Store, fetch: Fetch | None, *, ttl: float,
-                 kind_of: Callable[[str], Kind] = get_kind) -> None:
+    def __init__(
+        self, store: Store, fetch: Fetch | None, *, ttl: float, kind_of: Callable[[str], Kind] = get_kind
+    ) -> None:
         self.fetch = fetch
         self.ttl = ttl
         self._store = store
@@ -95,7 +96,10 @@ class ModelRegistry:
         return await self._fetch(provider, key), False
 
     async def list_models_many(
-        self, providers: Iterable[Provider], *, max_concurrency: int = 10,
+        self,
+        providers: Iterable[Provider],
+        *,
+        max_concurrency: int = 10,
         timeout: float | None = None,
     ) -> dict[str, ModelListing | Exception]:
         """Every provider's listing, at most ``max_concurrency`` fetches at once, each bounded by
@@ -135,8 +139,9 @@ class ModelRegistry:
             raise RuntimeError("the model registry has no fetch function (the engine supplies one)")
         kind = self._kind_of(provider.kind)
         try:
-            names = [str(n) for n in kind.parse_models(await self.fetch(provider, _models_url(
-                kind, provider)))]
+            names = [
+                str(n) for n in kind.parse_models(await self.fetch(provider, _models_url(kind, provider)))
+            ]
         except Exception:
             self.errors += 1
             raise
@@ -160,8 +165,7 @@ def _key(provider: Provider, kind: Kind) -> str:
 def _merge(provider: Provider, listed: Iterable[str], *, cached: bool) -> ModelListing:
     names = list(dict.fromkeys(listed))
     seen = set(names)
-    models = [ListedModel(m.name, m.name in seen, True, m.context, m.price)
-              for m in provider.models.values()]
+    models = [ListedModel(m.name, m.name in seen, True, m.context, m.price) for m in provider.models.values()]
     declared = set(provider.models)
     models += [ListedModel(n, True, False) for n in names if n not in declared]
     return ModelListing(provider.name, tuple(models), cached)

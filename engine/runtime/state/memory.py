@@ -93,8 +93,9 @@ class MemoryLimiter:
         self.window = window
         self._windows: dict[str, _Window] = {}
 
-    async def acquire(self, provider: Provider, tokens: int = 0, *,
-                      wait_until: float | None = None, key: str | None = None) -> bool:
+    async def acquire(
+        self, provider: Provider, tokens: int = 0, *, wait_until: float | None = None, key: str | None = None
+    ) -> bool:
         limits = provider.limits
         if limits is None:
             return True
@@ -110,8 +111,9 @@ class MemoryLimiter:
                 return False
             await asyncio.sleep(wait)
 
-    async def record(self, provider: Provider, actual_tokens: int, estimated_tokens: int, *,
-                     key: str | None = None) -> None:
+    async def record(
+        self, provider: Provider, actual_tokens: int, estimated_tokens: int, *, key: str | None = None
+    ) -> None:
         w = self._windows.get(key or provider.name)
         delta = actual_tokens - estimated_tokens
         if w is None or provider.limits is None or provider.limits.tpm is None or delta == 0:
@@ -159,9 +161,14 @@ def _token_wait(w: _Window, need: int, now: float, window: float) -> float:
 class NoPeers:
     """Single-flight across instances when there are none: the call runs here."""
 
-    async def run(self, key: str, call: Callable[[], Awaitable[T]],
-                  peek: Callable[[], Awaitable[T | None]], *,
-                  deadline: float | None = None) -> T:
+    async def run(
+        self,
+        key: str,
+        call: Callable[[], Awaitable[T]],
+        peek: Callable[[], Awaitable[T | None]],
+        *,
+        deadline: float | None = None,
+    ) -> T:
         return await call()
 
     def stats(self) -> dict[str, int]:

@@ -37,8 +37,7 @@ from redis.backoff import NoBackoff
 from engine.graph import Provider
 from engine.runtime.state.base import WINDOW, Guard
 
-__all__ = ["RedisBackend", "RedisCircuits", "RedisFlights", "RedisLimiter", "RedisStore",
-           "redis_client"]
+__all__ = ["RedisBackend", "RedisCircuits", "RedisFlights", "RedisLimiter", "RedisStore", "redis_client"]
 
 T = TypeVar("T")
 _DOWN: Any = object()
@@ -49,8 +48,12 @@ def redis_client(url: str, *, timeout: float = 0.25) -> aioredis.Redis:
     """A client for ``redis://`` / ``rediss://`` URLs with short socket timeouts and one immediate
     reconnect (redis-py's default backs off and retries three times)."""
     return aioredis.Redis.from_url(
-        url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=False,
-        retry=Retry(NoBackoff(), 1), health_check_interval=30,
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        decode_responses=False,
+        retry=Retry(NoBackoff(), 1),
+        health_check_interval=30,
     )
 
 
@@ -61,8 +64,9 @@ class RedisBackend:
     name = "redis"
     remote = True
 
-    def __init__(self, url: str, namespace: str, guard: Guard, *, window: float = WINDOW,
-                 lock_ttl: float = 10.0) -> None:
+    def __init__(
+        self, url: str, namespace: str, guard: Guard, *, window: float = WINDOW, lock_ttl: float = 10.0
+    ) -> None:
         try:
             self.client = redis_client(url, timeout=guard.timeout)
         except ValueError as exc:  # redis-py's message may quote the URL
@@ -70,8 +74,7 @@ class RedisBackend:
         self.namespace = namespace
         self.guard = guard
         self.limiter = RedisLimiter(self.client, guard, window=window, prefix=f"{namespace}:rl")
-        self.flights = RedisFlights(self.client, guard, lock_ttl=lock_ttl,
-                                    prefix=f"{namespace}:flight")
+        self.flights = RedisFlights(self.client, guard, lock_ttl=lock_ttl, prefix=f"{namespace}:flight")
 
     def store(self, namespace: str) -> RedisStore:
         return RedisStore(self.client, f"{self.namespace}:{namespace}", self.guard)
@@ -95,8 +98,7 @@ class RedisStore:
 
     def __init__(self, client: aioredis.Redis, namespace: str, guard: Guard) -> None:
         pool = client.connection_pool
-        self._cache = RedisCache(namespace=namespace, timeout=None,
-                                 connection_pool_class=lambda **_: pool)
+        self._cache = RedisCache(namespace=namespace, timeout=None, connection_pool_class=lambda **_: pool)
         self._guard = guard
         self.shared = True
 
@@ -191,8 +193,9 @@ class RedisLimiter:
     requests are let through (fail open) and the guard reports it: a limiter outage must not
     stop traffic."""
 
-    def __init__(self, client: aioredis.Redis, guard: Guard, *, window: float = WINDOW,
-                 prefix: str = "engine:rl") -> None:
+    def __init__(
+        self, client: aioredis.Redis, guard: Guard, *, window: float = WINDOW, prefix: str = "engine:rl"
+    ) -> None:
         self.window = window
         self._guard = guard
         self._prefix = prefix
@@ -203,16 +206,16 @@ class RedisLimiter:
         base = f"{self._prefix}:{{{name}}}"  # one hash slot per provider (Redis Cluster)
         return [f"{base}:req", f"{base}:tok", f"{base}:total", f"{base}:seq"]
 
-    async def acquire(self, provider: Provider, tokens: int = 0, *,
-                      wait_until: float | None = None, key: str | None = None) -> bool:
+    async def acquire(
+        self, provider: Provider, tokens: int = 0, *, wait_until: float | None = None, key: str | None = None
+    ) -> bool:
         limits = provider.limits
         if limits is None:
             return True
         keys = self._keys(key or provider.name)
         args = [int(self.window * 1000), limits.rpm or 0, limits.tpm or 0, max(tokens, 0)]
         while True:
-            wait_ms = await self._guard.run("limits.acquire",
-                                            lambda: self._acquire(keys=keys, args=args), 0)
+            wait_ms = await self._guard.run("limits.acquire", lambda: self._acquire(keys=keys, args=args), 0)
             if not wait_ms:
                 return True
             wait = int(wait_ms) / 1000
@@ -220,15 +223,15 @@ class RedisLimiter:
                 return False
             await asyncio.sleep(wait)
 
-    async def record(self, provider: Provider, actual_tokens: int, estimated_tokens: int, *,
-                     key: str | None = None) -> None:
+    async def record(
+        self, provider: Provider, actual_tokens: int, estimated_tokens: int, *, key: str | None = None
+    ) -> None:
         delta = actual_tokens - estimated_tokens
         if provider.limits is None or provider.limits.tpm is None or delta == 0:
             return
         _, tok, total, seq = self._keys(key or provider.name)
         args = [int(self.window * 1000), delta]
-        await self._guard.run("limits.record",
-                              lambda: self._record(keys=[tok, total, seq], args=args), None)
+        await self._guard.run("limits.record", lambda: self._record(keys=[tok, total, seq], args=args), None)
 
 
 # Deletes the lock only if it still holds our token (a lock that timed out may belong to another).
@@ -243,8 +246,15 @@ class RedisFlights:
     lock calls; the others poll ``peek`` for its stored answer until the lock goes away (then
     they try to lead), the lock times out or their deadline comes (then they call on their own)."""
 
-    def __init__(self, client: aioredis.Redis, guard: Guard, *, lock_ttl: float = 10.0,
-                 poll: tuple[float, float] = (0.005, 0.1), prefix: str = "engine:flight") -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        guard: Guard,
+        *,
+        lock_ttl: float = 10.0,
+        poll: tuple[float, float] = (0.005, 0.1),
+        prefix: str = "engine:flight",
+    ) -> None:
         self.lock_ttl = lock_ttl
         self._client = client
         self._guard = guard
@@ -258,16 +268,25 @@ class RedisFlights:
     def stats(self) -> dict[str, int]:
         return {"led": self.led, "followed": self.followed, "fell_back": self.fell_back}
 
-    async def run(self, key: str, call: Callable[[], Awaitable[T]],
-                  peek: Callable[[], Awaitable[T | None]], *, deadline: float | None = None) -> T:
+    async def run(
+        self,
+        key: str,
+        call: Callable[[], Awaitable[T]],
+        peek: Callable[[], Awaitable[T | None]],
+        *,
+        deadline: float | None = None,
+    ) -> T:
         lock = f"{self._prefix}:{key}"
         token = uuid.uuid4().hex
         clock = asyncio.get_running_loop().time
         while True:
             now = clock()
             ttl = self.lock_ttl if deadline is None else max(min(self.lock_ttl, deadline - now), 0.001)
-            got = await self._guard.run("flight.lock", partial(
-                self._client.set, lock, token, nx=True, px=max(int(ttl * 1000), 1)), _DOWN)
+            got = await self._guard.run(
+                "flight.lock",
+                partial(self._client.set, lock, token, nx=True, px=max(int(ttl * 1000), 1)),
+                _DOWN,
+            )
             if got is _DOWN:  # Redis failed or is cooling down: no coordination, go on alone
                 return await call()
             if got:
@@ -281,8 +300,9 @@ class RedisFlights:
                 return await call()
             # the lock went away without an answer (leader failed or answer not cacheable): retry
 
-    async def _lead(self, lock: str, token: str, call: Callable[[], Awaitable[T]],
-                    peek: Callable[[], Awaitable[T | None]]) -> T:
+    async def _lead(
+        self, lock: str, token: str, call: Callable[[], Awaitable[T]], peek: Callable[[], Awaitable[T | None]]
+    ) -> T:
         try:
             # the previous leader may have stored its answer and let go just before us
             answer = await peek()
@@ -292,11 +312,11 @@ class RedisFlights:
             self.led += 1
             return await call()
         finally:
-            await self._guard.run(
-                "flight.unlock", lambda: self._release(keys=[lock], args=[token]), None)
+            await self._guard.run("flight.unlock", lambda: self._release(keys=[lock], args=[token]), None)
 
-    async def _follow(self, lock: str, peek: Callable[[], Awaitable[T | None]], until: float,
-                      clock: Callable[[], float]) -> tuple[T | None, bool]:
+    async def _follow(
+        self, lock: str, peek: Callable[[], Awaitable[T | None]], until: float, clock: Callable[[], float]
+    ) -> tuple[T | None, bool]:
         """(answer, False) when the leader's answer appears; (None, False) when the lock goes away
         without one; (None, True) at ``until``."""
         interval, cap = self._poll
@@ -353,16 +373,21 @@ class _CircuitRepository(AsyncAbstractRepository):
         if not data:
             return None
         fields = json.loads(data)
-        failures = await self._run("breakers.get",
-                                   lambda: self._client.get(f"{key}::failure_count"))
+        failures = await self._run("breakers.get", lambda: self._client.get(f"{key}::failure_count"))
         if failures:
             fields["failure_count"] = int(failures)
         return Context(**fields)
 
     async def register(self, context: Context) -> None:
-        data = json.dumps({"name": context.name, "threshold": context.threshold,
-                           "ttl": context.ttl, "state": context.state,
-                           "opened_at": context.opened_at})
+        data = json.dumps(
+            {
+                "name": context.name,
+                "threshold": context.threshold,
+                "ttl": context.ttl,
+                "state": context.state,
+                "opened_at": context.opened_at,
+            }
+        )
         await self._run("breakers.set", lambda: self._client.set(self._prefix + context.name, data))
 
     async def update_state(self, name: str, state: str, opened_at: float | None) -> None:

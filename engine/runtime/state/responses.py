@@ -48,13 +48,18 @@ class ResponseCache:
         if self.ttl is None:
             return
         stored = Response(
-            text=response.text, provider=response.provider, model=response.model,
-            finish_reason=response.finish_reason, tool_calls=response.tool_calls,
-            usage=response.usage, cost=response.cost, cached=True,
-            reasoning=response.reasoning, reasoning_blocks=response.reasoning_blocks,
+            text=response.text,
+            provider=response.provider,
+            model=response.model,
+            finish_reason=response.finish_reason,
+            tool_calls=response.tool_calls,
+            usage=response.usage,
+            cost=response.cost,
+            cached=True,
+            reasoning=response.reasoning,
+            reasoning_blocks=response.reasoning_blocks,
         )
-        await self._store.set(key, encode_response(stored) if self._store.shared else stored,
-                              self.ttl)
+        await self._store.set(key, encode_response(stored) if self._store.shared else stored, self.ttl)
 
     async def delete(self, key: str) -> None:
         await self._store.delete(key)
@@ -68,11 +73,19 @@ def encode_response(r: Response) -> dict[str, Any]:
     were added later: entries without them read as none)."""
     u = r.usage
     out = {
-        "v": 1, "text": r.text, "provider": r.provider, "model": r.model,
+        "v": 1,
+        "text": r.text,
+        "provider": r.provider,
+        "model": r.model,
         "finish_reason": r.finish_reason,
         "tool_calls": [[c.id, c.name, c.arguments] for c in r.tool_calls],
-        "usage": [u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens,
-                  u.reasoning_tokens],
+        "usage": [
+            u.input_tokens,
+            u.output_tokens,
+            u.cache_read_tokens,
+            u.cache_write_tokens,
+            u.reasoning_tokens,
+        ],
         "cost": r.cost,
     }
     if r.reasoning_blocks:
@@ -83,14 +96,20 @@ def encode_response(r: Response) -> dict[str, Any]:
 def decode_response(d: dict[str, Any]) -> Response:
     if d.get("v") != 1:
         raise ValueError("unknown cache entry version")
-    blocks = tuple(ReasoningBlock(str(k), str(t), _opt(s), _opt(r))
-                   for k, t, s, r in d.get("reasoning") or ())
+    blocks = tuple(
+        ReasoningBlock(str(k), str(t), _opt(s), _opt(r)) for k, t, s, r in d.get("reasoning") or ()
+    )
     return Response(
-        text=d["text"], provider=d["provider"], model=d["model"],
+        text=d["text"],
+        provider=d["provider"],
+        model=d["model"],
         finish_reason=d["finish_reason"],
         tool_calls=tuple(ToolCall(str(i), str(n), str(a)) for i, n, a in d["tool_calls"]),
-        usage=Usage(*(int(n) for n in d["usage"][:5])), cost=d["cost"], cached=True,
-        reasoning=reasoning_text(blocks), reasoning_blocks=blocks,
+        usage=Usage(*(int(n) for n in d["usage"][:5])),
+        cost=d["cost"],
+        cached=True,
+        reasoning=reasoning_text(blocks),
+        reasoning_blocks=blocks,
     )
 
 

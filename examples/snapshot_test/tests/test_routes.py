@@ -15,5 +15,4 @@ def _at_the_root(monkeypatch):
 
 @pytest.mark.parametrize("profile", [None, "production"])
 def test_routes(engine_report, snapshot, profile):
-    assert engine_report("routes.yaml", profile=profile,
-                         requests="tests/sample_requests.json") == snapshot
+    assert engine_report("routes.yaml", profile=profile, requests="tests/sample_requests.json") == snapshot
