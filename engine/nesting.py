@@ -89,8 +89,17 @@ def _is_marker(text: str, i: int) -> bool:
 
 
 def _scan(text: str, limit: int, whole_lines: bool) -> tuple[int, int] | None:
-    if any(c in text for c in _BREAK_CHARS):
-        text = _BREAKS.sub("\n", text)
+    """``too_deep``; with ``whole_lines`` false every line is read token by token."""
+    try:
+        _levels(text, limit, whole_lines)
+    except _TooDeep as deep:
+        return deep.args[0], deep.args[1]
+    return None
+
+
+def _levels(text: str, limit: int, whole_lines: bool) -> None:
+    """Follow the levels that ``text`` opens; raises ``_TooDeep`` where they pass ``limit``."""
+    text = _BREAKS.sub("\n", text) if any(c in text for c in _BREAK_CHARS) else text
     n = len(text)
     i = 1 if text.startswith("\ufeff") else 0
     line, start = 0, 0  # current line and the index where it starts
@@ -105,14 +114,12 @@ def _scan(text: str, limit: int, whole_lines: bool) -> tuple[int, int] | None:
         if j > i:
             breaks = text.count("\n", i, j)
             if breaks:
-                line += breaks
-                start = text.rfind("\n", i, j) + 1
-                first = True
+                first, line, start = True, line + breaks, text.rfind("\n", i, j) + 1
                 if plain_from >= 0 and "#" in text[i:j]:
                     plain_from = -1  # a comment ends a plain scalar
             i = j
         if i >= n:
-            return None
+            return
         col = i - start
         marker = col == 0 and _is_marker(text, i)
         if not flow:
@@ -124,62 +131,94 @@ def _scan(text: str, limit: int, whole_lines: bool) -> tuple[int, int] | None:
                 cont, plain_from = col >= plain_from and not marker, -1
                 if cont:  # the line continues the plain scalar of the line before
                     first = False
-                    i = _plain(text, i, 0, indents[-1] + 1)
-                    line, start = _where(text, j, i, line, start)
+                    i, line, start = _plain_at(text, i, 0, indents[-1] + 1, line, start)
                     continue
             if first and whole_lines and not marker and len(indents) + 5 <= limit:
                 i, line, start, col, plain_from = _whole_lines(text, i, line, start, col, indents, limit - 4)
                 if i >= n or text[i] == "\n" or plain_from >= 0:
                     continue  # at the end of a line, or at one that may continue a plain scalar
-                j = i  # at the first token of a line _LINE does not read
-                key_line, key_col = line, col
+                key_line, key_col = line, col  # at the first token of a line _LINE does not read
                 marker = col == 0 and _is_marker(text, i)
         first = False
-        ch = text[i]
-        if marker:
-            if not flow:
-                del indents[1:]
-            i += 3
-            key_line = -1
-            continue
-        if col == 0 and ch == "%":  # a directive
-            j = text.find("\n", i)
-            i = n if j < 0 else j
-            continue
-        if ch in "[{":
-            flow += 1
-            if flow + len(indents) - 1 > limit:
-                return line, col
-            i += 1
-            continue
-        if ch in "]},":
-            if ch != "," and flow:
-                flow -= 1
-            i += 1
-            continue
-        if ch in "-?:" and (text[i + 1 : i + 2] in ("", " ", "\t", "\n") or (flow and ch != "-")):
-            if not flow:
-                # '- ' and '? ' open a collection at their column; ':' a mapping at its key's
-                at = key_col if ch == ":" and key_line == line else col
-                if at > indents[-1]:
-                    indents.append(at)
-                    if len(indents) - 1 > limit:
-                        return line, at
-                key_line = -1  # the next token starts the next node
-            i += 1
-            continue
-        if ch in "&*":
-            i = _ANCHOR.match(text, i + 1).end()  # type: ignore[union-attr]
-            continue
-        if ch == "!":
-            i = _TAG.match(text, i).end()  # type: ignore[union-attr]
-        elif ch == "'" or ch == '"':
-            i = (_SINGLE if ch == "'" else _DOUBLE).match(text, i).end()  # type: ignore[union-attr]
-        elif ch in "|>" and not flow:
-            i = _block_scalar(text, i, indents[-1])
+        if marker or text[i] in "[{]},-?:":
+            i, line, start, flow, key_line = _token(
+                text, i, line, start, col, marker, flow, indents, key_line, key_col, limit
+            )
         else:
-            i = _plain(text, i, flow, indents[-1] + 1)
-        line, start = _where(text, j, i, line, start)  # the token may span lines
+            i, line, start = _node(text, i, text[i], col, flow, indents[-1], line, start)
+
+
+class _TooDeep(Exception):
+    """The collection at ``(line, column)`` opens more than the limit."""
+
+
+def _token(
+    text: str,
+    i: int,
+    line: int,
+    start: int,
+    col: int,
+    marker: bool,
+    flow: int,
+    indents: list[int],
+    key_line: int,
+    key_col: int,
+    limit: int,
+) -> tuple[int, int, int, int, int]:
+    """Read the token at ``i`` (at ``col``): a document marker (``marker``), a flow indicator or
+    ``-``, ``?`` or ``:``, opening and closing flow and block collections. Returns the position,
+    line, line start, flow level and key line after it; raises ``_TooDeep`` past ``limit``."""
+    if marker:
+        if not flow:
+            del indents[1:]
+        return i + 3, line, start, flow, -1
+    ch = text[i]
+    if ch in "[{":
+        flow += 1
+        if flow + len(indents) - 1 > limit:
+            raise _TooDeep(line, col)
+    elif ch in "]},":
+        if ch != "," and flow:
+            flow -= 1
+    elif ch in "-?:" and (text[i + 1 : i + 2] in ("", " ", "\t", "\n") or (flow and ch != "-")):
+        if not flow:
+            # '- ' and '? ' open a collection at their column; ':' a mapping at its key's
+            at = key_col if ch == ":" and key_line == line else col
+            if at > indents[-1]:
+                indents.append(at)
+                if len(indents) - 1 > limit:
+                    raise _TooDeep(line, at)
+            key_line = -1  # the next token starts the next node
+    else:
+        return (*_node(text, i, ch, col, flow, indents[-1], line, start), flow, key_line)
+    return i + 1, line, start, flow, key_line
+
+
+def _node(
+    text: str, i: int, ch: str, col: int, flow: int, indent: int, line: int, start: int
+) -> tuple[int, int, int]:
+    """Skip the token at ``i`` that opens nothing (``ch`` its first character): a directive, an
+    anchor, alias or tag, a scalar. Returns the position, line and line start after it."""
+    if col == 0 and ch == "%":  # a directive
+        j = text.find("\n", i)
+        return (len(text) if j < 0 else j), line, start
+    if ch in "&*":
+        return _ANCHOR.match(text, i + 1).end(), line, start  # type: ignore[union-attr]
+    if ch == "!":
+        j = _TAG.match(text, i).end()  # type: ignore[union-attr]
+    elif ch == "'" or ch == '"':
+        j = (_SINGLE if ch == "'" else _DOUBLE).match(text, i).end()  # type: ignore[union-attr]
+    elif ch in "|>" and not flow:
+        j = _block_scalar(text, i, indent)
+    else:
+        return _plain_at(text, i, flow, indent + 1, line, start)
+    return (j, *_where(text, i, j, line, start))
+
+
+def _plain_at(text: str, i: int, flow: int, indent: int, line: int, start: int) -> tuple[int, int, int]:
+    """``_plain`` with the line and line start after the scalar."""
+    j = _plain(text, i, flow, indent)
+    return (j, *_where(text, i, j, line, start))
 
 
 def _where(text: str, j: int, i: int, line: int, start: int) -> tuple[int, int]:
@@ -199,21 +238,12 @@ def _whole_lines(
     scalar, or at a comment, a tab or the end. Returns the position, line, line start and column
     reached, and the column from which a line continues the plain scalar ending the last line
     read (-1: none)."""
-    match, siblings, items = _LINE.match, _SIBLINGS.match, _ITEMS.match
+    match, siblings = _LINE.match, _SIBLINGS.match
     anchor = -1  # the start of the "- key: ..." line just read, with its dash's and key's columns
     dash_col = key_col = 0
     while True:
         if anchor >= 0 and (col == dash_col or col == key_col) and len(indents) <= room:
-            m = items(text, anchor)  # more items of that sequence: the state stays as it is
-            if m is not None and m.end() > start:
-                line += text.count("\n", start, m.end())
-                start = m.end()
-                if indents[-1] == dash_col:
-                    indents.append(key_col)  # the last item read left its mapping open
-                col = dash_col if text[start + dash_col] == "-" else key_col
-                if col == dash_col:
-                    indents.pop()
-                i = start + col
+            i, line, start, col = _items(text, i, anchor, line, start, col, dash_col, key_col, indents)
         elif col == indents[-1] and len(indents) <= room:
             m = siblings(text, start)  # lines that open nothing at this column
             if m.end() > start:  # type: ignore[union-attr]  # always matches
@@ -234,9 +264,7 @@ def _whole_lines(
         if key is not None and dashes and dashes.count("-") == 1:
             anchor, dash_col, key_col = start, col, col + len(dashes)
         if dashes:  # "- " at each column that is not open yet
-            for k, c in enumerate(dashes, col):
-                if c == "-" and k > indents[-1]:
-                    indents.append(k)
+            _open_dashes(indents, dashes, col)
         if key is not None and col + len(dashes) > indents[-1]:
             indents.append(col + len(dashes))
         if indent is None:
@@ -249,6 +277,39 @@ def _whole_lines(
             return i, line, start, col, indents[-1] + 1
         while indents[-1] > col:
             indents.pop()
+
+
+def _items(
+    text: str,
+    i: int,
+    anchor: int,
+    line: int,
+    start: int,
+    col: int,
+    dash_col: int,
+    key_col: int,
+    indents: list[int],
+) -> tuple[int, int, int, int]:
+    """Read on past the further ``- key: value`` items of the sequence whose ``- key: ...`` line
+    starts at ``anchor`` (``_ITEMS``). Returns the position, line, line start and column reached."""
+    m = _ITEMS.match(text, anchor)  # the state stays as it is
+    if m is None or m.end() <= start:
+        return i, line, start, col
+    line += text.count("\n", start, m.end())
+    start = m.end()
+    if indents[-1] == dash_col:
+        indents.append(key_col)  # the last item read left its mapping open
+    col = dash_col if text[start + dash_col] == "-" else key_col
+    if col == dash_col:
+        indents.pop()
+    return start + col, line, start, col
+
+
+def _open_dashes(indents: list[int], dashes: str, col: int) -> None:
+    """Push the column of each ``-`` in ``dashes`` (from ``col``) that is not open yet."""
+    for k, c in enumerate(dashes, col):
+        if c == "-" and k > indents[-1]:
+            indents.append(k)
 
 
 def _plain(text: str, i: int, flow: int, indent: int) -> int:
