@@ -145,49 +145,26 @@ class _Converter:
         return value.isoformat() if isinstance(value, _dt.date) else value
 
     def mapping(self, node: MappingNode, path: Path_) -> dict[str, Any]:
+        """A mapping node as a dict: string keys, each once, ``<<`` merges applied."""
         out: dict[str, Any] = {}
         merged: set[str] = set()
         for knode, vnode in node.value:
             if knode.tag == _MERGE:  # `<<: *anchor` merges keys not written here
-                for source in vnode.value if isinstance(vnode, SequenceNode) else [vnode]:
-                    if not isinstance(source, MappingNode):
-                        self.tag_problem(path, "<< of a non-mapping")
-                        continue
-                    for k, v in self.mapping(source, path).items():
-                        if k not in out or k in merged:
-                            out[k] = v
-                            merged.add(k)
+                self.merge_keys(vnode, path, out, merged)
                 continue
             kl = (knode.start_mark.line, knode.start_mark.column)
             if not isinstance(knode, ScalarNode) or knode.tag != _STD + "str":
-                loc = self.loc(*kl)
                 shown = knode.value if isinstance(knode, ScalarNode) else "(a collection)"
-                self.problems.append(
-                    Problem(
-                        self.file,
-                        loc.line,
-                        loc.col,
-                        format_path(path),
-                        f"mapping key {shown} is not a string",
-                        "quote it",
-                        snippet=loc.source,
-                    )
-                )
+                self.problem(kl, format_path(path), f"mapping key {shown} is not a string", "quote it")
                 continue
             key = str(knode.value)
             sub = (*path, key)
             if key in out and key not in merged:
-                loc = self.loc(*kl)
-                self.problems.append(
-                    Problem(
-                        self.file,
-                        loc.line,
-                        loc.col,
-                        "",
-                        f'YAML syntax: found duplicate key "{key}"',
-                        "a key may appear only once in a mapping; remove or rename one of them",
-                        snippet=loc.source,
-                    )
+                self.problem(
+                    kl,
+                    "",
+                    f'YAML syntax: found duplicate key "{key}"',
+                    "a key may appear only once in a mapping; remove or rename one of them",
                 )
                 continue
             merged.discard(key)
@@ -195,6 +172,22 @@ class _Converter:
             self.locs.values[sub] = self.loc(vnode.start_mark.line, vnode.start_mark.column)
             out[key] = self.convert(vnode, sub)
         return out
+
+    def merge_keys(self, vnode: Node, path: Path_, out: dict[str, Any], merged: set[str]) -> None:
+        """Merge the mappings of a ``<<`` value into ``out``: keys not written there, or merged."""
+        for source in vnode.value if isinstance(vnode, SequenceNode) else [vnode]:
+            if not isinstance(source, MappingNode):
+                self.tag_problem(path, "<< of a non-mapping")
+                continue
+            for k, v in self.mapping(source, path).items():
+                if k not in out or k in merged:
+                    out[k] = v
+                    merged.add(k)
+
+    def problem(self, at: tuple[int, int], where: str, message: str, hint: str) -> None:
+        """Record a problem at ``at`` (0-based line and column), with its line as the snippet."""
+        loc = self.loc(*at)
+        self.problems.append(Problem(self.file, loc.line, loc.col, where, message, hint, snippet=loc.source))
 
     def tag_problem(self, path: Path_, tag: str) -> None:
         loc = self.locs.find(path) or self.loc(0, 0)
@@ -227,38 +220,17 @@ def _too_deep(file: str, lines: list[str], at: tuple[int, int] | None) -> Loaded
     """The problem of a document nested deeper than ``MAX_DEPTH`` at ``at`` (0-based line and
     column; None: Python's recursion limit stopped the reading somewhere)."""
     if at is None:
-        return Loaded(
-            None,
-            Locations(),
-            [
-                Problem(
-                    file,
-                    1,
-                    1,
-                    "",
-                    "the document nests too deeply to read",
-                    _DEEP_HINT + ", or an alias (*name) inside its own anchor (&name)",
-                )
-            ],
-            [file],
-        )
+        hint = _DEEP_HINT + ", or an alias (*name) inside its own anchor (&name)"
+        return _failed(Problem(file, 1, 1, "", "the document nests too deeply to read", hint))
     src = lines[at[0]] if 0 <= at[0] < len(lines) else ""
-    return Loaded(
-        None,
-        Locations(),
-        [
-            Problem(
-                file,
-                at[0] + 1,
-                at[1] + 1,
-                "",
-                f"the document nests more than {MAX_DEPTH} levels deep here",
-                _DEEP_HINT,
-                snippet=src if len(src) <= 200 else "",
-            )
-        ],
-        [file],
-    )
+    message = f"the document nests more than {MAX_DEPTH} levels deep here"
+    snippet = src if len(src) <= 200 else ""
+    return _failed(Problem(file, at[0] + 1, at[1] + 1, "", message, _DEEP_HINT, snippet=snippet))
+
+
+def _failed(problem: Problem) -> Loaded:
+    """A document that could not be read: no data, the one ``problem``."""
+    return Loaded(None, Locations(), [problem], [problem.file])
 
 
 def _yaml(pure: bool) -> YAML:
@@ -279,30 +251,10 @@ def load_text(text: str, file: str = "routes.yaml") -> Loaded:
     deep = too_deep(text, MAX_DEPTH)
     if deep is not None:
         return _too_deep(file, lines, deep)
-    yaml = _yaml(pure=not _HAVE_C)
-    try:
-        try:
-            root = yaml.compose(text)
-        except MarkedYAMLError:
-            if not _HAVE_C:
-                raise
-            yaml = _yaml(pure=True)
-            root = yaml.compose(text)
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line, mark.column) if mark is not None else (0, 0)
-        src = lines[line] if 0 <= line < len(lines) else ""
-        msg = (exc.problem or exc.context or "invalid YAML").strip()
-        message, hint = _plain_syntax(exc, msg, src)
-        return Loaded(
-            None, Locations(), [Problem(file, line + 1, col + 1, "", message, hint, snippet=src)], [file]
-        )
-    except RecursionError:
-        return _too_deep(file, lines, None)
-    except (YAMLError, ValueError) as exc:
-        return Loaded(
-            None, Locations(), [Problem(file, 1, 1, "", f"YAML syntax: {exc}", "fix the YAML syntax")], [file]
-        )
+    composed = _compose(text, file, lines)
+    if isinstance(composed, Loaded):
+        return composed
+    root, yaml = composed
     if root is None:
         return Loaded(None, Locations(), [], [file])
     conv = _Converter(file, lines, yaml)
@@ -313,36 +265,42 @@ def load_text(text: str, file: str = "routes.yaml") -> Loaded:
     except RecursionError:  # a merge key (<<: *name) inside its own anchor
         return _too_deep(file, lines, None)
     except _TooBig:
-        return Loaded(
-            None,
-            Locations(),
-            [
-                Problem(
-                    file,
-                    1,
-                    1,
-                    "",
-                    "document is too large (an alias bomb?)",
-                    f"keep the document under {MAX_NODES} values",
-                )
-            ],
-            [file],
+        message, hint = (
+            "document is too large (an alias bomb?)",
+            f"keep the document under {MAX_NODES} values",
         )
+        return _failed(Problem(file, 1, 1, "", message, hint))
     if not isinstance(data, dict):
         if root.tag in _PLAIN_TAGS:
-            conv.problems.append(
-                Problem(
-                    file,
-                    1,
-                    1,
-                    "",
-                    "the document must be a mapping",
-                    "start with 'version: 1'",
-                    snippet=lines[0] if lines else "",
-                )
-            )
+            snippet = lines[0] if lines else ""
+            message, hint = "the document must be a mapping", "start with 'version: 1'"
+            conv.problems.append(Problem(file, 1, 1, "", message, hint, snippet=snippet))
         data = None
     return Loaded(data, conv.locs, conv.problems, [file])
+
+
+def _compose(text: str, file: str, lines: list[str]) -> tuple[Node | None, YAML] | Loaded:
+    """The node tree of ``text`` and the parser that composed it, or the located syntax problem."""
+    yaml = _yaml(pure=not _HAVE_C)
+    try:
+        try:
+            return yaml.compose(text), yaml
+        except MarkedYAMLError:
+            if not _HAVE_C:
+                raise
+            yaml = _yaml(pure=True)
+            return yaml.compose(text), yaml
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line, mark.column) if mark is not None else (0, 0)
+        src = lines[line] if 0 <= line < len(lines) else ""
+        msg = (exc.problem or exc.context or "invalid YAML").strip()
+        message, hint = _plain_syntax(exc, msg, src)
+        return _failed(Problem(file, line + 1, col + 1, "", message, hint, snippet=src))
+    except RecursionError:
+        return _too_deep(file, lines, None)
+    except (YAMLError, ValueError) as exc:
+        return _failed(Problem(file, 1, 1, "", f"YAML syntax: {exc}", "fix the YAML syntax"))
 
 
 def _plain_syntax(exc: MarkedYAMLError, msg: str, src: str) -> tuple[str, str]:
@@ -362,40 +320,50 @@ def _plain_syntax(exc: MarkedYAMLError, msg: str, src: str) -> tuple[str, str]:
             "beside it, or deeper under its parent key",
         )
     if "flow" in ctx and ("expected ','" in msg or "expected ',' or" in msg):
-        opener, closer = ("{", "}") if "mapping" in ctx else ("[", "]")
-        pm = exc.problem_mark
-        if cm is not None and pm is not None and pm.line != cm.line:
-            return (
-                f"YAML syntax: the '{opener}' at line {cm.line + 1}, column {cm.column + 1} is not closed",
-                f"close it with '{closer}'; quote a value in it that contains ':' or ','",
-            )
-        return (
-            f"YAML syntax: inside {opener} {closer}, an item goes on past where it should end",
-            f"quote a value that contains ':' or ',' (\"a: b\"), and close with '{closer}'"
-            if "${" not in src
-            else 'quote a ${...} value: "${NAME}"',
-        )
+        return _flow_syntax(exc, src)
     if "could not find expected ':'" in msg:
         return (
             "YAML syntax: a line without 'key: value' inside a mapping",
             "add the ':' or quote the text; check the indentation of the line above",
         )
     if "mapping values are not allowed" in msg:
-        pm = exc.problem_mark
-        if pm is not None and pm.line > 0 and ": " not in src[: pm.column]:  # its first ':'
-            # the line above's value went on to this line, deeper indented
-            return (
-                "YAML syntax: this line is indented deeper than the key above it, so it "
-                "reads as part of that key's value",
-                "indent it like the keys beside it, or quote a value that contains ': '",
-            )
-        return (
-            "YAML syntax: a value that contains ': '",
-            "quote the value, or check the indentation of this line",
-        )
+        return _mapping_values(exc, src)
     if "'\\t'" in msg:
         return "YAML syntax: a tab character in the indentation", "indent with spaces, not tabs"
     return f"YAML syntax: {msg}", _syntax_hint(exc, msg, src)
+
+
+def _flow_syntax(exc: MarkedYAMLError, src: str) -> tuple[str, str]:
+    """``_plain_syntax`` of a ``[ ]`` or ``{ }`` that an item runs past or that is not closed."""
+    ctx, cm, pm = exc.context or "", exc.context_mark, exc.problem_mark
+    opener, closer = ("{", "}") if "mapping" in ctx else ("[", "]")
+    if cm is not None and pm is not None and pm.line != cm.line:
+        return (
+            f"YAML syntax: the '{opener}' at line {cm.line + 1}, column {cm.column + 1} is not closed",
+            f"close it with '{closer}'; quote a value in it that contains ':' or ','",
+        )
+    return (
+        f"YAML syntax: inside {opener} {closer}, an item goes on past where it should end",
+        f"quote a value that contains ':' or ',' (\"a: b\"), and close with '{closer}'"
+        if "${" not in src
+        else 'quote a ${...} value: "${NAME}"',
+    )
+
+
+def _mapping_values(exc: MarkedYAMLError, src: str) -> tuple[str, str]:
+    """``_plain_syntax`` of a ': ' where no mapping may start."""
+    pm = exc.problem_mark
+    if pm is not None and pm.line > 0 and ": " not in src[: pm.column]:  # its first ':'
+        # the line above's value went on to this line, deeper indented
+        return (
+            "YAML syntax: this line is indented deeper than the key above it, so it "
+            "reads as part of that key's value",
+            "indent it like the keys beside it, or quote a value that contains ': '",
+        )
+    return (
+        "YAML syntax: a value that contains ': '",
+        "quote the value, or check the indentation of this line",
+    )
 
 
 def _syntax_hint(exc: MarkedYAMLError, msg: str, src: str) -> str:
@@ -465,69 +433,60 @@ def interpolate(loaded: Loaded, env: Mapping[str, str]) -> None:
     ``Secret``. ``$${`` writes a literal ``${``. Unset names without a default give an empty value
     and are recorded in ``env_used`` (the compiler warns where it matters)."""
 
-    def sub(text: str, path: Path_) -> str | Secret:
-        if "${" not in text:
-            return text
-        out: list[str] = []
-        parts: list[str] = []  # the environment values put in (masked wherever they appear)
-        pos = 0
-        touched = False
-        for m in _VAR.finditer(text):
-            start = m.start()
-            if start > 0 and text[start - 1] == "$":
-                out.append(text[pos : start - 1] + m.group(0))
-                pos = m.end()
-                continue
-            out.append(text[pos:start])
-            pos = m.end()
-            name, sep, default = m.group(1).partition(":-")
-            if not _NAME.match(name):
-                loc = loaded.locations.find(path) or Loc(loaded.files[0], 0, 0)
-                loaded.problems.append(
-                    Problem(
-                        loc.file,
-                        loc.line,
-                        loc.col,
-                        format_path(path),
-                        f"bad variable reference '${{{m.group(1)}}}'",
-                        "write ${NAME} or ${NAME:-default} with NAME of letters, digits and _",
-                        snippet=loc.source,
-                    )
-                )
-                continue
-            touched = True
-            value = env.get(name)
-            loaded.env_used[name] = loaded.env_used.get(name, False) or value is not None
-            out.append(value if value is not None else (default if sep else ""))
-            if value:  # a default is written in the file: shown where the value may be shown
-                parts.append(value)
-        out.append(text[pos:])
-        if _unclosed(text):
-            loc = loaded.locations.find(path) or Loc(loaded.files[0], 0, 0)
-            loaded.problems.append(
-                Problem(
-                    loc.file,
-                    loc.line,
-                    loc.col,
-                    format_path(path),
-                    "unclosed '${' in string",
-                    "close it with '}' or write '$${' for a literal",
-                    snippet=loc.source,
-                )
-            )
-        joined = "".join(out)
-        return Secret(joined, tuple(parts)) if touched else joined
-
     def walk(node: Any, path: Path_) -> Any:
         if isinstance(node, dict):
             return {k: walk(v, (*path, k)) for k, v in node.items()}
         if isinstance(node, list):
             return [walk(v, (*path, i)) for i, v in enumerate(node)]
         if isinstance(node, str):
-            return sub(node, path)
+            return _substitute(loaded, env, node, path) if "${" in node else node
         return node
 
     loaded.data = walk(loaded.data, ())
+
+
+def _substitute(loaded: Loaded, env: Mapping[str, str], text: str, path: Path_) -> str | Secret:
+    """``text`` (at ``path``) with its ``${...}`` references replaced; a ``Secret`` if any was."""
+    out: list[str] = []
+    parts: list[str] = []  # the environment values put in (masked wherever they appear)
+    pos = 0
+    touched = False
+    for m in _VAR.finditer(text):
+        start = m.start()
+        if start > 0 and text[start - 1] == "$":
+            out.append(text[pos : start - 1] + m.group(0))
+            pos = m.end()
+            continue
+        out.append(text[pos:start])
+        pos = m.end()
+        name, sep, default = m.group(1).partition(":-")
+        if not _NAME.match(name):
+            _problem_at(
+                loaded,
+                path,
+                f"bad variable reference '${{{m.group(1)}}}'",
+                "write ${NAME} or ${NAME:-default} with NAME of letters, digits and _",
+            )
+            continue
+        touched = True
+        value = env.get(name)
+        loaded.env_used[name] = loaded.env_used.get(name, False) or value is not None
+        out.append(value if value is not None else (default if sep else ""))
+        if value:  # a default is written in the file: shown where the value may be shown
+            parts.append(value)
+    out.append(text[pos:])
+    if _unclosed(text):
+        _problem_at(loaded, path, "unclosed '${' in string", "close it with '}' or write '$${' for a literal")
+    joined = "".join(out)
+    return Secret(joined, tuple(parts)) if touched else joined
+
+
+def _problem_at(loaded: Loaded, path: Path_, message: str, hint: str) -> None:
+    """Record a problem at the value at ``path`` of ``loaded``."""
+    loc = loaded.locations.find(path) or Loc(loaded.files[0], 0, 0)
+    loaded.problems.append(
+        Problem(loc.file, loc.line, loc.col, format_path(path), message, hint, snippet=loc.source)
+    )
 
 
 def _unclosed(text: str) -> bool:
