@@ -80,6 +80,7 @@ if TYPE_CHECKING:
     from engine.runtime.state.listings import ListedModel, ModelListing, RegistryStats
     from engine.runtime.streaming import EventStream
     from engine.sync import SyncEngine
+    from engine.telemetry.health import Health
 
 __all__ = [
     "AllTargetsFailed",
@@ -96,6 +97,7 @@ __all__ = [
     "EventName",
     "EventStream",
     "FailingOver",
+    "Health",
     "ListedModel",
     "ListingError",
     "ModelListing",
@@ -176,6 +178,7 @@ _LAZY = {
     "ModelListing": "engine.runtime.state.listings",
     "Price": "engine.graph",
     "ProviderHealth": "engine.runtime.health",
+    "Health": "engine.telemetry.health",
     "RegistryStats": "engine.runtime.state.listings",
     "Request": "engine.request",
     "RoutingGraph": "engine.graph",
