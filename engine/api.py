@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 from engine.compiler import compile_file
 from engine.graph import RoutingGraph
-from engine.plan import Plan, build_plan
+from engine.plan import Plan, PlanEstimate, build_plan
 from engine.result import Response
 from engine.runtime import (
     AttemptEnded,
@@ -198,6 +198,12 @@ class Engine(Subscribable):
     def plan(self, request: RequestLike) -> Plan:
         """The dry run: what ``route`` would do now (open circuits included), with no network."""
         return build_plan(self.graph, request, open_circuits=self._core.circuits.open_circuits())
+
+    def estimate(self, request: RequestLike) -> dict[str, PlanEstimate]:
+        """Per target the request's route can reach (``provider/model``, as the plan names it):
+        its estimated input tokens, its ``max_tokens`` (256 when it sets none) and the cost in
+        USD at the target's price (``None`` without one). No network."""
+        return {t.target: t.estimate for t in build_plan(self.graph, request).targets}
 
     def route_sync(self, request: RequestLike) -> Response:
         """``engine.sync.route(request)``: for scripts, on the engine's own loop thread."""

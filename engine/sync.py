@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from engine.api import Engine, Subscribable
 from engine.graph import RoutingGraph
-from engine.plan import Plan
+from engine.plan import Plan, PlanEstimate
 from engine.result import Response
 from engine.runtime import (
     ModelListing,
@@ -158,6 +158,9 @@ class SyncEngine(Subscribable):
 
     def health(self) -> dict[str, ProviderHealth]:
         return self.aio.health()
+
+    def estimate(self, request: RequestLike) -> dict[str, PlanEstimate]:
+        return self.aio.estimate(request)
 
     def metrics(self) -> dict[str, dict[str, float]]:
         return self.aio.metrics()

@@ -221,3 +221,20 @@ async def test_a_request_no_route_matches_is_counted(make: Make, fake: FakeServe
     with pytest.raises(Exception, match="no route"):
         await eng.route(ask("nowhere"))
     assert series(samples(eng), "engine_requests_total") == {("no_route", "none"): 1}
+
+
+async def test_estimate_prices_every_target_the_route_reaches(make: Make, ask: Ask) -> None:
+    eng = make(CONFIG, registry=CollectorRegistry())
+    req = ask("main", "x" * 400, max_tokens=100)  # 400 characters: 101 tokens in
+    est = eng.estimate(req)
+    assert list(est) == ["a/m", "b/m"]
+    assert (est["a/m"].input_tokens, est["a/m"].output_tokens) == (101, 100)
+    assert est["a/m"].cost == pytest.approx((101 * 1.0 + 100 * 2.0) / 1e6)
+    assert est["b/m"].cost == pytest.approx((101 * 3.0 + 100 * 4.0) / 1e6)
+    assert eng.estimate(ask("guarded", "hi"))["brk/m"].cost is None  # no price
+    assert eng.estimate(ask("guarded", "hi"))["b/m"].output_tokens == 256  # the default
+    assert eng.plan(req).to_dict()["targets"][0]["estimate"] == {
+        "input_tokens": 101,
+        "output_tokens": 100,
+        "cost": est["a/m"].cost,
+    }
