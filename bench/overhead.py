@@ -55,10 +55,12 @@ Call = Callable[[], Awaitable[Any]]
 
 # One provider on the upstream, one on its SSE path, one that refuses connections (with and
 # without a breaker). No retries on the same target, so a failover costs exactly one refused
-# connect; the plain route is the same target with nothing in front of it.
+# connect; the plain route is the same target with nothing in front of it. Telemetry is off
+# (the earlier targets hold with it off); the telemetry rows turn it on.
 ROUTES = """\
 version: 1
 defaults: {{speed: bench, retry: transient, breaker: none, deadline: 30s}}
+telemetry: {{metrics: false}}
 speeds:
   bench: {{connect: 5s, read: 30s, pool: 30s, retries: 0, backoff: {{base: 10ms}}}}
 breakers:
@@ -225,9 +227,16 @@ class EngineRoute(Client):
     label, key = "engine.route()", "engine"
     transport: str | None = None
     model = MODEL
+    telemetry: str | None = None  # another telemetry: section than the routes' (metrics off)
+
+    def options(self) -> dict[str, Any]:
+        return {}
 
     async def __aenter__(self) -> Call:
-        self.engine = Engine.from_graph(compile_text(self.env.routes), transport=self.transport)
+        routes = self.env.routes
+        if self.telemetry is not None:
+            routes = routes.replace("telemetry: {metrics: false}", self.telemetry)
+        self.engine = Engine.from_graph(compile_text(routes), transport=self.transport, **self.options())
         route, request = self.engine.route, {**REQUEST, "model": self.model}
 
         async def call() -> Any:
@@ -239,7 +248,52 @@ class EngineRoute(Client):
         return call
 
     async def __aexit__(self, *exc: object) -> None:
+        OVERHEAD[self.key] = _overhead(self.engine.metrics())
         await self.engine.aclose()
+
+
+# client key -> (mean engine_overhead_seconds of its routed requests in us, count), read from the
+# engine's own histogram before it closes (metrics on only)
+OVERHEAD: dict[str, tuple[float, int]] = {}
+
+
+def _overhead(metrics: dict[str, dict[str, float]]) -> tuple[float, int]:
+    total = metrics.get("engine_overhead_seconds_sum", {}).get("mode=route", 0.0)
+    count = int(metrics.get("engine_overhead_seconds_count", {}).get("mode=route", 0))
+    return (total / count * 1e6 if count else 0.0), count
+
+
+class EngineRouteMetrics(EngineRoute):
+    label, key = "engine.route() [metrics on]", "engine_metrics"
+    telemetry = "telemetry: {metrics: true}"
+
+
+class _NoExport:
+    """An OpenTelemetry span exporter that drops every span (the SDK's work, no I/O)."""
+
+    def export(self, spans: Any) -> Any:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+class EngineRouteTraces(EngineRoute):
+    label, key = "engine.route() [metrics + traces on]", "engine_traces"
+    telemetry = "telemetry: {metrics: true, traces: true}"
+
+    def options(self) -> dict[str, Any]:
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(_NoExport()))  # type: ignore[arg-type]
+        return {"tracer_provider": provider}
 
 
 class EngineRouteHttpxAiohttp(EngineRoute):
@@ -787,6 +841,68 @@ def bench(env: Env, plan: Plan, rep: Report) -> None:
     rep.out(f"Targets (issue 3, item 11), loop: {lp}")
     for name, ok, value in targets:
         rep.out(f"  {'PASS' if ok else 'FAIL'}  {name:<52} {value}")
+    telemetry_rows(env, plan, rep)
+
+
+def telemetry_rows(env: Env, plan: Plan, rep: Report) -> None:
+    """Sequential medians with telemetry off, metrics on and traces on (an SDK with a no-op
+    exporter), interleaved; the engine-overhead histogram against the bench's own difference
+    to raw aiohttp."""
+    w = 42
+    clients: list[type[Client]] = [RawAiohttp, EngineRoute, EngineRouteMetrics]
+    traced = _has_otel_sdk()
+    clients += [EngineRouteTraces] if traced else []
+    progress("telemetry")
+    seq, _ = run(
+        plan.loop, measure(env, Group([(c, plan.n) for c in clients], warmup=plan.warmup, rounds=plan.rounds))
+    )
+    a, off = seq["aiohttp"].median, seq["engine"].median
+    rep.out("")
+    rep.out(
+        f"Telemetry: sequential latency, {plan.n} requests, {plan.rounds} interleaved rounds, in microseconds"
+    )
+    rep.out(
+        f"{'client':<{w}} {'median':>8} {'p99':>8} {'vs off':>8} {'vs aiohttp':>11} "
+        f"{'- aiohttp':>10} {'histogram':>10}"
+    )
+    for cls in clients:
+        s = seq[cls.key]
+        hist = OVERHEAD.get(cls.key, (0.0, 0))
+        rep.out(
+            f"{cls.label:<{w}} {_us(s.median):>8} {_us(s.p99):>8} {_pct(s.median - off, off):>8} "
+            f"{_x(s.median, a):>11} {_us(s.median - a):>10} {_us(hist[0]) if hist[1] else '-':>10}"
+        )
+    rep.out(
+        "  vs off: the added share over telemetry off; - aiohttp: the bench's own overhead; "
+        "histogram: mean engine_overhead_seconds (route) the engine recorded over the same run"
+    )
+    m = seq["engine_metrics"].median
+    hist_us = OVERHEAD["engine_metrics"][0]
+    diff = m - a
+    ratio = hist_us / diff if diff > 0 else 0.0
+    targets = [
+        ("metrics on: sequential median <= +5% over off", m <= off * 1.05, f"{100 * (m / off - 1):+.1f}%")
+    ]
+    if traced:
+        t = seq["engine_traces"].median
+        targets.append(
+            ("traces on: sequential median <= +15% over off", t <= off * 1.15, f"{100 * (t / off - 1):+.1f}%")
+        )
+    targets.append(
+        ("overhead histogram within 2x of median - raw aiohttp", 0.5 <= ratio <= 2.0, f"{ratio:.2f}x")
+    )
+    rep.out("")
+    rep.out("Targets (issue 10)")
+    for name, ok, value in targets:
+        rep.out(f"  {'PASS' if ok else 'FAIL'}  {name:<52} {value}")
+
+
+def _has_otel_sdk() -> bool:
+    try:
+        import opentelemetry.sdk.trace  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 # -- profile ------------------------------------------------------------------------------------

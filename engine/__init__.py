@@ -53,6 +53,7 @@ if TYPE_CHECKING:
         PlanBody,
         PlanBreaker,
         PlanCache,
+        PlanEstimate,
         PlanPrice,
         PlanRequest,
         PlanRetry,
@@ -80,6 +81,7 @@ if TYPE_CHECKING:
     from engine.runtime.state.listings import ListedModel, ModelListing, RegistryStats
     from engine.runtime.streaming import EventStream
     from engine.sync import SyncEngine
+    from engine.telemetry.health import Health
 
 __all__ = [
     "AllTargetsFailed",
@@ -96,6 +98,7 @@ __all__ = [
     "EventName",
     "EventStream",
     "FailingOver",
+    "Health",
     "ListedModel",
     "ListingError",
     "ModelListing",
@@ -104,6 +107,7 @@ __all__ = [
     "PlanBody",
     "PlanBreaker",
     "PlanCache",
+    "PlanEstimate",
     "PlanPrice",
     "PlanRequest",
     "PlanRetry",
@@ -145,6 +149,7 @@ _PLAN = (
     "PlanBody",
     "PlanBreaker",
     "PlanCache",
+    "PlanEstimate",
     "PlanPrice",
     "PlanRequest",
     "PlanRetry",
@@ -176,6 +181,7 @@ _LAZY = {
     "ModelListing": "engine.runtime.state.listings",
     "Price": "engine.graph",
     "ProviderHealth": "engine.runtime.health",
+    "Health": "engine.telemetry.health",
     "RegistryStats": "engine.runtime.state.listings",
     "Request": "engine.request",
     "RoutingGraph": "engine.graph",

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 from engine.compiler import compile_file
 from engine.graph import RoutingGraph
-from engine.plan import Plan, build_plan
+from engine.plan import Plan, PlanEstimate, build_plan
 from engine.result import Response
 from engine.runtime import (
     AttemptEnded,
@@ -38,6 +38,7 @@ from engine.runtime import (
     Supervisor,
     TransportOption,
 )
+from engine.telemetry.metrics import CollectorRegistry
 
 if TYPE_CHECKING:
     from engine.sync import SyncEngine
@@ -84,7 +85,10 @@ class Engine(Subscribable):
     (``"httpx"``, httpx's own pool, was removed: it raises ``ValueError`` saying why); ``seed``
     makes weighted, least-latency and jitter draws repeatable; ``circuit_factory`` is a
     ``purgatory.AsyncCircuitBreakerFactory`` (default: circuits kept where ``cache.backend``
-    says, so with a Redis backend every engine on that Redis shares them).
+    says, so with a Redis backend every engine on that Redis shares them); ``registry`` is the
+    ``prometheus_client.CollectorRegistry`` the metrics go to (default: one of the engine's own,
+    never the global one); ``tracer_provider`` an OpenTelemetry ``TracerProvider`` for the spans
+    (default: the global one; only with ``telemetry.traces: true``).
 
     Shared state (``cache.backend``: memory, or a Redis URL for several instances): the response
     cache, single-flight of identical requests, the model registry, rate-limit counters and
@@ -99,10 +103,19 @@ class Engine(Subscribable):
         transport: TransportOption = None,
         seed: int | None = None,
         circuit_factory: Any = None,
+        registry: CollectorRegistry | None = None,
+        tracer_provider: Any = None,
         source: str | Path | None = None,
         profile: str | None = None,
     ) -> None:
-        self._core = Supervisor(graph, transport=transport, seed=seed, circuit_factory=circuit_factory)
+        self._core = Supervisor(
+            graph,
+            transport=transport,
+            seed=seed,
+            circuit_factory=circuit_factory,
+            registry=registry,
+            tracer_provider=tracer_provider,
+        )
         self._source = Path(source) if source is not None else None
         self._profile = profile
         self._sync_view: SyncEngine | None = None
@@ -116,6 +129,8 @@ class Engine(Subscribable):
         transport: TransportOption = None,
         seed: int | None = None,
         circuit_factory: Any = None,
+        registry: CollectorRegistry | None = None,
+        tracer_provider: Any = None,
     ) -> Engine:
         """Compile ``path`` (with ``profiles/PROFILE.yaml`` beside it; default profile:
         ``$ENGINE_PROFILE``). Raises ``ConfigError``."""
@@ -127,6 +142,8 @@ class Engine(Subscribable):
             transport=transport,
             seed=seed,
             circuit_factory=circuit_factory,
+            registry=registry,
+            tracer_provider=tracer_provider,
         )
 
     @classmethod
@@ -137,8 +154,17 @@ class Engine(Subscribable):
         transport: TransportOption = None,
         seed: int | None = None,
         circuit_factory: Any = None,
+        registry: CollectorRegistry | None = None,
+        tracer_provider: Any = None,
     ) -> Engine:
-        return cls(graph, transport=transport, seed=seed, circuit_factory=circuit_factory)
+        return cls(
+            graph,
+            transport=transport,
+            seed=seed,
+            circuit_factory=circuit_factory,
+            registry=registry,
+            tracer_provider=tracer_provider,
+        )
 
     @property
     def graph(self) -> RoutingGraph:
@@ -172,6 +198,12 @@ class Engine(Subscribable):
     def plan(self, request: RequestLike) -> Plan:
         """The dry run: what ``route`` would do now (open circuits included), with no network."""
         return build_plan(self.graph, request, open_circuits=self._core.circuits.open_circuits())
+
+    def estimate(self, request: RequestLike) -> dict[str, PlanEstimate]:
+        """Per target the request's route can reach (``provider/model``, as the plan names it):
+        its estimated input tokens, its ``max_tokens`` (256 when it sets none) and the cost in
+        USD at the target's price (``None`` without one). No network."""
+        return {t.target: t.estimate for t in build_plan(self.graph, request).targets}
 
     def route_sync(self, request: RequestLike) -> Response:
         """``engine.sync.route(request)``: for scripts, on the engine's own loop thread."""
@@ -218,8 +250,19 @@ class Engine(Subscribable):
         return await self._core.warmup()
 
     def health(self) -> dict[str, ProviderHealth]:
-        """Per provider: circuit state, moving-average latency of answered tries, counts."""
+        """Per provider (and, in ``.targets``, per target): score 0–1, circuit state, latency
+        p50/p95 over the recent window and its moving average, counts of ok, failed and skipped
+        tries. Kept whether telemetry is on or off."""
         return self._core.health()
+
+    def metrics(self) -> dict[str, dict[str, float]]:
+        """Every metric as a plain dict: sample name -> ``"label=value,..."`` -> value (empty
+        with ``telemetry.metrics: false``); cost totals under ``engine_cost_usd_total``."""
+        return self._core.telemetry.metrics()
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format of this engine's registry (what ``/metrics`` serves)."""
+        return self._core.telemetry.exposition()
 
     async def list_models(self, provider: str, *, refresh: bool = False) -> ModelListing:
         """``provider``'s models: its listing endpoint (each kind's own) merged with the models

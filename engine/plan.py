@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from engine.errors import NoRouteError
+from engine.estimate import estimate
 from engine.graph import CacheConfig, Classifier, Group, Node, Route, RoutingGraph, Speed, Target
 from engine.request import Request, normalize_request
 from engine.strategies import STRATEGIES
@@ -26,6 +27,7 @@ __all__ = [
     "PlanBody",
     "PlanBreaker",
     "PlanCache",
+    "PlanEstimate",
     "PlanPrice",
     "PlanRequest",
     "PlanRetry",
@@ -168,6 +170,17 @@ class PlanPrice(_Part):
 
 
 @dataclass(frozen=True, slots=True)
+class PlanEstimate(_Part):
+    """What the request would cost at one target: its estimated input tokens (text characters /
+    4, the rate limiter's estimate), its ``max_tokens`` (``DEFAULT_MAX_TOKENS``, 256, when it sets
+    none) and the USD at the target's price (``None``: the model has no price)."""
+
+    input_tokens: int
+    output_tokens: int
+    cost: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class PlanTarget(_Part):
     """One target the route can reach, with its settings and ``notes``: what its kind drops or
     changes in this request."""
@@ -182,6 +195,7 @@ class PlanTarget(_Part):
     breaker: PlanBreaker | None
     price: PlanPrice | None
     notes: tuple[str, ...]
+    estimate: PlanEstimate
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,6 +388,7 @@ def _target(t: Target, req: dict[str, Any], model: str, open_circuits: Collectio
         ),
         PlanPrice(price.input, price.output) if price else None,
         _notes(t, req, name),
+        PlanEstimate(*estimate(req, price)),
     )
 
 
@@ -488,6 +503,9 @@ def _target_text(t: PlanTarget) -> list[str]:
     ]
     if t.price:
         lines.append(f"      price ${t.price.input:g} in / ${t.price.output:g} out per 1M tokens")
+    e = t.estimate
+    cost = f"${e.cost:.6g}" if e.cost is not None else "no price"
+    lines.append(f"      estimate {e.input_tokens} in + {e.output_tokens} out tokens: {cost}")
     return lines + [f"      note {n}" for n in t.notes]
 
 

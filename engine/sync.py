@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from engine.api import Engine, Subscribable
 from engine.graph import RoutingGraph
-from engine.plan import Plan
+from engine.plan import Plan, PlanEstimate
 from engine.result import Response
 from engine.runtime import (
     ModelListing,
@@ -31,6 +31,7 @@ from engine.runtime import (
     TransportOption,
     outside_loop,
 )
+from engine.telemetry.metrics import CollectorRegistry
 
 __all__ = ["SyncEngine"]
 
@@ -47,6 +48,8 @@ class SyncEngine(Subscribable):
         transport: TransportOption = None,
         seed: int | None = None,
         circuit_factory: Any = None,
+        registry: CollectorRegistry | None = None,
+        tracer_provider: Any = None,
         source: str | Path | None = None,
         profile: str | None = None,
     ) -> None:
@@ -56,6 +59,8 @@ class SyncEngine(Subscribable):
                 transport=transport,
                 seed=seed,
                 circuit_factory=circuit_factory,
+                registry=registry,
+                tracer_provider=tracer_provider,
                 source=source,
                 profile=profile,
             )
@@ -82,10 +87,20 @@ class SyncEngine(Subscribable):
         transport: TransportOption = None,
         seed: int | None = None,
         circuit_factory: Any = None,
+        registry: CollectorRegistry | None = None,
+        tracer_provider: Any = None,
     ) -> SyncEngine:
         """``Engine.from_file``, blocking. Raises ``ConfigError``."""
         return cls.of(
-            Engine.from_file(path, profile, transport=transport, seed=seed, circuit_factory=circuit_factory)
+            Engine.from_file(
+                path,
+                profile,
+                transport=transport,
+                seed=seed,
+                circuit_factory=circuit_factory,
+                registry=registry,
+                tracer_provider=tracer_provider,
+            )
         )
 
     @classmethod
@@ -96,8 +111,17 @@ class SyncEngine(Subscribable):
         transport: TransportOption = None,
         seed: int | None = None,
         circuit_factory: Any = None,
+        registry: CollectorRegistry | None = None,
+        tracer_provider: Any = None,
     ) -> SyncEngine:
-        return cls(graph, transport=transport, seed=seed, circuit_factory=circuit_factory)
+        return cls(
+            graph,
+            transport=transport,
+            seed=seed,
+            circuit_factory=circuit_factory,
+            registry=registry,
+            tracer_provider=tracer_provider,
+        )
 
     @property
     def graph(self) -> RoutingGraph:
@@ -134,6 +158,15 @@ class SyncEngine(Subscribable):
 
     def health(self) -> dict[str, ProviderHealth]:
         return self.aio.health()
+
+    def estimate(self, request: RequestLike) -> dict[str, PlanEstimate]:
+        return self.aio.estimate(request)
+
+    def metrics(self) -> dict[str, dict[str, float]]:
+        return self.aio.metrics()
+
+    def exposition(self) -> bytes:
+        return self.aio.exposition()
 
     def list_models(self, provider: str, *, refresh: bool = False) -> ModelListing:
         return self._run("list_models", functools.partial(self.aio.list_models, provider, refresh=refresh))

@@ -16,10 +16,11 @@ from engine.providers.base import Parsed
 from engine.result import Attempt, ErrorKind, Response
 from engine.runtime.breakers import Circuits, Token
 from engine.runtime.events import Hooks
-from engine.runtime.health import Tally
 from engine.runtime.state import CachePolicy, State
 from engine.runtime.strategies import Latencies
 from engine.runtime.transport import Connection, ConnectionPool
+from engine.telemetry import NULL, Recorder, Telemetry
+from engine.telemetry.health import HealthTracker
 
 __all__ = [
     "FAILED",
@@ -45,28 +46,46 @@ A = TypeVar("A", bound="Answer")
 
 
 class Shared:
-    """Engine-wide state that outlives a graph: connections, circuits, hooks, observations, and
-    the shared state (response cache, single-flight, rate limiter: ``runtime.state.State``)."""
+    """Engine-wide state that outlives a graph: connections, circuits, hooks, observations (the
+    health tracker, which ``least_latency``'s ``latencies`` read too), telemetry, and the shared
+    state (response cache, single-flight, rate limiter: ``runtime.state.State``)."""
 
-    __slots__ = ("circuits", "hooks", "latencies", "pool", "rng", "state", "stragglers", "tally")
+    __slots__ = (
+        "circuits",
+        "health",
+        "hooks",
+        "latencies",
+        "pool",
+        "rng",
+        "state",
+        "stragglers",
+        "telemetry",
+    )
 
     def __init__(
-        self, pool: ConnectionPool, circuits: Circuits, hooks: Hooks, rng: random.Random, state: State
+        self,
+        pool: ConnectionPool,
+        circuits: Circuits,
+        hooks: Hooks,
+        rng: random.Random,
+        state: State,
+        telemetry: Telemetry,
     ) -> None:
         self.pool = pool
         self.circuits = circuits
         self.hooks = hooks
         self.rng = rng
         self.state = state
-        self.latencies = Latencies()
-        self.tally = Tally()
+        self.telemetry = telemetry
+        self.health: HealthTracker = telemetry.windows
+        self.latencies = Latencies(self.health)
         self.stragglers: set[asyncio.Task[Any]] = set()  # cancelled hedges still unwinding
 
     def with_state(self, state: State, circuits: Circuits) -> Shared:
         """The same connections, hooks and observations over another state backend (a reload
         that changed ``cache.backend``); graphs already running keep this one."""
-        other = Shared(self.pool, circuits, self.hooks, self.rng, state)
-        other.latencies, other.tally, other.stragglers = self.latencies, self.tally, self.stragglers
+        other = Shared(self.pool, circuits, self.hooks, self.rng, state, self.telemetry)
+        other.latencies, other.stragglers = self.latencies, self.stragglers
         return other
 
 
@@ -252,6 +271,7 @@ class Ctx:
         "live",
         "loop",
         "model",
+        "rec",
         "request",
         "route",
         "seen",
@@ -284,6 +304,7 @@ class Ctx:
         self.body: tuple[tuple[int, str], str, bytes] | None = None  # the last body rendered
         self.cache: CachePolicy = "off"  # the response cache for this request: off, use, refresh
         self.tokens = -1  # the rate limiter's token estimate, made on the first limited try
+        self.rec: Recorder = NULL  # the request's telemetry recorder
 
     def where(self) -> str:
         return f"route {self.route.index} ({self.route.match.describe()})"

@@ -83,18 +83,31 @@ class Runtime:
 
     # -- entry ----------------------------------------------------------------------------------
 
-    def match(self, request: dict[str, Any]) -> tuple[str, Route]:
+    def match(self, request: dict[str, Any], stream: bool = False) -> tuple[str, Route]:
         model = request["model"]
         route = self.graph.match(model, request.get("metadata") or _EMPTY)
         if route is None:
-            raise NoRouteError(f"no route matches model {model!r}")
+            err = NoRouteError(f"no route matches model {model!r}")
+            self.shared.telemetry.request_started(None, model, request, stream=stream).ended(err)
+            raise err
         return model, route
 
     async def route(self, request: dict[str, Any]) -> Response:
         model, route = self.match(request)
         ctx = Ctx(request, model, route, asyncio.get_running_loop(), self.post)
+        rec = ctx.rec = self.shared.telemetry.request_started(route, model, request)
+        try:
+            response = await self._route(ctx)
+        except BaseException as exc:
+            rec.ended(exc)
+            raise
+        rec.ended(response)
+        return response
+
+    async def _route(self, ctx: Ctx) -> Response:
+        route = ctx.route
         if self.caching:
-            ctx.cache = self.state.cache_policy(request)
+            ctx.cache = self.state.cache_policy(ctx.request)
         try:
             async with asyncio.timeout_at(ctx.deadline):
                 result = await self.run(route.to, ctx)
@@ -198,66 +211,52 @@ class Runtime:
         """A cacheable request: the cached answer, the answer of an identical request in flight
         (here or, with Redis, on another instance), or this request's own tries, whose answer
         is then cached. A caller that shared another's outcome records one attempt saying so."""
-        ran = False  # this caller was the one to try (its tries are in its own attempts)
-        mine: list[Win | Miss] = []  # what its tries produced
-
-        async def call() -> Response:
-            nonlocal ran
-            ran = True
-            result = await self.life.tries(ep, ctx, model, label, body, wait, self.post)
-            mine.append(result)
-            if not isinstance(result, Win):
-                raise _NoAnswer(result, ctx.attempts[-1] if ctx.attempts else None)
-            return response_of(result.ep, result.model, result.parsed)
-
+        sharing = _Sharing(self, ep, ctx, model, label, body, wait)
         t = Try(ctx, label)  # a hedge waiting for a shared answer can be cancelled
-        start = t.start
+        hit = False
         try:
             response = await self.state.respond(
                 f"{ep.conn.identity}\x00{model}",
                 body,
-                call,
+                sharing.call,
                 refresh=ctx.cache == "refresh",
                 deadline=ctx.deadline,
             )
         except _NoAnswer as exc:
-            if mine:
-                return mine[0]
-            return self._shared_miss(ctx, label, exc, perf() - start)
+            return sharing.mine[0] if sharing.mine else self._shared_miss(ctx, label, exc, perf() - t.start)
         except ProviderError as exc:
-            if ran:
+            if sharing.ran:
                 raise
-            last = exc.attempts[-1] if exc.attempts else None
-            self.record(
-                ctx,
-                Attempt(
-                    label,
-                    "fatal",
-                    exc.status,
-                    _shared_text(last),
-                    perf() - start,
-                    kind=last.kind if last else "status",
-                    detail=_shared_text(last),
-                ),
-            )
-            raise ProviderError(
-                str(exc.args[0]).split("\n", 1)[0],
-                ctx.attempts,
-                status=exc.status,
-                body=exc.body,
-                route=ctx.where(),
-            ) from None
+            raise self._shared_fatal(ctx, label, exc, perf() - t.start) from None
         except asyncio.CancelledError as exc:
-            if not ran:
+            if not sharing.ran:
                 self.life.cancelled(ctx, t, exc)
             raise
+        else:
+            hit = response.cached and not sharing.ran
         finally:
             t.off()
-        if mine:
-            return mine[0]  # we asked upstream: the answer as usual (with its raw body)
-        attempt = Attempt(label, "cached" if response.cached else "coalesced", None, None, perf() - start)
+            ctx.rec.cache_lookup(hit)
+        if sharing.mine:
+            return sharing.mine[0]  # we asked upstream: the answer as usual (with its raw body)
+        attempt = Attempt(label, "cached" if response.cached else "coalesced", None, None, perf() - t.start)
         self.record(ctx, attempt)
         return Hit(ep, response, attempt)
+
+    def _shared_fatal(self, ctx: Ctx, label: str, exc: ProviderError, waited: float) -> ProviderError:
+        """The identical request we waited for ended with a non-failover error: recorded, and
+        the error to raise with this request's attempts."""
+        last = exc.attempts[-1] if exc.attempts else None
+        text = _shared_text(last)
+        kind = last.kind if last else "status"
+        self.record(ctx, Attempt(label, "fatal", exc.status, text, waited, kind=kind, detail=text))
+        return ProviderError(
+            str(exc.args[0]).split("\n", 1)[0],
+            ctx.attempts,
+            status=exc.status,
+            body=exc.body,
+            route=ctx.where(),
+        )
 
     def _shared_miss(self, ctx: Ctx, label: str, exc: _NoAnswer, waited: float) -> Miss:
         """The identical request we waited for got no answer: so do we, without trying again."""
@@ -312,6 +311,32 @@ class Runtime:
 
 
 _EMPTY: Final[Mapping[str, Any]] = {}
+
+
+class _Sharing:
+    """One cacheable request's own tries, run by the state only when neither the cache nor an
+    identical request in flight answers: ``ran`` says they ran, ``mine`` what they produced."""
+
+    __slots__ = ("body", "ctx", "ep", "label", "mine", "model", "ran", "rt", "wait")
+
+    def __init__(
+        self, rt: Runtime, ep: Endpoint, ctx: Ctx, model: str, label: str, body: bytes, wait: bool
+    ) -> None:
+        self.rt, self.ep, self.ctx, self.wait = rt, ep, ctx, wait
+        self.model, self.label, self.body = model, label, body
+        self.ran = False
+        self.mine: list[Win | Miss] = []
+
+    async def call(self) -> Response:
+        self.ran = True
+        ctx = self.ctx
+        result = await self.rt.life.tries(
+            self.ep, ctx, self.model, self.label, self.body, self.wait, self.rt.post
+        )
+        self.mine.append(result)
+        if not isinstance(result, Win):
+            raise _NoAnswer(result, ctx.attempts[-1] if ctx.attempts else None)
+        return response_of(result.ep, result.model, result.parsed)
 
 
 class _NoAnswer(Exception):

@@ -11,7 +11,7 @@ a stream, priced the same way.
 from __future__ import annotations
 
 import asyncio
-from typing import Literal, TypeVar
+from typing import Final, Literal, TypeVar
 
 from engine.errors import ProviderError
 from engine.providers.base import Parsed, StreamParser
@@ -38,21 +38,24 @@ from engine.runtime.transport import Closed
 __all__ = ["Exchange", "Failure", "Lifecycle", "done_of", "response_of"]
 
 A = TypeVar("A", bound=Answer)
+_WAITED: Final = 0.001  # a rate-limit admission that took longer waited for room
 
 
 class Lifecycle:
     """The tries of one runtime: every outcome recorded and every try event fired here."""
 
-    __slots__ = ("circuits", "hooks", "shared", "state")
+    __slots__ = ("circuits", "health", "hooks", "shared", "state")
 
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
         self.hooks = shared.hooks
         self.circuits = shared.circuits
         self.state = shared.state
+        self.health = shared.health
 
     def record(self, ctx: Ctx, attempt: Attempt) -> None:
         ctx.attempts.append(attempt)
+        ctx.rec.try_ended(attempt)
         if self.hooks.attempt_end:
             self.hooks.fire(self.hooks.attempt_end, AttemptEnded(attempt, perf()))
 
@@ -76,7 +79,7 @@ class Lifecycle:
                     ep.fold,
                 )
                 if token is None:
-                    self.record(ctx, Attempt(label, "skipped", kind="circuit_open"))
+                    self.skip(ctx, ep, label, "circuit_open")
                     return SKIPPED if n == 1 else FAILED
             if ep.limited is not None and not await self.admit(ep, ctx, wait, label):
                 return SKIPPED if n == 1 else FAILED
@@ -108,12 +111,22 @@ class Lifecycle:
         if ctx.tokens < 0:
             ctx.tokens = estimate_tokens(ctx.request)
         assert ep.limited is not None
-        if await self.state.limiter.acquire(
+        start = perf()
+        admitted = await self.state.limiter.acquire(
             ep.limited, ctx.tokens, key=ep.limit_key, wait_until=ctx.deadline if wait else None
-        ):
+        )
+        if wait and (waited := perf() - start) >= _WAITED:
+            ctx.rec.waited(waited, target=label)
+        if admitted:
             return True
-        self.record(ctx, Attempt(label, "skipped", kind="rate_limited"))
+        self.skip(ctx, ep, label, "rate_limited")
         return False
+
+    def skip(self, ctx: Ctx, ep: Endpoint, label: str, kind: ErrorKind) -> None:
+        """A target passed over at no network cost (open circuit, rate limit used up)."""
+        self.health.skipped("t:" + label)
+        self.health.skipped("p:" + ep.provider)
+        self.record(ctx, Attempt(label, "skipped", kind=kind))
 
     # -- success --------------------------------------------------------------------------------
 
@@ -134,7 +147,8 @@ class Lifecycle:
             await self.circuits.leave(token, False)
         if ep.tpm:
             await self.settle_tokens(ep, ctx, usage.total_tokens)
-        self.shared.tally.ok(ep.provider, latency)
+        self.health.record("t:" + label, True, latency)
+        self.health.record("p:" + ep.provider, True, latency)
         attempt = Attempt(label, "ok", status, None, latency)
         self.record(ctx, attempt)
         return attempt
@@ -160,7 +174,8 @@ class Lifecycle:
         The detail is masked of the provider's secrets, then cut short."""
         status, error, retry_after = failure.status, failure.error, failure.retry_after
         latency = perf() - t.start
-        detail = await self._charge(ep, t.token, breaker_failure(status, error), failure.detail)
+        counts = breaker_failure(status, error)
+        detail = await self._charge(ep, t.token, t.label, counts, failure.detail, latency)
         kind: ErrorKind = error if error is not None else "status"
         classifier = ep.classifier
         if t.n < ep.tries and can_retry(classifier, status, error):
@@ -170,6 +185,7 @@ class Lifecycle:
                 self.record(ctx, attempt)
                 if self.hooks.retry:
                     self.hooks.fire(self.hooks.retry, Retrying(t.label, t.n + 1, wait, attempt, perf()))
+                ctx.rec.waited(wait)
                 await asyncio.sleep(wait)
                 return True
         over = can_fail_over(classifier, status, error)
@@ -205,17 +221,22 @@ class Lifecycle:
         provider's fault."""
         if ep.conn.closed:
             error, detail = "closed", "the engine was closed"
-        detail = await self._charge(ep, token, error != "closed" and breaker_failure(None, error), detail)
+        latency = perf() - start
+        counts = error != "closed" and breaker_failure(None, error)
+        detail = await self._charge(ep, token, label, counts, detail, latency)
         text = f"{error}: {detail}"
-        self.record(ctx, Attempt(label, "fatal", status, text, perf() - start, kind=error, detail=detail))
+        self.record(ctx, Attempt(label, "fatal", status, text, latency, kind=error, detail=detail))
         return text
 
-    async def _charge(self, ep: Endpoint, token: Token | None, counts: bool, detail: str) -> str:
+    async def _charge(
+        self, ep: Endpoint, token: Token | None, label: str, counts: bool, detail: str, latency: float
+    ) -> str:
         """A failed try's cost to its target: the circuit (``counts``: the failure counts against
-        it) and the tally; returns the detail masked of the provider's secrets."""
+        it) and the health windows; returns the detail masked of the provider's secrets."""
         if token is not None:
             await self.circuits.leave(token, counts)
-        self.shared.tally.failed(ep.provider)
+        self.health.record("t:" + label, False, latency)
+        self.health.record("p:" + ep.provider, False, latency)
         return ep.conn.scrub(detail)
 
     # -- cut short ------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """A group and what the engine has observed in, the order to try its members out. The ordering
 itself is the group's strategy's (``engine.strategies``); this module keeps the observations it
-reads (latency and failure moving averages, requests in flight) and binds a strategy to a group
+reads (latency and failure moving averages, kept in the engine's health tracker; requests in
+flight) and binds a strategy to a group
 once per graph."""
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from typing import Any, Final
 from engine.graph import Group, Member, Node
 from engine.runtime.state import estimate_tokens
 from engine.strategies import STRATEGIES, Env, Order
+from engine.telemetry.health import HealthTracker
 
 __all__ = ["FAILURE_PENALTY", "GroupOrder", "Latencies", "input_tokens", "node_name"]
 
-ALPHA: Final = 0.3  # weight of the newest sample in the moving averages
 FAILURE_PENALTY: Final = 1.0  # seconds added to a member's score per unit of recent failure rate
 
 
@@ -31,33 +32,29 @@ def input_tokens(request: Mapping[str, Any]) -> int:
 
 
 class Latencies:
-    """Observations per member key (``group>member``), shared by every graph of one engine:
-    moving averages of answer latency and recent failure rate, when each was last heard from,
-    and how many requests each has in flight (``enter``/``leave``)."""
+    """Observations per member key (``group>member``), shared by every graph of one engine: the
+    engine's one health tracker (``m:`` windows: moving averages of answer latency and of
+    failure, the same windows and constants the health view reads), when each member was last
+    heard from, and how many requests each has in flight (``enter``/``leave``)."""
 
-    __slots__ = ("busy", "failure", "latency", "seen")
+    __slots__ = ("busy", "seen", "tracker")
 
-    def __init__(self) -> None:
-        self.latency: dict[str, float] = {}
-        self.failure: dict[str, float] = {}
+    def __init__(self, tracker: HealthTracker | None = None) -> None:
+        self.tracker = tracker if tracker is not None else HealthTracker()
         self.seen: dict[str, float] = {}
         self.busy: dict[str, int] = {}
 
     def observe(self, key: str, latency: float, ok: bool) -> None:
-        if ok:
-            old = self.latency.get(key)
-            self.latency[key] = latency if old is None else old + ALPHA * (latency - old)
-        old_f = self.failure.get(key, 0.0)
-        self.failure[key] = old_f + ALPHA * ((0.0 if ok else 1.0) - old_f)
+        self.tracker.record("m:" + key, ok, latency)
         self.seen[key] = time.monotonic()
 
     def score(self, key: str) -> float:
         """Lower is better; a member never observed scores 0 so it is tried (explored) early."""
-        latency = self.latency.get(key)
-        failure = self.failure.get(key, 0.0)
-        if latency is None:
-            return failure * FAILURE_PENALTY
-        return latency + failure * FAILURE_PENALTY
+        w = self.tracker.windows.get("m:" + key)
+        if w is None:
+            return 0.0
+        latency = w.moving
+        return w.failing * FAILURE_PENALTY + (latency if latency is not None else 0.0)
 
     def enter(self, key: str) -> None:
         busy = self.busy

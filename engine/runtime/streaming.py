@@ -24,7 +24,7 @@ from typing import Any
 from engine.errors import AllTargetsFailed, DeadlineExceeded, StreamInterrupted
 from engine.graph import Route
 from engine.providers.base import StreamParser, WireError
-from engine.result import Attempt, ErrorKind, StreamEvent, TextDelta
+from engine.result import Attempt, Done, ErrorKind, StreamEvent, TextDelta
 from engine.runtime.backends import Fault, Streamed, error_detail, line_batches
 from engine.runtime.breakers import Token
 from engine.runtime.context import Answer, Ctx, Endpoint, Failure, Try, perf
@@ -32,6 +32,7 @@ from engine.runtime.executor import Runtime, closed_error
 from engine.runtime.lifecycle import done_of
 from engine.runtime.retry import parse_retry_after
 from engine.runtime.transport import Closed
+from engine.telemetry import NULL
 from engine.values import format_duration
 
 __all__ = ["EventStream"]
@@ -79,16 +80,16 @@ class Live(Answer):
 
     def discard(self, ctx: Ctx) -> None:
         """Lost a hedge race: recorded as cancelled, its connection released in the background."""
-        ctx.attempts.append(
-            Attempt(
-                self.label,
-                "cancelled",
-                self.response.status,
-                latency=perf() - self.start,
-                kind="cancelled",
-                detail="hedge lost (answered late)",
-            )
+        attempt = Attempt(
+            self.label,
+            "cancelled",
+            self.response.status,
+            latency=perf() - self.start,
+            kind="cancelled",
+            detail="hedge lost (answered late)",
         )
+        ctx.attempts.append(attempt)
+        ctx.rec.try_ended(attempt)
         task = asyncio.ensure_future(self.close())
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
@@ -137,6 +138,7 @@ class EventStream:
         self._received: list[str] = []
         self._started = False  # an event was yielded: no more failover
         self._closed = False
+        self._chunks = 0  # events read after the first read's (for the per-chunk time)
 
     def __aiter__(self) -> EventStream:
         return self
@@ -152,26 +154,21 @@ class EventStream:
             ctx = self._ctx = Ctx(
                 self._request, self._model, self._route, asyncio.get_running_loop(), self._first, True
             )
+            ctx.rec = self._rt.shared.telemetry.request_started(
+                self._route, self._model, self._request, stream=True
+            )
             self._gen = self._events(ctx)
         assert self._gen is not None
         try:
             async with asyncio.timeout_at(ctx.deadline):
                 batch = await self._gen.__anext__()
         except TimeoutError:
+            err = self._deadline(ctx)
+            self._end(err)
             await self.aclose()
-            where = ctx.where()
-            budget = format_duration(self._route.deadline)
-            if self._started:
-                raise StreamInterrupted(
-                    f"deadline {budget} exceeded mid-stream on {where}",
-                    ctx.attempts,
-                    received="".join(self._received),
-                    route=where,
-                ) from None
-            raise DeadlineExceeded(
-                f"deadline {budget} exceeded on {where}", ctx.attempts, route=where
-            ) from None
-        except BaseException:
+            raise err from None
+        except BaseException as exc:
+            self._end(None if isinstance(exc, StopAsyncIteration) else exc)
             await self.aclose()
             raise
         if len(batch) == 1:
@@ -179,6 +176,27 @@ class EventStream:
         batch.reverse()
         self._buffer = batch
         return batch.pop()
+
+    def _deadline(self, ctx: Ctx) -> StreamInterrupted | DeadlineExceeded:
+        """What a stream past its deadline raises: cut mid-stream, or before its first event."""
+        where = ctx.where()
+        budget = format_duration(self._route.deadline)
+        if self._started:
+            return StreamInterrupted(
+                f"deadline {budget} exceeded mid-stream on {where}",
+                ctx.attempts,
+                received="".join(self._received),
+                route=where,
+            )
+        return DeadlineExceeded(f"deadline {budget} exceeded on {where}", ctx.attempts, route=where)
+
+    def _end(self, result: Done | BaseException | None) -> None:
+        """The stream is over (its ``Done``, its error, or ``None``: closed early): told to the
+        recorder, once."""
+        ctx = self._ctx
+        if ctx is not None:
+            rec, ctx.rec = ctx.rec, NULL
+            rec.ended(result, chunks=self._chunks)
 
     async def batch(self) -> list[StreamEvent]:
         """The events of the next network read, in order (empty at the end): for a reader that
@@ -202,6 +220,7 @@ class EventStream:
             if gen is not None:
                 await gen.aclose()  # type: ignore[attr-defined]
         finally:
+            self._end(None)  # (a no-op once the stream ended)
             if self._on_close is not None:
                 self._on_close()  # a finalizer: runs once, here or at garbage collection
 
@@ -224,6 +243,8 @@ class EventStream:
         feed = parser.feed
         try:
             self._started = True
+            ctx.rec.first_chunk()
+            self._chunks = len(live.first)
             if live.first:  # (empty for a complete stream that carried no text)
                 _note(received, live.first)
                 yield live.first
@@ -240,6 +261,7 @@ class EventStream:
                         broke = exc
                     if events:
                         _note(received, events)
+                        self._chunks += len(events)
                         yield events
                     if broke is not None:
                         raise broke
@@ -261,7 +283,9 @@ class EventStream:
         await life.settle(
             live.ep, ctx, live.label, live.token, live.response.status, live.start, parser.usage
         )
-        yield [done_of(live.ep, live.model, parser, tuple(ctx.attempts), perf() - ctx.start, live.ttft)]
+        done = done_of(live.ep, live.model, parser, tuple(ctx.attempts), perf() - ctx.start, live.ttft)
+        self._end(done)
+        yield [done]
 
     async def _live(self, ctx: Ctx) -> Live:
         """The route's first target to answer with its first events."""

@@ -16,7 +16,7 @@ import random
 import threading
 import weakref
 from collections.abc import Callable, Coroutine, Iterable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from engine.errors import ListingError
 from engine.graph import CacheConfig, Provider, RoutingGraph
@@ -24,21 +24,25 @@ from engine.providers.base import WireError
 from engine.request import Request, normalize_request
 from engine.result import Response
 from engine.runtime.backends import Fault, TransportOption, resolve_backend
-from engine.runtime.breakers import CLOSED, HALF_OPEN, OPEN, Circuits
+from engine.runtime.breakers import Circuits
 from engine.runtime.context import Shared, perf
 from engine.runtime.events import BreakerChanged, Hooks, StateChanged
 from engine.runtime.executor import Runtime
-from engine.runtime.health import ProviderHealth
+from engine.runtime.health import ProviderHealth, provider_health
 from engine.runtime.loop import LoopThread, SyncStream, outside_loop
 from engine.runtime.state import ModelListing, RegistryStats, State, StateWarning
 from engine.runtime.streaming import EventStream
 from engine.runtime.transport import Closed, Connection, ConnectionPool
+from engine.telemetry import Telemetry
+from engine.telemetry.health import HealthTracker
+
+if TYPE_CHECKING:
+    from engine.telemetry.metrics import CollectorRegistry
 
 __all__ = ["RequestLike", "Supervisor"]
 
 RequestLike = Request | dict[str, Any]
 T = TypeVar("T")
-_SEVERITY = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
 _log = logging.getLogger("engine.state")
 
 
@@ -52,14 +56,19 @@ class Supervisor:
         transport: TransportOption = None,
         seed: int | None = None,
         circuit_factory: Any = None,
+        registry: CollectorRegistry | None = None,
+        tracer_provider: Any = None,
     ) -> None:
         self.hooks = Hooks()
         self._circuit_factory = circuit_factory
+        # one per engine, surviving reloads; the lifecycle feeds its health windows itself
+        self.telemetry = Telemetry.for_graph(
+            graph, registry=registry, tracer_provider=tracer_provider, windows=HealthTracker()
+        )
         state = self._new_state(graph.cache)
         self.circuits = self._new_circuits(state)
-        self.shared = Shared(
-            ConnectionPool(*resolve_backend(transport)), self.circuits, self.hooks, random.Random(seed), state
-        )
+        pool = ConnectionPool(*resolve_backend(transport))
+        self.shared = Shared(pool, self.circuits, self.hooks, random.Random(seed), state, self.telemetry)
         self._state_refs: dict[State, int] = {}  # live runtimes per state (a swap may switch)
         self._unclosed_states: list[State] = []
         self.runtime = self._runtime(graph)  # the one new requests start on
@@ -110,7 +119,7 @@ class Supervisor:
         self.ensure_open()
         req = normalize_request(request)
         rt = self.runtime
-        model, route = rt.match(req)
+        model, route = rt.match(req, stream=True)
         rt.inflight += 1
 
         def closed() -> None:
@@ -155,6 +164,7 @@ class Supervisor:
                 self.circuits = self._new_circuits(state)
             self.shared = self.shared.with_state(state, self.circuits)
         new = self._runtime(graph)
+        self.telemetry.use_graph(graph)
         with self._lock:
             old, self.runtime = self.runtime, new
         old.retired = True
@@ -203,23 +213,11 @@ class Supervisor:
 
     def health(self) -> dict[str, ProviderHealth]:
         states = self.circuits.states()
-        tally = self.shared.tally
-        out: dict[str, ProviderHealth] = {}
-        for name, provider in sorted(self.graph.providers.items()):
-            mine = {k: v for k, v in states.items() if k == name or k.startswith(name + "/")}
-            if provider.breaker is None:
-                circuit = "none"
-            else:
-                circuit = max(mine.values(), key=_SEVERITY.__getitem__, default=CLOSED)
-            out[name] = ProviderHealth(
-                name,
-                circuit,
-                tally.latency.get(name),
-                tally.tries.get(name, 0),
-                tally.failures.get(name, 0),
-                mine,
-            )
-        return out
+        tracker = self.shared.health
+        return {
+            name: provider_health(provider, tracker, states)
+            for name, provider in sorted(self.graph.providers.items())
+        }
 
     # -- model listings -------------------------------------------------------------------------
 
@@ -285,6 +283,7 @@ class Supervisor:
             self.hooks.fire(self.hooks.state, StateChanged(warning, perf()))
 
     def _breaker_changed(self, circuit: str, state: str) -> None:
+        self.telemetry.circuit_changed(circuit, state)
         if self.hooks.breaker:
             self.hooks.fire(self.hooks.breaker, BreakerChanged(circuit, state, perf()))
 

@@ -118,13 +118,17 @@ class Telemetry:
         tracer_provider: Any = None,
         model_limit: int = 64,
         clock: Callable[[], float] = time.perf_counter,
+        windows: HealthTracker | None = None,
     ) -> None:
         self.config = config if config is not None else TelemetryConfig()
         self._metrics = Metrics(registry) if self.config.metrics else None
         self.tracing = _tracing(self.config, tracer_provider)
         self.log = AccessLog(self.config.log_format, self.config.log_level)
         self.labels = ModelLabels(model_limit)
-        self.windows = HealthTracker()
+        # the engine passes its own tracker, which its try lifecycle feeds (telemetry on or off);
+        # standalone, the recorders feed this one
+        self.windows = windows if windows is not None else HealthTracker()
+        self.feeds_health = windows is None
         self.providers: dict[str, ProviderInfo] = {}
         self.clock = clock
         self._ids = itertools.count(1)
@@ -178,6 +182,8 @@ class Telemetry:
         out: dict[str, dict[str, Health]] = {"providers": {}, "targets": {}}
         for key in sorted(self.windows.windows):
             kind, _, name = key.partition(":")
+            if kind not in ("p", "t"):
+                continue  # a group member's observations (least_latency's)
             info = self.providers.get(name.partition("/")[0])
             read = info.read_timeout if info is not None else 30.0
             out["providers" if kind == "p" else "targets"][name] = self.windows.health(key, read)
@@ -252,7 +258,8 @@ class RequestRec(Recorder):
         self.retries += outcome == "retry"
         self.upstream += attempt.latency if upstream is None else upstream
         provider, _, model = attempt.target.partition("/")
-        self._health(attempt, provider)
+        if tel.feeds_health:
+            self._health(attempt, provider)
         if outcome == "ok":
             self._answer = (attempt, tel.clock())
         m = tel._metrics

@@ -10,9 +10,11 @@ answers fast scores near 1; one that answers at its timeout scores half its succ
 always fails scores 0. Skipped tries (open circuit, rate limited: nothing was sent) are counted
 apart and do not move the score.
 
-``least_latency`` can share the tracker: it reads ``Window.mean`` (O(1), the running sum over the
-answered slots) where it reads its moving average today, and the health view reads ``p50``/``p95``
-(sorted on demand, only when asked) from the same windows, so the two never disagree.
+The engine keeps one tracker (``Shared.health``), fed by the try lifecycle whether telemetry is on
+or off: ``t:TARGET`` and ``p:PROVIDER`` per try, and ``m:GROUP>MEMBER`` per group member run
+(``least_latency``'s observations). Each window also keeps moving averages of answered latency and
+of failure (``ALPHA``, O(1) per try): ``least_latency`` ranks members by them and the health view
+reports them beside ``p50``/``p95`` (sorted on demand, only when asked) of the same windows.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["DEFAULT_WINDOW", "Health", "HealthTracker", "Window", "score"]
+__all__ = ["ALPHA", "DEFAULT_WINDOW", "Health", "HealthTracker", "Window", "score"]
 
 DEFAULT_WINDOW: Final = 128
+ALPHA: Final = 0.3  # weight of the newest try in the moving averages
 
 
 class Window:
@@ -39,6 +42,8 @@ class Window:
         "_sum",
         "count",
         "failed_total",
+        "failing",
+        "moving",
         "ok_total",
         "skipped_total",
     )
@@ -53,6 +58,8 @@ class Window:
         self._ok_count = 0
         self._sum = 0.0  # of the answered slots' latencies
         self.ok_total = self.failed_total = self.skipped_total = 0
+        self.moving: float | None = None  # moving average of answered latency
+        self.failing = 0.0  # moving average of failure (0 answered, 1 failed)
 
     def record(self, ok: bool, latency: float) -> None:
         """One try that reached the provider: answered (``ok``) or failed, after ``latency``."""
@@ -69,8 +76,12 @@ class Window:
             self._ok_count += 1
             self._sum += latency
             self.ok_total += 1
+            old = self.moving
+            self.moving = latency if old is None else old + ALPHA * (latency - old)
+            self.failing -= ALPHA * self.failing
         else:
             self.failed_total += 1
+            self.failing += ALPHA * (1.0 - self.failing)
         self._next = (i + 1) % len(self._ok)
 
     def skipped(self) -> None:
@@ -112,7 +123,8 @@ def score(success_rate: float | None, p95: float | None, read_timeout: float) ->
 
 @dataclass(frozen=True, slots=True)
 class Health:
-    """One key's view: score, latency p50/p95 over the window (seconds), lifetime counts."""
+    """One key's view: score, latency p50/p95 over the window and its moving average (seconds),
+    lifetime counts."""
 
     key: str
     score: float
@@ -123,6 +135,7 @@ class Health:
     failed: int
     skipped: int
     window: int  # tries in the window
+    latency: float | None = None  # moving average of answered latency
 
 
 class HealthTracker:
@@ -159,6 +172,7 @@ class HealthTracker:
             w.failed_total,
             w.skipped_total,
             w.count,
+            w.moving,
         )
 
     def report(self, read_timeouts: Mapping[str, float]) -> Iterator[Health]:

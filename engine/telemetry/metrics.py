@@ -70,7 +70,12 @@ class _Instruments:
     """Every instrument, registered once on one registry."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        r = registry
+        self._genai(registry)
+        self._requests(registry)
+        self._state(registry)
+
+    def _genai(self, r: CollectorRegistry) -> None:
+        """The OpenTelemetry GenAI client metrics."""
         self.duration = Histogram(
             "gen_ai_client_operation_duration_seconds",
             "GenAI operation duration: one try against a provider.",
@@ -99,6 +104,9 @@ class _Instruments:
             registry=r,
             buckets=_PER_CHUNK,
         )
+
+    def _requests(self, r: CollectorRegistry) -> None:
+        """Requests, tries, retries and failovers."""
         self.requests = Counter(
             "engine_requests", "Routed requests by route and outcome.", ("route", "outcome"), registry=r
         )
@@ -119,6 +127,9 @@ class _Instruments:
         self.failovers = Counter(
             "engine_failovers", "Tries that moved on to the next target.", ("target",), registry=r
         )
+
+    def _state(self, r: CollectorRegistry) -> None:
+        """Circuits, the cache, rate limits, requests in flight, cost and the engine's overhead."""
         self.circuit = Gauge(
             "engine_circuit_state",
             "Circuit state: 0 closed, 1 half open, 2 open.",

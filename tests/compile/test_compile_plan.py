@@ -152,6 +152,7 @@ def test_the_json_shape_of_a_plan(good: RoutingGraph) -> None:
         "breaker",
         "price",
         "notes",
+        "estimate",
     ]
     assert list(d["cache"]) == ["cacheable", "reason"] and list(d["body"]) == ["url", "headers", "json"]
     # a member shows what its group's strategy adds (weighted: weight and share) after its own

@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
 from purgatory import AsyncAbstractUnitOfWork
 
+from engine.estimate import estimate_tokens
 from engine.graph import Provider
 from engine.values import Scrubber
 
@@ -121,20 +122,6 @@ class Backend(Protocol):
     async def ping(self) -> bool: ...
 
     async def aclose(self) -> None: ...
-
-
-def estimate_tokens(request: Mapping[str, Any], default_output: int = 256) -> int:
-    """A cheap upper-ish estimate of a request's tokens: text characters / 4, plus ``max_tokens``
-    (or ``default_output``) for the answer, as providers count both against tpm."""
-    chars = len(request.get("system") or "")
-    for m in request.get("messages") or ():
-        content = m.get("content") if isinstance(m, Mapping) else None
-        if isinstance(content, str):
-            chars += len(content)
-        elif isinstance(content, list):
-            chars += sum(len(p.get("text") or "") for p in content if isinstance(p, Mapping))
-    out = request.get("max_tokens")
-    return chars // 4 + 1 + (out if isinstance(out, int) and out > 0 else default_output)
 
 
 @dataclass(frozen=True, slots=True)
