@@ -286,7 +286,11 @@ class FakeServer:
             return web.Response()
         rid = f"fake{next(self._ids):020d}"
         headers = _headers(wire, rid, fault)
-        refusal = self._refusal(request, wire, op, fault, chat, problem, entry, rid, headers)
+        status = fault.status or 200
+        if status >= 400:
+            message = f"fake provider: {status} {_phrase(status)} (injected)"
+            return self._json(entry, status, wire.error(status, message, rid), headers)
+        refusal = self._refusal(wire, request, rid, headers, entry, op, chat, problem)
         if refusal is not None:
             return refusal
         if chat is None:
@@ -301,22 +305,17 @@ class FakeServer:
 
     def _refusal(
         self,
-        request: web.BaseRequest,
         wire: Wire,
-        op: str,
-        fault: Fault,
-        chat: Chat | None,
-        problem: BadRequest | None,
-        entry: dict[str, Any],
+        request: web.BaseRequest,
         rid: str,
         headers: dict[str, str],
+        entry: dict[str, Any],
+        op: str,
+        chat: Chat | None,
+        problem: BadRequest | None,
     ) -> web.Response | None:
-        """The error answer, in the order the provider checks: an injected status, the key, the
-        request; None when the request is answered."""
-        status = fault.status or 200
-        if status >= 400:
-            message = f"fake provider: {status} {_phrase(status)} (injected)"
-            return self._json(entry, status, wire.error(status, message, rid), headers)
+        """The refusal of the key, else of the request, in the order the provider checks; None
+        when the request is answered."""
         if wire.keyed:
             key = wire.key(request.headers, request.query)
             if not key or (self.require_key is not None and key != self.require_key):
