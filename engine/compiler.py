@@ -192,33 +192,20 @@ class _Compiler:
         return spec
 
     def _schema_problem(self, model: type[S.Spec], path: Path_, err: S.SchemaError) -> None:
+        """Report one schema error at its place, in the words of the language."""
         loc = err.loc
         full = (*path, *loc)
-        kind = err.type
         if format_path(full) in self._loader_paths:
             return  # the loader already said what is wrong here (a tag, an unsupported value)
-        if kind == "extra_forbidden":
-            allowed = S.allowed_keys(model, loc[:-1])
-            name = str(loc[-1])
-            hint = (
-                _ELSEWHERE.get((model, name))
-                or did_you_mean(name, allowed)
-                or (f"allowed keys: {', '.join(sorted(allowed))}" if allowed else "remove it")
-            )
-            self.report(full, f"unknown key '{name}'", hint, key=True, shown=full[:-1])
+        if err.type == "extra_forbidden":
+            self._unknown_key(model, full, err)
         elif (
-            kind == "literal_error"
+            err.type == "literal_error"
             and model is S.ProviderSpec
             and loc == ("kind",)
             and str(err.input).lower() in _COMPATIBLE
         ):
-            vendor = str(err.input)
-            kind, url = _COMPATIBLE[vendor.lower()]
-            self.report(
-                full,
-                f"invalid value {vendor!r}",
-                f"{vendor} speaks the {kind} protocol: write kind: {kind}, base_url: {url}",
-            )
+            self._compatible_vendor(full, str(err.input))
         elif model is S.RouteSpec and loc == ("to",) and isinstance(err.input, list):
             self.report(
                 full,
@@ -226,7 +213,34 @@ class _Compiler:
                 "to try several targets in turn, name them in a group: groups: {NAME: "
                 "{targets: [...]}}, and write to: NAME",
             )
-        elif kind == "too_short" and isinstance(err.input, list) and not err.input:
+        else:
+            self._value_problem(full, err)
+
+    def _unknown_key(self, model: type[S.Spec], full: Path_, err: S.SchemaError) -> None:
+        """Report a key the model does not allow, with where it belongs or what is allowed."""
+        allowed = S.allowed_keys(model, err.loc[:-1])
+        name = str(err.loc[-1])
+        hint = (
+            _ELSEWHERE.get((model, name))
+            or did_you_mean(name, allowed)
+            or (f"allowed keys: {', '.join(sorted(allowed))}" if allowed else "remove it")
+        )
+        self.report(full, f"unknown key '{name}'", hint, key=True, shown=full[:-1])
+
+    def _compatible_vendor(self, full: Path_, vendor: str) -> None:
+        """Report a vendor name written as a kind, with the protocol and URL it speaks."""
+        kind, url = _COMPATIBLE[vendor.lower()]
+        self.report(
+            full,
+            f"invalid value {vendor!r}",
+            f"{vendor} speaks the {kind} protocol: write kind: {kind}, base_url: {url}",
+        )
+
+    def _value_problem(self, full: Path_, err: S.SchemaError) -> None:
+        """Report an empty, missing, invalid or wrongly typed value."""
+        kind = err.type
+        loc = err.loc
+        if kind == "too_short" and isinstance(err.input, list) and not err.input:
             self.report(full, f"'{loc[-1]}' is empty", "write at least one item")
         elif kind == "missing":
             self.report(
@@ -508,35 +522,13 @@ class _Compiler:
         classifiers: Mapping[str, Classifier],
         breakers: Mapping[str, Breaker],
     ) -> dict[str, Provider]:
+        """Build every provider whose references and template resolve."""
         specs: dict[str, S.ProviderSpec] = self._entries("providers", raw)
         out: dict[str, Provider] = {}
         for name, spec in specs.items():
             path: Path_ = ("providers", name)
-            if "/" in name:
-                self.report(
-                    path,
-                    f"provider name '{name}' contains '/'",
-                    "'/' separates provider and model in targets",
-                    key=True,
-                )
-            speed = (
-                self._ref((*path, "speed"), spec.speed or d.speed, speeds, "speed")
-                if spec.speed
-                else speeds.get(d.speed)
-            )
-            retry = (
-                self._ref((*path, "retry"), spec.retry, classifiers, "retry classifier")
-                if spec.retry
-                else classifiers.get(d.retry)
-            )
-            bname = spec.breaker or d.breaker
-            breaker = None
-            if bname != NO_BREAKER:
-                breaker = (
-                    self._ref((*path, "breaker"), bname, breakers, "breaker")
-                    if spec.breaker
-                    else breakers.get(bname)
-                )
+            self._check_slash(path, "provider", name)
+            speed, retry, breaker = self._policies(path, spec, d, speeds, classifiers, breakers)
             template = self._template(name, spec)
             if speed is None or retry is None or template is None:
                 continue
@@ -557,22 +549,66 @@ class _Compiler:
                 template_path=template[1],
                 limits=Limits(spec.limits.rpm, spec.limits.tpm) if spec.limits else None,
                 max_response=(spec.max_response if spec.max_response is not None else DEFAULT_MAX_RESPONSE),
-                models=frozen_map(
-                    {
-                        m: Model(
-                            m,
-                            ms.context,
-                            Price(ms.price.input, ms.price.output, ms.price.cache_read, ms.price.cache_write)
-                            if ms.price
-                            else None,
-                            wire=self._wire((*path, "models", m), spec, ms),
-                        )
-                        for m, ms in spec.models.items()
-                    }
-                ),
+                models=self._models(path, spec),
                 wire=self._wire(path, spec) or DEFAULT_WIRE,
             )
         return out
+
+    def _check_slash(self, path: Path_, what: str, name: str) -> None:
+        """Report a provider or group name containing '/', which targets reserve."""
+        if "/" in name:
+            self.report(
+                path,
+                f"{what} name '{name}' contains '/'",
+                "'/' separates provider and model in targets",
+                key=True,
+            )
+
+    def _policies(
+        self,
+        path: Path_,
+        spec: S.ProviderSpec,
+        d: S.DefaultsSpec,
+        speeds: Mapping[str, Speed],
+        classifiers: Mapping[str, Classifier],
+        breakers: Mapping[str, Breaker],
+    ) -> tuple[Speed | None, Classifier | None, Breaker | None]:
+        """The provider's speed, retry classifier and breaker: its own, else the defaults."""
+        speed = (
+            self._ref((*path, "speed"), spec.speed or d.speed, speeds, "speed")
+            if spec.speed
+            else speeds.get(d.speed)
+        )
+        retry = (
+            self._ref((*path, "retry"), spec.retry, classifiers, "retry classifier")
+            if spec.retry
+            else classifiers.get(d.retry)
+        )
+        bname = spec.breaker or d.breaker
+        breaker = None
+        if bname != NO_BREAKER:
+            breaker = (
+                self._ref((*path, "breaker"), bname, breakers, "breaker")
+                if spec.breaker
+                else breakers.get(bname)
+            )
+        return speed, retry, breaker
+
+    def _models(self, path: Path_, spec: S.ProviderSpec) -> Mapping[str, Model]:
+        """The provider's declared models, with their prices and wire options."""
+        return frozen_map(
+            {
+                m: Model(
+                    m,
+                    ms.context,
+                    Price(ms.price.input, ms.price.output, ms.price.cache_read, ms.price.cache_write)
+                    if ms.price
+                    else None,
+                    wire=self._wire((*path, "models", m), spec, ms),
+                )
+                for m, ms in spec.models.items()
+            }
+        )
 
     def _wire(
         self, path: Path_, spec: S.ProviderSpec, model: S.ModelSpec | None = None
@@ -633,7 +669,21 @@ class _Compiler:
     # -- groups and routes ---------------------------------------------------------------------
 
     def _groups(self, raw: Any, providers: Mapping[str, Provider]) -> dict[str, Group]:
+        """Check and build every group whose members all resolve."""
         specs: dict[str, S.GroupSpec] = self._entries("groups", raw)
+        self._check_group_names(specs, providers)
+        for name, spec in specs.items():
+            self._check_group(name, spec)
+        built: dict[str, Group] = {}
+        build = self._group_builder(specs, providers, built)
+        for name in specs:
+            group = build(name)
+            if group is not None:
+                STRATEGIES[group.strategy].check_group(group, ("groups", name), self.report)
+        return built
+
+    def _check_group_names(self, specs: Mapping[str, S.GroupSpec], providers: Mapping[str, Provider]) -> None:
+        """Report group names that clash with a provider or contain '/'."""
         known_providers = set(providers) | set(self._raw("providers"))
         for name in specs:
             if name in known_providers:
@@ -643,48 +693,38 @@ class _Compiler:
                     "rename one of them: a target name must be unambiguous",
                     key=True,
                 )
-            if "/" in name:
-                self.report(
-                    ("groups", name),
-                    f"group name '{name}' contains '/'",
-                    "'/' separates provider and model in targets",
-                    key=True,
-                )
-        for name, spec in specs.items():
-            STRATEGIES[spec.strategy].check(spec, ("groups", name), self.report)
-            if spec.max_attempts is not None and spec.max_attempts > len(spec.targets):
-                self.report(
-                    ("groups", name, "max_attempts"),
-                    f"max_attempts {spec.max_attempts} exceeds the group's {len(spec.targets)} targets",
-                    "it is capped",
-                    severity="warning",
-                )
+            self._check_slash(("groups", name), "group", name)
+
+    def _check_group(self, name: str, spec: S.GroupSpec) -> None:
+        """Check one group's strategy options and its max_attempts against its targets."""
+        STRATEGIES[spec.strategy].check(spec, ("groups", name), self.report)
+        if spec.max_attempts is not None and spec.max_attempts > len(spec.targets):
+            self.report(
+                ("groups", name, "max_attempts"),
+                f"max_attempts {spec.max_attempts} exceeds the group's {len(spec.targets)} targets",
+                "it is capped",
+                severity="warning",
+            )
+
+    def _group_builder(
+        self, specs: Mapping[str, S.GroupSpec], providers: Mapping[str, Provider], built: dict[str, Group]
+    ) -> typing.Callable[[str], Group | None]:
+        """A builder of groups by name, filling ``built`` (nested groups first, each once)."""
         cycle_free = self._cycles(specs)
-        built: dict[str, Group] = {}
         failed: set[str] = set()  # built once, reported once
 
         def build(name: str) -> Group | None:
             if name in built or name in failed:
                 return built.get(name)
             spec = specs[name]
-            members: list[Member] = []
-            for i, m in enumerate(spec.targets):
-                node = self._node(
-                    (*("groups", name, "targets"), i),
-                    m.target,
-                    providers,
-                    specs,
-                    build if cycle_free else None,
-                )
-                if node is not None:
-                    members.append(Member(node, m.weight))
-            if len(members) != len(spec.targets):
+            members = self._members(name, spec, providers, specs, build if cycle_free else None)
+            if members is None:
                 failed.add(name)
                 return None
             g = Group(
                 name,
                 spec.strategy,
-                tuple(members),
+                members,
                 min(spec.max_attempts or len(members), len(members)),
                 spec.hedge_after,
                 spec.on_limit,
@@ -692,11 +732,23 @@ class _Compiler:
             built[name] = g
             return g
 
-        for name in specs:
-            group = build(name)
-            if group is not None:
-                STRATEGIES[group.strategy].check_group(group, ("groups", name), self.report)
-        return built
+        return build
+
+    def _members(
+        self,
+        name: str,
+        spec: S.GroupSpec,
+        providers: Mapping[str, Provider],
+        specs: Mapping[str, S.GroupSpec],
+        build: Any,
+    ) -> tuple[Member, ...] | None:
+        """The group's members, every target reported; None when any does not resolve."""
+        members: list[Member] = []
+        for i, m in enumerate(spec.targets):
+            node = self._node((*("groups", name, "targets"), i), m.target, providers, specs, build)
+            if node is not None:
+                members.append(Member(node, m.weight))
+        return tuple(members) if len(members) == len(spec.targets) else None
 
     def _cycles(self, specs: Mapping[str, S.GroupSpec]) -> bool:
         state: dict[str, int] = {}

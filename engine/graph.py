@@ -418,58 +418,13 @@ class RoutingGraph:
         if self.profile:
             out.append(f"profile {self.profile}")
         out.append(f"deadline {fd(self.deadline)}")
-        c = self.cache
-        out.append(
-            f"cache backend={c.shown}"
-            + (f" namespace={c.namespace}" if c.namespace != "engine" else "")
-            + f" models_ttl={fd(c.models_ttl)} responses="
-            + (
-                f"ttl={fd(c.responses_ttl)} max_temperature={c.max_temperature:g}"
-                if c.responses_ttl is not None
-                else "off"
-            )
-        )
+        out.append(_describe_cache(self.cache))
         if self.telemetry != TelemetryConfig():  # the default is not shown: snapshots stay
             out.append(self.telemetry.describe())
-        out.append("speeds")
-        for s in sorted(self.speeds.values(), key=lambda s: s.name):
-            b = s.backoff
-            out.append(
-                f"  {s.name}: connect={fd(s.connect)} read={fd(s.read)} pool={fd(s.pool)} "
-                f"retries={s.retries} backoff=base:{fd(b.base)},factor:{b.factor:g},"
-                f"max:{fd(b.max)},jitter:{fd(b.jitter)} worst_case={fd(s.worst_case())}"
-            )
-        out.append("classifiers")
-        for k in sorted(self.classifiers.values(), key=lambda k: k.name):
-            out.append(
-                f"  {k.name}: retry_on={_codes(k.retry_status, k.retry_errors)} "
-                f"failover_on={_codes(k.failover_status, k.failover_errors)} "
-                f"retry_after={'honor' if k.honor_retry_after else 'ignore'}"
-            )
-        out.append("breakers")
-        for br in sorted(self.breakers.values(), key=lambda b: b.name):
-            out.append(f"  {br.name}: failures={br.failures} recovery={fd(br.recovery)} scope={br.scope}")
+        out += _describe_policies(self)
         out.append("providers")
         for p in sorted(self.providers.values(), key=lambda p: p.name):
-            out.append(
-                f"  {p.name}: kind={p.kind} base_url={_secret(p.base_url)} api_key={_secret(p.api_key)} "
-                f"speed={p.speed.name} retry={p.retry.name} "
-                f"breaker={p.breaker.name if p.breaker else 'none'} "
-                f"pool={p.pool.max_connections}/{p.pool.max_keepalive} template={p.template_path}"
-                + (
-                    f" max_response={format_size(p.max_response)}"
-                    if p.max_response != DEFAULT_MAX_RESPONSE
-                    else ""
-                )
-            )
-            if p.limits is not None:
-                out.append(f"    limits rpm={p.limits.rpm} tpm={p.limits.tpm}")
-            for name in sorted(p.headers):
-                out.append(f"    header {name}: {_secret(p.headers[name])}")
-            for m in sorted(p.models.values(), key=lambda m: m.name):
-                price = f" price={m.price.describe()}" if m.price else ""
-                ctx = f" context={m.context}" if m.context else ""
-                out.append(f"    model {m.name}{ctx}{price}")
+            out += _describe_provider(p)
         out.append("groups")
         for g in sorted(self.groups.values(), key=lambda g: g.name):
             hedge = f" hedge_after={fd(g.hedge_after)}" if g.hedge_after is not None else ""
@@ -488,6 +443,63 @@ class RoutingGraph:
             out.append("warnings")
             out += [f"  {p.format(show_source=False)}" for p in self.problems]
         return "\n".join(out) + "\n"
+
+
+def _describe_cache(c: CacheConfig) -> str:
+    """The cache line of ``RoutingGraph.describe``."""
+    return (
+        f"cache backend={c.shown}"
+        + (f" namespace={c.namespace}" if c.namespace != "engine" else "")
+        + f" models_ttl={fd(c.models_ttl)} responses="
+        + (
+            f"ttl={fd(c.responses_ttl)} max_temperature={c.max_temperature:g}"
+            if c.responses_ttl is not None
+            else "off"
+        )
+    )
+
+
+def _describe_policies(graph: RoutingGraph) -> list[str]:
+    """The speeds, classifiers and breakers sections of ``RoutingGraph.describe``."""
+    out = ["speeds"]
+    for s in sorted(graph.speeds.values(), key=lambda s: s.name):
+        b = s.backoff
+        out.append(
+            f"  {s.name}: connect={fd(s.connect)} read={fd(s.read)} pool={fd(s.pool)} "
+            f"retries={s.retries} backoff=base:{fd(b.base)},factor:{b.factor:g},"
+            f"max:{fd(b.max)},jitter:{fd(b.jitter)} worst_case={fd(s.worst_case())}"
+        )
+    out.append("classifiers")
+    for k in sorted(graph.classifiers.values(), key=lambda k: k.name):
+        out.append(
+            f"  {k.name}: retry_on={_codes(k.retry_status, k.retry_errors)} "
+            f"failover_on={_codes(k.failover_status, k.failover_errors)} "
+            f"retry_after={'honor' if k.honor_retry_after else 'ignore'}"
+        )
+    out.append("breakers")
+    for br in sorted(graph.breakers.values(), key=lambda b: b.name):
+        out.append(f"  {br.name}: failures={br.failures} recovery={fd(br.recovery)} scope={br.scope}")
+    return out
+
+
+def _describe_provider(p: Provider) -> list[str]:
+    """One provider's lines of ``RoutingGraph.describe``: itself, its limits, headers and models."""
+    out = [
+        f"  {p.name}: kind={p.kind} base_url={_secret(p.base_url)} api_key={_secret(p.api_key)} "
+        f"speed={p.speed.name} retry={p.retry.name} "
+        f"breaker={p.breaker.name if p.breaker else 'none'} "
+        f"pool={p.pool.max_connections}/{p.pool.max_keepalive} template={p.template_path}"
+        + (f" max_response={format_size(p.max_response)}" if p.max_response != DEFAULT_MAX_RESPONSE else "")
+    ]
+    if p.limits is not None:
+        out.append(f"    limits rpm={p.limits.rpm} tpm={p.limits.tpm}")
+    for name in sorted(p.headers):
+        out.append(f"    header {name}: {_secret(p.headers[name])}")
+    for m in sorted(p.models.values(), key=lambda m: m.name):
+        price = f" price={m.price.describe()}" if m.price else ""
+        ctx = f" context={m.context}" if m.context else ""
+        out.append(f"    model {m.name}{ctx}{price}")
+    return out
 
 
 def _codes(status: frozenset[int], errors: frozenset[str]) -> str:

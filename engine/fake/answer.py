@@ -124,46 +124,12 @@ def answer(chat: Chat, fault: Fault) -> Answer:
     the cache counts)."""
     subject = chat.tool_result if chat.tool_result is not None else chat.user_text
     thought = ("thinking: " + subject).strip() if chat.thinking else ""
-    budget = chat.max_tokens if chat.max_tokens is not None and chat.max_tokens > 0 else None
     tool = _tool_to_call(chat, fault)
     if tool is not None:
-        # a tool the request declared gets arguments of its schema; one it did not (tool=NAME),
-        # the fake's own {"q": text}
-        args = (
-            arguments(chat.schemas[tool], chat.user_text) if tool in chat.schemas else {"q": chat.user_text}
-        )
-        raw = json.dumps(args)
-        n = fault.chunks if fault.chunks is not None else max(1, (len(raw) + 15) // 16)
-        ans = Answer(
-            text="",
-            finish="tool",
-            input_tokens=chat.prompt_tokens,
-            output_tokens=words(raw),
-            tool_name=tool,
-            tool_args=args,
-            tool_json=raw,
-            pieces=split(raw, n),
-        )
-        return _finish(ans, chat, fault, thought)
-    if fault.words is not None:
-        text = " ".join(_VOCAB[i % len(_VOCAB)] for i in range(fault.words))
-    elif chat.tool_result is not None:
-        text = "tool result: " + chat.tool_result
-    else:
-        text = "echo: " + chat.user_text if chat.user_text else "echo:"
-    finish = "stop"
-    text, seq = _cut_at_stop(text, chat.stop)
-    if seq is not None:
-        finish = "stop_sequence"
-    if thought and budget is not None:
-        thought_words = thought.split()
-        if len(thought_words) >= budget:  # the thinking used up the whole budget: no reply
-            thought, text, finish, seq = " ".join(thought_words[:budget]), "", "length", None
-        budget -= len(thought_words)
-    if budget is not None and budget > 0:
-        ws = text.split()
-        if len(ws) > budget:
-            text, finish, seq = " ".join(ws[:budget]), "length", None
+        return _finish(_tool_answer(chat, fault, tool), chat, fault, thought)
+    text, seq = _cut_at_stop(_reply_text(chat, fault), chat.stop)
+    finish = "stop" if seq is None else "stop_sequence"
+    thought, text, finish, seq = _budgeted(chat.max_tokens, thought, text, finish, seq)
     ans = Answer(
         text=text,
         finish=finish,
@@ -173,6 +139,51 @@ def answer(chat: Chat, fault: Fault) -> Answer:
         pieces=split(text, fault.chunks),
     )
     return _finish(ans, chat, fault, thought)
+
+
+def _tool_answer(chat: Chat, fault: Fault, tool: str) -> Answer:
+    """A call of ``tool``, its JSON arguments split into ``fault.chunks`` pieces (default: 16 bytes each)."""
+    # a tool the request declared gets arguments of its schema; one it did not (tool=NAME),
+    # the fake's own {"q": text}
+    args = arguments(chat.schemas[tool], chat.user_text) if tool in chat.schemas else {"q": chat.user_text}
+    raw = json.dumps(args)
+    n = fault.chunks if fault.chunks is not None else max(1, (len(raw) + 15) // 16)
+    return Answer(
+        text="",
+        finish="tool",
+        input_tokens=chat.prompt_tokens,
+        output_tokens=words(raw),
+        tool_name=tool,
+        tool_args=args,
+        tool_json=raw,
+        pieces=split(raw, n),
+    )
+
+
+def _reply_text(chat: Chat, fault: Fault) -> str:
+    """The whole reply before any cut: ``fault.words`` words, the tool result, or the echo."""
+    if fault.words is not None:
+        return " ".join(_VOCAB[i % len(_VOCAB)] for i in range(fault.words))
+    if chat.tool_result is not None:
+        return "tool result: " + chat.tool_result
+    return "echo: " + chat.user_text if chat.user_text else "echo:"
+
+
+def _budgeted(
+    max_tokens: int | None, thought: str, text: str, finish: str, seq: str | None
+) -> tuple[str, str, str, str | None]:
+    """Thought, text, finish and stop sequence within ``max_tokens`` (the thinking spends it first)."""
+    budget = max_tokens if max_tokens is not None and max_tokens > 0 else None
+    if thought and budget is not None:
+        thought_words = thought.split()
+        if len(thought_words) >= budget:  # the thinking used up the whole budget: no reply
+            thought, text, finish, seq = " ".join(thought_words[:budget]), "", "length", None
+        budget -= len(thought_words)
+    if budget is not None and budget > 0:
+        ws = text.split()
+        if len(ws) > budget:
+            text, finish, seq = " ".join(ws[:budget]), "length", None
+    return thought, text, finish, seq
 
 
 def _finish(ans: Answer, chat: Chat, fault: Fault, thought: str) -> Answer:

@@ -277,6 +277,7 @@ class FakeServer:
         problem: BadRequest | None,
         entry: dict[str, Any],
     ) -> web.StreamResponse:
+        """Answer one request: the injected fault, a refusal, the model list or the reply."""
         if fault.latency:
             await asyncio.sleep(fault.latency)
         if fault.reset:
@@ -284,15 +285,37 @@ class FakeServer:
             _reset(request)
             return web.Response()
         rid = f"fake{next(self._ids):020d}"
-        headers = wire.headers(rid)
-        if fault.retry_after is not None:
-            headers["Retry-After"] = fault.retry_after
-        if fault.retry_after_ms is not None:
-            headers["retry-after-ms"] = fault.retry_after_ms
+        headers = _headers(wire, rid, fault)
         status = fault.status or 200
         if status >= 400:
             message = f"fake provider: {status} {_phrase(status)} (injected)"
             return self._json(entry, status, wire.error(status, message, rid), headers)
+        refusal = self._refusal(wire, request, rid, headers, entry, op, chat, problem)
+        if refusal is not None:
+            return refusal
+        if chat is None:
+            return self._json(entry, 200, wire.models(self.models.get(wire.name, [])), headers)
+        ans = answer(chat, fault)
+        if chat.stream:
+            return await self._stream(
+                request, wire, chat, fault, wire.frames(chat, ans, rid), headers, entry, rid
+            )
+        body = MALFORMED if fault.malformed else dumps(wire.body(chat, ans, rid)).encode()
+        return await self._whole(request, body, fault, headers, entry)
+
+    def _refusal(
+        self,
+        wire: Wire,
+        request: web.BaseRequest,
+        rid: str,
+        headers: dict[str, str],
+        entry: dict[str, Any],
+        op: str,
+        chat: Chat | None,
+        problem: BadRequest | None,
+    ) -> web.Response | None:
+        """The refusal of the key, else of the request, in the order the provider checks; None
+        when the request is answered."""
         if wire.keyed:
             key = wire.key(request.headers, request.query)
             if not key or (self.require_key is not None and key != self.require_key):
@@ -303,14 +326,17 @@ class FakeServer:
             problem = BadRequest("bad request")
         if problem is not None:
             return self._json(entry, problem.status, wire.refuse(problem, rid), headers)
-        if chat is None:
-            return self._json(entry, 200, wire.models(self.models.get(wire.name, [])), headers)
-        ans = answer(chat, fault)
-        if chat.stream:
-            return await self._stream(
-                request, wire, chat, fault, wire.frames(chat, ans, rid), headers, entry, rid
-            )
-        body = MALFORMED if fault.malformed else dumps(wire.body(chat, ans, rid)).encode()
+        return None
+
+    async def _whole(
+        self,
+        request: web.BaseRequest,
+        body: bytes,
+        fault: Fault,
+        headers: dict[str, str],
+        entry: dict[str, Any],
+    ) -> web.StreamResponse:
+        """A non-streamed reply; with ``truncate``, half of it and the connection closed."""
         if not fault.truncate:
             self._stats.done(entry, 200)
             return web.Response(body=body, headers=headers, content_type="application/json")
@@ -404,3 +430,13 @@ def _new_loop(use_uvloop: bool) -> asyncio.AbstractEventLoop:
             loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
             return loop
     return asyncio.new_event_loop()
+
+
+def _headers(wire: Wire, rid: str, fault: Fault) -> dict[str, str]:
+    """The response headers: the wire's own for ``rid`` and any injected retry hints."""
+    headers = wire.headers(rid)
+    if fault.retry_after is not None:
+        headers["Retry-After"] = fault.retry_after
+    if fault.retry_after_ms is not None:
+        headers["retry-after-ms"] = fault.retry_after_ms
+    return headers

@@ -125,16 +125,21 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _not_message(where: str, message: str, value: Any) -> BadRequest:
+    """What Gemini answers a value at ``where`` that is not an object of its ``message`` type."""
+    return BadRequest(
+        f"Invalid value at '{where}' (type.googleapis.com/google.ai."
+        f"generativelanguage.v1beta.{message}), {dumps(value)}"
+    )
+
+
 def _check_contents(contents: list[Any]) -> None:
     if not contents:
         raise BadRequest("* GenerateContentRequest.contents: contents is not specified")
     for i, content in enumerate(contents):
         where = f"contents[{i}]"
         if not isinstance(content, dict):
-            raise BadRequest(
-                f"Invalid value at '{where}' (type.googleapis.com/google.ai."
-                f"generativelanguage.v1beta.Content), {dumps(content)}"
-            )
+            raise _not_message(where, "Content", content)
         content = _fields(content, {"role": "string", "parts": "array"}, where)
         if content.get("role", "user") not in ("user", "model", "function", ""):
             raise BadRequest("Please use a valid role: user, model.")
@@ -144,10 +149,7 @@ def _check_contents(contents: list[Any]) -> None:
         for j, part in enumerate(parts):
             at = f"{where}.parts[{j}]"
             if not isinstance(part, dict):
-                raise BadRequest(
-                    f"Invalid value at '{at}' (type.googleapis.com/google.ai."
-                    f"generativelanguage.v1beta.Part), {dumps(part)}"
-                )
+                raise _not_message(at, "Part", part)
             fields = _fields(part, _PART, at)
             if not any(fields.get(k) not in (None, "") for k in _DATA):  # "" is proto3's unset
                 raise BadRequest(

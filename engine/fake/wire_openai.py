@@ -123,6 +123,18 @@ def _check(body: dict[str, Any]) -> None:
         raise _empty("messages")
     _check_messages(body["messages"])
     _check_tools(body)
+    _check_ranges(body)
+    if body.get("stream_options") is not None and not body.get("stream"):
+        raise _bad(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.", "stream_options"
+        )
+    if body.get("service_tier") is not None and body["service_tier"] not in _TIERS:
+        raise _invalid_value("service_tier", body["service_tier"], _TIERS)
+    _check_model(body)
+
+
+def _check_ranges(body: dict[str, Any]) -> None:
+    """Raise what OpenAI answers a number out of its range or a ``stop`` list too long."""
     for key, low, high in (("temperature", 0, 2), ("top_p", 0, 1)):
         value = body.get(key)
         if value is not None and value > high:
@@ -156,13 +168,6 @@ def _check(body: dict[str, Any]) -> None:
             "stop",
             "array_above_max_length",
         )
-    if body.get("stream_options") is not None and not body.get("stream"):
-        raise _bad(
-            "The 'stream_options' parameter is only allowed when 'stream' is enabled.", "stream_options"
-        )
-    if body.get("service_tier") is not None and body["service_tier"] not in _TIERS:
-        raise _invalid_value("service_tier", body["service_tier"], _TIERS)
-    _check_model(body)
 
 
 def _check_messages(msgs: list[Any]) -> None:

@@ -352,52 +352,22 @@ class AnthropicKind(Kind):
     def context(
         self, request: dict[str, Any], model: str, stream: bool, options: WireOptions = DEFAULT_WIRE
     ) -> dict[str, Any]:
+        """The template context: the request in Anthropic's shape, thinking's limits applied."""
         get = request.get
-        system: list[str] = []
-        if get("system"):
-            system.append(text_of(get("system")))
-        turns: list[dict[str, Any]] = []
-        for m in get("messages") or ():
-            role = m.get("role")
-            if role == "user":
-                _append(turns, "user", _content(m.get("content")))
-            elif role == "assistant":
-                content = _assistant(m)
-                if content:
-                    _append(turns, "assistant", content)
-            elif role == "tool":
-                _append(
-                    turns,
-                    "user",
-                    [
-                        {
-                            "type": "tool_result",
-                            "tool_use_id": m.get("tool_call_id") or "",
-                            "content": _content(m.get("content")),
-                        }
-                    ],
-                )
-            elif role in ("system", "developer"):
-                text = text_of(m.get("content"))
-                if text:
-                    system.append(text)
+        system, turns = _conversation(request)
         tools = get("tools") or None
         limit = _limit(request)
         thinking = _thinking(request, limit)
         thinks = _thinks(thinking)
-        max_tokens = limit
-        if max_tokens is None:
-            budget = thinking.get("budget_tokens") if thinks and thinking else None
-            max_tokens = DEFAULT_MAX_TOKENS + (budget if type(budget) is int else 0)
         top_p = get("top_p")
         temperature = _clamp(get("temperature"))
         return {
             "request": request,
             "model": model,
             "stream": stream,
-            "system": "\n\n".join(system) or None,
+            "system": system,
             "messages": turns,
-            "max_tokens": max_tokens,
+            "max_tokens": _max_tokens(limit, thinking if thinks else None),
             # thinking takes temperature 1 only, no top_k, top_p from 0.95
             "temperature": None if thinks and temperature != 1 else temperature,
             "top_p": None if thinks and top_p is not None and top_p < 0.95 else top_p,
@@ -565,3 +535,39 @@ class AnthropicStream(SSEParser):
 
 
 KIND = AnthropicKind()
+
+
+def _conversation(request: dict[str, Any]) -> tuple[str | None, list[dict[str, Any]]]:
+    """The system text (the request's, then its system messages) and the alternating turns."""
+    system: list[str] = []
+    if request.get("system"):
+        system.append(text_of(request.get("system")))
+    turns: list[dict[str, Any]] = []
+    for m in request.get("messages") or ():
+        role = m.get("role")
+        if role == "user":
+            _append(turns, "user", _content(m.get("content")))
+        elif role == "assistant":
+            content = _assistant(m)
+            if content:
+                _append(turns, "assistant", content)
+        elif role == "tool":
+            result = {
+                "type": "tool_result",
+                "tool_use_id": m.get("tool_call_id") or "",
+                "content": _content(m.get("content")),
+            }
+            _append(turns, "user", [result])
+        elif role in ("system", "developer"):
+            text = text_of(m.get("content"))
+            if text:
+                system.append(text)
+    return "\n\n".join(system) or None, turns
+
+
+def _max_tokens(limit: Any, thinking: dict[str, Any] | None) -> Any:
+    """The written limit, else the default plus the thinking budget (it counts against max_tokens)."""
+    if limit is not None:
+        return limit
+    budget = thinking.get("budget_tokens") if thinking else None
+    return DEFAULT_MAX_TOKENS + (budget if type(budget) is int else 0)

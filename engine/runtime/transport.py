@@ -186,10 +186,17 @@ class Connection:
         whole GET bounded by ``budget``. Raises ``ListingError`` (its attempt says the kind):
         ``status`` set for an answer of 400 or more, ``None`` below HTTP, past the budget or for
         a body that is not JSON. No message holds the URL or a secret."""
-        name, start = self.name, time.perf_counter()
+        start = time.perf_counter()
+        reply = await self._fetch(url, what, start)
+        return self._decoded(reply, what, time.perf_counter() - start)
+
+    async def _fetch(self, url: str, what: str, start: float) -> Reply:
+        """The whole answer to a GET of ``url`` within ``budget``; a failure to get one raises
+        ``ListingError`` (latency counted from ``start``)."""
+        name = self.name
         try:
             async with asyncio.timeout(self.budget):
-                reply = await self.backend().get(self._prepare(url, self._headers))
+                return await self.backend().get(self._prepare(url, self._headers))
         except TimeoutError:
             took = f"no whole answer within {format_duration(self.budget)}"
             raise ListingError.of(
@@ -219,7 +226,10 @@ class Connection:
                 body=str(exc),
                 latency=time.perf_counter() - start,
             ) from None
-        latency = time.perf_counter() - start
+
+    def _decoded(self, reply: Reply, what: str, latency: float) -> Any:
+        """The JSON of a whole answer; ``ListingError`` for an HTTP error or a body that is not JSON."""
+        name = self.name
         if reply.status >= 400:
             detail = self.scrub(error_detail(reply.content, self.kind))
             raise ListingError.of(
