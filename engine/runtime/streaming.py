@@ -109,6 +109,18 @@ def _note(received: list[str], events: list[StreamEvent]) -> None:
             received.append(event.text)
 
 
+def _parse(feed: Callable[[str], list[Any]], lines: list[str]) -> tuple[list[StreamEvent], WireError | None]:
+    """The events of one network read, and the in-band error that ended it (the events before
+    the error are still the caller's)."""
+    events: list[StreamEvent] = []
+    try:
+        for line in lines:
+            events += feed(line)
+    except WireError as exc:
+        return events, exc
+    return events, None
+
+
 class EventStream:
     """``async for event in engine.stream(request)``; also an async context manager that closes
     the upstream response if the consumer stops early. ``on_close`` runs once: at ``aclose``,
@@ -252,13 +264,7 @@ class EventStream:
                 raise live.broke
             if not live.ended:
                 async for lines in live.lines:
-                    events: list[StreamEvent] = []
-                    broke: WireError | None = None
-                    try:
-                        for line in lines:
-                            events += feed(line)
-                    except WireError as exc:  # the events before it are the caller's first
-                        broke = exc
+                    events, broke = _parse(feed, lines)
                     if events:
                         _note(received, events)
                         self._chunks += len(events)
