@@ -11,7 +11,9 @@ __all__ = ["Stats"]
 
 
 class Stats:
-    """Thread-safe request counters and a log of the last ``log_size`` requests."""
+    """Thread-safe request counters and a log of the last ``log_size`` requests. A request still
+    running when the counters are reset is not counted again when it ends (a test's stats are its
+    own, whatever an earlier test left in flight)."""
 
     def __init__(self, log_size: int = 1000) -> None:
         self._lock = threading.Lock()
@@ -26,6 +28,7 @@ class Stats:
             self.models: Counter[str] = Counter()
             self.statuses: Counter[str] = Counter()
             self.log: deque[dict[str, Any]] = deque(maxlen=self._log_size)
+            self._open: set[int] = set()  # id() of this generation's entries not yet done
 
     def record(self, method: str, path: str, kind: str, headers: Any, query: Any) -> dict[str, Any]:
         """Count a request and log it; the entry returned is completed by ``model``/``done``."""
@@ -46,19 +49,23 @@ class Stats:
             self.paths[path] += 1
             self.kinds[kind] += 1
             self.log.append(entry)
+            self._open.add(id(entry))
         return entry
 
     def model(self, entry: dict[str, Any], model: str | None) -> None:
         entry["model"] = model
         if model:
             with self._lock:
-                self.models[model] += 1
+                if id(entry) in self._open:
+                    self.models[model] += 1
 
     def done(self, entry: dict[str, Any], status: int | str) -> None:
         """Note the outcome: an HTTP status, or "reset" / "truncated" / "dropped"."""
         entry["status"] = status
         with self._lock:
-            self.statuses[str(status)] += 1
+            if id(entry) in self._open:
+                self._open.discard(id(entry))
+                self.statuses[str(status)] += 1
 
     def snapshot(self, log: bool = True) -> dict[str, Any]:
         """A JSON-ready copy: ``requests``, ``paths``, ``kinds``, ``models``, ``statuses``, ``log``."""

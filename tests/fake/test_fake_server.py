@@ -242,3 +242,14 @@ async def test_a_client_that_leaves_mid_stream_is_noted_not_logged(
         await asyncio.sleep(0.02)
     assert fake.requests[-1]["status"] == "client_closed"
     assert "Error handling request" not in caplog.text
+
+
+async def test_a_request_still_running_at_a_reset_is_not_counted_after_it(
+    fake: FakeServer, call: Any
+) -> None:
+    slow = asyncio.ensure_future(call("openai", headers={"x-fake": "latency=300ms"}))
+    while not fake.requests:  # the slow request has arrived
+        await asyncio.sleep(0.01)
+    fake.reset()
+    assert (await slow).status_code == 200
+    assert fake.stats(log=False)["statuses"] == {} and fake.stats(log=False)["requests"] == 0
