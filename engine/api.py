@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, Unpack, overload
 
 from engine.compiler import compile_file
 from engine.graph import RoutingGraph
@@ -26,6 +26,7 @@ from engine.runtime import (
     AttemptEnded,
     AttemptStarted,
     BreakerChanged,
+    EngineOptions,
     EventName,
     EventStream,
     FailingOver,
@@ -36,9 +37,7 @@ from engine.runtime import (
     Retrying,
     StateChanged,
     Supervisor,
-    TransportOption,
 )
-from engine.telemetry.metrics import CollectorRegistry
 
 if TYPE_CHECKING:
     from engine.sync import SyncEngine
@@ -100,22 +99,11 @@ class Engine(Subscribable):
         self,
         graph: RoutingGraph,
         *,
-        transport: TransportOption = None,
-        seed: int | None = None,
-        circuit_factory: Any = None,
-        registry: CollectorRegistry | None = None,
-        tracer_provider: Any = None,
         source: str | Path | None = None,
         profile: str | None = None,
+        **options: Unpack[EngineOptions],
     ) -> None:
-        self._core = Supervisor(
-            graph,
-            transport=transport,
-            seed=seed,
-            circuit_factory=circuit_factory,
-            registry=registry,
-            tracer_provider=tracer_provider,
-        )
+        self._core = Supervisor(graph, **options)
         self._source = Path(source) if source is not None else None
         self._profile = profile
         self._sync_view: SyncEngine | None = None
@@ -125,12 +113,7 @@ class Engine(Subscribable):
         cls,
         path: str | Path,
         profile: str | None = None,
-        *,
-        transport: TransportOption = None,
-        seed: int | None = None,
-        circuit_factory: Any = None,
-        registry: CollectorRegistry | None = None,
-        tracer_provider: Any = None,
+        **options: Unpack[EngineOptions],
     ) -> Engine:
         """Compile ``path`` (with ``profiles/PROFILE.yaml`` beside it; default profile:
         ``$ENGINE_PROFILE``). Raises ``ConfigError``."""
@@ -139,32 +122,12 @@ class Engine(Subscribable):
             compile_file(path, profile=profile),
             source=path,
             profile=profile,
-            transport=transport,
-            seed=seed,
-            circuit_factory=circuit_factory,
-            registry=registry,
-            tracer_provider=tracer_provider,
+            **options,
         )
 
     @classmethod
-    def from_graph(
-        cls,
-        graph: RoutingGraph,
-        *,
-        transport: TransportOption = None,
-        seed: int | None = None,
-        circuit_factory: Any = None,
-        registry: CollectorRegistry | None = None,
-        tracer_provider: Any = None,
-    ) -> Engine:
-        return cls(
-            graph,
-            transport=transport,
-            seed=seed,
-            circuit_factory=circuit_factory,
-            registry=registry,
-            tracer_provider=tracer_provider,
-        )
+    def from_graph(cls, graph: RoutingGraph, **options: Unpack[EngineOptions]) -> Engine:
+        return cls(graph, **options)
 
     @property
     def graph(self) -> RoutingGraph:

@@ -16,22 +16,21 @@ import functools
 from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 from engine.api import Engine, Subscribable
 from engine.graph import RoutingGraph
 from engine.plan import Plan, PlanEstimate
 from engine.result import Response
 from engine.runtime import (
+    EngineOptions,
     ModelListing,
     ProviderHealth,
     RegistryStats,
     RequestLike,
     SyncStream,
-    TransportOption,
     outside_loop,
 )
-from engine.telemetry.metrics import CollectorRegistry
 
 __all__ = ["SyncEngine"]
 
@@ -45,22 +44,14 @@ class SyncEngine(Subscribable):
         self,
         graph: RoutingGraph,
         *,
-        transport: TransportOption = None,
-        seed: int | None = None,
-        circuit_factory: Any = None,
-        registry: CollectorRegistry | None = None,
-        tracer_provider: Any = None,
         source: str | Path | None = None,
         profile: str | None = None,
+        **options: Unpack[EngineOptions],
     ) -> None:
         self._bind(
             Engine(
                 graph,
-                transport=transport,
-                seed=seed,
-                circuit_factory=circuit_factory,
-                registry=registry,
-                tracer_provider=tracer_provider,
+                **options,
                 source=source,
                 profile=profile,
             )
@@ -83,45 +74,20 @@ class SyncEngine(Subscribable):
         cls,
         path: str | Path,
         profile: str | None = None,
-        *,
-        transport: TransportOption = None,
-        seed: int | None = None,
-        circuit_factory: Any = None,
-        registry: CollectorRegistry | None = None,
-        tracer_provider: Any = None,
+        **options: Unpack[EngineOptions],
     ) -> SyncEngine:
         """``Engine.from_file``, blocking. Raises ``ConfigError``."""
         return cls.of(
             Engine.from_file(
                 path,
                 profile,
-                transport=transport,
-                seed=seed,
-                circuit_factory=circuit_factory,
-                registry=registry,
-                tracer_provider=tracer_provider,
+                **options,
             )
         )
 
     @classmethod
-    def from_graph(
-        cls,
-        graph: RoutingGraph,
-        *,
-        transport: TransportOption = None,
-        seed: int | None = None,
-        circuit_factory: Any = None,
-        registry: CollectorRegistry | None = None,
-        tracer_provider: Any = None,
-    ) -> SyncEngine:
-        return cls(
-            graph,
-            transport=transport,
-            seed=seed,
-            circuit_factory=circuit_factory,
-            registry=registry,
-            tracer_provider=tracer_provider,
-        )
+    def from_graph(cls, graph: RoutingGraph, **options: Unpack[EngineOptions]) -> SyncEngine:
+        return cls(graph, **options)
 
     @property
     def graph(self) -> RoutingGraph:

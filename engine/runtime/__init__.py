@@ -18,13 +18,14 @@ from engine.runtime.health import ProviderHealth
 from engine.runtime.loop import SyncStream, outside_loop
 from engine.runtime.state import ModelListing, RegistryStats
 from engine.runtime.streaming import EventStream
-from engine.runtime.supervisor import RequestLike, Supervisor
+from engine.runtime.supervisor import EngineOptions, RequestLike, Supervisor
 
 __all__ = [
     "EVENT_NAMES",
     "AttemptEnded",
     "AttemptStarted",
     "BreakerChanged",
+    "EngineOptions",
     "Event",
     "EventName",
     "EventStream",

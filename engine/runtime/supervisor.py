@@ -16,7 +16,7 @@ import random
 import threading
 import weakref
 from collections.abc import Callable, Coroutine, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack
 
 from engine.errors import ListingError
 from engine.graph import CacheConfig, Provider, RoutingGraph
@@ -39,11 +39,23 @@ from engine.telemetry.health import HealthTracker
 if TYPE_CHECKING:
     from engine.telemetry.metrics import CollectorRegistry
 
-__all__ = ["RequestLike", "Supervisor"]
+__all__ = ["EngineOptions", "RequestLike", "Supervisor"]
 
 RequestLike = Request | dict[str, Any]
 T = TypeVar("T")
 _log = logging.getLogger("engine.state")
+
+
+class EngineOptions(TypedDict, total=False):
+    """The keyword options of ``Engine``, ``SyncEngine`` and their ``from_file``/``from_graph``:
+    ``transport``, ``seed``, ``circuit_factory``, ``registry`` (a prometheus_client
+    ``CollectorRegistry``), ``tracer_provider`` (an OpenTelemetry ``TracerProvider``)."""
+
+    transport: TransportOption
+    seed: int | None
+    circuit_factory: Any
+    registry: CollectorRegistry | None
+    tracer_provider: Any
 
 
 class Supervisor:
@@ -52,23 +64,26 @@ class Supervisor:
     def __init__(
         self,
         graph: RoutingGraph,
-        *,
-        transport: TransportOption = None,
-        seed: int | None = None,
-        circuit_factory: Any = None,
-        registry: CollectorRegistry | None = None,
-        tracer_provider: Any = None,
+        **options: Unpack[EngineOptions],
     ) -> None:
+        unknown = options.keys() - EngineOptions.__optional_keys__
+        if unknown:
+            raise TypeError(f"unknown engine option(s): {', '.join(sorted(unknown))}")
         self.hooks = Hooks()
-        self._circuit_factory = circuit_factory
+        self._circuit_factory = options.get("circuit_factory")
         # one per engine, surviving reloads; the lifecycle feeds its health windows itself
         self.telemetry = Telemetry.for_graph(
-            graph, registry=registry, tracer_provider=tracer_provider, windows=HealthTracker()
+            graph,
+            registry=options.get("registry"),
+            tracer_provider=options.get("tracer_provider"),
+            windows=HealthTracker(),
         )
         state = self._new_state(graph.cache)
         self.circuits = self._new_circuits(state)
-        pool = ConnectionPool(*resolve_backend(transport))
-        self.shared = Shared(pool, self.circuits, self.hooks, random.Random(seed), state, self.telemetry)
+        pool = ConnectionPool(*resolve_backend(options.get("transport")))
+        self.shared = Shared(
+            pool, self.circuits, self.hooks, random.Random(options.get("seed")), state, self.telemetry
+        )
         self._state_refs: dict[State, int] = {}  # live runtimes per state (a swap may switch)
         self._unclosed_states: list[State] = []
         self.runtime = self._runtime(graph)  # the one new requests start on
