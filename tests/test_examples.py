@@ -78,8 +78,10 @@ def test_rehearse_failover(fake: FakeServer) -> None:
     assert fake.stats()["requests"] == 0  # the example reset the fake it programmed
 
 
-def test_two_instances_share_the_cache_on_redis(fake: FakeServer, redis_server: str) -> None:
-    out = run(EXAMPLES / "two_instances_redis.py", redis_server, env=_env(fake))
+def test_two_instances_share_the_cache_on_redis(fake: FakeServer, redis_url: str) -> None:
+    # redis_url: an emptied Redis, so no circuit or answer another test left there for the
+    # session's one fake (same endpoint identity) decides this run
+    out = run(EXAMPLES / "two_instances_redis.py", redis_url, env=_env(fake))
     assert "instance one: 'echo: Shared between instances' from openai (cached False)" in out
     assert "instance two: 'echo: Shared between instances' (cached True: cached" in out
     chat = [r for r in fake.requests if r["path"].endswith("/chat/completions")]
