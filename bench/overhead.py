@@ -863,18 +863,21 @@ def telemetry_rows(env: Env, plan: Plan, rep: Report) -> None:
     )
     rep.out(
         f"{'client':<{w}} {'median':>8} {'p99':>8} {'vs off':>8} {'vs aiohttp':>11} "
-        f"{'- aiohttp':>10} {'histogram':>10}"
+        f"{'- aiohttp':>10} {'histogram':>10} {'cpu/req':>8} {'cpu vs off':>11}"
     )
+    cpu_off = seq["engine"].cpu
     for cls in clients:
         s = seq[cls.key]
         hist = OVERHEAD.get(cls.key, (0.0, 0))
         rep.out(
             f"{cls.label:<{w}} {_us(s.median):>8} {_us(s.p99):>8} {_pct(s.median - off, off):>8} "
-            f"{_x(s.median, a):>11} {_us(s.median - a):>10} {_us(hist[0]) if hist[1] else '-':>10}"
+            f"{_x(s.median, a):>11} {_us(s.median - a):>10} {_us(hist[0]) if hist[1] else '-':>10} "
+            f"{_us(s.cpu):>8} {_pct(s.cpu - cpu_off, cpu_off):>11}"
         )
     rep.out(
         "  vs off: the added share over telemetry off; - aiohttp: the bench's own overhead; "
-        "histogram: mean engine_overhead_seconds (route) the engine recorded over the same run"
+        "histogram: mean engine_overhead_seconds (route) the engine recorded over the same run; "
+        "cpu/req: the client thread's CPU per request (steadier than wall time on a loaded machine)"
     )
     m = seq["engine_metrics"].median
     hist_us = OVERHEAD["engine_metrics"][0]
