@@ -6,6 +6,7 @@ strictly, as the real APIs do. Each format lives in its own module (``wire_opena
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
@@ -111,7 +112,7 @@ def typecheck(
         raise wrong(prefix + key, allowed[0], value)
 
 
-class Wire:
+class Wire(ABC):
     """One wire format; stateless. The class attributes and ``route`` declare it to the server
     (``engine.fake.wires`` is the registry)."""
 
@@ -120,17 +121,19 @@ class Wire:
     default_models: ClassVar[tuple[str, ...]]  # what the model listing names by default
     keyed: ClassVar[bool] = True  # requests must carry an API key
 
+    @abstractmethod
     def route(self, method: str, path: str, headers: Any) -> tuple[str, str | None] | None:
         """(op, model named in the path) for a request this format serves, else None; op is
         "chat", "stream" or "models"."""
         raise NotImplementedError
 
-    def streams(self, chat: Chat, op: str, query: Any) -> None:
+    def streams(self, chat: Chat, op: str, query: Any) -> None:  # noqa: B027 (a hook: no-op by default)
         """Set what the path and query say of streaming (most formats say it in the body)."""
 
     def stream_type(self, chat: Chat) -> str:
         return "text/event-stream"
 
+    @abstractmethod
     def parse(self, body: Any, model: str | None) -> Chat:
         """The request as a ``Chat``; ``BadRequest`` for anything the real API refuses."""
         raise NotImplementedError
@@ -147,6 +150,7 @@ class Wire:
         """The refusal of a request without a key (``missing``) or with the wrong one."""
         return BadRequest("missing API key" if missing else "invalid API key", status=401)
 
+    @abstractmethod
     def error(self, status: int, message: str, rid: str = "") -> dict[str, Any]:
         """The format's error body for an HTTP ``status``."""
         raise NotImplementedError
@@ -159,9 +163,11 @@ class Wire:
         """Headers the real API sends with every answer (request ids)."""
         return {}
 
+    @abstractmethod
     def body(self, chat: Chat, ans: Answer, rid: str) -> dict[str, Any]:
         raise NotImplementedError
 
+    @abstractmethod
     def frames(self, chat: Chat, ans: Answer, rid: str) -> list[bytes]:
         """Every stream event, encoded, the terminator (if the format has one) last."""
         raise NotImplementedError
@@ -176,5 +182,6 @@ class Wire:
     def malformed_frame(self) -> bytes:
         return self.frame(MALFORMED)
 
+    @abstractmethod
     def models(self, names: list[str]) -> dict[str, Any]:
         raise NotImplementedError

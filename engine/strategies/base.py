@@ -9,6 +9,7 @@ function called once per request that reaches the group.
 from __future__ import annotations
 
 import random
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
@@ -73,7 +74,7 @@ class Env:
     input_tokens: Callable[[Mapping[str, Any]], int]
 
 
-class Strategy:
+class Strategy(ABC):
     """One strategy. Subclasses set the class attributes and override ``prepare``; the checks
     and labels have defaults most strategies keep."""
 
@@ -85,9 +86,9 @@ class Strategy:
     timed: ClassVar[bool] = False  # the executor observes each member's latency
     counts_busy: ClassVar[bool] = False  # the executor counts each member's requests in flight
 
+    @abstractmethod
     def prepare(self, group: Group, env: Env) -> Order:
         """The ordering of ``group``'s members, built once per group and graph."""
-        raise NotImplementedError
 
     def check(self, spec: GroupShape, path: Path_, report: Report) -> None:
         """Problems of a group as written; by default ``hedge_after`` is ignored with a warning."""
@@ -99,7 +100,7 @@ class Strategy:
                 severity="warning",
             )
 
-    def check_group(self, group: Group, path: Path_, report: Report) -> None:
+    def check_group(self, group: Group, path: Path_, report: Report) -> None:  # noqa: B027 (a hook)
         """Problems of a group whose members are resolved (none by default)."""
 
     def node_label(self, group: Group) -> str:
