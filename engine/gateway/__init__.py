@@ -1,0 +1,1 @@
+"""``engine serve``: the routing graph behind HTTP, in the OpenAI and Anthropic dialects."""
