@@ -159,8 +159,12 @@ class Engine(Subscribable):
         return self._core.stream(request)
 
     def plan(self, request: RequestLike) -> Plan:
-        """The dry run: what ``route`` would do now (open circuits included), with no network."""
-        return build_plan(self.graph, request, open_circuits=self._core.circuits.open_circuits())
+        """The dry run: what ``route`` would do now (open circuits, and the recent p95 latency a
+        route's ``max_latency`` reads, included), with no network."""
+        p95 = {t: h.p95 for ph in self.health().values() for t, h in ph.targets.items() if h.p95 is not None}
+        return build_plan(
+            self.graph, request, open_circuits=self._core.circuits.open_circuits(), latencies=p95
+        )
 
     def estimate(self, request: RequestLike) -> dict[str, PlanEstimate]:
         """Per target the request's route can reach (``provider/model``, as the plan names it):

@@ -25,6 +25,7 @@ from engine.builtins import (
     NO_BREAKER,
     TRANSIENT,
 )
+from engine.constraints import excluded_all
 from engine.errors import ConfigError, Problem, sort_problems
 from engine.graph import (
     DEFAULT_MAX_RESPONSE,
@@ -32,6 +33,7 @@ from engine.graph import (
     Breaker,
     CacheConfig,
     Classifier,
+    Constraints,
     Group,
     Limits,
     Match,
@@ -844,6 +846,7 @@ class _Compiler:
                 worst,
                 tuple(flatten(node)),
                 f"{loc.file}:{loc.line}" if loc else "",
+                self._constraints(path, spec, tuple(flatten(node))),
             )
             if worst > deadline and written:  # the built-in deadline cuts retries by design
                 self.report(
@@ -863,6 +866,25 @@ class _Compiler:
             shadows.add(route)
             out.append(route)
         return out
+
+    def _constraints(self, path: Path_, spec: S.RouteSpec, targets: tuple[Target, ...]) -> Constraints | None:
+        """The route's ``max_price`` / ``max_latency``; an error when the prices rule out every
+        target it can reach."""
+        mp = spec.max_price
+        if mp is None and spec.max_latency is None:
+            return None
+        limits = Constraints(mp.input if mp else None, mp.output if mp else None, spec.max_latency)
+        if mp is not None and mp.input is None and mp.output is None:
+            self.report((*path, "max_price"), "max_price sets no limit", "write input, output or both")
+        elif spec.max_latency is not None and spec.max_latency <= 0:
+            self.report((*path, "max_latency"), "max_latency must be more than 0")
+        elif limits.prices and (why := excluded_all(limits, targets)) is not None:
+            self.report(
+                (*path, "max_price"),
+                "max_price rules out every target of this route: " + "; ".join(why),
+                "raise the limit, price the models, or route to cheaper ones",
+            )
+        return limits
 
     def _unused(
         self, providers: Mapping[str, Provider], groups: Mapping[str, Group], routes: list[Route]

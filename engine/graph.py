@@ -28,6 +28,7 @@ __all__ = [
     "Breaker",
     "CacheConfig",
     "Classifier",
+    "Constraints",
     "Group",
     "Limits",
     "Match",
@@ -278,6 +279,31 @@ class Match:
 
 
 @dataclass(frozen=True, slots=True)
+class Constraints:
+    """A route's limits a target must meet to be tried (``engine.constraints`` checks them):
+    its model's price at most ``max_input``/``max_output`` USD per 1M tokens, its recent p95
+    latency at most ``max_latency`` seconds. ``None``: no limit."""
+
+    max_input: float | None = None
+    max_output: float | None = None
+    max_latency: float | None = None
+
+    @property
+    def prices(self) -> bool:
+        return self.max_input is not None or self.max_output is not None
+
+    def describe(self) -> str:
+        """``max_price=in/out max_latency=1.5s`` (``*`` for a side without a limit)."""
+        out = []
+        if self.prices:
+            side = [f"{v:g}" if v is not None else "*" for v in (self.max_input, self.max_output)]
+            out.append("max_price=" + "/".join(side))
+        if self.max_latency is not None:
+            out.append(f"max_latency={fd(self.max_latency)}")
+        return " ".join(out)
+
+
+@dataclass(frozen=True, slots=True)
 class Route:
     index: int
     match: Match
@@ -286,6 +312,7 @@ class Route:
     worst_case: float
     targets: tuple[Target, ...]  # every target this route can reach, in priority order
     where: str = ""  # "routes.yaml:42" for plans
+    constraints: Constraints | None = None  # max_price / max_latency, when written
 
     def __repr__(self) -> str:
         return f"Route({self.index}, {self.match.describe()} -> {_node_name(self.to)})"
@@ -437,6 +464,7 @@ class RoutingGraph:
             out.append(
                 f"  [{r.index}] {r.match.describe()} -> {_node_name(r.to)} "
                 f"deadline={fd(r.deadline)} worst_case={fd(r.worst_case)}"
+                + (f" {r.constraints.describe()}" if r.constraints is not None else "")
             )
             out.append("      targets: " + ", ".join(t.key for t in r.targets))
         if self.problems:

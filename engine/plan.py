@@ -14,9 +14,11 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
+from engine.constraints import latency_breach, price_breach
+from engine.context_window import needed_tokens, overflow
 from engine.errors import NoRouteError
 from engine.estimate import estimate
-from engine.graph import CacheConfig, Classifier, Group, Node, Route, RoutingGraph, Speed, Target
+from engine.graph import CacheConfig, Classifier, Group, Model, Node, Route, RoutingGraph, Speed, Target
 from engine.request import Request, normalize_request
 from engine.strategies import STRATEGIES
 from engine.values import MASK, Secret
@@ -196,6 +198,8 @@ class PlanTarget(_Part):
     price: PlanPrice | None
     notes: tuple[str, ...]
     estimate: PlanEstimate
+    context: int | None = None  # the model's declared context window, tokens
+    ruled_out: str | None = None  # why this request would skip it (context, a route limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +230,8 @@ class Plan(_Part):
     deadline: str
     worst_case: str
     worst_case_exceeds_deadline: bool
+    needed_tokens: int  # the window the request needs: estimated input tokens + max_tokens
+    limits: str | None  # the route's max_price / max_latency, when written
     tree: PlanTreeNode
     targets: tuple[PlanTarget, ...]
     cache: PlanCache
@@ -266,11 +272,14 @@ def build_plan(
     *,
     open_circuits: Collection[str] = frozenset(),
     target: str | None = None,
+    latencies: Mapping[str, float] | None = None,
 ) -> Plan:
     """Plan ``request`` on ``graph``; ``open_circuits`` holds circuit keys that are open now
     (``provider`` or ``provider/model``). The body shown is the first target's (with a closed
     circuit), or ``target``'s: any target the route can reach, as the plan names it
-    (``provider/model`` or ``provider``). Raises ``RequestError`` for a malformed request,
+    (``provider/model`` or ``provider``). ``latencies``: each target's recent p95 (seconds),
+    for the route's ``max_latency``. Targets the request would skip (a context window too
+    small, a route limit) say why in ``ruled_out``. Raises ``RequestError`` for a malformed request,
     ``NoRouteError`` when nothing matches and ``ValueError`` for a target the route cannot
     reach."""
     req = normalize_request(request)
@@ -281,8 +290,16 @@ def build_plan(
         raise NoRouteError(f"no route matches model {model!r}")
     cacheable, why = cache_decision(graph.cache, req)
     order = [t for t in route.targets]
+    targets = tuple(_target(t, req, model, open_circuits, route, latencies) for t in order)
     if target is None:
-        first = next((t for t in order if _circuit(t, model) not in open_circuits), None)
+        first = next(
+            (
+                t
+                for t, p in zip(order, targets, strict=True)
+                if p.ruled_out is None and _circuit(t, model) not in open_circuits
+            ),
+            None,
+        )
     else:
         first = next((t for t in order if target in (t.key, f"{t.provider.name}/{model}")), None)
         if first is None:
@@ -298,8 +315,10 @@ def build_plan(
         deadline=fd(route.deadline),
         worst_case=fd(route.worst_case),
         worst_case_exceeds_deadline=route.worst_case > route.deadline,
+        needed_tokens=needed_tokens(req),
+        limits=route.constraints.describe() if route.constraints is not None else None,
         tree=_tree(route.to, model, open_circuits),
-        targets=tuple(_target(t, req, model, open_circuits) for t in order),
+        targets=targets,
         cache=PlanCache(cacheable, why),
         first_target=first.key if first else None,
         body=_body(first, req, model) if first else None,
@@ -363,10 +382,33 @@ def _notes(t: Target, req: dict[str, Any], name: str) -> tuple[str, ...]:
     return tuple(get_kind(t.provider.kind).notes(req, name, t.provider.wire_for(name)))
 
 
-def _target(t: Target, req: dict[str, Any], model: str, open_circuits: Collection[str]) -> PlanTarget:
+def _ruled_out(
+    route: Route, info: Model | None, label: str, req: dict[str, Any], latencies: Mapping[str, float] | None
+) -> str | None:
+    """Why the runtime would skip this target for ``req`` (as ``Runtime.refusal`` decides)."""
+    if info is not None and (why := overflow(needed_tokens(req), info.context)) is not None:
+        return "context: " + why
+    limits = route.constraints
+    if limits is None:
+        return None
+    why = price_breach(limits, info.price if info else None) or latency_breach(
+        limits, (latencies or {}).get(label)
+    )
+    return "constraint: " + why if why else None
+
+
+def _target(
+    t: Target,
+    req: dict[str, Any],
+    model: str,
+    open_circuits: Collection[str],
+    route: Route,
+    latencies: Mapping[str, float] | None,
+) -> PlanTarget:
     p = t.provider
     name = t.model_for(model)
     price = t.price(name)
+    info = p.models.get(name)
     return PlanTarget(
         t.key,
         p.name,
@@ -389,6 +431,8 @@ def _target(t: Target, req: dict[str, Any], model: str, open_circuits: Collectio
         PlanPrice(price.input, price.output) if price else None,
         _notes(t, req, name),
         PlanEstimate(*estimate(req, price)),
+        info.context if info is not None else None,
+        _ruled_out(route, info, f"{p.name}/{name}", req, latencies),
     )
 
 
@@ -483,6 +527,12 @@ def _head(plan: Plan) -> list[str]:
         f"deadline {plan.deadline}   worst case {plan.worst_case}"
         + ("   WARNING: worst case exceeds the deadline" if plan.worst_case_exceeds_deadline else ""),
         f"cache    {'cacheable' if plan.cache.cacheable else 'not cached'}: {plan.cache.reason}",
+        *([f"limits   {plan.limits} (targets over them are skipped)"] if plan.limits else []),
+        *(
+            [f"context  the request needs ~{plan.needed_tokens} tokens (input estimate + max_tokens)"]
+            if any(t.context is not None for t in plan.targets)
+            else []
+        ),
     ]
 
 
@@ -506,6 +556,10 @@ def _target_text(t: PlanTarget) -> list[str]:
     e = t.estimate
     cost = f"${e.cost:.6g}" if e.cost is not None else "no price"
     lines.append(f"      estimate {e.input_tokens} in + {e.output_tokens} out tokens: {cost}")
+    if t.context is not None:
+        lines.append(f"      context {t.context} tokens")
+    if t.ruled_out is not None:
+        lines.append(f"      RULED OUT {t.ruled_out}")
     return lines + [f"      note {n}" for n in t.notes]
 
 

@@ -26,7 +26,7 @@ Outcome = Literal[
     "retry",  # failed, retried on the same target
     "failover",  # failed, moved on to the next target
     "fatal",  # non-failover client error: raised at once
-    "skipped",  # circuit open or rate limited: no network cost
+    "skipped",  # circuit open, rate limited, context too small, a route limit: no network cost
     "cancelled",  # hedge loser or deadline
     "deadline",  # ran out of time
     "cached",  # answered from the response cache: no network
@@ -72,10 +72,15 @@ ErrorKind = Literal[
     "cancelled",  # a hedge that lost, or the caller cancelled
     "deadline",  # the route's deadline cut the try short
     "closed",  # the engine was closed under the try
+    "context",  # the request does not fit the model's context window: skipped before sending
+    # (the model's declared ``context``), or the provider said so (a context-length error)
+    "constraint",  # skipped: the target breaks the route's max_price or max_latency
 ]
 """What went wrong in a failed (or skipped, or cut short) attempt."""
 
-_PREFIXED: frozenset[str] = frozenset({"timeout", "connect", "reset", "protocol", "status", "template"})
+_PREFIXED: frozenset[str] = frozenset(
+    {"timeout", "connect", "reset", "protocol", "status", "template", "context", "constraint"}
+)
 # attempts built with only ``error`` (as before ``kind`` existed): the runtime's own phrases
 _PHRASES: dict[str, ErrorKind] = {
     "circuit open": "circuit_open",

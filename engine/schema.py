@@ -34,6 +34,7 @@ __all__ = [
     "ClassifierSpec",
     "DefaultsSpec",
     "GroupSpec",
+    "MaxPriceSpec",
     "MemberSpec",
     "ModelSpec",
     "ProviderSpec",
@@ -146,10 +147,13 @@ class CodesSpec(Spec):
     status: list[Annotated[int, Field(ge=100, le=599)]] = Field(
         default_factory=list, description="HTTP status codes, e.g. [429, 500, 502, 503, 504]."
     )
-    errors: list[Literal["timeout", "connect", "reset", "protocol"]] = Field(
+    errors: list[Literal["timeout", "connect", "reset", "protocol", "context"]] = Field(
         default_factory=list,
         description="Transport errors: timeout, connect (refused/DNS), "
-        "reset (connection dropped), protocol (malformed or truncated response).",
+        "reset (connection dropped), protocol (malformed or truncated response); and context: "
+        "the provider said the request exceeds the model's context window (a 4xx such as "
+        "OpenAI's context_length_exceeded or Anthropic's 'prompt is too long'), never retried "
+        "unless retry_on names it.",
     )
 
 
@@ -270,7 +274,12 @@ class PriceSpec(Spec):
 class ModelSpec(Spec):
     """A model a provider serves."""
 
-    context: int | None = Field(None, ge=1, description="Context window in tokens.")
+    context: int | None = Field(
+        None,
+        ge=1,
+        description="Context window in tokens. A request whose estimated input tokens plus "
+        "max_tokens exceed it skips this model at no network cost (attempt kind context).",
+    )
     price: PriceSpec | None = Field(None, description="USD per 1M tokens, for Response.cost.")
     max_tokens_field: MaxTokensField | None = Field(
         None, description="kind openai: as the provider's max_tokens_field, for this model."
@@ -401,12 +410,30 @@ class MatchSpec(Spec):
     metadata: dict[str, Scalar] = Field(default_factory=dict, description="Equality on request metadata.")
 
 
+class MaxPriceSpec(Spec):
+    """The most a target's model may cost to be tried (USD per 1M tokens); either or both."""
+
+    input: float | None = Field(None, ge=0, description="USD per 1M input tokens, at most.")
+    output: float | None = Field(None, ge=0, description="USD per 1M output tokens, at most.")
+
+
 class RouteSpec(Spec):
     """First match wins."""
 
     match: MatchSpec = Field(default_factory=MatchSpec, description="{} matches everything.")
     to: Name = Field(description="A group, provider/model, or provider.")
     deadline: Duration | None = Field(None, description="This route's budget (default: defaults.deadline).")
+    max_price: MaxPriceSpec | None = Field(
+        None,
+        description="Only targets whose model's price is at most this are tried (checked after "
+        "the strategy orders them; an unpriced model is skipped). A route whose every target "
+        "is over it is a compile error.",
+    )
+    max_latency: Duration | None = Field(
+        None,
+        description="Only targets whose recent p95 latency (engine.health()) is at most this are "
+        "tried; a target not yet measured is tried, and one over it gets a probe every 10s.",
+    )
 
     @field_validator("to")
     @classmethod

@@ -35,6 +35,7 @@ DIRECTIVES = {
     "tool": "answer with a call to the first offered tool (tool=NAME: call NAME, offered or not)",
     "cached=N": "report N more prompt tokens, read from the prompt cache (usage shows them cached)",
     "cache_write=N": "report N more prompt tokens, written to the prompt cache (anthropic only)",
+    "too_long": "answer 400 with the kind's own 'context length exceeded' error",
 }
 
 _SPLIT = re.compile(r"[\s,;]+")
@@ -69,6 +70,7 @@ class Fault:
     tool: str | None = None  # "" = the first offered tool
     cached: int | None = None
     cache_write: int | None = None
+    too_long: bool = False
     label: str = ""  # the directive text it came from (for stats)
 
     def merge(self, other: Fault) -> Fault:
@@ -88,7 +90,7 @@ class Fault:
     @property
     def breaks(self) -> bool:
         """True when the fault replaces the normal answer before any body is built."""
-        return self.reset or (self.status is not None and self.status >= 400)
+        return self.reset or self.too_long or (self.status is not None and self.status >= 400)
 
 
 NO_FAULT = Fault()
@@ -105,7 +107,7 @@ def _apply(values: dict[str, Any], key: str, value: str | None) -> None:
         values["status"] = int(key)
     elif key == "ok":
         pass
-    elif key in ("reset", "truncate", "malformed", "stream_error"):
+    elif key in ("reset", "truncate", "malformed", "stream_error", "too_long"):
         values[key] = True
     elif key == "tool":
         values["tool"] = value or ""

@@ -48,6 +48,26 @@ def _reset(request: web.BaseRequest) -> None:
     transport.abort()
 
 
+# each API's own words for a request its model's context window cannot hold
+_TOO_LONG = {
+    "openai": BadRequest(
+        "This model's maximum context length is 128000 tokens. However, your messages resulted "
+        "in 130412 tokens. Please reduce the length of the messages.",
+        param="messages",
+        code="context_length_exceeded",
+    ),
+    "anthropic": BadRequest("prompt is too long: 208310 tokens > 200000 maximum"),
+    "gemini": BadRequest(
+        "The input token count (1200000) exceeds the maximum number of tokens allowed (1048576)."
+    ),
+    "ollama": BadRequest("the input length exceeds the context length"),
+}
+
+
+def _too_long(kind: str) -> BadRequest:
+    return _TOO_LONG.get(kind, _TOO_LONG["openai"])
+
+
 def _close(request: web.BaseRequest) -> None:
     """Close the connection after what was written is flushed (FIN, no terminator)."""
     if request.transport is not None:
@@ -287,6 +307,9 @@ class FakeServer:
         rid = f"fake{next(self._ids):020d}"
         headers = _headers(wire, rid, fault)
         status = fault.status or 200
+        if fault.too_long:
+            refused = _too_long(wire.name)
+            return self._json(entry, refused.status, wire.refuse(refused, rid), headers)
         if status >= 400:
             message = f"fake provider: {status} {_phrase(status)} (injected)"
             return self._json(entry, status, wire.error(status, message, rid), headers)

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import Mapping
 from typing import Any, Final
 
+from engine.constraints import PROBE_EVERY, latency_breach, price_breach
+from engine.context_window import needed_tokens, overflow
 from engine.errors import AllTargetsFailed, DeadlineExceeded, NoRouteError, ProviderError
 from engine.graph import Group, Node, Route, RoutingGraph, Target
 from engine.providers import get_kind
@@ -77,6 +80,7 @@ class Runtime:
                 rk = (id(p.template), f"{p.kind}@{p.name}" if p.custom_wire else p.kind)
                 ep = by_key[target.key] = Endpoint(target, by_provider[p.name], renders.setdefault(rk, rk))
             self.endpoints[id(target)] = ep
+        self.probes: dict[str, float] = {}  # target -> when it last got a max_latency probe
         self.orders: dict[str, GroupOrder] = {
             name: GroupOrder(group, shared.rng, shared.latencies) for name, group in graph.groups.items()
         }
@@ -196,6 +200,10 @@ class Runtime:
         model = ep.model if ep.model is not None else ctx.model
         label = ep.label(model)
         ctx.seen.add(ep.key)
+        refused = self.refusal(ep, ctx, model, label)
+        if refused is not None:  # context too small, or a route limit: nothing is sent
+            self.record(ctx, refused)
+            return SKIPPED
         try:
             body = ep.body(ctx, model, ctx.stream)
         except Exception as exc:  # a template that cannot render this request: no network cost
@@ -204,6 +212,34 @@ class Runtime:
         if ctx.cache != "off":  # (never for a stream)
             return await self._shared(ep, ctx, model, label, body, wait)
         return await self.life.tries(ep, ctx, model, label, body, wait, ctx.exchange)
+
+    def refusal(self, ep: Endpoint, ctx: Ctx, model: str, label: str) -> Attempt | None:
+        """The skipped attempt of a target the request must not go to (its model's ``context``
+        is too small for it; it breaks the route's ``max_price`` or ``max_latency``), else
+        ``None``. A target over ``max_latency`` is let through once per ``PROBE_EVERY``."""
+        info = ep.models.get(model)
+        if info is not None and info.context is not None:
+            detail = overflow(needed_tokens(ctx.request), info.context)
+            if detail is not None:
+                return Attempt(label, "skipped", kind="context", detail=detail)
+        limits = ctx.route.constraints
+        if limits is None:
+            return None
+        detail = price_breach(limits, ep.price_for(model))
+        if detail is None and limits.max_latency is not None:
+            window = self.shared.health.windows.get("t:" + label)
+            detail = latency_breach(limits, window.p95 if window is not None else None)
+            if detail is not None and self._probe(label):
+                detail = None
+        return Attempt(label, "skipped", kind="constraint", detail=detail) if detail else None
+
+    def _probe(self, label: str) -> bool:
+        """Whether a target over ``max_latency`` gets its probe now (one per ``PROBE_EVERY``)."""
+        now = time.monotonic()
+        if now - self.probes.get(label, -PROBE_EVERY) < PROBE_EVERY:
+            return False
+        self.probes[label] = now
+        return True
 
     async def _shared(
         self, ep: Endpoint, ctx: Ctx, model: str, label: str, body: bytes, wait: bool

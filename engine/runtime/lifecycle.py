@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from typing import Final, Literal, TypeVar
 
+from engine.context_window import said_too_long
 from engine.errors import ProviderError
 from engine.providers.base import Parsed, StreamParser
 from engine.result import Attempt, Done, ErrorKind, Response, Usage, reasoning_text
@@ -173,6 +174,8 @@ class Lifecycle:
         ``False`` to fail over; raise ``ProviderError`` when the classifier allows neither.
         The detail is masked of the provider's secrets, then cut short."""
         status, error, retry_after = failure.status, failure.error, failure.retry_after
+        if error is None and said_too_long(status, failure.detail):
+            error = "context"  # the provider's own "context length exceeded"
         latency = perf() - t.start
         counts = breaker_failure(status, error)
         detail = await self._charge(ep, t.token, t.label, counts, failure.detail, latency)

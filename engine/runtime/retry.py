@@ -23,6 +23,10 @@ def can_retry(classifier: Classifier, status: int | None, error: str | None) -> 
 
 
 def can_fail_over(classifier: Classifier, status: int | None, error: str | None) -> bool:
+    """A provider's context-length error fails over when the classifier names ``context`` or
+    its status (so a classifier that failed over on 400 before ``context`` existed still does)."""
+    if error == "context":
+        return error in classifier.failover_errors or status in classifier.failover_status
     if error is not None:
         return error in classifier.failover_errors
     return status in classifier.failover_status
@@ -31,9 +35,9 @@ def can_fail_over(classifier: Classifier, status: int | None, error: str | None)
 def breaker_failure(status: int | None, error: str | None) -> bool:
     """Whether a failed try counts against the provider's circuit: transport errors, 5xx, 408 and
     429 do; client errors (400, 401, 404, ...) describe the request or the config, not the
-    provider's health, and do not."""
+    provider's health, and do not (a context-length error is one of them)."""
     if error is not None:
-        return True
+        return error != "context"
     return status is not None and (status >= 500 or status in _OVERLOAD)
 
 

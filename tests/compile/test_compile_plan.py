@@ -133,6 +133,8 @@ def test_the_json_shape_of_a_plan(good: RoutingGraph) -> None:
         "deadline",
         "worst_case",
         "worst_case_exceeds_deadline",
+        "needed_tokens",
+        "limits",
         "tree",
         "targets",
         "cache",
@@ -153,6 +155,8 @@ def test_the_json_shape_of_a_plan(good: RoutingGraph) -> None:
         "price",
         "notes",
         "estimate",
+        "context",
+        "ruled_out",
     ]
     assert list(d["cache"]) == ["cacheable", "reason"] and list(d["body"]) == ["url", "headers", "json"]
     # a member shows what its group's strategy adds (weighted: weight and share) after its own
