@@ -77,6 +77,7 @@ if TYPE_CHECKING:
     )
     from engine.runtime.health import ProviderHealth
     from engine.runtime.loop import SyncStream
+    from engine.runtime.many import RouteMany, SyncRouteMany
     from engine.runtime.state.base import StateWarning
     from engine.runtime.state.listings import ListedModel, ModelListing, RegistryStats
     from engine.runtime.streaming import EventStream
@@ -129,12 +130,14 @@ __all__ = [
     "Response",
     "Retrying",
     "RouteError",
+    "RouteMany",
     "RoutingGraph",
     "StateChanged",
     "StateWarning",
     "StreamEvent",
     "StreamInterrupted",
     "SyncEngine",
+    "SyncRouteMany",
     "SyncStream",
     "TextDelta",
     "ToolCall",
@@ -176,6 +179,8 @@ _LAZY = {
     "Engine": "engine.api",
     "SyncEngine": "engine.sync",
     "SyncStream": "engine.runtime.loop",
+    "RouteMany": "engine.runtime.many",
+    "SyncRouteMany": "engine.runtime.many",
     "EventStream": "engine.runtime.streaming",
     "ListedModel": "engine.runtime.state.listings",
     "ModelListing": "engine.runtime.state.listings",

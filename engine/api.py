@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterable, Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Unpack, overload
@@ -35,6 +35,7 @@ from engine.runtime import (
     RegistryStats,
     RequestLike,
     Retrying,
+    RouteMany,
     StateChanged,
     Supervisor,
 )
@@ -152,6 +153,17 @@ class Engine(Subscribable):
         (each listing its attempts)."""
         return await self._core.route(request)
 
+    def route_many(
+        self, requests: Iterable[RequestLike] | AsyncIterable[RequestLike], *, concurrency: int = 8
+    ) -> RouteMany:
+        """Route many requests, at most ``concurrency`` in flight: ``async for index, outcome in
+        eng.route_many(reqs, concurrency=16)`` yields each as it finishes, ``outcome`` its
+        ``Response`` or the ``RouteError`` (``RequestError`` for a malformed one) it ended with.
+        Each has its route's deadline, rate limits and circuits, as ``route()``; one failure
+        never stops the others. ``requests`` (sync or async) is read only as room frees up.
+        ``aclose()`` (or ``async with``, or cancelling the reader) cancels what is in flight."""
+        return self._core.route_many(requests, concurrency)
+
     def stream(self, request: RequestLike) -> EventStream:
         """Stream one request: ``async for event in engine.stream(req)`` yields ``TextDelta`` /
         ``ToolCallDelta`` / ``ReasoningDelta`` events, then one ``Done``. Raises
@@ -247,7 +259,7 @@ class Engine(Subscribable):
         max_concurrency: int = 10,
         timeout: float | None = None,
     ) -> dict[str, ModelListing | Exception]:
-        """Many listings at once (default: every provider), at most ``max_concurrency`` fetches
+        """RouteMany listings at once (default: every provider), at most ``max_concurrency`` fetches
         at a time, each bounded by ``timeout`` seconds. A provider that fails maps to its error
         (``ListingError``, or ``TimeoutError`` past ``timeout``) and does not stop the
         others."""

@@ -28,6 +28,7 @@ from engine.runtime import (
     ProviderHealth,
     RegistryStats,
     RequestLike,
+    SyncRouteMany,
     SyncStream,
     outside_loop,
 )
@@ -100,6 +101,12 @@ class SyncEngine(Subscribable):
     def route(self, request: RequestLike) -> Response:
         """``Engine.route``, blocking."""
         return self._run("route", functools.partial(self.aio.route, request))
+
+    def route_many(self, requests: Iterable[RequestLike], *, concurrency: int = 8) -> SyncRouteMany:
+        """``for index, outcome in eng.route_many(reqs, concurrency=16)``: ``Engine.route_many``
+        as an iterator (the requests run on the engine's loop thread meanwhile; ``requests`` is
+        read there too). A context manager; ``close()`` cancels what is still in flight."""
+        return self._core.route_many_sync(requests, concurrency)
 
     def stream(self, request: RequestLike) -> SyncStream:
         """``for event in eng.stream(req)``: ``Engine.stream`` as an iterator (also a context

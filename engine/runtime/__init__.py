@@ -16,6 +16,7 @@ from engine.runtime.events import (
 )
 from engine.runtime.health import ProviderHealth
 from engine.runtime.loop import SyncStream, outside_loop
+from engine.runtime.many import ManyResult, RouteMany, SyncRouteMany
 from engine.runtime.state import ModelListing, RegistryStats
 from engine.runtime.streaming import EventStream
 from engine.runtime.supervisor import EngineOptions, RequestLike, Supervisor
@@ -30,13 +31,16 @@ __all__ = [
     "EventName",
     "EventStream",
     "FailingOver",
+    "ManyResult",
     "ModelListing",
     "ProviderHealth",
     "RegistryStats",
     "RequestLike",
     "Retrying",
+    "RouteMany",
     "StateChanged",
     "Supervisor",
+    "SyncRouteMany",
     "SyncStream",
     "TransportOption",
     "outside_loop",

@@ -15,7 +15,7 @@ import logging
 import random
 import threading
 import weakref
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import AsyncIterable, Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack
 
 from engine.errors import ListingError
@@ -30,6 +30,7 @@ from engine.runtime.events import BreakerChanged, Hooks, StateChanged
 from engine.runtime.executor import Runtime
 from engine.runtime.health import ProviderHealth, provider_health
 from engine.runtime.loop import LoopThread, SyncStream, outside_loop
+from engine.runtime.many import RouteMany, SyncRouteMany
 from engine.runtime.state import ModelListing, RegistryStats, State, StateWarning
 from engine.runtime.streaming import EventStream
 from engine.runtime.transport import Closed, Connection, ConnectionPool
@@ -129,6 +130,17 @@ class Supervisor:
             rt.inflight -= 1
             if rt.retired and not rt.inflight:
                 self._release(rt)
+
+    def route_many(
+        self, requests: Iterable[RequestLike] | AsyncIterable[RequestLike], concurrency: int
+    ) -> RouteMany:
+        self.ensure_open()
+        return RouteMany(self.route, requests, concurrency)
+
+    def route_many_sync(self, requests: Iterable[RequestLike], concurrency: int) -> SyncRouteMany:
+        """``route_many`` for blocking code: read on the sync loop's thread."""
+        outside_loop("route_many()", "engine.route_many() with async for")
+        return SyncRouteMany(self.route_many(requests, concurrency), self._thread())
 
     def stream(self, request: RequestLike) -> EventStream:
         self.ensure_open()
