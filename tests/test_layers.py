@@ -21,7 +21,17 @@ ROOT = Path(__file__).resolve().parent.parent / "engine"
 
 # the entry points: the only modules that may put the halves together
 FACADE = {"__init__", "__main__", "api", "sync", "cli", "demo", "starter"}
-ENTRY = {"engine.api", "engine.sync", "engine.cli", "engine.demo", "engine.starter"}
+ENTRY = {
+    "engine.api",
+    "engine.sync",
+    "engine.cli",
+    "engine.demo",
+    "engine.starter",
+    "engine.batch",
+    "engine.benchmark",
+}
+# packages that are commands (``engine batch``, ``engine bench``): entry points like the facade
+COMMANDS = {"batch", "benchmark"}
 COMPILE_STAGES = {"engine.loader", "engine.schema", "engine.compiler"}
 
 # module (relative to engine/, without .py) -> engine modules it must not import
@@ -66,6 +76,8 @@ FOREIGN = {
     "opentelemetry": {"telemetry/traces"},
     "uvloop": {"api", "runtime", "fake"},
     "pytest": {"pytest_plugin"},
+    "tqdm": {"batch/progress", "benchmark/cli"},
+    "matplotlib": {"benchmark/plot"},
 }
 RUNTIME_LIBRARIES = (
     "aiohttp",
@@ -119,7 +131,7 @@ def _banned_for(mod: str) -> set[str]:
     if top in FORBIDDEN_BY_PACKAGE:
         return FORBIDDEN_BY_PACKAGE[top]
     banned = set(FORBIDDEN_INTERNAL.get(mod, set()))
-    if mod not in FACADE:
+    if mod not in FACADE and top not in COMMANDS:
         banned |= COMPILE_HALF_FORBIDDEN
     return banned
 
