@@ -136,6 +136,10 @@ class SyncRouteMany:
             self._closed = True
             self._thread.run(self._many.aclose())
 
+    def __del__(self) -> None:  # dropped unclosed (a break out of the for): cancel the rest
+        if not self._closed and not self._thread.loop.is_closed():
+            asyncio.run_coroutine_threadsafe(self._many.aclose(), self._thread.loop)
+
     def __enter__(self) -> SyncRouteMany:
         return self
 

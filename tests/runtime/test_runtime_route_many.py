@@ -114,3 +114,18 @@ def test_the_sync_twin(fake: FakeServer, ask: Ask, compile_yaml: Callable[..., A
     assert isinstance(out[8], ProviderError)
     answers = {i: o.text for i, o in out.items() if isinstance(o, Response)}
     assert sorted(answers) == list(range(8)) and all(f"s{i}" in answers[i] for i in answers)
+
+
+def test_closing_the_sync_twin_early_cancels_what_is_in_flight(
+    fake: FakeServer, ask: Ask, compile_yaml: Callable[..., Any]
+) -> None:
+    from engine.sync import SyncEngine
+
+    ended: list[str] = []
+    with SyncEngine.from_graph(compile_yaml()) as eng:
+        eng.on("attempt_end", lambda e: ended.append(e.attempt.outcome))
+        reqs = [ask("c", "quick")] + [ask("c", f"slow {i} [[fake: latency=5s]]") for i in range(5)]
+        with eng.route_many(reqs, concurrency=3) as many:
+            index, outcome = next(many)
+        assert (index, isinstance(outcome, Response)) == (0, True)
+    assert ended == ["ok", "cancelled", "cancelled"]  # the two slow ones in flight; none started after
