@@ -1,6 +1,6 @@
 """The process-local backend (``cache.backend: memory``): a bounded TTL dict per namespace, a
-sliding-window rate limiter, no peers to coordinate with, and purgatory's in-memory circuits.
-Nothing here yields to the loop or fails, so it needs no guard."""
+sliding-window rate limiter, no peers to coordinate with, and no shared circuits (each engine keeps
+purgatory's in-memory ones). Nothing here yields to the loop or fails, so it needs no guard."""
 
 from __future__ import annotations
 
@@ -12,10 +12,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from purgatory import AsyncInMemoryUnitOfWork
-
 from engine.graph import Limits, Provider
-from engine.runtime.state.base import WINDOW
+from engine.runtime.state.base import WINDOW, Entries
 
 __all__ = ["MemoryBackend", "MemoryLimiter", "MemoryStore", "NoPeers"]
 
@@ -121,6 +119,9 @@ class MemoryLimiter:
         w.tokens.append((time.monotonic(), delta))
         w.total += delta
 
+    async def flush(self) -> None:
+        return None
+
     def _admit(self, w: _Window, limits: Limits, tokens: int, now: float) -> float:
         """0 when admitted (and counted); otherwise the seconds until there may be room."""
         horizon = now - self.window
@@ -165,7 +166,7 @@ class NoPeers:
         self,
         key: str,
         call: Callable[[], Awaitable[T]],
-        peek: Callable[[], Awaitable[T | None]],
+        entries: Entries[T],
         *,
         deadline: float | None = None,
     ) -> T:
@@ -173,6 +174,9 @@ class NoPeers:
 
     def stats(self) -> dict[str, int]:
         return {}
+
+    async def aclose(self) -> None:
+        return None
 
 
 class MemoryBackend:
@@ -188,8 +192,8 @@ class MemoryBackend:
     def store(self, namespace: str) -> MemoryStore:
         return MemoryStore()
 
-    def circuits(self) -> AsyncInMemoryUnitOfWork:
-        return AsyncInMemoryUnitOfWork()
+    def circuits(self) -> None:
+        return None
 
     async def ping(self) -> bool:
         return True

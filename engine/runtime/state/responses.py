@@ -5,6 +5,7 @@ versioned JSON in a shared store."""
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 from engine.result import ReasoningBlock, Response, ToolCall, Usage, reasoning_text
@@ -15,7 +16,8 @@ __all__ = ["ResponseCache", "decode_response", "encode_response"]
 
 class ResponseCache:
     """Responses by ``key(target_key, body)``; hits come back with ``cached=True``, no attempts and
-    no raw body. ``ttl`` is ``cache.responses.ttl`` (``None``: nothing is stored)."""
+    no raw body. ``ttl`` is ``cache.responses.ttl`` (``None``: nothing is stored). It is also the
+    ``Entries`` of a remote backend's ``Flights`` (``dumps``/``loads``: the store's JSON)."""
 
     __slots__ = ("_store", "ttl")
 
@@ -60,6 +62,17 @@ class ResponseCache:
             reasoning_blocks=response.reasoning_blocks,
         )
         await self._store.set(key, encode_response(stored) if self._store.shared else stored, self.ttl)
+
+    def dumps(self, response: Response) -> str:
+        """The JSON text a shared store keeps (what ``set`` stores there)."""
+        return json.dumps(encode_response(response))
+
+    def loads(self, data: bytes | str) -> Response | None:
+        """A stored entry read back, ``None`` if it is not one (a foreign or older entry)."""
+        try:
+            return decode_response(json.loads(data))
+        except (KeyError, TypeError, ValueError, IndexError):
+            return None
 
     async def delete(self, key: str) -> None:
         await self._store.delete(key)
