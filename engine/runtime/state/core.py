@@ -185,18 +185,24 @@ class State:
         key = cache.key(endpoint, body)
         if refresh:
             return await self.flights.do(key + ":refresh", partial(self._upstream, key, call))
-        if not self.storage.remote:
+        if cache.local is not None:
             # A local lookup never yields, so nothing can land between a miss and the flight.
-            hit = await cache.get(key)
+            hit = cache.peek(key)
             if hit is not None:
                 return hit
-            return await self.flights.do(key, partial(self._upstream, key, call))
+            return await self.flights.do(key, partial(self._kept, key, call))
         # A remote lookup yields: do it inside the flight, so callers that arrive while it runs
         # share it, and none can miss an answer stored just before its own flight starts.
         return await self.flights.do(key, partial(self._shared, key, call, deadline))
 
+    async def _kept(self, key: str, call: Callable[[], Awaitable[Response]]) -> Response:
+        """An in-process flight: the call, its answer kept."""
+        response = await call()
+        self.responses.keep(key, response)
+        return response
+
     async def _upstream(self, key: str, call: Callable[[], Awaitable[Response]]) -> Response:
-        """A local or refreshed flight: the call, its answer stored."""
+        """A refreshed flight: the call, its answer stored."""
         response = await call()
         await self.responses.set(key, response)
         return response

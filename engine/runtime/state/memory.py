@@ -5,7 +5,6 @@ purgatory's in-memory ones). Nothing here yields to the loop or fails, so it nee
 from __future__ import annotations
 
 import asyncio
-import itertools
 import math
 import time
 from collections import deque
@@ -40,7 +39,8 @@ class MemoryStore:
     def __len__(self) -> int:
         return len(self._data)
 
-    async def get(self, key: str) -> Any:
+    def lookup(self, key: str) -> Any:
+        """``get`` without a coroutine (nothing here waits)."""
         entry = self._data.get(key)
         if entry is None:
             return None
@@ -49,24 +49,36 @@ class MemoryStore:
             return None
         return entry[1]
 
-    async def set(self, key: str, value: Any, ttl: float | None) -> None:
+    def put(self, key: str, value: Any, ttl: float | None) -> None:
+        """``set`` without a coroutine."""
         data = self._data
         data.pop(key, None)  # re-inserted as the newest
         data[key] = (time.monotonic() + ttl if ttl else math.inf, value)
         if len(data) > self.max_entries:
             self._evict()
 
+    async def get(self, key: str) -> Any:
+        return self.lookup(key)
+
+    async def set(self, key: str, value: Any, ttl: float | None) -> None:
+        self.put(key, value, ttl)
+
     def _evict(self) -> None:
-        """Drop expired entries, then the oldest written, down to 90 % of ``max_entries`` (so
-        the scan runs once per ~10 % of the bound, not on every insert)."""
+        """Drop the oldest written entries down to 90 % of ``max_entries`` (so this runs once per
+        ~10 % of the bound, not on every insert), and the expired ones in front of them: it
+        looks at no more entries than it drops (a store's entries mostly share one TTL, so the
+        oldest written expire first; one expired behind a live one goes when it is read)."""
         data = self._data
         now = time.monotonic()
-        for key in [k for k, (expiry, _) in data.items() if expiry <= now]:
-            del data[key]
         excess = len(data) - self.max_entries * 9 // 10
-        if excess > 0:
-            for key in list(itertools.islice(data, excess)):
-                del data[key]
+        drop = []
+        for key, (expiry, _) in data.items():
+            if excess <= 0 and expiry > now:
+                break
+            drop.append(key)
+            excess -= 1
+        for key in drop:
+            del data[key]
 
     async def delete(self, key: str) -> None:
         self._data.pop(key, None)
