@@ -22,6 +22,7 @@ down each instance goes on with its own circuits."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import os
@@ -91,6 +92,7 @@ class Circuits:
         self._shared: SharedCircuits | None = uow.shared if isinstance(uow, SharedUnitOfWork) else None
         self._version = ""  # the shared circuits' version this view last read
         self._fresh_until = 0.0  # monotonic: the view is read again after this
+        self._refreshing: asyncio.Future[None] | None = None  # the read under way
         self._probes: dict[str, tuple[Any, str, float]] = {}  # key -> our probe (breaker, claim, until)
         self._leases: dict[str, float] = {}  # key -> another instance's probe lease end (time.time)
         self._claims = (f"{os.getpid()}.{os.urandom(6).hex()}.{n}" for n in itertools.count())
@@ -155,24 +157,36 @@ class Circuits:
             self._store_down = False
             self._adopt(key, brk.context)
             return brk
-        self._cache[key] = brk
-        if self._shared is not None:
-            got = await self._shared.read([key])
-            if got is not None:
-                brk = await self._take(key, got[1][key])
-        return brk
+        if self._shared is None:
+            self._cache[key] = brk
+            return brk
+        # kept only once its shared state is known: a try meanwhile loads it too (not closed
+        # by default while the first load is on its way)
+        got = await self._shared.read([key])
+        self._cache.setdefault(key, brk)
+        return brk if got is None else await self._take(key, got[1][key])
 
     async def _refresh(self) -> None:
-        """Read the shared circuits' version; if it moved, take every circuit this view holds."""
+        """Read the shared circuits' version; if it moved, take every circuit this view holds.
+        Tries that find the view stale meanwhile wait for this one read (so none acts on a view
+        older than ``staleness`` and the round trip that refreshes it)."""
+        pending = self._refreshing
+        if pending is not None:
+            await asyncio.shield(pending)
+            return
         shared = self._shared
         assert shared is not None and self._cache is not None
-        self._fresh_until = time.monotonic() + shared.staleness
-        got = await shared.read(list(self._cache), self._version)
-        if got is None:
-            return
-        self._version, snapshots = got
-        for key, snapshot in snapshots.items():
-            await self._take(key, snapshot)
+        done = self._refreshing = asyncio.get_running_loop().create_future()
+        try:
+            got = await shared.read(list(self._cache), self._version)
+            if got is not None:
+                self._version, snapshots = got
+                for key, snapshot in snapshots.items():
+                    await self._take(key, snapshot)
+        finally:
+            self._fresh_until = time.monotonic() + shared.staleness
+            self._refreshing = None
+            done.set_result(None)
 
     async def _take(self, key: str, snap: CircuitSnapshot) -> Any:
         """The local circuit in the state the shared store holds (the same one if it is)."""

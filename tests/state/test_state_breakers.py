@@ -1,12 +1,16 @@
 """Circuit storage: ``State.breaker_factory`` plugged into the executor's ``Circuits``. On Redis a
-circuit opened by one instance is open for another, and a probe after recovery closes it for all."""
+circuit opened by one instance is open for another (once its view is ``staleness`` old), exactly
+one try of all instances probes it after recovery and its success closes it for all, a closed
+circuit costs no round trip per try, and the keys live under the namespace and expire."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+import redis
 from purgatory import AsyncInMemoryUnitOfWork
 
 from engine.graph import Breaker
@@ -24,6 +28,13 @@ async def _fail(circuits: Circuits, name: str, times: int) -> None:
         token = await circuits.enter(name, BREAKER)
         assert token is not None
         await circuits.leave(token, True)
+
+
+async def _succeed(circuits: Circuits, name: str, times: int) -> None:
+    for _ in range(times):
+        token = await circuits.enter(name, BREAKER)
+        assert token is not None
+        await circuits.leave(token, False)
 
 
 def test_the_backend_picks_the_unit_of_work(cache_config: Callable[..., Any]) -> None:
@@ -107,3 +118,92 @@ async def test_a_reload_that_changes_the_threshold_keeps_the_circuit_state(
         assert (again.context.threshold, again.context.ttl) == (3, 30)
     finally:
         await state.aclose()
+
+
+def _commands(url: str) -> int:
+    """Commands the Redis at ``url`` has run (``INFO commandstats``), less the INFO calls."""
+    client = redis.Redis.from_url(url)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return sum(int(v["calls"]) for k, v in stats.items() if k != "cmdstat_info")
+
+
+async def test_a_closed_circuit_costs_no_round_trip_per_try(
+    redis_url: str, cache_config: Callable[..., Any]
+) -> None:
+    state = State.create(cache_config(redis_url))
+    try:
+        circuits = Circuits(state.breaker_factory())
+        await _succeed(circuits, "openai", 1)  # first use: the circuit's shared state is read
+        before = _commands(redis_url)
+        await _succeed(circuits, "openai", 1000)
+        used = _commands(redis_url) - before
+        assert used <= 100  # target: <= 0.1 per try; a view read costs 1 per staleness period
+    finally:
+        await state.aclose()
+
+
+async def test_exactly_one_try_of_two_instances_claims_the_probe(
+    redis_url: str, cache_config: Callable[..., Any]
+) -> None:
+    a = State.create(cache_config(redis_url), staleness=STALENESS)
+    b = State.create(cache_config(redis_url), staleness=STALENESS)
+    try:
+        ca, cb = Circuits(a.breaker_factory()), Circuits(b.breaker_factory())
+        await _succeed(cb, "openai", 1)  # b knows the circuit closed
+        await _fail(ca, "openai", 3)
+        await asyncio.sleep(BREAKER.recovery + 0.05)
+        tokens = await asyncio.gather(*(c.enter("openai", BREAKER) for c in (ca, cb) * 5))
+        probes = [t for t in tokens if t is not None]
+        assert len(probes) == 1  # one probe, the nine others skip the half-open circuit
+        await (ca if tokens.index(probes[0]) % 2 == 0 else cb).leave(probes[0], False)
+        await asyncio.sleep(STALENESS)
+        for c in (ca, cb):  # the probe closed it for everyone
+            token = await c.enter("openai", BREAKER)
+            assert token is not None
+            await c.leave(token, False)
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_a_success_anywhere_starts_the_count_again(
+    redis_url: str, cache_config: Callable[..., Any]
+) -> None:
+    a = State.create(cache_config(redis_url), staleness=STALENESS)
+    b = State.create(cache_config(redis_url), staleness=STALENESS)
+    try:
+        ca, cb = Circuits(a.breaker_factory()), Circuits(b.breaker_factory())
+        await _succeed(cb, "openai", 1)
+        await _fail(ca, "openai", 2)  # 2 of 3
+        await asyncio.sleep(STALENESS)
+        await _succeed(cb, "openai", 1)  # b has seen the failures: its success resets them
+        await _fail(ca, "openai", 2)  # 2 of 3 again, not 4
+        assert await ca.enter("openai", BREAKER) is not None
+        await _fail(cb, "openai", 1)  # the third in a row opens it
+        assert await cb.enter("openai", BREAKER) is None
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_circuit_keys_live_under_the_namespace_and_expire(
+    redis_url: str, cache_config: Callable[..., Any]
+) -> None:
+    config = dataclasses.replace(cache_config(redis_url), namespace="team-a")
+    state = State.create(config)
+    try:
+        circuits = Circuits(state.breaker_factory())
+        await _fail(circuits, "openai", 3)
+    finally:
+        await state.aclose()
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = sorted(k.decode() for k in client.keys("*"))
+        assert keys == ["team-a:cbr:c:openai", "team-a:cbr:v"]
+        assert all(client.pttl(k) > 0 for k in keys)
+        assert client.hget("team-a:cbr:c:openai", "s") == b"opened"
+    finally:
+        client.close()
