@@ -269,6 +269,11 @@ class RedisLimiter:
 
     async def _send(self, pending: dict[str, int]) -> None:
         ms = int(self.window * 1000)
+        if len(pending) == 1:  # the usual case: one script call (a pipeline adds SCRIPT EXISTS)
+            [(name, delta)] = pending.items()
+            _, tok, total, seq = self._keys_of(name)
+            await self._record(keys=[tok, total, seq], args=[ms, delta])
+            return
         async with self._client.pipeline(transaction=False) as pipe:
             for name, delta in pending.items():
                 _, tok, total, seq = self._keys_of(name)

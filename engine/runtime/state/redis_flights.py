@@ -170,6 +170,9 @@ class RedisFlights:
                 await self._guard.run("flight.renew", partial(self._renew_all, held), None)
 
     async def _renew_all(self, held: list[tuple[str, str]]) -> None:
+        if len(held) == 1:  # one script call (a pipeline adds SCRIPT EXISTS)
+            await self._renew(keys=[held[0][0]], args=[held[0][1], self._lease_ms])
+            return
         async with self._client.pipeline(transaction=False) as pipe:
             for lock, token in held:
                 await self._renew(keys=[lock], args=[token, self._lease_ms], client=pipe)
