@@ -1,5 +1,6 @@
 """The state layer's costs in, a table out: cache hit latency (memory, Redis), the uncached path,
-limiter acquire (memory, Redis) and a 20-provider model registry listing cold vs warm.
+limiter acquire (memory, Redis), a try on a closed circuit (memory, Redis) and a 20-provider model
+registry listing cold vs warm.
 
 Run: ``.venv/bin/python bench/state.py [--n 20000] [--redis redis://host:port/db] [--uvloop]``.
 Without ``--redis`` a redis-server is started on a free loopback port (and stopped at the end).
@@ -26,9 +27,10 @@ import httpx
 
 from engine.compiler import compile_text
 from engine.fake import FakeServer
-from engine.graph import CacheConfig, Provider
+from engine.graph import Breaker, CacheConfig, Provider
 from engine.providers import get_kind
 from engine.result import Response, Usage
+from engine.runtime.breakers import Circuits
 from engine.runtime.state import State
 from engine.values import Secret
 
@@ -103,7 +105,7 @@ async def cache_rows(label: str, backend: str, n: int) -> list[str]:
         )
         rows.append(
             row(
-                f"{label}: respond() miss: get+flight+set, no-op call",
+                f"{label}: respond() miss, no-op call",
                 await timed(n, lambda i: state.respond(f"openai/{i}", BODY, upstream)),
             )
         )
@@ -122,6 +124,21 @@ async def limiter_rows(label: str, backend: str, n: int, provider: Provider) -> 
                 await timed(n, lambda i: state.limiter.acquire(provider, 100)),
             )
         ]
+    finally:
+        await state.aclose()
+
+
+async def circuit_rows(label: str, backend: str, n: int) -> list[str]:
+    state = State.create(CacheConfig(backend=backend))
+    circuits = Circuits(state.breaker_factory())
+    breaker = Breaker("bench", failures=5, recovery=30)
+
+    async def one(i: int) -> None:
+        token = await circuits.enter("openai", breaker)
+        await circuits.leave(token, False)
+
+    try:
+        return [row(f"{label}: closed circuit, enter + leave", await timed(n, one))]
     finally:
         await state.aclose()
 
@@ -192,6 +209,10 @@ async def main(args: argparse.Namespace, redis_url: str) -> None:
     for line in await limiter_rows("memory", "memory", args.n, big):
         print(line)
     for line in await limiter_rows("redis", redis_url, n_redis, big):
+        print(line)
+    for line in await circuit_rows("memory", "memory", args.n):
+        print(line)
+    for line in await circuit_rows("redis", redis_url, args.n):
         print(line)
     for backend in ("memory", redis_url):
         for line in await registry_rows(backend, args.rounds):

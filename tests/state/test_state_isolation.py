@@ -214,7 +214,7 @@ async def test_the_route_memo_never_keeps_long_names(compile_graph: Callable[...
     assert list(memo) == ["short"]
 
 
-async def test_a_circuit_store_outage_is_one_log_line_without_a_traceback(
+async def test_a_circuit_store_outage_keeps_the_circuits_here_without_a_log_line(
     refused_url: str, upstream: FakeServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     text = (
@@ -229,6 +229,5 @@ async def test_a_circuit_store_outage_is_one_log_line_without_a_traceback(
     async with Engine.from_graph(compile_text(text, env={})) as eng:
         for _ in range(3):
             assert (await eng.route({**ASK, "temperature": 1})).attempts[-1].outcome == "ok"
-    mine = [r for r in caplog.records if r.name == "engine.breakers"]
-    assert len(mine) == 1 and mine[0].exc_info is None
-    assert "ConnectionError" in mine[0].getMessage()
+    # the state layer's own warning tells of the outage; the circuits go on in this process
+    assert [r for r in caplog.records if r.name == "engine.breakers"] == []

@@ -75,8 +75,10 @@ async def test_tpm_holds_back_and_record_corrects(
         assert await lim.acquire(p, 400)
         assert not await lim.acquire(p, 400)  # 1200 > 1000
         await lim.record(p, 100, 400)  # the first used only 100: 500 in the window
+        await lim.flush()
         assert await lim.acquire(p, 400)  # 900
         await lim.record(p, 500, 400)  # one used more: 1000
+        await lim.flush()
         assert not await lim.acquire(p, 1)
     finally:
         await state.aclose()

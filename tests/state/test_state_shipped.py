@@ -81,5 +81,6 @@ async def test_the_shipped_config_shares_state_on_redis(
     assert any(k.startswith("engine:resp") for k in keys)  # the response
     assert any(k.startswith("engine:models") for k in keys)  # the listings
     assert any(k.startswith("engine:rl:{openai@") for k in keys)  # openai's rpm/tpm window
-    assert any(k.startswith("engine:cbr::openai@") for k in keys)  # purgatory's circuit
+    assert any(k.startswith("engine:cbr:c:openai@") for k in keys)  # the open circuit
+    assert "engine:cbr:v" in keys  # the circuits' version
     assert all(k.startswith("engine:") for k in keys)  # every key in the namespace

@@ -103,5 +103,13 @@ async def test_ping(backend: str, refused_url: str, cache_config: Callable[..., 
 def test_stats_shape(cache_config: Callable[..., Any]) -> None:
     stats = State.create(cache_config("redis://127.0.0.1:1/0")).stats()
     assert stats["backend"] == "redis" and stats["degraded"] is False
-    assert set(stats["flights"]) == {"started", "joined", "in_flight", "led", "followed", "fell_back"}
+    assert set(stats["flights"]) == {
+        "started",
+        "joined",
+        "in_flight",
+        "led",
+        "followed",
+        "took_over",
+        "fell_back",
+    }
     assert set(stats["models"]) == {"hits", "misses", "size", "errors"}

@@ -1,5 +1,6 @@
-"""What every state backend provides, as protocols (``Store``, ``Flights``, ``RateLimiter``,
-``Backend``), and what every backend shares: the fail-soft ``Guard`` and its ``StateWarning``."""
+"""What every state backend provides, as protocols (``Store``, ``Entries``, ``Flights``,
+``RateLimiter``, ``SharedCircuits``, ``Backend``), and what every backend shares: the fail-soft
+``Guard`` and its ``StateWarning``."""
 
 from __future__ import annotations
 
@@ -10,8 +11,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
-from purgatory import AsyncAbstractUnitOfWork
-
 from engine.estimate import estimate_tokens
 from engine.graph import Provider
 from engine.values import Scrubber
@@ -19,9 +18,13 @@ from engine.values import Scrubber
 __all__ = [
     "WINDOW",
     "Backend",
+    "CircuitSnapshot",
+    "CircuitState",
+    "Entries",
     "Flights",
     "Guard",
     "RateLimiter",
+    "SharedCircuits",
     "StateWarning",
     "Store",
     "Warn",
@@ -53,22 +56,36 @@ class Store(Protocol):
         ...
 
 
+class Entries(Protocol[T]):
+    """How values of one kind live in a shared store: their JSON text (``dumps``), read back by
+    ``loads`` (``None``: unreadable, taken as a miss), kept ``ttl`` seconds (``None``: not kept)."""
+
+    ttl: float | None
+
+    def dumps(self, value: T) -> str: ...
+
+    def loads(self, data: bytes | str) -> T | None: ...
+
+
 class Flights(Protocol):
-    """Single-flight across the instances that share a backend (this process's own callers are
-    already coalesced by ``SingleFlight``): ``call()`` runs on one instance, the others take its
-    answer from ``peek()``. ``call`` must store its answer where ``peek`` finds it; ``deadline``
-    is an event-loop time (``loop.time()``)."""
+    """The response cache across the instances that share a backend (this process's own callers
+    are already coalesced by ``SingleFlight``): ``run(key, call, entries)`` answers the stored
+    value when there is one, else runs ``call()`` on one instance and stores its answer where the
+    others find it; they wait for it, or take over if its instance dies. ``deadline`` is an
+    event-loop time (``loop.time()``)."""
 
     async def run(
         self,
         key: str,
         call: Callable[[], Awaitable[T]],
-        peek: Callable[[], Awaitable[T | None]],
+        entries: Entries[T],
         *,
         deadline: float | None = None,
     ) -> T: ...
 
     def stats(self) -> dict[str, int]: ...
+
+    async def aclose(self) -> None: ...
 
 
 class RateLimiter(Protocol):
@@ -91,7 +108,61 @@ class RateLimiter(Protocol):
     async def record(
         self, provider: Provider, actual_tokens: int, estimated_tokens: int, *, key: str | None = None
     ) -> None:
-        """Correct the token count of an admitted request by ``actual - estimated``."""
+        """Correct the token count of an admitted request by ``actual - estimated`` (a shared
+        backend may gather corrections and send them shortly after: ``flush`` sends them now)."""
+        ...
+
+    async def flush(self) -> None:
+        """Send the corrections ``record`` gathered (nothing to do in process)."""
+        ...
+
+
+CircuitState = Literal["closed", "opened", "half-opened"]
+
+
+@dataclass(frozen=True, slots=True)
+class CircuitSnapshot:
+    """One circuit as a shared store holds it, its times on this process's clock (``time.time()``).
+    ``state`` is purgatory's name (``closed``, ``opened``, ``half-opened``); ``probe_until``: a
+    half-open circuit's probe belongs to one instance until then."""
+
+    state: CircuitState
+    failures: int = 0
+    opened_at: float | None = None
+    probe_until: float | None = None
+    granted: bool = False  # a claim: this instance holds the half-open probe
+
+
+CLOSED_SNAPSHOT = CircuitSnapshot("closed")
+
+
+class SharedCircuits(Protocol):
+    """Circuits shared by every instance on a backend: the transitions, each one atomic on the
+    backend (so exactly one instance claims a half-open probe); every answer is the circuit as it
+    then is. ``None``: the backend failed or is skipped (the caller keeps its own view).
+    ``staleness``: how old an instance's view of the others' changes may grow."""
+
+    staleness: float
+
+    async def read(self, keys: list[str], seen: str = "") -> tuple[str, dict[str, CircuitSnapshot]] | None:
+        """The version of the shared circuits, and the circuits named (closed when the backend
+        has none) unless the version is still ``seen`` (then ``{}``)."""
+        ...
+
+    async def failed(self, key: str, threshold: int, ttl: float) -> CircuitSnapshot | None:
+        """Count a failed try; the ``threshold``-th in a row opens the circuit."""
+        ...
+
+    async def succeeded(self, key: str) -> CircuitSnapshot | None:
+        """A try succeeded on a closed circuit: the count of failures starts again."""
+        ...
+
+    async def claim(self, key: str, token: str, ttl: float, lease: float) -> CircuitSnapshot | None:
+        """Claim the probe of a circuit open for ``ttl`` seconds (``granted``: ours for ``lease``)."""
+        ...
+
+    async def settle(self, key: str, token: str, ok: bool, ttl: float) -> CircuitSnapshot | None:
+        """The probe's outcome: closed for all, or open again."""
         ...
 
 
@@ -115,8 +186,8 @@ class Backend(Protocol):
         """A store for one kind of value (``resp``: responses, ``models``: listings)."""
         ...
 
-    def circuits(self) -> AsyncAbstractUnitOfWork:
-        """Where purgatory keeps the circuits of this backend."""
+    def circuits(self) -> SharedCircuits | None:
+        """The circuits shared with other instances (``None``: each instance keeps its own)."""
         ...
 
     async def ping(self) -> bool: ...

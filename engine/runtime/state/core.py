@@ -8,11 +8,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from typing import Any, Literal
 
-from purgatory import AsyncCircuitBreakerFactory
+from purgatory import AsyncCircuitBreakerFactory, AsyncInMemoryUnitOfWork
 
 from engine.graph import CacheConfig
 from engine.result import Response
-from engine.runtime.state.base import WINDOW, Backend, Guard, RateLimiter, Warn
+from engine.runtime.state.base import WINDOW, Backend, Guard, RateLimiter, SharedCircuits, Warn
 from engine.runtime.state.flight import SingleFlight
 from engine.runtime.state.listings import Fetch, ModelRegistry
 from engine.runtime.state.memory import MemoryBackend
@@ -20,20 +20,45 @@ from engine.runtime.state.redis import SCHEMES, RedisBackend
 from engine.runtime.state.responses import ResponseCache
 from engine.values import Scrubber
 
-__all__ = ["CachePolicy", "State", "open_backend"]
+__all__ = ["CachePolicy", "SharedUnitOfWork", "State", "open_backend"]
 
 CachePolicy = Literal["off", "use", "refresh"]
 _NO_META: Mapping[str, Any] = {}
 
 
-def open_backend(config: CacheConfig, guard: Guard, *, window: float, lock_ttl: float) -> Backend:
+class SharedUnitOfWork(AsyncInMemoryUnitOfWork):
+    """purgatory's in-memory unit of work as this instance's view of the circuits a backend
+    shares (``shared``): ``breakers.Circuits`` keeps the view fresh and sends it the transitions."""
+
+    def __init__(self, shared: SharedCircuits) -> None:
+        super().__init__()
+        self.shared = shared
+
+
+def open_backend(
+    config: CacheConfig,
+    guard: Guard,
+    *,
+    window: float,
+    lock_ttl: float,
+    lease: float = 1.0,
+    staleness: float = 0.5,
+) -> Backend:
     """The backend ``cache.backend`` names (nothing connects yet). A new backend: its module
     in this package and its URL scheme here."""
     url = config.url
     if url == "memory":
         return MemoryBackend(window=window)
     if url.startswith(SCHEMES):
-        return RedisBackend(url, config.namespace, guard, window=window, lock_ttl=lock_ttl)
+        return RedisBackend(
+            url,
+            config.namespace,
+            guard,
+            window=window,
+            lock_ttl=lock_ttl,
+            lease=lease,
+            staleness=staleness,
+        )
     raise ValueError("cache.backend must be 'memory' or a redis://, rediss:// or unix:// URL")
 
 
@@ -56,13 +81,17 @@ class State:
         cooldown: float,
         lock_ttl: float,
         window: float,
+        lease: float,
+        staleness: float,
     ) -> None:
         self.config = config
         # a backend error names host and port: masked when the URL came from the environment
         self.guard = Guard(
             on_warning, timeout=timeout, cooldown=cooldown, scrubber=Scrubber.of([config.backend])
         )
-        self.storage = open_backend(config, self.guard, window=window, lock_ttl=lock_ttl)
+        self.storage = open_backend(
+            config, self.guard, window=window, lock_ttl=lock_ttl, lease=lease, staleness=staleness
+        )
         self.limiter: RateLimiter = self.storage.limiter  # an attribute: read on every request
         self.flights = SingleFlight()
         self.responses = ResponseCache(self.storage.store("resp"), config.responses_ttl)
@@ -79,10 +108,14 @@ class State:
         cooldown: float = 2.0,
         lock_ttl: float = 10.0,
         window: float = WINDOW,
+        lease: float = 1.0,
+        staleness: float = 0.5,
     ) -> State:
         """``timeout`` bounds each remote operation; after a failure the backend is skipped for
-        ``cooldown`` seconds; ``lock_ttl`` bounds a cross-instance single-flight wait; ``window``
-        is the rate-limit window (60 s; tests shorten it)."""
+        ``cooldown`` seconds; ``lock_ttl`` bounds a cross-instance single-flight wait on a live
+        leader; a leader that dies lets go within ``lease``; ``staleness`` bounds how old an
+        instance's view of the shared circuits grows; ``window`` is the rate-limit window (60 s;
+        tests shorten them)."""
         return cls(
             config,
             fetch=fetch,
@@ -91,6 +124,8 @@ class State:
             cooldown=cooldown,
             lock_ttl=lock_ttl,
             window=window,
+            lease=lease,
+            staleness=staleness,
         )
 
     @property
@@ -150,17 +185,24 @@ class State:
         key = cache.key(endpoint, body)
         if refresh:
             return await self.flights.do(key + ":refresh", partial(self._upstream, key, call))
-        if not self.storage.remote:
+        if cache.local is not None:
             # A local lookup never yields, so nothing can land between a miss and the flight.
-            hit = await cache.get(key)
+            hit = cache.peek(key)
             if hit is not None:
                 return hit
-            return await self.flights.do(key, partial(self._upstream, key, call))
+            return await self.flights.do(key, partial(self._kept, key, call))
         # A remote lookup yields: do it inside the flight, so callers that arrive while it runs
         # share it, and none can miss an answer stored just before its own flight starts.
         return await self.flights.do(key, partial(self._shared, key, call, deadline))
 
+    async def _kept(self, key: str, call: Callable[[], Awaitable[Response]]) -> Response:
+        """An in-process flight: the call, its answer kept."""
+        response = await call()
+        self.responses.keep(key, response)
+        return response
+
     async def _upstream(self, key: str, call: Callable[[], Awaitable[Response]]) -> Response:
+        """A refreshed flight: the call, its answer stored."""
         response = await call()
         await self.responses.set(key, response)
         return response
@@ -168,22 +210,17 @@ class State:
     async def _shared(
         self, key: str, call: Callable[[], Awaitable[Response]], deadline: float | None
     ) -> Response:
-        peek = partial(self.responses.get, key)
-        hit = await peek()
-        if hit is not None:
-            return hit
-        return await self.storage.flights.run(
-            key, partial(self._upstream, key, call), peek, deadline=deadline
-        )
+        return await self.storage.flights.run(key, call, self.responses, deadline=deadline)
 
     def breaker_factory(self, threshold: int = 5, recovery: float = 60.0) -> AsyncCircuitBreakerFactory:
-        """A purgatory factory whose circuits live in this state's backend (on a remote one, a
-        circuit opened by one instance is open for all; while it is down, circuit operations
-        raise ``ConnectionError`` at once and the outage is reported once with the rest).
-        Per-circuit settings go to ``get_breaker(name, threshold, ttl)``."""
-        return AsyncCircuitBreakerFactory(
-            default_threshold=threshold, default_ttl=recovery, uow=self.storage.circuits()
-        )
+        """A purgatory factory for this engine's circuits: in memory, and on a remote backend
+        a ``SharedUnitOfWork`` whose ``shared`` circuits ``breakers.Circuits`` keeps in step (a
+        circuit opened by one instance is open for all; while the backend is down each instance
+        goes on with its own view, and the outage is reported once with the rest). Per-circuit
+        settings go to ``get_breaker(name, threshold, ttl)``."""
+        shared = self.storage.circuits()
+        uow = AsyncInMemoryUnitOfWork() if shared is None else SharedUnitOfWork(shared)
+        return AsyncCircuitBreakerFactory(default_threshold=threshold, default_ttl=recovery, uow=uow)
 
     def stats(self) -> dict[str, Any]:
         reg = self.registry.stats()

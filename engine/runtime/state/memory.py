@@ -1,21 +1,18 @@
 """The process-local backend (``cache.backend: memory``): a bounded TTL dict per namespace, a
-sliding-window rate limiter, no peers to coordinate with, and purgatory's in-memory circuits.
-Nothing here yields to the loop or fails, so it needs no guard."""
+sliding-window rate limiter, no peers to coordinate with, and no shared circuits (each engine keeps
+purgatory's in-memory ones). Nothing here yields to the loop or fails, so it needs no guard."""
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from purgatory import AsyncInMemoryUnitOfWork
-
 from engine.graph import Limits, Provider
-from engine.runtime.state.base import WINDOW
+from engine.runtime.state.base import WINDOW, Entries
 
 __all__ = ["MemoryBackend", "MemoryLimiter", "MemoryStore", "NoPeers"]
 
@@ -42,7 +39,8 @@ class MemoryStore:
     def __len__(self) -> int:
         return len(self._data)
 
-    async def get(self, key: str) -> Any:
+    def lookup(self, key: str) -> Any:
+        """``get`` without a coroutine (nothing here waits)."""
         entry = self._data.get(key)
         if entry is None:
             return None
@@ -51,24 +49,36 @@ class MemoryStore:
             return None
         return entry[1]
 
-    async def set(self, key: str, value: Any, ttl: float | None) -> None:
+    def put(self, key: str, value: Any, ttl: float | None) -> None:
+        """``set`` without a coroutine."""
         data = self._data
         data.pop(key, None)  # re-inserted as the newest
         data[key] = (time.monotonic() + ttl if ttl else math.inf, value)
         if len(data) > self.max_entries:
             self._evict()
 
+    async def get(self, key: str) -> Any:
+        return self.lookup(key)
+
+    async def set(self, key: str, value: Any, ttl: float | None) -> None:
+        self.put(key, value, ttl)
+
     def _evict(self) -> None:
-        """Drop expired entries, then the oldest written, down to 90 % of ``max_entries`` (so
-        the scan runs once per ~10 % of the bound, not on every insert)."""
+        """Drop the oldest written entries down to 90 % of ``max_entries`` (so this runs once per
+        ~10 % of the bound, not on every insert), and the expired ones in front of them: it
+        looks at no more entries than it drops (a store's entries mostly share one TTL, so the
+        oldest written expire first; one expired behind a live one goes when it is read)."""
         data = self._data
         now = time.monotonic()
-        for key in [k for k, (expiry, _) in data.items() if expiry <= now]:
-            del data[key]
         excess = len(data) - self.max_entries * 9 // 10
-        if excess > 0:
-            for key in list(itertools.islice(data, excess)):
-                del data[key]
+        drop = []
+        for key, (expiry, _) in data.items():
+            if excess <= 0 and expiry > now:
+                break
+            drop.append(key)
+            excess -= 1
+        for key in drop:
+            del data[key]
 
     async def delete(self, key: str) -> None:
         self._data.pop(key, None)
@@ -121,6 +131,9 @@ class MemoryLimiter:
         w.tokens.append((time.monotonic(), delta))
         w.total += delta
 
+    async def flush(self) -> None:
+        return None
+
     def _admit(self, w: _Window, limits: Limits, tokens: int, now: float) -> float:
         """0 when admitted (and counted); otherwise the seconds until there may be room."""
         horizon = now - self.window
@@ -165,7 +178,7 @@ class NoPeers:
         self,
         key: str,
         call: Callable[[], Awaitable[T]],
-        peek: Callable[[], Awaitable[T | None]],
+        entries: Entries[T],
         *,
         deadline: float | None = None,
     ) -> T:
@@ -173,6 +186,9 @@ class NoPeers:
 
     def stats(self) -> dict[str, int]:
         return {}
+
+    async def aclose(self) -> None:
+        return None
 
 
 class MemoryBackend:
@@ -188,8 +204,8 @@ class MemoryBackend:
     def store(self, namespace: str) -> MemoryStore:
         return MemoryStore()
 
-    def circuits(self) -> AsyncInMemoryUnitOfWork:
-        return AsyncInMemoryUnitOfWork()
+    def circuits(self) -> None:
+        return None
 
     async def ping(self) -> bool:
         return True

@@ -2,54 +2,46 @@
 module owns, behind the guard (fail soft, one warning per outage), serving every piece of state.
 
 - values: aiocache's ``RedisCache`` (JSON) per namespace, on this client's connection pool;
-- limits: one Lua script per operation, on the server's clock, so instances share one quota;
-- single-flight across instances: a short ``SET NX PX`` lock, followers poll for the answer;
-- circuits: a purgatory unit of work whose repository is this client, keys under the namespace.
+- the response cache across instances: ``redis_flights`` (a hit one round trip, a miss two);
+- limits: one Lua script per admission, on the server's clock, so instances share one quota; the
+  token corrections gathered and sent in the background (one script per window and flush);
+- circuits: ``redis_circuits`` (atomic transitions, a closed circuit costs no round trip).
 
-Foreign libraries through their public APIs only. aiocache 0.12 builds its client from host and
-port; its ``connection_pool_class`` argument hands it this client's pool instead (its timeouts,
-retry policy and TLS, one pool closed by ``aclose``). purgatory's Redis unit of work takes only a
-URL; the circuits go through its documented extension point instead: a unit of work subclassing
-``AsyncAbstractUnitOfWork`` with a repository subclassing ``AsyncAbstractRepository``. purgatory
-exports the latter only from ``purgatory.service._async.repository`` (where its documentation
-places it): that import path is the one contact with a module purgatory marks private. Keys and
-values stay those of purgatory's own Redis repository (``cbr::<name>``, JSON, a failure counter).
+Every key is under ``cache.namespace``. Foreign libraries through their public APIs only:
+aiocache 0.12 builds its client from host and port; its ``connection_pool_class`` argument hands
+it this client's pool instead (its timeouts, retry policy and TLS, one pool closed by ``aclose``).
+With ``hiredis`` installed (the ``hiredis`` extra) redis-py parses replies in C.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import uuid
-from collections.abc import Awaitable, Callable
-from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 import redis.asyncio as aioredis
 from aiocache import RedisCache
-from purgatory import AsyncAbstractUnitOfWork
-from purgatory.domain.messages import Message
-from purgatory.domain.model import Context
-from purgatory.service._async.repository import AsyncAbstractRepository
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from engine.graph import Provider
 from engine.runtime.state.base import WINDOW, Guard
+from engine.runtime.state.redis_circuits import RedisCircuits
+from engine.runtime.state.redis_flights import RedisFlights
 
-__all__ = ["RedisBackend", "RedisCircuits", "RedisFlights", "RedisLimiter", "RedisStore", "redis_client"]
+__all__ = ["RedisBackend", "RedisLimiter", "RedisStore", "redis_client"]
 
-T = TypeVar("T")
-_DOWN: Any = object()
 SCHEMES = ("redis://", "rediss://", "unix://")
+FLUSH = 0.05  # seconds: token corrections reach Redis this long after the answer, at most
 
 
 def redis_client(url: str, *, timeout: float = 0.25) -> aioredis.Redis:
-    """A client for ``redis://`` / ``rediss://`` URLs with short socket timeouts and one immediate
-    reconnect (redis-py's default backs off and retries three times)."""
+    """A client for ``redis://`` / ``rediss://`` URLs with a short connect timeout and one
+    immediate reconnect (redis-py's default backs off and retries three times). No socket
+    timeout: the guard bounds every operation (``timeout``), and redis-py drops a connection whose
+    read was cut short; its own per-read timer cost ~45 us of CPU per command here."""
     return aioredis.Redis.from_url(
         url,
-        socket_timeout=timeout,
+        socket_timeout=None,
         socket_connect_timeout=timeout,
         decode_responses=False,
         retry=Retry(NoBackoff(), 1),
@@ -65,7 +57,15 @@ class RedisBackend:
     remote = True
 
     def __init__(
-        self, url: str, namespace: str, guard: Guard, *, window: float = WINDOW, lock_ttl: float = 10.0
+        self,
+        url: str,
+        namespace: str,
+        guard: Guard,
+        *,
+        window: float = WINDOW,
+        lock_ttl: float = 10.0,
+        lease: float = 1.0,
+        staleness: float = 0.5,
     ) -> None:
         try:
             self.client = redis_client(url, timeout=guard.timeout)
@@ -74,19 +74,29 @@ class RedisBackend:
         self.namespace = namespace
         self.guard = guard
         self.limiter = RedisLimiter(self.client, guard, window=window, prefix=f"{namespace}:rl")
-        self.flights = RedisFlights(self.client, guard, lock_ttl=lock_ttl, prefix=f"{namespace}:flight")
+        self.flights = RedisFlights(
+            self.client,
+            guard,
+            values=f"{namespace}:resp:",  # the ``resp`` store's keys (aiocache: namespace:key)
+            locks=f"{namespace}:flight:",
+            lock_ttl=lock_ttl,
+            lease=lease,
+        )
+        self._circuits = RedisCircuits(self.client, guard, f"{namespace}:", staleness=staleness)
 
     def store(self, namespace: str) -> RedisStore:
         return RedisStore(self.client, f"{self.namespace}:{namespace}", self.guard)
 
     def circuits(self) -> RedisCircuits:
-        return RedisCircuits(self.client, self.guard, f"{self.namespace}:")
+        return self._circuits
 
     async def ping(self) -> bool:
         client = self.client
         return bool(await self.guard.run("ping", lambda: client.ping(), False))
 
     async def aclose(self) -> None:
+        await self.flights.aclose()
+        await self.limiter.aclose()
         await self.client.aclose()
 
 
@@ -189,9 +199,11 @@ return 0
 
 
 class RedisLimiter:
-    """The sliding window in Redis, shared by every instance on that Redis. If Redis fails,
-    requests are let through (fail open) and the guard reports it: a limiter outage must not
-    stop traffic."""
+    """The sliding window in Redis, shared by every instance on that Redis: an admission is one
+    script call; the token corrections of answered requests are summed per window here and sent
+    ``FLUSH`` seconds later in one round trip (so a busy instance sends a few per second, not one
+    per request). If Redis fails, requests are let through (fail open) and the guard reports it:
+    a limiter outage must not stop traffic."""
 
     def __init__(
         self, client: aioredis.Redis, guard: Guard, *, window: float = WINDOW, prefix: str = "engine:rl"
@@ -199,12 +211,19 @@ class RedisLimiter:
         self.window = window
         self._guard = guard
         self._prefix = prefix
+        self._client = client
         self._acquire = client.register_script(_ACQUIRE)
         self._record = client.register_script(_RECORD)
+        self._keys: dict[str, list[str]] = {}
+        self._pending: dict[str, int] = {}  # window name -> token correction not yet sent
+        self._flusher: asyncio.Task[None] | None = None
 
-    def _keys(self, name: str) -> list[str]:
-        base = f"{self._prefix}:{{{name}}}"  # one hash slot per provider (Redis Cluster)
-        return [f"{base}:req", f"{base}:tok", f"{base}:total", f"{base}:seq"]
+    def _keys_of(self, name: str) -> list[str]:
+        keys = self._keys.get(name)
+        if keys is None:
+            base = f"{self._prefix}:{{{name}}}"  # one hash slot per provider (Redis Cluster)
+            keys = self._keys[name] = [f"{base}:req", f"{base}:tok", f"{base}:total", f"{base}:seq"]
+        return keys
 
     async def acquire(
         self, provider: Provider, tokens: int = 0, *, wait_until: float | None = None, key: str | None = None
@@ -212,7 +231,7 @@ class RedisLimiter:
         limits = provider.limits
         if limits is None:
             return True
-        keys = self._keys(key or provider.name)
+        keys = self._keys_of(key or provider.name)
         args = [int(self.window * 1000), limits.rpm or 0, limits.tpm or 0, max(tokens, 0)]
         while True:
             wait_ms = await self._guard.run("limits.acquire", lambda: self._acquire(keys=keys, args=args), 0)
@@ -226,181 +245,45 @@ class RedisLimiter:
     async def record(
         self, provider: Provider, actual_tokens: int, estimated_tokens: int, *, key: str | None = None
     ) -> None:
+        """Add ``actual - estimated`` to the window's pending correction (sent within ``FLUSH``)."""
         delta = actual_tokens - estimated_tokens
         if provider.limits is None or provider.limits.tpm is None or delta == 0:
             return
-        _, tok, total, seq = self._keys(key or provider.name)
-        args = [int(self.window * 1000), delta]
-        await self._guard.run("limits.record", lambda: self._record(keys=[tok, total, seq], args=args), None)
+        name = key or provider.name
+        pending = self._pending
+        pending[name] = pending.get(name, 0) + delta
+        flusher = self._flusher
+        if flusher is None or flusher.done():
+            self._flusher = asyncio.ensure_future(self._flush_later())
 
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(FLUSH)
+        await self.flush()
 
-# Deletes the lock only if it still holds our token (a lock that timed out may belong to another).
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
+    async def flush(self) -> None:
+        """Send the pending corrections now (one pipelined round trip)."""
+        pending, self._pending = self._pending, {}
+        pending = {name: delta for name, delta in pending.items() if delta}
+        if pending:
+            await self._guard.run("limits.record", lambda: self._send(pending), None)
 
+    async def _send(self, pending: dict[str, int]) -> None:
+        ms = int(self.window * 1000)
+        if len(pending) == 1:  # the usual case: one script call (a pipeline adds SCRIPT EXISTS)
+            [(name, delta)] = pending.items()
+            _, tok, total, seq = self._keys_of(name)
+            await self._record(keys=[tok, total, seq], args=[ms, delta])
+            return
+        async with self._client.pipeline(transaction=False) as pipe:
+            for name, delta in pending.items():
+                _, tok, total, seq = self._keys_of(name)
+                await self._record(keys=[tok, total, seq], args=[ms, delta], client=pipe)
+            await pipe.execute()
 
-class RedisFlights:
-    """Cross-instance single-flight on one Redis: the instance that wins ``SET NX PX`` on the key's
-    lock calls; the others poll ``peek`` for its stored answer until the lock goes away (then
-    they try to lead), the lock times out or their deadline comes (then they call on their own)."""
-
-    def __init__(
-        self,
-        client: aioredis.Redis,
-        guard: Guard,
-        *,
-        lock_ttl: float = 10.0,
-        poll: tuple[float, float] = (0.005, 0.1),
-        prefix: str = "engine:flight",
-    ) -> None:
-        self.lock_ttl = lock_ttl
-        self._client = client
-        self._guard = guard
-        self._poll = poll
-        self._prefix = prefix
-        self._release = client.register_script(_RELEASE)
-        self.led = 0  # calls this instance ran under the lock
-        self.followed = 0  # answers taken from another instance's call
-        self.fell_back = 0  # waits that ended without an answer (lock timeout, leader failed)
-
-    def stats(self) -> dict[str, int]:
-        return {"led": self.led, "followed": self.followed, "fell_back": self.fell_back}
-
-    async def run(
-        self,
-        key: str,
-        call: Callable[[], Awaitable[T]],
-        peek: Callable[[], Awaitable[T | None]],
-        *,
-        deadline: float | None = None,
-    ) -> T:
-        lock = f"{self._prefix}:{key}"
-        token = uuid.uuid4().hex
-        clock = asyncio.get_running_loop().time
-        while True:
-            now = clock()
-            ttl = self.lock_ttl if deadline is None else max(min(self.lock_ttl, deadline - now), 0.001)
-            got = await self._guard.run(
-                "flight.lock",
-                partial(self._client.set, lock, token, nx=True, px=max(int(ttl * 1000), 1)),
-                _DOWN,
-            )
-            if got is _DOWN:  # Redis failed or is cooling down: no coordination, go on alone
-                return await call()
-            if got:
-                return await self._lead(lock, token, call, peek)
-            answer, timed_out = await self._follow(lock, peek, now + ttl, clock)
-            if answer is not None:
-                self.followed += 1
-                return answer
-            self.fell_back += 1
-            if timed_out or (deadline is not None and clock() >= deadline):
-                return await call()
-            # the lock went away without an answer (leader failed or answer not cacheable): retry
-
-    async def _lead(
-        self, lock: str, token: str, call: Callable[[], Awaitable[T]], peek: Callable[[], Awaitable[T | None]]
-    ) -> T:
-        try:
-            # the previous leader may have stored its answer and let go just before us
-            answer = await peek()
-            if answer is not None:
-                self.followed += 1
-                return answer
-            self.led += 1
-            return await call()
-        finally:
-            await self._guard.run("flight.unlock", lambda: self._release(keys=[lock], args=[token]), None)
-
-    async def _follow(
-        self, lock: str, peek: Callable[[], Awaitable[T | None]], until: float, clock: Callable[[], float]
-    ) -> tuple[T | None, bool]:
-        """(answer, False) when the leader's answer appears; (None, False) when the lock goes away
-        without one; (None, True) at ``until``."""
-        interval, cap = self._poll
-        while True:
-            left = until - clock()
-            if left <= 0:
-                return None, True
-            await asyncio.sleep(min(interval, left))
-            interval = min(interval * 2, cap)
-            answer = await peek()
-            if answer is not None:
-                return answer, False
-            held = await self._guard.run("flight.poll", lambda: self._client.exists(lock), None)
-            if held is None:  # Redis went away while we waited
-                return None, True
-            if not held:
-                return await peek(), False
-
-
-class RedisCircuits(AsyncAbstractUnitOfWork):
-    """purgatory's unit of work on this backend's client: a circuit opened by one instance is
-    open for all. No transactions (purgatory's own Redis unit of work has none either)."""
-
-    def __init__(self, client: aioredis.Redis, guard: Guard, prefix: str) -> None:
-        self.contexts = _CircuitRepository(client, guard, prefix)
-
-    async def commit(self) -> None:
-        return None
-
-    async def rollback(self) -> None:
-        return None
-
-
-class _CircuitRepository(AsyncAbstractRepository):
-    """Circuits as purgatory's Redis repository keeps them, through the guard and under the
-    namespace; every operation raises ``ConnectionError`` while Redis is down or skipped (the
-    breakers then let tries through unguarded)."""
-
-    def __init__(self, client: aioredis.Redis, guard: Guard, prefix: str) -> None:
-        self.messages: list[Message] = []
-        self._client = client
-        self._guard = guard
-        self._prefix = f"{prefix}cbr::"
-
-    async def _run(self, op: str, fn: Callable[[], Awaitable[Any]]) -> Any:
-        result = await self._guard.run(op, fn, _DOWN)
-        if result is _DOWN:
-            raise ConnectionError("shared state unavailable (Redis)")
-        return result
-
-    async def get(self, name: str) -> Context | None:
-        key = self._prefix + name
-        data = await self._run("breakers.get", lambda: self._client.get(key))
-        if not data:
-            return None
-        fields = json.loads(data)
-        failures = await self._run("breakers.get", lambda: self._client.get(f"{key}::failure_count"))
-        if failures:
-            fields["failure_count"] = int(failures)
-        return Context(**fields)
-
-    async def register(self, context: Context) -> None:
-        data = json.dumps(
-            {
-                "name": context.name,
-                "threshold": context.threshold,
-                "ttl": context.ttl,
-                "state": context.state,
-                "opened_at": context.opened_at,
-            }
-        )
-        await self._run("breakers.set", lambda: self._client.set(self._prefix + context.name, data))
-
-    async def update_state(self, name: str, state: str, opened_at: float | None) -> None:
-        key = self._prefix + name
-        data = await self._run("breakers.get", lambda: self._client.get(key))
-        fields = json.loads(data or "{}")
-        fields.update(state=state, opened_at=opened_at)
-        await self._run("breakers.set", lambda: self._client.set(key, json.dumps(fields)))
-
-    async def inc_failures(self, name: str, failure_count: int) -> None:
-        key = f"{self._prefix}{name}::failure_count"
-        await self._run("breakers.incr", lambda: self._client.incr(key))
-
-    async def reset_failure(self, name: str) -> None:
-        key = f"{self._prefix}{name}::failure_count"
-        await self._run("breakers.set", lambda: self._client.set(key, "0"))
+    async def aclose(self) -> None:
+        """Send what is pending (the engine's ``aclose`` waits for it)."""
+        flusher = self._flusher
+        if flusher is not None and not flusher.done():
+            flusher.cancel()
+            await asyncio.gather(flusher, return_exceptions=True)
+        await self.flush()

@@ -5,22 +5,58 @@ versioned JSON in a shared store."""
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 from engine.result import ReasoningBlock, Response, ToolCall, Usage, reasoning_text
 from engine.runtime.state.base import Store
+from engine.runtime.state.memory import MemoryStore
 
 __all__ = ["ResponseCache", "decode_response", "encode_response"]
 
 
+class _Kept:
+    """An answer in an in-process store, as it came; its cached copy is made on its first hit
+    (so a miss that is never hit costs no copy)."""
+
+    __slots__ = ("answer", "hit")
+
+    def __init__(self, answer: Response) -> None:
+        self.answer = answer
+        self.hit: Response | None = None
+
+    def cached(self) -> Response:
+        hit = self.hit
+        if hit is None:
+            a = self.answer
+            hit = self.hit = Response(
+                text=a.text,
+                provider=a.provider,
+                model=a.model,
+                finish_reason=a.finish_reason,
+                tool_calls=a.tool_calls,
+                usage=a.usage,
+                cost=a.cost,
+                cached=True,
+                reasoning=a.reasoning,
+                reasoning_blocks=a.reasoning_blocks,
+            )
+        return hit
+
+
 class ResponseCache:
     """Responses by ``key(target_key, body)``; hits come back with ``cached=True``, no attempts and
-    no raw body. ``ttl`` is ``cache.responses.ttl`` (``None``: nothing is stored)."""
+    no raw body. ``ttl`` is ``cache.responses.ttl`` (``None``: nothing is stored). It is also the
+    ``Entries`` of a remote backend's ``Flights`` (``dumps``/``loads``: the store's JSON).
 
-    __slots__ = ("_store", "ttl")
+    On an in-process store (``local``), ``peek`` and ``keep`` are the same lookup and store
+    without a coroutine: the memory hot path calls them directly."""
+
+    __slots__ = ("_store", "local", "ttl")
 
     def __init__(self, store: Store, ttl: float | None) -> None:
         self._store = store
+        self.local = store if isinstance(store, MemoryStore) else None
         self.ttl = ttl
 
     @staticmethod
@@ -33,33 +69,45 @@ class ResponseCache:
         h.update(body if isinstance(body, bytes) else body.encode())
         return h.hexdigest()
 
+    def peek(self, key: str) -> Response | None:
+        """``get`` on an in-process store."""
+        assert self.local is not None
+        value = self.local.lookup(key)
+        return value.cached() if type(value) is _Kept else None
+
+    def keep(self, key: str, response: Response) -> None:
+        """``set`` on an in-process store."""
+        assert self.local is not None
+        if self.ttl is not None:
+            self.local.put(key, _Kept(response), self.ttl)
+
     async def get(self, key: str) -> Response | None:
+        if self.local is not None:
+            return self.peek(key)
         value = await self._store.get(key)
         if value is None:
             return None
-        if type(value) is Response:
-            return value
         try:
             return decode_response(value)
         except (KeyError, TypeError, ValueError):  # a foreign or older entry: treat as a miss
             return None
 
     async def set(self, key: str, response: Response) -> None:
-        if self.ttl is None:
-            return
-        stored = Response(
-            text=response.text,
-            provider=response.provider,
-            model=response.model,
-            finish_reason=response.finish_reason,
-            tool_calls=response.tool_calls,
-            usage=response.usage,
-            cost=response.cost,
-            cached=True,
-            reasoning=response.reasoning,
-            reasoning_blocks=response.reasoning_blocks,
-        )
-        await self._store.set(key, encode_response(stored) if self._store.shared else stored, self.ttl)
+        if self.local is not None:
+            self.keep(key, response)
+        elif self.ttl is not None:
+            await self._store.set(key, encode_response(response), self.ttl)
+
+    def dumps(self, response: Response) -> str:
+        """The JSON text a shared store keeps (what ``set`` stores there)."""
+        return json.dumps(encode_response(response))
+
+    def loads(self, data: bytes | str) -> Response | None:
+        """A stored entry read back, ``None`` if it is not one (a foreign or older entry)."""
+        try:
+            return decode_response(json.loads(data))
+        except (KeyError, TypeError, ValueError, IndexError):
+            return None
 
     async def delete(self, key: str) -> None:
         await self._store.delete(key)

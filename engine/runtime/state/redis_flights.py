@@ -1,0 +1,185 @@
+"""The response cache across instances on one Redis, in as few round trips as it can be: a hit is
+one, a miss two (lookup and lock in one script; store and unlock in another), a follower's poll
+one. A leader's lock is a short lease its instance renews while the call runs, so a leader that
+dies (SIGKILL, a lost host) lets go within ``lease`` seconds and a waiting instance takes over;
+no one waits past its deadline or ``lock_ttl``."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+
+from engine.runtime.state.base import Entries, Guard
+
+__all__ = ["RedisFlights"]
+
+T = TypeVar("T")
+_DOWN: Any = object()
+HIT, LEAD, HELD = 1, 2, 0
+
+# KEYS: value, lock. ARGV: token, lease ms. {1, value} on a hit; {2} when the lock is ours; {0}
+# when another instance holds it.
+_LOOKUP = """
+local v = redis.call('GET', KEYS[1])
+if v then return {1, v} end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2} end
+return {0}
+"""
+
+# KEYS: value, lock. ARGV: value, ttl ms (0: none), token. Stores, then lets go of our lock only.
+_STORE = """
+if ARGV[2] == '0' then redis.call('SET', KEYS[1], ARGV[1])
+else redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
+if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
+return 1
+"""
+
+# KEYS: lock. ARGV: token. Lets go of the lock only if it is still ours.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# KEYS: lock. ARGV: token, lease ms. A live leader's lease goes on.
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+
+
+class RedisFlights:
+    """Cross-instance single flight over the ``resp`` store (``values``: its key prefix, so the
+    entries are the store's own). The instance whose lookup takes the lock calls; the others poll
+    (5 ms, doubling to 100 ms) with the same script: an answer ends the wait, a lock gone without
+    one (the leader failed, or died and its lease ran out) makes the poller the leader."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        guard: Guard,
+        *,
+        values: str,
+        locks: str,
+        lock_ttl: float = 10.0,
+        lease: float = 1.0,
+        poll: tuple[float, float] = (0.005, 0.1),
+    ) -> None:
+        self.lock_ttl = lock_ttl  # the longest a follower waits on a live leader
+        self.lease = lease
+        self._lease_ms = str(max(int(lease * 1000), 1))
+        self._guard = guard
+        self._values = values
+        self._locks = locks
+        self._poll = poll
+        self._lookup = client.register_script(_LOOKUP)
+        self._store = client.register_script(_STORE)
+        self._release = client.register_script(_RELEASE)
+        self._renew = client.register_script(_RENEW)
+        self._client = client
+        self._tokens = (f"{os.getpid()}.{os.urandom(6).hex()}.{n}" for n in itertools.count())
+        self._held: dict[str, str] = {}  # lock -> token, while this instance leads
+        self._keeper: asyncio.Task[None] | None = None
+        self.led = 0  # calls this instance ran under the lock
+        self.followed = 0  # answers taken from another instance's call
+        self.took_over = 0  # leads taken after waiting: the leader failed or died
+        self.fell_back = 0  # waits that ended at ``lock_ttl`` or the deadline: called alone
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "led": self.led,
+            "followed": self.followed,
+            "took_over": self.took_over,
+            "fell_back": self.fell_back,
+        }
+
+    async def run(
+        self,
+        key: str,
+        call: Callable[[], Awaitable[T]],
+        entries: Entries[T],
+        *,
+        deadline: float | None = None,
+    ) -> T:
+        keys = [self._values + key, self._locks + key]
+        token = next(self._tokens)
+        args = [token, self._lease_ms]
+        waited = False
+        clock = asyncio.get_running_loop().time
+        until = interval = 0.0
+        while True:
+            got = await self._guard.run("flight.lookup", lambda: self._lookup(keys=keys, args=args), _DOWN)
+            if got is _DOWN:  # Redis failed or is cooling down: no coordination, go on alone
+                return await call()
+            if got[0] == HIT:
+                answer = entries.loads(got[1])
+                if answer is not None:
+                    self.followed += waited
+                    return answer
+                return await self._lead(keys, token, call, entries)  # unreadable: replace it
+            if got[0] == LEAD:
+                self.took_over += waited
+                return await self._lead(keys, token, call, entries)
+            now = clock()
+            if not waited:
+                waited, interval = True, self._poll[0]
+                until = now + self.lock_ttl if deadline is None else min(deadline, now + self.lock_ttl)
+            if now >= until:
+                self.fell_back += 1
+                return await call()
+            await asyncio.sleep(min(interval, until - now))
+            interval = min(interval * 2, self._poll[1])
+
+    async def _lead(
+        self, keys: list[str], token: str, call: Callable[[], Awaitable[T]], entries: Entries[T]
+    ) -> T:
+        self.led += 1
+        lock = keys[1]
+        self._hold(lock, token)
+        stored = False
+        try:
+            answer = await call()
+            ttl = entries.ttl
+            if ttl is not None:
+                args = [entries.dumps(answer), str(max(int(ttl * 1000), 1)), token]
+                stored = True
+                await self._guard.run("flight.store", lambda: self._store(keys=keys, args=args), None)
+            return answer
+        finally:
+            del self._held[lock]
+            if not stored:
+                await self._guard.run("flight.unlock", lambda: self._release(keys=[lock], args=[token]), None)
+
+    def _hold(self, lock: str, token: str) -> None:
+        self._held[lock] = token
+        keeper = self._keeper
+        if keeper is None or keeper.done():
+            self._keeper = asyncio.ensure_future(self._keep())
+
+    async def _keep(self) -> None:
+        """Renew the leases this instance holds, every third of a lease, while it holds any."""
+        while self._held:
+            await asyncio.sleep(self.lease / 3)
+            held = list(self._held.items())
+            if held:
+                await self._guard.run("flight.renew", partial(self._renew_all, held), None)
+
+    async def _renew_all(self, held: list[tuple[str, str]]) -> None:
+        if len(held) == 1:  # one script call (a pipeline adds SCRIPT EXISTS)
+            await self._renew(keys=[held[0][0]], args=[held[0][1], self._lease_ms])
+            return
+        async with self._client.pipeline(transaction=False) as pipe:
+            for lock, token in held:
+                await self._renew(keys=[lock], args=[token, self._lease_ms], client=pipe)
+            await pipe.execute()
+
+    async def aclose(self) -> None:
+        keeper = self._keeper
+        if keeper is not None and not keeper.done():
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
