@@ -905,6 +905,23 @@ def telemetry_rows(env: Env, plan: Plan, rep: Report) -> None:
     rep.out("Targets (issue 10)")
     for name, ok, value in targets:
         rep.out(f"  {'PASS' if ok else 'FAIL'}  {name:<52} {value}")
+    recorder_rows(rep, traced, off)
+
+
+def recorder_rows(rep: Report, traced: bool, off: float) -> None:
+    """The recorder's CPU per request in-process (bench/recorder.py) beside its floors, and what
+    the targets allow over the telemetry-off median of the run above."""
+    from recorder import costs
+
+    progress("recorder, in-process")
+    rep.out("")
+    rep.out("Telemetry recorder alone, in-process (bench/recorder.py), us per request, median of 9 rounds")
+    for name, us in costs(traced).items():
+        rep.out(f"  {name:<44} {us:8.1f}")
+    rep.out(
+        f"  budget over off ({off:,.0f} us): metrics +5% = {off * 0.05:.0f} us, "
+        f"traces +15% = {off * 0.15:.0f} us"
+    )
 
 
 PROFILED: dict[str, type[Client]] = {

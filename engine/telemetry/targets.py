@@ -65,7 +65,8 @@ class TargetInfo:
         info = providers.get(provider)
         self.gen_ai_name = info.gen_ai_name if info is not None else provider
         self.provider_attrs = info.span_attrs() if info is not None else {"gen_ai.provider.name": provider}
-        self.label = f"{provider}/{labels.label(provider, model)}" if model else provider
+        folded = labels.label(provider, model)
+        self.label = key if folded == model else folded  # folded: ``PROVIDER/*``
         self.series: TargetSeries | None = metrics.target(self.label) if metrics is not None else None
         self.span_name = f"chat {model}"
         self.try_attrs: dict[str, Any] = {

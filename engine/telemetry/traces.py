@@ -3,8 +3,8 @@
 A span ``chat {model}`` per routed request, its parent the caller's current context when the
 request started (the gateway makes an incoming ``traceparent`` current), and a child span per try
 with the try's own start and end times (``Attempt.latency`` before its end). All are made when the
-request ends, so each span's attributes are handed to the SDK once. ``gen_ai.system`` (deprecated) is never set;
-prompt and answer text only with ``capture_content``.
+request ends, so each span's attributes are handed to the SDK once. ``gen_ai.system``
+(deprecated) is never set; prompt and answer text only with ``capture_content``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from engine.result import Attempt, Done, Response, Usage
 from engine.telemetry.names import error_type
 from engine.telemetry.targets import TargetInfo
 
-__all__ = ["Begun", "TryEnd", "Tracing", "content_messages", "usage_attributes"]
+__all__ = ["Begun", "Tracing", "TryEnd", "content_messages", "usage_attributes"]
 
 TryEnd = tuple[Attempt, TargetInfo, str | None, int]
 """A try as the recorder keeps it for its span: the attempt, its target, circuit state, end ns."""
@@ -64,9 +64,7 @@ class Tracing:
             _request_attributes(attrs, request, self.capture)
         return Begun(context_api.get_current(), time.time_ns(), attrs)
 
-    def emit(
-        self, begun: Begun, model: str, tries: Sequence[TryEnd], error: str | None = None
-    ) -> None:
+    def emit(self, begun: Begun, model: str, tries: Sequence[TryEnd], error: str | None = None) -> None:
         """The request's span (``error``: the request failed, with this ``error.type``) and a child
         per try, each try ``(attempt, target, circuit state, end ns)``."""
         span = self.tracer.start_span(
