@@ -2,7 +2,9 @@
 and ratios (against raw httpx and raw aiohttp) with the issue's targets marked PASS/FAIL out.
 
 Run: ``.venv/bin/python bench/overhead.py`` (about 2 minutes), ``--quick`` (about 30 s),
-``--profile`` (pyinstrument over sequential ``engine.route()``, hot spots with their share).
+``--profile`` (pyinstrument over sequential ``engine.route()``, hot spots with their share),
+``--telemetry`` (only the telemetry rows and bench/recorder.py's in-process rows, ~10 s);
+``--spin --telemetry-on traces`` under py-spy profiles the engine with telemetry on.
 See ``bench/README.md`` for what every number means.
 """
 
