@@ -2,7 +2,9 @@
 and ratios (against raw httpx and raw aiohttp) with the issue's targets marked PASS/FAIL out.
 
 Run: ``.venv/bin/python bench/overhead.py`` (about 2 minutes), ``--quick`` (about 30 s),
-``--profile`` (pyinstrument over sequential ``engine.route()``, hot spots with their share).
+``--profile`` (pyinstrument over sequential ``engine.route()``, hot spots with their share),
+``--telemetry`` (only the telemetry rows and bench/recorder.py's in-process rows, ~10 s);
+``--spin --telemetry-on traces`` under py-spy profiles the engine with telemetry on.
 See ``bench/README.md`` for what every number means.
 """
 
@@ -284,16 +286,23 @@ class _NoExport:
 
 
 class EngineRouteTraces(EngineRoute):
-    label, key = "engine.route() [metrics + traces on]", "engine_traces"
+    """Traces as a production user sets them up: the SDK's ``BatchSpanProcessor`` (spans queued,
+    exported from its own thread), here with an exporter that drops them."""
+
+    label, key = "engine.route() [metrics + traces, batch]", "engine_traces"
     telemetry = "telemetry: {metrics: true, traces: true}"
 
     def options(self) -> dict[str, Any]:
         from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-        provider = TracerProvider()
-        provider.add_span_processor(SimpleSpanProcessor(_NoExport()))  # type: ignore[arg-type]
-        return {"tracer_provider": provider}
+        self.provider = TracerProvider()
+        self.provider.add_span_processor(BatchSpanProcessor(_NoExport()))  # type: ignore[arg-type]
+        return {"tracer_provider": self.provider}
+
+    async def __aexit__(self, *exc: object) -> None:
+        await super().__aexit__(*exc)
+        self.provider.shutdown()
 
 
 class EngineRouteHttpxAiohttp(EngineRoute):
@@ -898,6 +907,30 @@ def telemetry_rows(env: Env, plan: Plan, rep: Report) -> None:
     rep.out("Targets (issue 10)")
     for name, ok, value in targets:
         rep.out(f"  {'PASS' if ok else 'FAIL'}  {name:<52} {value}")
+    recorder_rows(rep, traced, off)
+
+
+def recorder_rows(rep: Report, traced: bool, off: float) -> None:
+    """The recorder's CPU per request in-process (bench/recorder.py) beside its floors, and what
+    the targets allow over the telemetry-off median of the run above."""
+    from recorder import costs
+
+    progress("recorder, in-process")
+    rep.out("")
+    rep.out("Telemetry recorder alone, in-process (bench/recorder.py), us per request, median of 9 rounds")
+    for name, us in costs(traced).items():
+        rep.out(f"  {name:<44} {us:8.1f}")
+    rep.out(
+        f"  budget over off ({off:,.0f} us): metrics +5% = {off * 0.05:.0f} us, "
+        f"traces +15% = {off * 0.15:.0f} us"
+    )
+
+
+PROFILED: dict[str, type[Client]] = {
+    "off": EngineRoute,
+    "metrics": EngineRouteMetrics,
+    "traces": EngineRouteTraces,
+}
 
 
 def _has_otel_sdk() -> bool:
@@ -939,11 +972,11 @@ def _bucket(path: str) -> str:
     return "other: " + p.rsplit("/", 1)[-1]
 
 
-def spin(env: Env, plan: Plan, seconds: float) -> None:
+def spin(env: Env, plan: Plan, seconds: float, client: type[Client] = EngineRoute) -> None:
     """Sequential ``engine.route()`` for ``seconds`` with no profiler: for py-spy."""
 
     async def go() -> None:
-        async with EngineRoute(env) as call:
+        async with client(env) as call:
             end = time.perf_counter() + seconds
             n = 0
             while time.perf_counter() < end:
@@ -954,11 +987,11 @@ def spin(env: Env, plan: Plan, seconds: float) -> None:
     run(plan.loop, go())
 
 
-def profile(env: Env, plan: Plan, seconds: float, top: int) -> None:
+def profile(env: Env, plan: Plan, seconds: float, top: int, client: type[Client] = EngineRoute) -> None:
     from pyinstrument import Profiler
 
     async def go() -> None:
-        async with EngineRoute(env) as call:
+        async with client(env) as call:
             for _ in range(plan.warmup):
                 await call()
             end = time.perf_counter() + seconds
@@ -1051,6 +1084,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--no-litellm", action="store_true", help="skip LiteLLM even when installed")
     p.add_argument(
+        "--telemetry",
+        action="store_true",
+        help="only the telemetry rows (telemetry off, metrics on, traces on) and their targets",
+    )
+    p.add_argument(
         "--profile",
         action="store_true",
         help="instead of the table: profile sequential engine.route() (pyinstrument)",
@@ -1062,6 +1100,12 @@ def main(argv: list[str] | None = None) -> int:
         "with no profiler (run it under py-spy)",
     )
     p.add_argument("--profile-seconds", type=float, default=5.0)
+    p.add_argument(
+        "--telemetry-on",
+        choices=tuple(PROFILED),
+        default="off",
+        help="--profile / --spin: the engine with telemetry off, metrics on, or metrics and traces on",
+    )
     p.add_argument("--top", type=int, default=25, help="rows per profile listing")
     args = p.parse_args(argv)
     plan = Plan.quick() if args.quick else Plan()
@@ -1092,7 +1136,7 @@ def main(argv: list[str] | None = None) -> int:
             refused=refused,
             stream_headers=json.dumps(up.stream_headers),
         )
-        skip = args.no_litellm or args.profile or args.spin
+        skip = args.no_litellm or args.profile or args.spin or args.telemetry
         litellm = None if skip else import_litellm(notes)
         env = Env(up, refused, routes, litellm, notes)
         rep = Report()
@@ -1109,9 +1153,12 @@ def main(argv: list[str] | None = None) -> int:
         for note in notes:
             rep.out(f"note: {note}")
         if args.spin:
-            spin(env, plan, args.profile_seconds)
+            spin(env, plan, args.profile_seconds, PROFILED[args.telemetry_on])
         elif args.profile:
-            profile(env, plan, args.profile_seconds, args.top)
+            profile(env, plan, args.profile_seconds, args.top, PROFILED[args.telemetry_on])
+        elif args.telemetry:
+            telemetry_rows(env, plan, rep)
+            rep.out(f"\n(run took {time.perf_counter() - t0:.0f} s)")
         else:
             bench(env, plan, rep)
             rep.out(f"\n(run took {time.perf_counter() - t0:.0f} s)")

@@ -31,7 +31,6 @@ import itertools
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from engine.errors import (
@@ -54,10 +53,11 @@ from engine.telemetry.names import (
     provider_name,
     server_address,
 )
+from engine.telemetry.targets import ProviderInfo, TargetInfo, Targets
 
 if TYPE_CHECKING:
-    from engine.telemetry.metrics import CollectorRegistry
-    from engine.telemetry.traces import Tracing
+    from engine.telemetry.metrics import CollectorRegistry, RouteSeries
+    from engine.telemetry.traces import Begun, Tracing
 
 __all__ = ["NULL", "ProviderInfo", "Recorder", "RequestRec", "Telemetry"]
 
@@ -70,15 +70,6 @@ _OUTCOMES: Final[tuple[tuple[type[BaseException], str, int | None], ...]] = (
     (AllTargetsFailed, "failed", 502),
     (RequestError, "bad_request", 400),
 )
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderInfo:
-    """What labels and spans say of a provider, worked out once per graph."""
-
-    gen_ai_name: str
-    server: tuple[str, int] | None
-    read_timeout: float
 
 
 class Recorder:
@@ -130,6 +121,7 @@ class Telemetry:
         self.windows = windows if windows is not None else HealthTracker()
         self.feeds_health = windows is None
         self.providers: dict[str, ProviderInfo] = {}
+        self.targets = Targets(self.labels, self._metrics)
         self.clock = clock
         self._ids = itertools.count(1)
 
@@ -147,6 +139,7 @@ class Telemetry:
             for p in graph.providers.values()
         }
         self.labels.use_graph(graph)
+        self.targets.use(self.providers)
 
     def request_started(
         self,
@@ -205,14 +198,17 @@ def _tracing(config: TelemetryConfig, provider: Any) -> Tracing | None:
 
 
 class RequestRec(Recorder):
-    """One routed request's recorder."""
+    """One routed request's recorder. Everything per target (labels, bound metric children, span
+    attributes) comes from ``Telemetry.targets``; spans are made when the request ends."""
 
     __slots__ = (
         "_answer",
         "_cache",
         "_first",
-        "_span",
+        "_route",
         "_tel",
+        "_trace",
+        "_tries",
         "model",
         "request_id",
         "retries",
@@ -234,7 +230,7 @@ class RequestRec(Recorder):
         request_id: str | None,
     ) -> None:
         self._tel = tel
-        self.route = str(route.index) if route is not None else "none"
+        self.route = label = str(route.index) if route is not None else "none"
         self.model = model
         self.stream = stream
         self.request_id = request_id
@@ -243,64 +239,49 @@ class RequestRec(Recorder):
         self.upstream = self.waits = 0.0
         self._first: float | None = None
         self._cache = "none"
-        self._answer: tuple[Attempt, float] | None = None  # the answering try, when it ended
-        self._span = (
-            tel.tracing.request_span(model, self.route, request, stream) if tel.tracing is not None else None
-        )
+        self._answer: tuple[Attempt, float, TargetInfo] | None = None  # the answering try, its end
+        tracing = tel.tracing
+        self._trace: Begun | None = None
+        if tracing is not None:
+            self._trace = tracing.begin(model, label, request, stream)
+            self._tries: list[tuple[Attempt, TargetInfo, str | None, int]] = []
+        self._route: RouteSeries | None = None
         if tel._metrics is not None:
-            tel._metrics.started(self.route)
+            self._route = tel._metrics.route(label)
+            self._route.in_flight.inc()
 
     def try_ended(
         self, attempt: Attempt, upstream: float | None = None, *, circuit: str | None = None
     ) -> None:
         tel, outcome = self._tel, attempt.outcome
         self.tries += 1
-        self.retries += outcome == "retry"
+        if outcome == "retry":
+            self.retries += 1
         self.upstream += attempt.latency if upstream is None else upstream
-        provider, _, model = attempt.target.partition("/")
+        info = tel.targets.get(attempt.target)
         if tel.feeds_health:
-            self._health(attempt, provider)
+            self._health(attempt, info)
         if outcome == "ok":
-            self._answer = (attempt, tel.clock())
-        m = tel._metrics
-        if m is not None:
-            m.try_ended(attempt.target, outcome, attempt.kind)
-            if outcome in WIRE_OUTCOMES and outcome != "ok":
-                labels = self._genai(provider, model or self.model, None)
-                m.operation((*labels, error_type(attempt) or ""), attempt.latency)
-        if self._span is not None and tel.tracing is not None:
-            tel.tracing.try_span(
-                self._span, attempt, model or self.model, self._provider_attrs(provider, circuit)
-            )
+            self._answer = (attempt, tel.clock(), info)
+        if info.series is not None:
+            info.series.try_ended(outcome, attempt.kind)
+            if outcome != "ok" and outcome in WIRE_OUTCOMES:
+                labels = info.genai(tel.labels, info.model or self.model, None)
+                tel._metrics.failed_operation(  # type: ignore[union-attr]
+                    (*labels, error_type(attempt) or ""), attempt.latency
+                )
+        if self._trace is not None:
+            self._tries.append((attempt, info, circuit, time.time_ns()))
 
-    def _health(self, attempt: Attempt, provider: str) -> None:
+    def _health(self, attempt: Attempt, info: TargetInfo) -> None:
         windows, outcome = self._tel.windows, attempt.outcome
         if outcome == "skipped":
-            windows.skipped("t:" + attempt.target)
-            windows.skipped("p:" + provider)
+            windows.skipped(info.health_t)
+            windows.skipped(info.health_p)
         elif outcome in WIRE_OUTCOMES and outcome != "cancelled":
             ok = outcome == "ok"
-            windows.record("t:" + attempt.target, ok, attempt.latency)
-            windows.record("p:" + provider, ok, attempt.latency)
-
-    def _genai(self, provider: str, model: str, response_model: str | None) -> tuple[str, str, str, str]:
-        info = self._tel.providers.get(provider)
-        labels = self._tel.labels
-        return (
-            "chat",
-            info.gen_ai_name if info is not None else provider,
-            labels.label(provider, model),
-            labels.label(provider, response_model),
-        )
-
-    def _provider_attrs(self, provider: str, circuit: str | None) -> dict[str, Any]:
-        info = self._tel.providers.get(provider)
-        attrs: dict[str, Any] = {"gen_ai.provider.name": info.gen_ai_name if info is not None else provider}
-        if info is not None and info.server is not None:
-            attrs["server.address"], attrs["server.port"] = info.server
-        if circuit is not None:
-            attrs["engine.circuit"] = circuit
-        return attrs
+            windows.record(info.health_t, ok, attempt.latency)
+            windows.record(info.health_p, ok, attempt.latency)
 
     def first_chunk(self) -> None:
         if self._first is None:
@@ -309,7 +290,7 @@ class RequestRec(Recorder):
     def waited(self, seconds: float, *, target: str | None = None) -> None:
         self.waits += seconds
         if target is not None and self._tel._metrics is not None:
-            self._tel._metrics.rate_limit_wait(target, seconds)
+            self._tel._metrics.rate_limit_wait(self._tel.targets.get(target).label, seconds)
 
     def cache_lookup(self, hit: bool) -> None:
         self._cache = "hit" if hit else "miss"
@@ -323,56 +304,50 @@ class RequestRec(Recorder):
         outcome, status = _outcome(result)
         if answered and result.cached:  # type: ignore[union-attr]
             self._cache = "hit"
-        if tel._metrics is not None:
+        if self._route is not None:
+            took = now - self.t0
             mode = "stream" if self.stream else "route"
-            tel._metrics.ended(
-                self.route, outcome, now - self.t0, now - self.t0 - self.upstream - self.waits, mode
-            )
+            self._route.ended(outcome, took, took - self.upstream - self.waits, mode)
             if answered:
                 self._answered_metrics(result, now, chunks)  # type: ignore[arg-type]
-        if self._span is not None:
-            self._end_span(result)
+        if self._trace is not None:
+            self._spans(result)
         if tel.log.enabled():
             self._log(result, outcome, status, now)
 
     def _answered_metrics(self, result: Response | Done, now: float, chunks: int) -> None:
-        m = self._tel._metrics
+        tel = self._tel
+        m = tel._metrics
         assert m is not None
-        provider = result.provider
         if result.cost:
-            m.cost(provider, self._tel.labels.label(provider, result.model), result.cost)
+            m.cost(result.provider, tel.labels.label(result.provider, result.model), result.cost)
         if self._answer is None:
             return  # answered from the cache or by a request in flight: no operation of its own
-        attempt, ended_at = self._answer
-        _, _, model = attempt.target.partition("/")
-        labels = self._genai(provider, model or self.model, result.model)
-        m.operation((*labels, ""), attempt.latency)
-        m.usage(labels, result.usage.input_tokens, result.usage.output_tokens)
+        attempt, ended_at, info = self._answer
+        ops = info.operation(m, tel.labels, info.model or self.model, result.model)
+        ops.answered(attempt.latency, result.usage.input_tokens, result.usage.output_tokens)
         if self.stream and self._first is not None:
             first = self._first - (ended_at - attempt.latency)
             per_chunk = (now - self._first) / (chunks - 1) if chunks > 1 else None
-            m.stream(labels, max(first, 0.0), per_chunk)
+            ops.stream(max(first, 0.0), per_chunk)
 
-    def _engine_attrs(self) -> dict[str, Any]:
-        attrs: dict[str, Any] = {
-            "engine.tries": self.tries,
-            "engine.retries": self.retries,
-            "engine.cache": self._cache,
-        }
+    def _spans(self, result: Response | Done | BaseException | None) -> None:
+        """The request's span and its tries' (``Tracing.emit``), with the engine's counts."""
+        tel, begun = self._tel, self._trace
+        assert tel.tracing is not None and begun is not None
+        attrs = begun.attrs
+        attrs["engine.tries"] = self.tries
+        attrs["engine.retries"] = self.retries
+        attrs["engine.cache"] = self._cache
         if self._first is not None:
             attrs["gen_ai.response.time_to_first_chunk"] = self._first - self.t0
-        return attrs
-
-    def _end_span(self, result: Response | Done | BaseException | None) -> None:
-        tracing, span = self._tel.tracing, self._span
-        assert tracing is not None and span is not None
-        attrs = self._engine_attrs()
+        error = None
         if isinstance(result, Response | Done):
-            attrs.update(self._provider_attrs(result.provider, None))
-            tracing.answered(span, result, attrs)
+            attrs.update(tel.targets.provider_attrs(result.provider))
+            tel.tracing.answer_attributes(attrs, result)
         elif result is not None:
-            tracing.failed(span, result, attrs)
-        span.end()
+            attrs["error.type"] = error = type(result).__name__
+        tel.tracing.emit(begun, self.model, self._tries, error)
 
     def _log(
         self, result: Response | Done | BaseException | None, outcome: str, status: int | None, now: float

@@ -4,7 +4,9 @@ The OpenTelemetry GenAI client metrics, in Prometheus naming (``gen_ai.client.op
 in seconds is ``gen_ai_client_operation_duration_seconds``), with the conventions' bucket
 boundaries, and the engine's own ``engine_*`` metrics. Instruments are made once per registry and
 shared by every ``Metrics`` on it (two engines on one registry add to the same series). Label
-children are cached, so a recorded value is a dict lookup and the client's own locked add.
+children are bound once per route, target and GenAI label set (``RouteSeries``, ``TargetSeries``,
+``OperationSeries``), so a request records through attributes it already holds: no label tuple is
+built or looked up per request beyond the outcome's.
 
 With ``PROMETHEUS_MULTIPROC_DIR`` set (a multi-worker gateway) the values live in that directory,
 the gauges say how workers combine (in flight: the live workers' sum; a circuit: the most recent
@@ -28,7 +30,16 @@ from prometheus_client import (
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.multiprocess import MultiProcessCollector
 
-__all__ = ["CIRCUIT_STATES", "GENAI_LABELS", "CollectorRegistry", "Metrics", "snapshot_of"]
+__all__ = [
+    "CIRCUIT_STATES",
+    "GENAI_LABELS",
+    "CollectorRegistry",
+    "Metrics",
+    "OperationSeries",
+    "RouteSeries",
+    "TargetSeries",
+    "snapshot_of",
+]
 
 GENAI_LABELS: Final = (
     "gen_ai_operation_name",
@@ -177,74 +188,147 @@ class _Instruments:
         )
 
 
-class Metrics:
-    """The instruments of one registry, with cached label children."""
+class RouteSeries:
+    """The children of one route, bound once: what a request's start and end record."""
 
-    __slots__ = ("_children", "_i", "registry")
+    __slots__ = ("_requests", "duration", "in_flight", "label", "overhead", "parent")
+
+    def __init__(self, parent: Metrics, label: str) -> None:
+        i = parent.instruments
+        self.parent, self.label = parent, label
+        self.in_flight = i.in_flight.labels(label)
+        self.duration = i.request_duration.labels(label)
+        self.overhead = {mode: i.overhead.labels(mode) for mode in ("route", "stream")}
+        self._requests: dict[str, Any] = {}
+
+    def ended(self, outcome: str, duration: float, overhead: float, mode: str) -> None:
+        self.in_flight.dec()
+        child = self._requests.get(outcome)
+        if child is None:
+            child = self._requests[outcome] = self.parent.instruments.requests.labels(self.label, outcome)
+        child.inc()
+        self.duration.observe(duration)
+        self.overhead[mode].observe(overhead if overhead > 0.0 else 0.0)
+
+
+class TargetSeries:
+    """The try counters of one target, bound once (each outcome's on its first use)."""
+
+    __slots__ = ("_tries", "label", "parent")
+
+    def __init__(self, parent: Metrics, label: str) -> None:
+        self.parent, self.label = parent, label
+        self._tries: dict[tuple[str, str | None], Any] = {}
+
+    def try_ended(self, outcome: str, kind: str | None) -> None:
+        child = self._tries.get((outcome, kind))
+        if child is None:
+            child = self._tries[outcome, kind] = self.parent.instruments.tries.labels(
+                self.label, outcome, kind or ""
+            )
+        child.inc()
+        if outcome == "retry":
+            self.parent.child(self.parent.instruments.retries, self.label).inc()
+        elif outcome == "failover":
+            self.parent.child(self.parent.instruments.failovers, self.label).inc()
+        elif outcome == "skipped" and kind == "rate_limited":
+            self.parent.child(self.parent.instruments.limit_skips, self.label).inc()
+
+
+class OperationSeries:
+    """The GenAI children of one (operation, provider, request model, response model): an
+    answered try's duration and token counts, a stream's chunk timings (bound on first use)."""
+
+    __slots__ = ("_first", "_per_chunk", "duration", "input", "labels", "output", "parent")
+
+    def __init__(self, parent: Metrics, labels: tuple[str, str, str, str]) -> None:
+        i = parent.instruments
+        self.parent, self.labels = parent, labels
+        self.duration = i.duration.labels(*labels, "")
+        self.input = i.tokens.labels(*labels, "input")
+        self.output = i.tokens.labels(*labels, "output")
+        self._first: Any = None
+        self._per_chunk: Any = None
+
+    def answered(self, duration: float, input_tokens: int, output_tokens: int) -> None:
+        self.duration.observe(duration)
+        self.input.observe(input_tokens)
+        self.output.observe(output_tokens)
+
+    def stream(self, first: float | None, per_chunk: float | None) -> None:
+        if first is not None:
+            if self._first is None:
+                self._first = self.parent.instruments.first_chunk.labels(*self.labels)
+            self._first.observe(first)
+        if per_chunk is not None:
+            if self._per_chunk is None:
+                self._per_chunk = self.parent.instruments.per_chunk.labels(*self.labels)
+            self._per_chunk.observe(per_chunk)
+
+
+class Metrics:
+    """The instruments of one registry, with label children bound once: per route, per target,
+    per GenAI label set (all of bounded cardinality), and any other by ``child``."""
+
+    __slots__ = ("_children", "_operations", "_routes", "_targets", "instruments", "registry")
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = CollectorRegistry() if registry is None else registry
         inst = _SHARED.get(self.registry)
         if inst is None:
             inst = _SHARED[self.registry] = _Instruments(self.registry)
-        self._i = inst
+        self.instruments = inst
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self._routes: dict[str, RouteSeries] = {}
+        self._targets: dict[str, TargetSeries] = {}
+        self._operations: dict[tuple[str, str, str, str], OperationSeries] = {}
 
-    def _child(self, metric: MetricWrapperBase, *values: str) -> Any:
+    def child(self, metric: MetricWrapperBase, *values: str) -> Any:
         key = (id(metric), values)
         child = self._children.get(key)
         if child is None:
             child = self._children[key] = metric.labels(*values)
         return child
 
-    # -- what the recorder calls ----------------------------------------------------------------
+    def route(self, label: str) -> RouteSeries:
+        series = self._routes.get(label)
+        if series is None:
+            series = self._routes[label] = RouteSeries(self, label)
+        return series
 
-    def started(self, route: str) -> None:
-        self._child(self._i.in_flight, route).inc()
+    def target(self, label: str) -> TargetSeries:
+        """A target's series (target labels come from routes.yaml: bounded)."""
+        series = self._targets.get(label)
+        if series is None:
+            series = self._targets[label] = TargetSeries(self, label)
+        return series
 
-    def ended(self, route: str, outcome: str, duration: float, overhead: float, mode: str) -> None:
-        i = self._i
-        self._child(i.in_flight, route).dec()
-        self._child(i.requests, route, outcome).inc()
-        self._child(i.request_duration, route).observe(duration)
-        self._child(i.overhead, mode).observe(max(overhead, 0.0))
+    def operation_series(self, labels: tuple[str, str, str, str]) -> OperationSeries:
+        """``labels`` as ``GENAI_LABELS`` without ``error_type`` (models already bounded)."""
+        series = self._operations.get(labels)
+        if series is None:
+            series = self._operations[labels] = OperationSeries(self, labels)
+        return series
 
-    def try_ended(self, target: str, outcome: str, kind: str | None) -> None:
-        i = self._i
-        self._child(i.tries, target, outcome, kind or "").inc()
-        if outcome == "retry":
-            self._child(i.retries, target).inc()
-        elif outcome == "failover":
-            self._child(i.failovers, target).inc()
-        elif outcome == "skipped" and kind == "rate_limited":
-            self._child(i.limit_skips, target).inc()
+    # -- the rarer events -----------------------------------------------------------------------
 
-    def operation(self, labels: tuple[str, str, str, str, str], duration: float) -> None:
-        """One GenAI operation (a try that reached a provider); ``labels`` as ``GENAI_LABELS``."""
-        self._child(self._i.duration, *labels).observe(duration)
-
-    def usage(self, labels: tuple[str, str, str, str], input_tokens: int, output_tokens: int) -> None:
-        self._child(self._i.tokens, *labels, "input").observe(input_tokens)
-        self._child(self._i.tokens, *labels, "output").observe(output_tokens)
-
-    def stream(self, labels: tuple[str, str, str, str], first: float | None, per_chunk: float | None) -> None:
-        if first is not None:
-            self._child(self._i.first_chunk, *labels).observe(first)
-        if per_chunk is not None:
-            self._child(self._i.per_chunk, *labels).observe(per_chunk)
+    def failed_operation(self, labels: tuple[str, str, str, str, str], duration: float) -> None:
+        """A try that reached a provider and failed; ``labels`` as ``GENAI_LABELS``."""
+        self.child(self.instruments.duration, *labels).observe(duration)
 
     def cost(self, provider: str, model: str, usd: float) -> None:
-        self._child(self._i.cost, provider, model).inc(usd)
+        self.child(self.instruments.cost, provider, model).inc(usd)
 
     def cache(self, route: str, hit: bool) -> None:
-        self._child(self._i.cache_hits if hit else self._i.cache_misses, route).inc()
+        i = self.instruments
+        self.child(i.cache_hits if hit else i.cache_misses, route).inc()
 
     def rate_limit_wait(self, target: str, seconds: float) -> None:
-        self._child(self._i.limit_waits, target).inc()
-        self._child(self._i.limit_wait_seconds, target).inc(seconds)
+        self.child(self.instruments.limit_waits, target).inc()
+        self.child(self.instruments.limit_wait_seconds, target).inc(seconds)
 
     def circuit(self, circuit: str, state: str) -> None:
-        self._child(self._i.circuit, circuit).set(CIRCUIT_STATES.get(state, 2.0))
+        self.child(self.instruments.circuit, circuit).set(CIRCUIT_STATES.get(state, 2.0))
 
     # -- reading --------------------------------------------------------------------------------
 
