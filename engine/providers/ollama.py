@@ -31,6 +31,7 @@ from engine.providers._wire import (
     text_of,
     tokens,
 )
+from engine.providers.native import native_notes
 from engine.providers.base import DEFAULT_WIRE, Kind, Parsed, StreamParser, WireOptions, unsent
 from engine.result import ReasoningBlock, TextDelta, ToolCall, ToolCallDelta, Usage
 
@@ -255,7 +256,7 @@ class OllamaKind(Kind):
                 if think is None
                 else f"reasoning_effort {effort!r} is sent as think {think!r}"
             )
-        return out + unsent(request, "ollama", _MAPPED)
+        return out + unsent(request, "ollama", _MAPPED) + native_notes(request, "ollama")
 
     def parse(self, data: Any) -> Parsed:
         body = as_dict(data, "response")

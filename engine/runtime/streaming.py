@@ -326,7 +326,7 @@ class EventStream:
         stream: AsyncGenerator[list[str], None] | None = None
         answered = False
         try:
-            response = await ep.conn.open_stream(model, body)
+            response = await ep.conn.open_stream(model, body, ep.kind.request_headers(ctx.request))
             status = t.status = response.status
             if 200 <= status < 300:
                 parser = ep.kind.stream_parser()
