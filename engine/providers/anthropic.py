@@ -438,6 +438,8 @@ class AnthropicKind(Kind):
         return count
 
     def notes(self, request: dict[str, Any], model: str, options: WireOptions = DEFAULT_WIRE) -> list[str]:
+        if native_of(request) is not None:
+            return []  # sent as its Anthropic client wrote it
         get = request.get
         out = []
         stops = stop_list(get("stop")) or []

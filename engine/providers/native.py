@@ -92,7 +92,7 @@ def native_notes(request: dict[str, Any], kind: str) -> list[str]:
         out.append(f"Anthropic server tools are not sent: {', '.join(map(str, server))}")
     thinking = part.get("thinking")
     if type(thinking) is dict and thinking.get("type") in ("enabled", "adaptive"):
-        out.append(f"thinking {thinking.get('type')} is sent as reasoning_effort (the {kind} kind's own control)")
+        out.append(f"thinking {thinking.get('type')} is not sent (only kind anthropic takes it)")
     extra = sorted(part.get("extra") or ())
     if extra:
         out.append(f"not sent (Anthropic only): {', '.join(extra)}")
