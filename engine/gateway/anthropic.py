@@ -20,7 +20,7 @@ from engine.gateway.anthropic_stream import StreamWriter, event, message_id, sto
 from engine.gateway.dialect import Dialect
 from engine.result import Response, StreamEvent
 
-__all__ = ["ERROR_TYPES", "AnthropicDialect", "count_answer"]
+__all__ = ["ERROR_TYPES", "AnthropicCountDialect", "AnthropicDialect", "count_answer", "endpoints"]
 
 ERROR_TYPES: Final[Mapping[int, str]] = {
     400: "invalid_request_error",
@@ -88,6 +88,20 @@ class AnthropicDialect(Dialect):
 
     def stream_error(self, error: RouteError | Exception) -> bytes:
         return event("error", _error(_stream_type(error), _message(error)))
+
+
+class AnthropicCountDialect(AnthropicDialect):
+    """``/v1/messages/count_tokens``: a Messages body without ``max_tokens``."""
+
+    def parse(self, body: Any, headers: Mapping[str, str]) -> dict[str, Any]:
+        return read_request(body, headers, count=True)
+
+
+def endpoints(gateway: Any) -> dict[str, Any]:
+    """The server's table entries of this dialect (``engine.gateway.routes`` adds them)."""
+    from engine.gateway.anthropic_endpoints import table
+
+    return table(AnthropicDialect(), AnthropicCountDialect())
 
 
 def _error(kind: str, message: str) -> dict[str, Any]:

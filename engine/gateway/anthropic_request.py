@@ -67,16 +67,19 @@ def _str(field: str, value: Any) -> str:
     return value
 
 
-def read_request(body: Any, headers: Mapping[str, str]) -> dict[str, Any]:
-    """The engine's request for an Anthropic Messages ``body`` and the client's headers."""
+def read_request(body: Any, headers: Mapping[str, str], *, count: bool = False) -> dict[str, Any]:
+    """The engine's request for an Anthropic Messages ``body`` and the client's headers
+    (``count``: a ``count_tokens`` body, which has no ``max_tokens``)."""
     body = _dict("", body) if type(body) is dict else _refuse_body(body)
-    for key in ("model", "max_tokens", "messages"):
+    for key in ("model", "messages") if count else ("model", "max_tokens", "messages"):
         if body.get(key) is None:
             raise RequestError(key, "Field required")
     unknown = [k for k in body if k not in _READ and k not in _PASSED]
     if unknown:
         raise RequestError(unknown[0], "Extra inputs are not permitted")
-    out: dict[str, Any] = {"model": _str("model", body["model"]), "max_tokens": _limit(body["max_tokens"])}
+    out: dict[str, Any] = {"model": _str("model", body["model"])}
+    if body.get("max_tokens") is not None:
+        out["max_tokens"] = _limit(body["max_tokens"])
     system = body.get("system")
     if system is not None:
         out["system"] = _system_text(system)
