@@ -33,7 +33,7 @@ async def count_tokens(rt: Runtime, request: dict[str, Any], model: str, route: 
     body = json.dumps(ep.kind.count_body(request, target)).encode()
     start = perf()
     try:
-        reply = await ep.conn.post_json(url, body)
+        reply = await ep.conn.post_json(url, body, ep.kind.request_headers(request))
     except Fault:
         return prompt_tokens(request)
     status = reply.status

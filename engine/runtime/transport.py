@@ -176,12 +176,15 @@ class Connection:
         """Send a streaming chat request; the caller reads ``lines`` and closes it."""
         return await self.backend().open(self._target(model, True, extra), body)
 
-    async def post_json(self, url: str, body: bytes) -> Reply:
+    async def post_json(self, url: str, body: bytes, extra: tuple[tuple[str, str], ...] = ()) -> Reply:
         """POST ``body`` to ``url`` (one the kind names, under this provider's base URL) with
-        this provider's headers, bounded by ``budget``; raise ``Fault`` below HTTP or past it."""
+        this provider's headers (``extra`` replacing those of their name), bounded by
+        ``budget``; raise ``Fault`` below HTTP or past it."""
+        names = {name for name, _ in extra}
+        headers = [h for h in self._headers if h[0] not in names] + list(extra)
         try:
             async with asyncio.timeout(self.budget):
-                return await self.backend().post(self._prepare(url, self._headers), body)
+                return await self.backend().post(self._prepare(url, headers), body)
         except TimeoutError:
             raise Fault("timeout", f"no whole answer within {format_duration(self.budget)}") from None
 
