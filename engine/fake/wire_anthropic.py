@@ -83,8 +83,18 @@ _DOCS = "https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
 _EFFORTS = ("low", "medium", "high", "xhigh", "max")
 _BETA = re.compile(r"^[a-z][a-z0-9-]*-(?:\d{4}-\d{2}-\d{2}|\d{8})$")
 # what /v1/messages/count_tokens takes
-_COUNT_FIELDS = ("model", "messages", "system", "tools", "tool_choice", "thinking", "mcp_servers",
-                 "context_management", "output_config", "output_format")
+_COUNT_FIELDS = (
+    "model",
+    "messages",
+    "system",
+    "tools",
+    "tool_choice",
+    "thinking",
+    "mcp_servers",
+    "context_management",
+    "output_config",
+    "output_format",
+)
 
 
 def _wrong_type(path: str, expected: str, value: Any) -> BadRequest:

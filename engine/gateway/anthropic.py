@@ -69,7 +69,9 @@ class AnthropicDialect(Dialect):
             "usage": raw["usage"] if native and type(raw.get("usage")) is dict else usage_of(response.usage),
         }
 
-    async def stream(self, events: AsyncIterator[StreamEvent], request: Mapping[str, Any]) -> AsyncIterator[bytes]:
+    async def stream(
+        self, events: AsyncIterator[StreamEvent], request: Mapping[str, Any]
+    ) -> AsyncIterator[bytes]:
         writer = StreamWriter(request)
         try:
             async for ev in events:
@@ -131,7 +133,9 @@ def _stream_type(error: BaseException) -> str:
 
 def _content(response: Response) -> list[dict[str, Any]]:
     """Thinking (with signatures) and redacted thinking first, then the text, then the tool calls."""
-    out: list[dict[str, Any]] = [b.native() for b in response.reasoning_blocks if b.text or b.redacted is not None]
+    out: list[dict[str, Any]] = [
+        b.native() for b in response.reasoning_blocks if b.text or b.redacted is not None
+    ]
     if response.text:
         out.append({"type": "text", "text": response.text})
     for call in response.tool_calls:

@@ -33,6 +33,7 @@ async def count_tokens(call: Call) -> None:
 
 async def _count(call: Call, request: dict[str, object]) -> int:
     try:
-        return await call.gateway.engine.count_tokens(request)
+        counted: int = await call.gateway.engine.count_tokens(request)
+        return counted
     except (RequestError, RouteError) as exc:
         raise refusal_of(exc) from None

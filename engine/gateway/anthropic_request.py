@@ -228,7 +228,9 @@ def _tool_result(where: str, block: dict[str, Any]) -> dict[str, Any]:
     if content is None or type(content) is str:
         text = content or ""
     elif type(content) is list:
-        parts = [_part(f"{where}.content.{k}", _dict(f"{where}.content.{k}", b)) for k, b in enumerate(content)]
+        parts = [
+            _part(f"{where}.content.{k}", _dict(f"{where}.content.{k}", b)) for k, b in enumerate(content)
+        ]
         text = "\n".join(p["text"] for p in parts if p is not None and p.get("type") == "text")
     else:
         raise _wrong(f"{where}.content", "a string or a list of content blocks", content)

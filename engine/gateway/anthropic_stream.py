@@ -92,7 +92,7 @@ class StreamWriter:
             "cache_read_input_tokens": 0,
             "output_tokens": 0,
         }
-        message = {
+        message: dict[str, Any] = {
             "id": message_id(),
             "type": "message",
             "role": "assistant",
@@ -111,7 +111,12 @@ class StreamWriter:
         self._close(out)
         self._block = kind
         self._index += 1
-        out.append(event("content_block_start", {"type": "content_block_start", "index": self._index, "content_block": block}))
+        out.append(
+            event(
+                "content_block_start",
+                {"type": "content_block_start", "index": self._index, "content_block": block},
+            )
+        )
         if not self._pinged:
             self._pinged = True
             out.append(event("ping", {"type": "ping"}))
@@ -123,7 +128,9 @@ class StreamWriter:
             self._tool = None
 
     def _delta(self, delta: dict[str, Any]) -> bytes:
-        return event("content_block_delta", {"type": "content_block_delta", "index": self._index, "delta": delta})
+        return event(
+            "content_block_delta", {"type": "content_block_delta", "index": self._index, "delta": delta}
+        )
 
     def _reasoning(self, out: list[bytes], ev: ReasoningDelta) -> None:
         if ev.redacted is not None:
@@ -157,6 +164,8 @@ class StreamWriter:
     def _done(self, out: list[bytes], done: Done) -> None:
         self._close(out)
         delta = {"stop_reason": stop_reason(done.finish_reason, self._tools), "stop_sequence": None}
-        out.append(event("message_delta", {"type": "message_delta", "delta": delta, "usage": usage_of(done.usage)}))
+        out.append(
+            event("message_delta", {"type": "message_delta", "delta": delta, "usage": usage_of(done.usage)})
+        )
         out.append(event("message_stop", {"type": "message_stop"}))
         self.done = True

@@ -631,7 +631,9 @@ def _metadata(request: dict[str, Any]) -> dict[str, Any] | None:
     return {"user_id": user} if type(user) is str and user else None
 
 
-def _native_context(request: dict[str, Any], part: dict[str, Any], model: str, stream: bool) -> dict[str, Any]:
+def _native_context(
+    request: dict[str, Any], part: dict[str, Any], model: str, stream: bool
+) -> dict[str, Any]:
     """The template context of an Anthropic-native request: its own fields as written."""
     get = request.get
     system, turns = (None, None) if "messages" in part else _conversation(request)

@@ -35,7 +35,6 @@ from engine.providers._wire import (
     text_of,
     tokens,
 )
-from engine.providers.native import native_notes
 from engine.providers.base import (
     DEFAULT_WIRE,
     Kind,
@@ -46,6 +45,7 @@ from engine.providers.base import (
     loads,
     unsent,
 )
+from engine.providers.native import native_notes
 from engine.result import ReasoningDelta, TextDelta, ToolCall, ToolCallDelta, Usage
 
 __all__ = ["KIND", "SKIP_SIGNATURE", "GeminiKind"]

@@ -59,7 +59,9 @@ def _blocks(part: dict[str, Any]) -> set[str]:
                     seen.add("is_error")
                 inner = block.get("content")
                 if type(inner) is list:
-                    seen.update(str(b.get("type")) for b in inner if type(b) is dict and b.get("type") != "text")
+                    seen.update(
+                        str(b.get("type")) for b in inner if type(b) is dict and b.get("type") != "text"
+                    )
     return seen
 
 
@@ -83,7 +85,10 @@ def native_notes(request: dict[str, Any], kind: str) -> list[str]:
         out.append(f"anthropic-beta {','.join(map(str, part['beta']))} is not sent (Anthropic only)")
     blocks = _blocks(part)
     out += [_LOST[b] for b in sorted(blocks) if _LOST.get(b)]
-    if any(b.endswith("_tool_result") and b != "tool_result" for b in blocks) and "server_tool_use" not in blocks:
+    if (
+        any(b.endswith("_tool_result") and b != "tool_result" for b in blocks)
+        and "server_tool_use" not in blocks
+    ):
         out.append(_LOST["server_tool_use"])
     if any("signature" in b for t in part.get("messages") or () for b in _content(t)):
         out.append("thinking signatures are not sent (only Anthropic can verify them)")
@@ -101,7 +106,11 @@ def native_notes(request: dict[str, Any], kind: str) -> list[str]:
 
 def _content(turn: Any) -> list[dict[str, Any]]:
     content = turn.get("content") if type(turn) is dict else None
-    return [b for b in content if type(b) is dict and b.get("type") == "thinking"] if type(content) is list else []
+    return (
+        [b for b in content if type(b) is dict and b.get("type") == "thinking"]
+        if type(content) is list
+        else []
+    )
 
 
 def _server_tool(tool: Any) -> bool:

@@ -31,8 +31,8 @@ from engine.providers._wire import (
     text_of,
     tokens,
 )
-from engine.providers.native import native_notes
 from engine.providers.base import DEFAULT_WIRE, Kind, Parsed, StreamParser, WireOptions, unsent
+from engine.providers.native import native_notes
 from engine.result import ReasoningBlock, TextDelta, ToolCall, ToolCallDelta, Usage
 
 __all__ = ["KIND", "OllamaKind"]

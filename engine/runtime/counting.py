@@ -44,8 +44,12 @@ async def count_tokens(rt: Runtime, request: dict[str, Any], model: str, route: 
             return prompt_tokens(request)
     if 400 <= status < 500 and status != 429:
         detail = ep.conn.scrub(error_detail(reply.content, ep.kind))
-        attempt = Attempt(ep.label(target), "fatal", status, latency=perf() - start, kind="status", detail=detail)
-        raise ProviderError(f"{ep.provider}: token count refused: {detail}", [attempt], status=status, body=detail)
+        attempt = Attempt(
+            ep.label(target), "fatal", status, latency=perf() - start, kind="status", detail=detail
+        )
+        raise ProviderError(
+            f"{ep.provider}: token count refused: {detail}", [attempt], status=status, body=detail
+        )
     return prompt_tokens(request)
 
 

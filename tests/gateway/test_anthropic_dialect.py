@@ -64,8 +64,10 @@ def last_body(fake: FakeServer) -> dict[str, Any]:
         ({"max_tokens": "9"}, "max_tokens"),
         ({"messages": "hi"}, "messages"),
         ({"messages": [{"role": "system", "content": "x"}]}, "messages.0.role"),
-        ({"messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "base64"}}]}]},
-         "messages.0.content.0.source.media_type"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "base64"}}]}]},
+            "messages.0.content.0.source.media_type",
+        ),
         ({"system": [{"type": "image"}]}, "system.0.type"),
         ({"tool_choice": {"type": "sometimes"}}, "tool_choice.type"),
         ({"thinking": {"type": "enabled"}}, "thinking.budget_tokens"),
@@ -88,7 +90,9 @@ def test_a_malformed_beta_flag_is_refused_before_anything_is_sent() -> None:
 
 
 def test_count_tokens_bodies_need_no_max_tokens() -> None:
-    request = AnthropicCountDialect().parse({"model": "anth", "messages": [{"role": "user", "content": "hi"}]}, {})
+    request = AnthropicCountDialect().parse(
+        {"model": "anth", "messages": [{"role": "user", "content": "hi"}]}, {}
+    )
     assert "max_tokens" not in request
     with pytest.raises(RequestError):
         D.parse({"model": "anth", "messages": []}, {})
@@ -99,43 +103,89 @@ def test_the_unified_translation_of_every_block() -> None:
         body(
             system=[{"type": "text", "text": "Be terse.", "cache_control": {"type": "ephemeral"}}],
             messages=[
-                {"role": "user", "content": [
-                    {"type": "text", "text": "look"},
-                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBO"}},
-                    {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}},
-                ]},
-                {"role": "assistant", "content": [
-                    {"type": "thinking", "thinking": "hm", "signature": "sig"},
-                    {"type": "text", "text": "checking"},
-                    {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}},
-                ]},
-                {"role": "user", "content": [
-                    {"type": "tool_result", "tool_use_id": "toolu_1", "is_error": True,
-                     "content": [{"type": "text", "text": "no such city"}]},
-                    {"type": "text", "text": "and?"},
-                ]},
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "look"},
+                        {
+                            "type": "image",
+                            "source": {"type": "base64", "media_type": "image/png", "data": "iVBO"},
+                        },
+                        {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}},
+                    ],
+                },
+                {
+                    "role": "assistant",
+                    "content": [
+                        {"type": "thinking", "thinking": "hm", "signature": "sig"},
+                        {"type": "text", "text": "checking"},
+                        {
+                            "type": "tool_use",
+                            "id": "toolu_1",
+                            "name": "get_weather",
+                            "input": {"city": "Paris"},
+                        },
+                    ],
+                },
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "tool_result",
+                            "tool_use_id": "toolu_1",
+                            "is_error": True,
+                            "content": [{"type": "text", "text": "no such city"}],
+                        },
+                        {"type": "text", "text": "and?"},
+                    ],
+                },
             ],
             tools=[WEATHER, {"type": "web_search_20250305", "name": "web_search"}],
             tool_choice={"type": "any", "disable_parallel_tool_use": True},
-            stop_sequences=["END"], top_k=5, temperature=0.5, metadata={"user_id": "u-1"}, service_tier="auto",
+            stop_sequences=["END"],
+            top_k=5,
+            temperature=0.5,
+            metadata={"user_id": "u-1"},
+            service_tier="auto",
         ),
         {**HEADERS, "anthropic-beta": "prompt-caching-2024-07-31,token-efficient-tools-2025-02-19"},
     )
     assert request["system"] == "Be terse."
     assert request["messages"] == [
-        {"role": "user", "content": [
-            {"type": "text", "text": "look"},
-            {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBO"}},
-            {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}},
-        ]},
-        {"role": "assistant", "content": "checking", "reasoning_content": "hm", "reasoning_signature": "sig",
-         "tool_calls": [{"id": "toolu_1", "type": "function",
-                         "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "look"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBO"}},
+                {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}},
+            ],
+        },
+        {
+            "role": "assistant",
+            "content": "checking",
+            "reasoning_content": "hm",
+            "reasoning_signature": "sig",
+            "tool_calls": [
+                {
+                    "id": "toolu_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                }
+            ],
+        },
         {"role": "tool", "tool_call_id": "toolu_1", "content": "no such city"},
         {"role": "user", "content": [{"type": "text", "text": "and?"}]},
     ]
-    assert request["tools"] == [{"type": "function", "function": {
-        "name": "get_weather", "parameters": WEATHER["input_schema"], "description": "Weather of a city"}}]
+    assert request["tools"] == [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "parameters": WEATHER["input_schema"],
+                "description": "Weather of a city",
+            },
+        }
+    ]
     assert request["tool_choice"] == "required" and request["parallel_tool_calls"] is False
     assert (request["stop"], request["top_k"], request["temperature"]) == (["END"], 5, 0.5)
     assert request["metadata"] == {"user_id": "u-1"} and request["user"] == "u-1"
@@ -152,10 +202,23 @@ async def test_anthropic_gets_the_body_as_written_and_the_client_s_beta_flags(
 ) -> None:
     sent = body(
         system=[{"type": "text", "text": "Be terse.", "cache_control": {"type": "ephemeral"}}],
-        messages=[{"role": "user", "content": [
-            {"type": "text", "text": "hello there", "cache_control": {"type": "ephemeral", "ttl": "5m"}}]}],
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "text",
+                        "text": "hello there",
+                        "cache_control": {"type": "ephemeral", "ttl": "5m"},
+                    }
+                ],
+            }
+        ],
         tools=[{**WEATHER, "cache_control": {"type": "ephemeral"}}],
-        tool_choice={"type": "auto"}, top_k=7, stop_sequences=["STOP"], metadata={"user_id": "u-9"},
+        tool_choice={"type": "auto"},
+        top_k=7,
+        stop_sequences=["STOP"],
+        metadata={"user_id": "u-9"},
         service_tier="standard_only",
     )
     request = D.parse(sent, {**HEADERS, "anthropic-beta": "prompt-caching-2024-07-31"})
@@ -180,24 +243,37 @@ async def test_a_bad_beta_flag_reaching_the_fake_is_refused_as_anthropic_does(
 
 async def test_thinking_round_trips_with_its_signature(make: Callable[..., Engine], fake: FakeServer) -> None:
     engine = make()
-    first = body(thinking={"type": "enabled", "budget_tokens": 1024}, tools=[WEATHER],
-                 messages=[{"role": "user", "content": "weather in Paris? [[fake: tool=get_weather]]"}])
+    first = body(
+        thinking={"type": "enabled", "budget_tokens": 1024},
+        tools=[WEATHER],
+        messages=[{"role": "user", "content": "weather in Paris? [[fake: tool=get_weather]]"}],
+    )
     request = D.parse(first, HEADERS)
     answer = D.answer(await engine.route(request), request)
     kinds = [b["type"] for b in answer["content"]]
     assert kinds == ["thinking", "tool_use"] and answer["stop_reason"] == "tool_use"
     assert answer["content"][0]["signature"]
     tool = answer["content"][1]
-    follow = {**first, "messages": [*first["messages"], {"role": "assistant", "content": answer["content"]},
-                                   {"role": "user", "content": [
-                                       {"type": "tool_result", "tool_use_id": tool["id"], "content": "sunny"}]}]}
+    follow = {
+        **first,
+        "messages": [
+            *first["messages"],
+            {"role": "assistant", "content": answer["content"]},
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": tool["id"], "content": "sunny"}],
+            },
+        ],
+    }
     request = D.parse(follow, HEADERS)
     again = D.answer(await engine.route(request), request)  # the fake checks the signature
     assert last_body(fake)["messages"][1]["content"][0] == answer["content"][0]
     assert again["content"][-1]["type"] == "text"
 
 
-async def test_an_anthropic_answer_is_answered_as_it_came(make: Callable[..., Engine], fake: FakeServer) -> None:
+async def test_an_anthropic_answer_is_answered_as_it_came(
+    make: Callable[..., Engine], fake: FakeServer
+) -> None:
     request = D.parse(body(text="hi [[fake: cached=3, cache_write=2]]"), HEADERS)
     response = await make().route(request)
     answer = D.answer(response, request)
@@ -212,9 +288,15 @@ async def test_an_anthropic_answer_is_answered_as_it_came(make: Callable[..., En
 async def test_openai_gets_the_translation_and_the_plan_names_what_is_lost(
     make: Callable[..., Engine], fake: FakeServer
 ) -> None:
-    sent = body(model="g", text="use a tool", system=[{"type": "text", "text": "Be terse.", "cache_control": {"type": "ephemeral"}}],
-                thinking={"type": "enabled", "budget_tokens": 1024}, metadata={"user_id": "u-2"},
-                tools=[WEATHER], tool_choice={"type": "tool", "name": "get_weather"})
+    sent = body(
+        model="g",
+        text="use a tool",
+        system=[{"type": "text", "text": "Be terse.", "cache_control": {"type": "ephemeral"}}],
+        thinking={"type": "enabled", "budget_tokens": 1024},
+        metadata={"user_id": "u-2"},
+        tools=[WEATHER],
+        tool_choice={"type": "tool", "name": "get_weather"},
+    )
     request = D.parse(sent, {**HEADERS, "anthropic-beta": "prompt-caching-2024-07-31"})
     engine = make()
     answer = D.answer(await engine.route(request), request)
@@ -234,15 +316,23 @@ async def test_openai_gets_the_translation_and_the_plan_names_what_is_lost(
 async def test_usage_counts_input_without_the_cache_as_anthropic_does() -> None:
     from engine.result import Response
 
-    response = Response("hi", "a", "m", "stop", usage=Usage(100, 7, cache_read_tokens=60, cache_write_tokens=30))
+    response = Response(
+        "hi", "a", "m", "stop", usage=Usage(100, 7, cache_read_tokens=60, cache_write_tokens=30)
+    )
     answer = D.answer(response, {"model": "chat"})
-    assert answer["usage"] == {"input_tokens": 10, "cache_creation_input_tokens": 30,
-                               "cache_read_input_tokens": 60, "output_tokens": 7}
+    assert answer["usage"] == {
+        "input_tokens": 10,
+        "cache_creation_input_tokens": 30,
+        "cache_read_input_tokens": 60,
+        "output_tokens": 7,
+    }
     assert answer["stop_reason"] == "end_turn" and answer["stop_sequence"] is None
 
 
-@pytest.mark.parametrize(("finish", "stop"), [("length", "max_tokens"), ("content_filter", "refusal"),
-                                              ("tool_calls", "tool_use"), (None, "end_turn")])
+@pytest.mark.parametrize(
+    ("finish", "stop"),
+    [("length", "max_tokens"), ("content_filter", "refusal"), ("tool_calls", "tool_use"), (None, "end_turn")],
+)
 def test_stop_reasons(finish: str | None, stop: str) -> None:
     from engine.result import Response
 
@@ -270,7 +360,9 @@ async def test_a_thinking_stream_has_anthropic_s_exact_sequence(make: Callable[.
 
 
 async def test_a_tool_stream_opens_a_tool_use_block(make: Callable[..., Engine]) -> None:
-    request = D.parse(body(model="g", text="Paris? [[fake: tool=get_weather]]", tools=[WEATHER], stream=True), HEADERS)
+    request = D.parse(
+        body(model="g", text="Paris? [[fake: tool=get_weather]]", tools=[WEATHER], stream=True), HEADERS
+    )
     seen = await relay(make(), request)
     start = next(d for n, d in seen if n == "content_block_start")["content_block"]
     assert start["type"] == "tool_use" and start["name"] == "get_weather" and start["input"] == {}
@@ -288,21 +380,37 @@ async def _events(items: list[StreamEvent | Exception]) -> AsyncIterator[StreamE
 
 async def test_a_new_block_whenever_the_kind_of_delta_changes() -> None:
     items: list[StreamEvent | Exception] = [
-        ReasoningDelta("a"), ReasoningDelta("", signature="s1"), ReasoningDelta("", redacted="xx"),
-        TextDelta("t"), ToolCallDelta(0, id="c1", name="f"), ToolCallDelta(0, arguments="{}"),
-        ToolCallDelta(1, id="c2", name="g", arguments="{}"), Done("p", "m", "tool_calls"),
+        ReasoningDelta("a"),
+        ReasoningDelta("", signature="s1"),
+        ReasoningDelta("", redacted="xx"),
+        TextDelta("t"),
+        ToolCallDelta(0, id="c1", name="f"),
+        ToolCallDelta(0, arguments="{}"),
+        ToolCallDelta(1, id="c2", name="g", arguments="{}"),
+        Done("p", "m", "tool_calls"),
     ]
     seen = frames(b"".join([f async for f in D.stream(_events(items), {"model": "m"})]))
     blocks = [(d["index"], d["content_block"]["type"]) for n, d in seen if n == "content_block_start"]
-    assert blocks == [(0, "thinking"), (1, "redacted_thinking"), (2, "text"), (3, "tool_use"), (4, "tool_use")]
+    assert blocks == [
+        (0, "thinking"),
+        (1, "redacted_thinking"),
+        (2, "text"),
+        (3, "tool_use"),
+        (4, "tool_use"),
+    ]
     stops = [d["index"] for n, d in seen if n == "content_block_stop"]
     assert stops == [0, 1, 2, 3, 4]
 
 
 async def test_an_error_after_the_first_frame_ends_with_an_error_event() -> None:
-    broke = StreamInterrupted("a stream broke", [Attempt("anth", "failover", 529, kind="status", detail="overloaded_error: x")])
+    broke = StreamInterrupted(
+        "a stream broke", [Attempt("anth", "failover", 529, kind="status", detail="overloaded_error: x")]
+    )
     seen = frames(b"".join([f async for f in D.stream(_events([TextDelta("hi"), broke]), {"model": "m"})]))
-    assert seen[-1] == ("error", {"type": "error", "error": {"type": "overloaded_error", "message": "a stream broke"}})
+    assert seen[-1] == (
+        "error",
+        {"type": "error", "error": {"type": "overloaded_error", "message": "a stream broke"}},
+    )
     assert "message_stop" not in [n for n, _ in seen]
 
 
@@ -317,11 +425,22 @@ async def test_a_stream_ending_without_its_final_event_is_not_a_clean_end() -> N
     assert seen[-1][0] == "error" and seen[-1][1]["error"]["type"] == "api_error"
 
 
-@pytest.mark.parametrize(("status", "kind"), [(400, "invalid_request_error"), (401, "authentication_error"),
-                                              (403, "permission_error"), (404, "not_found_error"),
-                                              (413, "request_too_large"), (429, "rate_limit_error"),
-                                              (500, "api_error"), (502, "api_error"), (504, "timeout_error"),
-                                              (529, "overloaded_error"), (418, "invalid_request_error")])
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [
+        (400, "invalid_request_error"),
+        (401, "authentication_error"),
+        (403, "permission_error"),
+        (404, "not_found_error"),
+        (413, "request_too_large"),
+        (429, "rate_limit_error"),
+        (500, "api_error"),
+        (502, "api_error"),
+        (504, "timeout_error"),
+        (529, "overloaded_error"),
+        (418, "invalid_request_error"),
+    ],
+)
 def test_error_types_per_status(status: int, kind: str) -> None:
     assert D.error(status, "why") == {"type": "error", "error": {"type": kind, "message": "why"}}
     assert D.error(status, "why", kind="not_supported")["error"]["type"] == "not_supported"
@@ -340,8 +459,10 @@ async def test_count_tokens_asks_anthropic_and_estimates_elsewhere(
     engine = make()
     count = AnthropicCountDialect()
     words = "one two three four five six seven eight"
-    asked = count.parse({"model": "anth", "messages": [{"role": "user", "content": words}],
-                         "system": "Be terse."}, {**HEADERS, "anthropic-beta": "token-counting-2024-11-01"})
+    asked = count.parse(
+        {"model": "anth", "messages": [{"role": "user", "content": words}], "system": "Be terse."},
+        {**HEADERS, "anthropic-beta": "token-counting-2024-11-01"},
+    )
     assert await engine.count_tokens(asked) == 10  # the fake counts words
     assert fake.requests[-1]["path"].endswith("/messages/count_tokens")
     assert fake.requests[-1]["protocol"]["anthropic-beta"] == "token-counting-2024-11-01"
@@ -353,8 +474,13 @@ async def test_count_tokens_asks_anthropic_and_estimates_elsewhere(
 
 
 async def test_count_tokens_surfaces_the_provider_s_refusal(make: Callable[..., Engine]) -> None:
-    asked = AnthropicCountDialect().parse({"model": "anth", "messages": [{"role": "assistant", "content": "x"},
-                                                                          {"role": "user", "content": ""}]}, HEADERS)
+    asked = AnthropicCountDialect().parse(
+        {
+            "model": "anth",
+            "messages": [{"role": "assistant", "content": "x"}, {"role": "user", "content": ""}],
+        },
+        HEADERS,
+    )
     with pytest.raises(ProviderError) as info:
         await make().count_tokens(asked)
     assert info.value.status == 400

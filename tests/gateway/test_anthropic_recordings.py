@@ -21,10 +21,13 @@ from engine.api import Engine
 from engine.compiler import compile_text
 from engine.gateway.anthropic import AnthropicDialect
 
-ROOT = Path(
-    os.environ.get("ENGINE_WIRE_RECORDINGS")
-    or Path(__file__).resolve().parents[3] / "shared" / "wire-recordings"
-) / "anthropic"
+ROOT = (
+    Path(
+        os.environ.get("ENGINE_WIRE_RECORDINGS")
+        or Path(__file__).resolve().parents[3] / "shared" / "wire-recordings"
+    )
+    / "anthropic"
+)
 STREAMS = sorted(ROOT.glob("*.sse")) if ROOT.is_dir() else []
 
 pytestmark = pytest.mark.skipif(not STREAMS, reason=f"no Anthropic stream recordings at {ROOT}")
@@ -111,7 +114,9 @@ async def upstream() -> AsyncIterator[tuple[str, dict[str, bytes]]]:
 
 
 @pytest.mark.parametrize("path", STREAMS, ids=[p.stem for p in STREAMS])
-async def test_a_relayed_recording_keeps_its_event_sequence(path: Path, upstream: tuple[str, dict[str, bytes]]) -> None:
+async def test_a_relayed_recording_keeps_its_event_sequence(
+    path: Path, upstream: tuple[str, dict[str, bytes]]
+) -> None:
     url, bodies = upstream
     bodies[path.stem] = path.read_bytes()
     text = f"""
@@ -124,10 +129,19 @@ routes:
     to: rec
 """
     dialect = AnthropicDialect()
-    request = dialect.parse({"model": path.stem, "max_tokens": 4096, "stream": True,
-                             "messages": [{"role": "user", "content": "hi"}]}, {})
+    request = dialect.parse(
+        {
+            "model": path.stem,
+            "max_tokens": 4096,
+            "stream": True,
+            "messages": [{"role": "user", "content": "hi"}],
+        },
+        {},
+    )
     async with Engine.from_graph(compile_text(text, env={})) as engine:
-        relayed = events(b"".join([f async for f in dialect.stream(engine.stream(request), request)]).decode())
+        relayed = events(
+            b"".join([f async for f in dialect.stream(engine.stream(request), request)]).decode()
+        )
     recorded = carried(events(path.read_text()))
     error = next((d for n, d in recorded if n == "error"), None)
     if error is not None:
