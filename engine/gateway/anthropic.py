@@ -44,8 +44,9 @@ def count_answer(tokens: int) -> dict[str, Any]:
 
 
 class AnthropicDialect(Dialect):
-    """Anthropic Messages. ``keepalive`` stays an SSE comment: the official SDKs refuse any
-    event (a ``ping`` included) before ``message_start``, and skip comments."""
+    """Anthropic Messages. ``keepalive`` stays an SSE comment: every SSE parser skips it, while
+    a ``ping`` event before ``message_start`` reaches the accumulator of a client that does not
+    filter pings (the Python SDK's refuses any event before ``message_start``)."""
 
     name = "anthropic"
 
