@@ -18,8 +18,13 @@ import pytest
 from engine.api import Engine
 from engine.compiler import compile_text
 from engine.fake import FakeServer
+from engine.gateway.anthropic import ERROR_TYPES
 
-KEYS = {"TEAM_KEY": "sk-team-0123456789", "OTHER_KEY": "sk-other-0123456789", "TIGHT_KEY": "sk-tight-0123456789"}
+KEYS = {
+    "TEAM_KEY": "sk-team-0123456789",
+    "OTHER_KEY": "sk-other-0123456789",
+    "TIGHT_KEY": "sk-tight-0123456789",
+}
 CONFIG = """\
 version: 1
 defaults: {speed: test, retry: transient, breaker: none, deadline: 5s}
@@ -66,7 +71,9 @@ class Served:
         self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         self._sock = sock
         self._loop = asyncio.new_event_loop()
-        self.server = uvicorn.Server(uvicorn.Config(Gateway(self.engine), log_level="warning", lifespan="off"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(Gateway(self.engine), log_level="warning", lifespan="off")
+        )
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         for _ in range(500):
@@ -75,12 +82,16 @@ class Served:
             threading.Event().wait(0.01)
 
     def _run(self) -> None:
-        self._loop.run_until_complete(self.server.serve(sockets=[self._sock]))
-        self._loop.run_until_complete(self.engine.aclose())
+        try:
+            self._loop.run_until_complete(self.server.serve(sockets=[self._sock]))
+            self._loop.run_until_complete(self.engine.aclose())
+        finally:
+            self._loop.close()
 
     def stop(self) -> None:
         self.server.should_exit = True
         self._thread.join(10)
+        self._sock.close()
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +102,21 @@ def gateway(fake_server: FakeServer) -> Iterator[Served]:
     served.stop()
 
 
-def client(gw: Served, key: str = KEYS["TEAM_KEY"], **options: Any) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=gw.url, api_key=key, max_retries=0, timeout=10, **options)
+_CLIENTS: list[anthropic.Anthropic] = []
+
+
+def client(gw: Served, key: str = KEYS["TEAM_KEY"]) -> anthropic.Anthropic:
+    """An SDK client of the gateway (no retries), closed after the test."""
+    sdk = anthropic.Anthropic(base_url=gw.url, api_key=key, max_retries=0, timeout=10)
+    _CLIENTS.append(sdk)
+    return sdk
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while _CLIENTS:
+        _CLIENTS.pop().close()
 
 
 def user(text: str) -> list[dict[str, Any]]:
@@ -100,12 +124,17 @@ def user(text: str) -> list[dict[str, Any]]:
 
 
 def test_plain(gateway: Served, fake: FakeServer) -> None:
-    raw = client(gateway).messages.with_raw_response.create(model="anth", max_tokens=64, messages=user("hello there"))
+    raw = client(gateway).messages.with_raw_response.create(
+        model="anth", max_tokens=64, messages=user("hello there")
+    )
     message = raw.parse()
     assert message.content[0].type == "text" and message.content[0].text == "echo: hello there"
     assert message.model == "anth" and message.stop_reason == "end_turn" and message.id.startswith("msg_")
     assert message.usage.input_tokens > 0 and message.usage.output_tokens > 0
-    assert raw.headers["x-engine-provider"] == "anth" and raw.headers["x-engine-model"] == "claude-3-5-haiku-latest"
+    assert (
+        raw.headers["x-engine-provider"] == "anth"
+        and raw.headers["x-engine-model"] == "claude-3-5-haiku-latest"
+    )
     assert "sk-team" not in str(fake.requests[-1])  # the client's key never goes upstream
 
 
@@ -126,24 +155,35 @@ def test_streamed_accumulates_to_the_whole_answer(gateway: Served, fake: FakeSer
 @pytest.mark.parametrize("model", ["anth", "gpt"])
 def test_tools(gateway: Served, model: str) -> None:
     sdk = client(gateway)
-    message = sdk.messages.create(model=model, max_tokens=64, tools=[WEATHER], messages=user("use a tool for Paris"))
+    message = sdk.messages.create(
+        model=model, max_tokens=64, tools=[WEATHER], messages=user("use a tool for Paris")
+    )
     call = message.content[-1]
     assert call.type == "tool_use" and call.name == "get_weather" and isinstance(call.input, dict)
     assert message.stop_reason == "tool_use"
-    follow = [*user("use a tool for Paris"), {"role": "assistant", "content": message.content},
-              {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "sunny"}]}]
+    follow = [
+        *user("use a tool for Paris"),
+        {"role": "assistant", "content": message.content},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "sunny"}]},
+    ]
     answer = sdk.messages.create(model=model, max_tokens=64, tools=[WEATHER], messages=follow)
     assert answer.content[0].text == "tool result: sunny"
-    with sdk.messages.stream(model=model, max_tokens=64, tools=[WEATHER], messages=user("use a tool for Paris")) as s:
+    with sdk.messages.stream(
+        model=model, max_tokens=64, tools=[WEATHER], messages=user("use a tool for Paris")
+    ) as s:
         final = s.get_final_message()
     assert final.content[-1].type == "tool_use" and final.content[-1].input == call.input
 
 
 @pytest.mark.parametrize("model", ["anth", "gpt"])
 def test_images(gateway: Served, fake: FakeServer, model: str) -> None:
-    content = [{"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
-               {"type": "text", "text": "what is this"}]
-    message = client(gateway).messages.create(model=model, max_tokens=64, messages=[{"role": "user", "content": content}])
+    content = [
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
+        {"type": "text", "text": "what is this"},
+    ]
+    message = client(gateway).messages.create(
+        model=model, max_tokens=64, messages=[{"role": "user", "content": content}]
+    )
     assert message.content[0].text == "echo: what is this"
     sent = fake.requests[-1]["body"]["messages"][-1]["content"]
     assert PNG in str(sent)
@@ -153,20 +193,32 @@ def test_thinking_with_signatures_round_trips(gateway: Served, fake: FakeServer)
     sdk = client(gateway)
     thinking = {"type": "enabled", "budget_tokens": 1024}
     ask = user("use a tool for Paris")
-    with sdk.messages.stream(model="anth", max_tokens=2048, thinking=thinking, tools=[WEATHER], messages=ask) as s:
+    with sdk.messages.stream(
+        model="anth", max_tokens=2048, thinking=thinking, tools=[WEATHER], messages=ask
+    ) as s:
         first = s.get_final_message()
     assert [b.type for b in first.content] == ["thinking", "tool_use"]
     assert first.content[0].signature  # the signature the fake gave, relayed by signature_delta
-    follow = [*ask, {"role": "assistant", "content": first.content},
-              {"role": "user", "content": [{"type": "tool_result", "tool_use_id": first.content[1].id, "content": "ok"}]}]
-    answer = sdk.messages.create(model="anth", max_tokens=2048, thinking=thinking, tools=[WEATHER], messages=follow)
+    follow = [
+        *ask,
+        {"role": "assistant", "content": first.content},
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": first.content[1].id, "content": "ok"}],
+        },
+    ]
+    answer = sdk.messages.create(
+        model="anth", max_tokens=2048, thinking=thinking, tools=[WEATHER], messages=follow
+    )
     assert answer.content[0].type == "thinking" and answer.content[-1].text == "tool result: ok"
     assert fake.requests[-1]["body"]["messages"][1]["content"][0]["signature"] == first.content[0].signature
 
 
 def test_beta_headers_reach_anthropic(gateway: Served, fake: FakeServer) -> None:
     sdk = client(gateway)
-    sdk.beta.messages.create(model="anth", max_tokens=64, messages=user("hi"), betas=["token-efficient-tools-2025-02-19"])
+    sdk.beta.messages.create(
+        model="anth", max_tokens=64, messages=user("hi"), betas=["token-efficient-tools-2025-02-19"]
+    )
     assert fake.requests[-1]["protocol"]["anthropic-beta"] == "token-efficient-tools-2025-02-19"
 
 
@@ -184,9 +236,10 @@ def test_count_tokens(gateway: Served, fake: FakeServer) -> None:
         ("sk-wrong-0123456789", "anth", "hi", anthropic.AuthenticationError, 401),
         (KEYS["OTHER_KEY"], "anth", "hi", anthropic.PermissionDeniedError, 403),
         (KEYS["TEAM_KEY"], "missing", "hi", anthropic.NotFoundError, 404),
-        (KEYS["TEAM_KEY"], "anth", "x" * 70_000, anthropic.APIStatusError, 413),
+        (KEYS["TEAM_KEY"], "anth", "x" * 70_000, anthropic.ContentTooLargeError, 413),
         (KEYS["TEAM_KEY"], "gpt", "hi [[fake: status=500]]", anthropic.InternalServerError, 502),
-        (KEYS["TEAM_KEY"], "slow", "hi [[fake: latency=2s]]", anthropic.InternalServerError, 504),
+        (KEYS["TEAM_KEY"], "slow", "hi [[fake: latency=2s]]", anthropic.GatewayTimeoutError, 504),
+        (KEYS["TEAM_KEY"], "anth", "hi [[fake: status=529]]", anthropic.OverloadedError, 529),
         (KEYS["TEAM_KEY"], "anth", "hi [[fake: status=400]]", anthropic.BadRequestError, 400),
     ],
 )
@@ -198,6 +251,7 @@ def test_errors_raise_the_sdk_s_typed_exceptions(
     assert isinstance(info.value, anthropic.APIStatusError) and info.value.status_code == status
     body = info.value.body
     assert isinstance(body, dict) and body["type"] == "error" and body["error"]["message"]
+    assert body["error"]["type"] == ERROR_TYPES[status]
 
 
 def test_a_key_over_its_rpm_raises_rate_limit_error(gateway: Served, fake: FakeServer) -> None:
@@ -212,8 +266,12 @@ def test_a_stream_cut_after_its_first_event_raises(gateway: Served, fake: FakeSe
     sdk = client(gateway)
     seen = []
     with pytest.raises(anthropic.APIStatusError) as info:  # noqa: PT012 (the events before the cut)
-        with sdk.messages.stream(model="anth", max_tokens=64, messages=user("a b c d e f [[fake: die_after=3]]")) as s:
+        with sdk.messages.stream(
+            model="anth", max_tokens=64, messages=user("a b c d e f [[fake: die_after=5]]")
+        ) as s:
             for ev in s:
                 seen.append(ev.type)
-    assert seen and seen[0] == "message_start"
-    assert isinstance(info.value.body, dict) and info.value.body["type"] == "error"
+    assert seen[:2] == ["message_start", "content_block_start"] and "text" in seen
+    assert "message_stop" not in seen
+    body = info.value.body
+    assert isinstance(body, dict) and body["type"] == "error" and body["error"]["type"] == "api_error"
