@@ -32,7 +32,8 @@ speeds:
   test: {connect: 500ms, read: 2s, pool: 1s, retries: 1, backoff: {base: 10ms, factor: 2, max: 20ms}}
 providers:
   a: {kind: openai, base_url: "{fake}/a/v1", api_key: key-a-123456, models: {m: {}}}
-  anth: {kind: anthropic, base_url: "{fake}/anth/v1", api_key: key-anth-1, models: {claude-3-5-haiku-latest: {}}}
+  anth: {kind: anthropic, base_url: "{fake}/anth/v1", api_key: key-anth-1,
+         models: {claude-3-5-haiku-latest: {}}}
 routes:
   - match: {model: anth}
     to: anth/claude-3-5-haiku-latest
@@ -61,7 +62,6 @@ class Served:
 
     def __init__(self, fake: FakeServer) -> None:
         import uvicorn
-
         from engine.gateway.app import Gateway
 
         graph = compile_text(CONFIG.replace("{fake}", fake.url), env=KEYS)
@@ -265,7 +265,7 @@ def test_a_key_over_its_rpm_raises_rate_limit_error(gateway: Served, fake: FakeS
 def test_a_stream_cut_after_its_first_event_raises(gateway: Served, fake: FakeServer) -> None:
     sdk = client(gateway)
     seen = []
-    with pytest.raises(anthropic.APIStatusError) as info:  # noqa: PT012 (the events before the cut)
+    with pytest.raises(anthropic.APIStatusError) as info:
         with sdk.messages.stream(
             model="anth", max_tokens=64, messages=user("a b c d e f [[fake: die_after=5]]")
         ) as s:
