@@ -1,4 +1,4 @@
-"""Streams recorded from the real Anthropic API (``../shared/wire-recordings``, third-party data
+"""Answers and streams recorded from the real Anthropic API (``../shared/wire-recordings``, third-party data
 kept outside the repository: skipped where it is absent), served by a loopback upstream, routed
 through the engine and written back by the Anthropic dialect: the relayed stream has the recorded
 event sequence's shape (event names, block types and indexes, delta types; pings and the empty
@@ -19,6 +19,7 @@ from aiohttp import web
 
 from engine.api import Engine
 from engine.compiler import compile_text
+from engine.errors import ProviderError
 from engine.gateway.anthropic import AnthropicDialect
 
 ROOT = (
@@ -29,6 +30,7 @@ ROOT = (
     / "anthropic"
 )
 STREAMS = sorted(ROOT.glob("*.sse")) if ROOT.is_dir() else []
+WHOLE = sorted(p for p in ROOT.glob("*.json") if not p.name.endswith(".meta.json")) if ROOT.is_dir() else []
 
 pytestmark = pytest.mark.skipif(not STREAMS, reason=f"no Anthropic stream recordings at {ROOT}")
 
@@ -89,12 +91,14 @@ def _empty(delta: dict[str, Any]) -> bool:
 
 @pytest.fixture
 async def upstream() -> AsyncIterator[tuple[str, dict[str, bytes]]]:
-    """A loopback upstream answering ``POST /v1/messages`` with the recording its model names."""
+    """A loopback upstream answering ``POST /v1/messages`` with the recording its model names
+    (with the recorded status and content type)."""
     bodies: dict[str, bytes] = {}
 
     async def messages(request: web.Request) -> web.StreamResponse:
         name = (await request.json())["model"]
-        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        meta = json.loads((ROOT / f"{name}.meta.json").read_text())
+        resp = web.StreamResponse(status=meta["status"], headers={"content-type": meta["content_type"]})
         await resp.prepare(request)
         await resp.write(bodies[name])
         await resp.write_eof()
@@ -113,32 +117,61 @@ async def upstream() -> AsyncIterator[tuple[str, dict[str, bytes]]]:
         await runner.cleanup()
 
 
+def engine_for(url: str, name: str) -> Engine:
+    text = f"""
+version: 1
+defaults: {{retry: strict, breaker: none, deadline: 10s}}
+retry:
+  strict: {{retry_on: {{status: [], errors: []}}, failover_on: {{status: [], errors: []}}}}
+providers:
+  rec: {{kind: anthropic, base_url: "{url}", api_key: key-rec-1, models: {{"{name}": {{}}}}}}
+routes:
+  - match: {{}}
+    to: rec
+"""
+    return Engine.from_graph(compile_text(text, env={}))
+
+
+def ask(name: str, stream: bool = False) -> dict[str, Any]:
+    return {
+        "model": name,
+        "max_tokens": 4096,
+        "stream": stream,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+
+
+@pytest.mark.parametrize("path", WHOLE, ids=[p.stem for p in WHOLE])
+async def test_a_recorded_answer_is_answered_as_it_came(
+    path: Path, upstream: tuple[str, dict[str, bytes]]
+) -> None:
+    """A 200 answer in Anthropic's shape as recorded (the requested model aside); a refusal as
+    Anthropic's error of the same type."""
+    url, bodies = upstream
+    recorded = json.loads(bodies.setdefault(path.stem, path.read_bytes()))
+    dialect = AnthropicDialect()
+    request = dialect.parse(ask(path.stem), {})
+    async with engine_for(url, path.stem) as engine:
+        try:
+            answer = dialect.answer(await engine.route(request), request)
+        except ProviderError as exc:
+            assert exc.status is not None
+            answer = dialect.error(exc.status, exc.message)
+    if recorded.get("type") == "error":
+        assert answer["error"]["type"] == recorded["error"]["type"]
+    else:
+        assert answer == {**recorded, "model": path.stem}
+
+
 @pytest.mark.parametrize("path", STREAMS, ids=[p.stem for p in STREAMS])
 async def test_a_relayed_recording_keeps_its_event_sequence(
     path: Path, upstream: tuple[str, dict[str, bytes]]
 ) -> None:
     url, bodies = upstream
     bodies[path.stem] = path.read_bytes()
-    text = f"""
-version: 1
-defaults: {{retry: never, breaker: none, deadline: 10s}}
-providers:
-  rec: {{kind: anthropic, base_url: "{url}", api_key: key-rec-1, models: {{"{path.stem}": {{}}}}}}
-routes:
-  - match: {{}}
-    to: rec
-"""
     dialect = AnthropicDialect()
-    request = dialect.parse(
-        {
-            "model": path.stem,
-            "max_tokens": 4096,
-            "stream": True,
-            "messages": [{"role": "user", "content": "hi"}],
-        },
-        {},
-    )
-    async with Engine.from_graph(compile_text(text, env={})) as engine:
+    request = dialect.parse(ask(path.stem, stream=True), {})
+    async with engine_for(url, path.stem) as engine:
         relayed = events(
             b"".join([f async for f in dialect.stream(engine.stream(request), request)]).decode()
         )
