@@ -1,10 +1,12 @@
-"""Answers and streams recorded from the real Anthropic API (``../shared/wire-recordings``, third-party data
-kept outside the repository: skipped where it is absent), served by a loopback upstream, routed
-through the engine and written back by the Anthropic dialect: the relayed stream has the recorded
-event sequence's shape (event names, block types and indexes, delta types; pings and the empty
-deltas the engine drops aside), the recorded stop reason and final usage, and a recorded in-stream
-error ends it as an ``event: error`` of the same type. Blocks an engine stream does not carry
-(a ``compaction`` block, server tool blocks) are left out of the comparison: a documented loss."""
+"""Answers and streams recorded from the real Anthropic API (``../shared/wire-recordings``,
+third-party data kept outside the repository: skipped where it is absent), served by a loopback
+upstream, routed through the engine and written back by the Anthropic dialect. A recorded answer
+comes back as it came (the requested model aside), a recorded refusal as Anthropic's error of
+the same type. A relayed stream has the recorded event sequence's shape (event names, block
+types and indexes, delta types; pings and the empty deltas the engine drops aside), the recorded
+stop reason and final usage, and a recorded in-stream error ends it as an ``event: error`` of
+the same type. Blocks an engine stream does not carry (a ``compaction`` block, server tool
+blocks) are left out of the comparison: a documented loss."""
 
 from __future__ import annotations
 
