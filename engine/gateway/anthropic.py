@@ -135,13 +135,21 @@ def _stream_type(error: BaseException) -> str:
 def _content(response: Response) -> list[dict[str, Any]]:
     """Thinking (with signatures) and redacted thinking first, then the text, then the tool calls."""
     out: list[dict[str, Any]] = [
-        b.native() for b in response.reasoning_blocks if b.text or b.redacted is not None
+        _thought(b.native()) for b in response.reasoning_blocks if b.text or b.redacted is not None
     ]
     if response.text:
         out.append({"type": "text", "text": response.text})
     for call in response.tool_calls:
         out.append({"type": "tool_use", "id": call.id, "name": call.name, "input": _input(call.arguments)})
     return out
+
+
+def _thought(block: dict[str, Any]) -> dict[str, Any]:
+    """A thinking block always has its ``signature`` (empty from a provider that signs none),
+    as Anthropic's and the stream's blocks have."""
+    if block["type"] == "thinking" and "signature" not in block:
+        block["signature"] = ""
+    return block
 
 
 def _input(arguments: str) -> Any:

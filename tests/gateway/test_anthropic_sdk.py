@@ -15,6 +15,8 @@ from typing import Any
 import anthropic
 import pytest
 
+pytest.importorskip("engine.gateway.app", reason="the gateway's server (branch gw) is not merged here")
+
 from engine.api import Engine
 from engine.compiler import compile_text
 from engine.fake import FakeServer
