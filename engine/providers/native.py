@@ -60,7 +60,9 @@ def _blocks(part: dict[str, Any]) -> set[str]:
                 inner = block.get("content")
                 if type(inner) is list:
                     seen.update(
-                        str(b.get("type")) for b in inner if type(b) is dict and b.get("type") != "text"
+                        f"tool_result:{b.get('type')}"
+                        for b in inner
+                        if type(b) is dict and b.get("type") != "text"
                     )
     return seen
 
@@ -68,6 +70,8 @@ def _blocks(part: dict[str, Any]) -> set[str]:
 _LOST: Final = {
     "redacted_thinking": "redacted_thinking blocks are not sent (only Anthropic can read them)",
     "is_error": "tool_result is_error is not sent (the result's text is)",
+    "tool_result:image": "images inside a tool_result are not sent (its text is)",
+    "tool_result:document": "documents inside a tool_result are not sent (its text is)",
     "search_result": "search_result blocks are not sent",
     "server_tool_use": "server tool blocks (server_tool_use, *_tool_result) are not sent",
 }
