@@ -91,6 +91,7 @@ def test_other_kinds_leave_it_out_and_say_what_they_do_not_carry(kind: str) -> N
         "anthropic-beta prompt-caching-2024-07-31 is not sent",
         "redacted_thinking blocks are not sent",
         "is_error is not sent",
+        "images inside a tool_result are not sent",
         "server tools are not sent: web_search",
         "thinking enabled is not sent",
         "not sent (Anthropic only): service_tier",
