@@ -16,6 +16,7 @@ from engine.providers.base import WireError
 from engine.templates import BUILTIN_DIR, compile_template
 
 SYSTEM = [{"type": "text", "text": "Be terse.", "cache_control": {"type": "ephemeral"}}]
+IMAGE = {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}
 TURNS = [
     {"role": "user", "content": [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}]},
     {
@@ -24,7 +25,7 @@ TURNS = [
     },
     {
         "role": "user",
-        "content": [{"type": "tool_result", "tool_use_id": "t1", "is_error": True, "content": "x"}],
+        "content": [{"type": "tool_result", "tool_use_id": "t1", "is_error": True, "content": [IMAGE]}],
     },
 ]
 TOOLS = [{"type": "web_search_20250305", "name": "web_search"}]
