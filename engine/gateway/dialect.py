@@ -34,9 +34,7 @@ class Dialect(ABC):
         ``parse`` returned (the requested model, options such as ``include_usage``)."""
 
     @abstractmethod
-    def stream(
-        self, events: AsyncIterator[StreamEvent], request: Mapping[str, Any]
-    ) -> AsyncIterator[bytes]:
+    def stream(self, events: AsyncIterator[StreamEvent], request: Mapping[str, Any]) -> AsyncIterator[bytes]:
         """The SSE frames of a stream, each yielded as soon as its event arrives (never
         buffered). A ``RouteError`` raised by ``events`` after the first frame ends the stream
         with the dialect's in-stream error frame (never a clean end); one raised before any
