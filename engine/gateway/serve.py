@@ -30,7 +30,7 @@ from engine.graph import RoutingGraph, ServerConfig
 if TYPE_CHECKING:
     from engine.gateway.app import Gateway
 
-__all__ = ["Options", "add_parser", "run", "serve_socket"]
+__all__ = ["Options", "add_parser", "make_server", "run", "serve_socket"]
 
 OK, CONFIG_ERROR = 0, 1
 _log = logging.getLogger("engine.gateway")
@@ -125,15 +125,11 @@ def run(args: argparse.Namespace) -> int:
         from engine.gateway.workers import supervise
 
         return supervise(opts, sock)
-    ready = functools_partial_ready(opts, sock)
-    return serve_socket(opts, sock, graph, on_ready=ready)
 
-
-def functools_partial_ready(opts: Options, sock: socket.socket) -> Callable[[], None]:
     def ready() -> None:
         print(f"engine: serving {opts.file} on {url_of(sock)}", flush=True)
 
-    return ready
+    return serve_socket(opts, sock, graph, on_ready=ready)
 
 
 def url_of(sock: socket.socket) -> str:
@@ -191,8 +187,6 @@ async def _main(
     on_ready: Callable[[], None] | None,
     parent: int | None,
 ) -> int:
-    import uvicorn
-
     from engine.api import Engine
     from engine.compiler import compile_file
     from engine.gateway.app import Gateway
@@ -202,6 +196,22 @@ async def _main(
     engine = Engine(graph, source=opts.file, profile=opts.profile)
     poke = (lambda: os.kill(parent, signal.SIGHUP)) if parent is not None else None
     gateway = Gateway(engine, on_reload=poke)
+    server = make_server(gateway, on_ready)
+    _signals(server, gateway)
+    watcher = asyncio.ensure_future(_watch(gateway)) if opts.watch and parent is None else None
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+    return OK
+
+
+def make_server(gateway: Gateway, on_ready: Callable[[], None] | None = None) -> Any:
+    """The uvicorn server of ``gateway`` (``await server.serve(sockets=[sock])``): httptools,
+    no access log of its own (the engine writes one), the drain as its graceful timeout."""
+    import uvicorn
+
     config = uvicorn.Config(
         gateway,
         loop="none",
@@ -212,17 +222,9 @@ async def _main(
         log_config=None,
         server_header=False,
         timeout_keep_alive=65,  # longer than a load balancer's idle timeout (60 s is common)
-        timeout_graceful_shutdown=max(1, round(graph.server.drain)),
+        timeout_graceful_shutdown=max(1, round(gateway.config.drain)),
     )
-    server = _Server(config, on_ready)
-    _signals(server, gateway)
-    watcher = asyncio.ensure_future(_watch(gateway)) if opts.watch and parent is None else None
-    try:
-        await server.serve(sockets=[sock])
-    finally:
-        if watcher is not None:
-            watcher.cancel()
-    return OK
+    return _Server(config, on_ready)
 
 
 class _Server:
