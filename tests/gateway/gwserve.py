@@ -7,7 +7,6 @@ Client keys come from the environment the config is compiled with, as in product
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import socket
@@ -110,7 +109,8 @@ class Served:
 
 
 class Spawned:
-    """``engine serve`` in a subprocess: ``url`` from its ready line, ``stderr`` once done."""
+    """``engine serve`` in a subprocess: ``url`` from its ready line; ``lines`` what it wrote on
+    stderr so far (read on a thread), ``wait_for(text)`` until a line has it."""
 
     def __init__(self, args: list[str], env: dict[str, str], cwd: Path) -> None:
         full = {**os.environ, **env, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
@@ -122,35 +122,55 @@ class Spawned:
             stderr=subprocess.PIPE,
             text=True,
         )
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        threading.Thread(target=self._read_stderr, daemon=True).start()
         self.ready = self._ready_line()
         self.url = self.ready.split(" on ", 1)[1].split()[0] if " on " in self.ready else ""
 
+    def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+
     def _ready_line(self) -> str:
         assert self.proc.stdout is not None
+        out = self.proc.stdout
         box: list[str] = []
-        reader = threading.Thread(target=lambda: box.append(self.proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+        reader = threading.Thread(target=lambda: box.append(out.readline()), daemon=True)
         reader.start()
         reader.join(60)
         return box[0].strip() if box else ""
 
+    def wait_for(self, text: str, within: float = 20) -> str:
+        """The first stderr line containing ``text`` (AssertionError after ``within`` s)."""
+        with self._changed:
+            found = self._changed.wait_for(lambda: any(text in x for x in self.lines), within)
+            assert found, f"no {text!r} on stderr:\n" + "\n".join(self.lines[-30:])
+            return next(x for x in self.lines if text in x)
+
     def signal(self, sig: signal.Signals) -> None:
         self.proc.send_signal(sig)
 
-    def wait(self, timeout: float = 30) -> tuple[int, str]:
-        """The exit code and what it wrote on stderr."""
+    def wait(self, timeout: float = 30) -> int:
+        """The exit code (the process is killed past ``timeout``: -9)."""
         try:
-            _, err = self.proc.communicate(timeout=timeout)
+            return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            _, err = self.proc.communicate()
-            return -9, err
-        return self.proc.returncode, err
+            self.proc.wait()
+            return -9
+
+    def stderr(self) -> str:
+        with self._changed:
+            return "\n".join(self.lines)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-            with contextlib.suppress(Exception):
-                self.wait(20)
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+            self.wait(20)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
