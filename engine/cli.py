@@ -1,6 +1,6 @@
 """Command-line arguments in, text on stdout/stderr and an exit code out.
 
-``engine init | check | plan | schema | graph | fake | demo``. Exit codes: 0 ok, 1 config errors
+``engine init | check | plan | schema | graph | fake | demo | serve``. Exit codes: 0 ok, 1 config errors
 (or files ``init`` would overwrite), 2 usage, 141 when the reader of stdout went away
 (``engine plan --json | head``). Bad input never shows a Python traceback: every error is printed
 like a compiler's, and a warning the engine logs is one line.
@@ -77,6 +77,10 @@ def _parser() -> argparse.ArgumentParser:
         "profiles/ci.yaml beside the config is used when it exists."
     )
     _with_file(d)
+
+    from engine.gateway.serve import add_parser as serve_parser  # (imports nothing heavy)
+
+    serve_parser(sub)
     return p
 
 
@@ -136,6 +140,10 @@ def _main(args_list: list[str]) -> int:
             return _init(args.dir, args.force)
         if args.command == "schema":
             return _schema(args.output)
+        if args.command == "serve":
+            from engine.gateway.serve import run as serve
+
+            return serve(args)
         if args.command == "demo":
             from engine.demo import run as demo
 
