@@ -1,24 +1,19 @@
-"""The official ``anthropic`` SDK as a client of the gateway (uvicorn on loopback, in a thread of
-this process) over the fake provider: plain, streamed (the SDK's accumulated message equals the
-expected one), tools, images, thinking with signatures handed back, count_tokens, every error as
-the SDK's own typed exception, and a stream cut after its first event raising, not ending."""
+"""The official ``anthropic`` SDK as a client of the gateway (uvicorn on loopback, in a thread
+of this process: ``gwserve.Served``) over the fake provider: plain, streamed (the SDK's
+accumulated message equals the whole answer), tools, images, thinking with signatures handed
+back, beta flags, count_tokens, every error as the SDK's own typed exception, and a stream cut
+after its first event raising, not ending."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import socket
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import anthropic
 import pytest
+from gwserve import Served
 
-pytest.importorskip("engine.gateway.app", reason="the gateway's server (branch gw) is not merged here")
-
-from engine.api import Engine
-from engine.compiler import compile_text
 from engine.fake import FakeServer
 from engine.gateway.anthropic import ERROR_TYPES
 
@@ -59,49 +54,13 @@ WEATHER = {
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 16).decode()
 
 
-class Served:
-    """The gateway on a free loopback port, its uvicorn server on its own loop thread."""
-
-    def __init__(self, fake: FakeServer) -> None:
-        import uvicorn
-        from engine.gateway.app import Gateway
-
-        graph = compile_text(CONFIG.replace("{fake}", fake.url), env=KEYS)
-        self.engine = Engine.from_graph(graph)
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        self._sock = sock
-        self._loop = asyncio.new_event_loop()
-        self.server = uvicorn.Server(
-            uvicorn.Config(Gateway(self.engine), log_level="warning", lifespan="off")
-        )
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        for _ in range(500):
-            if self.server.started:
-                break
-            threading.Event().wait(0.01)
-
-    def _run(self) -> None:
-        try:
-            self._loop.run_until_complete(self.server.serve(sockets=[self._sock]))
-            self._loop.run_until_complete(self.engine.aclose())
-        finally:
-            self._loop.close()
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self._thread.join(10)
-        self._sock.close()
-
-
 @pytest.fixture(scope="module")
 def gateway(fake_server: FakeServer) -> Iterator[Served]:
-    served = Served(fake_server)
-    assert served.server.started
-    yield served
-    served.stop()
+    served = Served(CONFIG, fake_server, KEYS)
+    try:
+        yield served
+    finally:
+        served.stop()
 
 
 _CLIENTS: list[anthropic.Anthropic] = []
