@@ -17,7 +17,7 @@ from engine.providers.native import BETA, KEY, VERSION
 
 __all__ = ["read_request"]
 
-# top-level fields this module reads; any other goes to the provider only if it is Anthropic
+# top-level fields this module reads; every other goes to a provider of kind anthropic only
 _READ: Final = frozenset(
     {
         "model",
@@ -33,19 +33,6 @@ _READ: Final = frozenset(
         "tool_choice",
         "thinking",
         "metadata",
-    }
-)
-# Anthropic's other top-level fields, passed to Anthropic as written (never to other kinds)
-_PASSED: Final = frozenset(
-    {
-        "service_tier",
-        "container",
-        "mcp_servers",
-        "context_management",
-        "output_config",
-        "output_format",
-        "inference_geo",
-        "cache_control",
     }
 )
 _CHOICES: Final = {"auto": "auto", "any": "required", "none": "none"}
@@ -74,9 +61,6 @@ def read_request(body: Any, headers: Mapping[str, str], *, count: bool = False) 
     for key in ("model", "messages") if count else ("model", "max_tokens", "messages"):
         if body.get(key) is None:
             raise RequestError(key, "Field required")
-    unknown = [k for k in body if k not in _READ and k not in _PASSED]
-    if unknown:
-        raise RequestError(unknown[0], "Extra inputs are not permitted")
     out: dict[str, Any] = {"model": _str("model", body["model"])}
     if body.get("max_tokens") is not None:
         out["max_tokens"] = _limit(body["max_tokens"])
@@ -141,7 +125,9 @@ def _native(body: dict[str, Any], headers: Mapping[str, str]) -> dict[str, Any]:
     for key in ("system", "tools", "tool_choice", "thinking"):
         if body.get(key) is not None:
             part[key] = body[key]
-    extra = {k: v for k, v in body.items() if k in _PASSED and v is not None}
+    # every other top-level field (service_tier, container, context_management, ...) goes to
+    # Anthropic as written, which refuses what it does not know: new fields work at once
+    extra = {k: v for k, v in body.items() if k not in _READ and v is not None}
     if extra:
         part["extra"] = extra
     beta = headers.get("anthropic-beta")

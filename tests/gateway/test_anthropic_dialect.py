@@ -74,7 +74,6 @@ def last_body(fake: FakeServer) -> dict[str, Any]:
         ({"temperature": 1.5}, "temperature"),
         ({"stop_sequences": [1]}, "stop_sequences.0"),
         ({"metadata": "u"}, "metadata"),
-        ({"frobnicate": 1}, "frobnicate"),
     ],
 )
 def test_a_bad_body_names_the_field_as_anthropic_does(bad: dict[str, Any], field: str) -> None:
@@ -484,3 +483,20 @@ async def test_count_tokens_surfaces_the_provider_s_refusal(make: Callable[..., 
     with pytest.raises(ProviderError) as info:
         await make().count_tokens(asked)
     assert info.value.status == 400
+
+
+async def test_other_top_level_fields_go_to_anthropic_which_judges_them(
+    make: Callable[..., Engine], fake: FakeServer
+) -> None:
+    engine = make()
+    known = D.parse(body(context_management={"edits": []}), HEADERS)
+    await engine.route(known)
+    assert last_body(fake)["context_management"] == {"edits": []}
+    typo = D.parse(body(frobnicate=1), HEADERS)
+    with pytest.raises(ProviderError) as info:
+        await engine.route(typo)
+    assert info.value.status == 400 and "frobnicate: Extra inputs are not permitted" in info.value.body
+    elsewhere = D.parse(body(model="g", frobnicate=1), HEADERS)
+    assert "not sent (Anthropic only): frobnicate" in engine.plan(elsewhere).targets[0].notes
+    await engine.route(elsewhere)
+    assert "frobnicate" not in last_body(fake)
