@@ -45,6 +45,7 @@ server:
     other: {key: "${OTHER_KEY}", models: [gpt]}
     tight: {key: "${TIGHT_KEY}", limits: {rpm: 1}}
   max_body: 64KB
+  keepalive: 50ms
 """
 WEATHER = {
     "name": "get_weather",
@@ -236,3 +237,25 @@ def test_a_stream_cut_after_its_first_event_raises(gateway: Served, fake: FakeSe
     assert "message_stop" not in seen
     body = info.value.body
     assert isinstance(body, dict) and body["type"] == "error" and body["error"]["type"] == "api_error"
+
+
+def test_keepalives_before_the_first_event_do_not_disturb_the_sdk(gateway: Served) -> None:
+    import httpx
+
+    ask = {"model": "anth", "max_tokens": 64, "stream": True, "messages": user("hi [[fake: latency=300ms]]")}
+    headers = {"x-api-key": KEYS["TEAM_KEY"], "anthropic-version": "2023-06-01"}
+    raw = httpx.post(f"{gateway.url}/v1/messages", json=ask, headers=headers, timeout=10).text
+    assert raw.startswith(": ") and raw.index("event: message_start") > 0  # comments came first
+    with client(gateway).messages.stream(
+        model="anth", max_tokens=64, messages=user("hi [[fake: latency=300ms]]")
+    ) as s:
+        assert s.get_final_message().content[0].text == "echo: hi"
+
+
+def test_a_stream_failing_before_its_first_event_is_an_http_error(gateway: Served) -> None:
+    with pytest.raises(anthropic.InternalServerError) as info:
+        with client(gateway).messages.stream(
+            model="gpt", max_tokens=64, messages=user("hi [[fake: status=500]]")
+        ) as s:
+            s.get_final_message()
+    assert info.value.status_code == 502 and info.value.body["error"]["type"] == "api_error"  # type: ignore[index]
