@@ -500,3 +500,10 @@ async def test_other_top_level_fields_go_to_anthropic_which_judges_them(
     assert "not sent (Anthropic only): frobnicate" in engine.plan(elsewhere).targets[0].notes
     await engine.route(elsewhere)
     assert "frobnicate" not in last_body(fake)
+
+
+def test_sync_engine_counts_tokens_too(make: Callable[..., Engine], fake: FakeServer) -> None:
+    asked = AnthropicCountDialect().parse(
+        {"model": "anth", "messages": [{"role": "user", "content": "a b c"}]}, {}
+    )
+    assert make().sync.count_tokens(asked) == 3
