@@ -12,12 +12,12 @@ every final count, which the SDKs let replace ``message_start``'s.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
 from engine.estimate import prompt_tokens
+from engine.gateway.jsonio import dumps
 from engine.result import Done, ReasoningDelta, StreamEvent, TextDelta, ToolCallDelta, Usage
 
 __all__ = ["StreamWriter", "event", "message_id", "stop_reason", "usage_of"]
@@ -27,8 +27,13 @@ _STOPS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", 
 
 def event(name: str, data: Mapping[str, Any]) -> bytes:
     """One SSE event: its ``event:`` line and its ``data:`` line."""
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    return f"event: {name}\ndata: {text}\n\n".encode()
+    return b"event: " + name.encode() + b"\ndata: " + dumps(data) + b"\n\n"
+
+
+# the frame of a text delta, the hottest one, built around its index and its text
+_TEXT_HEAD = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
+_TEXT_MID = b',"delta":{"type":"text_delta","text":'
+_TEXT_TAIL = b"}}\n\n"
 
 
 def message_id() -> str:
@@ -69,6 +74,12 @@ class StreamWriter:
 
     def feed(self, ev: StreamEvent) -> bytes:
         """The frames of one engine event, joined (written as one)."""
+        if type(ev) is TextDelta and self._block == "text":  # the common case, first
+            return (
+                b"%s%d%s%s%s" % (_TEXT_HEAD, self._index, _TEXT_MID, dumps(ev.text), _TEXT_TAIL)
+                if ev.text
+                else b""
+            )
         out: list[bytes] = []
         if not self.started:
             self.started = True
@@ -76,7 +87,7 @@ class StreamWriter:
         if isinstance(ev, TextDelta):
             if ev.text:
                 self._open(out, "text", {"type": "text", "text": ""})
-                out.append(self._delta({"type": "text_delta", "text": ev.text}))
+                out.append(b"%s%d%s%s%s" % (_TEXT_HEAD, self._index, _TEXT_MID, dumps(ev.text), _TEXT_TAIL))
         elif isinstance(ev, ReasoningDelta):
             self._reasoning(out, ev)
         elif isinstance(ev, ToolCallDelta):
