@@ -88,9 +88,7 @@ async def metrics(call: Call) -> None:
     """The Prometheus text format; with several workers, summed over them (the key is any
     valid one, none on an open gateway)."""
     call.authenticate()
-    from engine.gateway.workers import exposition
-
-    body = exposition(call.gateway.engine)
+    body = call.gateway.engine.exposition()
     await call.send(
         {
             "type": "http.response.start",

@@ -221,6 +221,7 @@ def make_server(gateway: Gateway, on_ready: Callable[[], None] | None = None) ->
         access_log=False,
         log_config=None,
         server_header=False,
+        proxy_headers=False,  # X-Forwarded-* are not trusted (and the middleware costs a call)
         timeout_keep_alive=65,  # longer than a load balancer's idle timeout (60 s is common)
         timeout_graceful_shutdown=max(1, round(gateway.config.drain)),
     )

@@ -3,7 +3,8 @@ supervised by the first process, which passes SIGHUP (reload), SIGTERM and SIGIN
 every worker and exits 0 once they all have. ``--watch`` runs in the supervisor: a changed file
 is a SIGHUP to every worker. State (rate limits, circuits, cache) is shared through
 ``cache.backend: redis://``; ``/metrics`` sums over the workers with prometheus_client's
-multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, a directory the supervisor makes)."""
+multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, a directory the supervisor makes before any
+worker starts; ``Engine.exposition()`` then reads every worker's values)."""
 
 from __future__ import annotations
 
@@ -19,30 +20,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from engine.api import Engine
     from engine.gateway.serve import Options
 
-__all__ = ["exposition", "supervise"]
+__all__ = ["supervise"]
 
 _DIR = "PROMETHEUS_MULTIPROC_DIR"
-
-
-def exposition(engine: Engine) -> bytes:
-    """``/metrics``: this process's registry, or every worker's summed in multiprocess mode."""
-    folder = os.environ.get(_DIR)
-    if not folder or os.environ.get("ENGINE_GATEWAY_WORKER") is None:
-        return engine.exposition()
-    from prometheus_client import CollectorRegistry, generate_latest, multiprocess
-
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=folder)  # type: ignore[no-untyped-call]
-    return bytes(generate_latest(registry))
 
 
 def _worker(opts: Options, sock: socket.socket, parent: int) -> None:
     from engine.gateway.serve import _logging, serve_socket
 
-    os.environ["ENGINE_GATEWAY_WORKER"] = str(os.getpid())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor passes Ctrl-C on as SIGTERM
     from engine.compiler import compile_file
 

@@ -7,16 +7,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import gwserve
 import pytest
-from gwserve import CONFIG, KEYS, Served, Spawned
+from gwserve import Served, Spawned
 
 from engine.fake import FakeServer
 
 
 @pytest.fixture(scope="module")
 def served(fake_server: FakeServer) -> Iterator[Served]:
-    """The module's gateway over ``CONFIG`` (a module may set its own ``GATEWAY_CONFIG``)."""
-    srv = Served(CONFIG, fake_server, KEYS)
+    """The module's gateway over ``gwserve.CONFIG`` and its client keys."""
+    srv = Served(gwserve.CONFIG, fake_server, gwserve.KEYS)
     try:
         yield srv
     finally:
@@ -25,7 +26,7 @@ def served(fake_server: FakeServer) -> Iterator[Served]:
 
 @pytest.fixture
 def key() -> str:
-    return KEYS["TEAM_KEY"]
+    return gwserve.KEYS["TEAM_KEY"]
 
 
 @pytest.fixture
