@@ -164,6 +164,14 @@ class Engine(Subscribable):
         ``aclose()`` (or ``async with``, or cancelling the reader) cancels what is in flight."""
         return self._core.route_many(requests, concurrency)
 
+    async def count_tokens(self, request: RequestLike) -> int:
+        """The request's input tokens: the count of the provider the route would call first
+        (its first target whose circuit is not open) where its kind has one (Anthropic's
+        ``/v1/messages/count_tokens``), else the engine's estimate (text characters / 4).
+        Raises ``RequestError``, ``NoRouteError``, or ``ProviderError`` when the provider
+        refuses the request; a provider that cannot answer leaves the estimate."""
+        return await self._core.count_tokens(request)
+
     def stream(self, request: RequestLike) -> EventStream:
         """Stream one request: ``async for event in engine.stream(req)`` yields ``TextDelta`` /
         ``ToolCallDelta`` / ``ReasoningDelta`` events, then one ``Done``. Raises

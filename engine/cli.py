@@ -1,7 +1,7 @@
 """Command-line arguments in, text on stdout/stderr and an exit code out.
 
-``engine init | check | plan | schema | graph | fake | demo | batch | bench``. Exit codes: 0 ok,
-1 config errors (or files ``init`` would overwrite), 2 usage, 141 when the reader of stdout went away
+``engine init | check | plan | schema | graph | fake | demo | batch | bench | serve``. Exit codes: 0
+ok, 1 config errors (or files ``init`` would overwrite), 2 usage, 141 when the reader of stdout went away
 (``engine plan --json | head``). Bad input never shows a Python traceback: every error is printed
 like a compiler's, and a warning the engine logs is one line.
 """
@@ -84,6 +84,9 @@ def _parser() -> argparse.ArgumentParser:
     from engine.benchmark.cli import add_parser as bench_parser
 
     bench_parser(sub)
+    from engine.gateway.serve import add_parser as serve_parser  # (imports nothing heavy)
+
+    serve_parser(sub)
     return p
 
 
@@ -151,6 +154,10 @@ def _main(args_list: list[str]) -> int:
             from engine.benchmark.cli import run as bench
 
             return bench(args)
+        if args.command == "serve":
+            from engine.gateway.serve import run as serve
+
+            return serve(args)
         if args.command == "demo":
             from engine.demo import run as demo
 

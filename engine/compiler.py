@@ -33,6 +33,7 @@ from engine.graph import (
     Breaker,
     CacheConfig,
     Classifier,
+    ClientKey,
     Constraints,
     Group,
     Limits,
@@ -45,6 +46,7 @@ from engine.graph import (
     Provider,
     Route,
     RoutingGraph,
+    ServerConfig,
     Speed,
     Target,
     TelemetryConfig,
@@ -287,6 +289,7 @@ class _Compiler:
         groups = self._groups(data.get("groups"), providers)
         routes = self._routes(data.get("routes"), providers, groups, defaults.deadline)
         telemetry = self._telemetry(data.get("telemetry"), providers)
+        server = self._server(data.get("server"))
         if not top or any(p.severity == "error" for p in self.problems):
             return None
         self._unused(providers, groups, routes)
@@ -306,6 +309,7 @@ class _Compiler:
             sources=tuple(self.loaded.files),
             profile=profile,
             telemetry=telemetry,
+            server=server,
         )
 
     def _telemetry(self, raw: Any, providers: Mapping[str, Provider]) -> TelemetryConfig:
@@ -329,6 +333,34 @@ class _Compiler:
             frozen_map(spec.provider_names),
         )
 
+    def _server(self, raw: Any) -> ServerConfig:
+        """The gateway's section; a client key written in the file (not ``${NAME}``) warns."""
+        spec = self.validate(S.ServerSpec, {} if raw is None else raw, ("server",))
+        if spec is None:
+            return ServerConfig()
+        keys: dict[str, ClientKey] = {}
+        seen: dict[str, str] = {}
+        for name, k in spec.keys.items():
+            value = k.key.reveal() if isinstance(k.key, Secret) else k.key
+            if not isinstance(k.key, Secret):
+                self.report(
+                    ("server", "keys", name, "key"),
+                    "a client key written in the file is readable by whoever reads it",
+                    "write key: ${NAME} and set NAME in the environment",
+                    severity="warning",
+                )
+            if not value:
+                self.report(("server", "keys", name, "key"), "the key is empty", "set its variable")
+            elif value in seen:
+                self.report(("server", "keys", name, "key"), f"the same key as '{seen[value]}'")
+            seen.setdefault(value, name)
+            limits = Limits(k.limits.rpm, k.limits.tpm) if k.limits is not None else None
+            models = tuple(k.models) if k.models is not None else None
+            keys[name] = ClientKey(name, k.key, models, limits, frozen_map(k.metadata), k.admin)
+        return ServerConfig(
+            spec.listen, spec.workers, spec.auth, frozen_map(keys), spec.keepalive, spec.drain, spec.max_body
+        )
+
     def _secret_placement(self, node: Any, path: Path_) -> Any:
         """Environment values are secrets, so only fields that are never shown (api_key,
         base_url, headers, cache.backend) may hold one. Elsewhere it is an error, and the value is
@@ -337,7 +369,7 @@ class _Compiler:
             self.report(
                 path,
                 "an environment value (${...}) is a secret and cannot be used here",
-                "only api_key, base_url, headers and cache.backend read the "
+                "only api_key, base_url, headers, cache.backend and server.keys.*.key read the "
                 "environment; put per-environment values in a profile",
             )
             self._dropped.append(format_path(path))
@@ -926,7 +958,7 @@ def _secret_capable(path: Path_) -> bool:
     match path:
         case ("providers", _, "api_key" | "base_url") | ("providers", _, "headers", _):
             return True
-        case ("cache", "backend"):
+        case ("cache", "backend") | ("server", "keys", _, "key"):
             return True
     return False
 

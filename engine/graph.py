@@ -28,6 +28,7 @@ __all__ = [
     "Breaker",
     "CacheConfig",
     "Classifier",
+    "ClientKey",
     "Constraints",
     "Group",
     "Limits",
@@ -40,6 +41,7 @@ __all__ = [
     "Provider",
     "Route",
     "RoutingGraph",
+    "ServerConfig",
     "Speed",
     "Strategy",
     "Target",
@@ -368,6 +370,31 @@ class TelemetryConfig:
         return out + (f" provider_names={names}" if names else "")
 
 
+@dataclass(frozen=True, slots=True)
+class ClientKey:
+    """One client key of the gateway (``server.keys``): ``key`` is the secret clients send."""
+
+    name: str
+    key: Secret | str = field(repr=False)
+    models: tuple[str, ...] | None = None  # globs on the requested model; None: every route
+    limits: Limits | None = None
+    metadata: Mapping[str, Any] = field(default_factory=frozen_map)
+    admin: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """The ``server:`` section: how ``engine serve`` listens, whom it lets in, how it stops."""
+
+    listen: str = "127.0.0.1:4000"
+    workers: int = 1
+    auth: Literal["keys", "none"] = "keys"
+    keys: Mapping[str, ClientKey] = field(default_factory=frozen_map)
+    keepalive: float = 15.0
+    drain: float = 30.0
+    max_body: int = 4_000_000
+
+
 def _node_name(node: Node) -> str:
     return node.name if isinstance(node, Group) else node.key
 
@@ -407,6 +434,7 @@ class RoutingGraph:
     sources: tuple[str, ...] = ()
     profile: str | None = None
     telemetry: TelemetryConfig = field(default_factory=lambda: TelemetryConfig())
+    server: ServerConfig = field(default_factory=lambda: ServerConfig())
 
     _by_model: _Memo = field(default_factory=lambda: _Memo(), init=False, repr=False, compare=False)
 

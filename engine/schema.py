@@ -32,6 +32,7 @@ __all__ = [
     "BreakerSpec",
     "CacheSpec",
     "ClassifierSpec",
+    "ClientKeySpec",
     "DefaultsSpec",
     "GroupSpec",
     "MaxPriceSpec",
@@ -41,6 +42,7 @@ __all__ = [
     "RouteSpec",
     "RoutesSpec",
     "SchemaError",
+    "ServerSpec",
     "Spec",
     "SpeedSpec",
     "TelemetrySpec",
@@ -476,6 +478,54 @@ class TelemetrySpec(Spec):
     )
 
 
+def _listen(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ValueError("expected host:port, e.g. 127.0.0.1:4000")
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"'{value}' is not host:port (e.g. 127.0.0.1:4000 or 0.0.0.0:4000)")
+    return value
+
+
+Listen = Annotated[
+    str,
+    BeforeValidator(_listen),
+    WithJsonSchema({"type": "string", "description": "host:port, e.g. 127.0.0.1:4000."}),
+]
+
+
+class ClientKeySpec(Spec):
+    """One client key of the gateway: who may call it, which models, how often."""
+
+    key: SecretText = Field(description="The key clients send (Bearer or x-api-key): write ${NAME}.")
+    models: list[Annotated[str, Field(min_length=1)]] | None = Field(
+        None, description="Requested models (globs) this key may use; default: every route."
+    )
+    limits: LimitsSpec | None = Field(None, description="This key's own rpm/tpm (429 past them).")
+    metadata: dict[str, Scalar] = Field(
+        default_factory=dict, description="Merged into each request's metadata (routes can match the caller)."
+    )
+    admin: bool = Field(False, description="May call /admin/* and /health/providers.")
+
+
+class ServerSpec(Spec):
+    """`engine serve`: the gateway in front of the routes (command-line options override it)."""
+
+    listen: Listen = Field("127.0.0.1:4000", description="host:port to listen on.")
+    workers: int = Field(1, ge=1, le=256, description="Processes; more than one shares state through Redis.")
+    auth: Literal["keys", "none"] = Field(
+        "keys",
+        description="keys: clients need one of `keys` (a loopback listen without keys is open); "
+        "none: no auth, on any listen.",
+    )
+    keys: dict[Name, ClientKeySpec] = Field(default_factory=dict, description="Client keys by name.")
+    keepalive: Duration = Field(
+        15.0, description="SSE comment sent while a stream waits for its first event."
+    )
+    drain: Duration = Field(30.0, description="On SIGTERM, how long requests in flight may finish.")
+    max_body: Size = Field(4_000_000, description="Larger request bodies are refused with 413.")
+
+
 class RoutesSpec(Spec):
     """routes.yaml: providers, how fast they are, what is retried, failover groups and routes."""
 
@@ -503,6 +553,7 @@ class RoutesSpec(Spec):
     telemetry: TelemetrySpec = Field(
         default_factory=TelemetrySpec, description="Metrics, traces and the access log."
     )
+    server: ServerSpec = Field(default_factory=ServerSpec, description="The gateway (`engine serve`).")
 
 
 SECTIONS: dict[str, type[Spec]] = {

@@ -108,6 +108,10 @@ class SyncEngine(Subscribable):
         read there too). A context manager; ``close()`` cancels what is still in flight."""
         return self._core.route_many_sync(requests, concurrency)
 
+    def count_tokens(self, request: RequestLike) -> int:
+        """``Engine.count_tokens``, blocking."""
+        return self._run("count_tokens", functools.partial(self.aio.count_tokens, request))
+
     def stream(self, request: RequestLike) -> SyncStream:
         """``for event in eng.stream(req)``: ``Engine.stream`` as an iterator (also a context
         manager; ``close()`` releases the upstream response when you stop early)."""

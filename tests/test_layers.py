@@ -53,6 +53,8 @@ FORBIDDEN_BY_PACKAGE = {
     "providers": {"engine.runtime", "engine.fake", "engine.strategies", *ENTRY, *COMPILE_STAGES},
     "runtime": {"engine.fake", "engine.snapshots", "engine.pytest_plugin", *ENTRY, *COMPILE_STAGES},
     "fake": {"engine"},  # the fake stands alone: a tool users run against any client
+    # the gateway is an entry point (engine serve): the facade and the compile stages, not the rest
+    "gateway": {"engine.fake", "engine.snapshots", "engine.pytest_plugin", "engine.demo", "engine.starter"},
 }
 # everything outside runtime/, fake/ and the facade is the compile half (stages, graph, plan,
 # strategies, templates, snapshots, providers): it never imports the runtime or the facade
@@ -74,7 +76,9 @@ FOREIGN = {
     "aiocache": {"runtime/state"},
     "prometheus_client": {"telemetry/metrics"},
     "opentelemetry": {"telemetry/traces"},
-    "uvloop": {"api", "runtime", "fake"},
+    "uvloop": {"api", "runtime", "fake", "gateway/serve"},
+    "uvicorn": {"gateway/serve"},
+    "orjson": {"gateway/jsonio"},
     "pytest": {"pytest_plugin"},
     "tqdm": {"batch/progress", "benchmark/cli"},
     "matplotlib": {"benchmark/plot"},

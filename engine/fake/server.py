@@ -274,7 +274,7 @@ class FakeServer:
         entry["body"] = body
         if not isinstance(body, dict):
             raise BadRequest("the request body must be a JSON object")
-        chat = wire.parse(body, path_model)
+        chat = wire.parse_for(op, body, path_model)
         wire.streams(chat, op, request.query)
         entry["stream"] = chat.stream
         return chat

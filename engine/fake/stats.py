@@ -1,5 +1,6 @@
 """Each request the fake receives goes in; counts per path, kind, model and status, and a bounded log
-of requests (headers and query keys redacted to their names) come out."""
+of requests (headers and query keys redacted to their names, but for the values of protocol
+headers that hold no secret: anthropic-beta, anthropic-version) come out."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from collections import Counter, deque
 from typing import Any
 
 __all__ = ["Stats"]
+
+
+_PROTOCOL = frozenset({"anthropic-beta", "anthropic-version"})
 
 
 class Stats:
@@ -39,6 +43,8 @@ class Stats:
             "model": None,
             "stream": False,
             "headers": sorted({k.lower() for k in headers}),
+            # the values of protocol headers that hold no secret
+            "protocol": {k.lower(): v for k, v in headers.items() if k.lower() in _PROTOCOL},
             "query": sorted(query),
             "body": None,
             "fault": "",

@@ -133,6 +133,10 @@ class Wire(ABC):
     def stream_type(self, chat: Chat) -> str:
         return "text/event-stream"
 
+    def parse_for(self, op: str, body: Any, model: str | None) -> Chat:
+        """The request of operation ``op`` (a format with operations of other bodies overrides)."""
+        return self.parse(body, model)
+
     @abstractmethod
     def parse(self, body: Any, model: str | None) -> Chat:
         """The request as a ``Chat``; ``BadRequest`` for anything the real API refuses."""

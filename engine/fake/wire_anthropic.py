@@ -4,6 +4,9 @@ bodies and the model listing come out, with the fields and field order the real 
 
 The key may come as ``x-api-key`` or as ``Authorization: Bearer`` (what the official SDK sends).
 ``thinking: {type: enabled, budget_tokens}`` adds a signed ``thinking`` block before the reply.
+An ``anthropic-beta`` header must be a comma-separated list of flags of Anthropic's form
+(``name-YYYY-MM-DD``), ``metadata`` may hold ``user_id`` only. ``POST /v1/messages/count_tokens``
+answers ``{"input_tokens": N}`` for a body the count endpoint takes (no ``max_tokens``).
 """
 
 from __future__ import annotations
@@ -78,6 +81,20 @@ _VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _FIRST_VERSION = datetime.date(2023, 1, 1)
 _DOCS = "https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
 _EFFORTS = ("low", "medium", "high", "xhigh", "max")
+_BETA = re.compile(r"^[a-z][a-z0-9-]*-(?:\d{4}-\d{2}-\d{2}|\d{8})$")
+# what /v1/messages/count_tokens takes
+_COUNT_FIELDS = (
+    "model",
+    "messages",
+    "system",
+    "tools",
+    "tool_choice",
+    "thinking",
+    "mcp_servers",
+    "context_management",
+    "output_config",
+    "output_format",
+)
 
 
 def _wrong_type(path: str, expected: str, value: Any) -> BadRequest:
@@ -112,6 +129,44 @@ def _check(body: dict[str, Any]) -> None:
     _check_tools(body)
     _check_thinking(body)
     _check_output(body.get("output_config"))
+    _check_metadata(body.get("metadata"))
+
+
+def _check_metadata(metadata: dict[str, Any] | None) -> None:
+    for key in metadata or ():
+        if key != "user_id":
+            raise BadRequest(f"metadata.{key}: Extra inputs are not permitted")
+    user = (metadata or {}).get("user_id")
+    if user is not None and (not isinstance(user, str) or len(user) > 256):
+        raise BadRequest("metadata.user_id: Input should be a valid string of at most 256 characters")
+
+
+def _check_count(body: dict[str, Any]) -> None:
+    """Raise what ``/v1/messages/count_tokens`` answers a body it refuses."""
+    for key in body:
+        if key not in _COUNT_FIELDS:
+            raise BadRequest(f"{key}: Extra inputs are not permitted")
+    for key in ("model", "messages"):
+        if key not in body:
+            raise BadRequest(f"{key}: Field required")
+    typecheck(body, _FIELDS, _wrong_type)
+    _check_messages(body["messages"])
+    _check_tools(body)
+    thinking = body.get("thinking")
+    if thinking is not None and thinking.get("type") not in ("enabled", "disabled", "adaptive"):
+        raise BadRequest(f"thinking: Input tag '{thinking.get('type')}' found using 'type' does not match")
+
+
+def _check_beta(value: str) -> BadRequest | None:
+    """A malformed ``anthropic-beta`` header's refusal (the flags are not echoed beyond 40 chars)."""
+    bad = [f.strip() for f in value.split(",") if not _BETA.match(f.strip())]
+    if not bad:
+        return None
+    shown = ", ".join(f"`{f[:40]}`" for f in bad[:3])
+    return BadRequest(
+        f"Unexpected value(s) {shown} for the `anthropic-beta` header. Please consult our "
+        "documentation at docs.claude.com or try again without the header."
+    )
 
 
 def _check_output(config: dict[str, Any] | None) -> None:
@@ -336,6 +391,8 @@ class Anthropic(Wire):
     def route(self, method: str, path: str, headers: Any) -> tuple[str, str | None] | None:
         if method == "POST" and path.endswith("/messages"):
             return "chat", None
+        if method == "POST" and path.endswith("/messages/count_tokens"):
+            return "count", None
         if (
             method == "GET"
             and path.endswith("/models")
@@ -356,7 +413,10 @@ class Anthropic(Wire):
             valid = bool(_VERSION.match(version)) and datetime.date.fromisoformat(version) >= _FIRST_VERSION
         except ValueError:
             valid = False
-        return None if valid else BadRequest(f'anthropic-version: "{version}" is not a valid version')
+        if not valid:
+            return BadRequest(f'anthropic-version: "{version[:40]}" is not a valid version')
+        beta = headers.get("anthropic-beta")
+        return None if beta is None else _check_beta(beta)
 
     def auth_failure(self, headers: Any, missing: bool) -> BadRequest:
         if missing:
@@ -364,6 +424,14 @@ class Anthropic(Wire):
         if not headers.get("x-api-key"):
             return BadRequest("Invalid bearer token", status=401)
         return BadRequest("invalid x-api-key", status=401)
+
+    def parse_for(self, op: str, body: Any, model: str | None) -> Chat:
+        if op != "count":
+            return self.parse(body, model)
+        _check_count(body)
+        chat = self.parse({**body, "max_tokens": 1 << 30}, model)  # no limit to count under
+        chat.opts["count"] = True
+        return chat
 
     def parse(self, body: Any, model: str | None) -> Chat:
         _check(body)
@@ -427,6 +495,8 @@ class Anthropic(Wire):
         }
 
     def body(self, chat: Chat, ans: Answer, rid: str) -> dict[str, Any]:
+        if chat.opts.get("count"):
+            return {"input_tokens": chat.prompt_tokens}
         return {
             "model": chat.model,
             "id": "msg_" + rid,

@@ -9,7 +9,13 @@ out (Anthropic refuses them); ``response_format`` json_schema becomes
 becomes ``thinking: {type: enabled, budget_tokens}`` (a request's own ``thinking`` goes as
 written), without the sampling settings thinking refuses; an assistant message's
 ``reasoning_content`` with its ``reasoning_signature`` goes back as a ``thinking`` block before
-its text and tool calls; ``notes`` names what is left out.
+its text and tool calls; ``notes`` names what is left out. OpenAI's ``user`` becomes
+``metadata.user_id``.
+
+A request with an Anthropic-native part (``engine.providers.native``: what the gateway's
+Anthropic dialect read from its client) is sent as its client wrote it: system, turns, tools,
+tool_choice, thinking and sampling as written, other top-level fields (service_tier, ...) added,
+the client's ``anthropic-beta`` and ``anthropic-version`` as headers of the call.
 """
 
 from __future__ import annotations
@@ -34,7 +40,18 @@ from engine.providers._wire import (
     text_of,
     tokens,
 )
-from engine.providers.base import DEFAULT_WIRE, Kind, Parsed, StreamParser, WireOptions, unsent
+from engine.providers.base import (
+    DEFAULT_WIRE,
+    Kind,
+    Parsed,
+    StreamParser,
+    WireError,
+    WireOptions,
+    unsent,
+)
+from engine.providers.native import BETA
+from engine.providers.native import VERSION as VERSION_FORM
+from engine.providers.native import native as native_of
 from engine.result import ReasoningBlock, TextDelta, ToolCall, ToolCallDelta, Usage
 
 __all__ = ["DEFAULT_MAX_TOKENS", "KIND", "AnthropicKind"]
@@ -62,7 +79,9 @@ _TOOL_CHOICE: dict[str, dict[str, Any]] = {
 # reasoning_effort -> thinking budget (Anthropic's minimum is 1024; the budget stays under max_tokens)
 _BUDGET = {"minimal": 1024, "low": 1024, "medium": 2048, "high": 4096, "xhigh": 8192}
 _MIN_BUDGET = 1024
-_MAPPED: frozenset[str] = frozenset()  # of base.OPENAI_ONLY
+_MAPPED: frozenset[str] = frozenset({"user"})  # of base.OPENAI_ONLY
+# what a token count takes of a Messages body
+_COUNTED = ("system", "tools", "tool_choice", "thinking")
 
 
 # -- request ---------------------------------------------------------------------------------------
@@ -191,7 +210,8 @@ def _output_config(fmt: Any) -> dict[str, Any] | None:
 def _thinking(request: dict[str, Any], limit: Any) -> dict[str, Any] | None:
     """The request's own ``thinking``, or its ``reasoning_effort`` as a budget under ``limit``
     (None: no limit was asked, so max_tokens makes room for it)."""
-    native = request.get("thinking")
+    part = native_of(request)
+    native = part.get("thinking") if part is not None else request.get("thinking")
     if type(native) is dict:
         return native
     budget = _BUDGET.get(str(request.get("reasoning_effort")))
@@ -352,7 +372,11 @@ class AnthropicKind(Kind):
     def context(
         self, request: dict[str, Any], model: str, stream: bool, options: WireOptions = DEFAULT_WIRE
     ) -> dict[str, Any]:
-        """The template context: the request in Anthropic's shape, thinking's limits applied."""
+        """The template context: the request in Anthropic's shape, thinking's limits applied
+        (an Anthropic-native request: as its client wrote it)."""
+        part = native_of(request)
+        if part is not None:
+            return _native_context(request, part, model, stream)
         get = request.get
         system, turns = _conversation(request)
         tools = get("tools") or None
@@ -377,9 +401,45 @@ class AnthropicKind(Kind):
             "tool_choice": _tool_choice(get("tool_choice"), get("parallel_tool_calls")) if tools else None,
             "thinking": thinking,
             "output_config": _output_config(get("response_format")),
+            "metadata": _metadata(request),
+            "extra": {},
         }
 
+    def request_headers(self, request: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+        """The client's ``anthropic-beta`` flags and ``anthropic-version`` (well-formed ones only)."""
+        part = native_of(request)
+        if part is None:
+            return ()
+        out = []
+        flags = [f for f in part.get("beta") or () if type(f) is str and BETA.fullmatch(f)]
+        if flags:
+            out.append(("anthropic-beta", ",".join(flags)))
+        version = part.get("version")
+        if type(version) is str and VERSION_FORM.fullmatch(version) and version != VERSION:
+            out.append(("anthropic-version", version))
+        return tuple(out)
+
+    def count_url(self, base_url: str) -> str | None:
+        return base_url.rstrip("/") + "/messages/count_tokens"
+
+    def count_body(self, request: dict[str, Any], model: str) -> dict[str, Any]:
+        """What ``/v1/messages/count_tokens`` takes of the Messages body."""
+        context = self.context(request, model, False)
+        body: dict[str, Any] = {"model": model, "messages": context["messages"]}
+        for key in _COUNTED:
+            if context.get(key) is not None:
+                body[key] = context[key]
+        return body
+
+    def parse_count(self, data: Any) -> int:
+        count = as_dict(data, "count").get("input_tokens")
+        if type(count) is not int or count < 0:
+            raise WireError(f"input_tokens: expected a count, got {count!r}")
+        return count
+
     def notes(self, request: dict[str, Any], model: str, options: WireOptions = DEFAULT_WIRE) -> list[str]:
+        if native_of(request) is not None:
+            return []  # sent as its Anthropic client wrote it
         get = request.get
         out = []
         stops = stop_list(get("stop")) or []
@@ -563,6 +623,40 @@ def _conversation(request: dict[str, Any]) -> tuple[str | None, list[dict[str, A
             if text:
                 system.append(text)
     return "\n\n".join(system) or None, turns
+
+
+def _metadata(request: dict[str, Any]) -> dict[str, Any] | None:
+    """OpenAI's ``user`` as Anthropic's ``metadata.user_id`` (routing metadata is never sent)."""
+    user = request.get("user")
+    return {"user_id": user} if type(user) is str and user else None
+
+
+def _native_context(
+    request: dict[str, Any], part: dict[str, Any], model: str, stream: bool
+) -> dict[str, Any]:
+    """The template context of an Anthropic-native request: its own fields as written."""
+    get = request.get
+    system, turns = (None, None) if "messages" in part else _conversation(request)
+    tools = part.get("tools") if "tools" in part else get("tools")
+    extra = part.get("extra")
+    return {
+        "request": request,
+        "model": model,
+        "stream": stream,
+        "system": part.get("system") if "messages" in part else system,
+        "messages": part.get("messages") if turns is None else turns,
+        "max_tokens": _max_tokens(_limit(request), None),
+        "temperature": get("temperature"),
+        "top_p": get("top_p"),
+        "top_k": get("top_k"),
+        "stop_sequences": stop_list(get("stop")) or None,
+        "tools": tools or None,
+        "tool_choice": part.get("tool_choice") if "tools" in part else None,
+        "thinking": part.get("thinking"),
+        "output_config": None,
+        "metadata": _metadata(request),
+        "extra": extra if type(extra) is dict else {},
+    }
 
 
 def _max_tokens(limit: Any, thinking: dict[str, Any] | None) -> Any:

@@ -283,6 +283,24 @@ class Kind(ABC):
     def parse_models(self, data: Any) -> list[str]:
         """Model names from the listing response."""
 
+    def request_headers(self, request: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+        """Protocol headers one request asks for (lower-cased names), replacing the fixed ones
+        of that name: never credentials, never arbitrary client headers. Called per try, so it
+        must be cheap; none by default."""
+        return ()
+
+    def count_url(self, base_url: str) -> str | None:
+        """The URL of the provider's own token count of a request, or None when it has none."""
+        return None
+
+    def count_body(self, request: dict[str, Any], model: str) -> dict[str, Any]:
+        """The body of a token count of ``request`` for ``model`` (kinds with a ``count_url``)."""
+        raise NotImplementedError(f"{self.name} has no token count")
+
+    def parse_count(self, data: Any) -> int:
+        """The input tokens of a token count answer; ``WireError`` if malformed."""
+        raise NotImplementedError(f"{self.name} has no token count")
+
     def error_message(self, data: Any) -> str:
         """A short message from an error body (never echoes request headers)."""
         return error_text(data)

@@ -45,6 +45,7 @@ from engine.providers.base import (
     loads,
     unsent,
 )
+from engine.providers.native import native_notes
 from engine.result import ReasoningDelta, TextDelta, ToolCall, ToolCallDelta, Usage
 
 __all__ = ["KIND", "SKIP_SIGNATURE", "GeminiKind"]
@@ -421,7 +422,7 @@ class GeminiKind(Kind):
         fmt = get("response_format")
         if type(fmt) is dict and fmt.get("type") not in (None, "text", "json_object", "json_schema"):
             out.append(f"response_format {fmt.get('type')!r} is not sent")
-        return out + unsent(request, "gemini", _MAPPED)
+        return out + unsent(request, "gemini", _MAPPED) + native_notes(request, "gemini")
 
     def parse(self, data: Any) -> Parsed:
         body = as_dict(data, "response")

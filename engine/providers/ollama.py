@@ -32,6 +32,7 @@ from engine.providers._wire import (
     tokens,
 )
 from engine.providers.base import DEFAULT_WIRE, Kind, Parsed, StreamParser, WireOptions, unsent
+from engine.providers.native import native_notes
 from engine.result import ReasoningBlock, TextDelta, ToolCall, ToolCallDelta, Usage
 
 __all__ = ["KIND", "OllamaKind"]
@@ -255,7 +256,7 @@ class OllamaKind(Kind):
                 if think is None
                 else f"reasoning_effort {effort!r} is sent as think {think!r}"
             )
-        return out + unsent(request, "ollama", _MAPPED)
+        return out + unsent(request, "ollama", _MAPPED) + native_notes(request, "ollama")
 
     def parse(self, data: Any) -> Parsed:
         body = as_dict(data, "response")

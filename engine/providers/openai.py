@@ -35,6 +35,7 @@ from engine.providers._wire import (
     tokens,
 )
 from engine.providers.base import DEFAULT_WIRE, Kind, Parsed, StreamParser, WireOptions
+from engine.providers.native import native_notes
 from engine.result import ReasoningBlock, TextDelta, ToolCall, ToolCallDelta, Usage
 
 __all__ = ["KIND", "OpenAIKind", "is_reasoning_model"]
@@ -57,6 +58,7 @@ _NAMED = frozenset(
         "metadata",
         "stream",
         "stream_options",
+        "anthropic",  # an Anthropic client's native part (engine.providers.native): never sent
     }
 )
 
@@ -272,7 +274,9 @@ class OpenAIKind(Kind):
                 f"{model} refuses system and developer messages: this request will be "
                 "refused (put the instructions in the first user message)"
             )
-        return out
+        if get("top_k") is not None and get("anthropic") is not None:
+            out.append("top_k is sent as written (compatible servers take it; OpenAI's own API refuses it)")
+        return out + native_notes(request, "openai")
 
     def parse(self, data: Any) -> Parsed:
         body = as_dict(data, "response")

@@ -327,7 +327,7 @@ class Runtime:
     async def post(self, ep: Endpoint, ctx: Ctx, model: str, body: bytes, t: Try) -> Win | Failure:
         """The routed exchange: one try's whole answer, or a failure."""
         try:
-            response = await ep.conn.post(model, body)
+            response = await ep.conn.post(model, body, ep.kind.request_headers(ctx.request))
         except Fault as fault:
             t.off()
             return Failure(None, fault.kind, fault.detail)

@@ -151,6 +151,17 @@ class EventStream:
         self._started = False  # an event was yielded: no more failover
         self._closed = False
         self._chunks = 0  # events read after the first read's (for the per-chunk time)
+        self._answering: str | None = None
+
+    @property
+    def answering(self) -> str | None:
+        """The target (``provider/model``) whose stream is relayed, once its first event came."""
+        return self._answering
+
+    @property
+    def tries(self) -> int:
+        """The tries made so far (those that failed before the answering one included)."""
+        return len(self._ctx.attempts) + (self._answering is not None) if self._ctx is not None else 0
 
     def __aiter__(self) -> EventStream:
         return self
@@ -250,6 +261,7 @@ class EventStream:
         """The stream's events, one list (never empty) per network read that produced any."""
         life = self._rt.life
         live = await self._live(ctx)
+        self._answering = live.label
         received = self._received
         parser = live.parser
         feed = parser.feed
@@ -326,7 +338,7 @@ class EventStream:
         stream: AsyncGenerator[list[str], None] | None = None
         answered = False
         try:
-            response = await ep.conn.open_stream(model, body)
+            response = await ep.conn.open_stream(model, body, ep.kind.request_headers(ctx.request))
             status = t.status = response.status
             if 200 <= status < 300:
                 parser = ep.kind.stream_parser()

@@ -26,6 +26,7 @@ from engine.result import Response
 from engine.runtime.backends import Fault, TransportOption, resolve_backend
 from engine.runtime.breakers import Circuits
 from engine.runtime.context import Shared, perf
+from engine.runtime.counting import count_tokens
 from engine.runtime.events import BreakerChanged, Hooks, StateChanged
 from engine.runtime.executor import Runtime
 from engine.runtime.health import ProviderHealth, provider_health
@@ -141,6 +142,19 @@ class Supervisor:
         """``route_many`` for blocking code: read on the sync loop's thread."""
         outside_loop("route_many()", "engine.route_many() with async for")
         return SyncRouteMany(self.route_many(requests, concurrency), self._thread())
+
+    async def count_tokens(self, request: RequestLike) -> int:
+        self.ensure_open()
+        req = normalize_request(request)
+        rt = self.runtime
+        model, route = rt.match(req)
+        rt.inflight += 1
+        try:
+            return await count_tokens(rt, req, model, route)
+        finally:
+            rt.inflight -= 1
+            if rt.retired and not rt.inflight:
+                self._release(rt)
 
     def stream(self, request: RequestLike) -> EventStream:
         self.ensure_open()

@@ -131,17 +131,23 @@ class Connection:
         self._backend: Backend | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._others: dict[asyncio.AbstractEventLoop, Backend] = {}
-        self._targets: dict[tuple[str, bool], Any] = {}
+        self._targets: dict[tuple[str, bool, tuple[tuple[str, str], ...]], Any] = {}
         self._base_url = _reveal(provider.base_url) or ""
         self._headers = list(_headers(provider, kind).items())
         self.identity = identity(provider, kind)
         self._scrubber = Scrubber.of((provider.api_key, provider.base_url, *provider.headers.values()))
 
-    def _target(self, model: str, stream: bool) -> Any:
-        key = (model, stream)
+    def _target(self, model: str, stream: bool, extra: tuple[tuple[str, str], ...] = ()) -> Any:
+        """The prepared URL and headers; ``extra`` (a request's own protocol headers, such as
+        ``anthropic-beta``, from ``Kind.request_headers``) replace the fixed ones of their name."""
+        key = (model, stream, extra)
         target = self._targets.get(key)
         if target is None:
-            target = self._prepare(self.kind.url(self._base_url, model, stream), self._headers)
+            headers = self._headers
+            if extra:
+                names = {name for name, _ in extra}
+                headers = [h for h in headers if h[0] not in names] + list(extra)
+            target = self._prepare(self.kind.url(self._base_url, model, stream), headers)
             if len(self._targets) < _URL_CACHE_MAX:
                 self._targets[key] = target
         return target
@@ -162,13 +168,30 @@ class Connection:
             other = self._others[loop] = self._factory(self.provider)
         return other
 
-    async def post(self, model: str, body: bytes) -> Reply:
+    async def post(self, model: str, body: bytes, extra: tuple[tuple[str, str], ...] = ()) -> Reply:
         """Send a chat request and read the whole answer; raise ``Fault`` below HTTP."""
-        return await self.backend().post(self._target(model, False), body)
+        return await self.backend().post(self._target(model, False, extra), body)
 
-    async def open_stream(self, model: str, body: bytes) -> Streamed:
+    async def open_stream(self, model: str, body: bytes, extra: tuple[tuple[str, str], ...] = ()) -> Streamed:
         """Send a streaming chat request; the caller reads ``lines`` and closes it."""
-        return await self.backend().open(self._target(model, True), body)
+        return await self.backend().open(self._target(model, True, extra), body)
+
+    async def post_json(self, url: str, body: bytes, extra: tuple[tuple[str, str], ...] = ()) -> Reply:
+        """POST ``body`` to ``url`` (one the kind names, under this provider's base URL) with
+        this provider's headers (``extra`` replacing those of their name), bounded by
+        ``budget``; raise ``Fault`` below HTTP or past it."""
+        names = {name for name, _ in extra}
+        headers = [h for h in self._headers if h[0] not in names] + list(extra)
+        try:
+            async with asyncio.timeout(self.budget):
+                return await self.backend().post(self._prepare(url, headers), body)
+        except TimeoutError:
+            raise Fault("timeout", f"no whole answer within {format_duration(self.budget)}") from None
+
+    @property
+    def base_url(self) -> str:
+        """The provider's base URL, revealed (for the kind's own URLs; never shown)."""
+        return self._base_url
 
     async def warm(self) -> int:
         """GET the model listing (opens a pooled connection); returns the status. The whole GET

@@ -44,7 +44,7 @@ from engine.errors import (
 from engine.graph import Route, RoutingGraph, TelemetryConfig
 from engine.result import Attempt, Done, Response
 from engine.telemetry.health import Health, HealthTracker
-from engine.telemetry.logs import AccessLog
+from engine.telemetry.logs import REQUEST_ID, AccessLog
 from engine.telemetry.metrics import Metrics
 from engine.telemetry.names import (
     WIRE_OUTCOMES,
@@ -353,7 +353,7 @@ class RequestRec(Recorder):
         self, result: Response | Done | BaseException | None, outcome: str, status: int | None, now: float
     ) -> None:
         fields: dict[str, Any] = {
-            "request_id": self.request_id or self._tel.next_id(),
+            "request_id": self.request_id or REQUEST_ID.get() or self._tel.next_id(),
             "route": self.route,
             "tries": self.tries,
             "outcome": outcome,

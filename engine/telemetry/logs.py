@@ -11,9 +11,13 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Any, Final
 
-__all__ = ["FIELDS", "LOGGER", "AccessLog"]
+__all__ = ["FIELDS", "LOGGER", "REQUEST_ID", "AccessLog"]
+
+# the id a caller gave the request in flight (the gateway's x-request-id): the line's request_id
+REQUEST_ID: ContextVar[str | None] = ContextVar("engine_request_id", default=None)
 
 LOGGER: Final = "engine.access"
 FIELDS: Final = (

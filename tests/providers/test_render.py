@@ -250,8 +250,10 @@ def test_no_nulls_and_no_metadata(kind: str, case: str) -> None:
     request = SAMPLE_REQUEST if case == "sample" else REQUESTS[case]
     for stream in (False, True):
         body = render(kind, request, stream)
+        sent = body.pop("metadata", None)  # anthropic: OpenAI's user as metadata.user_id
         text = json.dumps(body)
         assert "do-not-send" not in text and "metadata" not in text
+        assert sent is None or (kind == "anthropic" and sent == {"user_id": request["user"]})
         if kind != "openai":  # openai passes messages through as given (content: null is valid)
             assert _nulls(body) == []
 

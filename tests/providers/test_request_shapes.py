@@ -148,7 +148,7 @@ def test_openai_passes_unknown_openai_fields_through_as_written() -> None:
     [
         (
             "anthropic",
-            "n, seed, logprobs, top_logprobs, service_tier, store, user, prediction, modalities, verbosity",
+            "n, seed, logprobs, top_logprobs, service_tier, store, prediction, modalities, verbosity",
         ),
         ("gemini", "service_tier, store, user, prediction, modalities, verbosity"),
         ("ollama", "n, logprobs, top_logprobs, service_tier, store, user, prediction, modalities, verbosity"),
