@@ -5,7 +5,8 @@ Rows: sequential added latency (p50/p99), throughput at c=1 and c=50 (wrk when i
 Python aiohttp client), a 50-chunk stream's time to first chunk and total, the gateway's CPU per
 request and its RSS after 1,000 and after 100,000 requests. The route is full routing: a
 priority group with a breaker, the template render, the parse and the re-encode, telemetry
-metrics on, a client key checked, one access-log line per request (to /dev/null). Targets (issue 11) are marked PASS/FAIL.
+metrics on, a client key checked, one access-log line per request (to /dev/null). Targets
+(issue 11) are marked PASS/FAIL.
 
 Run: ``.venv/bin/python bench/gateway.py`` (about 1.5 minutes), ``--quick`` (about 30 s),
 ``--spin SECONDS`` (only load the gateway at c=50: run py-spy against the printed pid).
