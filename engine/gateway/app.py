@@ -9,6 +9,7 @@ measured in the issue, and a handler here needs only the headers, the body and `
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -161,6 +162,10 @@ class Gateway:
             self._refused(call, path, 413)
         except Disconnected:
             return
+        except Exception:  # a bug: logged, and answered as JSON if nothing was sent yet
+            _log.exception("engine: request %s failed", call.rid)
+            with contextlib.suppress(Exception):
+                await call.refuse(Refusal(500, "internal error in the gateway", kind="api_error"))
 
     def _refused(self, call: Call, path: str, status: int) -> None:
         """The access line of a request refused before it was routed (a routed one has the

@@ -341,3 +341,12 @@ def test_models_lists_what_the_key_may_request(served: Served) -> None:
     assert narrow == ["solo"]
     every = [m.id for m in client(served, key=KEYS["OPS_KEY"]).models.list()]
     assert {"g", "a/m", "b/m", "anth/claude-3-5-haiku-latest"} <= set(every)
+
+
+def test_models_in_anthropics_shape_when_asked(served: Served, key: str) -> None:
+    listed = httpx.get(
+        served.url + "/v1/models", headers={"x-api-key": key, "anthropic-version": "2023-06-01"}
+    )
+    body = listed.json()
+    assert [m["id"] for m in body["data"]][:2] == ["g", "solo"] and body["has_more"] is False
+    assert body["data"][0]["type"] == "model" and body["first_id"] == "g"

@@ -131,3 +131,11 @@ def test_two_workers_share_a_keys_rpm_through_redis(
     assert "gen_ai_client_operation_duration_seconds" in metrics
     s.signal(signal.SIGTERM)
     assert s.wait() == 0
+
+
+def test_watch_reloads_when_the_file_changes(tmp_path: Path, fake: FakeServer, spawn: Spawn) -> None:
+    path = write(tmp_path, fake)
+    s = spawn(["routes.yaml", "--listen", "127.0.0.1:0", "--watch"], {**KEYS})
+    path.write_text(path.read_text().replace("model: chat", "model: watched"))
+    s.wait_for("reloaded")
+    assert chat(s.url, KEYS["OPS_KEY"], "watched").status_code == 200
