@@ -127,6 +127,49 @@ class Gateway:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+class Passthrough(Gateway):
+    """bench/passthrough.py (the floor of a Python gateway) pinned to ``core``, forwarding to ``url``."""
+
+    def __init__(self, url: str, core: int | None) -> None:  # (no routes.yaml: nothing to route)
+        self.dir = Path(tempfile.mkdtemp(prefix="bench-passthrough-"))
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "bench" / "passthrough.py"), url, str(self.port)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=(lambda: pin(core)) if core is not None else None,
+        )
+        assert self.proc.stdout is not None
+        if "serving" not in self.proc.stdout.readline().decode():
+            raise RuntimeError("bench/passthrough.py did not start")
+        time.sleep(0.3)  # (it prints before uvicorn binds)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+
+def floor(up: Upstream, core: int | None, plan: Plan) -> dict[str, str]:
+    """The minimal pass-through's figures for the rows it can share with ``engine serve``."""
+    out: dict[str, str] = {}
+    p = Passthrough(up.url, core)
+    try:
+        url = p.url + "/v1/chat/completions"
+        asyncio.run(sequential(url, 500))
+        out["sequential p50 (µs)"] = f"{asyncio.run(sequential(url, plan.sequential)).median:.0f}"
+        for c in (1, 50):
+            got = wrk(url, c, plan.seconds)
+            if got is not None:
+                out[f"wrk c={c} (req/s)"] = f"{got[0]:,.0f}"
+    finally:
+        p.stop()
+    s = Passthrough(up.stream_url, core)
+    try:
+        first, total = asyncio.run(streams(s.url + "/v1/chat/completions", plan.streams, STREAM_BODY))
+        out[f"{STREAM_CHUNKS}-chunk stream TTFC p50 (µs)"] = f"{first.median:.0f}"
+        out[f"{STREAM_CHUNKS}-chunk stream total p50 (µs)"] = f"{total.median:.0f}"
+    finally:
+        s.stop()
+    return out
+
+
 # -- Python clients -----------------------------------------------------------------------------
 
 
@@ -217,7 +260,7 @@ def wrk(url: str, concurrency: int, seconds: float) -> tuple[float, int] | None:
 # -- the run ------------------------------------------------------------------------------------
 
 
-def run(plan: Plan, log_level: str) -> list[tuple[str, str, str, str]]:
+def run(plan: Plan, log_level: str) -> list[tuple[str, str, str, str, str]]:
     avail = cores()
     gw_core, other = (avail[-1], avail[0]) if len(avail) > 1 else (None, None)
     up = start_upstream(other)
@@ -281,6 +324,8 @@ def run(plan: Plan, log_level: str) -> list[tuple[str, str, str, str]]:
             else:
                 served += got[1]
         rss_n = gw.rss()
+        gw.stop()
+        base = floor(up, gw_core, plan)
         growth = (rss_n - rss_1k) / rss_1k * 100
         rows.append(
             (
@@ -293,7 +338,7 @@ def run(plan: Plan, log_level: str) -> list[tuple[str, str, str, str]]:
     finally:
         gw.stop()
         up.stop()
-    return rows
+    return [(r[0], r[1], base.get(r[0], ""), r[2], r[3]) for r in rows]
 
 
 def _target(ok: bool, text: str) -> str:
@@ -327,14 +372,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     t0 = time.perf_counter()
     rows = run(Plan.quick() if args.quick else Plan(), level)
-    widths = [max(len(r[i]) for r in [*rows, ("row", "direct", "engine serve", "target")]) for i in range(4)]
-    line = " | ".join(
-        h.ljust(w) for h, w in zip(("row", "direct", "engine serve", "target"), widths, strict=True)
-    )
+    head = ("row", "direct", "pass-through", "engine serve", "target")
+    widths = [max(len(r[i]) for r in [*rows, head]) for i in range(5)]
+    line = " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))
     print(f"| {line} |\n|{'|'.join('-' * (w + 2) for w in widths)}|")
     for r in rows:
         print("| " + " | ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) + " |")
     print(f"\n{time.perf_counter() - t0:.0f} s; access log on (one line per request, to /dev/null)")
+    print("pass-through: bench/passthrough.py, the floor of a Python gateway (one shared aiohttp session,")
+    print("no routing) on the same core in the same run: the calibration point of issue 11's figures")
     return 0
 
 
