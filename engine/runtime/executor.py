@@ -40,7 +40,7 @@ from engine.runtime.events import FailingOver
 from engine.runtime.hedge import Race
 from engine.runtime.lifecycle import Lifecycle, response_of
 from engine.runtime.retry import parse_retry_after
-from engine.runtime.state.responses import ResponseCache
+from engine.runtime.state.responses import Prefix, ResponseCache
 from engine.runtime.strategies import GroupOrder
 from engine.runtime.transport import Closed, Connection
 from engine.values import format_duration
@@ -81,7 +81,7 @@ class Runtime:
                 rk = (id(p.template), f"{p.kind}@{p.name}" if p.custom_wire else p.kind)
                 ep = by_key[target.key] = Endpoint(target, by_provider[p.name], renders.setdefault(rk, rk))
             self.endpoints[id(target)] = ep
-        self.prefixes: dict[int, dict[str, Any]] = {}  # endpoint -> model -> cache key prefix
+        self.prefixes: dict[int, dict[str, Prefix]] = {}  # endpoint -> model -> cache key prefix
         self.probes: dict[str, float] = {}  # target -> when it last got a max_latency probe
         self.orders: dict[str, GroupOrder] = {
             name: GroupOrder(group, shared.rng, shared.latencies) for name, group in graph.groups.items()
@@ -295,7 +295,7 @@ class Runtime:
             flights.land(key, flight, None)
         return result
 
-    def _prefix(self, ep: Endpoint, model: str) -> Any:
+    def _prefix(self, ep: Endpoint, model: str) -> Prefix:
         """The cache key's hash of (endpoint identity, model), made once per endpoint and model."""
         by_model = self.prefixes.get(id(ep))
         if by_model is None:

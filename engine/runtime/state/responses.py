@@ -7,13 +7,18 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.result import ReasoningBlock, Response, ToolCall, Usage, reasoning_text
 from engine.runtime.state.base import Store
 from engine.runtime.state.memory import MemoryStore
 
-__all__ = ["ResponseCache", "decode_response", "encode_response"]
+if TYPE_CHECKING:
+    from hashlib import _Hash as Prefix
+else:
+    Prefix = object
+
+__all__ = ["Prefix", "ResponseCache", "decode_response", "encode_response"]
 
 
 class _Kept:
@@ -76,18 +81,18 @@ class ResponseCache:
         return h.hexdigest()
 
     @staticmethod
-    def prefix(endpoint: str) -> Any:
+    def prefix(endpoint: str) -> Prefix:
         """The hash of ``endpoint`` that ``key_of`` goes on from (made once per endpoint)."""
         h = hashlib.sha256(endpoint.encode())
         h.update(b"\x00")
         return h
 
     @staticmethod
-    def key_of(prefix: Any, body: bytes) -> str:
+    def key_of(prefix: Prefix, body: bytes) -> str:
         """``key(endpoint, body)`` from ``prefix(endpoint)``."""
         h = prefix.copy()
         h.update(body)
-        return str(h.hexdigest())
+        return h.hexdigest()
 
     def peek(self, key: str) -> Response | None:
         """``get`` on an in-process store."""
