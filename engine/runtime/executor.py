@@ -9,9 +9,9 @@ built once per graph in ``Runtime``; a request allocates one small context objec
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from collections.abc import Mapping
+from functools import partial
 from typing import Any, Final
 
 from engine.constraints import PROBE_EVERY, latency_breach, price_breach
@@ -40,6 +40,7 @@ from engine.runtime.events import FailingOver
 from engine.runtime.hedge import Race
 from engine.runtime.lifecycle import Lifecycle, response_of
 from engine.runtime.retry import parse_retry_after
+from engine.runtime.state.responses import Prefix, ResponseCache
 from engine.runtime.strategies import GroupOrder
 from engine.runtime.transport import Closed, Connection
 from engine.values import format_duration
@@ -80,6 +81,7 @@ class Runtime:
                 rk = (id(p.template), f"{p.kind}@{p.name}" if p.custom_wire else p.kind)
                 ep = by_key[target.key] = Endpoint(target, by_provider[p.name], renders.setdefault(rk, rk))
             self.endpoints[id(target)] = ep
+        self.prefixes: dict[int, dict[str, Prefix]] = {}  # endpoint -> model -> cache key prefix
         self.probes: dict[str, float] = {}  # target -> when it last got a max_latency probe
         self.orders: dict[str, GroupOrder] = {
             name: GroupOrder(group, shared.rng, shared.latencies) for name, group in graph.groups.items()
@@ -128,13 +130,21 @@ class Runtime:
                 result.ep, result.model, result.parsed, tuple(ctx.attempts), perf() - ctx.start, result.data
             )
         if isinstance(result, Hit):  # nothing was spent on this answer: cost 0
-            return dataclasses.replace(
-                result.response,
+            r = result.response
+            return Response(
+                text=r.text,
                 provider=result.ep.provider,
-                cached=True,
+                model=r.model,
+                finish_reason=r.finish_reason,
+                tool_calls=r.tool_calls,
+                usage=r.usage,
                 cost=0.0,
+                cached=True,
                 latency=perf() - ctx.start,
                 attempts=tuple(ctx.attempts),
+                raw=r.raw,
+                reasoning=r.reasoning,
+                reasoning_blocks=r.reasoning_blocks,
             )
         raise AllTargetsFailed(f"every target failed on {ctx.where()}", ctx.attempts, route=ctx.where())
 
@@ -246,18 +256,81 @@ class Runtime:
     ) -> Answer | Miss:
         """A cacheable request: the cached answer, the answer of an identical request in flight
         (here or, with Redis, on another instance), or this request's own tries, whose answer
-        is then cached. A caller that shared another's outcome records one attempt saying so."""
+        is then cached. A caller that shared another's outcome records one attempt saying so.
+        In process (memory), the lookup and a flight nobody else is on run here, inline."""
+        cache = self.state.responses
+        if cache.local is None or ctx.cache != "use":
+            return await self._sharing(ep, ctx, model, label, body, wait)
+        key = cache.key_of(self._prefix(ep, model), body)
+        start = perf()
+        hit = cache.peek(key)  # a local lookup never yields: nothing lands before the flight
+        if hit is not None:
+            ctx.rec.cache_lookup(True)
+            attempt = Attempt(label, "cached", None, None, perf() - start)
+            self.record(ctx, attempt)
+            return Hit(ep, hit, attempt)
+        flights = self.state.flights
+        flight = flights.lead(key)
+        if flight is None:  # an identical request is in flight here: share its outcome
+            return await self._sharing(ep, ctx, model, label, body, wait, key)
+        t = Try(ctx, label)  # (as a hedge's try: a cancelled one is recorded by the winner)
+        try:
+            result = await self.life.tries(ep, ctx, model, label, body, wait, self.post)
+        except BaseException as exc:
+            flights.land(key, flight, exc)
+            raise
+        finally:
+            t.off()
+            ctx.rec.cache_lookup(False)
+        if isinstance(result, Win):
+            cache.keep_lazy(key, partial(response_of, result.ep, result.model, result.parsed, cached=True))
+            if flight.future is not None:  # followers wait: the answer as the cache keeps it
+                flights.land(key, flight, None, response_of(result.ep, result.model, result.parsed))
+            else:
+                flights.land(key, flight, None)
+            return result
+        if flight.future is not None:
+            flights.land(key, flight, _NoAnswer(result, ctx.attempts[-1] if ctx.attempts else None))
+        else:
+            flights.land(key, flight, None)
+        return result
+
+    def _prefix(self, ep: Endpoint, model: str) -> Prefix:
+        """The cache key's hash of (endpoint identity, model), made once per endpoint and model."""
+        by_model = self.prefixes.get(id(ep))
+        if by_model is None:
+            by_model = self.prefixes[id(ep)] = {}
+        prefix = by_model.get(model)
+        if prefix is None:
+            prefix = by_model[model] = ResponseCache.prefix(f"{ep.conn.identity}\x00{model}")
+        return prefix
+
+    async def _sharing(
+        self,
+        ep: Endpoint,
+        ctx: Ctx,
+        model: str,
+        label: str,
+        body: bytes,
+        wait: bool,
+        key: str | None = None,
+    ) -> Answer | Miss:
+        """``_shared`` through ``State.respond``: a remote backend, a refresh, or a follower of
+        an identical request in flight here (``key``: its cache key, already looked up)."""
         sharing = _Sharing(self, ep, ctx, model, label, body, wait)
         t = Try(ctx, label)  # a hedge waiting for a shared answer can be cancelled
         hit = False
         try:
-            response = await self.state.respond(
-                f"{ep.conn.identity}\x00{model}",
-                body,
-                sharing.call,
-                refresh=ctx.cache == "refresh",
-                deadline=ctx.deadline,
-            )
+            if key is not None:
+                response = await self.state.flights.do(key, partial(self.state.kept, key, sharing.call))
+            else:
+                response = await self.state.respond(
+                    f"{ep.conn.identity}\x00{model}",
+                    body,
+                    sharing.call,
+                    refresh=ctx.cache == "refresh",
+                    deadline=ctx.deadline,
+                )
         except _NoAnswer as exc:
             return sharing.mine[0] if sharing.mine else self._shared_miss(ctx, label, exc, perf() - t.start)
         except ProviderError as exc:

@@ -277,6 +277,7 @@ def response_of(
     attempts: tuple[Attempt, ...] = (),
     latency: float = 0.0,
     raw: object = None,
+    cached: bool = False,
 ) -> Response:
     """The ``Response`` of a routed answer (without attempts and raw body: as cached)."""
     usage = parsed.usage
@@ -288,6 +289,7 @@ def response_of(
         tool_calls=parsed.tool_calls,
         usage=usage,
         cost=cost_of(ep, model, usage),
+        cached=cached,
         latency=latency,
         attempts=attempts,
         raw=raw,

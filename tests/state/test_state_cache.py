@@ -35,6 +35,32 @@ def test_key_is_sha256_of_target_and_body() -> None:
     assert ResponseCache.key("a", "bc") != ResponseCache.key("ab", "c")
 
 
+def test_key_from_a_prefix_is_the_same_key() -> None:
+    prefix = ResponseCache.prefix("openai/gpt-4o-mini")
+    assert ResponseCache.key_of(prefix, b'{"a":1}') == ResponseCache.key("openai/gpt-4o-mini", b'{"a":1}')
+    # the prefix is not consumed: the next key starts from it again
+    assert ResponseCache.key_of(prefix, b'{"a":2}') == ResponseCache.key("openai/gpt-4o-mini", b'{"a":2}')
+
+
+async def test_a_lazy_entry_is_built_on_its_first_hit_only(cache_config: Callable[..., Any]) -> None:
+    state = State.create(cache_config("memory"))
+    built: list[int] = []
+
+    def make() -> Response:
+        built.append(1)
+        return Response(text="hello", provider="openai", model="gpt-4o-mini", cached=True)
+
+    try:
+        key = state.responses.key("openai/gpt-4o-mini", "{}")
+        state.responses.keep_lazy(key, make)
+        assert built == []  # a miss that is never hit costs no Response
+        first, second = state.responses.peek(key), await state.responses.get(key)
+        assert first is not None and first.cached and first.text == "hello"
+        assert second is first and built == [1]
+    finally:
+        await state.aclose()
+
+
 async def test_set_then_get_marks_cached(backend: str, cache_config: Callable[..., Any]) -> None:
     state = State.create(cache_config(backend))
     try:

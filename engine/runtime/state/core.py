@@ -190,13 +190,14 @@ class State:
             hit = cache.peek(key)
             if hit is not None:
                 return hit
-            return await self.flights.do(key, partial(self._kept, key, call))
+            return await self.flights.do(key, partial(self.kept, key, call))
         # A remote lookup yields: do it inside the flight, so callers that arrive while it runs
         # share it, and none can miss an answer stored just before its own flight starts.
         return await self.flights.do(key, partial(self._shared, key, call, deadline))
 
-    async def _kept(self, key: str, call: Callable[[], Awaitable[Response]]) -> Response:
-        """An in-process flight: the call, its answer kept."""
+    async def kept(self, key: str, call: Callable[[], Awaitable[Response]]) -> Response:
+        """An in-process flight (``flights.do(key, partial(kept, key, call))`` after a local
+        ``peek`` missed): the call, its answer kept."""
         response = await call()
         self.responses.keep(key, response)
         return response

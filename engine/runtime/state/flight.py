@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-__all__ = ["SingleFlight"]
+__all__ = ["Flight", "SingleFlight"]
 
 T = TypeVar("T")
 
@@ -17,7 +17,10 @@ class _LeaderGone(Exception):
     """The leader was cancelled before its call finished: a follower takes over."""
 
 
-class _Flight:
+class Flight:
+    """One key's call in flight: ``future`` is made when the first follower joins (so ``None``
+    says that nobody waits for the outcome)."""
+
     __slots__ = ("future",)
 
     def __init__(self) -> None:
@@ -35,7 +38,7 @@ class SingleFlight:
     """
 
     def __init__(self) -> None:
-        self._flights: dict[str, _Flight] = {}
+        self._flights: dict[str, Flight] = {}
         self.started = 0  # calls that went upstream
         self.joined = 0  # callers that waited for another caller's call
 
@@ -56,8 +59,24 @@ class SingleFlight:
             except _LeaderGone:
                 continue
 
+    def lead(self, key: str) -> Flight | None:
+        """The caller leads ``key``'s flight and runs the call itself (then ``land``s it), or
+        ``None``: a flight is on, ``do`` joins it. What ``do`` does, without a coroutine."""
+        if key in self._flights:
+            return None
+        flight = self._flights[key] = Flight()
+        self.started += 1
+        return flight
+
+    def land(self, key: str, flight: Flight, exc: BaseException | None, result: Any = None) -> None:
+        """A ``lead``'s outcome to its followers: ``result``, or ``exc`` (a cancelled leader hands
+        its call to one of them)."""
+        if isinstance(exc, asyncio.CancelledError):
+            exc = _LeaderGone()
+        self._settle(key, flight, exc, result)
+
     async def _lead(self, key: str, fn: Callable[[], Awaitable[T]]) -> T:
-        flight = self._flights[key] = _Flight()
+        flight = self._flights[key] = Flight()
         self.started += 1
         try:
             result = await fn()
@@ -70,7 +89,7 @@ class SingleFlight:
         self._settle(key, flight, None, result)
         return result
 
-    def _settle(self, key: str, flight: _Flight, exc: BaseException | None, result: Any = None) -> None:
+    def _settle(self, key: str, flight: Flight, exc: BaseException | None, result: Any = None) -> None:
         if self._flights.get(key) is flight:
             del self._flights[key]
         fut = flight.future

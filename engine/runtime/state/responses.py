@@ -6,29 +6,40 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from engine.result import ReasoningBlock, Response, ToolCall, Usage, reasoning_text
 from engine.runtime.state.base import Store
 from engine.runtime.state.memory import MemoryStore
 
-__all__ = ["ResponseCache", "decode_response", "encode_response"]
+if TYPE_CHECKING:
+    from hashlib import _Hash as Prefix
+else:
+    Prefix = object
+
+__all__ = ["Prefix", "ResponseCache", "decode_response", "encode_response"]
 
 
 class _Kept:
-    """An answer in an in-process store, as it came; its cached copy is made on its first hit
-    (so a miss that is never hit costs no copy)."""
+    """An answer in an in-process store, as it came (or ``make``, which builds its cached copy);
+    its cached copy is made on its first hit (so a miss that is never hit costs no copy)."""
 
-    __slots__ = ("answer", "hit")
+    __slots__ = ("answer", "hit", "make")
 
-    def __init__(self, answer: Response) -> None:
+    def __init__(self, answer: Response | None, make: Callable[[], Response] | None = None) -> None:
         self.answer = answer
+        self.make = make
         self.hit: Response | None = None
 
     def cached(self) -> Response:
         hit = self.hit
-        if hit is None:
+        if hit is None and self.make is not None:
+            hit = self.hit = self.make()
+            self.make = None
+        elif hit is None:
             a = self.answer
+            assert a is not None
             hit = self.hit = Response(
                 text=a.text,
                 provider=a.provider,
@@ -69,6 +80,20 @@ class ResponseCache:
         h.update(body if isinstance(body, bytes) else body.encode())
         return h.hexdigest()
 
+    @staticmethod
+    def prefix(endpoint: str) -> Prefix:
+        """The hash of ``endpoint`` that ``key_of`` goes on from (made once per endpoint)."""
+        h = hashlib.sha256(endpoint.encode())
+        h.update(b"\x00")
+        return h
+
+    @staticmethod
+    def key_of(prefix: Prefix, body: bytes) -> str:
+        """``key(endpoint, body)`` from ``prefix(endpoint)``."""
+        h = prefix.copy()
+        h.update(body)
+        return h.hexdigest()
+
     def peek(self, key: str) -> Response | None:
         """``get`` on an in-process store."""
         assert self.local is not None
@@ -80,6 +105,13 @@ class ResponseCache:
         assert self.local is not None
         if self.ttl is not None:
             self.local.put(key, _Kept(response), self.ttl)
+
+    def keep_lazy(self, key: str, make: Callable[[], Response]) -> None:
+        """``keep`` of an answer not built yet: ``make()`` builds its cached copy (``cached=True``,
+        no attempts, no raw body) on the entry's first hit."""
+        assert self.local is not None
+        if self.ttl is not None:
+            self.local.put(key, _Kept(None, make), self.ttl)
 
     async def get(self, key: str) -> Response | None:
         if self.local is not None:
