@@ -110,9 +110,11 @@ class Telemetry:
         model_limit: int = 64,
         clock: Callable[[], float] = time.perf_counter,
         windows: HealthTracker | None = None,
+        multiprocess: bool | None = None,
     ) -> None:
         self.config = config if config is not None else TelemetryConfig()
-        self._metrics = Metrics(registry) if self.config.metrics else None
+        # multiprocess: prometheus_client's own metric objects (default: PROMETHEUS_MULTIPROC_DIR set)
+        self._metrics = Metrics(registry, multiprocess=multiprocess) if self.config.metrics else None
         self.tracing = _tracing(self.config, tracer_provider)
         self.log = AccessLog(self.config.log_format, self.config.log_level)
         self.labels = ModelLabels(model_limit)

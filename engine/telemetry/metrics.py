@@ -2,13 +2,15 @@
 
 The OpenTelemetry GenAI client metrics, in Prometheus naming (``gen_ai.client.operation.duration``
 in seconds is ``gen_ai_client_operation_duration_seconds``), with the conventions' bucket
-boundaries, and the engine's own ``engine_*`` metrics. Instruments are made once per registry and
-shared by every ``Metrics`` on it (two engines on one registry add to the same series). Label
+boundaries, and the engine's own ``engine_*`` metrics. Each engine keeps its values as plain
+numbers (``plain.py``), exposed by one collector per registry that adds up every engine on it (two
+engines on one registry report one series). Label
 children are bound once per route, target and GenAI label set (``RouteSeries``, ``TargetSeries``,
 ``OperationSeries``), so a request records through attributes it already holds: no label tuple is
 built or looked up per request beyond the outcome's.
 
-With ``PROMETHEUS_MULTIPROC_DIR`` set (a multi-worker gateway) the values live in that directory,
+With ``PROMETHEUS_MULTIPROC_DIR`` set (a multi-worker gateway) the instruments are
+``prometheus_client``'s own, made once per registry, and the values live in that directory,
 the gauges say how workers combine (in flight: the live workers' sum; a circuit: the most recent
 value), and ``exposition()`` / ``snapshot()`` read every worker's values.
 """
@@ -18,7 +20,7 @@ from __future__ import annotations
 import os
 import weakref
 from collections.abc import Iterable
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -27,8 +29,9 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.multiprocess import MultiProcessCollector
+
+from engine.telemetry.plain import Store, attach
 
 __all__ = [
     "CIRCUIT_STATES",
@@ -77,114 +80,125 @@ _OVERHEAD: Final = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01
 _SHARED: weakref.WeakKeyDictionary[CollectorRegistry, _Instruments] = weakref.WeakKeyDictionary()
 
 
-class _Instruments:
-    """Every instrument, registered once on one registry."""
+class _Kinds(Protocol):
+    def counter(self, name: str, doc: str, labelnames: tuple[str, ...]) -> Any: ...
+    def gauge(self, name: str, doc: str, labelnames: tuple[str, ...], mode: str) -> Any: ...
+    def histogram(
+        self, name: str, doc: str, labelnames: tuple[str, ...], buckets: tuple[float, ...]
+    ) -> Any: ...
+
+
+class _Prom:
+    """``prometheus_client``'s own metric objects on a registry (what multiprocess mode sees)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self._genai(registry)
-        self._requests(registry)
-        self._state(registry)
+        self.r = registry
 
-    def _genai(self, r: CollectorRegistry) -> None:
+    def counter(self, name: str, doc: str, labelnames: tuple[str, ...]) -> Any:
+        return Counter(name, doc, labelnames, registry=self.r)
+
+    def gauge(self, name: str, doc: str, labelnames: tuple[str, ...], mode: str) -> Any:
+        return Gauge(name, doc, labelnames, registry=self.r, multiprocess_mode=mode)  # type: ignore[arg-type]
+
+    def histogram(self, name: str, doc: str, labelnames: tuple[str, ...], buckets: tuple[float, ...]) -> Any:
+        return Histogram(name, doc, labelnames, registry=self.r, buckets=buckets)
+
+
+class _Instruments:
+    """Every instrument: plain numbers in a ``Store`` or ``prometheus_client``'s objects."""
+
+    def __init__(self, k: _Kinds) -> None:
+        self._genai(k)
+        self._requests(k)
+        self._state(k)
+
+    def _genai(self, k: _Kinds) -> None:
         """The OpenTelemetry GenAI client metrics."""
-        self.duration = Histogram(
+        self.duration = k.histogram(
             "gen_ai_client_operation_duration_seconds",
             "GenAI operation duration: one try against a provider.",
             GENAI_LABELS,
-            registry=r,
-            buckets=_DURATION,
+            _DURATION,
         )
-        self.tokens = Histogram(
+        self.tokens = k.histogram(
             "gen_ai_client_token_usage",
             "Number of input and output tokens used, per answered try.",
             (*GENAI_LABELS[:-1], "gen_ai_token_type"),
-            registry=r,
-            buckets=_TOKENS,
+            _TOKENS,
         )
-        self.first_chunk = Histogram(
+        self.first_chunk = k.histogram(
             "gen_ai_client_operation_time_to_first_chunk_seconds",
             "Time from sending a streamed request to its first chunk.",
             GENAI_LABELS[:-1],
-            registry=r,
-            buckets=_FIRST_CHUNK,
+            _FIRST_CHUNK,
         )
-        self.per_chunk = Histogram(
+        self.per_chunk = k.histogram(
             "gen_ai_client_operation_time_per_output_chunk_seconds",
             "Time per output chunk after the first (a stream's mean).",
             GENAI_LABELS[:-1],
-            registry=r,
-            buckets=_PER_CHUNK,
+            _PER_CHUNK,
         )
 
-    def _requests(self, r: CollectorRegistry) -> None:
+    def _requests(self, k: _Kinds) -> None:
         """Requests, tries, retries and failovers."""
-        self.requests = Counter(
-            "engine_requests", "Routed requests by route and outcome.", ("route", "outcome"), registry=r
+        self.requests = k.counter(
+            "engine_requests", "Routed requests by route and outcome.", ("route", "outcome")
         )
-        self.request_duration = Histogram(
+        self.request_duration = k.histogram(
             "engine_request_duration_seconds",
             "Whole routed request, every try and wait included.",
             ("route",),
-            registry=r,
-            buckets=_DURATION,
+            _DURATION,
         )
-        self.tries = Counter(
+        self.tries = k.counter(
             "engine_tries",
             "Tries by target, outcome and error kind.",
             ("target", "outcome", "error_kind"),
-            registry=r,
         )
-        self.retries = Counter("engine_retries", "Tries retried on the same target.", ("target",), registry=r)
-        self.failovers = Counter(
-            "engine_failovers", "Tries that moved on to the next target.", ("target",), registry=r
-        )
+        self.retries = k.counter("engine_retries", "Tries retried on the same target.", ("target",))
+        self.failovers = k.counter("engine_failovers", "Tries that moved on to the next target.", ("target",))
 
-    def _state(self, r: CollectorRegistry) -> None:
+    def _state(self, k: _Kinds) -> None:
         """Circuits, the cache, rate limits, requests in flight, cost and the engine's overhead."""
-        self.circuit = Gauge(
+        self.circuit = k.gauge(
             "engine_circuit_state",
             "Circuit state: 0 closed, 1 half open, 2 open.",
             ("circuit",),
-            registry=r,
-            multiprocess_mode="mostrecent",
+            "mostrecent",
         )
-        self.cache_hits = Counter(
-            "engine_cache_hits", "Requests answered from the response cache.", ("route",), registry=r
+        self.cache_hits = k.counter(
+            "engine_cache_hits", "Requests answered from the response cache.", ("route",)
         )
-        self.cache_misses = Counter(
-            "engine_cache_misses", "Cacheable requests the cache did not hold.", ("route",), registry=r
+        self.cache_misses = k.counter(
+            "engine_cache_misses", "Cacheable requests the cache did not hold.", ("route",)
         )
-        self.limit_waits = Counter(
-            "engine_rate_limit_waits", "Waits for client-side rate-limit room.", ("target",), registry=r
+        self.limit_waits = k.counter(
+            "engine_rate_limit_waits", "Waits for client-side rate-limit room.", ("target",)
         )
-        self.limit_wait_seconds = Counter(
+        self.limit_wait_seconds = k.counter(
             "engine_rate_limit_wait_seconds",
             "Time spent waiting for rate-limit room.",
             ("target",),
-            registry=r,
         )
-        self.limit_skips = Counter(
-            "engine_rate_limit_skips", "Targets skipped: rate limit used up.", ("target",), registry=r
+        self.limit_skips = k.counter(
+            "engine_rate_limit_skips", "Targets skipped: rate limit used up.", ("target",)
         )
-        self.in_flight = Gauge(
+        self.in_flight = k.gauge(
             "engine_requests_in_flight",
             "Routed requests in progress.",
             ("route",),
-            registry=r,
-            multiprocess_mode="livesum",
+            "livesum",
         )
-        self.cost = Counter(
+        self.cost = k.counter(
             "engine_cost_usd",
             "Cost in USD of answered requests, from the config's prices.",
             ("provider", "model"),
-            registry=r,
         )
-        self.overhead = Histogram(
+        self.overhead = k.histogram(
             "engine_overhead_seconds",
             "Time in the engine, the wait for the upstream, backoff and rate-limit waits excluded.",
             ("mode",),
-            registry=r,
-            buckets=_OVERHEAD,
+            _OVERHEAD,
         )
 
 
@@ -272,18 +286,27 @@ class Metrics:
 
     __slots__ = ("_children", "_operations", "_routes", "_targets", "instruments", "registry")
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, registry: CollectorRegistry | None = None, *, multiprocess: bool | None = None
+    ) -> None:
         self.registry = CollectorRegistry() if registry is None else registry
-        inst = _SHARED.get(self.registry)
-        if inst is None:
-            inst = _SHARED[self.registry] = _Instruments(self.registry)
+        if multiprocess is None:
+            multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        if multiprocess:  # prometheus_client's objects, made once per registry and shared
+            inst = _SHARED.get(self.registry)
+            if inst is None:
+                inst = _SHARED[self.registry] = _Instruments(_Prom(self.registry))
+        else:  # this engine's own plain numbers, added to the registry's other stores at scrape
+            store = Store()
+            inst = _Instruments(store)
+            attach(self.registry, store)
         self.instruments = inst
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._routes: dict[str, RouteSeries] = {}
         self._targets: dict[str, TargetSeries] = {}
         self._operations: dict[tuple[str, str, str, str], OperationSeries] = {}
 
-    def child(self, metric: MetricWrapperBase, *values: str) -> Any:
+    def child(self, metric: Any, *values: str) -> Any:
         key = (id(metric), values)
         child = self._children.get(key)
         if child is None:

@@ -8,7 +8,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-from conftest import Clock, series, value
+import pytest
+from conftest import Clock, samples, series, value
 from prometheus_client import CollectorRegistry
 
 from engine.errors import AllTargetsFailed, DeadlineExceeded, NoRouteError, ProviderError
@@ -308,3 +309,51 @@ def test_multiprocess_mode_adds_every_worker(tmp_path: Path) -> None:
         "{'outcome=ok,route=0': 2.0} {'model=gpt-4o-mini,provider=oa': 1.0} "
         "{'route=0': 2.0} {'circuit=oa': 0.0}"
     )
+
+
+def _scenario(one: Telemetry, two: Telemetry, graph: RoutingGraph, clock: Clock) -> None:
+    """Two engines on one registry: every kind of series, some of them from both."""
+    _retry_failover_ok(one, graph, clock)
+    _retry_failover_ok(two, graph, clock)
+    rec = two.request_started(graph.routes[1], "gem", stream=True)
+    rec.first_chunk()
+    ok = Attempt("gem/gemini-2.0-flash", "ok", 200, latency=0.3)
+    rec.try_ended(ok)
+    rec.ended(Done("gem", "gemini-2.0-flash", usage=Usage(5, 11), attempts=(ok,)), chunks=3)
+    hit = one.request_started(graph.routes[0], "chat")
+    hit.cache_lookup(True)
+    hit.ended(_answer((), cached=True))
+    one.request_started(graph.routes[0], "chat").waited(0.25, target="oa/gpt-4o-mini")  # in flight
+    two.request_started(graph.routes[0], "chat").ended(DeadlineExceeded("late"))
+    one.circuit_changed("oa/gpt-4o-mini", "open")
+    two.circuit_changed("oa/gpt-4o-mini", "half_open")  # the most recent wins
+
+
+def test_plain_numbers_expose_what_prometheus_client_objects_do(graph: RoutingGraph, clock: Clock) -> None:
+    """The default store (plain numbers, one collector per registry) against prometheus_client's
+    own metric objects (multiprocess mode's), fed the same requests by two engines each."""
+    found = []
+    for multiprocess in (False, True):
+        registry = CollectorRegistry()
+        one, two = (
+            Telemetry.for_graph(graph, registry=registry, clock=clock, multiprocess=multiprocess)
+            for _ in range(2)
+        )
+        clock.now = 0.0
+        _scenario(one, two, graph, clock)
+        found.append({k: v for k, v in samples(one).items() if not k[0].endswith("_created")})
+        assert one.metrics() == two.metrics()
+    plain, prom = found
+    assert plain == prom
+    assert plain[("engine_requests_total", frozenset({("route", "0"), ("outcome", "ok")}))] == 2
+    assert plain[("engine_requests_in_flight", frozenset({("route", "0")}))] == 1
+    assert plain[("engine_circuit_state", frozenset({("circuit", "oa/gpt-4o-mini")}))] == 1
+    le = frozenset({("mode", "route"), ("le", "0.005")})
+    assert plain[("engine_overhead_seconds_bucket", le)] == 4  # 4 ms each, cumulative
+
+
+def test_a_negative_counter_add_is_refused(tel: Telemetry) -> None:
+    m = tel._metrics
+    assert m is not None
+    with pytest.raises(ValueError):
+        m.cost("oa", "gpt-4o-mini", -1.0)
