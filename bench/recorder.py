@@ -1,9 +1,10 @@
 """The telemetry recorder's own cost per request, in-process: no network, no event loop.
 
 One answered request (one try) is recorded again and again through ``Telemetry`` as the engine
-builds it, with metrics on, then with metrics and traces on (the OTel SDK, a
+builds it, with metrics on (plain numbers; and prometheus_client's own objects, what multiprocess mode
+uses), then with metrics and traces on (the OTel SDK, a
 ``BatchSpanProcessor`` with an exporter that drops the spans), interleaved in rounds; the median
-round is kept. Beside them, the floors: the same Prometheus adds on the same label children with
+round is kept. Beside them, the floors: the same metric adds on the same label children with
 nothing of the engine's around them, and the OTel SDK making the same two spans with the same
 attributes. The recorder's cost less its floor is what the engine's own code adds.
 
@@ -74,17 +75,22 @@ def _provider(exporter: Any, batch: bool = True) -> Any:
     return provider
 
 
-def _telemetry(traces: bool, provider: Any = None) -> tuple[Telemetry, Any]:
+def _telemetry(traces: bool, provider: Any = None, multiprocess: bool = False) -> tuple[Telemetry, Any]:
     graph = compile_text(ROUTES.replace("TRACES", "true" if traces else "false"))
     tel = Telemetry.for_graph(
-        graph, registry=CollectorRegistry(), windows=HealthTracker(), tracer_provider=provider
+        graph,
+        registry=CollectorRegistry(),
+        windows=HealthTracker(),
+        tracer_provider=provider,
+        multiprocess=multiprocess,
     )
     return tel, graph.routes[0]
 
 
-def recorded(traces: bool = False) -> Callable[[], None]:
-    """One request through the recorder, as ``Engine.route()`` feeds it."""
-    tel, route = _telemetry(traces, _provider(_NoExport()) if traces else None)
+def recorded(traces: bool = False, multiprocess: bool = False) -> Callable[[], None]:
+    """One request through the recorder, as ``Engine.route()`` feeds it (``multiprocess``:
+    prometheus_client's own metric objects, as with ``PROMETHEUS_MULTIPROC_DIR``)."""
+    tel, route = _telemetry(traces, _provider(_NoExport()) if traces else None, multiprocess)
     request = {**REQUEST, "model": MODEL}
 
     def one() -> None:
@@ -95,9 +101,9 @@ def recorded(traces: bool = False) -> Callable[[], None]:
     return one
 
 
-def prometheus_floor() -> Callable[[], None]:
+def adds_floor(multiprocess: bool = False) -> Callable[[], None]:
     """The adds one request makes, on label children bound beforehand, and nothing else."""
-    tel, _ = _telemetry(False)
+    tel, _ = _telemetry(False, multiprocess=multiprocess)
     m = tel._metrics
     assert m is not None
     rs, ts = m.route("0"), m.target(f"up/{MODEL}")
@@ -149,7 +155,9 @@ def costs(traces: bool = True, rounds: int = 9, n: int = 2000) -> dict[str, floa
     """Microseconds per request of each row, the median of ``rounds`` interleaved rounds."""
     rows: dict[str, Callable[[], None]] = {
         "recorder, metrics on": recorded(False),
-        "  prometheus_client alone (same adds)": prometheus_floor(),
+        "  plain-number adds alone (same adds)": adds_floor(),
+        "recorder, metrics on, prometheus_client objs": recorded(False, multiprocess=True),
+        "  prometheus_client adds alone (same adds)": adds_floor(multiprocess=True),
     }
     if traces:
         rows["recorder, metrics + traces (batch)"] = recorded(True)
