@@ -17,9 +17,10 @@ value), and ``exposition()`` / ``snapshot()`` read every worker's values.
 
 from __future__ import annotations
 
+import itertools
 import os
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, Final, Protocol
 
 from prometheus_client import (
@@ -29,9 +30,17 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
-from engine.telemetry.plain import Store, attach
+from engine.telemetry.plain import Family, Store, merge
 
 __all__ = [
     "CIRCUIT_STATES",
@@ -78,6 +87,60 @@ _PER_CHUNK: Final = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.
 _OVERHEAD: Final = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 
 _SHARED: weakref.WeakKeyDictionary[CollectorRegistry, _Instruments] = weakref.WeakKeyDictionary()
+
+
+class PlainCollector(Collector):
+    """Every store on one registry, added up at scrape time (held while the registry lives)."""
+
+    def __init__(self) -> None:
+        self.stores: list[Store] = []
+
+    def describe(self) -> Iterator[Metric]:
+        if self.stores:
+            yield from (_family(f) for f in self.stores[0].families)
+
+    def collect(self) -> Iterator[Metric]:
+        if not self.stores:
+            return
+        for i, first in enumerate(self.stores[0].families):
+            out = _family(first)
+            merged = merge([s.families[i] for s in self.stores])
+            for labels, child in merged.items():
+                if first.kind == "histogram":
+                    counts, total = child
+                    cumulative = list(itertools.accumulate(counts))
+                    out.add_metric(labels, list(zip(_les(first), cumulative, strict=True)), total)
+                else:
+                    out.add_metric(labels, child)
+            yield out
+
+
+def _family(f: Family) -> Any:
+    """An empty family of ``f``'s type."""
+    if f.kind == "counter":
+        return CounterMetricFamily(f.name, f.doc, labels=f.labelnames)
+    if f.kind == "gauge":
+        return GaugeMetricFamily(f.name, f.doc, labels=f.labelnames)
+    return HistogramMetricFamily(f.name, f.doc, labels=f.labelnames)
+
+
+_COLLECTORS: weakref.WeakKeyDictionary[CollectorRegistry, PlainCollector] = weakref.WeakKeyDictionary()
+
+
+def attach(registry: CollectorRegistry, store: Store) -> None:
+    """Expose ``store`` on ``registry`` (one collector per registry, registered on first use)."""
+    collector = _COLLECTORS.get(registry)
+    if collector is None:
+        collector = PlainCollector()
+        collector.stores.append(store)
+        registry.register(collector)  # describe(): the names, so a clash is refused
+        _COLLECTORS[registry] = collector
+    else:
+        collector.stores.append(store)
+
+
+def _les(f: Family) -> list[str]:
+    return [*(floatToGoString(b) for b in f.bounds), "+Inf"]  # type: ignore[no-untyped-call]
 
 
 class _Kinds(Protocol):

@@ -1,10 +1,10 @@
-"""Counters, gauges and histograms as plain Python numbers, exposed to ``prometheus_client`` at
-scrape time by a ``Collector`` (``CounterMetricFamily`` and friends).
+"""Counters, gauges and histograms as plain Python numbers (no library), exposed to
+``prometheus_client`` at scrape time by ``metrics.PlainCollector``.
 
 The request path adds to attributes of a child bound once per label tuple: no lock, no value
 object, no exemplar check (``prometheus_client`` spends ~1 µs per add on those). Each engine keeps
 its own ``Store``, written only from its event loop; one ``PlainCollector`` per registry adds up the
-stores on it, so two engines on one registry still report one series. Not for multiprocess mode:
+stores on it (``merge``), so two engines on one registry still report one series. Not for multiprocess mode:
 ``prometheus_client`` only sees values written through its own metric objects (``metrics.py``
 uses those when ``PROMETHEUS_MULTIPROC_DIR`` is set).
 """
@@ -12,22 +12,11 @@ uses those when ``PROMETHEUS_MULTIPROC_DIR`` is set).
 from __future__ import annotations
 
 import itertools
-import weakref
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, Final
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.metrics_core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString
-
-__all__ = ["PlainCollector", "Store", "attach"]
+__all__ = ["Family", "Store", "merge"]
 
 _STAMP: Final = itertools.count(1)  # orders gauge sets across stores ("mostrecent")
 
@@ -80,7 +69,7 @@ class HistogramChild:
 class Family:
     """One metric's children by label tuple; ``labels(*values)`` as ``prometheus_client``'s."""
 
-    __slots__ = ("bounds", "children", "doc", "kind", "labelnames", "les", "mode", "name")
+    __slots__ = ("bounds", "children", "doc", "kind", "labelnames", "mode", "name")
 
     def __init__(
         self,
@@ -94,7 +83,6 @@ class Family:
     ) -> None:
         self.kind, self.name, self.doc, self.labelnames = kind, name, doc, tuple(labelnames)
         self.bounds, self.mode = tuple(float(b) for b in bounds), mode
-        self.les = [*(floatToGoString(b) for b in self.bounds), "+Inf"]  # type: ignore[no-untyped-call]
         self.children: dict[tuple[str, ...], Any] = {}
 
     def labels(self, *values: str) -> Any:
@@ -133,42 +121,7 @@ class Store:
         return family
 
 
-class PlainCollector(Collector):
-    """Every store on one registry, added up at scrape time (held while the registry lives)."""
-
-    def __init__(self) -> None:
-        self.stores: list[Store] = []
-
-    def describe(self) -> Iterator[Metric]:
-        if self.stores:
-            yield from (_family(f) for f in self.stores[0].families)
-
-    def collect(self) -> Iterator[Metric]:
-        if not self.stores:
-            return
-        for i, first in enumerate(self.stores[0].families):
-            out = _family(first)
-            merged = _merge([s.families[i] for s in self.stores])
-            for labels, child in merged.items():
-                if first.kind == "histogram":
-                    counts, total = child
-                    cumulative = list(itertools.accumulate(counts))
-                    out.add_metric(labels, list(zip(first.les, cumulative, strict=True)), total)
-                else:
-                    out.add_metric(labels, child)
-            yield out
-
-
-def _family(f: Family) -> Any:
-    """An empty family of ``f``'s type."""
-    if f.kind == "counter":
-        return CounterMetricFamily(f.name, f.doc, labels=f.labelnames)
-    if f.kind == "gauge":
-        return GaugeMetricFamily(f.name, f.doc, labels=f.labelnames)
-    return HistogramMetricFamily(f.name, f.doc, labels=f.labelnames)
-
-
-def _merge(families: list[Family]) -> dict[tuple[str, ...], Any]:
+def merge(families: list[Family]) -> dict[tuple[str, ...], Any]:
     """Label tuple -> value (a histogram: its counts and sum) over every store's family."""
     out: dict[tuple[str, ...], Any] = {}
     stamps: dict[tuple[str, ...], int] = {}
@@ -183,18 +136,3 @@ def _merge(families: list[Family]) -> dict[tuple[str, ...], Any]:
             else:
                 out[labels] = out.get(labels, 0.0) + child.value
     return out
-
-
-_COLLECTORS: weakref.WeakKeyDictionary[CollectorRegistry, PlainCollector] = weakref.WeakKeyDictionary()
-
-
-def attach(registry: CollectorRegistry, store: Store) -> None:
-    """Expose ``store`` on ``registry`` (one collector per registry, registered on first use)."""
-    collector = _COLLECTORS.get(registry)
-    if collector is None:
-        collector = PlainCollector()
-        collector.stores.append(store)
-        registry.register(collector)  # describe(): the names, so a clash is refused
-        _COLLECTORS[registry] = collector
-    else:
-        collector.stores.append(store)
