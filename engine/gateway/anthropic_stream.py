@@ -213,12 +213,13 @@ class StreamWriter:
             delta = {"stop_reason": stop_reason(done.finish_reason, self._tools), "stop_sequence": None}
             body: dict[str, Any] = {"type": "message_delta", "delta": delta, "usage": usage}
         else:  # the provider's own: its stop reason and sequence, every field, counts completed
-            delta = end.get("delta") if type(end.get("delta")) is dict else {}
-            theirs = end.get("usage") if type(end.get("usage")) is dict else {}
-            reason = delta.get("stop_reason") or stop_reason(done.finish_reason, self._tools)
-            delta = {**delta, "stop_reason": reason, "stop_sequence": delta.get("stop_sequence")}
-            usage.update((k, v) for k, v in theirs.items() if k not in usage)
-            body = {**end, "type": "message_delta", "delta": delta, "usage": usage}
+            given, theirs = end.get("delta"), end.get("usage")
+            mine: dict[str, Any] = given if type(given) is dict else {}
+            reason = mine.get("stop_reason") or stop_reason(done.finish_reason, self._tools)
+            mine = {**mine, "stop_reason": reason, "stop_sequence": mine.get("stop_sequence")}
+            if type(theirs) is dict:
+                usage.update((k, v) for k, v in theirs.items() if k not in usage)
+            body = {**end, "type": "message_delta", "delta": mine, "usage": usage}
         out.append(event("message_delta", body))
         out.append(event("message_stop", {"type": "message_stop"}))
         self.done = True
