@@ -34,6 +34,7 @@ from engine.errors import (
 from engine.result import (
     Attempt,
     Done,
+    NativeEvent,
     ReasoningBlock,
     ReasoningDelta,
     Response,
@@ -103,6 +104,7 @@ __all__ = [
     "ListedModel",
     "ListingError",
     "ModelListing",
+    "NativeEvent",
     "NoRouteError",
     "Plan",
     "PlanBody",

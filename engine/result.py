@@ -9,6 +9,7 @@ __all__ = [
     "Attempt",
     "Done",
     "ErrorKind",
+    "NativeEvent",
     "Outcome",
     "ReasoningBlock",
     "ReasoningDelta",
@@ -290,4 +291,19 @@ class Done:
     type: Literal["done"] = "done"
 
 
-StreamEvent = TextDelta | ReasoningDelta | ToolCallDelta | Done
+@dataclass(frozen=True, slots=True)
+class NativeEvent:
+    """A provider's own stream event that the unified events do not model, as it came
+    (``data``, the decoded event; ``kind``, the wire format it is in), for a client that speaks
+    that format: from Anthropic, the start, deltas and stop of a server-tool block
+    (``server_tool_use``, ``web_search_tool_result``, ...) or a ``compaction`` block, a
+    ``citations_delta``, the start of a text block that opens right after another one or
+    carries citations, and ``message_delta`` (the provider's own stop reason and usage). Its
+    text is not in the ``TextDelta`` events; every other consumer may skip it."""
+
+    kind: str
+    data: dict[str, Any]
+    type: Literal["native"] = "native"
+
+
+StreamEvent = TextDelta | ReasoningDelta | ToolCallDelta | NativeEvent | Done

@@ -152,6 +152,7 @@ def test_the_plan_parts_and_event_classes_are_all_exported() -> None:
         engine.TextDelta,
         engine.ReasoningDelta,
         engine.ToolCallDelta,
+        engine.NativeEvent,
         engine.Done,
     }
 

@@ -64,7 +64,7 @@ class Answer:
     """The reply, ready to be rendered in any wire format."""
 
     text: str
-    finish: str  # "stop" | "length" | "stop_sequence" | "tool"
+    finish: str  # "stop" | "length" | "stop_sequence" | "tool" | "pause_turn" | "refusal"
     input_tokens: int
     output_tokens: int
     stop_sequence: str | None = None
@@ -130,6 +130,8 @@ def answer(chat: Chat, fault: Fault) -> Answer:
     text, seq = _cut_at_stop(_reply_text(chat, fault), chat.stop)
     finish = "stop" if seq is None else "stop_sequence"
     thought, text, finish, seq = _budgeted(chat.max_tokens, thought, text, finish, seq)
+    if fault.stop_reason is not None and finish != "length":
+        finish, seq = fault.stop_reason, None
     ans = Answer(
         text=text,
         finish=finish,

@@ -36,7 +36,10 @@ DIRECTIVES = {
     "cached=N": "report N more prompt tokens, read from the prompt cache (usage shows them cached)",
     "cache_write=N": "report N more prompt tokens, written to the prompt cache (anthropic only)",
     "too_long": "answer 400 with the kind's own 'context length exceeded' error",
+    "stop_reason=R": "anthropic: end a text answer with stop_reason R (pause_turn or refusal; "
+    "openai: refusal is finish_reason content_filter)",
 }
+_STOP_REASONS = ("pause_turn", "refusal")
 
 _SPLIT = re.compile(r"[\s,;]+")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
@@ -71,6 +74,7 @@ class Fault:
     cached: int | None = None
     cache_write: int | None = None
     too_long: bool = False
+    stop_reason: str | None = None
     label: str = ""  # the directive text it came from (for stats)
 
     def merge(self, other: Fault) -> Fault:
@@ -117,6 +121,10 @@ def _apply(values: dict[str, Any], key: str, value: str | None) -> None:
         values[key] = seconds(value or "")
     elif key == "retry_after":
         values[key] = str(seconds(value or "")).removesuffix(".0")
+    elif key == "stop_reason":
+        if value not in _STOP_REASONS:
+            raise ValueError(f"stop_reason is one of {', '.join(_STOP_REASONS)}, got {value!r}")
+        values[key] = value
     elif key == "retry_after_ms":
         values[key] = str(_int(key, value))
     else:

@@ -4,6 +4,11 @@ bodies and the model listing come out, with the fields and field order the real 
 
 The key may come as ``x-api-key`` or as ``Authorization: Bearer`` (what the official SDK sends).
 ``thinking: {type: enabled, budget_tokens}`` adds a signed ``thinking`` block before the reply.
+A request that offers the ``web_search_…`` server tool and whose user text says "search" is
+answered as the API answers a search: a ``server_tool_use`` block, its
+``web_search_tool_result``, then the reply in a plain text block and a cited one (a
+``web_search_result_location`` citation; streamed as ``citations_delta``), with
+``usage.server_tool_use``; with ``stop_reason=pause_turn`` the turn pauses after the result.
 An ``anthropic-beta`` header must be a comma-separated list of flags of Anthropic's form
 (``name-YYYY-MM-DD``), ``metadata`` may hold ``user_id`` only. ``POST /v1/messages/count_tokens``
 answers ``{"input_tokens": N}`` for a body the count endpoint takes (no ``max_tokens``).
@@ -11,11 +16,14 @@ answers ``{"input_tokens": N}`` for a body the count endpoint takes (no ``max_to
 
 from __future__ import annotations
 
+import base64
 import datetime
+import hashlib
+import json
 import re
 from typing import Any, ClassVar
 
-from engine.fake.answer import Answer, BadRequest, Chat, sign, words
+from engine.fake.answer import Answer, BadRequest, Chat, sign, split, words
 from engine.fake.wire import MALFORMED, SLOT, Wire, dumps, jtype, repeat, stops, text, typecheck, user
 
 __all__ = ["Anthropic"]
@@ -76,6 +84,8 @@ _BLOCKS = (
     "container_upload",
     "compaction",
 )
+_SEARCH_WORD = re.compile(r"\bsearch", re.IGNORECASE)
+_FOUND = "Based on the search results:"
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 _VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _FIRST_VERSION = datetime.date(2023, 1, 1)
@@ -386,6 +396,8 @@ class Anthropic(Wire):
         "length": "max_tokens",
         "tool": "tool_use",
         "stop_sequence": "stop_sequence",
+        "pause_turn": "pause_turn",
+        "refusal": "refusal",
     }
 
     def route(self, method: str, path: str, headers: Any) -> tuple[str, str | None] | None:
@@ -460,6 +472,11 @@ class Anthropic(Wire):
             chat.tools = tuple(t["name"] for t in custom)
             chat.schemas = {t["name"]: t["input_schema"] for t in custom}
         chat.thinking = (body.get("thinking") or {}).get("type") in ("enabled", "adaptive")
+        search = next(
+            (t for t in body.get("tools") or () if str(t.get("type", "")).startswith("web_search_")), None
+        )
+        if search is not None and chat.tool_result is None and _SEARCH_WORD.search(chat.user_text):
+            chat.opts["search"] = (str(search.get("name") or "web_search"), chat.user_text)
         return chat
 
     def error(self, status: int, message: str, rid: str = "") -> dict[str, Any]:
@@ -469,10 +486,13 @@ class Anthropic(Wire):
     def headers(self, rid: str) -> dict[str, str]:
         return {"request-id": "req_" + rid}
 
-    def _blocks(self, ans: Answer, rid: str) -> list[dict[str, Any]]:
+    def _blocks(self, ans: Answer, rid: str, chat: Chat | None = None) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         if ans.thinking:
             out.append({"type": "thinking", "thinking": ans.thinking, "signature": ans.signature})
+        search = chat.opts.get("search") if chat is not None and ans.tool_name is None else None
+        if search is not None:
+            return out + _searched(search[0], search[1], ans, rid)
         if ans.tool_name is not None:
             out.append(
                 {"type": "tool_use", "id": "toolu_" + rid, "name": ans.tool_name, "input": ans.tool_args}
@@ -481,8 +501,8 @@ class Anthropic(Wire):
             out.append({"type": "text", "text": ans.text})
         return out
 
-    def _usage(self, ans: Answer, output: int) -> dict[str, Any]:
-        return {
+    def _usage(self, ans: Answer, output: int, chat: Chat | None = None) -> dict[str, Any]:
+        usage = {
             "input_tokens": ans.input_tokens,
             "cache_creation_input_tokens": ans.cache_write_tokens,
             "cache_read_input_tokens": ans.cached_tokens,
@@ -493,6 +513,9 @@ class Anthropic(Wire):
             "output_tokens": output,
             "service_tier": "standard",
         }
+        if chat is not None and "search" in chat.opts and ans.tool_name is None:
+            usage["server_tool_use"] = {"web_search_requests": 1, "web_fetch_requests": 0}
+        return usage
 
     def body(self, chat: Chat, ans: Answer, rid: str) -> dict[str, Any]:
         if chat.opts.get("count"):
@@ -502,10 +525,10 @@ class Anthropic(Wire):
             "id": "msg_" + rid,
             "type": "message",
             "role": "assistant",
-            "content": self._blocks(ans, rid),
+            "content": self._blocks(ans, rid, chat),
             "stop_reason": self._STOP[ans.finish],
             "stop_sequence": ans.stop_sequence,
-            "usage": self._usage(ans, ans.output_tokens + ans.thinking_tokens),
+            "usage": self._usage(ans, ans.output_tokens + ans.thinking_tokens, chat),
         }
 
     def event(self, name: str, data: dict[str, Any]) -> bytes:
@@ -521,12 +544,12 @@ class Anthropic(Wire):
             "usage": self._usage(ans, 1),
         }
         out = [ev("message_start", {"type": "message_start", "message": message})]
-        for index, block in enumerate(self._blocks(ans, rid)):
+        for index, block in enumerate(self._blocks(ans, rid, chat)):
             events = self._block_frames(index, block, ans)
             if index == 0:  # the API pings once, right after the first block starts
                 events.insert(1, ev("ping", {"type": "ping"}))
             out += events
-        usage = self._usage(ans, ans.output_tokens + ans.thinking_tokens)
+        usage = self._usage(ans, ans.output_tokens + ans.thinking_tokens, chat)
         del usage["cache_creation"], usage["service_tier"]
         out += [
             ev(
@@ -550,12 +573,34 @@ class Anthropic(Wire):
         elif kind == "tool_use":
             start, delta, field = {**block, "input": {}}, "input_json_delta", "partial_json"
             pieces = [("",), *((p,) for p in ans.pieces)]  # the API opens with an empty piece
-        else:
+        elif kind == "server_tool_use":
+            start, delta, field = {**block, "input": {}}, "input_json_delta", "partial_json"
+            pieces = [("",), *((p,) for p in split(json.dumps(block["input"]), 2))]
+        elif kind == "text":
             start, delta, field = {**block, "text": ""}, "text_delta", "text"
-            pieces = [(p,) for p in ans.pieces]
+            pieces = [(p,) for p in ans.pieces] if block["text"] == ans.text else [(block["text"],)]
+        else:  # a server tool's result: whole in its start
+            start, delta, field, pieces = block, "", "", []
+        cites = start.pop("citations", None) if kind == "text" else None
+        if cites is not None:
+            start["citations"] = []
         out = [
             ev("content_block_start", {"type": "content_block_start", "index": index, "content_block": start})
         ]
+        for cite in cites or ():  # the API sends a block's citations before its text
+            out.append(
+                ev(
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": index,
+                        "delta": {"type": "citations_delta", "citation": cite},
+                    },
+                )
+            )
+        if not pieces:
+            out.append(ev("content_block_stop", {"type": "content_block_stop", "index": index}))
+            return out
         out += repeat(
             ev(
                 "content_block_delta",
@@ -601,3 +646,38 @@ class Anthropic(Wire):
             "first_id": names[0] if names else None,
             "last_id": names[-1] if names else None,
         }
+
+
+def _searched(name: str, query: str, ans: Answer, rid: str) -> list[dict[str, Any]]:
+    """A web search's blocks: the server tool's call and result, then (unless the turn pauses)
+    the reply, plain and then cited, as the API sends a searched answer."""
+    slug = re.sub(r"[^a-z0-9]+", "-", query.lower()).strip("-")[:40] or "result"
+    url = f"https://example.org/{slug}"
+    title = f"About {query[:60]}"
+    digest = hashlib.sha256(url.encode()).digest()
+    out: list[dict[str, Any]] = [
+        {"type": "server_tool_use", "id": "srvtoolu_" + rid, "name": name, "input": {"query": query}},
+        {
+            "type": "web_search_tool_result",
+            "tool_use_id": "srvtoolu_" + rid,
+            "content": [
+                {
+                    "type": "web_search_result",
+                    "title": title,
+                    "url": url,
+                    "encrypted_content": base64.b64encode(digest * 2).decode(),
+                    "page_age": "April 1, 2025",
+                }
+            ],
+        },
+    ]
+    if ans.finish == "pause_turn" or not ans.text:
+        return out
+    cite = {
+        "type": "web_search_result_location",
+        "cited_text": ans.text[:150],
+        "url": url,
+        "title": title,
+        "encrypted_index": base64.b64encode(digest[:24]).decode(),
+    }
+    return [*out, {"type": "text", "text": _FOUND}, {"type": "text", "text": ans.text, "citations": [cite]}]

@@ -312,7 +312,11 @@ class OpenAI(Wire):
         404: "model_not_found",
         429: "rate_limit_exceeded",
     }
-    _FINISH: ClassVar[dict[str, str]] = {"length": "length", "tool": "tool_calls"}
+    _FINISH: ClassVar[dict[str, str]] = {
+        "length": "length",
+        "tool": "tool_calls",
+        "refusal": "content_filter",
+    }
 
     def route(self, method: str, path: str, headers: Any) -> tuple[str, str | None] | None:
         if method == "POST" and path.endswith("/chat/completions"):

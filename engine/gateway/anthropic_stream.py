@@ -8,6 +8,13 @@ A block is opened when the kind of delta changes (thinking never inside a text b
 signature closes its thinking block. ``message_start`` carries the engine's estimate of the
 input tokens (the provider's count arrives with the final event); ``message_delta`` carries
 every final count, which the SDKs let replace ``message_start``'s.
+
+From a provider of kind ``anthropic``, what the engine's events do not model arrives as its own
+events (``NativeEvent``) and goes out as it came, renumbered into this stream's blocks: the
+blocks of server tools (``server_tool_use``, ``web_search_tool_result``, ...) and
+``compaction``, ``citations_delta`` in its text block, the start of a text block that follows
+another, and ``message_delta``'s own stop reason (``stop_sequence``, ``pause_turn``, ...),
+stop sequence and other fields, with its usage beyond the four counts.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from typing import Any
 
 from engine.estimate import prompt_tokens
 from engine.gateway.jsonio import dumps
-from engine.result import Done, ReasoningDelta, StreamEvent, TextDelta, ToolCallDelta, Usage
+from engine.result import Done, NativeEvent, ReasoningDelta, StreamEvent, TextDelta, ToolCallDelta, Usage
 
 __all__ = ["StreamWriter", "event", "message_id", "stop_reason", "usage_of"]
 
@@ -60,7 +67,7 @@ def usage_of(usage: Usage) -> dict[str, int]:
 class StreamWriter:
     """One stream's state: the open block, its index, whether the message has started."""
 
-    __slots__ = ("_block", "_index", "_pinged", "_request", "_tool", "_tools", "done", "started")
+    __slots__ = ("_block", "_end", "_index", "_pinged", "_request", "_tool", "_tools", "done", "started")
 
     def __init__(self, request: Mapping[str, Any]) -> None:
         self._request = request
@@ -69,6 +76,7 @@ class StreamWriter:
         self._tool: int | None = None  # the engine's index of the open tool call
         self._tools = False
         self._pinged = False
+        self._end: dict[str, Any] | None = None  # the provider's own message_delta
         self.started = False
         self.done = False
 
@@ -92,6 +100,9 @@ class StreamWriter:
             self._reasoning(out, ev)
         elif isinstance(ev, ToolCallDelta):
             self._tool_call(out, ev)
+        elif isinstance(ev, NativeEvent):
+            if ev.kind == "anthropic":
+                self._native(out, ev.data)
         elif isinstance(ev, Done):
             self._done(out, ev)
         return b"".join(out)
@@ -115,9 +126,10 @@ class StreamWriter:
         }
         return event("message_start", {"type": "message_start", "message": message})
 
-    def _open(self, out: list[bytes], kind: str, block: dict[str, Any]) -> None:
-        """Open a block of ``kind`` unless one is open (closing a block of another kind)."""
-        if self._block == kind:
+    def _open(self, out: list[bytes], kind: str, block: Mapping[str, Any], new: bool = False) -> None:
+        """Open a block of ``kind`` unless one is open (closing a block of another kind; with
+        ``new``, any block)."""
+        if self._block == kind and not new:
             return
         self._close(out)
         self._block = kind
@@ -172,11 +184,42 @@ class StreamWriter:
         if ev.arguments:
             out.append(self._delta({"type": "input_json_delta", "partial_json": ev.arguments}))
 
+    def _native(self, out: list[bytes], data: dict[str, Any]) -> None:
+        """A provider's own event: a block's start (its own block, a text block after another),
+        a delta in the open block, a block's stop, or the message_delta kept for the end."""
+        kind = data.get("type")
+        if kind == "content_block_start":
+            block = data.get("content_block")
+            if type(block) is dict:
+                text = block.get("type") == "text"
+                self._open(out, "text" if text else "native", block, new=True)
+        elif kind == "content_block_delta":
+            delta = data.get("delta")
+            cites = type(delta) is dict and delta.get("type") == "citations_delta"
+            if self._block is None or (cites and self._block != "text"):  # cited before its text
+                self._open(out, "text", {"type": "text", "text": ""})
+            out.append(event("content_block_delta", {**data, "index": self._index}))
+        elif kind == "content_block_stop":
+            if self._block == "native":
+                self._close(out)
+        elif kind == "message_delta":
+            self._end = data
+
     def _done(self, out: list[bytes], done: Done) -> None:
         self._close(out)
-        delta = {"stop_reason": stop_reason(done.finish_reason, self._tools), "stop_sequence": None}
-        out.append(
-            event("message_delta", {"type": "message_delta", "delta": delta, "usage": usage_of(done.usage)})
-        )
+        usage: dict[str, Any] = usage_of(done.usage)
+        end = self._end
+        if end is None:
+            delta = {"stop_reason": stop_reason(done.finish_reason, self._tools), "stop_sequence": None}
+            body: dict[str, Any] = {"type": "message_delta", "delta": delta, "usage": usage}
+        else:  # the provider's own: its stop reason and sequence, every field, counts completed
+            given, theirs = end.get("delta"), end.get("usage")
+            mine: dict[str, Any] = given if type(given) is dict else {}
+            reason = mine.get("stop_reason") or stop_reason(done.finish_reason, self._tools)
+            mine = {**mine, "stop_reason": reason, "stop_sequence": mine.get("stop_sequence")}
+            if type(theirs) is dict:
+                usage.update((k, v) for k, v in theirs.items() if k not in usage)
+            body = {**end, "type": "message_delta", "delta": mine, "usage": usage}
+        out.append(event("message_delta", body))
         out.append(event("message_stop", {"type": "message_stop"}))
         self.done = True

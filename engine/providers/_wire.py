@@ -12,7 +12,7 @@ from abc import abstractmethod
 from typing import Any, NoReturn
 
 from engine.providers.base import ERROR_TEXT_MAX, StreamParser, WireError, error_text, loads
-from engine.result import ReasoningDelta, TextDelta, ToolCallDelta
+from engine.result import NativeEvent, ReasoningDelta, TextDelta, ToolCallDelta
 
 __all__ = [
     "Deltas",
@@ -36,7 +36,7 @@ __all__ = [
     "tokens",
 ]
 
-Deltas = list[TextDelta | ReasoningDelta | ToolCallDelta]
+Deltas = list[TextDelta | ReasoningDelta | ToolCallDelta | NativeEvent]
 
 _loads = loads
 

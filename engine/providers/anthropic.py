@@ -52,7 +52,7 @@ from engine.providers.base import (
 from engine.providers.native import BETA
 from engine.providers.native import VERSION as VERSION_FORM
 from engine.providers.native import native as native_of
-from engine.result import ReasoningBlock, TextDelta, ToolCall, ToolCallDelta, Usage
+from engine.result import NativeEvent, ReasoningBlock, TextDelta, ToolCall, ToolCallDelta, Usage
 
 __all__ = ["DEFAULT_MAX_TOKENS", "KIND", "AnthropicKind"]
 
@@ -510,6 +510,14 @@ class AnthropicStream(SSEParser):
     Tool calls are numbered in the order their ``tool_use`` blocks start (OpenAI's ``index``),
     not by content-block index, which also counts text and thinking blocks. ``thinking`` blocks
     become ``ReasoningDelta`` events (``signature_delta`` as a delta with the signature).
+
+    What the unified events do not model comes as ``NativeEvent``s, the events as sent: every
+    event of a block of another type (server tools' ``server_tool_use`` and ``*_tool_result``,
+    ``compaction``, types Anthropic adds later), ``citations_delta`` and unknown deltas, and
+    ``message_delta``. The start of a text block that opens right after another text block, or
+    carries more than its text (``citations``), comes too, held until the block's first delta
+    so that it never makes a stream answered earlier than its first content (a failover stays
+    possible until then).
     """
 
     kind = "anthropic"
@@ -518,15 +526,20 @@ class AnthropicStream(SSEParser):
         super().__init__()
         self._tools: dict[int, int] = {}  # content block index -> tool call index
         self._counts: dict[str, int] = {}
+        self._native: set[int] = set()  # the indexes of blocks relayed as native events
+        self._last: Any = None  # the type of the block started last
+        self._held: NativeEvent | None = None  # a text block's start, sent with its first delta
 
     def event(self, data: dict[str, Any]) -> Deltas:
         kind = data.get("type")
         if kind == "content_block_delta":
+            if data.get("index") in self._native:
+                return [NativeEvent("anthropic", data)]
             delta = as_dict(data.get("delta"), "content_block_delta.delta")
             dtype = delta.get("type")
             if dtype == "text_delta":
                 text = opt_str(delta.get("text"), "text_delta.text")
-                return [TextDelta(text)] if text else []
+                return self._with_held(TextDelta(text)) if text else []
             if dtype == "input_json_delta":
                 block = data.get("index")
                 index = self._tools.get(block) if type(block) is int else None
@@ -540,9 +553,11 @@ class AnthropicStream(SSEParser):
             if dtype == "signature_delta":
                 sig = opt_str(delta.get("signature"), "signature_delta.signature")
                 return [self.thoughts.sign(sig)] if sig else []
-            return []  # citations_delta, unknown future deltas
+            return self._with_held(NativeEvent("anthropic", data))  # citations_delta, future deltas
         if kind == "content_block_start":
             return self._block_start(data)
+        if kind == "content_block_stop":
+            return [NativeEvent("anthropic", data)] if data.get("index") in self._native else []
         if kind == "message_start":
             message = as_dict(data.get("message"), "message_start.message")
             self.model = opt_str(message.get("model"), "message_start.message.model")
@@ -553,15 +568,25 @@ class AnthropicStream(SSEParser):
             if reason is not None:
                 self.finish_reason = _finish(reason)
             self._usage(data.get("usage"))
+            return [NativeEvent("anthropic", data)]
         elif kind == "message_stop":
             self.done = True
         elif kind == "error":
             fail(error_text(data))
-        return []  # ping, content_block_stop, unknown future events
+        return []  # ping, unknown future events
+
+    def _with_held(self, event: TextDelta | NativeEvent) -> Deltas:
+        held = self._held
+        if held is None:
+            return [event]
+        self._held = None
+        return [held, event]
 
     def _block_start(self, data: dict[str, Any]) -> Deltas:
         block = as_dict(data.get("content_block"), "content_block_start.content_block")
         kind = block.get("type")
+        last, self._last = self._last, kind
+        self._held = None
         self.thoughts.close()  # a new block ends any thinking before it
         if kind == "thinking":
             text = opt_str(block.get("thinking"), "thinking.thinking")
@@ -582,8 +607,14 @@ class AnthropicStream(SSEParser):
             ]
         if kind == "text":
             text = opt_str(block.get("text"), "text.text")
-            return [TextDelta(text)] if text else []
-        return []
+            if last == "text" or block.keys() - {"type", "text"}:
+                self._held = NativeEvent("anthropic", {**data, "content_block": {**block, "text": ""}})
+            return self._with_held(TextDelta(text)) if text else []
+        index = data.get("index")
+        if type(index) is not int:
+            fail(f"content_block_start.index: expected an integer, got {index!r}")
+        self._native.add(index)
+        return [NativeEvent("anthropic", data)]
 
     def _usage(self, raw: Any) -> None:
         if raw is None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from engine.result import (
+    NativeEvent,
     ReasoningBlock,
     ReasoningDelta,
     TextDelta,
@@ -154,7 +155,7 @@ class StreamParser(ABC):
         return self.thoughts.blocks()
 
     @abstractmethod
-    def feed(self, line: str) -> list[TextDelta | ReasoningDelta | ToolCallDelta]:
+    def feed(self, line: str) -> list[TextDelta | ReasoningDelta | ToolCallDelta | NativeEvent]:
         """Parse one line; raise ``WireError`` on a malformed line or an in-band error event."""
 
 

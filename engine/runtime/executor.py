@@ -261,7 +261,11 @@ class Runtime:
         cache = self.state.responses
         if cache.local is None or ctx.cache != "use":
             return await self._sharing(ep, ctx, model, label, body, wait)
-        key = cache.key_of(self._prefix(ep, model), body)
+        headers = ep.kind.request_headers(ctx.request)  # they change the answer: keyed too
+        prefix = (
+            self._prefix(ep, model) if not headers else ResponseCache.prefix(_identity(ep, model, headers))
+        )
+        key = cache.key_of(prefix, body)
         start = perf()
         hit = cache.peek(key)  # a local lookup never yields: nothing lands before the flight
         if hit is not None:
@@ -302,7 +306,7 @@ class Runtime:
             by_model = self.prefixes[id(ep)] = {}
         prefix = by_model.get(model)
         if prefix is None:
-            prefix = by_model[model] = ResponseCache.prefix(f"{ep.conn.identity}\x00{model}")
+            prefix = by_model[model] = ResponseCache.prefix(_identity(ep, model))
         return prefix
 
     async def _sharing(
@@ -325,7 +329,7 @@ class Runtime:
                 response = await self.state.flights.do(key, partial(self.state.kept, key, sharing.call))
             else:
                 response = await self.state.respond(
-                    f"{ep.conn.identity}\x00{model}",
+                    _identity(ep, model, ep.kind.request_headers(ctx.request)),
                     body,
                     sharing.call,
                     refresh=ctx.cache == "refresh",
@@ -486,3 +490,11 @@ def _all_targets(graph: RoutingGraph) -> list[Target]:
     for group in graph.groups.values():
         walk(group)
     return found
+
+
+def _identity(ep: Endpoint, model: str, headers: tuple[tuple[str, str], ...] = ()) -> str:
+    """What the response cache keys an answer's endpoint by: the connection's identity, the
+    model, and the request's own headers (``Kind.request_headers``: Anthropic's beta flags and
+    version), which change the answer as much as the body does."""
+    identity = f"{ep.conn.identity}\x00{model}"
+    return identity + "".join(f"\x00{k}:{v}" for k, v in headers) if headers else identity

@@ -5,8 +5,8 @@ comes back as it came (the requested model aside), a recorded refusal as Anthrop
 the same type. A relayed stream has the recorded event sequence's shape (event names, block
 types and indexes, delta types; pings and the empty deltas the engine drops aside), the recorded
 stop reason and final usage, and a recorded in-stream error ends it as an ``event: error`` of
-the same type. Blocks an engine stream does not carry (a ``compaction`` block, server tool
-blocks) are left out of the comparison: a documented loss."""
+the same type. Every block is relayed, those the engine's events do not model (a
+``compaction`` block) included, as its provider's own events."""
 
 from __future__ import annotations
 
@@ -67,24 +67,15 @@ def shape(seen: list[tuple[str, dict[str, Any]]]) -> list[tuple[Any, ...]]:
     return out
 
 
-CARRIED = frozenset({"text", "thinking", "redacted_thinking", "tool_use"})
+COUNTS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+MODELLED = frozenset({"text_delta", "thinking_delta", "signature_delta", "input_json_delta"})
 
 
-def carried(seen: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
-    """The recorded events without the blocks an engine stream does not carry (compaction,
-    server tool blocks: see docs/gateway-anthropic.md), the later blocks renumbered."""
-    dropped: set[int] = set()
-    out = []
-    for name, data in seen:
-        index = data.get("index")
-        if name == "content_block_start" and data["content_block"]["type"] not in CARRIED:
-            dropped.add(index)
-        if index in dropped:
-            continue
-        if type(index) is int:
-            data = {**data, "index": index - sum(1 for d in dropped if d < index)}
-        out.append((name, data))
-    return out
+def _native(name: str, data: dict[str, Any]) -> bool:
+    """An event the engine's stream events do not model: a block of another type, its deltas."""
+    if name == "content_block_start":
+        return data["content_block"]["type"] not in ("text", "thinking", "redacted_thinking", "tool_use")
+    return name == "content_block_delta" and data["delta"]["type"] not in MODELLED
 
 
 def _empty(delta: dict[str, Any]) -> bool:
@@ -177,7 +168,7 @@ async def test_a_relayed_recording_keeps_its_event_sequence(
         relayed = events(
             b"".join([f async for f in dialect.stream(engine.stream(request), request)]).decode()
         )
-    recorded = carried(events(path.read_text()))
+    recorded = events(path.read_text())
     error = next((d for n, d in recorded if n == "error"), None)
     if error is not None:
         assert relayed[-1][0] == "error" and relayed[-1][1]["error"]["type"] == error["error"]["type"]
@@ -194,6 +185,12 @@ def _same_end(relayed: list[tuple[str, dict[str, Any]]], recorded: list[tuple[st
     final = next(d for n, d in recorded if n == "message_delta")
     usage = {**start, **{k: v for k, v in final["usage"].items() if v is not None}}
     mine = next(d for n, d in relayed if n == "message_delta")
-    assert mine["delta"]["stop_reason"] == final["delta"]["stop_reason"]
-    for key in ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"):
+    assert mine["delta"] == final["delta"]  # stop_reason, stop_sequence, stop_details as sent
+    assert {k: v for k, v in mine.items() if k != "usage"} == {k: v for k, v in final.items() if k != "usage"}
+    assert {k: v for k, v in mine["usage"].items() if k not in COUNTS} == {
+        k: v for k, v in final["usage"].items() if k not in COUNTS
+    }
+    native = [(n, d) for n, d in recorded if _native(n, d)]
+    assert [(n, d) for n, d in relayed if _native(n, d)] == native  # intact, at their indexes
+    for key in COUNTS:
         assert mine["usage"][key] == (usage.get(key) or 0), key

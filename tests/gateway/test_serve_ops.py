@@ -127,8 +127,19 @@ def test_two_workers_share_a_keys_rpm_through_redis(
         statuses.append(r.status_code)
         pids.add(r.headers["x-request-id"].split("-")[1])
     assert statuses.count(200) == 3 and set(statuses) == {200, 429}
+    answered: set[str] = set()  # the workers that routed a request (the ops key has no limit)
+    ok = 3
+    while len(answered) < 2:
+        assert ok < 80, f"one worker took every connection: {answered}"
+        r = chat(s.url, key=KEYS["OPS_KEY"])
+        assert r.status_code == 200
+        answered.add(r.headers["x-request-id"].split("-")[1])
+        ok += 1
     metrics = httpx.get(s.url + "/metrics", headers={"x-api-key": KEYS["OPS_KEY"]}).text
     assert "gen_ai_client_operation_duration_seconds" in metrics
+    # /metrics sums over the workers: every routed request counted once, whichever answered
+    counted = re.search(r'^engine_requests_total\{outcome="ok",route="[^"]+"\} (\S+)$', metrics, re.M)
+    assert counted is not None and float(counted.group(1)) == ok, metrics[:2000]
     s.signal(signal.SIGTERM)
     assert s.wait() == 0
 

@@ -11,7 +11,15 @@ import pytest
 
 from engine.providers import WireError, get_kind
 from engine.providers.base import StreamParser
-from engine.result import ReasoningBlock, ReasoningDelta, TextDelta, ToolCall, ToolCallDelta, Usage
+from engine.result import (
+    NativeEvent,
+    ReasoningBlock,
+    ReasoningDelta,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
 
 KIND = get_kind("anthropic")
 
@@ -225,7 +233,9 @@ def test_malformed_bodies_raise_wire_error(body: Any) -> None:
 
 def test_stream_text_usage_and_done() -> None:
     parser = KIND.stream_parser()
-    assert feed(parser, STREAM) == [TextDelta("Hello"), TextDelta(' wörld "!"\n')]
+    *events, end = feed(parser, STREAM)
+    assert events == [TextDelta("Hello"), TextDelta(' wörld "!"\n')]
+    assert type(end) is NativeEvent and end.data["type"] == "message_delta"  # the provider's own end
     assert parser.finish_reason == "stop"
     assert parser.usage == Usage(25, 15)
     assert parser.model == "claude-opus-4-20250514"
@@ -234,7 +244,7 @@ def test_stream_text_usage_and_done() -> None:
 
 def test_stream_tool_use_numbers_calls_not_blocks() -> None:
     parser = KIND.stream_parser()
-    assert feed(parser, TOOL_STREAM) == [
+    assert feed(parser, TOOL_STREAM)[:-1] == [
         ReasoningDelta("I need the weather."),
         ReasoningDelta("", signature="EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds"),
         TextDelta("Okay, let's check."),
