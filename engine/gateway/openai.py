@@ -118,9 +118,19 @@ class OpenAIDialect(Dialect):
             dumps(request["model"]),
         )
         tail = b',"usage":null}\n\n' if include_usage else b"}\n\n"
+        # a text chunk is its delta's JSON string between two templates (the first one with the
+        # role); every other chunk is built as a dict
+        text = b'data: %s"choices":[{"index":0,"delta":{"content":' % head
+        first_text = b'data: %s"choices":[{"index":0,"delta":{"role":"assistant","content":' % head
+        text_end = b'},"logprobs":null,"finish_reason":null}]' + tail
         first, calls, sent = True, False, False
         try:
             async for event in events:
+                if type(event) is TextDelta:
+                    yield b"".join((first_text if first else text, dumps(event.text), text_end))
+                    first = False
+                    sent = True
+                    continue
                 if type(event) is Done:
                     yield _frame(head, {}, _finish(event.finish_reason, calls), tail)
                     if include_usage:
