@@ -13,9 +13,9 @@ never with ``data: [DONE]``.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import AsyncIterator, Mapping
+from random import getrandbits
 from typing import Any
 
 from engine.errors import RequestError, RouteError
@@ -64,7 +64,8 @@ def usage_of(usage: Usage) -> dict[str, Any]:
 
 
 def _id() -> str:
-    return "chatcmpl-" + os.urandom(12).hex()
+    """A fresh answer id (random, like OpenAI's; not a secret: no syscall for it)."""
+    return f"chatcmpl-{getrandbits(96):024x}"
 
 
 class OpenAIDialect(Dialect):
