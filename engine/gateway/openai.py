@@ -13,9 +13,9 @@ never with ``data: [DONE]``.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import AsyncIterator, Mapping
+from random import getrandbits
 from typing import Any
 
 from engine.errors import RequestError, RouteError
@@ -64,7 +64,8 @@ def usage_of(usage: Usage) -> dict[str, Any]:
 
 
 def _id() -> str:
-    return "chatcmpl-" + os.urandom(12).hex()
+    """A fresh answer id (random, like OpenAI's; not a secret: no syscall for it)."""
+    return f"chatcmpl-{getrandbits(96):024x}"
 
 
 class OpenAIDialect(Dialect):
@@ -118,9 +119,19 @@ class OpenAIDialect(Dialect):
             dumps(request["model"]),
         )
         tail = b',"usage":null}\n\n' if include_usage else b"}\n\n"
+        # a text chunk is its delta's JSON string between two templates (the first one with the
+        # role); every other chunk is built as a dict
+        text = b'data: %s"choices":[{"index":0,"delta":{"content":' % head
+        first_text = b'data: %s"choices":[{"index":0,"delta":{"role":"assistant","content":' % head
+        text_end = b'},"logprobs":null,"finish_reason":null}]' + tail
         first, calls, sent = True, False, False
         try:
             async for event in events:
+                if type(event) is TextDelta:
+                    yield b"".join((first_text if first else text, dumps(event.text), text_end))
+                    first = False
+                    sent = True
+                    continue
                 if type(event) is Done:
                     yield _frame(head, {}, _finish(event.finish_reason, calls), tail)
                     if include_usage:

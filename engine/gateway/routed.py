@@ -3,7 +3,8 @@ endpoint's dialect read, checked against its key and limits, routed through the 
 answer written back whole or relayed as a stream (``engine.gateway.relay``).
 
 A client that disconnects cancels the upstream request: a watcher task waits for ASGI's
-``http.disconnect`` and cancels the handler (the try is recorded as ``cancelled``)."""
+``http.disconnect`` and cancels the handler (the try is recorded as ``cancelled``); it starts
+``WATCH_AFTER`` into the request, so a quick answer costs no task."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ __all__ = ["engine_headers", "prepare", "routed", "watching"]
 # a model name a client may send: what providers accept, and nothing that could steer a URL
 # built from it (a pass-through Gemini target puts the model in the path)
 _SAFE_MODEL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._:@+/=-]*\Z")
+WATCH_AFTER = 0.1  # seconds a request runs before its client's disconnect is watched for
 
 
 async def prepare(call: Call) -> tuple[dict[str, Any], int]:
@@ -55,6 +57,8 @@ async def prepare(call: Call) -> tuple[dict[str, Any], int]:
     if not gw.keyring.allows(key, model):
         raise Refusal(403, f"this key may not use model {model!r}")
     request["metadata"] = _metadata(request.get("metadata"), call.headers.get("x-engine-metadata"), key)
+    if key is None or key.limits is None:  # (no window to count in)
+        return request, 0
     wait, tokens = await gw.quota.admit(key, request)
     if wait is not None:
         raise Refusal(
@@ -105,7 +109,9 @@ async def routed(call: Call) -> None:
     response = await watching(call, _route(call, request))
     if response is None:
         return  # the client went away: nothing to answer
-    await call.gateway.quota.settle(call.key, response.usage, tokens)
+    key = call.key
+    if key is not None and key.limits is not None and key.limits.tpm is not None:
+        await call.gateway.quota.settle(key, response.usage, tokens)
     headers = engine_headers(call.gateway.engine.graph, request, response)
     await call.reply(200, call.dialect.answer(response, request), headers)
 
@@ -119,33 +125,44 @@ async def _route(call: Call, request: dict[str, Any]) -> Response:
 
 async def watching(call: Call, work: Any) -> Any:
     """Await ``work`` (a coroutine) in this task, cancelled if the client disconnects
-    meanwhile; ``None`` when it was."""
+    meanwhile; ``None`` when it was. The watcher (a task waiting for ASGI's disconnect) starts
+    only once ``work`` has run ``WATCH_AFTER`` seconds: most answers come sooner, and a
+    disconnect before then is still seen (ASGI reports it to a late ``receive`` too)."""
     me = asyncio.current_task()
     assert me is not None
-    state = {"busy": True, "gone": False}
+    busy, gone = True, False
+    watcher: asyncio.Task[None] | None = None
 
     async def watch() -> None:
+        nonlocal gone
         while True:
             message = await call.receive()
             if message["type"] == "http.disconnect":
-                if state["busy"]:
-                    state["gone"] = True
+                if busy:
+                    gone = True
                     me.cancel()
                 return
 
-    watcher = asyncio.get_running_loop().create_task(watch())
+    def start() -> None:
+        nonlocal watcher
+        if busy:
+            watcher = asyncio.get_running_loop().create_task(watch())
+
+    timer = asyncio.get_running_loop().call_later(WATCH_AFTER, start)
     try:
         result = await work
-        state["busy"] = False
+        busy = False
         return result
     except asyncio.CancelledError:
-        if not state["gone"]:
+        if not gone:
             raise
         me.uncancel()
         return None
     finally:
-        state["busy"] = False
-        watcher.cancel()
+        busy = False
+        timer.cancel()
+        if watcher is not None:
+            watcher.cancel()
 
 
 def route_name(graph: RoutingGraph, request: Mapping[str, Any]) -> str:
