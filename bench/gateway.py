@@ -6,9 +6,15 @@ Python aiohttp client), a 50-chunk stream's time to first chunk and total, the g
 request and its RSS after 1,000 and after 100,000 requests. The route is full routing: a
 priority group with a breaker, the template render, the parse and the re-encode, telemetry
 metrics on, a client key checked, one access-log line per request (to /dev/null). Targets
-(issue 11) are marked PASS/FAIL.
+(issue 11) are marked PASS/FAIL, with each row's ratio to the pass-through floor.
 
-Run: ``.venv/bin/python bench/gateway.py`` (about 1.5 minutes), ``--quick`` (about 30 s),
+Columns: direct, ``bench/passthrough.py`` (the floor), ``engine serve`` and, with ``--against
+CHECKOUT``, another checkout's ``engine serve`` (an A/B in one run). All servers run at once on
+the same core, each idle while another is measured; every figure is the median of ``--rounds``
+rounds (default 3), each round measuring every column back to back, so a noisy machine shifts
+the columns alike.
+
+Run: ``.venv/bin/python bench/gateway.py`` (about 3 minutes), ``--quick`` (about 1 minute),
 ``--spin SECONDS`` (only load the gateway at c=50: run py-spy against the printed pid).
 """
 
@@ -19,6 +25,7 @@ import asyncio
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -87,13 +94,13 @@ class Plan:
 class Gateway:
     """``engine serve`` pinned to ``core``."""
 
-    def __init__(self, up: Upstream, core: int | None, log_level: str) -> None:
+    def __init__(self, up: Upstream, core: int | None, log_level: str, root: Path = ROOT) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
         (self.dir / "routes.yaml").write_text(
             ROUTES.format(url=up.url, stream_url=up.stream_url, model=MODEL, log_level=log_level)
         )
         self.port = free_port()
-        env = {**os.environ, "BENCH_KEY": KEY, "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "BENCH_KEY": KEY, "PYTHONPATH": str(root)}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "engine", "serve", "--listen", f"127.0.0.1:{self.port}"],
             cwd=self.dir,
@@ -144,30 +151,6 @@ class Passthrough(Gateway):
             raise RuntimeError("bench/passthrough.py did not start")
         time.sleep(0.3)  # (it prints before uvicorn binds)
         self.url = f"http://127.0.0.1:{self.port}"
-
-
-def floor(up: Upstream, core: int | None, plan: Plan) -> dict[str, str]:
-    """The minimal pass-through's figures for the rows it can share with ``engine serve``."""
-    out: dict[str, str] = {}
-    p = Passthrough(up.url, core)
-    try:
-        url = p.url + "/v1/chat/completions"
-        asyncio.run(sequential(url, 500))
-        out["sequential p50 (µs)"] = f"{asyncio.run(sequential(url, plan.sequential)).median:.0f}"
-        for c in (1, 50):
-            got = wrk(url, c, plan.seconds)
-            if got is not None:
-                out[f"wrk c={c} (req/s)"] = f"{got[0]:,.0f}"
-    finally:
-        p.stop()
-    s = Passthrough(up.stream_url, core)
-    try:
-        first, total = asyncio.run(streams(s.url + "/v1/chat/completions", plan.streams, STREAM_BODY))
-        out[f"{STREAM_CHUNKS}-chunk stream TTFC p50 (µs)"] = f"{first.median:.0f}"
-        out[f"{STREAM_CHUNKS}-chunk stream total p50 (µs)"] = f"{total.median:.0f}"
-    finally:
-        s.stop()
-    return out
 
 
 # -- Python clients -----------------------------------------------------------------------------
@@ -260,85 +243,146 @@ def wrk(url: str, concurrency: int, seconds: float) -> tuple[float, int] | None:
 # -- the run ------------------------------------------------------------------------------------
 
 
-def run(plan: Plan, log_level: str) -> list[tuple[str, str, str, str, str]]:
+@dataclass
+class Column:
+    """One server measured: its JSON and stream URLs, and the process to read CPU and RSS of."""
+
+    name: str
+    url: str
+    stream_url: str
+    stream_body: bytes
+    proc: Gateway | None = None
+    cpu: float = 0.0  # seconds spent in the wrk runs
+    wrk_served: int = 0  # requests answered in the wrk runs
+    served: int = 0  # requests answered in every run
+
+
+def run(plan: Plan, log_level: str, rounds: int, against: Path | None) -> tuple[list[str], list[list[str]]]:
+    """The table (head, rows): every figure the median of ``rounds`` rounds, each round
+    measuring every column back to back (a noisy machine shifts them all alike)."""
     avail = cores()
     gw_core, other = (avail[-1], avail[0]) if len(avail) > 1 else (None, None)
     up = start_upstream(other)
-    pin(other)  # the clients share the upstream's core: the gateway has its own
-    gw = Gateway(up, gw_core, log_level)
-    rows: list[tuple[str, str, str, str]] = []
+    pin(other)  # the clients share the upstream's core: the servers have their own (one at a time)
+    procs: list[Gateway] = []
     try:
-        direct, through = up.url + "/v1/chat/completions", gw.url + "/v1/chat/completions"
-        asyncio.run(sequential(through, 1000))  # warm up: connections, caches, first 1,000 requests
+        gw = Gateway(up, gw_core, log_level)
+        procs.append(gw)
+        floor_json, floor_sse = Passthrough(up.url, gw_core), Passthrough(up.stream_url, gw_core)
+        procs += [floor_json, floor_sse]
+        routed = STREAM_BODY.replace(MODEL.encode(), b"stream", 1)
+        path = "/v1/chat/completions"
+        cols = [
+            Column("direct", up.url + path, up.stream_url + path, STREAM_BODY),
+            Column("pass-through", floor_json.url + path, floor_sse.url + path, STREAM_BODY, floor_json),
+            Column("engine serve", gw.url + path, gw.url + path, routed, gw),
+        ]
+        if against is not None:
+            other_gw = Gateway(up, gw_core, log_level, root=against)
+            procs.append(other_gw)
+            cols.append(
+                Column(
+                    f"engine serve ({against.name})",
+                    other_gw.url + path,
+                    other_gw.url + path,
+                    routed,
+                    other_gw,
+                )
+            )
+        for c in cols[1:]:
+            asyncio.run(sequential(c.url, 1000))  # warm up: connections, caches, first 1,000 requests
         rss_1k = gw.rss()
-        d = asyncio.run(sequential(direct, plan.sequential))
-        g = asyncio.run(sequential(through, plan.sequential))
-        added50, added99 = g.median - d.median, g.p99 - d.p99
-        rows.append(
-            (
-                "sequential p50 (µs)",
-                f"{d.median:.0f}",
-                f"{g.median:.0f}",
-                _target(added50 <= 500, f"+{added50:.0f} (≤ +500)"),
-            )
-        )
-        rows.append(("sequential p99 (µs)", f"{d.p99:.0f}", f"{g.p99:.0f}", f"+{added99:.0f}"))
-        for c in (1, 50):
-            pd, pg = (asyncio.run(throughput(u, c, plan.seconds)) for u in (direct, through))
-            rows.append((f"aiohttp client c={c} (req/s)", f"{pd:,.0f}", f"{pg:,.0f}", ""))
-        served = plan.sequential * 2 + 1000
-        cpu0 = gw.cpu()
-        wrk_c1 = 0
-        for c in (1, 50):
-            wd, wg = wrk(direct, c, plan.seconds), wrk(through, c, plan.seconds)
-            if wd is None or wg is None:
-                rows.append((f"wrk c={c}", "not installed", "", ""))
-                continue
-            served += wg[1]
-            if c == 1:
-                wrk_c1 = wg[1]
-            mark = _target(wg[0] >= 5000, "≥ 5,000") if c == 50 else ""
-            rows.append((f"wrk c={c} (req/s)", f"{wd[0]:,.0f}", f"{wg[0]:,.0f}", mark))
-            if c == 50:
-                cpu_per = (gw.cpu() - cpu0) / max(1, wg[1] + wrk_c1) * 1e6
-                rows.append(("gateway CPU per request (µs)", "", f"{cpu_per:.0f}", "wrk c=1 + c=50 runs"))
-        sd = asyncio.run(streams(up.stream_url + "/v1/chat/completions", plan.streams, STREAM_BODY))
-        sg = asyncio.run(streams(through, plan.streams, STREAM_BODY.replace(MODEL.encode(), b"stream", 1)))
-        rows.append(
-            (f"{STREAM_CHUNKS}-chunk stream TTFC p50 (µs)", f"{sd[0].median:.0f}", f"{sg[0].median:.0f}", "")
-        )
-        ratio = sg[1].median / sd[1].median
-        rows.append(
-            (
-                f"{STREAM_CHUNKS}-chunk stream total p50 (µs)",
-                f"{sd[1].median:.0f}",
-                f"{sg[1].median:.0f}",
-                _target(ratio <= 4, f"{ratio:.1f}x (≤ 4x)"),
-            )
-        )
+        figures: dict[str, dict[str, list[float]]] = {c.name: {} for c in cols}
+        for _ in range(rounds):
+            _round(plan, cols, figures)
+        served = 1000 + cols[2].served
         while served < plan.rss_requests:
-            got = wrk(through, 50, 5)
+            got = wrk(gw.url + path, 50, 5)
             if got is None:
-                asyncio.run(throughput(through, 50, 5))
+                asyncio.run(throughput(gw.url + path, 50, 5))
                 served += 5000
             else:
                 served += got[1]
         rss_n = gw.rss()
-        gw.stop()
-        base = floor(up, gw_core, plan)
-        growth = (rss_n - rss_1k) / rss_1k * 100
-        rows.append(
-            (
-                f"RSS after 1,000 / {served:,} requests (MiB)",
-                f"{rss_1k / 1024:.1f}",
-                f"{rss_n / 1024:.1f}",
-                _target(growth <= 10, f"{growth:+.1f} % (≤ 10 %)"),
-            )
-        )
     finally:
-        gw.stop()
+        for proc in procs:
+            proc.stop()
         up.stop()
-    return [(r[0], r[1], base.get(r[0], ""), r[2], r[3]) for r in rows]
+    return _table(cols, figures, rss_1k, rss_n, served)
+
+
+def _round(plan: Plan, cols: list[Column], figures: dict[str, dict[str, list[float]]]) -> None:
+    """One measurement of every row for every column, column after column per row."""
+
+    def put(col: Column, row: str, value: float) -> None:
+        figures[col.name].setdefault(row, []).append(value)
+
+    for col in cols:
+        got = asyncio.run(sequential(col.url, plan.sequential))
+        col.served += plan.sequential + 50
+        put(col, "sequential p50 (µs)", got.median)
+        put(col, "sequential p99 (µs)", got.p99)
+    for n in (1, 50):
+        for col in cols:
+            rate = asyncio.run(throughput(col.url, n, plan.seconds / 2))
+            col.served += int(rate * plan.seconds / 2)
+            put(col, f"aiohttp client c={n} (req/s)", rate)
+    for n in (1, 50):
+        for col in cols:
+            cpu0 = col.proc.cpu() if col.proc is not None else 0.0
+            result = wrk(col.url, n, plan.seconds)
+            if result is None:
+                continue
+            put(col, f"wrk c={n} (req/s)", result[0])
+            col.served += result[1]
+            if col.proc is not None:
+                col.cpu += col.proc.cpu() - cpu0
+                col.wrk_served += result[1]
+                put(col, "CPU per request (µs)", col.cpu / max(1, col.wrk_served) * 1e6)
+    for col in cols:
+        first, total = asyncio.run(streams(col.stream_url, plan.streams, col.stream_body))
+        col.served += plan.streams + 10
+        put(col, f"{STREAM_CHUNKS}-chunk stream TTFC p50 (µs)", first.median)
+        put(col, f"{STREAM_CHUNKS}-chunk stream total p50 (µs)", total.median)
+
+
+def _table(
+    cols: list[Column], figures: dict[str, dict[str, list[float]]], rss_1k: int, rss_n: int, served: int
+) -> tuple[list[str], list[list[str]]]:
+    def med(col: str, row: str) -> float | None:
+        values = figures[col].get(row)
+        return statistics.median(values) if values else None
+
+    def cell(col: str, row: str) -> str:
+        v = med(col, row)
+        return "" if v is None else (f"{v:,.0f}" if "req/s" in row else f"{v:.0f}")
+
+    names = [c.name for c in cols]
+    rows: list[list[str]] = []
+    for row in figures["engine serve"]:
+        target = ""
+        d, g = med("direct", row), med("engine serve", row)
+        floor = med("pass-through", row)
+        if row == "sequential p50 (µs)" and d is not None and g is not None:
+            target = _target(g - d <= 500, f"+{g - d:.0f} (≤ +500)")
+        elif row == "wrk c=50 (req/s)" and g is not None:
+            target = _target(g >= 5000, "≥ 5,000")
+        elif row.endswith("total p50 (µs)") and d is not None and g is not None:
+            target = _target(g / d <= 4, f"{g / d:.1f}x (≤ 4x)")
+        if floor and g and row != "CPU per request (µs)":
+            target += f"{'; ' if target else ''}{g / floor:.2f}x the floor"
+        rows.append([row, *(cell(n, row) for n in names), target])
+    growth = (rss_n - rss_1k) / rss_1k * 100
+    rss = ["" for _ in names]
+    rss[2] = f"{rss_1k / 1024:.1f} / {rss_n / 1024:.1f}"
+    rows.append(
+        [
+            f"RSS after 1,000 / {served:,} requests (MiB)",
+            *rss,
+            _target(growth <= 10, f"{growth:+.1f} % (≤ 10 %)"),
+        ]
+    )
+    return ["row", *names, "target"], rows
 
 
 def _target(ok: bool, text: str) -> str:
@@ -365,20 +409,27 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="fewer samples, 20,000 requests for the RSS row")
     p.add_argument("--spin", type=float, metavar="SECONDS", help="only load the gateway (for py-spy)")
+    p.add_argument("--rounds", type=int, default=3, help="rounds, each figure their median (default 3)")
+    p.add_argument(
+        "--against", type=Path, metavar="CHECKOUT", help="also measure another checkout's engine serve (A/B)"
+    )
     args = p.parse_args(argv)
     level = "info"  # engine serve writes one access-log line per request (to /dev/null here)
     if args.spin:
         spin(args.spin, level)
         return 0
     t0 = time.perf_counter()
-    rows = run(Plan.quick() if args.quick else Plan(), level)
-    head = ("row", "direct", "pass-through", "engine serve", "target")
-    widths = [max(len(r[i]) for r in [*rows, head]) for i in range(5)]
+    against = args.against.resolve() if args.against is not None else None
+    head, rows = run(Plan.quick() if args.quick else Plan(), level, max(1, args.rounds), against)
+    widths = [max(len(r[i]) for r in [*rows, head]) for i in range(len(head))]
     line = " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))
     print(f"| {line} |\n|{'|'.join('-' * (w + 2) for w in widths)}|")
     for r in rows:
         print("| " + " | ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) + " |")
-    print(f"\n{time.perf_counter() - t0:.0f} s; access log on (one line per request, to /dev/null)")
+    print(
+        f"\n{time.perf_counter() - t0:.0f} s, medians of {args.rounds} rounds; "
+        "access log on (one line per request, to /dev/null)"
+    )
     print("pass-through: bench/passthrough.py, the floor of a Python gateway (one shared aiohttp session,")
     print("no routing) on the same core in the same run: the calibration point of issue 11's figures")
     return 0
