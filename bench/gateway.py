@@ -359,7 +359,11 @@ def _table(
 
     names = [c.name for c in cols]
     rows: list[list[str]] = []
-    for row in figures["engine serve"]:
+    order = [r for r in figures["engine serve"] if r != "CPU per request (µs)"]
+    order.insert(
+        order.index("wrk c=50 (req/s)") + 1 if "wrk c=50 (req/s)" in order else 0, "CPU per request (µs)"
+    )
+    for row in order:
         target = ""
         d, g = med("direct", row), med("engine serve", row)
         floor = med("pass-through", row)
