@@ -155,17 +155,10 @@ class Lifecycle:
         return attempt
 
     async def settle_tokens(self, ep: Endpoint, ctx: Ctx, actual: int) -> None:
-        """Correct the rate limiter's token count with what the answer reported. On a shared
-        state (another process) that is a round trip the answer need not wait for: it runs in the background
-        (``aclose`` waits for it)."""
+        """Correct the rate limiter's token count with what the answer reported (a shared limiter
+        gathers the corrections and sends them after the answer: no round trip here)."""
         assert ep.limited is not None
-        record = self.state.limiter.record(ep.limited, actual, ctx.tokens, key=ep.limit_key)
-        if not self.state.remote:
-            await record
-            return
-        task = asyncio.ensure_future(record)
-        self.shared.stragglers.add(task)
-        task.add_done_callback(self.shared.stragglers.discard)
+        await self.state.limiter.record(ep.limited, actual, ctx.tokens, key=ep.limit_key)
 
     # -- failure --------------------------------------------------------------------------------
 

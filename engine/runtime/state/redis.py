@@ -3,8 +3,9 @@ module owns, behind the guard (fail soft, one warning per outage), serving every
 
 - values: aiocache's ``RedisCache`` (JSON) per namespace, on this client's connection pool;
 - the response cache across instances: ``redis_flights`` (a hit one round trip, a miss two);
-- limits: one Lua script per admission, on the server's clock, so instances share one quota; the
-  token corrections gathered and sent in the background (one script per window and flush);
+- limits: one Lua script per admission (over ``redis_link``), on the server's clock, so
+  instances share one quota; the token corrections gathered and sent in the background (one
+  script per window and flush);
 - circuits: ``redis_circuits`` (atomic transitions, a closed circuit costs no round trip).
 
 Every key is under ``cache.namespace``. Foreign libraries through their public APIs only:
@@ -16,6 +17,7 @@ With ``hiredis`` installed (the ``hiredis`` extra) redis-py parses replies in C.
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -27,6 +29,7 @@ from engine.graph import Provider
 from engine.runtime.state.base import WINDOW, Guard
 from engine.runtime.state.redis_circuits import RedisCircuits
 from engine.runtime.state.redis_flights import RedisFlights
+from engine.runtime.state.redis_link import Link, Script
 
 __all__ = ["RedisBackend", "RedisLimiter", "RedisStore", "redis_client"]
 
@@ -212,7 +215,8 @@ class RedisLimiter:
         self._guard = guard
         self._prefix = prefix
         self._client = client
-        self._acquire = client.register_script(_ACQUIRE)
+        self._link = Link(client)
+        self._acquire = Script(_ACQUIRE)
         self._record = client.register_script(_RECORD)
         self._keys: dict[str, list[str]] = {}
         self._pending: dict[str, int] = {}  # window name -> token correction not yet sent
@@ -233,8 +237,9 @@ class RedisLimiter:
             return True
         keys = self._keys_of(key or provider.name)
         args = [int(self.window * 1000), limits.rpm or 0, limits.tpm or 0, max(tokens, 0)]
+        admit = partial(self._link.run, self._acquire, keys, args)
         while True:
-            wait_ms = await self._guard.run("limits.acquire", lambda: self._acquire(keys=keys, args=args), 0)
+            wait_ms = await self._guard.run("limits.acquire", admit, 0)
             if not wait_ms:
                 return True
             wait = int(wait_ms) / 1000
@@ -287,3 +292,4 @@ class RedisLimiter:
             flusher.cancel()
             await asyncio.gather(flusher, return_exceptions=True)
         await self.flush()
+        await self._link.aclose()

@@ -1,13 +1,16 @@
 """The response cache across instances on one Redis, in as few round trips as it can be: a hit is
-one, a miss two (lookup and lock in one script; store and unlock in another), a follower's poll
-one. A leader's lock is a short lease its instance renews while the call runs, so a leader that
-dies (SIGKILL, a lost host) lets go within ``lease`` seconds and a waiting instance takes over;
-no one waits past its deadline or ``lock_ttl``."""
+one, a miss one on the request path (lookup and lock in one script) and one after it (store and
+unlock in another, sent while the caller goes on), a follower's poll one. The two request-path
+scripts go over ``redis_link`` (redis-py's connections without its pool's per-command work). A
+leader's lock is a short lease its instance renews while the call runs, so a leader that dies
+(SIGKILL, a lost host) lets go within ``lease`` seconds and a waiting instance takes over; no one
+waits past its deadline or ``lock_ttl``."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import os
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -16,10 +19,12 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 
 from engine.runtime.state.base import Entries, Guard
+from engine.runtime.state.redis_link import Link, Script
 
 __all__ = ["RedisFlights"]
 
 T = TypeVar("T")
+_log = logging.getLogger(__name__)
 _DOWN: Any = object()
 HIT, LEAD, HELD = 1, 2, 0
 
@@ -77,9 +82,8 @@ class RedisFlights:
         self._values = values
         self._locks = locks
         self._poll = poll
-        self._lookup = client.register_script(_LOOKUP)
-        self._store = client.register_script(_STORE)
-        self._release = client.register_script(_RELEASE)
+        self._link = Link(client)
+        self._lookup, self._store, self._release = Script(_LOOKUP), Script(_STORE), Script(_RELEASE)
         self._renew = client.register_script(_RENEW)
         self._client = client
         self._tokens = (f"{os.getpid()}.{os.urandom(6).hex()}.{n}" for n in itertools.count())
@@ -112,8 +116,9 @@ class RedisFlights:
         waited = False
         clock = asyncio.get_running_loop().time
         until = interval = 0.0
+        lookup = partial(self._link.run, self._lookup, keys, args)
         while True:
-            got = await self._guard.run("flight.lookup", lambda: self._lookup(keys=keys, args=args), _DOWN)
+            got = await self._guard.run("flight.lookup", lookup, _DOWN)
             if got is _DOWN:  # Redis failed or is cooling down: no coordination, go on alone
                 return await call()
             if got[0] == HIT:
@@ -141,19 +146,30 @@ class RedisFlights:
         self.led += 1
         lock = keys[1]
         self._hold(lock, token)
-        stored = False
+        answer: Any = _DOWN
         try:
-            answer = await call()
-            ttl = entries.ttl
-            if ttl is not None:
-                args = [entries.dumps(answer), str(max(int(ttl * 1000), 1)), token]
-                stored = True
-                await self._guard.run("flight.store", lambda: self._store(keys=keys, args=args), None)
-            return answer
+            got = answer = await call()
+            return got
         finally:
             del self._held[lock]
-            if not stored:
-                await self._guard.run("flight.unlock", lambda: self._release(keys=[lock], args=[token]), None)
+            # Not awaited: the caller has its answer; followers poll until the lock goes.
+            self._link.later(self._settle(keys, token, answer, entries))
+
+    async def _settle(self, keys: list[str], token: str, answer: Any, entries: Entries[T]) -> None:
+        """Store the answer and let go of the lock (one script), or only let go of it."""
+        ttl = entries.ttl
+        data = None
+        if answer is not _DOWN and ttl is not None:
+            try:
+                data = entries.dumps(answer)
+            except Exception:  # not storable: nothing kept, the lock goes
+                _log.exception("flight.store: the answer could not be stored")
+        if data is not None and ttl is not None:
+            args = [data, str(max(int(ttl * 1000), 1)), token]
+            await self._guard.run("flight.store", partial(self._link.run, self._store, keys, args), None)
+        else:
+            unlock = partial(self._link.run, self._release, keys[1:], [token])
+            await self._guard.run("flight.unlock", unlock, None)
 
     def _hold(self, lock: str, token: str) -> None:
         self._held[lock] = token
@@ -179,7 +195,9 @@ class RedisFlights:
             await pipe.execute()
 
     async def aclose(self) -> None:
+        """Send the stores and unlocks still in flight, stop renewing."""
         keeper = self._keeper
         if keeper is not None and not keeper.done():
             keeper.cancel()
             await asyncio.gather(keeper, return_exceptions=True)
+        await self._link.aclose()
