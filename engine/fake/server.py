@@ -195,6 +195,12 @@ class FakeServer:
                 loop.run_forever()
             finally:
                 loop.run_until_complete(self.stop())
+                # handlers still inside a slow answer past the shutdown timeout: end them here
+                # (as asyncio.run does), not by closing the loop under them
+                pending = asyncio.all_tasks(loop)
+                for task in pending:
+                    task.cancel()
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
                 loop.run_until_complete(loop.shutdown_asyncgens())
                 loop.close()
 
