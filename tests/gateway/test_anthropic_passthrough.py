@@ -46,15 +46,6 @@ WEATHER = {
 }
 
 
-@pytest.fixture(scope="module")
-def gateway(fake_server: FakeServer) -> Iterator[Served]:
-    served = Served(CONFIG, fake_server, KEYS)
-    try:
-        yield served
-    finally:
-        served.stop()
-
-
 @pytest.fixture
 def sdk(gateway: Served) -> Iterator[anthropic.Anthropic]:
     client = anthropic.Anthropic(base_url=gateway.url, api_key=KEYS["TEAM_KEY"], max_retries=0, timeout=10)
