@@ -205,7 +205,8 @@ class Response:
     ``native`` is what of the provider's own answer a client of its wire format gets back as it
     came, decoded JSON (Anthropic: the message's ``id``, ``content`` with its server-tool blocks
     and citations, ``stop_reason``, ``stop_sequence`` and ``usage``); ``None`` for other kinds.
-    Unlike ``raw`` it stays with the answer in the response cache and in a shared answer."""
+    Unlike ``raw`` it stays with the answer in the response cache and in a shared answer (whose
+    copies share it: read it, never change it)."""
 
     text: str
     provider: str
