@@ -200,7 +200,13 @@ class Response:
     To continue the conversation, append ``message()``: the assistant message in the request's
     own fields (``engine.request.Message``), which each kind sends back as its API requires.
     Gemini: a block with a signature and no text carries the ``thoughtSignature`` of an answer
-    part (the first function call's, else the text's)."""
+    part (the first function call's, else the text's).
+
+    ``native`` is what of the provider's own answer a client of its wire format gets back as it
+    came, decoded JSON (Anthropic: the message's ``id``, ``content`` with its server-tool blocks
+    and citations, ``stop_reason``, ``stop_sequence`` and ``usage``); ``None`` for other kinds.
+    Unlike ``raw`` it stays with the answer in the response cache and in a shared answer (whose
+    copies share it: read it, never change it)."""
 
     text: str
     provider: str
@@ -215,6 +221,7 @@ class Response:
     raw: Any = field(default=None, repr=False, compare=False)
     reasoning: str | None = None
     reasoning_blocks: tuple[ReasoningBlock, ...] = ()
+    native: dict[str, Any] | None = field(default=None, repr=False)
 
     def message(self) -> dict[str, Any]:
         """The assistant message that hands this answer back in a following request: ``content``

@@ -3,8 +3,12 @@ reasoning back in a following request; and the response cache's stored form keep
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+
 from engine.result import ReasoningBlock, Response, ToolCall, Usage, reasoning_text
-from engine.runtime.state.responses import decode_response, encode_response
+from engine.runtime.state.memory import MemoryStore
+from engine.runtime.state.responses import ResponseCache, decode_response, encode_response
 
 BLOCKS = (
     ReasoningBlock("anthropic", "Let me", "sig-1"),
@@ -20,6 +24,16 @@ RESP = Response(
     usage=Usage(50, 9, 40, 5, 3),
     reasoning=reasoning_text(BLOCKS),
     reasoning_blocks=BLOCKS,
+    native={
+        "id": "msg_1",
+        "content": [
+            {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "x"}},
+            {"type": "text", "text": "ok", "citations": [{"type": "web_search_result_location", "url": "u"}]},
+        ],
+        "stop_reason": "pause_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": 5, "server_tool_use": {"web_search_requests": 1}},
+    },
 )
 
 
@@ -93,3 +107,14 @@ def test_the_shared_cache_form_keeps_usage_details_and_reasoning() -> None:
     }
     entry = decode_response(old)
     assert entry.usage == Usage(3, 4) and entry.reasoning_blocks == () and entry.reasoning is None
+    assert entry.native is None
+
+
+def test_the_shared_cache_form_keeps_the_providers_own_answer() -> None:
+    """``native`` goes through the store's JSON as it came; an entry whose ``native`` is not an
+    object is a miss, not an error."""
+    cache = ResponseCache(MemoryStore(), 60)  # (dumps and loads: the JSON a shared store keeps)
+    back = cache.loads(cache.dumps(RESP))
+    assert back is not None and back.native == RESP.native and back == replace(RESP, cached=True)
+    broken = {**json.loads(cache.dumps(RESP)), "native": ["not", "an", "object"]}
+    assert cache.loads(json.dumps(broken)) is None

@@ -5,7 +5,8 @@ whole answers and errors in Anthropic's shapes here.
 An answer names the model the client asked for (the route name or model it sent, as the SDKs
 and coding agents expect to see it echoed); the model that answered is in ``x-engine-model``.
 When the provider is of kind ``anthropic``, its own message (id, content blocks with citations
-and server-tool blocks, stop_reason, stop_sequence, usage) is answered as it came.
+and server-tool blocks, stop_reason, stop_sequence, usage: ``Response.native``) is answered as
+it came, from the response cache and to a request that shared an identical one's answer too.
 """
 
 from __future__ import annotations
@@ -54,20 +55,24 @@ class AnthropicDialect(Dialect):
         return read_request(body, headers)
 
     def answer(self, response: Response, request: Mapping[str, Any]) -> dict[str, Any]:
-        raw = response.raw
-        native = type(raw) is dict and raw.get("type") == "message" and type(raw.get("content")) is list
-        content = raw["content"] if native else _content(response)
-        tools = any(type(b) is dict and b.get("type") == "tool_use" for b in content)
-        ident = raw.get("id") if native else None
+        """The provider's own message where it has one (``Response.native``: as it came, from
+        the cache and in a shared answer too), else one built from the unified fields."""
+        own = response.native
+        if own is not None and type(own.get("content")) is list:
+            ident, content, usage = own.get("id"), own["content"], own.get("usage")
+            reason, sequence = own.get("stop_reason"), own.get("stop_sequence")
+        else:
+            ident, content, usage = None, _content(response), None
+            reason, sequence = stop_reason(response.finish_reason, bool(response.tool_calls)), None
         return {
             "id": ident if type(ident) is str and ident else message_id(),
             "type": "message",
             "role": "assistant",
             "model": request.get("model"),
             "content": content,
-            "stop_reason": raw.get("stop_reason") if native else stop_reason(response.finish_reason, tools),
-            "stop_sequence": raw.get("stop_sequence") if native else None,
-            "usage": raw["usage"] if native and type(raw.get("usage")) is dict else usage_of(response.usage),
+            "stop_reason": reason,
+            "stop_sequence": sequence,
+            "usage": usage if type(usage) is dict else usage_of(response.usage),
         }
 
     async def stream(

@@ -33,7 +33,6 @@ _TYPES = {
     404: "not_found_error",
     405: "invalid_request_error",
     413: "invalid_request_error",
-    415: "invalid_request_error",
     422: "invalid_request_error",
     429: "rate_limit_error",
     501: "not_supported",

@@ -59,6 +59,8 @@ __all__ = ["DEFAULT_MAX_TOKENS", "KIND", "AnthropicKind"]
 DEFAULT_MAX_TOKENS = 1024
 VERSION = "2023-06-01"
 
+# the message's own fields an Anthropic client gets back as they came (``Response.native``)
+_NATIVE = ("id", "content", "stop_reason", "stop_sequence", "usage")
 _FINISH = {
     "end_turn": "stop",
     "stop_sequence": "stop",
@@ -492,6 +494,7 @@ class AnthropicKind(Kind):
             tool_calls=tuple(calls),
             model=opt_str(body.get("model"), "model"),
             reasoning=tuple(thoughts),
+            native={k: body[k] for k in _NATIVE if k in body},
         )
 
     def stream_parser(self) -> StreamParser:

@@ -88,6 +88,7 @@ class Parsed:
     tool_calls: tuple[ToolCall, ...] = ()
     model: str | None = None  # the model the provider says answered, when it says
     reasoning: tuple[ReasoningBlock, ...] = ()  # never part of ``text``
+    native: dict[str, Any] | None = None  # ``Response.native``
 
 
 class Reasoning:

@@ -145,6 +145,7 @@ class Runtime:
                 raw=r.raw,
                 reasoning=r.reasoning,
                 reasoning_blocks=r.reasoning_blocks,
+                native=r.native,
             )
         raise AllTargetsFailed(f"every target failed on {ctx.where()}", ctx.attempts, route=ctx.where())
 

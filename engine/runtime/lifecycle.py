@@ -288,6 +288,7 @@ def response_of(
         raw=raw,
         reasoning=reasoning_text(parsed.reasoning),
         reasoning_blocks=parsed.reasoning,
+        native=parsed.native,
     )
 
 

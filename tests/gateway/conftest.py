@@ -1,6 +1,7 @@
 """Fixtures of the gateway tests: ``served`` (one in-process gateway per module over the
-session's fake provider), ``key`` (the team key) and ``spawn`` (real ``engine serve``
-subprocesses, stopped after the test)."""
+session's fake provider), ``gateway`` (the same over the module's own ``CONFIG`` and ``KEYS``),
+``key`` (the team key) and ``spawn`` (real ``engine serve`` subprocesses, stopped after the
+test)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,16 @@ from engine.fake import FakeServer
 def served(fake_server: FakeServer) -> Iterator[Served]:
     """The module's gateway over ``gwserve.CONFIG`` and its client keys."""
     srv = Served(gwserve.CONFIG, fake_server, gwserve.KEYS)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway(request: pytest.FixtureRequest, fake_server: FakeServer) -> Iterator[Served]:
+    """The module's gateway over the ``CONFIG`` and client ``KEYS`` the test module defines."""
+    srv = Served(request.module.CONFIG, fake_server, request.module.KEYS)
     try:
         yield srv
     finally:

@@ -3,10 +3,13 @@ whole, the official SDK as the client and the fake provider as Anthropic: a web 
 server-tool blocks and citations (JSON and streamed, event for event as the provider streamed
 them), every ``stop_reason`` with its ``stop_sequence`` (and OpenAI's ``finish_reason`` for an
 OpenAI client of the same provider), answers cached apart per ``anthropic-beta`` and
-``anthropic-version``, and a body of another content type refused with 400 in both dialects."""
+``anthropic-version``, a body of another content type refused with 400 in both dialects, and
+an answer from the response cache or shared in flight (memory and Redis) that is the first one
+block for block."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Iterator
@@ -44,15 +47,6 @@ WEATHER = {
     "description": "Weather of a city",
     "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
 }
-
-
-@pytest.fixture(scope="module")
-def gateway(fake_server: FakeServer) -> Iterator[Served]:
-    served = Served(CONFIG, fake_server, KEYS)
-    try:
-        yield served
-    finally:
-        served.stop()
 
 
 @pytest.fixture
@@ -220,3 +214,131 @@ def test_a_body_that_is_not_json_by_its_content_type_is_400(gateway: Served, pat
         assert (
             error["error"]["type"] == "invalid_request_error" and "content-type" in error["error"]["message"]
         )
+
+
+# what only the provider's own message carries: (user text, extra fields, block types, stop)
+CACHED = {
+    "web_search": (
+        "search the web for the weather in Porto",
+        {"tools": SEARCH},
+        ["server_tool_use", "web_search_tool_result", "text", "text"],
+        ("end_turn", None),
+    ),
+    "pause_turn": (
+        "search the web for Porto [[fake: stop_reason=pause_turn]]",
+        {"tools": SEARCH},
+        ["server_tool_use", "web_search_tool_result"],
+        ("pause_turn", None),
+    ),
+    "stop_sequence": (
+        "say cached hello world",
+        {"stop_sequences": ["world"]},
+        ["text"],
+        ("stop_sequence", "world"),
+    ),
+    "refusal": ("cached hello [[fake: stop_reason=refusal]]", {}, ["text"], ("refusal", None)),
+}
+
+
+def cacheable(case: str, tag: str = "") -> dict[str, Any]:
+    text, extra, _, _ = CACHED[case]
+    return ask(text + tag, extra_body={"temperature": 0}, **extra)
+
+
+def answered(sdk: anthropic.Anthropic, body: dict[str, Any], **headers: str) -> tuple[str, dict[str, Any]]:
+    """``x-engine-cache`` and the answer's JSON as sent."""
+    raw = sdk.messages.with_raw_response.create(model="anth", extra_headers=headers, **body)
+    return raw.headers["x-engine-cache"], raw.http_response.json()
+
+
+def expect(case: str, message: dict[str, Any]) -> None:
+    """``message`` has what the provider's own message has for ``case`` (not a rebuilt one)."""
+    _, _, kinds, stop = CACHED[case]
+    assert [b["type"] for b in message["content"]] == kinds
+    assert (message["stop_reason"], message["stop_sequence"]) == stop
+    if case == "web_search":
+        assert message["content"][3]["citations"][0]["type"] == "web_search_result_location"
+        assert message["usage"]["server_tool_use"]["web_search_requests"] == 1
+
+
+@pytest.mark.parametrize("case", list(CACHED))
+def test_a_cached_answer_is_the_first_one_block_for_block(
+    sdk: anthropic.Anthropic, fake: FakeServer, case: str
+) -> None:
+    """The second identical request is a hit and gets the very message the first got: its
+    server-tool blocks, citations, stop_reason and stop_sequence. A stream is never cached: the
+    same body streamed goes upstream and accumulates to the same blocks."""
+    body = cacheable(case)
+    state, first = answered(sdk, body)
+    assert state == "miss"
+    expect(case, first)
+    state, again = answered(sdk, body)
+    assert state == "hit" and again == first
+    assert len(fake.requests) == 1
+    with sdk.messages.stream(model="anth", **body) as stream:
+        assert stream.response.headers["x-engine-cache"] == "none"
+        final = stream.get_final_message()
+    assert plain([b.model_dump(mode="json", exclude_none=True) for b in final.content]) == plain(
+        [{k: v for k, v in b.items() if v is not None} for b in first["content"]]
+    )
+    assert (final.stop_reason, final.stop_sequence) == CACHED[case][3]
+    assert len(fake.requests) == 2
+
+
+def test_a_shared_answer_in_flight_is_the_leaders_block_for_block(gateway: Served, fake: FakeServer) -> None:
+    """Two identical requests at once: one goes upstream, the other gets its answer (a hit),
+    server-tool blocks and pause_turn included."""
+    body = cacheable("pause_turn", " [[fake: latency=150ms]]")
+    answers = asyncio.run(together(gateway.url, body, body))
+    assert sorted(state for state, _ in answers) == ["hit", "miss"]
+    (_, one), (_, two) = answers
+    assert one == two
+    expect("pause_turn", one)
+    assert len(fake.requests) == 1
+
+
+async def together(url: str, *bodies: dict[str, Any], urls: tuple[str, ...] = ()) -> list[tuple[str, Any]]:
+    """The bodies sent at once (to ``urls[i]``, else ``url``): each answer's cache state and JSON."""
+    async with anthropic.AsyncAnthropic(base_url=url, api_key=KEYS["TEAM_KEY"], max_retries=0) as client:
+
+        async def one(i: int, body: dict[str, Any]) -> tuple[str, Any]:
+            to = client.with_options(base_url=urls[i]) if urls else client
+            raw = await to.messages.with_raw_response.create(model="anth", **body)
+            return raw.headers["x-engine-cache"], raw.http_response.json()
+
+        return list(await asyncio.gather(*(one(i, b) for i, b in enumerate(bodies))))
+
+
+def test_through_redis_a_hit_and_a_shared_answer_are_the_first_one(
+    fake_server: FakeServer, fake: FakeServer, redis_url: str
+) -> None:
+    """With ``cache.backend: redis://`` (the answer kept as JSON), two gateways on one Redis: a
+    hit on the other one, and an answer shared in flight across them, are the first answer
+    block for block; other ``anthropic-beta`` flags are another question (a miss)."""
+    config = CONFIG.replace("cache:\n", f"cache:\n  backend: {redis_url}\n", 1)
+    a, b = Served(config, fake_server, KEYS), Served(config, fake_server, KEYS)
+    try:
+        with (
+            anthropic.Anthropic(base_url=a.url, api_key=KEYS["TEAM_KEY"], max_retries=0) as on_a,
+            anthropic.Anthropic(base_url=b.url, api_key=KEYS["TEAM_KEY"], max_retries=0) as on_b,
+        ):
+            for case in ("web_search", "stop_sequence"):
+                body = cacheable(case, " (redis)")
+                state, first = answered(on_a, body)
+                assert state == "miss"
+                expect(case, first)
+                assert answered(on_b, body) == ("hit", first)
+            assert len(fake.requests) == 2
+            beta = {"anthropic-beta": "token-efficient-tools-2025-02-19"}
+            state, flagged = answered(on_b, cacheable("web_search", " (redis)"), **beta)
+            assert state == "miss" and len(fake.requests) == 3
+            expect("web_search", flagged)
+        body = cacheable("pause_turn", " (redis) [[fake: latency=150ms]]")
+        answers = asyncio.run(together(a.url, body, body, urls=(a.url, b.url)))
+        assert sorted(state for state, _ in answers) == ["hit", "miss"]
+        assert answers[0][1] == answers[1][1]
+        expect("pause_turn", answers[0][1])
+        assert len(fake.requests) == 4
+    finally:
+        a.stop()
+        b.stop()

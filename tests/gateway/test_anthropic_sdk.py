@@ -55,15 +55,6 @@ WEATHER = {
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 16).decode()
 
 
-@pytest.fixture(scope="module")
-def gateway(fake_server: FakeServer) -> Iterator[Served]:
-    served = Served(CONFIG, fake_server, KEYS)
-    try:
-        yield served
-    finally:
-        served.stop()
-
-
 _CLIENTS: list[anthropic.Anthropic] = []
 
 

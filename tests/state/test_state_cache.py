@@ -22,6 +22,10 @@ RESP = Response(
     latency=0.5,
     attempts=(Attempt("openai/gpt-4o-mini", "ok", 200),),
     raw={"big": "body"},
+    native={
+        "content": [{"type": "text", "text": "hello", "citations": [{"url": "u"}]}],
+        "stop_reason": "end_turn",
+    },
 )
 
 
@@ -78,6 +82,7 @@ async def test_set_then_get_marks_cached(backend: str, cache_config: Callable[..
         assert hit.tool_calls == RESP.tool_calls and hit.usage == RESP.usage
         assert hit.cost == RESP.cost
         assert hit.attempts == () and hit.raw is None and hit.latency == 0.0
+        assert hit.native == RESP.native  # the provider's own answer is kept, on either backend
     finally:
         await state.aclose()
 

@@ -51,14 +51,16 @@ class _Kept:
                 cached=True,
                 reasoning=a.reasoning,
                 reasoning_blocks=a.reasoning_blocks,
+                native=a.native,
             )
         return hit
 
 
 class ResponseCache:
     """Responses by ``key(target_key, body)``; hits come back with ``cached=True``, no attempts and
-    no raw body. ``ttl`` is ``cache.responses.ttl`` (``None``: nothing is stored). It is also the
-    ``Entries`` of a remote backend's ``Flights`` (``dumps``/``loads``: the store's JSON).
+    no raw body (``native``, the provider's own answer, is kept). ``ttl`` is
+    ``cache.responses.ttl`` (``None``: nothing is stored). It is also the ``Entries`` of a remote
+    backend's ``Flights`` (``dumps``/``loads``: the store's JSON).
 
     On an in-process store (``local``), ``peek`` and ``keep`` are the same lookup and store
     without a coroutine: the memory hot path calls them directly."""
@@ -149,8 +151,8 @@ class ResponseCache:
 
 
 def encode_response(r: Response) -> dict[str, Any]:
-    """The JSON form kept in a shared store (version 1; the usage details and ``reasoning``
-    were added later: entries without them read as none)."""
+    """The JSON form kept in a shared store (version 1; the usage details, ``reasoning`` and
+    ``native`` were added later: entries without them read as none)."""
     u = r.usage
     out = {
         "v": 1,
@@ -170,6 +172,8 @@ def encode_response(r: Response) -> dict[str, Any]:
     }
     if r.reasoning_blocks:
         out["reasoning"] = [[b.kind, b.text, b.signature, b.redacted] for b in r.reasoning_blocks]
+    if r.native is not None:
+        out["native"] = r.native
     return out
 
 
@@ -179,6 +183,9 @@ def decode_response(d: dict[str, Any]) -> Response:
     blocks = tuple(
         ReasoningBlock(str(k), str(t), _opt(s), _opt(r)) for k, t, s, r in d.get("reasoning") or ()
     )
+    native = d.get("native")
+    if native is not None and type(native) is not dict:
+        raise TypeError("native: expected an object")
     return Response(
         text=d["text"],
         provider=d["provider"],
@@ -190,6 +197,7 @@ def decode_response(d: dict[str, Any]) -> Response:
         cached=True,
         reasoning=reasoning_text(blocks),
         reasoning_blocks=blocks,
+        native=native,
     )
 
 
