@@ -149,10 +149,9 @@ def bind(host: str, port: int) -> socket.socket:
 def _logging(graph: RoutingGraph) -> None:
     """One line per request on stderr (the ``engine.access`` logger, at the level and format
     of ``telemetry.logs``) and the gateway's own messages (reloads, refused configs)."""
-    from engine.telemetry.logs import LOGGER
+    from engine.telemetry.logs import LOGGER, LineHandler
 
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler = LineHandler(sys.stderr)
     access = logging.getLogger(LOGGER)
     access.addHandler(handler)
     access.setLevel(graph.telemetry.log_level.upper())
