@@ -4,6 +4,9 @@
 object. The fields are ids, names from routes.yaml, counts and timings — never a header, a key or
 the text of a prompt or an answer, so no line needs scrubbing. Nothing is built unless the logger
 is enabled for the configured level (``enabled()`` is checked when the request starts).
+
+``engine serve`` gives the logger one ``LineHandler`` and no propagation: the lines then go
+straight to its stream, without the ``LogRecord`` (and the caller lookup) a handler could want.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any, Final
 
-__all__ = ["FIELDS", "LOGGER", "REQUEST_ID", "AccessLog"]
+__all__ = ["FIELDS", "LOGGER", "REQUEST_ID", "AccessLog", "LineHandler"]
 
 # the id a caller gave the request in flight (the gateway's x-request-id): the line's request_id
 REQUEST_ID: ContextVar[str | None] = ContextVar("engine_request_id", default=None)
@@ -58,16 +61,58 @@ class AccessLog:
 
     def write(self, fields: Mapping[str, Any]) -> None:
         """One line of ``fields`` (``None`` values left out), in ``FIELDS`` order."""
-        items = {k: fields[k] for k in FIELDS if fields.get(k) is not None}
+        items = {k: v for k in FIELDS if (v := fields.get(k)) is not None}
         if self.json:
             line = json.dumps(items, separators=(",", ":"))
         else:
-            line = " ".join(f"{k}={_text(v)}" for k, v in items.items())
-        self.logger.log(self.level, line, extra={"access": items})
+            line = " ".join([f"{k}={_text(v)}" for k, v in items.items()])
+        handler = self._direct()
+        if handler is not None:
+            handler.line(line)
+        else:
+            self.logger.log(self.level, line, extra={"access": items})
+
+    def _direct(self) -> LineHandler | None:
+        """The handler to write to straight, when nothing else would see the record: the
+        logger's only handler is a ``LineHandler``, nothing filters, nothing propagates."""
+        logger = self.logger
+        handlers = logger.handlers
+        if len(handlers) != 1 or logger.propagate or logger.filters or not logger.isEnabledFor(self.level):
+            return None
+        handler = handlers[0]
+        if type(handler) is not LineHandler or handler.filters or handler.level > self.level:
+            return None
+        return handler
+
+
+class LineHandler(logging.StreamHandler[Any]):
+    """A stream handler of bare lines (``%(message)s``), which also takes a line as it is."""
+
+    def __init__(self, stream: Any = None) -> None:
+        super().__init__(stream)
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    def line(self, text: str) -> None:
+        """``text`` and the terminator written and flushed, as ``emit`` would a record of it."""
+        self.acquire()
+        try:
+            self.stream.write(text + self.terminator)
+            self.flush()
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(logging.makeLogRecord({"name": LOGGER, "msg": text}))
+        finally:
+            self.release()
 
 
 def _text(value: Any) -> str:
-    if isinstance(value, float):
+    kind = type(value)
+    if kind is int:
+        return str(value)
+    if kind is float or isinstance(value, float):
         return f"{value:.6g}"
     text = str(value)
-    return json.dumps(text) if not text or any(c in text for c in ' "=\n') else text
+    if not text or " " in text or '"' in text or "=" in text or "\n" in text:
+        return json.dumps(text)
+    return text

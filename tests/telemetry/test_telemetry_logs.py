@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+from typing import Any
 
 import pytest
 from conftest import CONFIG, Clock
@@ -12,7 +14,7 @@ from engine.compiler import compile_text
 from engine.errors import ProviderError
 from engine.result import Attempt, Done, Response, Usage
 from engine.telemetry import NULL, Telemetry
-from engine.telemetry.logs import LOGGER, AccessLog
+from engine.telemetry.logs import LOGGER, AccessLog, LineHandler
 
 SECRETS = ("sk-secret-openai-123", "gsk-secret-456", "sk-ant-secret-789", "gem-secret-000")
 REQUEST = {"model": "chat", "messages": [{"role": "user", "content": "tell no one: PINEAPPLE"}]}
@@ -91,3 +93,38 @@ def test_nothing_is_built_while_the_logger_is_disabled(monkeypatch: pytest.Monke
         rec.ended(Response("x", "oa", "gpt-4o-mini"))
     finally:
         logging.getLogger(LOGGER).setLevel(logging.NOTSET)
+
+
+def test_a_line_handler_alone_gets_the_line_straight_and_a_filter_sees_records(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made: list[str] = []
+    make = logging.Logger.makeRecord
+
+    def counted(self: logging.Logger, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        made.append(args[0])
+        return make(self, *args, **kwargs)
+
+    monkeypatch.setattr(logging.Logger, "makeRecord", counted)
+    logger, out = logging.getLogger(LOGGER), io.StringIO()
+    handler = LineHandler(out)
+    saved = logger.handlers, logger.propagate, logger.level
+    logger.handlers, logger.propagate = [handler], False
+    logger.setLevel(logging.INFO)
+    seen: list[logging.LogRecord] = []
+    try:
+        log = AccessLog()
+        log.write({"request_id": "r1", "route": "0", "latency_ms": 1.5, "target": "a b", "cost": None})
+        assert out.getvalue() == 'request_id=r1 route=0 target="a b" latency_ms=1.5\n'
+        assert made == []  # no LogRecord for it
+        handler.addFilter(lambda r: seen.append(r) or True)  # a filter: records again, with their fields
+        log.write({"request_id": "r2", "status": 200})
+        assert out.getvalue().endswith("request_id=r2 status=200\n")
+        assert [r.access for r in seen] == [{"request_id": "r2", "status": 200}]  # type: ignore[attr-defined]
+        assert made == [LOGGER]
+        logger.setLevel(logging.WARNING)
+        log.write({"request_id": "r3"})
+        assert "r3" not in out.getvalue()
+    finally:
+        logger.handlers, logger.propagate = saved[0], saved[1]
+        logger.setLevel(saved[2])
