@@ -3,14 +3,13 @@ same whatever provider answered), an error as OpenAI's error body and batch ``er
 output line that carries either (``id``, ``custom_id``, ``response: {status_code, request_id,
 body}``, ``error``).
 
-(The gateway's OpenAI dialect builds the same ``chat.completion`` shape for ``/v1/chat/completions``;
-the two are meant to become one function.)
+The ``chat.completion`` object is the gateway's (``engine.gateway.openai.completion``), under the
+name of the model that answered.
 """
 
 from __future__ import annotations
 
 import os
-import time
 from typing import Any
 
 from engine.errors import (
@@ -21,50 +20,19 @@ from engine.errors import (
     RequestError,
     RouteError,
 )
-from engine.result import Response, Usage
+from engine.gateway.openai import completion as chat_completion
+from engine.result import Response
 
-__all__ = ["answer_line", "completion", "error_kind", "failure_line", "status_of", "usage_of"]
-
-_FINISH = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
+__all__ = ["answer_line", "completion", "error_kind", "failure_line", "status_of"]
 
 
 def _hex() -> str:
     return os.urandom(12).hex()
 
 
-def usage_of(usage: Usage) -> dict[str, Any]:
-    """OpenAI's usage object of the engine's ``Usage``."""
-    return {
-        "prompt_tokens": usage.input_tokens,
-        "completion_tokens": usage.output_tokens,
-        "total_tokens": usage.total_tokens,
-        "prompt_tokens_details": {"cached_tokens": usage.cache_read_tokens},
-        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
-    }
-
-
 def completion(response: Response) -> dict[str, Any]:
-    """The ``chat.completion`` object of an answer: its text, reasoning (``reasoning_content``),
-    tool calls and usage, ``model`` the model that answered."""
-    message: dict[str, Any] = {"role": "assistant", "content": response.text or None}
-    if response.reasoning:
-        message["reasoning_content"] = response.reasoning
-    if response.tool_calls:
-        message["tool_calls"] = [
-            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-            for c in response.tool_calls
-        ]
-    message["refusal"] = None
-    reason = response.finish_reason
-    finish = reason if reason in _FINISH else ("tool_calls" if response.tool_calls else "stop")
-    return {
-        "id": "chatcmpl-" + _hex(),
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": response.model,
-        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
-        "usage": usage_of(response.usage),
-    }
+    """The ``chat.completion`` object of an answer, ``model`` the model that answered."""
+    return chat_completion(response, response.model)
 
 
 def status_of(error: RouteError | RequestError) -> tuple[int, str, str]:

@@ -23,7 +23,7 @@ from engine.gateway.dialect import Dialect
 from engine.gateway.jsonio import dumps
 from engine.result import Done, ReasoningDelta, Response, StreamEvent, TextDelta, ToolCallDelta, Usage
 
-__all__ = ["OpenAIDialect", "usage_of"]
+__all__ = ["OpenAIDialect", "completion", "usage_of"]
 
 DONE = b"data: [DONE]\n\n"
 _TYPES = {
@@ -62,6 +62,36 @@ def usage_of(usage: Usage) -> dict[str, Any]:
     }
 
 
+def completion(response: Response, model: Any) -> dict[str, Any]:
+    """The ``chat.completion`` object of an answer (``model``: the name it goes out under): its
+    text, reasoning (``reasoning_content``), tool calls and usage. The gateway's answers and the
+    batch's output lines are this object."""
+    message: dict[str, Any] = {"role": "assistant", "content": response.text or None}
+    if response.reasoning:
+        message["reasoning_content"] = response.reasoning
+    if response.tool_calls:
+        message["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in response.tool_calls
+        ]
+    message["refusal"] = None
+    return {
+        "id": _id(),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": _finish(response.finish_reason, bool(response.tool_calls)),
+            }
+        ],
+        "usage": usage_of(response.usage),
+    }
+
+
 def _id() -> str:
     """A fresh answer id (random, like OpenAI's; not a secret: no syscall for it)."""
     return f"chatcmpl-{getrandbits(96):024x}"
@@ -82,30 +112,7 @@ class OpenAIDialect(Dialect):
         return dict(body)
 
     def answer(self, response: Response, request: Mapping[str, Any]) -> dict[str, Any]:
-        message: dict[str, Any] = {"role": "assistant", "content": response.text or None}
-        if response.reasoning:
-            message["reasoning_content"] = response.reasoning
-        if response.tool_calls:
-            message["tool_calls"] = [
-                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-                for c in response.tool_calls
-            ]
-        message["refusal"] = None
-        return {
-            "id": _id(),
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": request["model"],
-            "choices": [
-                {
-                    "index": 0,
-                    "message": message,
-                    "logprobs": None,
-                    "finish_reason": _finish(response.finish_reason, bool(response.tool_calls)),
-                }
-            ],
-            "usage": usage_of(response.usage),
-        }
+        return completion(response, request["model"])
 
     async def stream(
         self, events: AsyncIterator[StreamEvent], request: Mapping[str, Any]
