@@ -305,8 +305,9 @@ class NativeEvent:
     that format: from Anthropic, the start, deltas and stop of a server-tool block
     (``server_tool_use``, ``web_search_tool_result``, ...) or a ``compaction`` block, a
     ``citations_delta``, the start of a text block that opens right after another one or
-    carries citations, and ``message_delta`` (the provider's own stop reason and usage). Its
-    text is not in the ``TextDelta`` events; every other consumer may skip it."""
+    carries citations, ``message_start`` (the message's id and input usage; it comes with the
+    stream's first event, so first of all) and ``message_delta`` (the provider's own stop reason
+    and usage). Its text is not in the ``TextDelta`` events; every other consumer may skip it."""
 
     kind: str
     data: dict[str, Any]

@@ -5,9 +5,10 @@
 reason and the final usage, ``message_stop``.
 
 A block is opened when the kind of delta changes (thinking never inside a text block), and a
-signature closes its thinking block. ``message_start`` carries the engine's estimate of the
-input tokens (the provider's count arrives with the final event); ``message_delta`` carries
-every final count, which the SDKs let replace ``message_start``'s.
+signature closes its thinking block. ``message_start`` is the provider's own when it is of kind
+``anthropic`` (its message id and usage: input and cache counts), else it carries a new id and
+the engine's estimate of the input tokens (the provider's count arrives with the final event);
+``message_delta`` carries every final count, which the SDKs let replace ``message_start``'s.
 
 From a provider of kind ``anthropic``, what the engine's events do not model arrives as its own
 events (``NativeEvent``) and goes out as it came, renumbered into this stream's blocks: the
@@ -91,7 +92,7 @@ class StreamWriter:
         out: list[bytes] = []
         if not self.started:
             self.started = True
-            out.append(self._start())
+            out.append(self._start(ev))
         if isinstance(ev, TextDelta):
             if ev.text:
                 self._open(out, "text", {"type": "text", "text": ""})
@@ -107,7 +108,17 @@ class StreamWriter:
             self._done(out, ev)
         return b"".join(out)
 
-    def _start(self) -> bytes:
+    def _start(self, ev: StreamEvent) -> bytes:
+        """``message_start``: the provider's (``NativeEvent``, first of an Anthropic stream) with
+        the client's model name, else one of the gateway's own."""
+        own = (
+            ev.data.get("message")
+            if isinstance(ev, NativeEvent) and ev.data.get("type") == "message_start"
+            else None
+        )
+        if type(own) is dict and type(own.get("id")) is str and type(own.get("usage")) is dict:
+            theirs = {**own, "model": self._request.get("model"), "content": [], "stop_reason": None}
+            return event("message_start", {"type": "message_start", "message": theirs})
         usage = {
             "input_tokens": prompt_tokens(self._request),
             "cache_creation_input_tokens": 0,

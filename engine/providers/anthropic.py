@@ -520,7 +520,8 @@ class AnthropicStream(SSEParser):
     ``message_delta``. The start of a text block that opens right after another text block, or
     carries more than its text (``citations``), comes too, held until the block's first delta
     so that it never makes a stream answered earlier than its first content (a failover stays
-    possible until then).
+    possible until then); so does ``message_start`` (the message's id and input usage), held
+    until the first event of the stream.
     """
 
     kind = "anthropic"
@@ -532,8 +533,17 @@ class AnthropicStream(SSEParser):
         self._native: set[int] = set()  # the indexes of blocks relayed as native events
         self._last: Any = None  # the type of the block started last
         self._held: NativeEvent | None = None  # a text block's start, sent with its first delta
+        self._opening: NativeEvent | None = None  # message_start, sent with the first event
 
     def event(self, data: dict[str, Any]) -> Deltas:
+        out = self._event(data)
+        opening = self._opening
+        if opening is not None and out:
+            self._opening = None
+            return [opening, *out]
+        return out
+
+    def _event(self, data: dict[str, Any]) -> Deltas:
         kind = data.get("type")
         if kind == "content_block_delta":
             if data.get("index") in self._native:
@@ -565,6 +575,7 @@ class AnthropicStream(SSEParser):
             message = as_dict(data.get("message"), "message_start.message")
             self.model = opt_str(message.get("model"), "message_start.message.model")
             self._usage(message.get("usage"))
+            self._opening = NativeEvent("anthropic", data)
         elif kind == "message_delta":
             delta = opt_dict(data.get("delta"), "message_delta.delta")
             reason = delta.get("stop_reason")

@@ -117,6 +117,25 @@ def test_a_streamed_web_search_is_relayed_event_for_event(
     assert final.usage.server_tool_use is not None and final.usage.server_tool_use.web_search_requests == 1
 
 
+def test_a_stream_starts_with_the_providers_own_message_start(
+    sdk: anthropic.Anthropic, direct: anthropic.Anthropic
+) -> None:
+    """Its message id and its usage (the provider's input count, not the gateway's estimate),
+    under the model name the client asked for."""
+
+    def start(client: anthropic.Anthropic, model: str) -> dict[str, Any]:
+        with client.messages.create(model=model, stream=True, **ask("say hello to the gateway")) as stream:
+            first = next(ev for ev in stream if ev.type != "ping")
+        assert first.type == "message_start"
+        return dict(first.message.model_dump(exclude_none=True))
+
+    mine, theirs = start(sdk, "anth"), start(direct, "claude-3-5-haiku-latest")
+    assert mine["model"] == "anth" and theirs["model"] == "claude-3-5-haiku-latest"
+    assert re.fullmatch(r"msg_\w+", mine["id"]) and mine["id"] != theirs["id"]  # one per request
+    assert plain({**mine, "model": None, "id": None}) == plain({**theirs, "model": None, "id": None})
+    assert mine["usage"]["input_tokens"] == theirs["usage"]["input_tokens"] > 0
+
+
 # (user text, extra fields, Anthropic's stop_reason and stop_sequence, OpenAI's finish_reason)
 STOPS = {
     "end_turn": ("say hello", {}, ("end_turn", None), "stop"),

@@ -233,7 +233,10 @@ def test_malformed_bodies_raise_wire_error(body: Any) -> None:
 
 def test_stream_text_usage_and_done() -> None:
     parser = KIND.stream_parser()
-    *events, end = feed(parser, STREAM)
+    start, *events, end = feed(parser, STREAM)
+    # the provider's message_start comes with the first event (never alone: no early answer)
+    assert type(start) is NativeEvent and start.data["type"] == "message_start"
+    assert start.data["message"]["id"] == "msg_1nZdL29xx5MUA1yADyHTEsnR8uuvGzszyY"
     assert events == [TextDelta("Hello"), TextDelta(' wörld "!"\n')]
     assert type(end) is NativeEvent and end.data["type"] == "message_delta"  # the provider's own end
     assert parser.finish_reason == "stop"
@@ -244,7 +247,7 @@ def test_stream_text_usage_and_done() -> None:
 
 def test_stream_tool_use_numbers_calls_not_blocks() -> None:
     parser = KIND.stream_parser()
-    assert feed(parser, TOOL_STREAM)[:-1] == [
+    assert feed(parser, TOOL_STREAM)[1:-1] == [  # [0]: message_start
         ReasoningDelta("I need the weather."),
         ReasoningDelta("", signature="EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds"),
         TextDelta("Okay, let's check."),

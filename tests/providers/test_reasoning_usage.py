@@ -169,7 +169,8 @@ def test_anthropic_stream_redacted_thinking_block() -> None:
             {"type": "message_stop"},
         ),
     )
-    assert events[:-1] == [ReasoningDelta("", redacted="EmwKAhgB"), TextDelta("ok")]  # [-1]: message_delta
+    # [0]: message_start, [-1]: message_delta
+    assert events[1:-1] == [ReasoningDelta("", redacted="EmwKAhgB"), TextDelta("ok")]
     assert parser.reasoning == (ReasoningBlock("anthropic", redacted="EmwKAhgB"),)
     assert parser.usage == Usage(10, 30)
 
