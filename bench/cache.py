@@ -152,7 +152,7 @@ class MissRedis(EngineState):
 
 
 class LimitedRedis(Limited):
-    label, key = "limits on, Redis (one script call)", "limited_redis"
+    label, key = "limits on, Redis (leased)", "limited_redis"
     backend = "redis"
 
 

@@ -1,6 +1,7 @@
 """``redis_link``: the request path's scripts on connections of their own, on a real Redis —
-a flushed script cache, a connection killed by the server, a caller cancelled mid-command, more
-callers at once than connections kept, and the writes nobody waited for finished by ``aclose``."""
+a flushed script cache, several scripts in one write, a connection killed by the server, a caller
+cancelled mid-command, more callers at once than connections kept, and the writes nobody waited
+for finished by ``aclose``."""
 
 from __future__ import annotations
 
@@ -49,6 +50,23 @@ async def test_a_flushed_script_cache_costs_one_eval(redis_url: str) -> None:
         await client.script_flush()
         assert await link.run(ECHO, ["b"], ["2"]) == [b"b", b"2"]  # NOSCRIPT, then EVAL
         assert (await client.script_exists(ECHO.sha)) == [True]  # EVAL cached it again
+
+    await _with(redis_url, body)
+
+
+async def test_many_scripts_go_in_one_write_and_an_error_leaves_the_connection_in_step(
+    redis_url: str,
+) -> None:
+    failing = Script("return redis.error_reply('nope')")
+
+    async def body(client: aioredis.Redis, link: Link) -> None:
+        calls = [(ECHO, ["a"], ["1"]), (ECHO, ["b"], ["2"])]
+        assert await link.run_many(calls) == [[b"a", b"1"], [b"b", b"2"]]
+        await client.script_flush()  # every one unknown: each sent again as EVAL
+        assert await link.run_many(calls) == [[b"a", b"1"], [b"b", b"2"]]
+        with pytest.raises(aioredis.ResponseError, match="nope"):
+            await link.run_many([(ECHO, ["c"], ["3"]), (failing, [], []), (ECHO, ["d"], ["4"])])
+        assert await link.run(ECHO, ["e"], ["5"]) == [b"e", b"5"]  # no reply of the batch left behind
 
     await _with(redis_url, body)
 

@@ -1,6 +1,7 @@
 """The response cache across instances on one Redis, in as few round trips as it can be: a hit is
 one, a miss one on the request path (lookup and lock in one script) and one after it (store and
-unlock in another, sent while the caller goes on), a follower's poll one. The two request-path
+unlock in another, sent while the caller goes on, in one write with the others of the next
+``BATCH`` seconds), a follower's poll one. The two request-path
 scripts go over ``redis_link`` (redis-py's connections without its pool's per-command work). A
 leader's lock is a short lease its instance renews while the call runs, so a leader that dies
 (SIGKILL, a lost host) lets go within ``lease`` seconds and a waiting instance takes over; no one
@@ -19,7 +20,7 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 
 from engine.runtime.state.base import Entries, Guard
-from engine.runtime.state.redis_link import Link, Script
+from engine.runtime.state.redis_link import Call, Link, Script
 
 __all__ = ["RedisFlights"]
 
@@ -27,6 +28,8 @@ T = TypeVar("T")
 _log = logging.getLogger(__name__)
 _DOWN: Any = object()
 HIT, LEAD, HELD = 1, 2, 0
+BATCH = 0.002  # seconds an ended call's store or unlock waits for others to go in the same write
+BATCH_MOST = 64  # ... or until this many are waiting
 
 # KEYS: value, lock. ARGV: token, lease ms. {1, value} on a hit; {2} when the lock is ours; {0}
 # when another instance holds it.
@@ -88,6 +91,8 @@ class RedisFlights:
         self._client = client
         self._tokens = (f"{os.getpid()}.{os.urandom(6).hex()}.{n}" for n in itertools.count())
         self._held: dict[str, str] = {}  # lock -> token, while this instance leads
+        self._settling: list[tuple[list[str], str, Any, Entries[Any]]] = []  # calls ended, not yet sent
+        self._timer: asyncio.TimerHandle | None = None
         self._keeper: asyncio.Task[None] | None = None
         self.led = 0  # calls this instance ran under the lock
         self.followed = 0  # answers taken from another instance's call
@@ -153,23 +158,33 @@ class RedisFlights:
         finally:
             del self._held[lock]
             # Not awaited: the caller has its answer; followers poll until the lock goes.
-            self._link.later(self._settle(keys, token, answer, entries))
+            self._settling.append((keys, token, answer, entries))
+            if len(self._settling) >= BATCH_MOST:
+                self._settle()
+            elif self._timer is None:
+                self._timer = asyncio.get_running_loop().call_later(BATCH, self._settle)
 
-    async def _settle(self, keys: list[str], token: str, answer: Any, entries: Entries[T]) -> None:
-        """Store the answer and let go of the lock (one script), or only let go of it."""
-        ttl = entries.ttl
-        data = None
-        if answer is not _DOWN and ttl is not None:
-            try:
-                data = entries.dumps(answer)
-            except Exception:  # not storable: nothing kept, the lock goes
-                _log.exception("flight.store: the answer could not be stored")
-        if data is not None and ttl is not None:
-            args = [data, str(max(int(ttl * 1000), 1)), token]
-            await self._guard.run("flight.store", partial(self._link.run, self._store, keys, args), None)
-        else:
-            unlock = partial(self._link.run, self._release, keys[1:], [token])
-            await self._guard.run("flight.unlock", unlock, None)
+    def _settle(self) -> None:
+        """Send the answers to store (and their locks to let go) and the locks of failed calls
+        to let go, in one write, as a task ``aclose`` finishes."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        settling, self._settling = self._settling, []
+        calls: list[Call] = []
+        for keys, token, answer, entries in settling:
+            ttl, data = entries.ttl, None
+            if answer is not _DOWN and ttl is not None:
+                try:
+                    data = entries.dumps(answer)
+                except Exception:  # not storable: nothing kept, the lock goes
+                    _log.exception("flight.store: the answer could not be stored")
+            if data is not None and ttl is not None:
+                calls.append((self._store, keys, [data, str(max(int(ttl * 1000), 1)), token]))
+            else:
+                calls.append((self._release, keys[1:], [token]))
+        if calls:
+            self._link.later(self._guard.run("flight.store", partial(self._link.run_many, calls), None))
 
     def _hold(self, lock: str, token: str) -> None:
         self._held[lock] = token
@@ -196,6 +211,7 @@ class RedisFlights:
 
     async def aclose(self) -> None:
         """Send the stores and unlocks still in flight, stop renewing."""
+        self._settle()
         keeper = self._keeper
         if keeper is not None and not keeper.done():
             keeper.cancel()

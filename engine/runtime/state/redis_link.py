@@ -11,23 +11,25 @@ What redis-py does, it still does: a connection a caller gives up on mid-command
 timed out) is closed by redis-py and connects again on its next use. What this link adds: a
 script the server does not know (a restart, ``SCRIPT FLUSH``) is sent once as ``EVAL``; a reused
 connection found dead is retried once on a new socket, as the client's own retry policy does;
-writes nobody waits for (``later``) run as tasks that ``aclose`` finishes.
+writes nobody waits for (``later``) run as tasks that ``aclose`` finishes; ``run_many`` sends
+several scripts in one write.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Awaitable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
-__all__ = ["Link", "Script"]
+__all__ = ["Call", "Link", "Script"]
 
+T = TypeVar("T")
 Arg = str | int | bytes
 
 
@@ -39,6 +41,9 @@ class Script:
     def __init__(self, text: str) -> None:
         self.text = text
         self.sha = hashlib.sha1(text.encode()).hexdigest()
+
+
+Call = tuple[Script, Sequence[Arg], Sequence[Arg]]  # a script, its keys, its arguments
 
 
 class Link:
@@ -54,16 +59,25 @@ class Link:
 
     async def run(self, script: Script, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
         """The script's reply (redis-py's types: ``bytes``, ``int``, lists), or its exception."""
+        return await self._on_a_connection(_eval, script, keys, args)
+
+    async def run_many(self, calls: Sequence[Call]) -> list[Any]:
+        """Several scripts in one write, their replies in one read: the replies in order, or the
+        first script's error (after every reply is read). Scripts sent again after a dead reused
+        connection must be safe to run twice."""
+        return await self._on_a_connection(_eval_many, calls)
+
+    async def _on_a_connection(self, send: Callable[..., Awaitable[T]], *what: Any) -> T:
         free = self._free
         reused = bool(free)
         conn = free.pop() if reused else self._pool.make_connection()  # type: ignore[no-untyped-call]
         try:
             try:
-                return await _eval(conn, script, keys, args)
+                return await send(conn, *what)
             except RedisConnectionError:
                 if not reused:  # a fresh socket failed: Redis is down, not the socket stale
                     raise
-                return await _eval(conn, script, keys, args)  # redis-py closed it: reconnects
+                return await send(conn, *what)  # redis-py closed it: reconnects
         finally:
             if len(free) < self._keep and not self._closed:
                 free.append(conn)
@@ -101,3 +115,25 @@ async def _eval(conn: AbstractConnection, script: Script, keys: Sequence[Arg], a
             conn.pack_command("EVAL", script.text, len(keys), *keys, *args), check_health=False
         )
         return await conn.read_response()
+
+
+async def _eval_many(conn: AbstractConnection, calls: Sequence[Call]) -> list[Any]:
+    packed = conn.pack_commands([("EVALSHA", s.sha, len(keys), *keys, *args) for s, keys, args in calls])
+    await conn.send_packed_command(packed, check_health=False)
+    replies: list[Any] = []
+    unknown: list[int] = []  # scripts the server did not know (a restart, SCRIPT FLUSH)
+    error: ResponseError | None = None
+    for i in range(len(calls)):
+        try:
+            replies.append(await conn.read_response())
+        except NoScriptError:
+            replies.append(None)
+            unknown.append(i)
+        except ResponseError as exc:  # read on: the replies after it belong to this batch
+            replies.append(None)
+            error = error or exc
+    if error is not None:
+        raise error
+    for i in unknown:  # each sent again alone, as EVAL
+        replies[i] = await _eval(conn, *calls[i])
+    return replies
