@@ -178,6 +178,7 @@ class RedisLimiter:
         self._pending: dict[str, int] = {}  # window name -> token correction not yet sent
         self._given: list[tuple[str, int, int, int]] = []  # (name, score, requests, tokens) to give back
         self._flusher: asyncio.Task[None] | None = None
+        self._sending = False  # the flusher is sending (not to be cancelled)
 
     def _lease_of(self, name: str) -> _Lease:
         lease = self._leases.get(name)
@@ -296,7 +297,11 @@ class RedisLimiter:
 
     async def _flush_later(self) -> None:
         await asyncio.sleep(FLUSH)
-        await self.flush()
+        self._sending = True
+        try:
+            await self.flush()
+        finally:
+            self._sending = False
 
     async def flush(self) -> None:
         """Send the pending corrections and unspent leases now (one script call each, at once)."""
@@ -327,7 +332,8 @@ class RedisLimiter:
             self._give_back(name, lease)
         flusher = self._flusher
         if flusher is not None and not flusher.done():
-            flusher.cancel()
+            if not self._sending:  # asleep: what it would send, flush sends now
+                flusher.cancel()
             await asyncio.gather(flusher, return_exceptions=True)
         await self.flush()
         await self._link.aclose()
