@@ -109,18 +109,6 @@ def _note(received: list[str], events: list[StreamEvent]) -> None:
             received.append(event.text)
 
 
-def _parse(feed: Callable[[str], list[Any]], lines: list[str]) -> tuple[list[StreamEvent], WireError | None]:
-    """The events of one network read, and the in-band error that ended it (the events before
-    the error are still the caller's)."""
-    events: list[StreamEvent] = []
-    try:
-        for line in lines:
-            events += feed(line)
-    except WireError as exc:
-        return events, exc
-    return events, None
-
-
 class EventStream:
     """``async for event in engine.stream(request)``; also an async context manager that closes
     the upstream response if the consumer stops early. ``on_close`` runs once: at ``aclose``,
@@ -264,7 +252,7 @@ class EventStream:
         self._answering = live.label
         received = self._received
         parser = live.parser
-        feed = parser.feed
+        feed, read = parser.feed, parser.lines
         try:
             self._started = True
             ctx.rec.first_chunk()
@@ -276,7 +264,7 @@ class EventStream:
                 raise live.broke
             if not live.ended:
                 async for lines in live.lines:
-                    events, broke = _parse(feed, lines)
+                    events, broke = read(lines)
                     if events:
                         _note(received, events)
                         self._chunks += len(events)
@@ -395,13 +383,9 @@ async def _first_events(
             if not parser.done:
                 raise Fault("reset", "stream ended before its end marker") from None
             return first, broke, True  # a complete stream (with no or few events)
-        try:
-            for line in lines:
-                first += parser.feed(line)
-        except WireError as exc:
-            if not first:
-                raise  # before any event: this try failed (fail over)
-            broke = exc  # after the first event: the stream is interrupted
+        first, broke = parser.lines(lines)
+        if broke is not None and not first:
+            raise broke  # before any event: this try failed (fail over)
         if parser.done:  # the end marker came in this read: nothing more is read
             return first, broke, True
     return first, broke, False
