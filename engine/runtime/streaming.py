@@ -6,9 +6,11 @@ work as for ``route()`` (the group strategies are shared; hedged groups race to 
 After the first event has been yielded a broken stream raises ``StreamInterrupted`` carrying the
 text received, never mixing two providers' output. The route's deadline bounds the whole stream:
 every wait on the network runs under it (the consumer's own time between events is never
-cancelled). The events of one network read are handed out from a buffer, without a timeout each;
-an in-band error event (or a malformed line) ends the stream only after the events its read
-carried before it have been handed out, and they are part of ``StreamInterrupted.received``.
+cancelled). The events of one network read are handed out from a buffer, without a timeout each
+(those of the read that carried the end marker together with the ``Done``, nothing awaited on
+the network between them); an in-band error event (or a malformed line) ends the stream only
+after the events its read carried before it have been handed out, and they are part of
+``StreamInterrupted.received``.
 Nothing is read after the kind's end marker (``[DONE]``, ``message_stop``, ...): a body that
 never ends after it is a finished stream, its connection dropped rather than reused.
 """
@@ -246,38 +248,44 @@ class EventStream:
     # -- after the first event ------------------------------------------------------------------
 
     async def _events(self, ctx: Ctx) -> AsyncIterator[list[StreamEvent]]:
-        """The stream's events, one list (never empty) per network read that produced any."""
+        """The stream's events, one list (never empty) per network read that produced any; the
+        read that carried the end marker comes with the ``Done`` (nothing is awaited between)."""
         life = self._rt.life
         live = await self._live(ctx)
         self._answering = live.label
         received = self._received
         parser = live.parser
-        feed, read = parser.feed, parser.lines
+        last = events = live.first  # ``last``: the end marker's read, handed out with the Done
         try:
             self._started = True
             ctx.rec.first_chunk()
-            self._chunks = len(live.first)
-            if live.first:  # (empty for a complete stream that carried no text)
-                _note(received, live.first)
-                yield live.first
+            self._chunks = len(events)
+            _note(received, events)
             if live.broke is not None:  # after the first event: no failover
+                yield events
                 raise live.broke
             if not live.ended:
+                yield events
+                last = []
+                read = parser.lines
                 async for lines in live.lines:
                     events, broke = read(lines)
-                    if events:
-                        _note(received, events)
-                        self._chunks += len(events)
-                        yield events
+                    _note(received, events)
+                    self._chunks += len(events)
                     if broke is not None:
+                        if events:
+                            yield events
                         raise broke
                     if parser.done:  # the end marker: whatever follows is not read
+                        last = events
                         break
+                    if events:
+                        yield events
                 else:
-                    tail: list[StreamEvent] = [*feed("")]  # an event the body ended inside
-                    if tail:
-                        yield tail
+                    last = [*parser.feed("")]  # an event the body ended inside
                     if not parser.done:
+                        if last:
+                            yield last
                         raise Fault("reset", "stream ended before its end marker")
         except (Fault, WireError) as exc:
             raise await self._broke(live, ctx, exc) from exc
@@ -291,7 +299,8 @@ class EventStream:
         )
         done = done_of(live.ep, live.model, parser, tuple(ctx.attempts), perf() - ctx.start, live.ttft)
         self._end(done)
-        yield [done]
+        last.append(done)
+        yield last
 
     async def _live(self, ctx: Ctx) -> Live:
         """The route's first target to answer with its first events."""
