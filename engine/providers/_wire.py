@@ -9,10 +9,9 @@ from __future__ import annotations
 import json
 import uuid
 from abc import abstractmethod
-from collections.abc import Callable
 from typing import Any, NoReturn
 
-from engine.providers.base import ERROR_TEXT_MAX, StreamParser, WireError, error_text, loads
+from engine.providers.base import ERROR_TEXT_MAX, StreamParser, WireError, error_text, fast_loads, loads
 from engine.result import NativeEvent, ReasoningDelta, StreamEvent, TextDelta, ToolCallDelta
 
 __all__ = [
@@ -40,12 +39,7 @@ __all__ = [
 Deltas = list[TextDelta | ReasoningDelta | ToolCallDelta | NativeEvent]
 
 _loads = loads
-try:  # a plain stream event's JSON: what orjson refuses goes the long way, through ``loads``
-    import orjson
-
-    _fast: Callable[[str], Any] = orjson.loads
-except ImportError:  # pragma: no cover - the serve extra installs orjson
-    _fast = loads
+_fast = fast_loads  # a plain stream event's JSON: what it refuses goes the long way, through loads
 
 
 def fail(message: str) -> NoReturn:
