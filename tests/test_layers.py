@@ -78,7 +78,7 @@ FOREIGN = {
     "opentelemetry": {"telemetry/traces"},
     "uvloop": {"api", "runtime", "fake", "gateway/serve"},
     "uvicorn": {"gateway/serve"},
-    "orjson": {"gateway/jsonio"},
+    "orjson": {"gateway/jsonio", "providers/base"},  # the gateway's JSON, the providers' parse
     "pytest": {"pytest_plugin"},
     "tqdm": {"batch/progress", "benchmark/cli"},
     "matplotlib": {"benchmark/plot"},

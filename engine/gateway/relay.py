@@ -1,10 +1,10 @@
 """A routed stream relayed read by read: the dialect's SSE frames of every event one network read
 of the upstream carried go out as one write, before the next read is awaited (never held
-longer); SSE comment pings every ``server.keepalive`` while the first frame is awaited (a timer,
-no task unless a ping is due); an error before the first frame answered with its status, unless
-pings already went out (then, as after the first frame, it ends the stream as the dialect's
-in-stream error: never a clean end). The headers go out with the first frame (or ping): the
-routing headers known then."""
+longer; the last read's with the end of the stream); SSE comment pings every
+``server.keepalive`` while the first frame is awaited (a timer, no task unless a ping is due);
+an error before the first frame answered with its status, unless pings already went out (then,
+as after the first frame, it ends the stream as the dialect's in-stream error: never a clean
+end). The headers go out with the first frame (or ping): the routing headers known then."""
 
 from __future__ import annotations
 
@@ -62,10 +62,10 @@ async def _reads(stream: EventStream, out: _Out, usage: list[Usage] | None) -> A
         for event in batch:
             yield event
         last = batch[-1]
-        if type(last) is Done:
+        if type(last) is Done:  # (with the end marker's read: one write for both)
             if usage is not None:
                 usage.append(last.usage)
-            continue
+            return
         await out.flush()
 
 

@@ -11,8 +11,8 @@ import uuid
 from abc import abstractmethod
 from typing import Any, NoReturn
 
-from engine.providers.base import ERROR_TEXT_MAX, StreamParser, WireError, error_text, loads
-from engine.result import NativeEvent, ReasoningDelta, TextDelta, ToolCallDelta
+from engine.providers.base import ERROR_TEXT_MAX, StreamParser, WireError, error_text, fast_loads, loads
+from engine.result import NativeEvent, ReasoningDelta, StreamEvent, TextDelta, ToolCallDelta
 
 __all__ = [
     "Deltas",
@@ -39,6 +39,7 @@ __all__ = [
 Deltas = list[TextDelta | ReasoningDelta | ToolCallDelta | NativeEvent]
 
 _loads = loads
+_fast = fast_loads  # a plain stream event's JSON: what it refuses goes the long way, through loads
 
 
 def fail(message: str) -> NoReturn:
@@ -213,6 +214,31 @@ class SSEParser(StreamParser):
             self._pending.append(value)
             return []
         return self._data(value, last=False)
+
+    def lines(self, lines: list[str]) -> tuple[list[StreamEvent], WireError | None]:
+        """``feed`` of each line, with the lines of a plain event (one ``data: {...}`` line,
+        an ``event:`` line, the blank line after it) read here, not fed one by one."""
+        out: list[StreamEvent] = []
+        event, feed, fast = self.event, self.feed, _fast
+        plain = not self._pending and self._broken is None and not self._error
+        try:
+            for line in lines:
+                if plain:
+                    if line.startswith("data: {"):
+                        try:
+                            data = fast(line[6:])
+                        except ValueError:  # (fed below: held, or read by the stdlib)
+                            pass
+                        else:
+                            out += event(data)
+                            continue
+                    elif not line or (line.startswith("event:") and line[6:].strip() != "error"):
+                        continue
+                out += feed(line)
+                plain = not self._pending and self._broken is None and not self._error
+        except WireError as exc:
+            return out, exc
+        return out, None
 
     def _data(self, text: str, last: bool) -> Deltas:
         if text == "[DONE]":

@@ -326,32 +326,47 @@ class OpenAIStream(SSEParser):
         self._tools = False
 
     def event(self, data: dict[str, Any]) -> Deltas:
-        if data.get("error"):
+        get = data.get
+        if get("error"):
             fail(error_text(data))
-        model = data.get("model")
+        model = get("model")
         if type(model) is str:
             self.model = model
-        usage = data.get("usage")
-        groq = data.get("x_groq")
-        if usage is None and type(groq) is dict:  # Groq reports it here
-            usage = groq.get("usage")
+        usage = get("usage")
+        if usage is None:
+            groq = get("x_groq")
+            if type(groq) is dict:  # Groq reports it here
+                usage = groq.get("usage")
         if usage is not None:
             self.usage = _usage(usage)
+        choices = get("choices")
+        if not choices:
+            opt_list(choices, "choices")  # (an empty list or null: no delta; else malformed)
+            return []
         out: Deltas = []
-        for raw in opt_list(data.get("choices"), "choices"):
+        for raw in as_list(choices, "choices"):
             choice = as_dict(raw, "choices[]")
-            if choice.get("index", 0) != 0:  # n > 1: the first choice is the answer
+            cget = choice.get
+            if cget("index", 0) != 0:  # n > 1: the first choice is the answer
                 continue
-            delta = opt_dict(choice.get("delta"), "choices[].delta")
-            thought = _reasoning(delta, "delta")
-            if thought:
-                out.append(self.thoughts.text(thought))
-            content = delta.get("content")
-            if content:
-                out.append(TextDelta(_content(content, "delta.content")))
-            for tc in opt_list(delta.get("tool_calls"), "delta.tool_calls"):
-                out.append(self._tool_delta(as_dict(tc, "delta.tool_calls[]")))
-            reason = choice.get("finish_reason")
+            delta = cget("delta")
+            if delta:
+                dget = as_dict(delta, "choices[].delta").get
+                content = dget("content")
+                if len(delta) == 1 and type(content) is str:  # the common chunk: text alone
+                    if content:
+                        out.append(TextDelta(content))
+                else:
+                    thought = _reasoning(delta, "delta")
+                    if thought:
+                        out.append(self.thoughts.text(thought))
+                    if content:
+                        out.append(TextDelta(_content(content, "delta.content")))
+                    for tc in opt_list(dget("tool_calls"), "delta.tool_calls"):
+                        out.append(self._tool_delta(as_dict(tc, "delta.tool_calls[]")))
+            elif delta is not None:
+                as_dict(delta, "choices[].delta")  # a falsy non-object is malformed too
+            reason = cget("finish_reason")
             if reason is not None:
                 self.finish_reason = _finish(reason, self._tools)
         return out

@@ -6,9 +6,11 @@ work as for ``route()`` (the group strategies are shared; hedged groups race to 
 After the first event has been yielded a broken stream raises ``StreamInterrupted`` carrying the
 text received, never mixing two providers' output. The route's deadline bounds the whole stream:
 every wait on the network runs under it (the consumer's own time between events is never
-cancelled). The events of one network read are handed out from a buffer, without a timeout each;
-an in-band error event (or a malformed line) ends the stream only after the events its read
-carried before it have been handed out, and they are part of ``StreamInterrupted.received``.
+cancelled). The events of one network read are handed out from a buffer, without a timeout each
+(those of the read that carried the end marker together with the ``Done``, nothing awaited on
+the network between them); an in-band error event (or a malformed line) ends the stream only
+after the events its read carried before it have been handed out, and they are part of
+``StreamInterrupted.received``.
 Nothing is read after the kind's end marker (``[DONE]``, ``message_stop``, ...): a body that
 never ends after it is a finished stream, its connection dropped rather than reused.
 """
@@ -107,18 +109,6 @@ def _note(received: list[str], events: list[StreamEvent]) -> None:
     for event in events:
         if type(event) is TextDelta:
             received.append(event.text)
-
-
-def _parse(feed: Callable[[str], list[Any]], lines: list[str]) -> tuple[list[StreamEvent], WireError | None]:
-    """The events of one network read, and the in-band error that ended it (the events before
-    the error are still the caller's)."""
-    events: list[StreamEvent] = []
-    try:
-        for line in lines:
-            events += feed(line)
-    except WireError as exc:
-        return events, exc
-    return events, None
 
 
 class EventStream:
@@ -258,38 +248,44 @@ class EventStream:
     # -- after the first event ------------------------------------------------------------------
 
     async def _events(self, ctx: Ctx) -> AsyncIterator[list[StreamEvent]]:
-        """The stream's events, one list (never empty) per network read that produced any."""
+        """The stream's events, one list (never empty) per network read that produced any; the
+        read that carried the end marker comes with the ``Done`` (nothing is awaited between)."""
         life = self._rt.life
         live = await self._live(ctx)
         self._answering = live.label
         received = self._received
         parser = live.parser
-        feed = parser.feed
+        last = events = live.first  # ``last``: the end marker's read, handed out with the Done
         try:
             self._started = True
             ctx.rec.first_chunk()
-            self._chunks = len(live.first)
-            if live.first:  # (empty for a complete stream that carried no text)
-                _note(received, live.first)
-                yield live.first
+            self._chunks = len(events)
+            _note(received, events)
             if live.broke is not None:  # after the first event: no failover
+                yield events
                 raise live.broke
             if not live.ended:
+                yield events
+                last = []
+                read = parser.lines
                 async for lines in live.lines:
-                    events, broke = _parse(feed, lines)
-                    if events:
-                        _note(received, events)
-                        self._chunks += len(events)
-                        yield events
+                    events, broke = read(lines)
+                    _note(received, events)
+                    self._chunks += len(events)
                     if broke is not None:
+                        if events:
+                            yield events
                         raise broke
                     if parser.done:  # the end marker: whatever follows is not read
+                        last = events
                         break
+                    if events:
+                        yield events
                 else:
-                    tail: list[StreamEvent] = [*feed("")]  # an event the body ended inside
-                    if tail:
-                        yield tail
+                    last = [*parser.feed("")]  # an event the body ended inside
                     if not parser.done:
+                        if last:
+                            yield last
                         raise Fault("reset", "stream ended before its end marker")
         except (Fault, WireError) as exc:
             raise await self._broke(live, ctx, exc) from exc
@@ -303,7 +299,8 @@ class EventStream:
         )
         done = done_of(live.ep, live.model, parser, tuple(ctx.attempts), perf() - ctx.start, live.ttft)
         self._end(done)
-        yield [done]
+        last.append(done)
+        yield last
 
     async def _live(self, ctx: Ctx) -> Live:
         """The route's first target to answer with its first events."""
@@ -395,13 +392,9 @@ async def _first_events(
             if not parser.done:
                 raise Fault("reset", "stream ended before its end marker") from None
             return first, broke, True  # a complete stream (with no or few events)
-        try:
-            for line in lines:
-                first += parser.feed(line)
-        except WireError as exc:
-            if not first:
-                raise  # before any event: this try failed (fail over)
-            broke = exc  # after the first event: the stream is interrupted
+        first, broke = parser.lines(lines)
+        if broke is not None and not first:
+            raise broke  # before any event: this try failed (fail over)
         if parser.done:  # the end marker came in this read: nothing more is read
             return first, broke, True
     return first, broke, False

@@ -416,6 +416,34 @@ async def test_a_stream_whose_body_never_ends_after_its_end_marker_is_done_at_on
     assert text(again) == "one two" and connections == 2
 
 
+@pytest.mark.parametrize("split", [False, True], ids=["one-read", "two-reads"])
+@pytest.mark.parametrize("model", list(ENDED))
+async def test_the_read_with_the_end_marker_comes_with_the_done(
+    raw: Raw, make: Make, ask: Ask, model: str, split: bool
+) -> None:
+    body = ENDED[model]
+    first_seen = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(head(200, {"content-type": "text/event-stream", "transfer-encoding": "chunked"}))
+        cut = body.index(b"two") - 4 if split else len(body)
+        writer.write(chunk(body[:cut]))
+        if split:
+            await first_seen.wait()
+            writer.write(chunk(body[cut:]))
+        writer.write(chunk(b""))
+        await writer.drain()
+
+    stream = make(_raw_config(await raw(handler))).stream(ask(model))
+    batches = []
+    while batch := await stream.batch():
+        batches.append([type(e).__name__ for e in batch])
+        first_seen.set()
+    got = [["TextDelta"], ["TextDelta", "Done"]] if split else [["TextDelta", "TextDelta", "Done"]]
+    assert [[n for n in b if n != "NativeEvent"] for b in batches] == got
+
+
 @pytest.mark.parametrize("ending", [b"\r", b"\r\n", b"\n"], ids=["CR", "CRLF", "LF"])
 async def test_sse_lines_may_end_in_a_bare_cr(raw: Raw, make: Make, ask: Ask, ending: bytes) -> None:
     events = [e + ending + ending for e in _openai_events("one ", "two")] + [
