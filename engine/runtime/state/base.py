@@ -85,6 +85,11 @@ class Flights(Protocol):
 
     def stats(self) -> dict[str, int]: ...
 
+    async def written(self) -> None:
+        """The stores of ended calls sent and confirmed (``run`` sends them shortly after):
+        what this instance writes next to the same keys then comes after them."""
+        ...
+
     async def aclose(self) -> None: ...
 
 

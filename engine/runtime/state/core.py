@@ -205,6 +205,7 @@ class State:
     async def _upstream(self, key: str, call: Callable[[], Awaitable[Response]]) -> Response:
         """A refreshed flight: the call, its answer stored."""
         response = await call()
+        await self.storage.flights.written()  # an earlier answer's store must not land after this one
         await self.responses.set(key, response)
         return response
 

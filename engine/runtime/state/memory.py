@@ -187,6 +187,9 @@ class NoPeers:
     def stats(self) -> dict[str, int]:
         return {}
 
+    async def written(self) -> None:
+        return None
+
     async def aclose(self) -> None:
         return None
 

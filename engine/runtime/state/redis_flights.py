@@ -93,6 +93,8 @@ class RedisFlights:
         self._held: dict[str, str] = {}  # lock -> token, while this instance leads
         self._settling: list[tuple[list[str], str, Any, Entries[Any]]] = []  # calls ended, not yet sent
         self._timer: asyncio.TimerHandle | None = None
+        self._unsettled: set[str] = set()  # value keys of ended calls whose store Redis has not confirmed
+        self._batches: set[asyncio.Future[Any]] = set()  # stores and unlocks in flight
         self._keeper: asyncio.Task[None] | None = None
         self.led = 0  # calls this instance ran under the lock
         self.followed = 0  # answers taken from another instance's call
@@ -122,6 +124,8 @@ class RedisFlights:
         clock = asyncio.get_running_loop().time
         until = interval = 0.0
         lookup = partial(self._link.run, self._lookup, keys, args)
+        if keys[0] in self._unsettled:
+            await self.written()
         while True:
             got = await self._guard.run("flight.lookup", lookup, _DOWN)
             if got is _DOWN:  # Redis failed or is cooling down: no coordination, go on alone
@@ -159,6 +163,7 @@ class RedisFlights:
             del self._held[lock]
             # Not awaited: the caller has its answer; followers poll until the lock goes.
             self._settling.append((keys, token, answer, entries))
+            self._unsettled.add(keys[0])
             if len(self._settling) >= BATCH_MOST:
                 self._settle()
             elif self._timer is None:
@@ -184,7 +189,22 @@ class RedisFlights:
             else:
                 calls.append((self._release, keys[1:], [token]))
         if calls:
-            self._link.later(self._guard.run("flight.store", partial(self._link.run_many, calls), None))
+            send = partial(self._link.run_many, calls)
+            batch = asyncio.ensure_future(self._guard.run("flight.store", send, None))
+            self._batches.add(batch)
+            batch.add_done_callback(partial(self._settled, [keys[0] for keys, *_ in settling]))
+            self._link.later(batch)
+
+    def _settled(self, keys: list[str], batch: asyncio.Future[Any]) -> None:
+        self._batches.discard(batch)
+        self._unsettled.difference_update(keys)
+
+    async def written(self) -> None:
+        """Send the ended calls' stores now and wait for them: this instance then reads what it
+        wrote, and a later write of its own (a refresh) is not overwritten by an earlier one."""
+        self._settle()
+        while self._batches:
+            await asyncio.gather(*self._batches, return_exceptions=True)
 
     def _hold(self, lock: str, token: str) -> None:
         self._held[lock] = token
