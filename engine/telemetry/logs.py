@@ -38,6 +38,7 @@ FIELDS: Final = (
     "cost",
     "cache",
 )
+_EQ: Final = tuple(f"{name}=" for name in FIELDS)
 _LEVELS: Final = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -61,12 +62,20 @@ class AccessLog:
 
     def write(self, fields: Mapping[str, Any]) -> None:
         """One line of ``fields`` (``None`` values left out), in ``FIELDS`` order."""
-        items = {k: v for k in FIELDS if (v := fields.get(k)) is not None}
+        self.row(tuple(map(fields.get, FIELDS)))
+
+    def row(self, values: tuple[Any, ...]) -> None:
+        """One line of ``values``, one per name of ``FIELDS`` (``None``: left out)."""
+        handler = self._direct()
+        if handler is not None and not self.json:  # the usual case: no dict, no record
+            text = [eq + _text(v) for eq, v in zip(_EQ, values, strict=True) if v is not None]
+            handler.line(" ".join(text))
+            return
+        items = {k: v for k, v in zip(FIELDS, values, strict=True) if v is not None}
         if self.json:
             line = json.dumps(items, separators=(",", ":"))
         else:
             line = " ".join([f"{k}={_text(v)}" for k, v in items.items()])
-        handler = self._direct()
         if handler is not None:
             handler.line(line)
         else:
@@ -108,8 +117,12 @@ class LineHandler(logging.StreamHandler[Any]):
 
 def _text(value: Any) -> str:
     kind = type(value)
+    if kind is str:
+        if not value or " " in value or '"' in value or "=" in value or "\n" in value:
+            return json.dumps(value)
+        return value  # type: ignore[no-any-return]
     if kind is int:
-        return str(value)
+        return int.__repr__(value)
     if kind is float or isinstance(value, float):
         return f"{value:.6g}"
     text = str(value)
