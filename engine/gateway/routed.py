@@ -106,7 +106,10 @@ async def routed(call: Call) -> None:
 
         await relay(call, request, tokens)
         return
-    response = await watching(call, _route(call, request))
+    try:
+        response = await watching(call, call.gateway.engine.route(request))
+    except (RequestError, RouteError) as exc:
+        raise refusal_of(exc) from None
     if response is None:
         return  # the client went away: nothing to answer
     key = call.key
@@ -114,13 +117,6 @@ async def routed(call: Call) -> None:
         await call.gateway.quota.settle(key, response.usage, tokens)
     headers = engine_headers(call.gateway.engine.graph, request, response)
     await call.reply(200, call.dialect.answer(response, request), headers)
-
-
-async def _route(call: Call, request: dict[str, Any]) -> Response:
-    try:
-        return await call.gateway.engine.route(request)
-    except (RequestError, RouteError) as exc:
-        raise refusal_of(exc) from None
 
 
 async def watching(call: Call, work: Any) -> Any:

@@ -182,7 +182,11 @@ class Runtime:
                 final = final or limit_wait
             start = perf() if timed else 0.0
             if busy is None:
-                result = await self.run(node, ctx, final)
+                result = await (
+                    self.attempt(self.endpoints[id(node)], ctx, final)
+                    if isinstance(node, Target)
+                    else self.run(node, ctx, final)
+                )
             else:
                 busy.enter(order.key(i))
                 try:
