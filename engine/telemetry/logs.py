@@ -68,8 +68,7 @@ class AccessLog:
         """One line of ``values``, one per name of ``FIELDS`` (``None``: left out)."""
         handler = self._direct()
         if handler is not None and not self.json:  # the usual case: no dict, no record
-            text = [eq + _text(v) for eq, v in zip(_EQ, values, strict=True) if v is not None]
-            handler.line(" ".join(text))
+            handler.line(_line(values))
             return
         items = {k: v for k, v in zip(FIELDS, values, strict=True) if v is not None}
         if self.json:
@@ -113,6 +112,26 @@ class LineHandler(logging.StreamHandler[Any]):
             self.handleError(logging.makeLogRecord({"name": LOGGER, "msg": text}))
         finally:
             self.release()
+
+
+def _line(values: tuple[Any, ...]) -> str:
+    """The text line of ``values``: ``_text`` inlined for the usual strings, ints and floats."""
+    parts = []
+    for eq, v in zip(_EQ, values, strict=True):
+        if v is None:
+            continue
+        kind = type(v)
+        if kind is str:
+            if not v or " " in v or '"' in v or "=" in v or "\n" in v:
+                v = json.dumps(v)
+        elif kind is int:
+            v = int.__repr__(v)
+        elif kind is float:
+            v = f"{v:.6g}"
+        else:
+            v = _text(v)
+        parts.append(eq + v)
+    return " ".join(parts)
 
 
 def _text(value: Any) -> str:

@@ -128,3 +128,39 @@ def test_a_line_handler_alone_gets_the_line_straight_and_a_filter_sees_records(
     finally:
         logger.handlers, logger.propagate = saved[0], saved[1]
         logger.setLevel(saved[2])
+
+
+def test_the_straight_line_quotes_as_the_record_does() -> None:
+    """serve's LineHandler gets the text built without a record; a record's message is the
+    same text, for values that need quoting, an empty one, a bool and small and large floats."""
+    logger, out = logging.getLogger(LOGGER), io.StringIO()
+    saved = logger.handlers, logger.propagate, logger.level
+    logger.handlers, logger.propagate = [LineHandler(out)], False
+    logger.setLevel(logging.INFO)
+    fields = {
+        "request_id": 'a "b"',
+        "route": "",
+        "target": "x=y",
+        "model": "m\nn",
+        "tries": True,
+        "outcome": "ok",
+        "status": 200,
+        "latency_ms": 1234567.891,
+        "ttfc_ms": 0.000012,
+        "cost": 0.0,
+        "cache": "none",
+    }
+    try:
+        AccessLog().write(fields)
+        straight = out.getvalue()
+        seen: list[str] = []
+        logger.handlers[0].addFilter(lambda r: seen.append(r.getMessage()) or True)
+        AccessLog().write(fields)
+    finally:
+        logger.handlers, logger.propagate = saved[0], saved[1]
+        logger.setLevel(saved[2])
+    assert straight == (
+        'request_id="a \\"b\\"" route="" target="x=y" model="m\\nn" tries=True outcome=ok '
+        "status=200 latency_ms=1.23457e+06 ttfc_ms=1.2e-05 cost=0 cache=none\n"
+    )
+    assert seen == [straight[:-1]]
