@@ -79,7 +79,7 @@ async def start(send: Send, status: int, headers: Headers) -> None:
 async def send_bytes(send: Send, status: int, body: bytes, content_type: bytes, headers: Headers) -> None:
     """A whole answer: status, headers (content-type and -length added) and body."""
     headers.append((b"content-type", content_type))
-    headers.append((b"content-length", str(len(body)).encode()))
+    headers.append((b"content-length", b"%d" % len(body)))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

@@ -74,7 +74,9 @@ def _check_type(headers: Mapping[str, str]) -> None:
     """A body declared as anything but JSON is refused with 400, as the contract's errors table
     has it (a request the engine cannot route as given), in the endpoint's dialect."""
     kind = headers.get("content-type")
-    if kind is not None and not kind.split(";", 1)[0].strip().lower().endswith(("/json", "+json")):
+    if kind is None or kind == "application/json":  # (what SDKs send)
+        return
+    if not kind.split(";", 1)[0].strip().lower().endswith(("/json", "+json")):
         raise Refusal(400, f"expected content-type: application/json, got {kind[:80]!r}")
 
 
