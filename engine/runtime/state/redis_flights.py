@@ -1,7 +1,7 @@
 """The response cache across instances on one Redis, in as few round trips as it can be: a hit is
 one, a miss one on the request path (lookup and lock in one script) and one after it (store and
-unlock in another, sent while the caller goes on, in one write with the others of the next
-``BATCH`` seconds), a follower's poll one. The two request-path
+unlock in another, sent on the loop's next turn while the caller goes on, in one write with
+the others that ended in the same turn), a follower's poll one. The two request-path
 scripts go over ``redis_link`` (redis-py's connections without its pool's per-command work). A
 leader's lock is a short lease its instance renews while the call runs, so a leader that dies
 (SIGKILL, a lost host) lets go within ``lease`` seconds and a waiting instance takes over; no one
@@ -28,8 +28,7 @@ T = TypeVar("T")
 _log = logging.getLogger(__name__)
 _DOWN: Any = object()
 HIT, LEAD, HELD = 1, 2, 0
-BATCH = 0.002  # seconds an ended call's store or unlock waits for others to go in the same write
-BATCH_MOST = 64  # ... or until this many are waiting
+BATCH_MOST = 64  # ended calls' stores sent in one write at most
 
 # KEYS: value, lock. ARGV: token, lease ms. {1, value} on a hit; {2} when the lock is ours; {0}
 # when another instance holds it.
@@ -92,7 +91,7 @@ class RedisFlights:
         self._tokens = (f"{os.getpid()}.{os.urandom(6).hex()}.{n}" for n in itertools.count())
         self._held: dict[str, str] = {}  # lock -> token, while this instance leads
         self._settling: list[tuple[list[str], str, Any, Entries[Any]]] = []  # calls ended, not yet sent
-        self._timer: asyncio.TimerHandle | None = None
+        self._soon: asyncio.Handle | None = None  # the ended calls' stores go on the loop's next turn
         self._unsettled: set[str] = set()  # value keys of ended calls whose store Redis has not confirmed
         self._batches: set[asyncio.Future[Any]] = set()  # stores and unlocks in flight
         self._keeper: asyncio.Task[None] | None = None
@@ -166,15 +165,15 @@ class RedisFlights:
             self._unsettled.add(keys[0])
             if len(self._settling) >= BATCH_MOST:
                 self._settle()
-            elif self._timer is None:
-                self._timer = asyncio.get_running_loop().call_later(BATCH, self._settle)
+            elif self._soon is None:
+                self._soon = asyncio.get_running_loop().call_soon(self._settle)
 
     def _settle(self) -> None:
         """Send the answers to store (and their locks to let go) and the locks of failed calls
         to let go, in one write, as a task ``aclose`` finishes."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._soon is not None:
+            self._soon.cancel()
+            self._soon = None
         settling, self._settling = self._settling, []
         calls: list[Call] = []
         for keys, token, answer, entries in settling:
