@@ -49,6 +49,12 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local window, lease = tonumber(ARGV[1]), tonumber(ARGV[2])
 local ttl = window + lease
 local function count(m) return tonumber(string.match(m, ':(-?%d+)$')) or 1 end
+local function add(log, sum, at, id, n)
+  redis.call('ZADD', log, at, id .. ':' .. n)
+  redis.call('INCRBY', sum, n)
+  redis.call('PEXPIRE', log, ttl)
+  redis.call('PEXPIRE', sum, ttl)
+end
 """
 
 # KEYS: requests log, requests sum, tokens log, tokens sum, sequence. ARGV: window ms, lease ms,
@@ -94,18 +100,8 @@ end
 if wait > 0 then return {0, 0, wait} end
 local id = now .. '-' .. redis.call('INCR', KEYS[5])
 local at = now + lease
-if units > 0 then
-  redis.call('ZADD', KEYS[1], at, id .. ':' .. units)
-  redis.call('INCRBY', KEYS[2], units)
-  redis.call('PEXPIRE', KEYS[1], ttl)
-  redis.call('PEXPIRE', KEYS[2], ttl)
-end
-if tokens > 0 then
-  redis.call('ZADD', KEYS[3], at, id .. ':' .. tokens)
-  redis.call('INCRBY', KEYS[4], tokens)
-  redis.call('PEXPIRE', KEYS[3], ttl)
-  redis.call('PEXPIRE', KEYS[4], ttl)
-end
+if units > 0 then add(KEYS[1], KEYS[2], at, id, units) end
+if tokens > 0 then add(KEYS[3], KEYS[4], at, id, tokens) end
 redis.call('PEXPIRE', KEYS[5], ttl)
 return {units, tokens, 0, at}
 """
@@ -119,15 +115,8 @@ _RECORD = (
 local at = tonumber(ARGV[3])
 if at == 0 then at = now end
 local id = now .. '-' .. redis.call('INCR', KEYS[5])
-for i, delta in ipairs({ARGV[4], ARGV[5]}) do
-  if delta ~= '0' then
-    local log, sum = KEYS[2 * i - 1], KEYS[2 * i]
-    redis.call('ZADD', log, at, id .. ':' .. delta)
-    redis.call('INCRBY', sum, delta)
-    redis.call('PEXPIRE', log, ttl)
-    redis.call('PEXPIRE', sum, ttl)
-  end
-end
+if ARGV[4] ~= '0' then add(KEYS[1], KEYS[2], at, id, ARGV[4]) end
+if ARGV[5] ~= '0' then add(KEYS[3], KEYS[4], at, id, ARGV[5]) end
 redis.call('PEXPIRE', KEYS[5], ttl)
 return 0
 """
