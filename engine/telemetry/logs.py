@@ -115,36 +115,14 @@ class LineHandler(logging.StreamHandler[Any]):
 
 
 def _line(values: tuple[Any, ...]) -> str:
-    """The text line of ``values``: ``_text`` inlined for the usual strings, ints and floats."""
-    parts = []
-    for eq, v in zip(_EQ, values, strict=True):
-        if v is None:
-            continue
-        kind = type(v)
-        if kind is str:
-            if not v or " " in v or '"' in v or "=" in v or "\n" in v:
-                v = json.dumps(v)
-        elif kind is int:
-            v = int.__repr__(v)
-        elif kind is float:
-            v = f"{v:.6g}"
-        else:
-            v = _text(v)
-        parts.append(eq + v)
-    return " ".join(parts)
+    """The text line of ``values`` (``None`` left out)."""
+    return " ".join([eq + _text(v) for eq, v in zip(_EQ, values, strict=True) if v is not None])
 
 
 def _text(value: Any) -> str:
-    kind = type(value)
-    if kind is str:
-        if not value or " " in value or '"' in value or "=" in value or "\n" in value:
-            return json.dumps(value)
-        return value  # type: ignore[no-any-return]
-    if kind is int:
-        return int.__repr__(value)
-    if kind is float or isinstance(value, float):
+    if isinstance(value, float):
         return f"{value:.6g}"
-    text = str(value)
+    text = value if type(value) is str else str(value)
     if not text or " " in text or '"' in text or "=" in text or "\n" in text:
         return json.dumps(text)
     return text
