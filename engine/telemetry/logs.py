@@ -11,8 +11,10 @@ straight to its stream, without the ``LogRecord`` (and the caller lookup) a hand
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import select
 from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any, Final
@@ -38,6 +40,7 @@ FIELDS: Final = (
     "cost",
     "cache",
 )
+_PIPE_BUF: Final = getattr(select, "PIPE_BUF", 512)  # bytes a pipe writes whole (4,096 on Linux)
 _EQ: Final = tuple(f"{name}=" for name in FIELDS)
 _LEVELS: Final = {
     "debug": logging.DEBUG,
@@ -94,24 +97,60 @@ class AccessLog:
 
 
 class LineHandler(logging.StreamHandler[Any]):
-    """A stream handler of bare lines (``%(message)s``), which also takes a line as it is."""
+    """A stream handler of bare lines (``%(message)s``), which also takes a line as it is.
+
+    Lines taken in a running event loop are written at the end of the loop's turn, those of one
+    turn together: one write (and syscall) for the requests that ended in it, not one each. A
+    write holds at most ``PIPE_BUF`` bytes of whole lines, so the lines of several workers on one
+    pipe never interleave inside a line. A record (``emit``), a ``flush`` and a line taken
+    outside a loop write what is pending first: the order stays the order of the calls."""
 
     def __init__(self, stream: Any = None) -> None:
         super().__init__(stream)
         self.setFormatter(logging.Formatter("%(message)s"))
+        self._pending: list[str] = []
 
     def line(self, text: str) -> None:
-        """``text`` and the terminator written and flushed, as ``emit`` would a record of it."""
+        """``text`` and the terminator, written at the end of this loop turn (outside a loop: now)."""
+        with self.lock:  # type: ignore[union-attr]
+            pending = self._pending
+            pending.append(text + self.terminator)
+            if len(pending) > 1:
+                return  # (its write is already due)
+        try:
+            asyncio.get_running_loop().call_soon(self.flush)
+        except RuntimeError:  # no loop: write now
+            self.flush()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._pending:
+            self.flush()
+        super().emit(record)
+
+    def flush(self) -> None:
+        """The pending lines written, in writes of at most ``PIPE_BUF`` bytes, and the stream flushed."""
         self.acquire()
         try:
-            self.stream.write(text + self.terminator)
-            self.flush()
+            pending, self._pending = self._pending, []
+            if pending:
+                self._write(pending)
+            super().flush()
         except RecursionError:
             raise
         except Exception:
-            self.handleError(logging.makeLogRecord({"name": LOGGER, "msg": text}))
+            self.handleError(logging.makeLogRecord({"name": LOGGER, "msg": "the access log's lines"}))
         finally:
             self.release()
+
+    def _write(self, lines: list[str]) -> None:
+        write, size, start = self.stream.write, 0, 0
+        for i, text in enumerate(lines):
+            size += len(text) if text.isascii() else len(text.encode())
+            if size > _PIPE_BUF and i > start:
+                write("".join(lines[start:i]))
+                super().flush()
+                start, size = i, len(text)
+        write("".join(lines[start:]) if start or len(lines) > 1 else lines[0])
 
 
 def _line(values: tuple[Any, ...]) -> str:

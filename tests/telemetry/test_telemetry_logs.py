@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
+import select
 from typing import Any
 
 import pytest
@@ -164,3 +166,45 @@ def test_the_straight_line_quotes_as_the_record_does() -> None:
         "status=200 latency_ms=1.23457e+06 ttfc_ms=1.2e-05 cost=0 cache=none\n"
     )
     assert seen == [straight[:-1]]
+
+
+class _Writes(io.StringIO):
+    """A stream that keeps every ``write`` it was given, one entry each."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return super().write(text)
+
+
+def test_lines_of_one_loop_turn_go_out_in_one_write_in_order() -> None:
+    """In a running loop, the lines of one turn are one write at the turn's end; a record in
+    between writes the lines before it first; no write holds more than PIPE_BUF bytes, and
+    each ends at a line's end (workers sharing a pipe never interleave inside a line)."""
+    out = _Writes()
+    handler = LineHandler(out)
+
+    async def turn() -> None:
+        handler.line("a=1")
+        handler.line("a=2")
+        assert out.writes == []  # not yet: at the end of the turn
+        await asyncio.sleep(0)
+        assert out.writes == ["a=1\na=2\n"]
+        handler.line("a=3")
+        handler.emit(logging.makeLogRecord({"msg": "a record"}))  # the line before it goes first
+        assert out.getvalue().endswith("a=3\na record\n")
+        for i in range(100):
+            handler.line(f"b={i:03d} " + "x" * 200)
+        await asyncio.sleep(0)
+
+    asyncio.run(turn())
+    big = out.writes[-(len(out.writes) - 3) :]
+    assert len(big) > 1 and all(len(w.encode()) <= select.PIPE_BUF and w.endswith("\n") for w in big)
+    lines = out.getvalue().splitlines()
+    assert lines[:4] == ["a=1", "a=2", "a=3", "a record"]
+    assert [line[:5] for line in lines[4:]] == [f"b={i:03d}" for i in range(100)]
+    handler.line("outside a loop")  # written at once
+    assert out.writes[-1] == "outside a loop\n"
