@@ -109,18 +109,23 @@ class LineHandler(logging.StreamHandler[Any]):
         super().__init__(stream)
         self.setFormatter(logging.Formatter("%(message)s"))
         self._pending: list[str] = []
+        self._due: asyncio.AbstractEventLoop | None = None  # the loop whose turn writes them
 
     def line(self, text: str) -> None:
         """``text`` and the terminator, written at the end of this loop turn (outside a loop: now)."""
-        with self.lock:  # type: ignore[union-attr]
-            pending = self._pending
-            pending.append(text + self.terminator)
-            if len(pending) > 1:
-                return  # (its write is already due)
         try:
-            asyncio.get_running_loop().call_soon(self.flush)
-        except RuntimeError:  # no loop: write now
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        with self.lock:  # type: ignore[union-attr]
+            self._pending.append(text + self.terminator)
+            if loop is not None and self._due is loop:
+                return  # (this loop writes them already)
+            self._due = loop  # (a write due on a loop that stopped for good is not waited for)
+        if loop is None:
             self.flush()
+        else:
+            loop.call_soon(self.flush)
 
     def emit(self, record: logging.LogRecord) -> None:
         if self._pending:
@@ -131,7 +136,7 @@ class LineHandler(logging.StreamHandler[Any]):
         """The pending lines written, in writes of at most ``PIPE_BUF`` bytes, and the stream flushed."""
         self.acquire()
         try:
-            pending, self._pending = self._pending, []
+            pending, self._pending, self._due = self._pending, [], None
             if pending:
                 self._write(pending)
             super().flush()

@@ -208,3 +208,25 @@ def test_lines_of_one_loop_turn_go_out_in_one_write_in_order() -> None:
     assert [line[:5] for line in lines[4:]] == [f"b={i:03d}" for i in range(100)]
     handler.line("outside a loop")  # written at once
     assert out.writes[-1] == "outside a loop\n"
+
+
+def test_lines_left_by_a_loop_that_ended_go_out_with_the_next_loop_line() -> None:
+    """A loop closed before its turn ended (its write never ran) does not hold later lines."""
+    out = _Writes()
+    handler = LineHandler(out)
+    loop = asyncio.new_event_loop()
+
+    def last_turn() -> None:
+        loop.stop()  # this turn is the loop's last: the write due at its end never runs
+        handler.line("first")
+
+    loop.call_soon(last_turn)
+    loop.run_forever()
+    loop.close()
+    assert out.getvalue() == ""
+
+    async def one(text: str) -> None:
+        handler.line(text)
+
+    asyncio.run(one("second"))
+    assert out.getvalue() == "first\nsecond\n"
