@@ -30,7 +30,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -48,6 +49,7 @@ from common import (
     pin,
     start_upstream,
 )
+from peers import LiteLLMProxy, Peer, PortkeyGateway, litellm_binary, portkey_script
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "sk-gateway-bench-0123456789"
@@ -156,12 +158,12 @@ class Passthrough(Gateway):
 # -- Python clients -----------------------------------------------------------------------------
 
 
-async def sequential(url: str, n: int) -> Stats:
+async def sequential(url: str, n: int, headers: dict[str, str] = HEADERS) -> Stats:
     async with aiohttp.ClientSession() as s:
         samples = []
         for i in range(n + 50):
             t = time.perf_counter_ns()
-            async with s.post(url, data=BODY, headers=HEADERS) as r:
+            async with s.post(url, data=BODY, headers=headers) as r:
                 await r.read()
                 assert r.status == 200, r.status
             if i >= 50:
@@ -169,7 +171,7 @@ async def sequential(url: str, n: int) -> Stats:
     return Stats.of(samples)
 
 
-async def throughput(url: str, concurrency: int, seconds: float) -> float:
+async def throughput(url: str, concurrency: int, seconds: float, headers: dict[str, str] = HEADERS) -> float:
     conn = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=conn) as s:
         done = 0
@@ -178,7 +180,7 @@ async def throughput(url: str, concurrency: int, seconds: float) -> float:
         async def worker() -> None:
             nonlocal done
             while time.perf_counter() < end:
-                async with s.post(url, data=BODY, headers=HEADERS) as r:
+                async with s.post(url, data=BODY, headers=headers) as r:
                     await r.read()
                 done += 1
 
@@ -187,14 +189,15 @@ async def throughput(url: str, concurrency: int, seconds: float) -> float:
         return done / (time.perf_counter() - t)
 
 
-async def streams(url: str, n: int, body: bytes) -> tuple[Stats, Stats]:
+async def streams(url: str, n: int, body: bytes, headers: dict[str, str] = HEADERS) -> tuple[Stats, Stats]:
     """Time to first chunk and total of ``n`` sequential streams."""
     first, total = [], []
     async with aiohttp.ClientSession() as s:
         for i in range(n + 10):
             t = time.perf_counter_ns()
             ttfc = 0
-            async with s.post(url, data=body, headers=HEADERS) as r:
+            async with s.post(url, data=body, headers=headers) as r:
+                assert r.status == 200, r.status
                 async for chunk in r.content.iter_any():
                     if not ttfc and b"data: {" in chunk:
                         ttfc = time.perf_counter_ns() - t
@@ -207,20 +210,23 @@ async def streams(url: str, n: int, body: bytes) -> tuple[Stats, Stats]:
 
 # -- wrk ----------------------------------------------------------------------------------------
 
-LUA = """wrk.method = "POST"
-wrk.body = [[{body}]]
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer {key}"
-"""
+
+def lua(headers: dict[str, str]) -> str:
+    """wrk's script: POST the bench's body with ``headers``."""
+    lines = ['wrk.method = "POST"', f"wrk.body = [[{BODY.decode()}]]"]
+    lines += [f'wrk.headers["{name}"] = "{value}"' for name, value in headers.items()]
+    return "\n".join(lines) + "\n"
 
 
-def wrk(url: str, concurrency: int, seconds: float) -> tuple[float, int] | None:
+def wrk(
+    url: str, concurrency: int, seconds: float, headers: dict[str, str] = HEADERS
+) -> tuple[float, int] | None:
     """(requests/s, requests) by wrk, one thread; None when wrk is not installed."""
     binary = shutil.which("wrk")
     if binary is None:
         return None
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write(LUA.format(body=BODY.decode(), key=KEY))
+        f.write(lua(headers))
     try:
         out = subprocess.run(
             [binary, "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "-s", f.name, url],
@@ -249,22 +255,26 @@ class Column:
 
     name: str
     url: str
-    stream_url: str
+    stream_url: str | None  # None: no stream row (a peer that cannot relay the bench's stream)
     stream_body: bytes
-    proc: Gateway | None = None
+    proc: Gateway | Peer | None = None
+    headers: dict[str, str] = field(default_factory=lambda: HEADERS)
+    stream_headers: dict[str, str] = field(default_factory=lambda: HEADERS)
     cpu: float = 0.0  # seconds spent in the wrk runs
     wrk_served: int = 0  # requests answered in the wrk runs
     served: int = 0  # requests answered in every run
 
 
-def run(plan: Plan, log_level: str, rounds: int, against: Path | None) -> tuple[list[str], list[list[str]]]:
+def run(
+    plan: Plan, log_level: str, rounds: int, against: Path | None, peers: bool = True
+) -> tuple[list[str], list[list[str]]]:
     """The table (head, rows): every figure the median of ``rounds`` rounds, each round
     measuring every column back to back (a noisy machine shifts them all alike)."""
     avail = cores()
     gw_core, other = (avail[-1], avail[0]) if len(avail) > 1 else (None, None)
     up = start_upstream(other)
     pin(other)  # the clients share the upstream's core: the servers have their own (one at a time)
-    procs: list[Gateway] = []
+    procs: list[Gateway | Peer] = []
     try:
         gw = Gateway(up, gw_core, log_level)
         procs.append(gw)
@@ -289,8 +299,15 @@ def run(plan: Plan, log_level: str, rounds: int, against: Path | None) -> tuple[
                     other_gw,
                 )
             )
+        if peers:
+            for peer in _peers(up, gw_core):
+                procs.append(peer)
+                col = Column(peer.name, peer.url, peer.stream_url, routed, peer, peer.headers)
+                col.stream_headers = peer.stream_headers
+                cols.append(col)
         for c in cols[1:]:
-            asyncio.run(sequential(c.url, 1000))  # warm up: connections, caches, first 1,000 requests
+            # warm up: connections, caches, the first 1,000 requests
+            asyncio.run(sequential(c.url, 1000, c.headers))
         rss_1k = gw.rss()
         figures: dict[str, dict[str, list[float]]] = {c.name: {} for c in cols}
         for _ in range(rounds):
@@ -318,19 +335,19 @@ def _round(plan: Plan, cols: list[Column], figures: dict[str, dict[str, list[flo
         figures[col.name].setdefault(row, []).append(value)
 
     for col in cols:
-        got = asyncio.run(sequential(col.url, plan.sequential))
+        got = asyncio.run(sequential(col.url, plan.sequential, col.headers))
         col.served += plan.sequential + 50
         put(col, "sequential p50 (µs)", got.median)
         put(col, "sequential p99 (µs)", got.p99)
     for n in (1, 50):
         for col in cols:
-            rate = asyncio.run(throughput(col.url, n, plan.seconds / 2))
+            rate = asyncio.run(throughput(col.url, n, plan.seconds / 2, col.headers))
             col.served += int(rate * plan.seconds / 2)
             put(col, f"aiohttp client c={n} (req/s)", rate)
     for n in (1, 50):
         for col in cols:
             cpu0 = col.proc.cpu() if col.proc is not None else 0.0
-            result = wrk(col.url, n, plan.seconds)
+            result = wrk(col.url, n, plan.seconds, col.headers)
             if result is None:
                 continue
             put(col, f"wrk c={n} (req/s)", result[0])
@@ -340,7 +357,9 @@ def _round(plan: Plan, cols: list[Column], figures: dict[str, dict[str, list[flo
                 col.wrk_served += result[1]
                 put(col, "CPU per request (µs)", col.cpu / max(1, col.wrk_served) * 1e6)
     for col in cols:
-        first, total = asyncio.run(streams(col.stream_url, plan.streams, col.stream_body))
+        if col.stream_url is None:
+            continue
+        first, total = asyncio.run(streams(col.stream_url, plan.streams, col.stream_body, col.stream_headers))
         col.served += plan.streams + 10
         put(col, f"{STREAM_CHUNKS}-chunk stream TTFC p50 (µs)", first.median)
         put(col, f"{STREAM_CHUNKS}-chunk stream total p50 (µs)", total.median)
@@ -371,6 +390,10 @@ def _table(
             target = _target(g - d <= 500, f"+{g - d:.0f} (≤ +500)")
         elif row == "wrk c=50 (req/s)" and g is not None:
             target = _target(g >= 5000, "≥ 5,000")
+            for peer, want in (("Portkey gateway", 5), ("LiteLLM proxy", 30)):
+                theirs = med(peer, row) if peer in figures else None
+                if theirs:
+                    target += f"; {_target(g / theirs >= want, f'{g / theirs:.1f}x {peer} (≥ {want}x)')}"
         elif row.endswith("total p50 (µs)") and d is not None and g is not None:
             target = _target(g / d <= 4, f"{g / d:.1f}x (≤ 4x)")
         if floor and g and row != "CPU per request (µs)":
@@ -387,6 +410,26 @@ def _table(
         ]
     )
     return ["row", *names, "target"], rows
+
+
+def _peers(up: Upstream, core: int | None) -> list[Peer]:
+    """The peers installed here, started (one that fails to start is left out, and said so)."""
+    out: list[Peer] = []
+    binary = litellm_binary()
+    starts: list[tuple[str, Callable[[], Peer] | None]] = [
+        ("LiteLLM proxy", (lambda: LiteLLMProxy(binary, up, core, KEY)) if binary else None)
+    ]
+    script = portkey_script()
+    starts.append(("Portkey gateway", (lambda: PortkeyGateway(script, up, core)) if script else None))
+    for name, start in starts:
+        if start is None:
+            print(f"{name}: not installed, no column", file=sys.stderr)
+            continue
+        try:
+            out.append(start())
+        except Exception as exc:  # (a peer's failure to start is not the bench's)
+            print(f"{name}: did not start ({exc}), no column", file=sys.stderr)
+    return out
 
 
 def _target(ok: bool, text: str) -> str:
@@ -417,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--against", type=Path, metavar="CHECKOUT", help="also measure another checkout's engine serve (A/B)"
     )
+    p.add_argument("--no-peers", action="store_true", help="no LiteLLM proxy / Portkey columns")
     args = p.parse_args(argv)
     level = "info"  # engine serve writes one access-log line per request (to /dev/null here)
     if args.spin:
@@ -424,7 +468,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     t0 = time.perf_counter()
     against = args.against.resolve() if args.against is not None else None
-    head, rows = run(Plan.quick() if args.quick else Plan(), level, max(1, args.rounds), against)
+    plan = Plan.quick() if args.quick else Plan()
+    head, rows = run(plan, level, max(1, args.rounds), against, not args.no_peers)
     widths = [max(len(r[i]) for r in [*rows, head]) for i in range(len(head))]
     line = " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))
     print(f"| {line} |\n|{'|'.join('-' * (w + 2) for w in widths)}|")
