@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -328,24 +328,44 @@ def run(
     return _table(cols, figures, rss_1k, rss_n, served)
 
 
+def _each(cols: list[Column]) -> Iterator[Column]:
+    """The columns one by one, every peer paused but the one measured (SIGSTOP: a peer's
+    background work would land on the core the measured server has to itself)."""
+    peers = [c.proc for c in cols if isinstance(c.proc, Peer)]
+    for peer in peers:
+        peer.pause()
+    try:
+        for col in cols:
+            if isinstance(col.proc, Peer):
+                col.proc.resume()
+            try:
+                yield col
+            finally:
+                if isinstance(col.proc, Peer):
+                    col.proc.pause()
+    finally:
+        for peer in peers:
+            peer.resume()
+
+
 def _round(plan: Plan, cols: list[Column], figures: dict[str, dict[str, list[float]]]) -> None:
     """One measurement of every row for every column, column after column per row."""
 
     def put(col: Column, row: str, value: float) -> None:
         figures[col.name].setdefault(row, []).append(value)
 
-    for col in cols:
+    for col in _each(cols):
         got = asyncio.run(sequential(col.url, plan.sequential, col.headers))
         col.served += plan.sequential + 50
         put(col, "sequential p50 (µs)", got.median)
         put(col, "sequential p99 (µs)", got.p99)
     for n in (1, 50):
-        for col in cols:
+        for col in _each(cols):
             rate = asyncio.run(throughput(col.url, n, plan.seconds / 2, col.headers))
             col.served += int(rate * plan.seconds / 2)
             put(col, f"aiohttp client c={n} (req/s)", rate)
     for n in (1, 50):
-        for col in cols:
+        for col in _each(cols):
             cpu0 = col.proc.cpu() if col.proc is not None else 0.0
             result = wrk(col.url, n, plan.seconds, col.headers)
             if result is None:
@@ -356,7 +376,7 @@ def _round(plan: Plan, cols: list[Column], figures: dict[str, dict[str, list[flo
                 col.cpu += col.proc.cpu() - cpu0
                 col.wrk_served += result[1]
                 put(col, "CPU per request (µs)", col.cpu / max(1, col.wrk_served) * 1e6)
-    for col in cols:
+    for col in _each(cols):
         if col.stream_url is None:
             continue
         first, total = asyncio.run(streams(col.stream_url, plan.streams, col.stream_body, col.stream_headers))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -48,6 +49,14 @@ class Peer:
 
     def rss(self) -> int:
         return 0
+
+    def pause(self) -> None:
+        """Stopped (SIGSTOP) while another column is measured: LiteLLM's proxy does background
+        work on the core the measured server has to itself."""
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self.proc.pid, signal.SIGCONT)
 
     def stop(self) -> None:
         self.proc.terminate()
