@@ -156,8 +156,8 @@ class PortkeyGateway(Peer):
             preexec_fn=(lambda: pin(core)) if core is not None else None,
         )
         self.url = f"http://127.0.0.1:{port}/v1/chat/completions"
-        # Portkey 1.x answers 500 ("TypeError: immutable") to an SSE answer that carries a
-        # Content-Length, as the bench's static nginx stream does: no stream row for it
+        # Portkey 1.15 answers the bench's stream with a 500 ("TypeError: immutable": it edits
+        # the headers of the upstream's own response), sent with a length or chunked: no row
         self.stream_url = None
         base = {"content-type": "application/json", "authorization": "Bearer sk-bench"}
         base["x-portkey-provider"] = "openai"
