@@ -47,9 +47,6 @@ class Peer:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def rss(self) -> int:
-        return 0
-
     def pause(self) -> None:
         """Stopped (SIGSTOP) while another column is measured: LiteLLM's proxy does background
         work on the core the measured server has to itself."""
