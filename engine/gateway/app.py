@@ -19,7 +19,16 @@ from typing import TYPE_CHECKING, Any
 
 from engine.gateway.dialect import Dialect
 from engine.gateway.errors import Refusal
-from engine.gateway.http import Disconnected, Receive, Scope, Send, TooLarge, header_map, send_bytes
+from engine.gateway.http import (
+    Disconnected,
+    Receive,
+    Scope,
+    Send,
+    TooLarge,
+    TooSlow,
+    header_map,
+    send_bytes,
+)
 from engine.gateway.jsonio import dumps
 from engine.gateway.keys import Keyring, token_of
 from engine.gateway.openai import OpenAIDialect
@@ -160,6 +169,9 @@ class Gateway:
         except TooLarge as exc:
             await call.refuse(Refusal(413, str(exc)))
             self._refused(call, path, 413)
+        except TooSlow as exc:  # (the rest of the body may still come: the connection closes)
+            await call.refuse(Refusal(408, str(exc), headers=((b"connection", b"close"),)))
+            self._refused(call, path, 408)
         except Disconnected:
             return
         except Exception:  # a bug: logged, and answered as JSON if nothing was sent yet

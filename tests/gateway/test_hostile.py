@@ -13,6 +13,8 @@ import httpx
 import pytest
 from gwserve import KEYS, Served
 
+from engine.gateway import http
+
 TEAM = KEYS["TEAM_KEY"]
 SECRETS = [*KEYS.values(), "key-a-123456", "key-b-123456", "key-anth-1"]
 CHAT, MESSAGES, COUNT = "/v1/chat/completions", "/v1/messages", "/v1/messages/count_tokens"
@@ -74,6 +76,17 @@ def test_a_request_uvicorn_cannot_parse_is_a_json_error(served: Served, path: st
     status, headers, body = raw(served, data)
     assert status == 400 and headers["content-type"] == "application/json"
     assert headers["x-request-id"].startswith("req-")
+    assert_error(status, body, path)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_a_body_that_never_arrives_whole_is_a_408(
+    served: Served, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http, "BODY_TIMEOUT", 0.1)
+    head = b"POST %s HTTP/1.1\r\nHost: x\r\nx-api-key: %s\r\n" % (path.encode(), TEAM.encode())
+    status, headers, body = raw(served, head + b'Content-Length: 500\r\n\r\n{"model":')
+    assert status == 408 and headers["connection"] == "close"
     assert_error(status, body, path)
 
 
