@@ -133,6 +133,13 @@ def test_a_providers_refusal_carries_its_own_message(served: Served, path: str) 
     assert "a/m answered 400" in text and "maximum context length" in text
 
 
+@pytest.mark.parametrize("path", PATHS)
+def test_an_overlong_model_is_a_400_whatever_the_key_may_use(served: Served, path: str) -> None:
+    r = post(served, path, {**message(path), "model": "x" * 5000})
+    assert r.status_code == 400 and len(r.content) < 400
+    assert "at most 256" in r.json()["error"]["message"]
+
+
 @pytest.mark.parametrize("budget", [-5, 0, 1023])
 @pytest.mark.parametrize("path", [MESSAGES, COUNT])
 def test_a_thinking_budget_below_anthropics_minimum_is_refused(
