@@ -346,5 +346,7 @@ def _thinking(value: Any) -> None:
         budget = thinking.get("budget_tokens")
         if type(budget) is not int:
             raise _wrong("thinking.budget_tokens", "a valid integer", budget)
+        if budget < 1024:
+            raise RequestError("thinking.budget_tokens", "Input should be greater than or equal to 1024")
     elif kind not in ("adaptive", "disabled"):
         raise RequestError("thinking.type", "Input should be 'enabled', 'adaptive' or 'disabled'")

@@ -19,7 +19,16 @@ from typing import TYPE_CHECKING, Any
 
 from engine.gateway.dialect import Dialect
 from engine.gateway.errors import Refusal
-from engine.gateway.http import Disconnected, Receive, Scope, Send, TooLarge, header_map, send_bytes
+from engine.gateway.http import (
+    Disconnected,
+    Receive,
+    Scope,
+    Send,
+    TooLarge,
+    TooSlow,
+    header_map,
+    send_bytes,
+)
 from engine.gateway.jsonio import dumps
 from engine.gateway.keys import Keyring, token_of
 from engine.gateway.openai import OpenAIDialect
@@ -52,7 +61,7 @@ class Call:
     async def reply(self, status: int, body: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:
         """A JSON answer (``body`` already bytes, or a value to encode)."""
         data = body if type(body) is bytes else dumps(body)
-        out = [(b"x-request-id", self.rid.encode())]
+        out = [(b"x-request-id", self.rid.encode("latin-1"))]
         if headers:
             out += headers
         await send_bytes(self.send, status, data, JSON, out)
@@ -68,7 +77,7 @@ class Call:
         if key is None and not (ring.open and not (admin and self.gateway.config.keys)):
             raise Refusal(401, "missing or unknown API key (send Authorization: Bearer KEY or x-api-key)")
         if admin and key is not None and not key.admin:
-            raise Refusal(403, "this key may not call admin endpoints")
+            raise Refusal(403, "this key may not call admin endpoints", kind="permission_error")
         self.key = key
         return key
 
@@ -160,6 +169,9 @@ class Gateway:
         except TooLarge as exc:
             await call.refuse(Refusal(413, str(exc)))
             self._refused(call, path, 413)
+        except TooSlow as exc:  # (the rest of the body may still come: the connection closes)
+            await call.refuse(Refusal(408, str(exc), headers=((b"connection", b"close"),)))
+            self._refused(call, path, 408)
         except Disconnected:
             return
         except Exception:  # a bug: logged, and answered as JSON if nothing was sent yet
@@ -184,6 +196,16 @@ class Gateway:
                     "target": key and f"key:{key}",
                 }
             )
+
+    def unparsed(self, target: bytes) -> tuple[bytes, bytes]:
+        """The ``x-request-id`` and JSON body of the 400 for a request that is not valid HTTP
+        (uvicorn's parser refused it: a bad content-length, a control character in a header, an
+        unknown method), in the dialect of the path (``target``: what of it was read)."""
+        path = target.partition(b"?")[0].decode("latin-1")
+        endpoint = self.endpoints.get(path.rstrip("/") if len(path) > 1 else path)
+        dialect = endpoint.dialect if endpoint is not None else self._dialect_of(path)
+        error = dialect.error(400, "malformed HTTP request (its request line, headers or framing)")
+        return self._next_id().encode(), dumps(error)
 
     def _dialect_of(self, path: str) -> Dialect:
         """The dialect of an unknown path's error: Anthropic's under /v1/messages."""

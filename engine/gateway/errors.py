@@ -37,7 +37,7 @@ class Refusal(Exception):
 
 def refusal_of(error: RequestError | RouteError) -> Refusal:
     """The answer to an engine error: 400 a request it cannot route as given, 404 no route, the
-    provider's own status for a ``ProviderError``, 504 a deadline, 502 every target failed."""
+    provider's own status and message for a ``ProviderError``, 504 a deadline, 502 every target failed."""
     if isinstance(error, RequestError):
         return Refusal(400, str(error))
     if isinstance(error, NoRouteError):
@@ -46,7 +46,8 @@ def refusal_of(error: RequestError | RouteError) -> Refusal:
         return Refusal(504, error.message)
     if isinstance(error, ProviderError):
         status = error.status if error.status is not None and 400 <= error.status < 600 else 502
-        return Refusal(status, error.message)
+        said = error.body.strip()  # (masked of the provider's secrets already)
+        return Refusal(status, f"{error.message}: {said}" if said else error.message)
     if isinstance(error, AllTargetsFailed):
         return Refusal(502, error.message)
     return Refusal(502, error.message)

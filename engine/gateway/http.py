@@ -8,10 +8,12 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 __all__ = [
+    "BODY_TIMEOUT",
     "Receive",
     "Scope",
     "Send",
     "TooLarge",
+    "TooSlow",
     "header_map",
     "read_body",
     "send_bytes",
@@ -34,6 +36,17 @@ class TooLarge(Exception):
         super().__init__(f"the request body is larger than {limit} bytes")
 
 
+BODY_TIMEOUT = 60.0  # seconds a request body may take to arrive whole once its headers did
+
+
+class TooSlow(Exception):
+    """The request body did not arrive whole within ``BODY_TIMEOUT`` (a stalled client, or a
+    content-length longer than the body it sent)."""
+
+    def __init__(self) -> None:
+        super().__init__(f"the request body did not arrive within {BODY_TIMEOUT:g}s")
+
+
 class Disconnected(Exception):
     """The client went away before its request was read whole."""
 
@@ -46,9 +59,18 @@ def header_map(scope: Scope) -> dict[str, str]:
 
 async def read_body(receive: Receive, limit: int, declared: int | None) -> bytes:
     """The whole body, refused with ``TooLarge`` as soon as more than ``limit`` bytes were
-    declared (content-length) or received: a larger body is never held in memory."""
+    declared (content-length) or received: a larger body is never held in memory; ``TooSlow``
+    when it is not all there within ``BODY_TIMEOUT``."""
     if declared is not None and declared > limit:
         raise TooLarge(limit)
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT):
+            return await _read(receive, limit)
+    except TimeoutError:
+        raise TooSlow from None
+
+
+async def _read(receive: Receive, limit: int) -> bytes:
     message = await receive()
     if message["type"] == "http.disconnect":
         raise Disconnected

@@ -157,7 +157,7 @@ class _Out:
         self.started = True
         call, stream = self.call, self.stream
         headers = [
-            (b"x-request-id", call.rid.encode()),
+            (b"x-request-id", call.rid.encode("latin-1")),
             (b"content-type", SSE),
             (b"cache-control", b"no-cache"),
             (b"x-accel-buffering", b"no"),

@@ -19,6 +19,7 @@ from engine.gateway.errors import Refusal, refusal_of
 from engine.gateway.http import read_body
 from engine.gateway.jsonio import DecodeError, loads
 from engine.graph import CacheConfig, Group, RoutingGraph
+from engine.request import MAX_MODEL_LENGTH
 from engine.result import Response
 
 __all__ = ["engine_headers", "prepare", "routed", "watching"]
@@ -52,10 +53,12 @@ async def prepare(call: Call) -> tuple[dict[str, Any], int]:
     model = request.get("model")
     if not isinstance(model, str) or not model:
         raise Refusal(400, "bad request: model: missing (name a route or a model)")
+    if len(model) > MAX_MODEL_LENGTH:  # (refused before the key's globs are matched on it)
+        raise Refusal(400, f"bad request: model: is {len(model)} characters long; at most {MAX_MODEL_LENGTH}")
     if not _SAFE_MODEL.match(model) or ".." in model:
         raise Refusal(400, f"bad request: model: {model[:80]!r} has characters a model name cannot have")
     if not gw.keyring.allows(key, model):
-        raise Refusal(403, f"this key may not use model {model!r}")
+        raise Refusal(403, f"this key may not use model {model[:80]!r}")
     request["metadata"] = _metadata(request.get("metadata"), call.headers.get("x-engine-metadata"), key)
     if key is None or key.limits is None:  # (no window to count in)
         return request, 0

@@ -93,7 +93,11 @@ async def metrics(call: Call) -> None:
         {
             "type": "http.response.start",
             "status": 200,
-            "headers": [(b"content-type", TEXT), (b"content-length", b"%d" % len(body))],
+            "headers": [
+                (b"x-request-id", call.rid.encode("latin-1")),
+                (b"content-type", TEXT),
+                (b"content-length", b"%d" % len(body)),
+            ],
         }
     )
     await call.send({"type": "http.response.body", "body": body})
@@ -120,7 +124,11 @@ async def reload(call: Call) -> None:
 
 async def models(call: Call) -> None:
     """What the key may request: the routes' model names, then every ``provider/model``;
-    OpenAI's list shape, Anthropic's when the request carries ``anthropic-version``."""
+    OpenAI's list shape, Anthropic's when the request carries ``anthropic-version`` (its errors
+    too)."""
+    anthropic = "anthropic-version" in call.headers
+    if anthropic and "/v1/messages" in call.gateway.endpoints:
+        call.dialect = call.gateway.endpoints["/v1/messages"].dialect
     key = call.authenticate()
     graph = call.gateway.engine.graph
     names: dict[str, str] = {}  # id -> owner
@@ -132,7 +140,7 @@ async def models(call: Call) -> None:
         for model in p.models:
             names.setdefault(f"{p.name}/{model}", p.name)
     visible = call.gateway.keyring.visible(key, list(names))
-    if "anthropic-version" in call.headers:
+    if anthropic:
         listed = [
             {"type": "model", "id": n, "display_name": n, "created_at": "1970-01-01T00:00:00Z"}
             for n in visible

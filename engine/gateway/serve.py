@@ -229,7 +229,7 @@ def make_server(gateway: Gateway, on_ready: Callable[[], None] | None = None) ->
     config = uvicorn.Config(
         gateway,
         loop="none",
-        http="httptools",
+        http=_protocol(gateway),
         ws="none",
         lifespan="on",
         access_log=False,
@@ -240,6 +240,24 @@ def make_server(gateway: Gateway, on_ready: Callable[[], None] | None = None) ->
         timeout_graceful_shutdown=max(1, round(gateway.config.drain)),
     )
     return _Server(config, on_ready)
+
+
+def _protocol(gateway: Gateway) -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol, with the 400 for a request it cannot parse answered as the
+    gateway's JSON error with an ``x-request-id`` (uvicorn's own is plain text)."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class Protocol(HttpToolsProtocol):
+        def send_400_response(self, msg: str) -> None:
+            rid, body = gateway.unparsed(self.url)
+            head = [b"HTTP/1.1 400 Bad Request\r\n"]
+            head += [b"%s: %s\r\n" % pair for pair in self.server_state.default_headers]
+            head.append(b"x-request-id: %s\r\ncontent-type: application/json\r\n" % rid)
+            head.append(b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body))
+            self.transport.write(b"".join(head) + body)
+            self.transport.close()
+
+    return Protocol
 
 
 class _Server:
