@@ -91,7 +91,8 @@ def test_a_body_that_never_arrives_whole_is_a_408(
 
 
 def test_an_unknown_method_or_garbage_line_is_a_json_error(served: Served) -> None:
-    for line in (b"BREW /v1/chat/completions HTTP/1.1", b"HELLO", b"PRI * HTTP/2.0\r\n\r\nSM"):
+    tls = b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03"  # a TLS hello: no request line at all
+    for line in (b"BREW /v1/chat/completions HTTP/1.1", b"HELLO", b"PRI * HTTP/2.0\r\n\r\nSM", tls):
         status, headers, body = raw(served, line + b"\r\n\r\n")
         assert status == 400 and "x-request-id" in headers
         assert_error(status, body, CHAT)
