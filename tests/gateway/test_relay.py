@@ -72,7 +72,9 @@ def test_the_frames_of_one_read_go_out_as_one_write(served: Served) -> None:
     assert [m["more_body"] for m in bodies] == [True] * (len(bodies) - 1) + [False]
     frames = frames_of([m["body"] for m in bodies if m["body"]])
     texts = [f for f in frames if b'"content":' in f]
-    assert len(texts) >= 12 and len(bodies) <= 4  # 12 text chunks, finish, usage, [DONE]: few writes
+    # 12 text chunks, finish, usage, [DONE] in one upstream write: a write per read, not per
+    # frame (usually 2; how the reads split under load is the kernel's, so the bound is loose)
+    assert len(texts) >= 12 and len(bodies) < len(texts) // 2
     assert frames[-1] == b"data: [DONE]\n\n"
     chunks = [json.loads(f[6:]) for f in frames[:-1]]
     usage = chunks[-1]
