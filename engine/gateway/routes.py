@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from engine.errors import ConfigError
-from engine.gateway.app import Call, Endpoint, Gateway
+from engine.gateway.app import Call, Endpoint, Gateway, Handler
 from engine.gateway.routed import routed
 from engine.runtime.health import ProviderHealth
 
@@ -26,17 +26,23 @@ def install(gw: Gateway) -> None:
     gw.endpoints.update(
         {
             "/v1/chat/completions": Endpoint(openai, {"POST": routed}),
-            "/v1/models": Endpoint(openai, {"GET": models}),
-            "/health": Endpoint(openai, {"GET": health}),
-            "/health/ready": Endpoint(openai, {"GET": ready}),
-            "/health/providers": Endpoint(openai, {"GET": providers}),
-            "/metrics": Endpoint(openai, {"GET": metrics}),
+            "/v1/models": Endpoint(openai, _get(models)),
+            "/health": Endpoint(openai, _get(health)),
+            "/health/ready": Endpoint(openai, _get(ready)),
+            "/health/providers": Endpoint(openai, _get(providers)),
+            "/metrics": Endpoint(openai, _get(metrics)),
             "/admin/reload": Endpoint(openai, {"POST": reload}),
         }
     )
     if importlib.util.find_spec("engine.gateway.anthropic") is not None:
         anthropic = importlib.import_module("engine.gateway.anthropic")
         gw.endpoints.update(anthropic.endpoints(gw))
+
+
+def _get(handler: Handler) -> dict[str, Handler]:
+    """``GET`` and ``HEAD`` (the status and headers of the GET, no body: uvicorn drops it), as
+    load balancers probe health checks either way."""
+    return {"GET": handler, "HEAD": handler}
 
 
 # -- health --------------------------------------------------------------------------------------

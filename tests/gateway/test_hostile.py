@@ -214,3 +214,15 @@ def test_a_broken_upstream_stream_never_ends_clean(served: Served, path: str, fa
         assert "data: [DONE]" not in text and 'data: {"error"' in text
     else:
         assert "event: message_stop" not in text and "event: error" in text
+
+
+def test_head_on_the_health_checks_answers_like_get_without_a_body(served: Served) -> None:
+    """Load balancers probe with HEAD as well as GET: the GET's status and headers, no body."""
+    for path, status in (("/health", 200), ("/health/ready", 200), ("/v1/models", 401)):
+        got, headers, body = raw(
+            served, b"HEAD %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % path.encode()
+        )
+        assert got == status and "x-request-id" in headers and body == b""
+        assert int(headers["content-length"]) > 0  # (the GET's length: what it would send)
+    wrong = httpx.put(served.url + "/health")
+    assert wrong.status_code == 405 and wrong.headers["allow"] == "GET, HEAD"
