@@ -216,6 +216,11 @@ def _tool_calls(field: str, value: Any) -> list[dict[str, Any]]:
         fn = call.get("function")
         if fn is not None and not isinstance(fn, dict):
             raise _wrong(f"{field}[{j}].function", "a dict", fn)
+        for key, where in (("id", call), ("name", fn or {})):  # (arguments: a string or an object)
+            text = where.get(key)
+            if text is not None and not isinstance(text, str):
+                name = f"{field}[{j}].{'' if where is call else 'function.'}{key}"
+                raise _wrong(name, "a string", text)
         extra = call.get("extra_content")
         if extra is not None:
             _extra_content(f"{field}[{j}].extra_content", extra)
@@ -290,15 +295,52 @@ def _stop(value: Any) -> str | list[str]:
     return list(value)
 
 
+def _tools(value: Any) -> list[dict[str, Any]]:
+    """Tools; a ``function`` tool's ``function`` a dict with a string ``name`` (a tool without one,
+    such as an Anthropic server tool, goes as written)."""
+    tools = _dicts("tools", value, "a list of tools")
+    for j, tool in enumerate(tools):
+        if "function" in tool:
+            _function(f"tools[{j}].function", tool["function"])
+    return tools
+
+
+def _function(field: str, fn: Any) -> None:
+    if not isinstance(fn, dict):
+        raise _wrong(field, "a dict", fn)
+    name = fn.get("name")
+    if not isinstance(name, str) or not name:
+        raise (
+            RequestError(f"{field}.name", "missing")
+            if name is None
+            else _wrong(f"{field}.name", "a name", name)
+        )
+
+
 def _tool_choice(value: Any) -> str | dict[str, Any]:
-    if not isinstance(value, (str, dict)):
+    """``none``, ``auto``, ``required``, or a dict (OpenAI's naming a function, checked; another
+    shape, such as Anthropic's, as written)."""
+    if isinstance(value, str):
+        if value not in _TOOL_CHOICES:
+            raise RequestError(
+                "tool_choice", f"unknown choice {value[:40]!r} (expected one of: {', '.join(_TOOL_CHOICES)})"
+            )
+        return value
+    if not isinstance(value, dict):
         raise _wrong("tool_choice", "a string or a dict", value)
+    if "function" in value:
+        _function("tool_choice.function", value["function"])
     return value
 
 
 def _response_format(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise _wrong("response_format", "a dict", value)
+    kind = value.get("type")
+    if kind is not None and not isinstance(kind, str):
+        raise _wrong("response_format.type", "a string", kind)
+    if kind == "json_schema" and not isinstance(value.get("json_schema"), dict):
+        raise _wrong("response_format.json_schema", "a dict (with the schema)", value.get("json_schema"))
     return value
 
 
@@ -318,6 +360,7 @@ def _stream(value: Any) -> bool:
 
 
 _ROLES = frozenset(ROLES)
+_TOOL_CHOICES = ("none", "auto", "required")
 _MESSAGE_TEXT = ("name", "tool_call_id", "reasoning_content", "reasoning_signature")
 _CHECKS: dict[str, Callable[[Any], Any]] = {
     "model": _model,
@@ -329,7 +372,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "max_completion_tokens": partial(_max_tokens, "max_completion_tokens"),
     "reasoning_effort": _string("reasoning_effort"),
     "stop": _stop,
-    "tools": lambda value: _dicts("tools", value, "a list of tools"),
+    "tools": _tools,
     "tool_choice": _tool_choice,
     "response_format": _response_format,
     "metadata": _metadata,
