@@ -174,6 +174,8 @@ def _system_text(system: Any) -> str:
 def _messages(value: Any) -> list[dict[str, Any]]:
     if type(value) is not list:
         raise _wrong("messages", "a valid list", value)
+    if not value:  # (Anthropic's words; count_tokens too)
+        raise RequestError("messages", "at least one message is required")
     out: list[dict[str, Any]] = []
     for i, raw in enumerate(value):
         turn = _dict(f"messages.{i}", raw)

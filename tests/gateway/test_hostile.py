@@ -226,3 +226,15 @@ def test_head_on_the_health_checks_answers_like_get_without_a_body(served: Serve
         assert int(headers["content-length"]) > 0  # (the GET's length: what it would send)
     wrong = httpx.put(served.url + "/health")
     assert wrong.status_code == 405 and wrong.headers["allow"] == "GET, HEAD"
+
+
+@pytest.mark.parametrize("path", [MESSAGES, COUNT])
+def test_no_messages_is_anthropics_400(served: Served, path: str) -> None:
+    r = post(
+        served,
+        path,
+        {"model": "solo", "max_tokens": 16, "messages": []},
+        **{"anthropic-version": "2023-06-01"},
+    )
+    assert r.status_code == 400 and "at least one message is required" in r.json()["error"]["message"]
+    assert_error(400, r.content, path)
