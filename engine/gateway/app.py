@@ -197,15 +197,15 @@ class Gateway:
                 }
             )
 
-    def unparsed(self, target: bytes) -> tuple[bytes, bytes]:
-        """The ``x-request-id`` and JSON body of the 400 for a request that is not valid HTTP
-        (uvicorn's parser refused it: a bad content-length, a control character in a header, an
-        unknown method), in the dialect of the path (``target``: what of it was read)."""
+    def unparsed(self, target: bytes, status: int, message: str) -> tuple[bytes, bytes]:
+        """The ``x-request-id`` and JSON body of the answer to a request refused before it was
+        parsed whole (not valid HTTP: a bad content-length, a control character in a header, an
+        unknown method; or a head too large), in the dialect of the path (``target``: what of it
+        was read)."""
         path = target.partition(b"?")[0].decode("latin-1")
         endpoint = self.endpoints.get(path.rstrip("/") if len(path) > 1 else path)
         dialect = endpoint.dialect if endpoint is not None else self._dialect_of(path)
-        error = dialect.error(400, "malformed HTTP request (its request line, headers or framing)")
-        return self._next_id().encode(), dumps(error)
+        return self._next_id().encode(), dumps(dialect.error(status, message))
 
     def _dialect_of(self, path: str) -> Dialect:
         """The dialect of an unknown path's error: Anthropic's under /v1/messages."""

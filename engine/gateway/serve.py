@@ -22,6 +22,7 @@ import socket
 import sys
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from http import HTTPStatus
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -242,15 +243,44 @@ def make_server(gateway: Gateway, on_ready: Callable[[], None] | None = None) ->
     return _Server(config, on_ready)
 
 
+MAX_HEAD = 64 * 1024  # bytes of a request's line and headers (httptools itself has no limit)
+
+
 def _protocol(gateway: Gateway) -> type[asyncio.Protocol]:
     """uvicorn's httptools protocol, with the 400 for a request it cannot parse answered as the
-    gateway's JSON error with an ``x-request-id`` (uvicorn's own is plain text)."""
+    gateway's JSON error with an ``x-request-id`` (uvicorn's own is plain text), and a request
+    whose head grows past ``MAX_HEAD`` refused with 431 as its bytes arrive (httptools would
+    buffer a header of any size)."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     class Protocol(HttpToolsProtocol):
+        _head = -1  # bytes read of a request head still incomplete; -1: none is being read
+        _begun = False  # a request began in the read being parsed (its bytes are not counted)
+
+        def data_received(self, data: bytes) -> None:
+            self._begun = False
+            super().data_received(data)
+            if self._head < 0 or self.transport.is_closing():
+                return
+            if not self._begun:  # (a read where a head began counts from the next: bounded by one read)
+                self._head += len(data)
+            if self._head > MAX_HEAD:
+                self._refuse(431, f"the request line and headers are larger than {MAX_HEAD} bytes")
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._head, self._begun = 0, True
+
+        def on_headers_complete(self) -> None:
+            self._head = -1
+            super().on_headers_complete()
+
         def send_400_response(self, msg: str) -> None:
-            rid, body = gateway.unparsed(self.url)
-            head = [b"HTTP/1.1 400 Bad Request\r\n"]
+            self._refuse(400, "malformed HTTP request (its request line, headers or framing)")
+
+        def _refuse(self, status: int, message: str) -> None:
+            rid, body = gateway.unparsed(getattr(self, "url", b""), status, message)
+            head = [b"HTTP/1.1 %d %s\r\n" % (status, HTTPStatus(status).phrase.encode())]
             head += [b"%s: %s\r\n" % pair for pair in self.server_state.default_headers]
             head.append(b"x-request-id: %s\r\ncontent-type: application/json\r\n" % rid)
             head.append(b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body))

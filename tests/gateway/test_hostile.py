@@ -238,3 +238,27 @@ def test_no_messages_is_anthropics_400(served: Served, path: str) -> None:
     )
     assert r.status_code == 400 and "at least one message is required" in r.json()["error"]["message"]
     assert_error(400, r.content, path)
+
+
+def test_a_request_head_past_its_limit_is_a_431_as_it_arrives(served: Served) -> None:
+    """httptools would buffer a header of any size: the head is refused once past MAX_HEAD,
+    while the client is still sending it (it never ends here), in the path's dialect."""
+    port = int(served.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nx-big: ")
+        out = b""
+        with pytest.raises(OSError):  # refused and closed while the header still streams in
+            for _ in range(200):
+                s.sendall(b"a" * 16384)
+        while chunk := s.recv(65536):
+            out += chunk
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431 ") and b"x-request-id: " in head
+    assert_error(431, body, MESSAGES)
+
+
+def test_a_large_body_in_the_reads_of_its_head_is_no_431(served: Served) -> None:
+    """Only the head counts: a body far larger than MAX_HEAD, sent with its headers in one go,
+    meets the body's own limit (max_body, 20 kB here), not the head's."""
+    r = post(served, CHAT, message(CHAT, "x" * 300_000))
+    assert r.status_code == 413 and "body is larger" in r.json()["error"]["message"]
