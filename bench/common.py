@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import statistics
@@ -32,6 +33,7 @@ __all__ = [
     "SSE",
     "STREAM_BODY",
     "STREAM_CHUNKS",
+    "Process",
     "Stats",
     "Upstream",
     "free_port",
@@ -152,6 +154,31 @@ class Stats:
 
 
 # -- processes and cores ------------------------------------------------------------------------
+
+
+class Process:
+    """A server the bench started: CPU and RSS read from /proc; stopped with its work directory."""
+
+    proc: subprocess.Popen[bytes]
+    dir: Path
+
+    def cpu(self) -> float:
+        """User + system CPU seconds so far."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss(self) -> int:
+        """Resident set size, KiB."""
+        match = re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{self.proc.pid}/status").read_text())
+        return int(match.group(1)) if match else 0
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def cores() -> list[int]:

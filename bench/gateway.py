@@ -42,6 +42,7 @@ from common import (
     MODEL,
     STREAM_BODY,
     STREAM_CHUNKS,
+    Process,
     Stats,
     Upstream,
     cores,
@@ -93,7 +94,7 @@ class Plan:
 # -- the gateway process ----------------------------------------------------------------------
 
 
-class Gateway:
+class Gateway(Process):
     """``engine serve`` pinned to ``core``."""
 
     def __init__(self, up: Upstream, core: int | None, log_level: str, root: Path = ROOT) -> None:
@@ -116,24 +117,6 @@ class Gateway:
         if "serving" not in line:
             raise RuntimeError(f"engine serve did not start: {line!r}")
         self.url = f"http://127.0.0.1:{self.port}"
-
-    def cpu(self) -> float:
-        """User + system CPU seconds so far."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def rss(self) -> int:
-        """Resident set size, KiB."""
-        match = re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{self.proc.pid}/status").read_text())
-        return int(match.group(1)) if match else 0
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class Passthrough(Gateway):

@@ -22,7 +22,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from common import MODEL, Upstream, free_port, pin
+from common import MODEL, Process, Upstream, free_port, pin
 
 __all__ = ["PORTKEY", "Peer", "litellm_binary", "portkey_script"]
 
@@ -31,21 +31,14 @@ PORTKEY = "@portkey-ai/gateway@1"
 PEERS = ROOT / "bench" / ".peers"  # (git-ignored) where npm installs Portkey's gateway
 
 
-class Peer:
-    """One peer's process: its URLs, the headers its requests carry, CPU and RSS."""
+class Peer(Process):
+    """One peer's process: its URLs and the headers its requests carry."""
 
     name: str
     url: str
     stream_url: str | None  # None: this peer cannot relay the bench's stream (said in the table)
     headers: dict[str, str]
     stream_headers: dict[str, str]
-    proc: subprocess.Popen[bytes]
-    dir: Path
-
-    def cpu(self) -> float:
-        """User + system CPU seconds so far."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def pause(self) -> None:
         """Stopped (SIGSTOP) while another column is measured: LiteLLM's proxy does background
@@ -54,14 +47,6 @@ class Peer:
 
     def resume(self) -> None:
         os.kill(self.proc.pid, signal.SIGCONT)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
     def _wait(self, url: str, seconds: float) -> None:
         end = time.monotonic() + seconds
