@@ -59,6 +59,8 @@ _ROLES = ("system", "assistant", "user", "function", "tool", "developer")
 _PARTS = ("text", "image_url", "input_audio", "refusal", "audio", "file")
 _TIERS = ("auto", "default", "flex", "scale", "priority")
 _EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+_CHOICES = ("none", "auto", "required")
+_FORMATS = ("text", "json_object", "json_schema")
 _REASONING = re.compile(r"^(?:o1|o3|o4-mini|gpt-5)(?:$|[-.])")
 _NO_SYSTEM = re.compile(r"^o1-(?:mini|preview)")  # the first o1 models take no system messages
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -123,6 +125,7 @@ def _check(body: dict[str, Any]) -> None:
         raise _empty("messages")
     _check_messages(body["messages"])
     _check_tools(body)
+    _check_format(body.get("response_format"))
     _check_ranges(body)
     if body.get("stream_options") is not None and not body.get("stream"):
         raise _bad(
@@ -255,6 +258,51 @@ def _check_tools(body: dict[str, Any]) -> None:
             )
         if fn.get("parameters") is not None and not isinstance(fn["parameters"], dict):
             raise _wrong_type(where + ".function.parameters", "object", fn["parameters"])
+    _check_choice(body.get("tool_choice"), {t["function"]["name"] for t in tools if t["type"] == "function"})
+
+
+def _check_choice(choice: Any, names: set[str]) -> None:
+    """``none``, ``auto``, ``required``, or an object naming one of the request's functions."""
+    if choice is None:
+        return
+    if isinstance(choice, str):
+        if choice not in _CHOICES:
+            raise _invalid_value("tool_choice", choice, _CHOICES)
+        return
+    kind = choice.get("type")
+    if kind is None:
+        raise _missing("tool_choice.type")
+    if kind != "function":
+        return  # allowed_tools, custom: as OpenAI documents them, not checked further
+    fn = choice.get("function")
+    if not isinstance(fn, dict):
+        raise _missing("tool_choice.function")
+    name = fn.get("name")
+    if not isinstance(name, str):
+        raise _missing("tool_choice.function.name")
+    if name not in names:
+        raise _bad(
+            f"Invalid value for 'tool_choice': no function named '{name}' was specified in the "
+            "'tools' parameter.",
+            "tool_choice",
+        )
+
+
+def _check_format(fmt: Any) -> None:
+    """``text``, ``json_object`` or ``json_schema`` (with a named schema)."""
+    if fmt is None:
+        return
+    kind = fmt.get("type")
+    if kind is None:
+        raise _missing("response_format.type")
+    if kind not in _FORMATS:
+        raise _invalid_value("response_format.type", kind, _FORMATS)
+    if kind == "json_schema":
+        schema = fmt.get("json_schema")
+        if not isinstance(schema, dict):
+            raise _missing("response_format.json_schema")
+        if not isinstance(schema.get("name"), str):
+            raise _missing("response_format.json_schema.name")
 
 
 def _check_model(body: dict[str, Any]) -> None:

@@ -240,6 +240,9 @@ async def test_reasoning_models_refuse_sampling_settings(call: Any) -> None:
     assert (err["param"], err["code"]) == ("reasoning_effort", "unsupported_parameter")
 
 
+TOOL = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
+
+
 @pytest.mark.parametrize(
     ("body", "param", "code", "message"),
     [
@@ -333,6 +336,36 @@ async def test_reasoning_models_refuse_sampling_settings(call: Any) -> None:
             "tools[0].function.name",
             "missing_required_parameter",
             "Missing required parameter: 'tools[0].function.name'.",
+        ),
+        (
+            {"model": "m", "messages": USER, "tools": [TOOL], "tool_choice": "weird"},
+            "tool_choice",
+            "invalid_value",
+            "Invalid value: 'weird'. Supported values are: 'none', 'auto', and 'required'.",
+        ),
+        (
+            {
+                "model": "m",
+                "messages": USER,
+                "tools": [TOOL],
+                "tool_choice": {"type": "function", "function": {"name": "other"}},
+            },
+            "tool_choice",
+            None,
+            "Invalid value for 'tool_choice': no function named 'other' was specified in the "
+            "'tools' parameter.",
+        ),
+        (
+            {"model": "m", "messages": USER, "response_format": {"type": "yaml"}},
+            "response_format.type",
+            "invalid_value",
+            "Invalid value: 'yaml'. Supported values are: 'text', 'json_object', and 'json_schema'.",
+        ),
+        (
+            {"model": "m", "messages": USER, "response_format": {"type": "json_schema", "json_schema": {}}},
+            "response_format.json_schema.name",
+            "missing_required_parameter",
+            "Missing required parameter: 'response_format.json_schema.name'.",
         ),
     ],
 )
