@@ -164,9 +164,12 @@ def _line(values: tuple[Any, ...]) -> str:
 
 
 def _text(value: Any) -> str:
+    kind = type(value)
+    if kind is int:  # (counts and statuses: nothing to quote; a bool is not int here)
+        return int.__repr__(value)
     if isinstance(value, float):
         return f"{value:.6g}"
-    text = value if type(value) is str else str(value)
+    text = value if kind is str else str(value)
     if not text or " " in text or '"' in text or "=" in text or "\n" in text:
         return json.dumps(text)
     return text
