@@ -36,6 +36,7 @@ from engine.runtime.context import (
     Win,
     perf,
 )
+from engine.runtime.deadline import Deadline
 from engine.runtime.events import FailingOver
 from engine.runtime.hedge import Race
 from engine.runtime.lifecycle import Lifecycle, response_of
@@ -115,7 +116,7 @@ class Runtime:
         if self.caching:
             ctx.cache = self.state.cache_policy(ctx.request)
         try:
-            async with asyncio.timeout_at(ctx.deadline):
+            with Deadline(ctx.loop, ctx.deadline):
                 result = await self.run(route.to, ctx)
         except TimeoutError:
             raise DeadlineExceeded(

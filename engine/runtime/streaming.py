@@ -30,6 +30,7 @@ from engine.result import Attempt, Done, ErrorKind, StreamEvent, TextDelta
 from engine.runtime.backends import Fault, Streamed, error_detail, line_batches
 from engine.runtime.breakers import Token
 from engine.runtime.context import Answer, Ctx, Endpoint, Failure, Try, perf
+from engine.runtime.deadline import Deadline
 from engine.runtime.executor import Runtime, closed_error
 from engine.runtime.lifecycle import done_of
 from engine.runtime.retry import parse_retry_after
@@ -173,7 +174,7 @@ class EventStream:
             self._gen = self._events(ctx)
         assert self._gen is not None
         try:
-            async with asyncio.timeout_at(ctx.deadline):
+            with Deadline(ctx.loop, ctx.deadline):
                 batch = await self._gen.__anext__()
         except TimeoutError:
             err = self._deadline(ctx)
