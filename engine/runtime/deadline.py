@@ -24,7 +24,7 @@ class Deadline:
     def __enter__(self) -> Deadline:
         task = asyncio.current_task(self._loop)
         if task is None:
-            raise RuntimeError("Deadline is used inside a task")
+            raise RuntimeError("Deadline must be entered inside a task")
         self._task = task
         self._cancelling = task.cancelling()  # (cancellations asked before: not the timer's)
         self._handle = self._loop.call_at(self._when, self._expire)
