@@ -142,7 +142,8 @@ def _tls() -> ssl.SSLContext:
 
 class AiohttpBackend(Backend):
     """An ``aiohttp.ClientSession`` per provider (created on first use, in the running loop).
-    Its automatic decompression is off: bodies are inflated here, in bounded steps."""
+    Its automatic decompression is off: bodies are inflated here, in bounded steps. It keeps no
+    cookies: a ``Set-Cookie`` in one caller's answer is never sent with another caller's request."""
 
     def __init__(self, provider: Provider) -> None:
         s, pool = provider.speed, provider.pool
@@ -163,7 +164,11 @@ class AiohttpBackend(Backend):
         if session is None:
             connector = _Connector(limit=self._limit, keepalive_timeout=self._keepalive, ssl=_tls())
             session = self.session = aiohttp.ClientSession(
-                connector=connector, timeout=self._timeout, trust_env=False, auto_decompress=False
+                connector=connector,
+                timeout=self._timeout,
+                trust_env=False,
+                auto_decompress=False,
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         return session
 
@@ -523,7 +528,9 @@ def _httpx_aiohttp(provider: Provider) -> HttpxBackend:
         backend.pool = _Connector(
             limit=provider.pool.max_connections, keepalive_timeout=limits.keepalive_expiry, ssl=_tls()
         )
-        return aiohttp.ClientSession(connector=backend.pool, trust_env=False)
+        return aiohttp.ClientSession(
+            connector=backend.pool, trust_env=False, cookie_jar=aiohttp.DummyCookieJar()
+        )
 
     backend = HttpxBackend(
         provider, AiohttpTransport(verify=_tls(), limits=limits, trust_env=False, client=session)

@@ -391,6 +391,31 @@ async def test_an_answer_sent_twice_on_a_keep_alive_connection_is_nobody_elses_a
         await asyncio.sleep(0.01)  # the copy reaches the idle connection
 
 
+# -- an upstream that sets cookies ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx-aiohttp"])
+async def test_a_cookie_an_upstream_sets_is_never_sent_back(
+    raw: Raw, make: Make, ask: Ask, transport: str
+) -> None:
+    """One pooled session serves every caller: a cookie kept from one answer would go with the
+    next caller's request (a session or affinity cookie, one tenant's to another)."""
+    sent: list[dict[str, str]] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (request := await read_request(reader)) is not None:
+            sent.append(request[2])
+            writer.write(reply(ANSWER, headers={"set-cookie": f"session=tenant{len(sent)}; Path=/"}))
+            await writer.drain()
+
+    url = (await raw(handler)).replace("127.0.0.1", "localhost")  # (jars drop an IP host's cookies)
+    eng = make(config(url), transport=transport)
+    for _ in range(3):
+        assert (await eng.route(ask("up"))).text == "hi"
+    assert len(sent) == 3
+    assert all("cookie" not in headers for headers in sent), sent
+
+
 # -- listings and warm-up are bounded as a whole --------------------------------------------------
 
 TRICKLE = """\
