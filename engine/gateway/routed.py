@@ -21,6 +21,7 @@ from engine.gateway.jsonio import DecodeError, loads
 from engine.graph import CacheConfig, Group, RoutingGraph
 from engine.request import MAX_MODEL_LENGTH
 from engine.result import Response
+from engine.runtime.state.responses import CACHE_SCOPE
 
 __all__ = ["engine_headers", "prepare", "routed", "watching"]
 
@@ -32,8 +33,8 @@ WATCH_AFTER = 0.1  # seconds a request runs before its client's disconnect is wa
 
 async def prepare(call: Call) -> tuple[dict[str, Any], int]:
     """Everything before routing: the key, the body (limit, JSON, the dialect's parse), the
-    model the key may use, the merged metadata, the key's own limits. Returns the request and
-    the tokens the key's limiter counted for it."""
+    model the key may use, the merged metadata, the key's own limits, the key's cache scope.
+    Returns the request and the tokens the key's limiter counted for it."""
     gw = call.gateway
     if gw.draining:
         raise Refusal(503, "the server is shutting down", kind="overloaded_error")
@@ -60,6 +61,7 @@ async def prepare(call: Call) -> tuple[dict[str, Any], int]:
     if not gw.keyring.allows(key, model):
         raise Refusal(403, f"this key may not use model {model[:80]!r}")
     request["metadata"] = _metadata(request.get("metadata"), call.headers.get("x-engine-metadata"), key)
+    CACHE_SCOPE.set(key.name if key is not None else "")  # a key's cached answers are its own
     if key is None or key.limits is None:  # (no window to count in)
         return request, 0
     wait, tokens = await gw.quota.admit(key, request)

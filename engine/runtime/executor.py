@@ -41,7 +41,7 @@ from engine.runtime.events import FailingOver
 from engine.runtime.hedge import Race
 from engine.runtime.lifecycle import Lifecycle, response_of
 from engine.runtime.retry import parse_retry_after
-from engine.runtime.state.responses import Prefix, ResponseCache
+from engine.runtime.state.responses import CACHE_SCOPE, Prefix, ResponseCache
 from engine.runtime.strategies import GroupOrder
 from engine.runtime.transport import Closed, Connection
 from engine.values import format_duration
@@ -82,7 +82,8 @@ class Runtime:
                 rk = (id(p.template), f"{p.kind}@{p.name}" if p.custom_wire else p.kind)
                 ep = by_key[target.key] = Endpoint(target, by_provider[p.name], renders.setdefault(rk, rk))
             self.endpoints[id(target)] = ep
-        self.prefixes: dict[int, dict[str, Prefix]] = {}  # endpoint -> model -> cache key prefix
+        # endpoint -> (model, scope) -> cache key prefix
+        self.prefixes: dict[int, dict[tuple[str, str], Prefix]] = {}
         self.probes: dict[str, float] = {}  # target -> when it last got a max_latency probe
         self.orders: dict[str, GroupOrder] = {
             name: GroupOrder(group, shared.rng, shared.latencies) for name, group in graph.groups.items()
@@ -268,8 +269,11 @@ class Runtime:
         if cache.local is None or ctx.cache != "use":
             return await self._sharing(ep, ctx, model, label, body, wait)
         headers = ep.kind.request_headers(ctx.request)  # they change the answer: keyed too
+        scope = CACHE_SCOPE.get()
         prefix = (
-            self._prefix(ep, model) if not headers else ResponseCache.prefix(_identity(ep, model, headers))
+            self._prefix(ep, model, scope)
+            if not headers
+            else ResponseCache.prefix(_identity(ep, model, scope, headers))
         )
         key = cache.key_of(prefix, body)
         start = perf()
@@ -305,14 +309,18 @@ class Runtime:
             flights.land(key, flight, None)
         return result
 
-    def _prefix(self, ep: Endpoint, model: str) -> Prefix:
-        """The cache key's hash of (endpoint identity, model), made once per endpoint and model."""
+    def _prefix(self, ep: Endpoint, model: str, scope: str) -> Prefix:
+        """The cache key's hash of (endpoint identity, model, scope), made once per endpoint,
+        model and scope (at most ``_PREFIXES_MAX`` of them kept: pass-through models are the
+        client's to choose)."""
         by_model = self.prefixes.get(id(ep))
         if by_model is None:
             by_model = self.prefixes[id(ep)] = {}
-        prefix = by_model.get(model)
+        prefix = by_model.get((model, scope))
         if prefix is None:
-            prefix = by_model[model] = ResponseCache.prefix(_identity(ep, model))
+            prefix = ResponseCache.prefix(_identity(ep, model, scope))
+            if len(by_model) < _PREFIXES_MAX:
+                by_model[model, scope] = prefix
         return prefix
 
     async def _sharing(
@@ -335,7 +343,7 @@ class Runtime:
                 response = await self.state.flights.do(key, partial(self.state.kept, key, sharing.call))
             else:
                 response = await self.state.respond(
-                    _identity(ep, model, ep.kind.request_headers(ctx.request)),
+                    _identity(ep, model, CACHE_SCOPE.get(), ep.kind.request_headers(ctx.request)),
                     body,
                     sharing.call,
                     refresh=ctx.cache == "refresh",
@@ -430,6 +438,7 @@ class Runtime:
 
 
 _EMPTY: Final[Mapping[str, Any]] = {}
+_PREFIXES_MAX: Final = 1024  # cache key prefixes kept per endpoint
 
 
 class _Sharing:
@@ -498,9 +507,10 @@ def _all_targets(graph: RoutingGraph) -> list[Target]:
     return found
 
 
-def _identity(ep: Endpoint, model: str, headers: tuple[tuple[str, str], ...] = ()) -> str:
+def _identity(ep: Endpoint, model: str, scope: str, headers: tuple[tuple[str, str], ...] = ()) -> str:
     """What the response cache keys an answer's endpoint by: the connection's identity, the
-    model, and the request's own headers (``Kind.request_headers``: Anthropic's beta flags and
-    version), which change the answer as much as the body does."""
-    identity = f"{ep.conn.identity}\x00{model}"
+    model, the caller's scope (``CACHE_SCOPE``), and the request's own headers
+    (``Kind.request_headers``: Anthropic's beta flags and version), which change the answer as
+    much as the body does."""
+    identity = f"{ep.conn.identity}\x00{model}\x00{scope}" if scope else f"{ep.conn.identity}\x00{model}"
     return identity + "".join(f"\x00{k}:{v}" for k, v in headers) if headers else identity

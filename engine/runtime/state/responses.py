@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from engine.result import ReasoningBlock, Response, ToolCall, Usage, reasoning_text
@@ -18,7 +19,12 @@ if TYPE_CHECKING:
 else:
     Prefix = object
 
-__all__ = ["Prefix", "ResponseCache", "decode_response", "encode_response"]
+__all__ = ["CACHE_SCOPE", "Prefix", "ResponseCache", "decode_response", "encode_response"]
+
+# Whose answers a request may share: cached answers and identical requests in flight are shared
+# only within one scope. The gateway sets it to the client key's name, so one tenant's answer
+# never reaches another; "" (a library caller's default) is one scope.
+CACHE_SCOPE: ContextVar[str] = ContextVar("engine_cache_scope", default="")
 
 
 class _Kept:
