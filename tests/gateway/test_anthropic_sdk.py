@@ -213,6 +213,14 @@ def test_models_pages_and_retrieve(gateway: Served) -> None:
         sdk.models.list(limit=0)
 
 
+def test_an_estimated_count_counts_the_tools(gateway: Served) -> None:
+    sdk = client(gateway)
+    ask = user("one two three four")
+    bare = sdk.messages.count_tokens(model="gpt", system="Be terse.", messages=ask).input_tokens
+    tooled = sdk.messages.count_tokens(model="gpt", system="Be terse.", tools=[WEATHER], messages=ask)
+    assert tooled.input_tokens - bare >= len(str(WEATHER)) // 5  # (Claude Code counts its tools so)
+
+
 @pytest.mark.parametrize(
     ("key", "model", "text", "error", "status"),
     [
