@@ -13,7 +13,7 @@ from urllib.parse import parse_qs
 from engine.errors import ConfigError
 from engine.gateway.app import Call, Endpoint, Gateway, Handler
 from engine.gateway.errors import Refusal
-from engine.gateway.routed import routed
+from engine.gateway.routed import model_name_ok, routed
 from engine.runtime.health import ProviderHealth
 
 __all__ = ["install"]
@@ -199,13 +199,15 @@ def _page(ids: list[str], query: dict[str, list[str]]) -> tuple[list[str], bool]
 
 async def model(call: Call) -> None:
     """``GET /v1/models/{id}``: one model the key may request, in the list's shape: a listed
-    id, or a name a route matches by a glob (``gpt-*``); 404 for any other."""
+    id, or a name a route matches by a glob (``gpt-*``) that the chat endpoints would take;
+    404 for any other."""
     names, visible = _catalog(call)
     name = call.scope["path"][len(MODEL_PATH) :]
     gw = call.gateway
     key = call.key
     if name not in visible and (
         name in names  # (listed, but not for this key)
+        or not model_name_ok(name)
         or not gw.keyring.allows(key, name)
         or gw.engine.graph.match(name, (key.metadata if key else None) or {}) is None
     ):

@@ -416,6 +416,8 @@ def test_models_retrieve_in_both_shapes(served: Served, key: str) -> None:
     assert ops.models.retrieve("anth/claude-3-5-haiku-latest").owned_by == "anth"
     with pytest.raises(openai.NotFoundError):
         ops.models.retrieve("routed-nowhere")
+    with pytest.raises(openai.NotFoundError):
+        c.models.retrieve("gpt-x..y")  # the glob matches, but no chat request could name it
     headers = {"x-api-key": key, "anthropic-version": "2023-06-01"}
     theirs = httpx.get(served.url + "/v1/models/solo", headers=headers)
     assert theirs.json() == {
