@@ -167,7 +167,8 @@ class Engine(Subscribable):
     async def count_tokens(self, request: RequestLike) -> int:
         """The request's input tokens: the count of the provider the route would call first
         (its first target whose circuit is not open) where its kind has one (Anthropic's
-        ``/v1/messages/count_tokens``), else the engine's estimate (text characters / 4).
+        ``/v1/messages/count_tokens``), else the engine's estimate (text characters / 4, the
+        tool definitions' JSON among them).
         Raises ``RequestError``, ``NoRouteError``, or ``ProviderError`` when the provider
         refuses the request; a provider that cannot answer leaves the estimate."""
         return await self._core.count_tokens(request)

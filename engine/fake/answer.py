@@ -1,11 +1,13 @@
 """A normalised chat request (``Chat``) plus its fault goes in; the deterministic ``Answer`` comes out.
 
 The reply is a pure function of the request: ``"echo: " + last user text`` (or ``"tool result: ..."``
-when the conversation ends with a tool result), cut at a stop sequence, truncated to ``max_tokens``
-words, or a tool call to the first offered tool with arguments shaped by its schema. When the
-request enables thinking (or the model always reasons) the answer first thinks ``"thinking: " +
-that text``; thinking spends the ``max_tokens`` budget first, as it does at the real APIs. Tokens
-are whitespace words, at least 1.
+when the conversation ends with a tool result; the JSON of an object shaped by the schema, built
+from that text, when the request asks for structured output), cut at a stop sequence, truncated
+to ``max_tokens`` words, or a tool call (to the first offered tool, or the one
+``tool_choice`` names, when it forces one or the user's text says "tool") with arguments shaped by
+its schema. When the request enables thinking (or the model always reasons) the answer first thinks
+``"thinking: " + that text``; thinking spends the ``max_tokens`` budget first, as it does at the
+real APIs. Tokens are whitespace words, at least 1.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ class Chat:
     stop: tuple[str, ...] = ()
     tools: tuple[str, ...] = ()  # names of the tools offered (empty when tool_choice is none)
     schemas: dict[str, Any] = field(default_factory=dict)  # tool name -> its parameters schema
+    output: dict[str, Any] | None = None  # structured output: the JSON schema the reply fits
+    forced: str | None = None  # the tool_choice forces a call: of this tool, or "" (any of them)
     thinking: bool = False  # the request enables thinking, or the model always reasons
     show_thinking: bool = True  # the answer shows its thoughts (else they are only counted)
     include_usage: bool = False  # openai stream_options.include_usage
@@ -166,6 +170,9 @@ def _reply_text(chat: Chat, fault: Fault) -> str:
     """The whole reply before any cut: ``fault.words`` words, the tool result, or the echo."""
     if fault.words is not None:
         return " ".join(_VOCAB[i % len(_VOCAB)] for i in range(fault.words))
+    if chat.output is not None:  # structured output: JSON that fits the schema, as the APIs give
+        subject = chat.tool_result if chat.tool_result is not None else chat.user_text
+        return json.dumps(arguments(chat.output, subject))
     if chat.tool_result is not None:
         return "tool result: " + chat.tool_result
     return "echo: " + chat.user_text if chat.user_text else "echo:"
@@ -213,6 +220,8 @@ def _tool_to_call(chat: Chat, fault: Fault) -> str | None:
         return fault.tool
     if not chat.tools:
         return None
+    if chat.forced is not None:  # required / any / a named tool: the APIs always call one
+        return chat.forced if chat.forced in chat.tools else chat.tools[0]
     if fault.tool is not None or _TOOL_WORD.search(chat.user_text):
         return chat.tools[0]
     return None

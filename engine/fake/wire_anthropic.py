@@ -208,6 +208,13 @@ def _check_output(config: dict[str, Any] | None) -> None:
             raise BadRequest(f"output_config.format.json_schema.{key}: Extra inputs are not permitted")
 
 
+def _output(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The schema of structured output: ``output_config.format``'s (or the beta's ``output_format``)."""
+    fmt = (body.get("output_config") or {}).get("format") or body.get("output_format")
+    schema = fmt.get("schema") if isinstance(fmt, dict) and fmt.get("type") == "json_schema" else None
+    return schema if isinstance(schema, dict) else None
+
+
 def _check_messages(msgs: list[Any]) -> None:
     if not msgs:
         raise BadRequest("messages: at least one message is required")
@@ -471,7 +478,11 @@ class Anthropic(Wire):
             custom = [t for t in body.get("tools") or () if t.get("type", "custom") == "custom"]
             chat.tools = tuple(t["name"] for t in custom)
             chat.schemas = {t["name"]: t["input_schema"] for t in custom}
+            choice = body.get("tool_choice") or {}
+            if choice.get("type") in ("any", "tool"):
+                chat.forced = str(choice.get("name") or "")
         chat.thinking = (body.get("thinking") or {}).get("type") in ("enabled", "adaptive")
+        chat.output = _output(body)
         search = next(
             (t for t in body.get("tools") or () if str(t.get("type", "")).startswith("web_search_")), None
         )

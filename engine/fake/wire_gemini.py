@@ -273,6 +273,9 @@ class Gemini(Wire):
             ]
             chat.tools = tuple(d["name"] for d in decls)
             chat.schemas = {d["name"]: _get(d, "parametersJsonSchema") or d.get("parameters") for d in decls}
+            if calling.get("mode") in ("ANY", "VALIDATED"):  # (allowedFunctionNames: the first)
+                names = _get(calling, "allowedFunctionNames")
+                chat.forced = str(names[0]) if isinstance(names, list) and names else ""
         shown = thinking.get("includeThoughts") is True
         budget = thinking.get("thinkingBudget")
         chat.thinking = budget != 0 and (shown or bool(_THINKS.search(chat.model)))

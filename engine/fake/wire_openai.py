@@ -344,6 +344,17 @@ def _check_model(body: dict[str, Any]) -> None:
                 )
 
 
+def _output(fmt: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The schema the reply fits: json_schema's own, json_object's ``{"echo": text}``."""
+    kind = fmt.get("type") if fmt is not None else None
+    if kind == "json_schema":
+        schema = fmt["json_schema"].get("schema") if fmt is not None else None
+        return schema if isinstance(schema, dict) else {"type": "object"}
+    if kind == "json_object":
+        return {"type": "object", "properties": {"echo": {"type": "string"}}}
+    return None
+
+
 def _unsupported(key: str) -> BadRequest:
     return _bad(
         f"Unsupported parameter: '{key}' is not supported with this model.", key, "unsupported_parameter"
@@ -391,6 +402,12 @@ class OpenAI(Wire):
             fns = [t["function"] for t in body.get("tools") or () if t.get("type") == "function"]
             chat.tools = tuple(fn["name"] for fn in fns)
             chat.schemas = {fn["name"]: fn.get("parameters") for fn in fns}
+            choice = body.get("tool_choice")
+            if choice == "required":
+                chat.forced = ""
+            elif isinstance(choice, dict) and choice.get("type") == "function":
+                chat.forced = choice["function"]["name"]
+        chat.output = _output(body.get("response_format"))
         opts = body.get("stream_options") or {}
         chat.include_usage = opts.get("include_usage") is True
         chat.thinking = is_reasoning(chat.model)

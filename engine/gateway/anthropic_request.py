@@ -71,6 +71,9 @@ def read_request(body: Any, headers: Mapping[str, str], *, count: bool = False) 
     _sampling(body, out)
     native = _native(body, headers)
     _tools(body, out)
+    output = _output_format(body)
+    if output is not None:
+        out["response_format"] = output
     _thinking(body.get("thinking"))
     metadata = body.get("metadata")
     out["metadata"] = _metadata(metadata) if metadata is not None else {}
@@ -334,6 +337,25 @@ def _function(i: int, tool: dict[str, Any]) -> dict[str, Any] | None:
     if tool.get("description") is not None:
         fn["description"] = _str(f"tools.{i}.description", tool["description"])
     return {"type": "function", "function": fn}
+
+
+def _output_format(body: dict[str, Any]) -> dict[str, Any] | None:
+    """Structured output (``output_config.format``, or the beta's ``output_format``) as the
+    unified ``response_format`` json_schema, so every kind is asked for it (kind anthropic gets
+    the body's own fields as written). Not ``strict``: a schema Anthropic takes may have optional
+    properties, which OpenAI's strict mode refuses."""
+    config = body.get("output_config")
+    fmt = _dict("output_config", config).get("format") if config is not None else None
+    where = "output_config.format"
+    if fmt is None:
+        fmt, where = body.get("output_format"), "output_format"
+    if fmt is None:
+        return None
+    fmt = _dict(where, fmt)
+    if fmt.get("type") != "json_schema":
+        raise RequestError(f"{where}.type", "Input should be 'json_schema'")
+    schema = _dict(f"{where}.schema", fmt.get("schema"))
+    return {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
 
 
 def _thinking(value: Any) -> None:

@@ -105,6 +105,7 @@ class Gateway:
         self.inflight = 0
         self.on_reload = on_reload  # told after a reload /admin/reload made (several workers)
         self.endpoints: dict[str, Endpoint] = {}
+        self.prefixed: dict[str, Endpoint] = {}  # a path prefix's endpoint (``/v1/models/``)
         self._reloading = asyncio.Lock()
         self._ids = 0
         self._pid = f"{os.getpid():x}"
@@ -145,7 +146,7 @@ class Gateway:
         headers = header_map(scope)
         rid = headers.get("x-request-id") or self._next_id()
         path: str = scope["path"]
-        endpoint = self.endpoints.get(path.rstrip("/") if len(path) > 1 else path)
+        endpoint = self.endpoint(path)
         dialect = endpoint.dialect if endpoint is not None else self._dialect_of(path)
         call = Call(self, scope, receive, send, headers, rid[:200], dialect)
         REQUEST_ID.set(call.rid)  # the engine's access line carries the client's id
@@ -203,9 +204,19 @@ class Gateway:
         unknown method; or a head too large), in the dialect of the path (``target``: what of it
         was read)."""
         path = target.partition(b"?")[0].decode("latin-1")
-        endpoint = self.endpoints.get(path.rstrip("/") if len(path) > 1 else path)
+        endpoint = self.endpoint(path)
         dialect = endpoint.dialect if endpoint is not None else self._dialect_of(path)
         return self._next_id().encode(), dumps(dialect.error(status, message))
+
+    def endpoint(self, path: str) -> Endpoint | None:
+        """The endpoint of ``path``: its own (a trailing slash ignored), else a prefix's."""
+        found = self.endpoints.get(path.rstrip("/") if len(path) > 1 else path)
+        if found is not None:
+            return found
+        for prefix, endpoint in self.prefixed.items():
+            if path.startswith(prefix):
+                return endpoint
+        return None
 
     def _dialect_of(self, path: str) -> Dialect:
         """The dialect of an unknown path's error: Anthropic's under /v1/messages."""

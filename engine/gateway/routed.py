@@ -23,7 +23,7 @@ from engine.request import MAX_MODEL_LENGTH
 from engine.result import Response
 from engine.runtime.state.responses import CACHE_SCOPE
 
-__all__ = ["engine_headers", "prepare", "routed", "watching"]
+__all__ = ["engine_headers", "model_name_ok", "prepare", "routed", "watching"]
 
 # a model name a client may send: what providers accept, and nothing that could steer a URL
 # built from it (a pass-through Gemini target puts the model in the path)
@@ -73,6 +73,11 @@ async def prepare(call: Call) -> tuple[dict[str, Any], int]:
             headers=((b"retry-after", b"%d" % wait),),
         )
     return request, tokens
+
+
+def model_name_ok(model: str) -> bool:
+    """Whether ``model`` is a name the routed endpoints take (length and characters)."""
+    return len(model) <= MAX_MODEL_LENGTH and bool(_SAFE_MODEL.match(model)) and ".." not in model
 
 
 def _check_type(headers: Mapping[str, str]) -> None:

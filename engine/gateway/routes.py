@@ -8,10 +8,12 @@ import importlib.util
 import logging
 import time
 from typing import Any
+from urllib.parse import parse_qs
 
 from engine.errors import ConfigError
 from engine.gateway.app import Call, Endpoint, Gateway, Handler
-from engine.gateway.routed import routed
+from engine.gateway.errors import Refusal
+from engine.gateway.routed import model_name_ok, routed
 from engine.runtime.health import ProviderHealth
 
 __all__ = ["install"]
@@ -34,6 +36,7 @@ def install(gw: Gateway) -> None:
             "/admin/reload": Endpoint(openai, {"POST": reload}),
         }
     )
+    gw.prefixed[MODEL_PATH] = Endpoint(openai, _get(model))
     if importlib.util.find_spec("engine.gateway.anthropic") is not None:
         anthropic = importlib.import_module("engine.gateway.anthropic")
         gw.endpoints.update(anthropic.endpoints(gw))
@@ -127,13 +130,13 @@ async def reload(call: Call) -> None:
 
 # -- models ----------------------------------------------------------------------------------------
 
+MODEL_PATH = "/v1/models/"  # + an id: GET one model (ids have slashes: ``provider/model``)
 
-async def models(call: Call) -> None:
-    """What the key may request: the routes' model names, then every ``provider/model``;
-    OpenAI's list shape, Anthropic's when the request carries ``anthropic-version`` (its errors
-    too)."""
-    anthropic = "anthropic-version" in call.headers
-    if anthropic and "/v1/messages" in call.gateway.endpoints:
+
+def _catalog(call: Call) -> tuple[dict[str, str], list[str]]:
+    """Every listable id with its owner, and those the caller's key may request (in order).
+    Anthropic's shape (and errors) when the request carries ``anthropic-version``."""
+    if "anthropic-version" in call.headers and "/v1/messages" in call.gateway.endpoints:
         call.dialect = call.gateway.endpoints["/v1/messages"].dialect
     key = call.authenticate()
     graph = call.gateway.engine.graph
@@ -145,18 +148,71 @@ async def models(call: Call) -> None:
     for p in graph.providers.values():
         for model in p.models:
             names.setdefault(f"{p.name}/{model}", p.name)
-    visible = call.gateway.keyring.visible(key, list(names))
-    if anthropic:
-        listed = [
-            {"type": "model", "id": n, "display_name": n, "created_at": "1970-01-01T00:00:00Z"}
-            for n in visible
-        ]
-        first = visible[0] if visible else None
-        last = visible[-1] if visible else None
-        await call.reply(200, {"data": listed, "has_more": False, "first_id": first, "last_id": last})
+    return names, call.gateway.keyring.visible(key, list(names))
+
+
+def _anthropic_model(name: str) -> dict[str, Any]:
+    return {"type": "model", "id": name, "display_name": name, "created_at": "1970-01-01T00:00:00Z"}
+
+
+def _openai_model(name: str, owner: str, created: int) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": created, "owned_by": owner}
+
+
+async def models(call: Call) -> None:
+    """What the key may request: the routes' model names, then every ``provider/model``;
+    OpenAI's list shape, or Anthropic's page (``limit``, default 20, ``after_id``, ``before_id``)
+    when the request carries ``anthropic-version``."""
+    names, visible = _catalog(call)
+    if call.dialect.name == "anthropic":
+        page, more = _page(visible, parse_qs(call.scope.get("query_string", b"").decode("latin-1")))
+        body = {
+            "data": [_anthropic_model(n) for n in page],
+            "has_more": more,
+            "first_id": page[0] if page else None,
+            "last_id": page[-1] if page else None,
+        }
+        await call.reply(200, body)
         return
     created = int(time.time())
-    data: list[dict[str, Any]] = [
-        {"id": n, "object": "model", "created": created, "owned_by": names[n]} for n in visible
-    ]
+    data = [_openai_model(n, names[n], created) for n in visible]
     await call.reply(200, {"object": "list", "data": data})
+
+
+def _page(ids: list[str], query: dict[str, list[str]]) -> tuple[list[str], bool]:
+    """Anthropic's pagination: up to ``limit`` ids after ``after_id`` or just before
+    ``before_id``; whether more lie beyond in that direction."""
+    raw = query.get("limit", ["20"])[-1]
+    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+        raise Refusal(400, f"limit: Input should be an integer from 1 to 1000, got {raw[:20]!r}")
+    limit = int(raw)
+    before, after = query.get("before_id", [None])[-1], query.get("after_id", [None])[-1]
+    for field, ident in (("before_id", before), ("after_id", after)):
+        if ident is not None and ident not in ids:
+            raise Refusal(400, f"{field}: {ident[:80]!r} is not a model id of this list")
+    if before is not None:
+        end = ids.index(before)
+        return ids[max(0, end - limit) : end], end - limit > 0
+    start = ids.index(after) + 1 if after is not None else 0
+    return ids[start : start + limit], start + limit < len(ids)
+
+
+async def model(call: Call) -> None:
+    """``GET /v1/models/{id}``: one model the key may request, in the list's shape: a listed
+    id, or a name a route matches by a glob (``gpt-*``) that the chat endpoints would take;
+    404 for any other."""
+    names, visible = _catalog(call)
+    name = call.scope["path"][len(MODEL_PATH) :]
+    gw = call.gateway
+    key = call.key
+    if name not in visible and (
+        name in names  # (listed, but not for this key)
+        or not model_name_ok(name)
+        or not gw.keyring.allows(key, name)
+        or gw.engine.graph.match(name, (key.metadata if key else None) or {}) is None
+    ):
+        raise Refusal(404, f"no model {name[:80]!r} for this key", kind="not_found_error")
+    if call.dialect.name == "anthropic":
+        await call.reply(200, _anthropic_model(name))
+    else:
+        await call.reply(200, _openai_model(name, names.get(name, "engine"), int(time.time())))

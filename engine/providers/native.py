@@ -102,7 +102,13 @@ def native_notes(request: dict[str, Any], kind: str) -> list[str]:
     thinking = part.get("thinking")
     if type(thinking) is dict and thinking.get("type") in ("enabled", "adaptive"):
         out.append(f"thinking {thinking.get('type')} is not sent (only kind anthropic takes it)")
-    extra = sorted(part.get("extra") or ())
+    given = part.get("extra") or {}
+    # structured output travels as response_format: only output_config's other settings are lost
+    config = given.get("output_config")
+    carried = {"output_format"} | (
+        {"output_config"} if type(config) is dict and set(config) <= {"format"} else set()
+    )
+    extra = sorted(k for k in given if k not in carried)
     if extra:
         out.append(f"not sent (Anthropic only): {', '.join(extra)}")
     return out

@@ -1,6 +1,7 @@
 """A request's input tokens before it is sent: the provider's own count where its kind has one
 (Anthropic's ``/v1/messages/count_tokens``), asked of the route's first reachable target (the
-first whose circuit is not open), else the engine's estimate (``engine.estimate``)."""
+first whose circuit is not open), else the engine's estimate (``engine.estimate``, the tools
+counted too)."""
 
 from __future__ import annotations
 
@@ -25,23 +26,23 @@ async def count_tokens(rt: Runtime, request: dict[str, Any], model: str, route: 
     (unreachable, 5xx, 429, an unreadable answer) leaves the estimate."""
     ep = _first_reachable(rt, route, model)
     if ep is None:
-        return prompt_tokens(request)
+        return _estimated(request)
     target = ep.model if ep.model is not None else model
     url = ep.kind.count_url(ep.conn.base_url)
     if url is None:
-        return prompt_tokens(request)
+        return _estimated(request)
     body = json.dumps(ep.kind.count_body(request, target)).encode()
     start = perf()
     try:
         reply = await ep.conn.post_json(url, body, ep.kind.request_headers(request))
     except Fault:
-        return prompt_tokens(request)
+        return _estimated(request)
     status = reply.status
     if 200 <= status < 300:
         try:
             return ep.kind.parse_count(loads(reply.content))
         except (ValueError, WireError):
-            return prompt_tokens(request)
+            return _estimated(request)
     if 400 <= status < 500 and status != 429:
         detail = ep.conn.scrub(error_detail(reply.content, ep.kind))
         attempt = Attempt(
@@ -50,7 +51,18 @@ async def count_tokens(rt: Runtime, request: dict[str, Any], model: str, route: 
         raise ProviderError(
             f"{ep.provider}: token count refused: {detail}", [attempt], status=status, body=detail
         )
-    return prompt_tokens(request)
+    return _estimated(request)
+
+
+def _estimated(request: dict[str, Any]) -> int:
+    """The estimate of the input (``engine.estimate``: text characters / 4) with the tool
+    definitions and the tool calls handed back counted as their JSON text: a coding agent's
+    tools are most of its prompt, and it counts them (Claude Code's ``/context``)."""
+    tools = request.get("tools") or []
+    calls = [m.get("tool_calls") for m in request.get("messages") or () if type(m) is dict]
+    extra = [c for c in calls if c]
+    chars = len(json.dumps([tools, extra], separators=(",", ":"))) if tools or extra else 0
+    return prompt_tokens(request) + chars // 4
 
 
 def _first_reachable(rt: Runtime, route: Route, model: str) -> Endpoint | None:

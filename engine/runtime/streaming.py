@@ -143,6 +143,7 @@ class EventStream:
         self._closed = False
         self._chunks = 0  # events read after the first read's (for the per-chunk time)
         self._answering: str | None = None
+        self._tries = 0  # the tries made until the answering one (itself included)
 
     @property
     def answering(self) -> str | None:
@@ -151,8 +152,12 @@ class EventStream:
 
     @property
     def tries(self) -> int:
-        """The tries made so far (those that failed before the answering one included)."""
-        return len(self._ctx.attempts) + (self._answering is not None) if self._ctx is not None else 0
+        """The tries made so far (those that failed before the answering one included); the
+        answering try counted once, whether or not its attempt is recorded yet (a stream read
+        whole in its first read is settled before its first event is handed out)."""
+        if self._answering is not None:
+            return self._tries
+        return len(self._ctx.attempts) if self._ctx is not None else 0
 
     def __aiter__(self) -> EventStream:
         return self
@@ -254,6 +259,7 @@ class EventStream:
         life = self._rt.life
         live = await self._live(ctx)
         self._answering = live.label
+        self._tries = len(ctx.attempts) + 1
         received = self._received
         parser = live.parser
         last = events = live.first  # ``last``: the end marker's read, handed out with the Done

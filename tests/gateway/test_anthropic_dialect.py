@@ -507,3 +507,29 @@ def test_sync_engine_counts_tokens_too(make: Callable[..., Engine], fake: FakeSe
         {"model": "anth", "messages": [{"role": "user", "content": "a b c"}]}, {}
     )
     assert make().sync.count_tokens(asked) == 3
+
+
+async def test_structured_output_is_asked_of_every_kind(
+    make: Callable[..., Engine], fake: FakeServer
+) -> None:
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    engine = make()
+    asked = D.parse(
+        body(model="g", output_config={"format": {"type": "json_schema", "schema": schema}}), HEADERS
+    )
+    assert asked["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "output", "schema": schema},
+    }
+    assert not any("output_config" in n for n in engine.plan(asked).targets[0].notes)  # carried
+    answer = D.answer(await engine.route(asked), asked)
+    assert json.loads(answer["content"][0]["text"]) == {"city": "hello there"}
+    beta = D.parse(body(model="g", output_format={"type": "json_schema", "schema": schema}), HEADERS)
+    assert beta["response_format"]["json_schema"]["schema"] == schema
+    effort = {"effort": "low", "format": {"type": "json_schema", "schema": schema}}
+    notes = engine.plan(D.parse(body(model="g", output_config=effort), HEADERS)).targets[0].notes
+    assert "not sent (Anthropic only): output_config" in notes  # its effort is lost
+    await engine.route(D.parse(body(output_config=effort), HEADERS))
+    assert last_body(fake)["output_config"] == effort  # kind anthropic: as written
+    with pytest.raises(RequestError, match=r"output_config\.format\.type"):
+        D.parse(body(output_config={"format": {"type": "json_object"}}), HEADERS)

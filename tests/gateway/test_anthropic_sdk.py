@@ -1,8 +1,8 @@
 """The official ``anthropic`` SDK as a client of the gateway (uvicorn on loopback, in a thread
 of this process: ``gwserve.Served``) over the fake provider: plain, streamed (the SDK's
 accumulated message equals the whole answer), tools, images, thinking with signatures handed
-back, beta flags, count_tokens, every error as the SDK's own typed exception, and a stream cut
-after its first event raising, not ending."""
+back, beta flags, count_tokens, structured output parsed, the models pages, every error as the
+SDK's own typed exception, and a stream cut after its first event raising, not ending."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 import anthropic
 import pytest
 from gwserve import Served
+from pydantic import BaseModel
 
 from engine.fake import FakeServer
 from engine.gateway.anthropic import ERROR_TYPES
@@ -181,6 +182,43 @@ def test_count_tokens(gateway: Served, fake: FakeServer) -> None:
     assert counted.input_tokens == 6 and fake.requests[-1]["path"].endswith("/messages/count_tokens")
     estimated = sdk.messages.count_tokens(model="gpt", messages=user("one two three four"))
     assert estimated.input_tokens == len("one two three four") // 4 + 1
+
+
+class City(BaseModel):
+    name: str
+    population: int
+
+
+@pytest.mark.parametrize("model", ["anth", "gpt"])
+def test_parse_with_an_output_format(gateway: Served, model: str) -> None:
+    sdk = client(gateway)
+    want = City(name="a city", population=1)
+    parsed = sdk.messages.parse(model=model, max_tokens=64, messages=user("a city"), output_format=City)
+    assert parsed.parsed_output == want
+    with sdk.messages.stream(model=model, max_tokens=64, messages=user("a city"), output_format=City) as s:
+        assert s.get_final_message().parsed_output == want
+
+
+def test_models_pages_and_retrieve(gateway: Served) -> None:
+    sdk = client(gateway)
+    first = sdk.models.list(limit=2)
+    assert [m.id for m in first.data] == ["anth", "gpt"] and first.has_more and first.last_id == "gpt"
+    assert [m.id for m in sdk.models.list(limit=2)] == ["anth", "gpt", "slow"]  # pages by after_id
+    before = sdk.models.list(before_id="slow", limit=1)
+    assert [m.id for m in before.data] == ["gpt"] and before.has_more
+    assert sdk.models.retrieve("gpt").display_name == "gpt"
+    with pytest.raises(anthropic.NotFoundError):
+        sdk.models.retrieve("a/m")  # not this key's
+    with pytest.raises(anthropic.BadRequestError, match="limit"):
+        sdk.models.list(limit=0)
+
+
+def test_an_estimated_count_counts_the_tools(gateway: Served) -> None:
+    sdk = client(gateway)
+    ask = user("one two three four")
+    bare = sdk.messages.count_tokens(model="gpt", system="Be terse.", messages=ask).input_tokens
+    tooled = sdk.messages.count_tokens(model="gpt", system="Be terse.", tools=[WEATHER], messages=ask)
+    assert tooled.input_tokens - bare >= len(str(WEATHER)) // 5  # (Claude Code counts its tools so)
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """The official ``openai`` SDK as a client of the gateway over the fake provider: answers and
-streams in OpenAI's shapes, every error as the SDK's own typed exception, models, disconnects."""
+streams in OpenAI's shapes, the SDK's parse and stream helpers, every error as the SDK's own
+typed exception with what its retries read, models, disconnects."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import httpx
 import openai
 import pytest
 from gwserve import KEYS, Served
+from pydantic import BaseModel
 
 from engine.fake import FakeServer
 
@@ -188,6 +190,48 @@ def test_reasoning_from_a_thinking_provider(served: Served) -> None:
     assert reasoning == message.reasoning_content and text == message.content
 
 
+# -- the SDK's helpers ------------------------------------------------------------------------
+
+
+class Person(BaseModel):
+    name: str
+    age: int
+
+
+@pytest.mark.parametrize("model", ["g", "anth"])
+def test_parse_and_stream_with_a_pydantic_response_format(served: Served, model: str) -> None:
+    c = client(served)
+    done = c.chat.completions.parse(model=model, messages=user("a person"), response_format=Person)
+    assert done.choices[0].message.parsed == Person(name="a person", age=1)
+    with c.chat.completions.stream(model=model, messages=user("a person"), response_format=Person) as s:
+        kinds = {event.type for event in s}
+        final = s.get_final_completion()
+    assert {"content.delta", "content.done"} <= kinds
+    assert final.choices[0].message.parsed == Person(name="a person", age=1)
+
+
+@pytest.mark.parametrize("model", ["g", "anth"])
+def test_a_forced_tool_streams_into_parsed_arguments(served: Served, model: str) -> None:
+    tool = openai.pydantic_function_tool(Person)
+    with client(served).chat.completions.stream(
+        model=model, messages=user("a person"), tools=[tool], tool_choice="required"
+    ) as s:
+        kinds = {event.type for event in s}
+        final = s.get_final_completion()
+    assert "tool_calls.function.arguments.delta" in kinds
+    call = final.choices[0].message.tool_calls[0]  # type: ignore[index]
+    assert call.function.parsed_arguments == Person(name="a person", age=1)
+    assert final.choices[0].finish_reason == "tool_calls"
+
+
+def test_a_stream_answered_at_its_first_try_says_one_attempt(served: Served) -> None:
+    with client(served).chat.completions.with_streaming_response.create(
+        model="g", messages=user("hi"), stream=True
+    ) as response:
+        assert response.headers["x-engine-attempts"] == "1" and response.headers["x-engine-provider"] == "a"
+        assert list(response.iter_lines())[-2:] == ["data: [DONE]", ""]
+
+
 # -- errors, each the SDK's own exception ------------------------------------------------------
 
 
@@ -228,6 +272,24 @@ def test_every_target_failed_is_502(served: Served) -> None:
     with pytest.raises(openai.InternalServerError) as err:
         client(served).chat.completions.create(model="g", messages=user("x [[fake: status=500]]"))
     assert err.value.status_code == 502 and err.value.body["code"] == "all_targets_failed"  # type: ignore[index]
+
+
+def test_the_sdk_does_not_retry_what_would_fail_again(served: Served, fake: FakeServer) -> None:
+    with pytest.raises(openai.InternalServerError) as err:  # (the SDK retries a 502 by default)
+        client(served, max_retries=2).chat.completions.create(
+            model="solo", messages=user("x [[fake: status=401]]")
+        )
+    assert err.value.response.headers["x-should-retry"] == "false"
+    assert len(fake.requests) == 1  # one try: the provider's 401 would come again
+
+
+def test_a_502_says_when_the_providers_have_room_again(served: Served) -> None:
+    with pytest.raises(openai.InternalServerError) as err:
+        client(served).chat.completions.create(
+            model="g", messages=user("x [[fake: status=429 retry_after=7]]")
+        )
+    headers = err.value.response.headers
+    assert headers["retry-after"] == "7" and "x-should-retry" not in headers
 
 
 def test_a_deadline_is_504(served: Served) -> None:
@@ -341,6 +403,31 @@ def test_models_lists_what_the_key_may_request(served: Served) -> None:
     assert narrow == ["solo"]
     every = [m.id for m in client(served, key=KEYS["OPS_KEY"]).models.list()]
     assert {"g", "a/m", "b/m", "anth/claude-3-5-haiku-latest"} <= set(every)
+
+
+def test_models_retrieve_in_both_shapes(served: Served, key: str) -> None:
+    c = client(served)
+    got = c.models.retrieve("g")
+    assert (got.id, got.object, got.owned_by) == ("g", "model", "engine")
+    assert c.models.retrieve("gpt-4o").id == "gpt-4o"  # the key's glob and a route's match it
+    with pytest.raises(openai.NotFoundError):
+        c.models.retrieve("a/m")  # listed, but not for this key
+    ops = client(served, key=KEYS["OPS_KEY"])
+    assert ops.models.retrieve("anth/claude-3-5-haiku-latest").owned_by == "anth"
+    with pytest.raises(openai.NotFoundError):
+        ops.models.retrieve("routed-nowhere")
+    with pytest.raises(openai.NotFoundError):
+        c.models.retrieve("gpt-x..y")  # the glob matches, but no chat request could name it
+    headers = {"x-api-key": key, "anthropic-version": "2023-06-01"}
+    theirs = httpx.get(served.url + "/v1/models/solo", headers=headers)
+    assert theirs.json() == {
+        "type": "model",
+        "id": "solo",
+        "display_name": "solo",
+        "created_at": "1970-01-01T00:00:00Z",
+    }
+    missing = httpx.get(served.url + "/v1/models/a/m", headers=headers)
+    assert missing.status_code == 404 and missing.json()["error"]["type"] == "not_found_error"
 
 
 def test_models_in_anthropics_shape_when_asked(served: Served, key: str) -> None:
