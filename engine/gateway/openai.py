@@ -158,13 +158,15 @@ class OpenAIDialect(Dialect):
                 raise
             yield self.stream_error(exc)
 
-    def error(self, status: int, message: str, *, kind: str | None = None) -> dict[str, Any]:
+    def error(
+        self, status: int, message: str, *, kind: str | None = None, relayed: bool = False
+    ) -> dict[str, Any]:
         return {
             "error": {
                 "message": message,
                 "type": kind or _TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error"),
                 "param": None,
-                "code": _CODES.get(status) if kind is None else None,
+                "code": _CODES.get(status) if kind is None and not relayed else None,
             }
         }
 
