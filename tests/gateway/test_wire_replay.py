@@ -68,10 +68,27 @@ RECORDINGS = {r.model: r for r in map(_load, METAS)}
 
 
 def _own(kind: str, name: str, status: int, body: dict[str, Any]) -> Recording:
-    """A refusal of this file's own, in the shape the provider sends (no recording needed)."""
+    """An answer of this file's own, in the shape the provider sends (no recording needed)."""
     expect = {"call": "route", "text": None, "tool_calls": [], "usage": None, "finish": None}
     meta = {"mode": "json", "status": status, "content_type": "application/json", "expect": expect}
     return Recording(kind, name, meta, json.dumps(body).encode())
+
+
+SIGNATURE = "CiQB0e2Kb3own+signature/of=the+call"
+SIGNED_CALL = {  # Gemini 3's answer: a functionCall part carrying its thought signature
+    "candidates": [
+        {
+            "content": {
+                "role": "model",
+                "parts": [
+                    {"functionCall": {"name": "get_country", "args": {}}, "thoughtSignature": SIGNATURE}
+                ],
+            },
+            "finishReason": "STOP",
+        }
+    ],
+    "usageMetadata": {"promptTokenCount": 29, "candidatesTokenCount": 12, "totalTokenCount": 41},
+}
 
 
 OWN = {
@@ -89,9 +106,11 @@ OWN = {
             404,
             {"error": {"message": "No such model.", "type": "invalid_request_error"}},
         ),
+        _own("gemini", "own-signed-call", 200, SIGNED_CALL),
     ]
 }
 SERVED = {**RECORDINGS, **OWN}
+REFUSALS = [m for m, r in OWN.items() if r.meta["status"] != 200]
 
 
 def config(url: str) -> str:
@@ -122,9 +141,10 @@ class _At(NamedTuple):
 class Replay(NamedTuple):
     served: Served
     asked: dict[str, bool]  # model -> whether the engine asked the upstream for a stream
+    sent: dict[str, Any]  # model -> the last request body the upstream got for it
 
 
-def _upstream(asked: dict[str, bool]) -> web.Application:
+def _upstream(asked: dict[str, bool], sent: dict[str, Any]) -> web.Application:
     """Answers ``/{kind}/...`` with the recording the request names (model in the body, or in
     Gemini's path), with its recorded status and content type."""
 
@@ -138,7 +158,7 @@ def _upstream(asked: dict[str, bool]) -> web.Application:
             name = body["model"]
             stream = body.get("stream", kind == "ollama") is True
         rec = SERVED[f"{kind}.{name}"]
-        asked[rec.model] = stream
+        asked[rec.model], sent[rec.model] = stream, body
         resp = web.StreamResponse(
             status=rec.meta["status"], headers={"content-type": rec.meta["content_type"]}
         )
@@ -158,8 +178,9 @@ def replay() -> Iterator[Replay]:
     sock = socket.create_server(("127.0.0.1", 0))
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     asked: dict[str, bool] = {}
+    sent: dict[str, Any] = {}
     served = Served(config(url), cast(FakeServer, _At(url)), {})
-    runner = web.AppRunner(_upstream(asked))
+    runner = web.AppRunner(_upstream(asked, sent))
 
     async def start() -> None:
         await runner.setup()
@@ -167,7 +188,7 @@ def replay() -> Iterator[Replay]:
 
     try:
         served.call(start())
-        yield Replay(served, asked)
+        yield Replay(served, asked, sent)
     finally:
         served.call(runner.cleanup())
         served.stop()
@@ -317,13 +338,34 @@ def test_openai_sdk_reads_the_replayed_recording(model: str, replay: Replay, oa:
     assert usage.prompt_tokens_details.cached_tokens == _cache(rec)[0]
 
 
-@pytest.mark.parametrize("model", list(OWN))
+@pytest.mark.parametrize("model", REFUSALS)
 def test_openai_sdk_gets_a_providers_refusal_without_a_gateway_code(
     model: str, replay: Replay, oa: openai.OpenAI
 ) -> None:
     """A provider's 403 is not the gateway's ``model_not_allowed`` (nor its 404 the gateway's
     ``model_not_found``): the status and the provider's message, no code of the gateway's."""
     _openai_refused(OWN[model], replay, oa)
+
+
+def test_a_gemini_call_signature_goes_out_and_comes_back_through_the_openai_dialect(
+    replay: Replay, oa: openai.OpenAI
+) -> None:
+    """Gemini 3 refuses a replayed functionCall without its thought signature: the answer's
+    tool call carries it as Gemini's own OpenAI endpoint writes it, and the SDK's message handed
+    back in the next turn brings it to the functionCall part again."""
+    rec = OWN["gemini.own-signed-call"]
+    first = oa.chat.completions.create(**_ask(rec)).choices[0].message
+    (call,) = first.tool_calls or []
+    assert (call.model_extra or {}).get("extra_content") == {"google": {"thought_signature": SIGNATURE}}
+    result = {"role": "tool", "tool_call_id": call.id, "content": "France"}
+    oa.chat.completions.create(
+        model=rec.model,
+        messages=[*_ask(rec)["messages"], first.model_dump(exclude_none=True), result],  # type: ignore[list-item]
+    )
+    parts = [p for c in replay.sent[rec.model]["contents"] for p in c["parts"] if "functionCall" in p]
+    assert [(p["functionCall"]["name"], p.get("thoughtSignature")) for p in parts] == [
+        ("get_country", SIGNATURE)
+    ]
 
 
 def _openai_refused(rec: Recording, replay: Replay, oa: openai.OpenAI) -> None:
@@ -440,7 +482,7 @@ def test_anthropic_sdk_reads_the_replayed_recording(
     assert (usage.cache_read_input_tokens or 0, usage.cache_creation_input_tokens or 0) == (read, write)
 
 
-@pytest.mark.parametrize("model", list(OWN))
+@pytest.mark.parametrize("model", REFUSALS)
 def test_anthropic_sdk_gets_a_providers_refusal(model: str, replay: Replay, an: anthropic.Anthropic) -> None:
     _anthropic_refused(OWN[model], replay, an)
 
