@@ -6,7 +6,10 @@ streamed where the recording is a stream. What the SDK makes of the gateway's an
 with what the provider's own SDK made of the recorded bytes (each recording's ``meta.json``):
 text, tool calls, finish / stop reason in the dialect's words, usage, reasoning (the recording's
 own thinking), an in-stream error raised while iterating after the text before it, an error
-answer as the SDK's typed exception of the recorded status.
+answer as the SDK's typed exception of the recorded status (with the provider's message, and
+none of the gateway's own OpenAI error codes). Answers of this file's own, in the providers'
+shapes, pin what runs without the recordings: a provider's refusal, a Gemini 3 call's signature
+handed out and back through the OpenAI dialect.
 
 (The engine's parsers against each recording: tests/providers/test_wire_recordings.py; the
 Anthropic dialect's event sequence over Anthropic recordings: test_anthropic_recordings.py.)
