@@ -90,7 +90,9 @@ class AnthropicDialect(Dialect):
         if not writer.done:  # ended without its final event: never a clean end
             yield event("error", _error("api_error", "the stream ended before its final event"))
 
-    def error(self, status: int, message: str, *, kind: str | None = None) -> dict[str, Any]:
+    def error(
+        self, status: int, message: str, *, kind: str | None = None, relayed: bool = False
+    ) -> dict[str, Any]:
         default = "api_error" if status >= 500 else "invalid_request_error"
         return _error(kind or ERROR_TYPES.get(status, default), message)
 

@@ -67,7 +67,9 @@ class Call:
         await send_bytes(self.send, status, data, JSON, out)
 
     async def refuse(self, r: Refusal) -> None:
-        await self.reply(r.status, self.dialect.error(r.status, r.message, kind=r.kind), list(r.headers))
+        await self.reply(
+            r.status, self.dialect.error(r.status, r.message, kind=r.kind, relayed=r.relayed), list(r.headers)
+        )
 
     def authenticate(self, *, admin: bool = False) -> ClientKey | None:
         """The caller's key; ``Refusal(401)`` without a valid one (none needed on an open

@@ -41,9 +41,12 @@ class Dialect(ABC):
         frame propagates, so the server can answer it with a status."""
 
     @abstractmethod
-    def error(self, status: int, message: str, *, kind: str | None = None) -> dict[str, Any]:
+    def error(
+        self, status: int, message: str, *, kind: str | None = None, relayed: bool = False
+    ) -> dict[str, Any]:
         """The JSON error body for ``status`` (``kind``: the dialect's error type when the
-        server knows a better one than the status implies)."""
+        server knows a better one than the status implies; ``relayed``: a provider's own
+        refusal, which the codes naming the gateway's own refusals do not describe)."""
 
     @abstractmethod
     def stream_error(self, error: RouteError | Exception) -> bytes:

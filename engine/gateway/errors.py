@@ -20,7 +20,8 @@ __all__ = ["Refusal", "refusal_of"]
 
 class Refusal(Exception):
     """An answer with an error ``status`` (``kind``: the dialect's error type, when the
-    status alone does not say it; ``headers``: e.g. Retry-After)."""
+    status alone does not say it; ``headers``: e.g. Retry-After; ``relayed``: a provider's own
+    refusal passed on, not one of the gateway's)."""
 
     def __init__(
         self,
@@ -29,18 +30,20 @@ class Refusal(Exception):
         *,
         kind: str | None = None,
         headers: tuple[tuple[bytes, bytes], ...] = (),
+        relayed: bool = False,
     ) -> None:
         self.status = status
         self.message = message
         self.kind = kind
         self.headers = headers
+        self.relayed = relayed
         super().__init__(message)
 
 
 def refusal_of(error: RequestError | RouteError) -> Refusal:
     """The answer to an engine error: 400 a request it cannot route as given, 404 no route, the
-    provider's own status and message for a ``ProviderError``, 504 a deadline, 502 every target
-    failed; the last two with ``retry_hints``."""
+    provider's own status and message for a ``ProviderError`` (relayed: none of the gateway's own
+    error codes), 504 a deadline, 502 every target failed; the last two with ``retry_hints``."""
     if isinstance(error, RequestError):
         return Refusal(400, str(error))
     if isinstance(error, NoRouteError):
@@ -51,7 +54,8 @@ def refusal_of(error: RequestError | RouteError) -> Refusal:
     if isinstance(error, ProviderError):
         status = error.status if error.status is not None and 400 <= error.status < 600 else 502
         said = error.body.strip()  # (masked of the provider's secrets already)
-        return Refusal(status, f"{error.message}: {said}" if said else error.message, headers=hints)
+        message = f"{error.message}: {said}" if said else error.message
+        return Refusal(status, message, headers=hints, relayed=True)
     return Refusal(502, error.message, headers=hints)
 
 

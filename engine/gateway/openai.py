@@ -6,7 +6,10 @@ refused (one answer per request), and what the client sent passes on as it is (`
 ``chat.completion.chunk`` objects whatever provider answered: reasoning as ``reasoning_content``
 (message field and deltas), tool calls as OpenAI's (deltas with ``index``, then ``id``, ``name``
 and ``arguments`` pieces), usage with ``prompt_tokens_details.cached_tokens`` and
-``completion_tokens_details.reasoning_tokens``; ``stream_options.include_usage`` adds the final
+``completion_tokens_details.reasoning_tokens``; a whole answer's signatures as ``Response.message()``
+hands them back (Anthropic's ``reasoning_signature``, Gemini's tool-call
+``extra_content.google.thought_signature``, as Gemini's own OpenAI endpoint answers it), so a
+client's next turn returns them; ``stream_options.include_usage`` adds the final
 usage-only chunk. A stream that breaks after its first chunk ends with ``data: {"error": ...}``,
 never with ``data: [DONE]``.
 """
@@ -69,11 +72,11 @@ def completion(response: Response, model: Any) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": response.text or None}
     if response.reasoning:
         message["reasoning_content"] = response.reasoning
-    if response.tool_calls:
-        message["tool_calls"] = [
-            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-            for c in response.tool_calls
-        ]
+    back = response.message()  # (what hands the answer back: the signatures)
+    if "reasoning_signature" in back:
+        message["reasoning_signature"] = back["reasoning_signature"]
+    if "tool_calls" in back:
+        message["tool_calls"] = back["tool_calls"]
     message["refusal"] = None
     return {
         "id": _id(),
@@ -158,13 +161,15 @@ class OpenAIDialect(Dialect):
                 raise
             yield self.stream_error(exc)
 
-    def error(self, status: int, message: str, *, kind: str | None = None) -> dict[str, Any]:
+    def error(
+        self, status: int, message: str, *, kind: str | None = None, relayed: bool = False
+    ) -> dict[str, Any]:
         return {
             "error": {
                 "message": message,
                 "type": kind or _TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error"),
                 "param": None,
-                "code": _CODES.get(status) if kind is None else None,
+                "code": _CODES.get(status) if kind is None and not relayed else None,
             }
         }
 
